@@ -1,0 +1,1 @@
+"""certs layer (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""modules layer (see DESIGN.md)."""

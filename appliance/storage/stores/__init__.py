@@ -1,0 +1,1 @@
+"""storage/stores layer (see DESIGN.md)."""

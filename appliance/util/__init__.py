@@ -1,0 +1,1 @@
+"""util layer (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""xmpp layer (see DESIGN.md)."""

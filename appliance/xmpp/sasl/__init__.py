@@ -1,0 +1,1 @@
+"""xmpp/sasl layer (see DESIGN.md)."""
