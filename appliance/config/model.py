@@ -1,0 +1,152 @@
+"""Typed, frozen configuration: what the rest of Parlour sees after loading parlour.toml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+ResourceConflict = Literal["replace", "reject"]
+RegistrationPolicy = Literal["closed", "open", "loopback"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Process-wide settings."""
+
+    state_dir: Path
+    admins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """Certificates for c2s TLS; empty paths mean "make a self-signed one in the state directory"."""
+
+    certificate: Path | None = None
+    private_key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class C2SConfig:
+    """Client-to-server listeners and session policy."""
+
+    interfaces: tuple[str, ...] = ("0.0.0.0", "::")
+    port: int = 5222
+    direct_tls_port: int = 5223  # 0 disables the XEP-0368 listener
+    require_encryption: bool = True
+    allow_plaintext_on_loopback: bool = False
+    resource_conflict: ResourceConflict = "replace"
+    max_resources: int = 10
+    legacy_session: bool = True
+    idle_timeout: float = 600.0  # seconds without any byte before a ping; then ping_timeout to close
+    ping_timeout: float = 60.0
+    handshake_timeout: float = 60.0  # seconds from connect to a bound resource
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Resource limits that keep one client from hurting the others."""
+
+    max_stanza_size: int = 262_144
+    max_depth: int = 64
+    max_connections_per_ip: int = 50
+    max_connections: int = 20_000
+    auth_failures_per_ip: int = 10  # within auth_window before the IP is blocked
+    auth_failures_per_account: int = 5  # within auth_window before the account is blocked
+    auth_window: float = 300.0
+    auth_block_time: float = 300.0
+    auth_failure_delay: float = 1.0
+    scram_iterations: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """Log level and optional stanza tracing."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    stanzas: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineOptions:
+    max_messages: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterOptions:
+    policy: RegistrationPolicy = "closed"
+    min_password_length: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class RosterOptions:
+    versioning: bool = True
+    max_items: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class VcardOptions:
+    max_size: int = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateOptions:
+    max_size: int = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class VersionOptions:
+    show_os: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContactAddresses:
+    """XEP-0157 addresses, each a list of URIs such as "mailto:..." or "xmpp:..."."""
+
+    abuse: tuple[str, ...] = ()
+    admin: tuple[str, ...] = ()
+    feedback: tuple[str, ...] = ()
+    sales: tuple[str, ...] = ()
+    security: tuple[str, ...] = ()
+    support: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModulesConfig:
+    """Per-module options; `disabled` names modules that are not loaded."""
+
+    disabled: tuple[str, ...] = ()
+    offline: OfflineOptions = field(default_factory=OfflineOptions)
+    register: RegisterOptions = field(default_factory=RegisterOptions)
+    roster: RosterOptions = field(default_factory=RosterOptions)
+    vcard: VcardOptions = field(default_factory=VcardOptions)
+    private: PrivateOptions = field(default_factory=PrivateOptions)
+    version: VersionOptions = field(default_factory=VersionOptions)
+    contact_addresses: ContactAddresses = field(default_factory=ContactAddresses)
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """One virtual host (a domain served by this server)."""
+
+    name: str
+    modules: ModulesConfig = field(default_factory=ModulesConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration."""
+
+    server: ServerConfig
+    hosts: tuple[HostConfig, ...]
+    c2s: C2SConfig = field(default_factory=C2SConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    source: Path | None = None
+
+    def host(self, name: str) -> HostConfig | None:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        return None
