@@ -1,0 +1,130 @@
+"""`parlour check config`: validate the configuration and the environment it points at.
+
+Prints one line per check, `ok`, `warn` or `FAIL`, each problem followed by a fix hint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from pathlib import Path
+
+from appliance.cli import _config
+from appliance.config import Config, ConfigError
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+class Report:
+    """Collects check lines and the worst status seen."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def line(self, status: str, name: str, message: str, fix: str | None = None) -> None:
+        print(f"{status:<4} {name} {message}")
+        if fix:
+            print(f"     fix: {fix}")
+        self.failed = self.failed or status == FAIL
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("check", help="check the configuration and environment")
+    targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    config = targets.add_parser("config", help="validate the config file and the paths it names")
+    _config.add_config_arguments(config)
+    config.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = Report()
+    path = _config.config_path(args)
+    try:
+        config = _config.load(args)
+    except ConfigError as exc:
+        count = len(exc.problems)
+        report.line(FAIL, "config", f"{path}: {count} problem{'s' if count != 1 else ''}")
+        for problem in exc.problems:
+            print(f"     {problem}")
+        print("     fix: edit the file as the lines above say, then run `parlour check config` again")
+        return 2
+    names = ", ".join(host.name for host in config.hosts)
+    count = len(config.hosts)
+    where = str(config.source) if config.source else f"built-in development defaults (no {path})"
+    report.line(OK, "config", f"{where}: {count} host{'s' if count != 1 else ''} ({names})")
+    check_state_dir(report, config.server.state_dir)
+    check_tls(report, config)
+    check_admins(report, config)
+    check_encryption(report, config)
+    return 1 if report.failed else 0
+
+
+def check_state_dir(report: Report, state_dir: Path) -> None:
+    if state_dir.is_dir():
+        if os.access(state_dir, os.W_OK | os.X_OK):
+            report.line(OK, "state", f"{state_dir}: writable")
+        else:
+            report.line(FAIL, "state", f"{state_dir}: not writable by this user",
+                        f"give the service user ownership, e.g. `chown -R parlour: {state_dir}`")
+        return
+    if state_dir.exists():
+        report.line(FAIL, "state", f"{state_dir}: exists but is not a folder",
+                    "move it away or set server.state_dir to another folder")
+        return
+    parent = next((p for p in state_dir.parents if p.exists()), None)
+    if parent is not None and os.access(parent, os.W_OK | os.X_OK):
+        report.line(OK, "state", f"{state_dir}: will be created at start")
+    else:
+        report.line(FAIL, "state", f"{state_dir}: missing and cannot be created by this user",
+                    f"create it: `mkdir -p {state_dir}` as an administrator, owned by the service user")
+
+
+def check_tls(report: Report, config: Config) -> None:
+    tls = config.tls
+    if tls.certificate is None or tls.private_key is None:
+        report.line(OK, "tls", "no certificate configured: a self-signed one is made in the state folder")
+        return
+    problems = False
+    for key, path, marker in (("tls.certificate", tls.certificate, "CERTIFICATE"),
+                              ("tls.private_key", tls.private_key, "PRIVATE KEY")):
+        try:
+            text = path.read_text(encoding="ascii", errors="replace")
+        except OSError as exc:
+            report.line(FAIL, "tls", f"{key} = {path}: {exc.strerror or exc}",
+                        "point it at a readable PEM file, or remove both tls keys for a self-signed one")
+            problems = True
+            continue
+        if f"-----BEGIN {marker}-----" not in text and (
+            marker != "PRIVATE KEY" or "PRIVATE KEY-----" not in text
+        ):
+            report.line(FAIL, "tls", f"{key} = {path}: no PEM {marker.lower()} in the file",
+                        "use the PEM file (text starting with -----BEGIN ...)")
+            problems = True
+    if not problems:
+        report.line(OK, "tls", f"{tls.certificate}: readable")
+
+
+def check_admins(report: Report, config: Config) -> None:
+    hosts = {host.name for host in config.hosts}
+    if not config.server.admins:
+        report.line(WARN, "admins", "none configured: nobody can use the admin console",
+                    'add server.admins = ["you@' + config.hosts[0].name + '"]')
+        return
+    for admin in config.server.admins:
+        domain = admin.rpartition("@")[2]
+        if domain not in hosts:
+            report.line(WARN, "admins", f"{admin}: {domain} is not a host of this server",
+                        "admins log in with an account on one of the hosts")
+    if all(admin.rpartition("@")[2] in hosts for admin in config.server.admins):
+        report.line(OK, "admins", ", ".join(config.server.admins))
+
+
+def check_encryption(report: Report, config: Config) -> None:
+    c2s = config.c2s
+    if c2s.require_encryption:
+        return
+    public = [i for i in c2s.interfaces if not ipaddress.ip_address(i).is_loopback]
+    if public:
+        report.line(WARN, "c2s", f"encryption is optional on {', '.join(public)}: passwords may "
+                    "cross the network in clear", "set c2s.require_encryption = true")

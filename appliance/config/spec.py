@@ -1,0 +1,551 @@
+"""The configuration schema: every key's type, default, allowed values and one-line doc.
+
+The defaults come from the dataclasses in `model.py`, so the schema and the model cannot disagree
+(a test checks that every model field has exactly one key here). `load.py` validates against this
+schema and `docs.py` renders it as the configuration reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.config import model
+
+
+class Invalid(ValueError):
+    """A value does not fit its key; the message says what is allowed ("expected ...")."""
+
+
+class Kind:
+    """A value type: converts a parsed TOML value to the model's type or raises `Invalid`."""
+
+    type_name: str = "value"
+
+    def allowed(self) -> str:
+        """What is allowed, phrased to follow "expected"."""
+        raise NotImplementedError
+
+    def brief(self) -> str:
+        """What is allowed, short, for the reference table."""
+        return self.allowed()
+
+    def convert(self, value: object) -> object:
+        raise NotImplementedError
+
+    def to_toml(self, value: object) -> str:
+        """The model value written back as TOML (for docs and examples)."""
+        return toml_literal(value)
+
+    def fail(self) -> Invalid:
+        return Invalid(f"expected {self.allowed()}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Int(Kind):
+    """An integer within [lo, hi]."""
+
+    lo: int
+    hi: int
+    type_name = "integer"
+
+    def allowed(self) -> str:
+        return f"an integer from {self.lo} to {self.hi}"
+
+    def brief(self) -> str:
+        return f"{self.lo} to {self.hi}"
+
+    def convert(self, value: object) -> int:
+        if not _is_int(value) or not self.lo <= value <= self.hi:  # type: ignore[operator]
+            raise self.fail()
+        return value  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Bool(Kind):
+    type_name = "boolean"
+
+    def allowed(self) -> str:
+        return "true or false"
+
+    def convert(self, value: object) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail()
+        return value
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    """One string out of a fixed set."""
+
+    values: tuple[str, ...]
+    type_name = "string"
+
+    def allowed(self) -> str:
+        quoted = [json.dumps(v) for v in self.values]
+        return "one of " + ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+    def convert(self, value: object) -> str:
+        if value not in self.values or not isinstance(value, str):
+            raise self.fail()
+        return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as the largest whole unit: 600 → "10m", 1.5 → "1500ms"."""
+    for unit in ("w", "d", "h", "m", "s", "ms"):
+        count = seconds / _DURATION_UNITS[unit]
+        if count >= 1 and abs(count - round(count)) < 1e-9:
+            return f"{round(count)}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class Duration(Kind):
+    """Seconds as a number, or a string with a unit: "30s", "10m", "2h", "1d"."""
+
+    lo: float
+    hi: float
+    type_name = "duration"
+
+    def allowed(self) -> str:
+        return (
+            'a duration such as 30, "30s", "10m", "2h" or "1d" '
+            f"from {format_duration(self.lo) if self.lo else '0'} to {format_duration(self.hi)}"
+        )
+
+    def brief(self) -> str:
+        return f"{format_duration(self.lo) if self.lo else '0'} to {format_duration(self.hi)}"
+
+    def convert(self, value: object) -> float:
+        if _is_number(value):
+            seconds = float(value)  # type: ignore[arg-type]
+        elif isinstance(value, str) and (match := _DURATION.match(value)):
+            seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+        else:
+            raise self.fail()
+        if not self.lo <= seconds <= self.hi:
+            raise self.fail()
+        return seconds
+
+    def to_toml(self, value: object) -> str:
+        return json.dumps(format_duration(value))  # type: ignore[arg-type]
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|kB|KB|MB|GB)\s*$")
+_SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "kB": 1000, "KB": 1000,
+               "MB": 1000**2, "GB": 1000**3}
+
+
+def format_size(size: int) -> str:
+    """Bytes as the largest whole binary unit: 262144 → "256KiB"."""
+    for unit in ("GiB", "MiB", "KiB"):
+        if size and size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return f"{size}B"
+
+
+@dataclass(frozen=True)
+class Size(Kind):
+    """Bytes as an integer, or a string with a unit: "256KiB", "10MiB"."""
+
+    lo: int
+    hi: int
+    type_name = "size"
+
+    def allowed(self) -> str:
+        lo, hi = format_size(self.lo), format_size(self.hi)
+        return f'a size such as 65536, "64KiB" or "10MiB" from {lo} to {hi}'
+
+    def brief(self) -> str:
+        return f"{format_size(self.lo)} to {format_size(self.hi)}"
+
+    def convert(self, value: object) -> int:
+        if _is_int(value):
+            size = value
+        elif isinstance(value, str) and (match := _SIZE.match(value)):
+            size = float(match[1]) * _SIZE_UNITS[match[2]]
+            if size != int(size):
+                raise self.fail()
+            size = int(size)
+        else:
+            raise self.fail()
+        if not self.lo <= size <= self.hi:  # type: ignore[operator]
+            raise self.fail()
+        return size  # type: ignore[return-value]
+
+    def to_toml(self, value: object) -> str:
+        return json.dumps(format_size(value))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PathKind(Kind):
+    """A file system path; a relative one is resolved by the loader against the config file's folder."""
+
+    optional: bool = False
+    type_name = "path"
+
+    def allowed(self) -> str:
+        return "a path" + (' (or "" for none)' if self.optional else "")
+
+    def convert(self, value: object) -> Path | None:
+        if not isinstance(value, str) or "\0" in value:
+            raise self.fail()
+        if not value:
+            if self.optional:
+                return None
+            raise self.fail()
+        return Path(value).expanduser()
+
+    def to_toml(self, value: object) -> str:
+        return json.dumps("" if value is None else str(value))
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    """A string checked by a function that returns the normalized form or raises ValueError."""
+
+    what: str  # "a bare JID like \"admin@example.org\""
+    check: Callable[[str], str]
+    type_name = "string"
+
+    def allowed(self) -> str:
+        return self.what
+
+    def convert(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise self.fail()
+        try:
+            return self.check(value)
+        except ValueError:
+            raise self.fail() from None
+
+
+@dataclass(frozen=True)
+class ListOf(Kind):
+    """A list of strings, each checked by `item`; duplicates are refused."""
+
+    item: Text
+    min_items: int = 0
+    type_name = "list of strings"
+
+    def allowed(self) -> str:
+        least = " (at least one)" if self.min_items else ""
+        return f"a list of {_plural(self.item.what)}{least}"
+
+    def convert(self, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list) or len(value) < self.min_items:
+            raise self.fail()
+        items = []
+        for item in value:
+            try:
+                items.append(self.item.convert(item))
+            except Invalid:
+                raise Invalid(f"expected {self.allowed()}; {toml_literal(item, 40)} is not one") from None
+        if len(set(items)) != len(items):
+            raise Invalid(f"expected {self.allowed()} without duplicates")
+        return tuple(items)
+
+    def to_toml(self, value: object) -> str:
+        return toml_literal(list(value))  # type: ignore[call-overload]
+
+
+def _plural(what: str) -> str:
+    """'a bare JID like "x"' → 'bare JIDs like "x"' (good enough for our own phrases)."""
+    head, _, tail = what.partition(" like ")
+    head = head.removeprefix("a ").removeprefix("an ")
+    head += "es" if head.endswith("s") else "s"
+    return f"{head} like {tail}" if tail else head
+
+
+# --- string checks ---------------------------------------------------------------------------------
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def check_domain(text: str) -> str:
+    """A DNS domain name (IDNs allowed), returned in the lower-case Unicode form JIDs use."""
+    name = text.strip().rstrip(".").lower()
+    if not name or len(name) > 253 or any(c.isspace() or c in "@/\\:[]" for c in name):
+        raise ValueError(text)
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(text) from None
+    labels = ascii_name.split(".")
+    if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        raise ValueError(text)
+    return name
+
+
+_FORBIDDEN_LOCAL = set("\"&'/:<>@") | {" "}
+
+
+def check_bare_jid(text: str) -> str:
+    """A bare JID with a local part ("admin@example.org"), in its normalized form."""
+    local, at, domain = text.partition("@")
+    if not at or not local or "/" in text or len(local.encode()) > 1023:
+        raise ValueError(text)
+    if any(c in _FORBIDDEN_LOCAL or not c.isprintable() for c in local):
+        raise ValueError(text)
+    return f"{local.lower()}@{check_domain(domain)}"
+
+
+def check_ip(text: str) -> str:
+    """An IPv4 or IPv6 address, in its canonical form."""
+    return str(ipaddress.ip_address(text.strip()))
+
+
+_MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def check_module_name(text: str) -> str:
+    if not _MODULE_NAME.match(text):
+        raise ValueError(text)
+    return text
+
+
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$")
+
+
+def check_uri(text: str) -> str:
+    if not _URI.match(text):
+        raise ValueError(text)
+    return text
+
+
+DOMAIN = Text('a domain name like "example.org"', check_domain)
+BARE_JID = Text('a bare JID like "admin@example.org"', check_bare_jid)
+IP_ADDRESS = Text('an IP address like "0.0.0.0" or "::1"', check_ip)
+MODULE_NAME = Text('a module name like "offline"', check_module_name)
+URI = Text('a URI like "mailto:abuse@example.org" or "xmpp:admin@example.org"', check_uri)
+
+
+# --- the schema ------------------------------------------------------------------------------------
+
+REQUIRED: Any = object()  # default of a key without a model default
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One configuration key."""
+
+    name: str
+    kind: Kind
+    doc: str
+    default: object
+    default_doc: str | None = None  # shown instead of the default when it depends on the platform
+
+    def default_toml(self) -> str:
+        if self.default_doc is not None:
+            return self.default_doc
+        return self.kind.to_toml(self.default)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A TOML table backed by one model dataclass: its keys and nested tables."""
+
+    path: str  # dotted, "c2s" or "modules.offline"; hosts' tables use "hosts.<name>"
+    model: type
+    doc: str
+    keys: tuple[Key, ...]
+    tables: tuple[Table, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+    def key(self, name: str) -> Key | None:
+        return next((k for k in self.keys if k.name == name), None)
+
+    def table(self, name: str) -> Table | None:
+        return next((t for t in self.tables if t.name == name), None)
+
+    def names(self) -> list[str]:
+        return [k.name for k in self.keys] + [t.name for t in self.tables]
+
+    def walk(self) -> list[Table]:
+        """This table and every nested one, depth first."""
+        out = [self]
+        for table in self.tables:
+            out.extend(table.walk())
+        return out
+
+
+def _key(cls: type, name: str, kind: Kind, doc: str, default_doc: str | None = None) -> Key:
+    """A key whose default is read from the model field `cls.name`."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = REQUIRED
+            return Key(name, kind, doc, default, default_doc)
+    raise AssertionError(f"{cls.__name__} has no field {name!r}")
+
+
+def _table(path: str, cls: type, doc: str, keys: Sequence[tuple[Any, ...]], tables: Sequence[Table] = ()
+           ) -> Table:
+    return Table(path, cls, doc, tuple(_key(cls, *k) for k in keys), tuple(tables))
+
+
+ONE_DAY = 86400.0
+PORT = Int(1, 65535)
+
+SERVER = _table("server", model.ServerConfig, "Process-wide settings.", [
+    ("state_dir", PathKind(), "Folder for the database, certificates and uploads; relative to the "
+     "config file's folder.", "platform default (/var/lib/parlour on Linux)"),
+    ("admins", ListOf(BARE_JID), "Accounts allowed into the admin console and admin commands."),
+])
+
+C2S = _table("c2s", model.C2SConfig, "Client connections (RFC 6120) and session policy.", [
+    ("interfaces", ListOf(IP_ADDRESS, min_items=1), "Addresses to listen on for clients."),
+    ("port", PORT, "Port for client connections with STARTTLS."),
+    ("direct_tls_port", Int(0, 65535), "Port for direct TLS client connections (XEP-0368); 0 turns "
+     "it off."),
+    ("require_encryption", Bool(), "Refuse to authenticate clients before TLS."),
+    ("allow_plaintext_on_loopback", Bool(), "Allow unencrypted clients from 127.0.0.1/::1 even when "
+     "encryption is required (for local tools and tests)."),
+    ("resource_conflict", Choice(("replace", "reject")), "When a client binds a resource already in "
+     "use: disconnect the old session or refuse the new one."),
+    ("max_resources", Int(1, 1000), "Most simultaneous sessions per account."),
+    ("legacy_session", Bool(), "Advertise the RFC 3921 session feature as optional, for old clients."),
+    ("idle_timeout", Duration(10, ONE_DAY), "Silence before the server pings the client."),
+    ("ping_timeout", Duration(1, 3600), "Time to answer that ping before the connection is closed."),
+    ("handshake_timeout", Duration(1, 3600), "Time from connecting to a bound resource."),
+])
+
+TLS = _table("tls", model.TlsConfig, "Certificates. Leave both empty to use a self-signed certificate "
+             "made in the state folder.", [
+    ("certificate", PathKind(optional=True), "PEM certificate chain; relative to the config file's "
+     "folder."),
+    ("private_key", PathKind(optional=True), "PEM private key for that certificate."),
+])
+
+LIMITS = _table("limits", model.LimitsConfig, "Limits that keep one client from hurting the others.", [
+    ("max_stanza_size", Size(10_000, 64 * 1024**2), "Largest stanza accepted from a client."),
+    ("max_depth", Int(8, 1024), "Deepest element nesting accepted in a stanza."),
+    ("max_connections_per_ip", Int(1, 1_000_000), "Simultaneous connections from one IP address."),
+    ("max_connections", Int(1, 10_000_000), "Simultaneous connections in total."),
+    ("auth_failures_per_ip", Int(1, 1_000_000), "Failed logins from one IP address within auth_window "
+     "before it is blocked."),
+    ("auth_failures_per_account", Int(1, 1_000_000), "Failed logins to one account within auth_window "
+     "before it is blocked."),
+    ("auth_window", Duration(1, 7 * ONE_DAY), "Time over which failed logins are counted."),
+    ("auth_block_time", Duration(1, 7 * ONE_DAY), "How long a blocked IP address or account stays "
+     "blocked."),
+    ("auth_failure_delay", Duration(0, 60), "Pause before answering a failed login."),
+    ("scram_iterations", Int(4096, 10_000_000), "PBKDF2 iterations for newly stored passwords "
+     "(RFC 7677 asks for at least 4096)."),
+])
+
+LOGGING = _table("logging", model.LoggingConfig, "Logging.", [
+    ("level", Choice(("debug", "info", "warning", "error")), "Least severe messages that are logged."),
+    ("stanzas", Bool(), "Log every stanza at debug level (contains private messages)."),
+])
+
+
+def _module_tables(prefix: str) -> tuple[Table, ...]:
+    m = model
+    return (
+        _table(f"{prefix}.offline", m.OfflineOptions, "Offline message storage (XEP-0160).", [
+            ("max_messages", Int(0, 1_000_000), "Messages kept per account while it is offline; "
+             "0 keeps none."),
+        ]),
+        _table(f"{prefix}.register", m.RegisterOptions, "In-band registration (XEP-0077).", [
+            ("policy", Choice(("closed", "open", "loopback")), "Who may create accounts from a client: "
+             "nobody, anyone, or clients on this machine."),
+            ("min_password_length", Int(1, 1024), "Shortest password accepted."),
+        ]),
+        _table(f"{prefix}.roster", m.RosterOptions, "Contact lists (RFC 6121).", [
+            ("versioning", Bool(), "Offer roster versioning to clients."),
+            ("max_items", Int(1, 1_000_000), "Most contacts per account."),
+        ]),
+        _table(f"{prefix}.vcard", m.VcardOptions, "vCards (XEP-0054).", [
+            ("max_size", Size(1024, 16 * 1024**2), "Largest vCard stored."),
+        ]),
+        _table(f"{prefix}.private", m.PrivateOptions, "Private XML storage (XEP-0049).", [
+            ("max_size", Size(1024, 16 * 1024**2), "Largest private XML item stored."),
+        ]),
+        _table(f"{prefix}.version", m.VersionOptions, "Software version (XEP-0092).", [
+            ("show_os", Bool(), "Include the operating system in the answer."),
+        ]),
+        _table(f"{prefix}.contact_addresses", m.ContactAddresses, "Contact addresses published in "
+               "service discovery (XEP-0157).", [
+            (name, ListOf(URI), f"Where to reach the {name} contact.")
+            for name in ("abuse", "admin", "feedback", "sales", "security", "support")
+        ]),
+    )
+
+
+def _modules_table(prefix: str, doc: str) -> Table:
+    return _table(prefix, model.ModulesConfig, doc, [
+        ("disabled", ListOf(MODULE_NAME), "Modules that are not loaded."),
+    ], _module_tables(prefix))
+
+
+MODULES = _modules_table("modules", "Module options: defaults for every host.")
+
+HOST = _table("hosts.<name>", model.HostConfig, 'One table per virtual host, named by its domain: '
+              '`[hosts."example.org"]`. At least one is required.', [], [
+    _modules_table("hosts.<name>.modules", "Per-host module options, merged key by key over "
+                   "[modules]; a host's `disabled` replaces the global list."),
+])
+
+SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, LIMITS, LOGGING, MODULES)
+"""The top-level tables in documentation order; `hosts` (HOST) comes after them."""
+
+TOP_LEVEL_NAMES: tuple[str, ...] = (*(t.name for t in SECTIONS), "hosts")
+
+
+# --- TOML rendering --------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def toml_key(name: str) -> str:
+    return name if _BARE_KEY.match(name) else json.dumps(name, ensure_ascii=False)
+
+
+def toml_literal(value: object, limit: int = 0) -> str:
+    """A parsed TOML value written back as TOML, cut to `limit` characters when limit > 0."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, Path):
+        text = json.dumps(str(value), ensure_ascii=False)
+    elif isinstance(value, list | tuple):
+        text = "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    elif isinstance(value, dict):
+        inner = ", ".join(f"{toml_key(k)} = {toml_literal(v)}" for k, v in value.items())
+        text = "{ " + inner + " }" if inner else "{}"
+    elif hasattr(value, "isoformat"):
+        text = value.isoformat()
+    else:
+        text = repr(value) if isinstance(value, float) else str(value)
+    if limit and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
