@@ -82,6 +82,8 @@ class CertificateStore:
         self._entries: tuple[_Entry, ...] = ()
         self._alpns: dict[_Alpn, None] = {(): None}  # every ALPN list asked for, in order
         self._alpn_of: weakref.WeakKeyDictionary[ssl.SSLContext, _Alpn] = weakref.WeakKeyDictionary()
+        for stale in self._dir.glob(".load.*.pem"):  # private key copies left by a crash
+            stale.unlink(missing_ok=True)
 
     @property
     def certs_dir(self) -> Path:
@@ -191,15 +193,20 @@ class CertificateStore:
         entry.contexts[alpn] = ctx
         return ctx
 
-    def _on_sni(self, conn: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
+    def _on_sni(
+        self, conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext
+    ) -> int | None:
         """Switch the handshake to the context of the certificate that matches ``server_name``."""
         try:
-            with self._lock:
-                entry = _match(self._entries, server_name)
-                if entry is not None:
-                    target = self._variant(entry, self._alpn_of.get(ctx, ()))
-                    if target is not ctx:
-                        conn.context = target
+            entry = _match(self._entries, server_name)  # the tuple is swapped whole: no lock to read
+            if entry is not None:
+                alpn = self._alpn_of.get(ctx, ())
+                target = entry.contexts.get(alpn)
+                if target is None:  # an ALPN list first asked for after this certificate loaded
+                    with self._lock:
+                        target = self._variant(entry, alpn)
+                if target is not ctx:
+                    conn.context = target
         except Exception:
             log.exception("Choosing a certificate for %r failed; using the listener's", server_name)
         return None
