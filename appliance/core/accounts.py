@@ -1,0 +1,147 @@
+"""Accounts: the one service the CLI, web console, in-band registration and ad-hoc commands share.
+
+Passwords are never stored: setting one derives SCRAM keys for SHA-1, SHA-256 and SHA-512, each with a
+fresh random salt. Key derivation is deliberately slow, so it always runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+
+from appliance.storage.api import HASH_NAMES, AccountStore, AlreadyExists, ScramKeys
+from appliance.xmpp.jid import JID
+from appliance.xmpp.sasl import scram
+
+SALT_BYTES = 16
+PLAIN_HASH = "SHA-256"  # the key set PLAIN passwords are checked against
+
+# Verifying a password for an unknown account still costs a derivation (no timing oracle);
+# the salt is fixed because the result is thrown away.
+_DECOY_SALT = b"parlour-no-such-account"
+
+
+class AccountExists(Exception):
+    """The account to create is already registered."""
+
+
+class AccountNotFound(Exception):
+    """The account does not exist."""
+
+
+class WeakPassword(ValueError):
+    """The password is empty, too short, or not usable for SCRAM."""
+
+
+def derive_all(password: str, iterations: int) -> list[ScramKeys]:
+    """SCRAM keys for every supported hash, each with a fresh salt (CPU-heavy: call from a thread)."""
+    keys: list[ScramKeys] = []
+    for hash_name in HASH_NAMES:
+        salt = secrets.token_bytes(SALT_BYTES)
+        stored_key, server_key = scram.derive_keys(password, hash_name, salt, iterations)
+        keys.append(ScramKeys(hash_name, salt, iterations, stored_key, server_key))
+    return keys
+
+
+def _user(jid: JID) -> tuple[str, str]:
+    if jid.local is None:
+        raise ValueError(f"{jid} is not an account address (it has no localpart)")
+    return jid.domain, jid.local
+
+
+class AccountService:
+    """Create, delete and authenticate accounts over an ``AccountStore``."""
+
+    def __init__(self, accounts: AccountStore, *, iterations: int, min_password_length: int = 8) -> None:
+        if iterations < 1:
+            raise ValueError("SCRAM iterations must be positive")
+        self._accounts = accounts
+        self._iterations = iterations
+        self._min_length = max(1, min_password_length)
+
+    def check_password(self, password: str) -> None:
+        """Raise ``WeakPassword`` unless the password may be set."""
+        if len(password) < self._min_length:
+            raise WeakPassword(f"passwords need at least {self._min_length} characters")
+
+    async def _derive(self, password: str) -> list[ScramKeys]:
+        self.check_password(password)
+        try:
+            return await asyncio.to_thread(derive_all, password, self._iterations)
+        except ValueError as exc:  # SASLprep refused the password (e.g. control characters)
+            raise WeakPassword(f"password not usable: {exc}") from exc
+
+    async def create(self, jid: JID, password: str) -> None:
+        """Register ``jid``'s bare account; raises ``AccountExists`` or ``WeakPassword``."""
+        host, username = _user(jid)
+        if await self._accounts.exists(host, username):
+            raise AccountExists(f"{username}@{host}")
+        keys = await self._derive(password)
+        try:
+            await self._accounts.create(host, username, keys)
+        except AlreadyExists as exc:  # lost a race with another create
+            raise AccountExists(f"{username}@{host}") from exc
+
+    async def create_many(self, host: str, items: list[tuple[str, str]]) -> None:
+        """Register many ``(username, password)`` accounts at once, all or none (bulk import, benchmarks)."""
+        users = [(JID.make(username, host), password) for username, password in items]
+        for _, password in users:
+            self.check_password(password)
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="parlour-scram")
+        try:
+            derived = await asyncio.gather(
+                *(loop.run_in_executor(pool, derive_all, password, self._iterations) for _, password in users)
+            )
+        except ValueError as exc:  # SASLprep refused one of the passwords
+            raise WeakPassword(f"password not usable: {exc}") from exc
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # never block the loop joining threads
+        rows = [(_user(jid)[1], keys) for (jid, _), keys in zip(users, derived, strict=True)]
+        domain = users[0][0].domain if users else host
+        try:
+            await self._accounts.create_many(domain, rows)
+        except AlreadyExists as exc:
+            raise AccountExists(str(exc)) from exc
+
+    async def delete(self, jid: JID) -> None:
+        """Delete the account and everything stored for it; raises ``AccountNotFound``."""
+        host, username = _user(jid)
+        if not await self._accounts.delete(host, username):
+            raise AccountNotFound(f"{username}@{host}")
+
+    async def set_password(self, jid: JID, password: str) -> None:
+        """Replace all SCRAM keys; raises ``AccountNotFound`` or ``WeakPassword``."""
+        host, username = _user(jid)
+        keys = await self._derive(password)
+        if not await self._accounts.set_keys(host, username, keys):
+            raise AccountNotFound(f"{username}@{host}")
+
+    async def exists(self, jid: JID) -> bool:
+        host, username = _user(jid)
+        return await self._accounts.exists(host, username)
+
+    async def list(self, host: str, *, prefix: str = "", limit: int = 1000, offset: int = 0) -> list[str]:
+        """Usernames on ``host``, sorted."""
+        return await self._accounts.list_users(host, prefix=prefix, limit=limit, offset=offset)
+
+    async def count(self, host: str) -> int:
+        return await self._accounts.count(host)
+
+    async def scram_keys(self, jid: JID, hash_name: str) -> ScramKeys | None:
+        """The stored keys for SCRAM authentication, None for an unknown account."""
+        host, username = _user(jid)
+        return await self._accounts.get_keys(host, username, hash_name)
+
+    async def verify_plain(self, jid: JID, password: str) -> bool:
+        """Check a cleartext password (SASL PLAIN, web login) in comparable time for unknown users."""
+        keys = None if jid.local is None else await self.scram_keys(jid, PLAIN_HASH)
+        salt, iterations = (keys.salt, keys.iterations) if keys else (_DECOY_SALT, self._iterations)
+        try:
+            stored_key, _ = await asyncio.to_thread(scram.derive_keys, password, PLAIN_HASH, salt, iterations)
+        except ValueError:  # SASLprep refused it: no stored password can match
+            return False
+        return keys is not None and hmac.compare_digest(stored_key, keys.stored_key)
