@@ -172,6 +172,12 @@ class CertificateStore:
         entry = _Entry(source, chain_pem, key_pem, _describe(source, chain_pem, key_pem))
         for alpn in self._alpns:
             self._variant(entry, alpn)
+        log.info(
+            "Loaded certificate %s for %s, valid until %s",
+            source.chain,
+            ", ".join(entry.info.names),
+            entry.info.not_after,
+        )
         if entry.info.not_after < dt.datetime.now(dt.UTC):
             log.warning("%s expired on %s; renew or replace it", source.chain, entry.info.not_after)
         return entry
