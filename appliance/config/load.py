@@ -241,15 +241,25 @@ class _Builder:
     def check_together(self, values: dict[str, dict[str, Any]], data: dict[str, Any]) -> None:
         """Rules that involve more than one key."""
         c2s = values["c2s"]
-        port = c2s.get("port", spec.C2S.key("port").default)  # type: ignore[union-attr]
-        direct = c2s.get("direct_tls_port")
+        port = c2s.get("port", _default(spec.C2S, "port"))
+        direct = c2s.get("direct_tls_port", _default(spec.C2S, "direct_tls_port"))
         if direct and direct == port:
-            self.bad_value(("c2s", "direct_tls_port"), direct, f"must differ from c2s.port ({port})")
+            if "direct_tls_port" in c2s:
+                self.bad_value(("c2s", "direct_tls_port"), direct, f"must differ from c2s.port ({port})")
+            else:
+                self.bad_value(("c2s", "port"), port,
+                               f"must differ from c2s.direct_tls_port ({direct} by default)")
         tls = values["tls"]
         given = [name for name in ("certificate", "private_key") if tls.get(name) is not None]
         if len(given) == 1:
             other = "private_key" if given[0] == "certificate" else "certificate"
             self.bad_value(("tls", given[0]), data["tls"][given[0]], f"tls.{other} must be set too")
+
+
+def _default(table: spec.Table, name: str) -> Any:
+    key = table.key(name)
+    assert key is not None
+    return key.default
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

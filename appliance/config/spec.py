@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import model
+from appliance.xmpp.jid import JID, JIDError
 
 
 class Invalid(ValueError):
@@ -279,35 +280,35 @@ def _plural(what: str) -> str:
 
 # --- string checks ---------------------------------------------------------------------------------
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
 def check_domain(text: str) -> str:
-    """A DNS domain name (IDNs allowed), returned in the lower-case Unicode form JIDs use."""
-    name = text.strip().rstrip(".").lower()
-    if not name or len(name) > 253 or any(c.isspace() or c in "@/\\:[]" for c in name):
-        raise ValueError(text)
+    """A DNS domain name (IDNs allowed, no IP address), in the prepared form JIDs use."""
     try:
-        ascii_name = name.encode("idna").decode("ascii")
-    except UnicodeError:
+        jid = JID.parse(text.strip())
+    except JIDError:
         raise ValueError(text) from None
-    labels = ascii_name.split(".")
-    if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+    if jid.local is not None or jid.resource is not None or _is_ip(jid.domain.strip("[]")):
         raise ValueError(text)
-    return name
+    return jid.domain
 
 
-_FORBIDDEN_LOCAL = set("\"&'/:<>@") | {" "}
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_bare_jid(text: str) -> str:
-    """A bare JID with a local part ("admin@example.org"), in its normalized form."""
-    local, at, domain = text.partition("@")
-    if not at or not local or "/" in text or len(local.encode()) > 1023:
+    """A bare JID with a local part ("admin@example.org"), in its prepared form."""
+    try:
+        jid = JID.parse(text.strip())
+    except JIDError:
+        raise ValueError(text) from None
+    if jid.local is None or jid.resource is not None:
         raise ValueError(text)
-    if any(c in _FORBIDDEN_LOCAL or not c.isprintable() for c in local):
-        raise ValueError(text)
-    return f"{local.lower()}@{check_domain(domain)}"
+    check_domain(jid.domain)
+    return str(jid)
 
 
 def check_ip(text: str) -> str:

@@ -1,0 +1,417 @@
+"""Loading parlour.toml: good files, and every kind of problem reported with file:line."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from appliance.config import Config, ConfigError, default_config, load_config, parse_config, spec
+from appliance.config import model as m
+
+MINIMAL = '[server]\nstate_dir = "/srv/parlour"\n\n[hosts."example.org"]\n'
+
+
+def parse(text: str) -> Config:
+    return parse_config(textwrap.dedent(text), "parlour.toml", base_dir=Path("/etc/parlour"))
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    assert str(info.value) == "\n".join(info.value.problems)
+    return info.value.problems
+
+
+# --- good files ------------------------------------------------------------------------------------
+
+
+def test_minimal_file_gets_model_defaults() -> None:
+    config = parse(MINIMAL)
+    assert config.server == m.ServerConfig(state_dir=Path("/srv/parlour"))
+    assert config.hosts == (m.HostConfig(name="example.org"),)
+    assert config.c2s == m.C2SConfig()
+    assert config.limits == m.LimitsConfig()
+    assert config.tls == m.TlsConfig()
+    assert config.host("example.org") is config.hosts[0]
+
+
+def test_full_file() -> None:
+    config = parse("""
+        [server]
+        state_dir = "state"
+        admins = ["Admin@Example.org"]
+
+        [c2s]
+        interfaces = ["127.0.0.1", "::1"]
+        port = 15222
+        direct_tls_port = 0
+        require_encryption = false
+        allow_plaintext_on_loopback = true
+        resource_conflict = "reject"
+        max_resources = 3
+        legacy_session = false
+        idle_timeout = "2h"
+        ping_timeout = 30
+        handshake_timeout = 1.5
+
+        [tls]
+        certificate = "certs/fullchain.pem"
+        private_key = "/keys/privkey.pem"
+
+        [limits]
+        max_stanza_size = "1MiB"
+        scram_iterations = 10000
+
+        [logging]
+        level = "debug"
+        stanzas = true
+
+        [modules]
+        disabled = ["version"]
+
+        [hosts."Example.org."]
+        [hosts."chat.example.org"]
+    """)
+    assert config.server.state_dir == Path("/etc/parlour/state")
+    assert config.server.admins == ("admin@example.org",)
+    assert config.c2s == m.C2SConfig(
+        interfaces=("127.0.0.1", "::1"), port=15222, direct_tls_port=0, require_encryption=False,
+        allow_plaintext_on_loopback=True, resource_conflict="reject", max_resources=3,
+        legacy_session=False, idle_timeout=7200.0, ping_timeout=30.0, handshake_timeout=1.5,
+    )
+    assert config.tls == m.TlsConfig(Path("/etc/parlour/certs/fullchain.pem"), Path("/keys/privkey.pem"))
+    assert config.limits.max_stanza_size == 1024 * 1024
+    assert config.limits.scram_iterations == 10000
+    assert config.logging == m.LoggingConfig(level="debug", stanzas=True)
+    assert [h.name for h in config.hosts] == ["example.org", "chat.example.org"]
+    assert all(h.modules.disabled == ("version",) for h in config.hosts)
+
+
+def test_load_config_reads_a_file_and_resolves_against_its_folder(tmp_path: Path) -> None:
+    path = tmp_path / "parlour.toml"
+    path.write_text('[server]\nstate_dir = "data"\n[hosts.localhost]\n')
+    config = load_config(path)
+    assert config.source == path
+    assert config.server.state_dir == tmp_path / "data"
+
+
+def test_missing_state_dir_uses_the_platform_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARLOUR_DEV", "1")
+    config = parse("[hosts.localhost]\n")
+    assert config.server.state_dir == Path.cwd() / "dev-state"
+
+
+def test_default_config() -> None:
+    config = default_config(Path("/tmp/state"))
+    assert config.server.state_dir == Path("/tmp/state")
+    assert [h.name for h in config.hosts] == ["localhost"]
+    assert config.c2s.interfaces == ("127.0.0.1", "::1")
+    assert config.c2s.require_encryption and not config.c2s.allow_plaintext_on_loopback
+
+
+def test_example_file_loads() -> None:
+    example = Path(__file__).parents[2] / "examples" / "parlour.toml"
+    config = load_config(example)
+    assert config.host("example.org") is not None
+
+
+# --- per-host module options -----------------------------------------------------------------------
+
+
+def test_host_modules_merge_key_by_key_over_global_modules() -> None:
+    config = parse(MINIMAL.replace('[hosts."example.org"]\n', "") + """
+[modules]
+disabled = ["version"]
+[modules.offline]
+max_messages = 50
+[modules.register]
+policy = "open"
+min_password_length = 12
+
+[hosts."a.example"]
+[hosts."a.example".modules]
+disabled = []
+[hosts."a.example".modules.register]
+policy = "closed"
+
+[hosts."b.example"]
+modules.offline = { max_messages = 7 }
+modules.contact_addresses.abuse = ["mailto:abuse@b.example"]
+""")
+    a, b = config.hosts
+    assert a.modules.disabled == ()
+    assert a.modules.register == m.RegisterOptions(policy="closed", min_password_length=12)
+    assert a.modules.offline.max_messages == 50
+    assert b.modules.disabled == ("version",)
+    assert b.modules.offline.max_messages == 7
+    assert b.modules.register == m.RegisterOptions(policy="open", min_password_length=12)
+    assert b.modules.contact_addresses.abuse == ("mailto:abuse@b.example",)
+    assert b.modules.roster == m.RosterOptions()
+
+
+# --- durations and sizes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("written", "seconds"), [
+    ("30", 30.0), ("2.5", 2.5), ('"45s"', 45.0), ('"10m"', 600.0), ('"2h"', 7200.0), ('"1d"', 86400.0),
+    ('"1500ms"', 1.5), ('" 3 m "', 180.0),
+])
+def test_durations(written: str, seconds: float) -> None:
+    assert parse(f"{MINIMAL}[limits]\nauth_window = {written}\n").limits.auth_window == seconds
+
+
+@pytest.mark.parametrize("written", ['"10"', '"10 minutes"', '"-5s"', "true", "5", '"2d"', "nan"])
+def test_bad_durations(written: str) -> None:
+    assert problems(f"{MINIMAL}[c2s]\nidle_timeout = {written}\n") == [
+        f'parlour.toml:6: c2s.idle_timeout = {written if written != "nan" else "nan"}: expected a '
+        'duration such as 30, "30s", "10m", "2h" or "1d" from 10s to 1d'
+    ]
+
+
+@pytest.mark.parametrize(("written", "size"), [
+    ("65536", 65536), ('"256KiB"', 262144), ('"10MiB"', 10 * 1024**2), ('"64kB"', 64000),
+    ('"1.5MiB"', 1572864), ('"20000B"', 20000),
+])
+def test_sizes(written: str, size: int) -> None:
+    assert parse(f"{MINIMAL}[limits]\nmax_stanza_size = {written}\n").limits.max_stanza_size == size
+
+
+@pytest.mark.parametrize("written", ['"1TiB"', '"10 mb"', "1.5", '"5KiB"', '"0.5B"', "-1"])
+def test_bad_sizes(written: str) -> None:
+    assert problems(f"{MINIMAL}[limits]\nmax_stanza_size = {written}\n") == [
+        f'parlour.toml:6: limits.max_stanza_size = {written}: expected a size such as 65536, "64KiB" '
+        'or "10MiB" from 10000B to 64MiB'
+    ]
+
+
+# --- problems, with exact file:line ---------------------------------------------------------------
+
+
+def test_out_of_range_integer() -> None:
+    assert problems(MINIMAL + "\n[c2s]\n\nport = 70000\n") == [
+        "parlour.toml:8: c2s.port = 70000: expected an integer from 1 to 65535"
+    ]
+
+
+def test_wrong_types() -> None:
+    assert problems(MINIMAL + """
+[c2s]
+port = "5222"
+require_encryption = "yes"
+interfaces = "0.0.0.0"
+resource_conflict = "kick"
+[logging]
+level = "verbose"
+""") == [
+        'parlour.toml:7: c2s.port = "5222": expected an integer from 1 to 65535',
+        'parlour.toml:8: c2s.require_encryption = "yes": expected true or false',
+        'parlour.toml:9: c2s.interfaces = "0.0.0.0": expected a list of IP addresses like "0.0.0.0" '
+        'or "::1" (at least one)',
+        'parlour.toml:10: c2s.resource_conflict = "kick": expected one of "replace" or "reject"',
+        'parlour.toml:12: logging.level = "verbose": expected one of "debug", "info", "warning" or "error"',
+    ]
+
+
+def test_bad_list_items_are_named() -> None:
+    assert problems("""
+        [server]
+        admins = ["admin@example.org", "example.org", "x@y/res"]
+        [c2s]
+        interfaces = ["::1", "::1"]
+        [hosts.localhost]
+    """) == [
+        'parlour.toml:3: server.admins = ["admin@example.org", "example.org", "x@y/res"]: expected a list '
+        'of bare JIDs like "admin@example.org"; "example.org" is not one',
+        'parlour.toml:5: c2s.interfaces = ["::1", "::1"]: expected a list of IP addresses like "0.0.0.0" '
+        'or "::1" (at least one) without duplicates',
+    ]
+
+
+def test_unknown_key_suggests_the_closest() -> None:
+    assert problems(MINIMAL + "[c2s]\nprot = 5222\n") == [
+        'parlour.toml:6: unknown key "c2s.prot"; did you mean "c2s.port"?'
+    ]
+
+
+def test_unknown_key_in_the_wrong_table_points_to_the_right_one() -> None:
+    assert problems(MINIMAL + "[c2s]\nmax_stanza_size = 1000\n") == [
+        'parlour.toml:6: unknown key "c2s.max_stanza_size"; did you mean "limits.max_stanza_size"?'
+    ]
+
+
+def test_unknown_key_without_a_close_match_lists_the_keys() -> None:
+    assert problems(MINIMAL + "[logging]\nxyzzy = 1\n") == [
+        'parlour.toml:6: unknown key "logging.xyzzy"; expected one of: level, stanzas'
+    ]
+
+
+def test_unknown_table_and_top_level_key() -> None:
+    assert problems("colour = 1\n" + MINIMAL + "[serverr]\n[modules.oflline]\nmax_messages = 1\n") == [
+        'parlour.toml:1: unknown key "colour"; expected one of: server, c2s, tls, limits, logging, '
+        "modules, hosts",
+        'parlour.toml:6: unknown key "serverr"; did you mean "server"?',
+        'parlour.toml:7: unknown key "modules.oflline"; did you mean "modules.offline"?',
+    ]
+
+
+def test_problems_in_hosts_dotted_keys_and_inline_tables() -> None:
+    assert problems("""\
+        [hosts."example.org"]
+        modules.offline = { max_messages = -1, bogus = true }
+        # a comment
+        modules.roster.max_itemz = 5
+
+        [hosts."example.org".modules.register]
+        policy = "opne"
+    """) == [
+        'parlour.toml:2: hosts."example.org".modules.offline.max_messages = -1: expected an integer from 0 '
+        "to 1000000",
+        'parlour.toml:2: unknown key "hosts."example.org".modules.offline.bogus"; expected one of: '
+        "max_messages",
+        'parlour.toml:4: unknown key "hosts."example.org".modules.roster.max_itemz"; did you mean '
+        '"hosts."example.org".modules.roster.max_items"?',
+        'parlour.toml:7: hosts."example.org".modules.register.policy = "opne": expected one of "closed", '
+        '"open" or "loopback"',
+    ]
+
+
+def test_lines_are_found_past_multiline_strings_and_arrays() -> None:
+    assert problems('''\
+        [server]
+        admins = [
+          "a@example.org",  # first
+          "b@example.org",
+        ]
+        state_dir = """
+        port = 1
+        """
+        [c2s]
+        interfaces = ["127.0.0.1",
+                      "::1"]
+        "port" = 0
+        [hosts.localhost]
+    ''') == ['parlour.toml:12: c2s.port = 0: expected an integer from 1 to 65535']
+
+
+def test_bad_host_names() -> None:
+    assert problems("""\
+        [hosts."example.org"]
+        [hosts."Example.ORG"]
+        [hosts."bad_host"]
+        [hosts."127.0.0.1"]
+        [hosts."a@b.org"]
+    """) == [
+        'parlour.toml:2: host "Example.ORG" is the same host as "example.org"',
+        'parlour.toml:3: host "bad_host": expected a domain name like "example.org"',
+        'parlour.toml:4: host "127.0.0.1": expected a domain name like "example.org"',
+        'parlour.toml:5: host "a@b.org": expected a domain name like "example.org"',
+    ]
+
+
+def test_at_least_one_host() -> None:
+    assert problems("[server]\nadmins = []\n") == [
+        'parlour.toml: no hosts: add at least one table like [hosts."example.org"]'
+    ]
+    assert problems("hosts = {}\n") == [
+        'parlour.toml:1: no hosts: add at least one table like [hosts."example.org"]'
+    ]
+    assert problems('hosts = ["example.org"]\n') == [
+        'parlour.toml:1: hosts = ["example.org"]: expected tables like [hosts."example.org"]'
+    ]
+
+
+def test_a_table_given_a_value() -> None:
+    assert problems(MINIMAL + "[modules]\noffline = 5\n") == [
+        "parlour.toml:6: modules.offline = 5: expected a table"
+    ]
+
+
+def test_rules_across_keys() -> None:
+    assert problems(MINIMAL + '[c2s]\nport = 5223\n[tls]\nprivate_key = "key.pem"\n') == [
+        "parlour.toml:6: c2s.port = 5223: must differ from c2s.direct_tls_port (5223 by default)",
+        'parlour.toml:8: tls.private_key = "key.pem": tls.certificate must be set too',
+    ]
+    assert problems(MINIMAL + "[c2s]\ndirect_tls_port = 5222\n") == [
+        "parlour.toml:6: c2s.direct_tls_port = 5222: must differ from c2s.port (5222)",
+    ]
+
+
+def test_all_problems_at_once_in_file_order() -> None:
+    found = problems("""\
+        [hosts."example.org"]
+        modules.offline.max_messages = "many"
+
+        [c2s]
+        port = 0
+        prot = 1
+        idle_timeout = "forever"
+
+        [limits]
+        max_depth = 2
+    """)
+    assert [p.split(":")[1] for p in found] == ["2", "5", "6", "7", "10"]
+    assert len(found) == 5
+
+
+def test_syntax_error_gives_line_and_column() -> None:
+    assert problems(MINIMAL + "[c2s]\nport = = 1\n") == [
+        "parlour.toml:6:8: invalid TOML: Invalid value"
+    ]
+    assert problems("[c2s]\nport = 1\nport = 2\n")[0].startswith("parlour.toml:3:")
+
+
+def test_load_config_errors_name_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    assert info.value.problems == [f"{missing}: cannot read the file: No such file or directory"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL + "[c2s]\nport = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert info.value.problems == [f"{bad}:6: c2s.port = 0: expected an integer from 1 to 65535"]
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'# caf\xe9\n[hosts.localhost]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(latin1)
+    assert info.value.problems[0].startswith(f"{latin1}: not UTF-8 text")
+
+
+def test_long_values_are_shortened() -> None:
+    [problem] = problems(MINIMAL + f'[logging]\nlevel = "{"x" * 200}"\n')
+    assert "…: expected one of" in problem
+    assert len(problem) < 200
+
+
+# --- the schema matches the model ------------------------------------------------------------------
+
+
+def test_every_model_field_has_exactly_one_key() -> None:
+    exempt = {(m.HostConfig, "name")}
+    for top in (*spec.SECTIONS, spec.HOST):
+        for table in top.walk():
+            fields = {f.name for f in dataclasses.fields(table.model)} - {n for c, n in exempt
+                                                                        if c is table.model}
+            assert sorted(fields) == sorted(table.names()), table.path
+
+
+def test_config_sections_are_all_in_the_schema() -> None:
+    fields = {f.name for f in dataclasses.fields(m.Config)} - {"hosts", "source"}
+    assert fields == {t.name for t in spec.SECTIONS} - {"modules"}
+
+
+def test_every_default_passes_its_own_validation() -> None:
+    for top in spec.SECTIONS:
+        for table in top.walk():
+            for key in table.keys:
+                if key.default_doc is None and key.default is not None:
+                    assert key.kind.convert(_as_toml_value(key.default)) == key.default, key.name
+
+
+def _as_toml_value(value: object) -> object:
+    import tomllib
+
+    return tomllib.loads(f"v = {spec.toml_literal(value)}")["v"]
