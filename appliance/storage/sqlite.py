@@ -64,19 +64,16 @@ def _deliver(outcomes: list[_Outcome]) -> None:
             future.set_exception(value)
 
 
-def _post(outcomes: list[_Outcome], loops: dict[asyncio.AbstractEventLoop, list[_Outcome]]) -> None:
-    for loop, items in loops.items():
+def _post(jobs: list[_Job], outcomes: list[_Outcome]) -> None:
+    """Hand outcomes back to each job's loop: one wake-up per loop per batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append(outcome)
+    for loop, items in by_loop.items():
         try:
             loop.call_soon_threadsafe(_deliver, items)
         except RuntimeError:  # loop closed: nobody is waiting any more
             log.debug("dropping %d database results for a closed loop", len(items))
-
-
-def _group(outcomes: list[_Outcome], jobs: list[_Job]) -> dict[asyncio.AbstractEventLoop, list[_Outcome]]:
-    loops: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-    for job, outcome in zip(jobs, outcomes, strict=True):
-        loops.setdefault(job.loop, []).append(outcome)
-    return loops
 
 
 class _Worker:
@@ -165,7 +162,7 @@ class _Writer(_Worker):
             outcomes = self._commit(conn, batch)
             self.job_count += len(batch)
             self.batch_count += 1
-            _post(outcomes, _group(outcomes, batch))
+            _post(batch, outcomes)
             if stop:
                 return
 
@@ -222,7 +219,7 @@ class _Reader(_Worker):
                         conn.execute("ROLLBACK")
             except Exception as exc:
                 outcome = (job.future, False, exc)
-            _post([outcome], {job.loop: [outcome]})
+            _post([job], [outcome])
 
 
 class DatabaseClosed(RuntimeError):
