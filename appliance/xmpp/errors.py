@@ -84,6 +84,17 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML_CHAR.sub("", text)
 
 
+def _copy_with_default_ns(element: etree._Element) -> etree._Element:
+    """Copy ``element`` so it declares its namespace as the default one (no ``ns0:`` prefixes)."""
+    namespace = etree.QName(element).namespace
+    if namespace is None or element.nsmap.get(None) == namespace:
+        return copy.deepcopy(element)
+    clone = etree.Element(element.tag, attrib=dict(element.attrib), nsmap={None: namespace})
+    clone.text = element.text
+    clone.extend(copy.deepcopy(child) for child in element)
+    return clone
+
+
 class StanzaError(Exception):
     """A stanza-level error: raise it where the problem is found, render it at one boundary.
 
@@ -120,6 +131,10 @@ class StanzaError(Exception):
     def to_element(self, ns: str = NS_CLIENT) -> etree._Element:
         """Render as an ``<error/>`` element in the stanza namespace ``ns``."""
         error = etree.Element(f"{{{ns}}}error", nsmap={None: ns})
+        self._fill(error)
+        return error
+
+    def _fill(self, error: etree._Element) -> None:
         error.set("type", self.type)
         if self.by:
             error.set("by", self.by)
@@ -131,8 +146,7 @@ class StanzaError(Exception):
             text.set(_XML_LANG, "en")
             text.text = _xml_safe(self.text)
         if self.app_element is not None:
-            error.append(copy.deepcopy(self.app_element))
-        return error
+            error.append(_copy_with_default_ns(self.app_element))
 
     @classmethod
     def from_element(cls, error: etree._Element) -> StanzaError:
@@ -327,7 +341,7 @@ def error_reply(stanza: etree._Element, err: StanzaError) -> etree._Element:
         reply.set(_XML_LANG, lang)
     for child in stanza:
         reply.append(copy.deepcopy(child))
-    reply.append(err.to_element(ns))
+    err._fill(etree.SubElement(reply, f"{{{ns}}}error"))
     return reply
 
 
