@@ -15,6 +15,8 @@ from appliance.cli import _config
 from appliance.config import Config
 from appliance.xmpp.jid import JID, JIDError
 
+_PAGE = 1000
+
 
 class UserCommandError(Exception):
     """A failure to report in one line; `code` is the exit status."""
@@ -57,8 +59,11 @@ async def _run(args: argparse.Namespace, config: Config) -> None:
     if args.action == "list":
         host = _configured_host(config, args.host)
         async with open_accounts(config) as accounts:
-            for user in sorted(await accounts.list(host), key=str):
-                print(user if "@" in str(user) else f"{user}@{host}")
+            offset = 0
+            while page := await accounts.list(host, limit=_PAGE, offset=offset):
+                for username in page:
+                    print(f"{username}@{host}")
+                offset += len(page)
         return
     jid = _account_jid(config, args.jid)
     password = read_password() if args.action in ("add", "passwd") else ""
