@@ -1,0 +1,252 @@
+"""The module API: `Module` and `ModuleContext`, the only surface feature modules see."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from lxml import etree
+
+from appliance.core.events import NORMAL, HookBus
+from appliance.core.iq import IqHandler, IqKey, IqRequest, IqTable, PendingIqs, Scope
+from appliance.xmpp.jid import JID
+
+if TYPE_CHECKING:
+    from appliance.config.model import Config, HostConfig
+    from appliance.core.accounts import AccountService
+    from appliance.core.router import Router
+    from appliance.core.sessions import Session, SessionDirectory
+    from appliance.core.stores import Stores
+    from appliance.util.tasks import TaskSupervisor
+
+__all__ = ["Host", "IqRequest", "Module", "ModuleContext", "Scope", "Xep"]
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Xep:
+    """A specification a module implements, for the compliance table."""
+
+    number: int
+    version: str
+    status: str = "complete"
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    category: str
+    type: str
+    name: str = ""
+
+
+StreamFeature = Callable[["Session"], etree._Element | None]
+PreAuthIqHandler = Callable[[etree._Element, Any], Awaitable[etree._Element | None]]
+
+
+@dataclass(slots=True)
+class Host:
+    """One virtual host: its config, hooks, disco data and the services its modules publish."""
+
+    name: str
+    config: HostConfig
+    hooks: HookBus = field(default_factory=HookBus)
+    features: set[str] = field(default_factory=set)  # disco#info of the server
+    account_features: set[str] = field(default_factory=set)  # disco#info of an account's bare JID
+    identities: list[Identity] = field(default_factory=list)
+    stream_features: list[StreamFeature] = field(default_factory=list)  # offered after binding is possible
+    services: dict[type, Any] = field(default_factory=dict)
+    extensions: list[Callable[[], etree._Element | None]] = field(default_factory=list)  # XEP-0128 forms
+    preauth_iq: dict[str, PreAuthIqHandler] = field(default_factory=dict)  # IQs allowed before login
+    modules: list[Module] = field(default_factory=list)
+
+    @property
+    def jid(self) -> JID:
+        return JID.parse(self.name)
+
+
+class Module:
+    """Base class of a feature module. Subclasses set `name`, `implements` and write `setup`."""
+
+    name: ClassVar[str] = ""
+    implements: ClassVar[tuple[Xep, ...]] = ()
+    depends: ClassVar[tuple[str, ...]] = ()
+
+    def setup(self, ctx: ModuleContext) -> None:
+        """Register handlers, hooks and features through `ctx`."""
+
+    async def start(self) -> None:
+        """Called once every module of the host is set up."""
+
+    async def stop(self) -> None:
+        """Called at shutdown or unload, before registrations are undone."""
+
+
+class ModuleContext:
+    """What a module may touch; every registration is recorded so `undo()` removes it."""
+
+    def __init__(
+        self,
+        module: Module,
+        host: Host,
+        *,
+        config: Config,
+        iq_table: IqTable,
+        pending: PendingIqs,
+        router: Router,
+        sessions: SessionDirectory,
+        stores: Stores,
+        accounts: AccountService,
+        tasks: TaskSupervisor,
+    ) -> None:
+        self.module = module
+        self._host = host
+        self.config = config
+        self._iq_table = iq_table
+        self._pending = pending
+        self.router = router
+        self.sessions = sessions
+        self.stores = stores
+        self.accounts = accounts
+        self._tasks = tasks
+        self._undo: list[Callable[[], None]] = []
+        self.log = logging.getLogger(f"appliance.modules.{module.name}")
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host.name
+
+    @property
+    def host_jid(self) -> JID:
+        return self._host.jid
+
+    @property
+    def options(self) -> Any:
+        """This module's options for this host (the dataclass of the same name in ModulesConfig)."""
+        return getattr(self._host.config.modules, self.module.name.replace("-", "_"), None)
+
+    def is_local(self, domain: str) -> bool:
+        return self.router.is_local(domain)
+
+    def is_admin(self, jid: JID) -> bool:
+        return str(jid.bare()) in self.config.server.admins
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    # -- registration -----------------------------------------------------------------------
+
+    def iq(
+        self,
+        type_: str,
+        tag: str,
+        handler: IqHandler,
+        *,
+        scope: Scope = Scope.SERVER,
+        feature: str | None = "",
+    ) -> None:
+        """Handle IQs of `type_` ("get"/"set") whose payload is `tag` ({ns}local). Advertises the
+        namespace as a disco feature unless `feature` is None (or another string to advertise)."""
+        key = IqKey(self.host, scope, type_, tag)
+        self._undo.append(self._iq_table.add(key, self.module.name, handler))
+        if feature is not None:
+            self.feature(feature or tag[1:].partition("}")[0], scope=scope)
+
+    def hook(self, name: str, handler: Callable[..., Any], priority: int = NORMAL) -> None:
+        self._undo.append(self._host.hooks.add(name, handler, priority))
+
+    def feature(self, var: str, *, scope: Scope = Scope.SERVER) -> None:
+        target = self._host.features if scope is Scope.SERVER else self._host.account_features
+        if var not in target:
+            target.add(var)
+            self._undo.append(lambda: target.discard(var))
+
+    def identity(self, category: str, type_: str, name: str = "") -> None:
+        ident = Identity(category, type_, name)
+        self._host.identities.append(ident)
+        self._undo.append(lambda: self._host.identities.remove(ident))
+
+    def stream_feature(self, provider: StreamFeature) -> None:
+        self._host.stream_features.append(provider)
+        self._undo.append(lambda: self._host.stream_features.remove(provider))
+
+    def preauth_iq(self, tag: str, handler: PreAuthIqHandler) -> None:
+        """Answer IQ get/set with payload `tag` on streams that have not authenticated (XEP-0077)."""
+        self._host.preauth_iq[tag] = handler
+        self._undo.append(lambda: self._host.preauth_iq.pop(tag, None))
+
+    def disco_extension(self, provider: Callable[[], etree._Element | None]) -> None:
+        self._host.extensions.append(provider)
+        self._undo.append(lambda: self._host.extensions.remove(provider))
+
+    def provide(self, key: type[S], service: S) -> None:
+        self._host.services[key] = service
+        self._undo.append(lambda: self._host.services.pop(key, None))
+
+    def require(self, key: type[S]) -> S:
+        try:
+            return self._host.services[key]
+        except KeyError:
+            raise RuntimeError(f"module {self.module.name} needs {key.__name__}, which no module provides") from None
+
+    def optional(self, key: type[S]) -> S | None:
+        return self._host.services.get(key)
+
+    # -- host data for disco ----------------------------------------------------------------
+
+    @property
+    def features(self) -> set[str]:
+        return self._host.features
+
+    @property
+    def account_features(self) -> set[str]:
+        return self._host.account_features
+
+    @property
+    def identities(self) -> list[Identity]:
+        return self._host.identities
+
+    @property
+    def extensions(self) -> list[Callable[[], etree._Element | None]]:
+        return self._host.extensions
+
+    # -- acting -----------------------------------------------------------------------------
+
+    async def route(self, stanza: etree._Element) -> None:
+        """Send a stanza the server originates (its 'from' must be set)."""
+        await self.router.route(stanza, origin=None)
+
+    async def fire(self, name: str, payload: Any) -> bool:
+        return await self._host.hooks.fire(name, payload)
+
+    async def send_iq(self, stanza: etree._Element, timeout: float = 30.0) -> etree._Element:
+        """Send an IQ get/set and wait for its result or error stanza."""
+        import asyncio
+
+        if not stanza.get("id"):
+            stanza.set("id", self._pending.new_id())
+        future = self._pending.expect(stanza.get("id", ""))
+        await self.route(stanza)
+        async with asyncio.timeout(timeout):
+            return await future
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self._tasks.spawn(coro, f"{self.module.name}:{name}")
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run `job` every `seconds` until the module stops."""
+        self._undo.append(self._tasks.every(seconds, job, f"{self.module.name}:{name}"))
+
+    def undo(self) -> None:
+        while self._undo:
+            try:
+                self._undo.pop()()
+            except Exception:
+                self.log.exception("undoing a registration failed")

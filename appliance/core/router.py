@@ -1,0 +1,192 @@
+"""Stanza routing: addressing checks, the sender's outgoing hooks, then local host, account or remote."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from appliance.core import events
+from appliance.core.events import StanzaEvent
+from appliance.core.iq import IqKey, IqRequest, IqTable, PendingIqs, Scope
+from appliance.xmpp.errors import StanzaError, error_reply
+from appliance.xmpp.jid import JID, JIDError
+from appliance.xmpp.ns import NS_CLIENT
+
+if TYPE_CHECKING:
+    from appliance.core.accounts import AccountService
+    from appliance.core.api import Host
+    from appliance.core.sessions import Session, SessionDirectory
+
+log = logging.getLogger(__name__)
+
+MESSAGE = f"{{{NS_CLIENT}}}message"
+PRESENCE = f"{{{NS_CLIENT}}}presence"
+IQ = f"{{{NS_CLIENT}}}iq"
+
+
+class Router:
+    """Moves stanzas between sessions, modules and (later) remote servers and components."""
+
+    def __init__(
+        self,
+        *,
+        hosts: dict[str, Host],
+        sessions: SessionDirectory,
+        iq_table: IqTable,
+        pending: PendingIqs,
+        accounts: AccountService,
+    ) -> None:
+        self.hosts = hosts
+        self.sessions = sessions
+        self.iq_table = iq_table
+        self.pending = pending
+        self.accounts = accounts
+
+    def is_local(self, domain: str) -> bool:
+        return domain in self.hosts
+
+    async def route(self, stanza: etree._Element, *, origin: Session | None) -> None:
+        """Route one stanza; `origin` is the local client session it came from, if any."""
+        try:
+            from_jid = origin.jid if origin is not None else JID.parse(stanza.get("from", ""))
+        except JIDError:
+            log.warning("dropping a server-originated stanza without a valid 'from': %s", stanza.get("from"))
+            return
+        tag = stanza.tag
+        to_attr = stanza.get("to")
+        try:
+            if to_attr is None:
+                to_jid = None if tag == PRESENCE else from_jid.bare()
+            else:
+                to_jid = JID.parse(to_attr)
+        except JIDError:
+            await self.bounce(stanza, StanzaError.jid_malformed("The 'to' address is not a valid JID"))
+            return
+        event = StanzaEvent(stanza, from_jid, to_jid, origin)
+        if origin is not None:
+            sender_host = self.hosts.get(from_jid.domain)
+            if sender_host is not None:
+                name = events.MESSAGE_OUTGOING if tag == MESSAGE else events.PRESENCE_OUTGOING
+                if tag != IQ and await sender_host.hooks.fire(name, event):
+                    return
+        if to_jid is None:
+            return
+        host = self.hosts.get(to_jid.domain)
+        if host is None:
+            await self._route_remote(event)
+            return
+        try:
+            await self._route_local(host, event)
+        except StanzaError as err:
+            await self.bounce(stanza, err)
+
+    async def _route_local(self, host: Host, event: StanzaEvent) -> None:
+        stanza, to_jid = event.stanza, event.to_jid
+        tag = stanza.tag
+        if to_jid.local is None:
+            await self._to_server(host, event)
+            return
+        if await host.hooks.fire(events.STANZA_INBOUND_GUARD, event):
+            return
+        if tag == IQ:
+            await self._iq_to_account(host, event)
+        elif tag == MESSAGE:
+            name = events.MESSAGE_FULL if to_jid.resource is not None else events.MESSAGE_BARE
+            if not await host.hooks.fire(name, event):
+                if stanza.get("type") not in ("error", "headline", "groupchat"):
+                    raise StanzaError.service_unavailable()
+        elif tag == PRESENCE:
+            name = events.PRESENCE_FULL if to_jid.resource is not None else events.PRESENCE_BARE
+            await host.hooks.fire(name, event)
+
+    async def _to_server(self, host: Host, event: StanzaEvent) -> None:
+        stanza = event.stanza
+        if stanza.tag == IQ:
+            if event.to_jid.resource is not None:
+                raise StanzaError.service_unavailable()
+            await self._dispatch_iq(host, Scope.SERVER, event)
+        elif stanza.tag == MESSAGE:
+            handled = await host.hooks.fire(events.MESSAGE_HOST, event)
+            if not handled and stanza.get("type") not in ("error", "headline", "groupchat"):
+                raise StanzaError.service_unavailable()
+        else:
+            await host.hooks.fire(events.PRESENCE_HOST, event)
+
+    async def _iq_to_account(self, host: Host, event: StanzaEvent) -> None:
+        stanza, to_jid = event.stanza, event.to_jid
+        if to_jid.resource is not None:
+            target = self.sessions.get(to_jid)
+            if target is not None:
+                target.send(stanza)
+            elif stanza.get("type") in ("get", "set"):
+                raise StanzaError.service_unavailable()
+            return
+        if stanza.get("type") not in ("get", "set"):
+            return  # results and errors to a bare JID have nobody to go to
+        if not self.sessions.count_for(to_jid) and not await self.accounts.exists(to_jid):
+            raise StanzaError.service_unavailable()
+        await self._dispatch_iq(host, Scope.ACCOUNT, event)
+
+    async def _dispatch_iq(self, host: Host, scope: Scope, event: StanzaEvent) -> None:
+        stanza = event.stanza
+        iq_type = stanza.get("type")
+        if iq_type in ("result", "error"):
+            self.pending.resolve(stanza)
+            return
+        if iq_type not in ("get", "set") or len(stanza) != 1:
+            raise StanzaError.bad_request("An IQ get or set carries exactly one payload element")
+        payload = stanza[0]
+        request = IqRequest(stanza, payload, event.from_jid, event.to_jid, event.session)
+        result = await self.iq_table.dispatch(IqKey(host.name, scope, iq_type, payload.tag), request)
+        reply = etree.Element(IQ, nsmap={None: NS_CLIENT})
+        reply.set("type", "result")
+        reply.set("id", stanza.get("id", ""))
+        reply.set("to", str(event.from_jid))
+        if stanza.get("to") is not None:
+            reply.set("from", stanza.get("to", ""))
+        if result is not None:
+            reply.append(result)
+        await self.deliver_reply(reply, event)
+
+    async def deliver_reply(self, reply: etree._Element, event: StanzaEvent) -> None:
+        """Send a reply to the requester: straight to its session when local, else through routing."""
+        if event.session is not None and event.from_jid == event.session.jid:
+            event.session.send(reply)
+            return
+        if reply.get("from") is None:
+            reply.set("from", str(event.to_jid))
+        await self.route(reply, origin=None)
+
+    async def _route_remote(self, event: StanzaEvent) -> None:
+        # Federation (s2s) is a later milestone: until then remote domains are unreachable.
+        stanza = event.stanza
+        if stanza.tag == PRESENCE and stanza.get("type") not in (None, "probe"):
+            return
+        await self.bounce(stanza, StanzaError.remote_server_not_found())
+
+    async def bounce(self, stanza: etree._Element, err: StanzaError) -> None:
+        """Answer a stanza with an error, unless it is itself an error (never answer errors)."""
+        if stanza.get("type") == "error":
+            return
+        if stanza.tag == PRESENCE and stanza.get("type") not in (None, "unavailable", "probe", "subscribe"):
+            return
+        reply = error_reply(stanza, err)
+        if reply.get("from") is None:
+            # No 'to' on the original: the server answers for the sender's own account.
+            try:
+                reply.set("from", str(JID.parse(stanza.get("from", "")).bare()))
+            except JIDError:
+                return
+        try:
+            to_jid = JID.parse(reply.get("to", ""))
+        except JIDError:
+            return
+        session = self.sessions.get(to_jid) if to_jid.resource else None
+        if session is not None:
+            session.send(reply)
+        elif to_jid.domain in self.hosts and to_jid.resource is None:
+            return  # nobody to tell
+        else:
+            await self.route(reply, origin=None)

@@ -1,0 +1,262 @@
+"""The composition root: builds storage, hosts, modules and listeners from a Config, starts and stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.config.model import Config
+from appliance.core import c2s
+from appliance.core.accounts import AccountService
+from appliance.core.api import Host, ModuleContext
+from appliance.core.iq import IqTable, PendingIqs
+from appliance.core.router import Router
+from appliance.core.sessions import SessionDirectory
+from appliance.core.stores import Stores
+from appliance.util.ratelimit import FailureTracker
+from appliance.util.tasks import TaskSupervisor
+from appliance.xmpp.errors import StreamError
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 10.0
+
+
+class Server:
+    """One Parlour server process: `await start()`, then `await stop()`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self.tasks = TaskSupervisor()
+        self.sessions = SessionDirectory()
+        self.iq_table = IqTable()
+        self.pending = PendingIqs()
+        self.hosts: dict[str, Host] = {h.name: Host(h.name, h) for h in config.hosts}
+        self.contexts: list[ModuleContext] = []
+        self.listeners: list[asyncio.Server] = []
+        self.ports: dict[str, int] = {}
+        self.stats: dict[str, int] = {}
+        self.db: Any = None
+        self.stores: Stores | None = None
+        self.accounts: AccountService | None = None
+        self.certs: Any = None
+        self.c2s: c2s.C2SServices | None = None
+
+    # -- start ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        state_dir = self.config.server.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        await self._open_storage(state_dir)
+        self._load_certificates(state_dir)
+        assert self.stores is not None and self.accounts is not None
+        router = Router(
+            hosts=self.hosts, sessions=self.sessions, iq_table=self.iq_table, pending=self.pending,
+            accounts=self.accounts,
+        )
+        limits = self.config.limits
+        self.c2s = c2s.C2SServices(
+            config=self.config,
+            hosts=self.hosts,
+            sessions=self.sessions,
+            router=router,
+            accounts=self.accounts,
+            pending=self.pending,
+            ip_failures=FailureTracker(
+                limit=limits.auth_failures_per_ip, window=limits.auth_window, block=limits.auth_block_time
+            ),
+            account_failures=FailureTracker(
+                limit=limits.auth_failures_per_account, window=limits.auth_window, block=limits.auth_block_time
+            ),
+            fake_secret=_fake_secret(state_dir),
+            connections=set(),
+            stats=self.stats,
+        )
+        await self._load_modules(router)
+        await self._open_listeners()
+        self.tasks.every(SWEEP_INTERVAL, self._sweep, "c2s-sweep")
+        log.info("Parlour %s serving %s", __version__, ", ".join(self.hosts))
+
+    async def _open_storage(self, state_dir: Path) -> None:
+        from appliance.storage.sqlite import Database
+        from appliance.storage.stores.accounts import AccountStore
+        from appliance.storage.stores.blocklist import BlocklistStore
+        from appliance.storage.stores.kv import KeyValueStore
+        from appliance.storage.stores.offline import OfflineStore
+        from appliance.storage.stores.roster import RosterStore
+
+        db = self.db = await Database.open(state_dir / "parlour.db")
+        self.stores = Stores(
+            accounts=AccountStore(db),
+            roster=RosterStore(db),
+            offline=OfflineStore(db),
+            kv=KeyValueStore(db),
+            blocklist=BlocklistStore(db),
+        )
+        self.accounts = AccountService(self.stores.accounts, iterations=self.config.limits.scram_iterations)
+
+    def _load_certificates(self, state_dir: Path) -> None:
+        from appliance.certs.store import CertificateStore
+
+        self.certs = CertificateStore(state_dir)
+        tls = self.config.tls
+        if tls.certificate and tls.private_key:
+            self.certs.add(tls.certificate, tls.private_key)
+        else:
+            names: list[str] = []
+            for host in self.hosts:
+                names.append(host)
+            self.certs.ensure_self_signed(names)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        return self.certs.current_context() if self.certs is not None else None
+
+    async def _load_modules(self, router: Router) -> None:
+        from appliance.modules import BUILTIN
+
+        assert self.stores is not None and self.accounts is not None
+        for host in self.hosts.values():
+            disabled = set(host.config.modules.disabled)
+            for module_cls in _ordered(BUILTIN):
+                if module_cls.name in disabled:
+                    continue
+                module = module_cls()
+                ctx = ModuleContext(
+                    module, host, config=self.config, iq_table=self.iq_table, pending=self.pending,
+                    router=router, sessions=self.sessions, stores=self.stores, accounts=self.accounts,
+                    tasks=self.tasks,
+                )
+                module.setup(ctx)
+                host.modules.append(module)
+                self.contexts.append(ctx)
+        for host in self.hosts.values():
+            for module in host.modules:
+                await module.start()
+
+    async def _open_listeners(self) -> None:
+        from appliance.net.tcp import ConnectionLimits, XmppTcpProtocol
+
+        cfg = self.config.c2s
+        limits = ConnectionLimits(
+            max_per_ip=self.config.limits.max_connections_per_ip, max_total=self.config.limits.max_connections
+        )
+        services = self.c2s
+        assert services is not None
+        loop = asyncio.get_running_loop()
+        wanted = [("c2s", cfg.port, False)]
+        if cfg.direct_tls_port:
+            wanted.append(("c2s_direct_tls", cfg.direct_tls_port, True))
+        for name, port, direct in wanted:
+            context = self.tls_context() if direct else None
+
+            def factory(direct: bool = direct) -> XmppTcpProtocol:
+                return XmppTcpProtocol(
+                    services, limits, self.tls_context, direct_tls=direct, session_factory=c2s.ClientSession
+                )
+
+            bound = port
+            for interface in cfg.interfaces:
+                try:
+                    server = await loop.create_server(
+                        factory, host=interface, port=bound, ssl=context, backlog=4096, reuse_address=True,
+                        ssl_handshake_timeout=30 if context else None,
+                    )
+                except OSError as exc:
+                    if interface == "::" and len(cfg.interfaces) > 1:
+                        log.info("IPv6 listener on %s unavailable: %s", interface, exc)
+                        continue
+                    raise
+                self.listeners.append(server)
+                bound = server.sockets[0].getsockname()[1]
+            self.ports[name] = bound
+            log.info("%s listening on %s port %d", name, ", ".join(cfg.interfaces), bound)
+
+    async def _sweep(self) -> None:
+        if self.c2s is not None:
+            c2s.sweep(self.c2s, time.monotonic())
+            now = time.monotonic()
+            self.c2s.ip_failures.prune(now)
+            self.c2s.account_failures.prune(now)
+
+    # -- stop -----------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+        if self.c2s is not None:
+            for session in list(self.c2s.connections):
+                session.stream_error(StreamError.system_shutdown("The server is shutting down"))
+        await asyncio.sleep(0.05)
+        for host in self.hosts.values():
+            for module in reversed(host.modules):
+                try:
+                    await module.stop()
+                except Exception:
+                    log.exception("module %s failed to stop", module.name)
+        for ctx in reversed(self.contexts):
+            ctx.undo()
+        await self.tasks.close()
+        for listener in self.listeners:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.wait_closed(), 2)
+        if self.db is not None:
+            await self.db.close()
+        log.info("Parlour stopped")
+
+
+def _ordered(modules: tuple[type, ...]) -> list[type]:
+    """Module classes ordered so that each comes after the modules it depends on."""
+    by_name = {m.name: m for m in modules}
+    done: list[type] = []
+    seen: set[str] = set()
+
+    def visit(module: type) -> None:
+        if module.name in seen:
+            return
+        seen.add(module.name)
+        for dep in module.depends:
+            if dep in by_name:
+                visit(by_name[dep])
+        done.append(module)
+
+    for module in modules:
+        visit(module)
+    return done
+
+
+def _fake_secret(state_dir: Path) -> bytes:
+    """A per-installation secret that makes SCRAM salts of unknown users stable but unguessable."""
+    path = state_dir / "secret.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
+async def serve(config: Config, *, ready: Callable[[Server], None] | None = None) -> None:
+    """Run the server until SIGTERM or SIGINT."""
+    server = Server(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready(server)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

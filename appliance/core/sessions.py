@@ -1,0 +1,85 @@
+"""The directory of bound client sessions: who is online, under which resources."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
+
+from appliance.xmpp.jid import JID
+
+if TYPE_CHECKING:
+    from lxml import etree
+
+
+class Session(Protocol):
+    """What the rest of the server may know about a bound client session."""
+
+    jid: JID  # full JID once bound
+    available: bool  # has sent initial presence and not gone unavailable
+    priority: int
+    presence: etree._Element | None  # last broadcast available presence
+    interested: bool  # requested the roster (RFC 6121 "interested resource")
+    directed: set[JID]  # entities that got directed presence from this session
+
+    def send(self, element: etree._Element) -> None: ...
+
+    def send_bytes(self, data: bytes) -> None: ...
+
+    def close(self, condition: str | None = None, text: str | None = None) -> None: ...
+
+
+class SessionDirectory:
+    """Bound sessions indexed by (host, user) and resource."""
+
+    __slots__ = ("_by_user", "_count")
+
+    def __init__(self) -> None:
+        self._by_user: dict[tuple[str, str], dict[str, Session]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, session: Session) -> None:
+        jid = session.jid
+        key = (jid.domain, jid.local or "")
+        resources = self._by_user.setdefault(key, {})
+        if jid.resource not in resources:
+            self._count += 1
+        resources[jid.resource or ""] = session
+
+    def remove(self, session: Session) -> None:
+        jid = session.jid
+        key = (jid.domain, jid.local or "")
+        resources = self._by_user.get(key)
+        if resources is None or resources.get(jid.resource or "") is not session:
+            return
+        del resources[jid.resource or ""]
+        self._count -= 1
+        if not resources:
+            del self._by_user[key]
+
+    def get(self, jid: JID) -> Session | None:
+        """The session bound to this full JID."""
+        resources = self._by_user.get((jid.domain, jid.local or ""))
+        return resources.get(jid.resource or "") if resources else None
+
+    def resources(self, jid: JID) -> list[Session]:
+        """All sessions of the account behind `jid` (bare or full)."""
+        resources = self._by_user.get((jid.domain, jid.local or ""))
+        return list(resources.values()) if resources else []
+
+    def count_for(self, jid: JID) -> int:
+        resources = self._by_user.get((jid.domain, jid.local or ""))
+        return len(resources) if resources else 0
+
+    def available(self, jid: JID) -> list[Session]:
+        """Sessions of the account that are available for presence and message delivery."""
+        return [s for s in self.resources(jid) if s.available]
+
+    def all(self) -> Iterator[Session]:
+        for resources in list(self._by_user.values()):
+            yield from list(resources.values())
+
+    def count_host(self, host: str) -> int:
+        return sum(len(r) for (h, _u), r in self._by_user.items() if h == host)

@@ -1,0 +1,184 @@
+"""XMPP over TCP: the asyncio protocol that feeds the stream parser and carries a client session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from appliance.net.addresses import peer_is_loopback
+from appliance.xmpp.errors import StreamError
+from appliance.xmpp.parser import StreamParser
+
+if TYPE_CHECKING:
+    from appliance.core.c2s import C2SServices, ClientSession
+
+log = logging.getLogger(__name__)
+
+READ_LIMIT = 65_536
+
+
+class ConnectionLimits:
+    """Counts open connections per IP and in total."""
+
+    __slots__ = ("by_ip", "max_per_ip", "max_total", "total")
+
+    def __init__(self, *, max_per_ip: int, max_total: int) -> None:
+        self.max_per_ip = max_per_ip
+        self.max_total = max_total
+        self.by_ip: dict[str, int] = {}
+        self.total = 0
+
+    def acquire(self, ip: str) -> bool:
+        if self.total >= self.max_total or self.by_ip.get(ip, 0) >= self.max_per_ip:
+            return False
+        self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
+        self.total += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        left = self.by_ip.get(ip, 0) - 1
+        if left <= 0:
+            self.by_ip.pop(ip, None)
+        else:
+            self.by_ip[ip] = left
+        self.total -= 1
+
+
+class XmppTcpProtocol(asyncio.Protocol):
+    """One TCP (or direct TLS) client connection; implements the session's Transport interface."""
+
+    __slots__ = (
+        "_counted",
+        "_limits",
+        "_paused",
+        "_tls_context",
+        "_transport",
+        "channel_bindings",
+        "loopback",
+        "parser",
+        "peer_ip",
+        "secure",
+        "services",
+        "session",
+    )
+
+    def __init__(
+        self,
+        services: C2SServices,
+        limits: ConnectionLimits,
+        tls_context: Callable[[], ssl.SSLContext | None],
+        *,
+        direct_tls: bool,
+        session_factory: Callable[[C2SServices, XmppTcpProtocol], ClientSession],
+    ) -> None:
+        self.services = services
+        self._limits = limits
+        self._tls_context = tls_context
+        self.secure = direct_tls
+        self.loopback = False
+        self.peer_ip = "?"
+        self.channel_bindings: dict[str, bytes] = {}
+        limits_cfg = services.config.limits
+        self.parser = StreamParser(max_stanza_size=limits_cfg.max_stanza_size, max_depth=limits_cfg.max_depth)
+        self._transport: asyncio.Transport | None = None
+        self._paused = False
+        self._counted = False
+        self.session = session_factory(services, self)
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else "?"
+        self.loopback = peer_is_loopback(self.peer_ip)
+        if self.secure:
+            self._update_bindings()
+        if not self._limits.acquire(self.peer_ip):
+            log.warning("refusing a connection from %s: connection limit reached", self.peer_ip)
+            self.session.stream_error(StreamError.policy_violation("Too many connections"))
+            return
+        self._counted = True
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            new_events = self.parser.feed(data)
+        except StreamError as err:
+            log.debug("parser error on %r via %r (%s)", data[:20], self._transport, self.session.state)
+            self.session.receive_error(err)
+            self.pause()
+            return
+        if new_events:
+            self.session.receive(new_events)
+        else:
+            self.session.touch()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self._limits.release(self.peer_ip)
+        self._transport = None
+        self.session.connection_lost()
+
+    # -- Transport interface for the session ----------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def buffered(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
+    def can_start_tls(self) -> bool:
+        return not self.secure and self._tls_context() is not None
+
+    async def start_tls(self) -> None:
+        context = self._tls_context()
+        if context is None or self._transport is None:
+            raise StreamError.undefined_condition("TLS is not available")
+        loop = asyncio.get_running_loop()
+        try:
+            new_transport = await loop.start_tls(self._transport, self, context, server_side=True)
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            log.info("TLS handshake with %s failed: %s", self.peer_ip, exc)
+            if self._transport is not None:
+                self._transport.abort()
+            raise StreamError.undefined_condition("TLS handshake failed") from None
+        if new_transport is None:
+            raise StreamError.undefined_condition("TLS handshake failed")
+        self._transport = new_transport  # type: ignore[assignment]
+        self.secure = True
+        self._update_bindings()
+
+    def _update_bindings(self) -> None:
+        from appliance.net.tls import channel_bindings
+
+        ssl_object = self._transport.get_extra_info("ssl_object") if self._transport else None
+        self.channel_bindings = channel_bindings(ssl_object) if ssl_object is not None else {}
+
+    def reset_parser(self) -> None:
+        self.parser.reset()
+
+    def hibernate(self) -> None:
+        self.parser.hibernate()
+
+    def pause(self) -> None:
+        if self._transport is not None and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._transport is not None and self._paused:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()

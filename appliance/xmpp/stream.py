@@ -1,0 +1,116 @@
+"""The c2s stream's state table and the pieces of XML every transport sends (header, features, close).
+
+The table lives here, in one place: which top-level elements a client may send in which state. The
+async driver in core/c2s.py asks `expect()` before acting, so an out-of-order element always gets the
+same stream error whatever the transport.
+"""
+
+from __future__ import annotations
+
+import enum
+from xml.sax.saxutils import quoteattr
+
+from lxml import etree
+
+from appliance.xmpp.errors import StreamError
+from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_STREAM, NS_TLS
+
+STARTTLS = f"{{{NS_TLS}}}starttls"
+AUTH = f"{{{NS_SASL}}}auth"
+RESPONSE = f"{{{NS_SASL}}}response"
+ABORT = f"{{{NS_SASL}}}abort"
+MESSAGE = f"{{{NS_CLIENT}}}message"
+PRESENCE = f"{{{NS_CLIENT}}}presence"
+IQ = f"{{{NS_CLIENT}}}iq"
+STANZAS = frozenset({MESSAGE, PRESENCE, IQ})
+
+
+class C2SState(enum.Enum):
+    """Where a client stream is in its life."""
+
+    CONNECTED = "connected"  # waiting for the stream header
+    UNAUTHENTICATED = "unauthenticated"  # features sent: STARTTLS, SASL (and pre-auth IQs) allowed
+    AUTHENTICATING = "authenticating"  # a SASL exchange is running
+    AUTHENTICATED = "authenticated"  # SASL done, stream restarted: waiting for resource binding
+    READY = "ready"  # resource bound: stanzas flow
+    CLOSED = "closed"
+
+
+# State -> the top-level elements it accepts (None: any element in the stanza set plus extensions).
+_ACCEPTS: dict[C2SState, frozenset[str]] = {
+    C2SState.UNAUTHENTICATED: frozenset({STARTTLS, AUTH, IQ}),
+    C2SState.AUTHENTICATING: frozenset({RESPONSE, ABORT}),
+    C2SState.AUTHENTICATED: frozenset({IQ}),
+}
+
+
+def expect(state: C2SState, tag: str, extensions: frozenset[str] = frozenset()) -> None:
+    """Raise the stream error RFC 6120 asks for when `tag` is not acceptable in `state`."""
+    if state is C2SState.READY:
+        if tag in STANZAS or tag in extensions:
+            return
+        raise StreamError.unsupported_stanza_type(f"Unexpected element {tag}")
+    accepted = _ACCEPTS.get(state, frozenset())
+    if tag in accepted:
+        return
+    if tag in STANZAS or tag in extensions:
+        raise StreamError.not_authorized("Authenticate and bind a resource first")
+    raise StreamError.unsupported_stanza_type(f"Unexpected element {tag}")
+
+
+def stream_header(*, from_: str, stream_id: str, to: str | None = None, lang: str = "en") -> bytes:
+    """Our response stream header (RFC 6120 §4.7)."""
+    to_attr = f" to={quoteattr(to)}" if to else ""
+    return (
+        "<?xml version='1.0'?>"
+        f"<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}'"
+        f" from={quoteattr(from_)}{to_attr} id={quoteattr(stream_id)} version='1.0' xml:lang={quoteattr(lang)}>"
+    ).encode()
+
+
+STREAM_CLOSE = b"</stream:stream>"
+
+
+def features_element(children: list[etree._Element]) -> bytes:
+    """`<stream:features>` with the given feature elements (serialized with the stream prefix)."""
+    body = b"".join(etree.tostring(c) for c in children)
+    return b"<stream:features>" + body + b"</stream:features>"
+
+
+def starttls_feature(required: bool) -> etree._Element:
+    el = etree.Element(STARTTLS, nsmap={None: NS_TLS})
+    if required:
+        etree.SubElement(el, f"{{{NS_TLS}}}required")
+    return el
+
+
+def mechanisms_feature(names: list[str]) -> etree._Element:
+    el = etree.Element(f"{{{NS_SASL}}}mechanisms", nsmap={None: NS_SASL})
+    for name in names:
+        etree.SubElement(el, f"{{{NS_SASL}}}mechanism").text = name
+    return el
+
+
+def bind_feature() -> etree._Element:
+    return etree.Element(f"{{{NS_BIND}}}bind", nsmap={None: NS_BIND})
+
+
+def session_feature() -> etree._Element:
+    el = etree.Element(f"{{{NS_SESSION}}}session", nsmap={None: NS_SESSION})
+    etree.SubElement(el, f"{{{NS_SESSION}}}optional")
+    return el
+
+
+def sasl_element(name: str, payload: bytes | None = None, condition: str | None = None, text: str = "") -> bytes:
+    """`<success/>`, `<challenge/>` or `<failure/>` of the SASL namespace as bytes."""
+    import base64
+
+    el = etree.Element(f"{{{NS_SASL}}}{name}", nsmap={None: NS_SASL})
+    if payload is not None:
+        el.text = base64.b64encode(payload).decode() if payload else "="
+    if condition:
+        etree.SubElement(el, f"{{{NS_SASL}}}{condition}")
+    if text:
+        t = etree.SubElement(el, f"{{{NS_SASL}}}text")
+        t.text = text
+    return etree.tostring(el)

@@ -1,0 +1,114 @@
+"""Helpers for integration tests: a real server on ephemeral loopback ports, real slixmpp clients."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import slixmpp
+
+from appliance.config.load import default_config
+from appliance.config.model import Config
+from appliance.core.server import Server
+from appliance.xmpp.jid import JID
+
+PASSWORD = "correct horse"
+
+
+def test_config(state_dir: Path, **overrides: Any) -> Config:
+    """Loopback-only config on ephemeral ports; keyword args replace sections (e.g. c2s=...)."""
+    cfg = default_config(state_dir)
+    c2s = replace(cfg.c2s, port=0, direct_tls_port=0, interfaces=("127.0.0.1",))
+    limits = replace(cfg.limits, scram_iterations=4096, auth_failure_delay=0.0)
+    cfg = replace(cfg, c2s=c2s, limits=limits)
+    return replace(cfg, **overrides) if overrides else cfg
+
+
+class Client(slixmpp.ClientXMPP):
+    """A slixmpp client that trusts the server's local CA and records what it receives."""
+
+    def __init__(self, jid: str, password: str, ca_file: Path) -> None:
+        super().__init__(jid, password)
+        self.enable_direct_tls = False
+        self.ssl_context = ssl.create_default_context(cafile=str(ca_file))
+        self.messages: asyncio.Queue[slixmpp.Message] = asyncio.Queue()
+        self.presences: asyncio.Queue[slixmpp.Presence] = asyncio.Queue()
+        self.started = asyncio.Event()
+        self.auth_failed = asyncio.Event()
+        self.add_event_handler("session_start", self._on_start)
+        self.add_event_handler("failed_all_auth", lambda _e: self.auth_failed.set())
+        self.add_event_handler("message", self.messages.put_nowait)
+        self.add_event_handler("presence", self.presences.put_nowait)
+
+    async def _on_start(self, _event: Any) -> None:
+        self.started.set()
+
+    async def next_message(self, timeout: float = 5.0) -> slixmpp.Message:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def next_presence(self, timeout: float = 5.0, *, ptype: str | None = None) -> slixmpp.Presence:
+        while True:
+            presence = await asyncio.wait_for(self.presences.get(), timeout)
+            if ptype is None or presence["type"] == ptype:
+                return presence
+
+
+class Harness:
+    """A started Server plus factories for accounts and clients; closes everything at the end."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.clients: list[Client] = []
+
+    @property
+    def domain(self) -> str:
+        return self.server.config.hosts[0].name
+
+    @property
+    def port(self) -> int:
+        return self.server.ports["c2s"]
+
+    @property
+    def tls_port(self) -> int:
+        return self.server.ports["c2s_direct_tls"]
+
+    @property
+    def ca_file(self) -> Path:
+        return self.server.config.server.state_dir / "certs" / "ca.pem"
+
+    async def user(self, name: str, password: str = PASSWORD) -> str:
+        jid = f"{name}@{self.domain}"
+        assert self.server.accounts is not None
+        await self.server.accounts.create(JID.parse(jid), password)
+        return jid
+
+    async def client(
+        self, jid: str, password: str = PASSWORD, *, resource: str = "test", presence: bool = True,
+        roster: bool = True,
+    ) -> Client:
+        """Connect, log in, bind, optionally fetch the roster and send initial presence."""
+        client = Client(f"{jid}/{resource}", password, self.ca_file)
+        self.clients.append(client)
+        client.connect(host="127.0.0.1", port=self.port)
+        await asyncio.wait_for(client.started.wait(), 15)
+        if roster:
+            await client.get_roster()
+        if presence:
+            client.send_presence()
+        return client
+
+    async def close(self) -> None:
+        for client in self.clients:
+            if client.is_connected():
+                client.disconnect()
+        await asyncio.sleep(0.05)
+        await self.server.stop()
+
+
+async def start_harness(state_dir: Path, **overrides: Any) -> Harness:
+    server = Server(test_config(state_dir, **overrides))
+    await server.start()
+    return Harness(server)
