@@ -35,11 +35,12 @@ def load(args: argparse.Namespace) -> Config:
     """
     path = config_path(args)
     dev = bool(getattr(args, "dev", False)) or paths.current_layout().dev
+    state_dir = paths.default_state_dir(dev=True if dev else None)
     if args.config is None and dev and not path.exists():
-        return default_config(paths.default_state_dir(dev=True))
+        return default_config(state_dir)
     if not path.exists():
         raise ConfigError([
             f"{path}: no such file; create it (see examples/parlour.toml) or pass --config PATH"
             + ("" if args.config is not None else ", or use --dev for a development run")
         ])
-    return load_config(path)
+    return load_config(path, default_state_dir=state_dir)

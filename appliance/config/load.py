@@ -30,28 +30,34 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate a config file; relative paths in it resolve against its folder."""
+def load_config(path: Path, *, default_state_dir: Path | None = None) -> Config:
+    """Read and validate a config file; relative paths in it resolve against its folder.
+
+    `default_state_dir` is used when the file sets no server.state_dir (default: the platform's).
+    """
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the file: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
-    config = parse_config(text, str(path), base_dir=path.absolute().parent)
+    config = parse_config(text, str(path), base_dir=path.absolute().parent,
+                          default_state_dir=default_state_dir)
     return _replace_source(config, path)
 
 
-def parse_config(text: str, source: str, *, base_dir: Path | None = None) -> Config:
+def parse_config(
+    text: str, source: str, *, base_dir: Path | None = None, default_state_dir: Path | None = None
+) -> Config:
     """Validate TOML text; `source` names it in messages, `base_dir` anchors relative paths
-    (default: the folder of `source`)."""
+    (default: the folder of `source`); `default_state_dir` as for `load_config`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(source, exc)]) from None
     if base_dir is None:
         base_dir = Path(source).absolute().parent
-    builder = _Builder(source, _KeyLines(text).lines, base_dir)
+    builder = _Builder(source, _KeyLines(text).lines, base_dir, default_state_dir)
     config = builder.build(data)
     if builder.problems or config is None:
         raise ConfigError(builder.sorted_problems())
@@ -108,8 +114,11 @@ _INDEX = _other_tables_index()
 class _Builder:
     """Walks parsed TOML against the schema, converting values and collecting problems."""
 
-    def __init__(self, source: str, lines: dict[KeyPath, int], base_dir: Path) -> None:
+    def __init__(
+        self, source: str, lines: dict[KeyPath, int], base_dir: Path, default_state_dir: Path | None
+    ) -> None:
         self.source = source
+        self.default_state_dir = default_state_dir
         self.lines = lines
         self.base_dir = base_dir
         self.problems: list[tuple[int, str]] = []
@@ -200,7 +209,7 @@ class _Builder:
         if "state_dir" not in values["server"]:
             from appliance.platform.paths import default_state_dir
 
-            values["server"]["state_dir"] = default_state_dir()
+            values["server"]["state_dir"] = self.default_state_dir or default_state_dir()
         self.check_together(values, data)
         made = {t.name: self.make(t, values[t.name], (t.name,)) for t in spec.SECTIONS if t.name != "modules"}
         if self.problems or not hosts:

@@ -102,6 +102,8 @@ def test_missing_state_dir_uses_the_platform_default(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PARLOUR_DEV", "1")
     config = parse("[hosts.localhost]\n")
     assert config.server.state_dir == Path.cwd() / "dev-state"
+    given = parse_config("[hosts.localhost]\n", "x.toml", default_state_dir=Path("/srv/x"))
+    assert given.server.state_dir == Path("/srv/x")
 
 
 def test_default_config() -> None:
