@@ -340,11 +340,14 @@ class ClientSession:
         self._auth_succeeded(jid, b"")
 
     async def _auth_scram_start(self, mechanism: str, data: bytes) -> None:
-        plus = mechanism.endswith("-PLUS")
-        hash_name = mechanism.removeprefix("SCRAM-").removesuffix("-PLUS")
+        hash_name, plus = scram.parse_mechanism(mechanism)
         bindings = self.transport.channel_bindings if self.transport.secure else {}
         server = scram.ScramServer(
-            hash_name, plus=plus, channel_bindings=bindings, nonce=None, fake_secret=self.services.fake_secret
+            hash_name,
+            plus=plus,
+            channel_bindings=bindings,
+            fake_secret=self.services.fake_secret,
+            fake_iterations=self.services.config.limits.scram_iterations,
         )
         username = server.first(data)
         jid = self._account_jid(username)

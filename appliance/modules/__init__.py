@@ -3,5 +3,30 @@
 from __future__ import annotations
 
 from appliance.core.api import Module
+from appliance.modules.contact_addresses import ContactAddresses
+from appliance.modules.disco import Disco
+from appliance.modules.last import LastActivity
+from appliance.modules.message import Message
+from appliance.modules.offline import Offline
+from appliance.modules.ping import Ping
+from appliance.modules.presence import Presence
+from appliance.modules.private import PrivateStorage
+from appliance.modules.roster import Roster
+from appliance.modules.time import EntityTime
+from appliance.modules.vcard import VCardTemp
+from appliance.modules.version import Version
 
-BUILTIN: tuple[type[Module], ...] = ()
+BUILTIN: tuple[type[Module], ...] = (
+    Roster,
+    Presence,
+    Message,
+    Offline,
+    Disco,
+    ContactAddresses,
+    Ping,
+    Version,
+    EntityTime,
+    LastActivity,
+    VCardTemp,
+    PrivateStorage,
+)

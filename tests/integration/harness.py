@@ -33,13 +33,15 @@ class Client(slixmpp.ClientXMPP):
     def __init__(self, jid: str, password: str, ca_file: Path) -> None:
         super().__init__(jid, password)
         self.enable_direct_tls = False
+        for plugin in ("xep_0030", "xep_0199", "xep_0203"):
+            self.register_plugin(plugin)
         self.ssl_context = ssl.create_default_context(cafile=str(ca_file))
         self.messages: asyncio.Queue[slixmpp.Message] = asyncio.Queue()
         self.presences: asyncio.Queue[slixmpp.Presence] = asyncio.Queue()
         self.started = asyncio.Event()
         self.auth_failed = asyncio.Event()
         self.add_event_handler("session_start", self._on_start)
-        self.add_event_handler("failed_all_auth", lambda _e: self.auth_failed.set())
+        self.add_event_handler("failed_auth", lambda _e: self.auth_failed.set())
         self.add_event_handler("message", self.messages.put_nowait)
         self.add_event_handler("presence", self.presences.put_nowait)
 

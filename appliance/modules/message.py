@@ -1,0 +1,60 @@
+"""Message delivery to local accounts (RFC 6121 §8.5) for every message type and address form."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from appliance.core import events
+from appliance.core.api import Module, ModuleContext
+from appliance.core.events import StanzaEvent
+from appliance.xmpp.errors import StanzaError
+
+OFFLINE_STORE = "message/offline"  # hook fired when no resource can take a message [StanzaEvent]
+
+
+class Message(Module):
+    """Chooses the sessions a message goes to; hands it to offline storage when there are none."""
+
+    name = "message"
+
+    def setup(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
+        ctx.hook(events.MESSAGE_BARE, self.on_bare, events.DELIVER)
+        ctx.hook(events.MESSAGE_FULL, self.on_full, events.DELIVER)
+
+    async def on_full(self, event: StanzaEvent) -> bool:
+        session = self.ctx.sessions.get(event.to_jid)
+        if session is not None:
+            session.send(event.stanza)
+            return True
+        mtype = event.stanza.get("type", "normal")
+        if mtype in ("normal", "chat"):
+            return await self.on_bare(event)  # RFC 6121 §8.5.3.2.1: as if sent to the bare JID
+        if mtype == "groupchat":
+            raise StanzaError.service_unavailable()
+        return True  # headline and error: silently ignored
+
+    async def on_bare(self, event: StanzaEvent) -> bool:
+        stanza = event.stanza
+        mtype = stanza.get("type", "normal")
+        if mtype == "error":
+            return True
+        user = event.to_jid.bare()
+        sessions = [s for s in self.ctx.sessions.available(user) if s.priority >= 0]
+        if mtype == "groupchat":
+            raise StanzaError.service_unavailable()
+        if sessions:
+            if mtype != "headline":
+                top = max(s.priority for s in sessions)
+                sessions = [s for s in sessions if s.priority == top]
+            data = etree.tostring(stanza)
+            for session in sessions:
+                session.send_bytes(data)
+            return True
+        if not self.ctx.sessions.count_for(user) and not await self.ctx.accounts.exists(user):
+            raise StanzaError.service_unavailable()
+        if mtype == "headline":
+            return True
+        if await self.ctx.fire(OFFLINE_STORE, event):
+            return True
+        raise StanzaError.service_unavailable()

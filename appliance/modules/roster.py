@@ -1,0 +1,183 @@
+"""Roster management (RFC 6121 §2): get with versioning, set, remove, and pushes to interested resources."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from appliance.core import events
+from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
+from appliance.storage.api import RosterItem
+from appliance.xmpp.errors import StanzaError
+from appliance.xmpp.jid import JID, JIDError
+from appliance.xmpp.ns import NS_CLIENT, NS_PREAPPROVAL, NS_ROSTER, NS_ROSTERVER
+
+QUERY = f"{{{NS_ROSTER}}}query"
+ITEM = f"{{{NS_ROSTER}}}item"
+GROUP = f"{{{NS_ROSTER}}}group"
+MAX_TEXT = 1023
+
+
+class RosterService:
+    """Roster reads and changes for other modules (presence); every change is pushed."""
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        self._ctx = ctx
+        self._versioning = ctx.options.versioning if ctx.options else True
+
+    async def items(self, user: JID) -> list[RosterItem]:
+        return await self._ctx.stores.roster.items(user.domain, user.local or "")
+
+    async def item(self, user: JID, contact: JID) -> RosterItem | None:
+        return await self._ctx.stores.roster.item(user.domain, user.local or "", str(contact.bare()))
+
+    async def put(self, user: JID, item: RosterItem) -> None:
+        version = await self._ctx.stores.roster.put(user.domain, user.local or "", item)
+        self.push(user, item, version)
+
+    async def remove(self, user: JID, contact: JID) -> bool:
+        version = await self._ctx.stores.roster.remove(user.domain, user.local or "", str(contact.bare()))
+        if version is None:
+            return False
+        self.push(user, RosterItem(str(contact.bare()), subscription="none"), version, removed=True)
+        return True
+
+    def push(self, user: JID, item: RosterItem, version: int, *, removed: bool = False) -> None:
+        """Send a roster push to every resource of `user` that has requested the roster."""
+        for session in self._ctx.sessions.resources(user):
+            if not session.interested:
+                continue
+            iq = etree.Element(f"{{{NS_CLIENT}}}iq", nsmap={None: NS_CLIENT})
+            iq.set("type", "set")
+            iq.set("id", f"push-{version}-{id(session) % 100000}")
+            iq.set("to", str(session.jid))
+            query = etree.SubElement(iq, QUERY, nsmap={None: NS_ROSTER})
+            if self._versioning:
+                query.set("ver", str(version))
+            query.append(item_element(item, removed=removed))
+            session.send(iq)
+
+
+def item_element(item: RosterItem, *, removed: bool = False) -> etree._Element:
+    """The <item/> of a roster result or push."""
+    el = etree.Element(ITEM)
+    el.set("jid", item.contact)
+    if removed:
+        el.set("subscription", "remove")
+        return el
+    if item.name:
+        el.set("name", item.name)
+    el.set("subscription", item.subscription)
+    if item.ask:
+        el.set("ask", "subscribe")
+    if item.approved:
+        el.set("approved", "true")
+    for group in item.groups:
+        etree.SubElement(el, GROUP).text = group
+    return el
+
+
+class Roster(Module):
+    """jabber:iq:roster for local accounts."""
+
+    name = "roster"
+    implements = (Xep(237, "1.3", note="roster versioning (RFC 6121 §2.6)"),)
+
+    def setup(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
+        self.service = RosterService(ctx)
+        self.max_items = ctx.options.max_items if ctx.options else 1000
+        self.versioning = ctx.options.versioning if ctx.options else True
+        ctx.provide(RosterService, self.service)
+        ctx.iq("get", QUERY, self.get, scope=Scope.ACCOUNT, feature=None)
+        ctx.iq("set", QUERY, self.set, scope=Scope.ACCOUNT, feature=None)
+        if self.versioning:
+            ctx.stream_feature(_rosterver_feature)
+        ctx.stream_feature(_preapproval_feature)
+
+    async def get(self, req: IqRequest) -> etree._Element | None:
+        if not req.is_self or req.session is None:
+            raise StanzaError.forbidden("You can only read your own roster")
+        user = req.from_jid
+        req.session.interested = True
+        await self.ctx.fire(events.ROSTER_REQUESTED, events.SessionEvent(req.session))
+        if self.versioning:
+            version = await self.ctx.stores.roster.version(user.domain, user.local or "")
+            if req.payload.get("ver") == str(version):
+                return None  # RFC 6121 §2.6.3: unchanged, the client keeps its cached roster
+        else:
+            version = None
+        query = etree.Element(QUERY, nsmap={None: NS_ROSTER})
+        if version is not None:
+            query.set("ver", str(version))
+        for item in await self.service.items(user):
+            query.append(item_element(item))
+        return query
+
+    async def set(self, req: IqRequest) -> etree._Element | None:
+        if not req.is_self:
+            raise StanzaError.forbidden("You can only change your own roster")
+        items = req.payload.findall(ITEM)
+        if len(items) != 1 or len(req.payload) != 1:
+            raise StanzaError.bad_request("A roster set carries exactly one <item/>")
+        element = items[0]
+        try:
+            contact = JID.parse(element.get("jid", "")).bare()
+        except JIDError:
+            raise StanzaError.jid_malformed("The item's 'jid' is not a valid JID") from None
+        user = req.from_jid.bare()
+        if element.get("subscription") == "remove":
+            await self._remove(user, contact)
+            return None
+        name = element.get("name") or None
+        if name is not None and len(name) > MAX_TEXT:
+            raise StanzaError.not_acceptable("The item name is too long")
+        groups = [g.text or "" for g in element.findall(GROUP)]
+        if any(not g.strip() for g in groups):
+            raise StanzaError.not_acceptable("Group names cannot be empty")
+        if any(len(g) > MAX_TEXT for g in groups):
+            raise StanzaError.not_acceptable("A group name is too long")
+        if len(set(groups)) != len(groups):
+            raise StanzaError.bad_request("Duplicate group names")
+        existing = await self.service.item(user, contact)
+        if existing is None:
+            count = await self.ctx.stores.roster.count(user.domain, user.local or "")
+            if count >= self.max_items:
+                raise StanzaError.not_allowed(f"The roster is full ({self.max_items} items)")
+            item = RosterItem(str(contact), name=name, groups=tuple(groups))
+        else:
+            item = RosterItem(
+                existing.contact, name=name, subscription=existing.subscription, ask=existing.ask,
+                approved=existing.approved, groups=tuple(groups),
+            )
+        await self.service.put(user, item)
+        return None
+
+    async def _remove(self, user: JID, contact: JID) -> None:
+        existing = await self.service.item(user, contact)
+        if existing is None:
+            raise StanzaError.item_not_found("That contact is not on the roster")
+        # RFC 6121 §2.5.2: cancel subscriptions in both directions before forgetting the contact.
+        if existing.subscription in ("from", "both"):
+            await self._send_presence(user, contact, "unsubscribed")
+        if existing.subscription in ("to", "both") or existing.ask:
+            await self._send_presence(user, contact, "unsubscribe")
+        await self.service.remove(user, contact)
+
+    async def _send_presence(self, user: JID, contact: JID, ptype: str) -> None:
+        presence = etree.Element(f"{{{NS_CLIENT}}}presence", nsmap={None: NS_CLIENT})
+        presence.set("type", ptype)
+        presence.set("from", str(user))
+        presence.set("to", str(contact))
+        await self.ctx.route(presence)
+
+
+def _rosterver_feature(_session: object) -> etree._Element | None:
+    if getattr(_session, "state", None) is None or _session.state.value != "authenticated":  # type: ignore[attr-defined]
+        return None
+    return etree.Element(f"{{{NS_ROSTERVER}}}ver", nsmap={None: NS_ROSTERVER})
+
+
+def _preapproval_feature(_session: object) -> etree._Element | None:
+    if getattr(_session, "state", None) is None or _session.state.value != "authenticated":  # type: ignore[attr-defined]
+        return None
+    return etree.Element(f"{{{NS_PREAPPROVAL}}}sub", nsmap={None: NS_PREAPPROVAL})
