@@ -58,6 +58,15 @@ class Transport(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def open_stream(self, from_: str, stream_id: str) -> None:
+        """Write our stream header (TCP) or its framing equivalent (WebSocket <open/>, BOSH)."""
+
+    def close_stream(self) -> None:
+        """Write our stream close (`</stream:stream>` or `<close/>`)."""
+
+    def write_stream_error(self, error: StreamError) -> None:
+        """Write a stream error in this transport's framing."""
+
     def buffered(self) -> int: ...
 
     async def start_tls(self) -> None: ...
@@ -238,7 +247,7 @@ class ClientSession:
 
     def _send_header(self, host_name: str) -> None:
         self.id = secrets.token_hex(8)
-        self.transport.write(xs.stream_header(from_=host_name, stream_id=self.id))
+        self.transport.open_stream(host_name, self.id)
         self.header_sent = True
 
     def _tls_required(self) -> bool:
@@ -577,7 +586,7 @@ class ClientSession:
         if not self.header_sent:
             self._send_header(next(iter(self.services.hosts), "localhost"))
         log.info("session %s: stream error %s (%s)", self.id, error.condition, error.text or "")
-        self.transport.write(error.to_bytes())
+        self.transport.write_stream_error(error)
         self.close_stream()
 
     def close(self, condition: str | None = None, text: str | None = None) -> None:
@@ -591,7 +600,7 @@ class ClientSession:
         if self.state is C2SState.CLOSED:
             return
         if self.header_sent:
-            self.transport.write(xs.STREAM_CLOSE)
+            self.transport.close_stream()
         self._finish()
         self.transport.close()
 

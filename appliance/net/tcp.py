@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from appliance.net.addresses import peer_is_loopback
 from appliance.xmpp.errors import StreamError
 from appliance.xmpp.parser import StreamParser
+from appliance.xmpp.stream import STREAM_CLOSE, stream_header
 
 if TYPE_CHECKING:
     from appliance.core.c2s import C2SServices, ClientSession
@@ -132,6 +133,15 @@ class XmppTcpProtocol(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
+
+    def open_stream(self, from_: str, stream_id: str) -> None:
+        self.write(stream_header(from_=from_, stream_id=stream_id))
+
+    def close_stream(self) -> None:
+        self.write(STREAM_CLOSE)
+
+    def write_stream_error(self, error: StreamError) -> None:
+        self.write(error.to_bytes())
 
     def buffered(self) -> int:
         return self._transport.get_write_buffer_size() if self._transport is not None else 0
