@@ -1,0 +1,60 @@
+"""Helpers shared by several feature modules: payload elements, access checks, stored XML."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from appliance.core.api import IqRequest, ModuleContext
+from appliance.xmpp.errors import StanzaError
+from appliance.xmpp.jid import JID
+
+__all__ = [
+    "PRESENCE_SHARING",
+    "element",
+    "encode_limited",
+    "parse_stored",
+    "require_owner",
+    "sees_presence",
+]
+
+# Subscription states on the target's roster under which the contact receives the target's presence.
+PRESENCE_SHARING = frozenset({"from", "both"})
+
+# Stored documents were serialized by lxml from parsed stanzas, so they never carry a DTD; the parser
+# still refuses entities and network access in case a store is edited by hand.
+_STORED_XML = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def element(namespace: str, local: str = "query") -> etree._Element:
+    """A new payload element `{namespace}local` declaring `namespace` as its default namespace."""
+    return etree.Element(f"{{{namespace}}}{local}", nsmap={None: namespace})
+
+
+def require_owner(request: IqRequest, what: str) -> None:
+    """Refuse (forbidden) a request that concerns somebody else's account."""
+    if not request.is_self:
+        raise StanzaError.forbidden(f"You may only access your own {what}")
+
+
+async def sees_presence(ctx: ModuleContext, target: JID, requester: JID) -> bool:
+    """Whether `requester` may see `target`'s presence: it is the same account, or the target's roster
+    has the requester with a subscription of 'from' or 'both' (RFC 6121 §3)."""
+    if requester.local == target.local and requester.domain == target.domain:
+        return True
+    if target.local is None:
+        return False
+    item = await ctx.stores.roster.item(target.domain, target.local, str(requester.bare()))
+    return item is not None and item.subscription in PRESENCE_SHARING
+
+
+def encode_limited(payload: etree._Element, max_size: int, what: str) -> bytes:
+    """Serialize `payload` for storage; not-acceptable when it is larger than `max_size` bytes."""
+    data = etree.tostring(payload, encoding="utf-8")
+    if len(data) > max_size:
+        raise StanzaError.not_acceptable(f"The {what} is larger than the {max_size}-byte limit")
+    return data
+
+
+def parse_stored(data: bytes) -> etree._Element:
+    """Parse an XML document written by `encode_limited`."""
+    return etree.fromstring(data, _STORED_XML)
