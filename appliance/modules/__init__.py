@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from appliance.core.api import Module
+from appliance.modules.blocking import Blocking
 from appliance.modules.contact_addresses import ContactAddresses
 from appliance.modules.disco import Disco
 from appliance.modules.last import LastActivity
@@ -11,6 +12,7 @@ from appliance.modules.offline import Offline
 from appliance.modules.ping import Ping
 from appliance.modules.presence import Presence
 from appliance.modules.private import PrivateStorage
+from appliance.modules.register import Register
 from appliance.modules.roster import Roster
 from appliance.modules.time import EntityTime
 from appliance.modules.vcard import VCardTemp
@@ -29,4 +31,6 @@ BUILTIN: tuple[type[Module], ...] = (
     LastActivity,
     VCardTemp,
     PrivateStorage,
+    Blocking,
+    Register,
 )

@@ -1,0 +1,264 @@
+"""In-Band Registration (XEP-0077): account creation before login (when the host's policy allows it),
+password change and account removal after login (always)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from lxml import etree
+
+from appliance.core import events
+from appliance.core.accounts import AccountExists, AccountNotFound, WeakPassword
+from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
+from appliance.core.events import AccountEvent
+from appliance.xmpp.errors import StanzaError
+from appliance.xmpp.jid import JID, JIDError
+from appliance.xmpp.ns import NS_CLIENT, NS_DATA, NS_REGISTER, NS_REGISTER_FEATURE
+from appliance.xmpp.stream import C2SState
+
+QUERY = f"{{{NS_REGISTER}}}query"
+REMOVE = f"{{{NS_REGISTER}}}remove"
+USERNAME = f"{{{NS_REGISTER}}}username"
+PASSWORD = f"{{{NS_REGISTER}}}password"
+FORM = f"{{{NS_DATA}}}x"
+PRESENCE = f"{{{NS_CLIENT}}}presence"
+
+REGISTRATIONS_PER_IP_PER_HOUR = 5
+RATE_WINDOW = 3600.0
+INSTRUCTIONS = "Choose a username and a password to create an account on this server."
+
+
+class _Transport(Protocol):
+    peer_ip: str
+    secure: bool
+    loopback: bool
+
+
+class _Stream(Protocol):
+    """What registration needs to know about a client stream that has not logged in."""
+
+    state: C2SState
+    transport: _Transport
+
+
+class Register(Module):
+    """jabber:iq:register: sign-up on unauthenticated streams, then password change and cancellation."""
+
+    name = "register"
+    implements = (Xep(77, "2.4"),)
+
+    def setup(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
+        options = ctx.options
+        self.policy: str = options.policy if options else "closed"
+        self.min_password_length: int = options.min_password_length if options else 8
+        self.clock: Callable[[], float] = time.monotonic
+        self._recent: dict[str, deque[float]] = {}  # peer IP -> times of its recent registrations
+        for scope in (Scope.SERVER, Scope.ACCOUNT):  # with or without to='domain'
+            ctx.iq("get", QUERY, self.get, scope=scope, feature=None)
+            ctx.iq("set", QUERY, self.set, scope=scope, feature=None)
+        ctx.feature(NS_REGISTER)
+        if self.policy != "closed":
+            ctx.preauth_iq(QUERY, self.before_login)
+            ctx.stream_feature(self.stream_feature)
+            ctx.every(RATE_WINDOW / 4, self._prune, "prune")
+
+    # -- before login -----------------------------------------------------------------------------
+
+    def stream_feature(self, stream: Any) -> etree._Element | None:
+        """<register/> among the pre-authentication features, where this stream may register."""
+        if stream.state is not C2SState.UNAUTHENTICATED or not self._may_register(stream):
+            return None
+        return etree.Element(f"{{{NS_REGISTER_FEATURE}}}register", nsmap={None: NS_REGISTER_FEATURE})
+
+    def _may_register(self, stream: _Stream) -> bool:
+        if self.policy == "loopback" and not stream.transport.loopback:
+            return False
+        return self._channel_safe(stream.transport)
+
+    def _channel_safe(self, transport: _Transport) -> bool:
+        """Passwords travel in the clear inside the stream: only over TLS, unless the admin allows plain."""
+        c2s = self.ctx.config.c2s
+        if transport.secure or not c2s.require_encryption:
+            return True
+        return c2s.allow_plaintext_on_loopback and transport.loopback
+
+    async def before_login(self, iq: etree._Element, stream: _Stream) -> etree._Element | None:
+        """The pre-authentication IQ handler: registration form (get) or new account (set)."""
+        if self.policy == "loopback" and not stream.transport.loopback:
+            raise StanzaError.not_allowed("Registration is only open to local connections")
+        if not self._channel_safe(stream.transport):
+            raise StanzaError.not_authorized("Start TLS before registering")
+        if iq.get("type") == "get":
+            return _registration_form()
+        payload = iq[0]
+        if payload.find(REMOVE) is not None:
+            raise StanzaError.not_authorized("Log in to cancel a registration")
+        username, password = _credentials(payload)
+        if not username or not password:
+            # XEP-0077 §3.1: missing (or empty) required information is <not-acceptable/>.
+            raise StanzaError.not_acceptable("Both a username and a password are required")
+        try:
+            jid = JID.make(username, self.ctx.host)
+        except JIDError:
+            raise StanzaError.not_acceptable("That username is not valid") from None
+        ip = stream.transport.peer_ip
+        self._check_rate(ip)
+        self._check_password(password)
+        try:
+            await self.ctx.accounts.create(jid, password)
+        except AccountExists:
+            raise StanzaError.conflict("That username is taken") from None
+        except WeakPassword as exc:
+            raise StanzaError.not_acceptable(str(exc)) from None
+        self._recent.setdefault(ip, deque()).append(self.clock())
+        self.ctx.log.info("registered %s from %s", jid, ip)
+        return None
+
+    def _check_rate(self, ip: str) -> None:
+        recent = self._recent.get(ip)
+        if recent is None:
+            return
+        horizon = self.clock() - RATE_WINDOW
+        while recent and recent[0] < horizon:
+            recent.popleft()
+        if len(recent) >= REGISTRATIONS_PER_IP_PER_HOUR:
+            self.ctx.log.warning("refusing a registration from %s: too many in the last hour", ip)
+            text = "Too many accounts registered from your address; try again later"
+            raise StanzaError("policy-violation", text, type="wait")
+
+    async def _prune(self) -> None:
+        horizon = self.clock() - RATE_WINDOW
+        for ip in [ip for ip, times in self._recent.items() if not times or times[-1] < horizon]:
+            del self._recent[ip]
+
+    # -- after login --------------------------------------------------------------------------------
+
+    async def get(self, req: IqRequest) -> etree._Element:
+        """An authenticated user asks: they are registered, under their username."""
+        user = self._own_account(req)
+        query = etree.Element(QUERY, nsmap={None: NS_REGISTER})
+        etree.SubElement(query, f"{{{NS_REGISTER}}}registered")
+        etree.SubElement(query, USERNAME).text = user.local
+        return query
+
+    async def set(self, req: IqRequest) -> None:
+        """Password change (username + password) or cancellation (<remove/>) of the sender's account."""
+        user = self._own_account(req)
+        payload = req.payload
+        if payload.find(REMOVE) is not None:
+            if sum(1 for child in payload if isinstance(child.tag, str)) != 1:
+                raise StanzaError.bad_request("<remove/> must be the only child of <query/>")
+            await self._remove(user)
+            return
+        username, password = _credentials(payload)
+        if username is None or password is None:
+            raise StanzaError.bad_request("A password change needs <username/> and <password/>")
+        if username != user.local:
+            try:
+                same = JID.make(username, user.domain) == user
+            except JIDError:
+                same = False
+            if not same:
+                raise StanzaError.forbidden("You can only change your own password")
+        if not password:
+            raise StanzaError.not_acceptable("The password must not be empty")  # the old one stays
+        transport = getattr(req.session, "transport", None)
+        if transport is not None and not (transport.secure or transport.loopback):
+            raise StanzaError.not_authorized("Change passwords only over an encrypted connection")
+        self._check_password(password)
+        try:
+            await self.ctx.accounts.set_password(user, password)
+        except WeakPassword as exc:
+            raise StanzaError.not_acceptable(str(exc)) from None
+        except AccountNotFound:
+            raise StanzaError.registration_required() from None
+        self.ctx.log.info("%s changed their password", user)
+
+    def _own_account(self, req: IqRequest) -> JID:
+        """The bare JID of the local account sending the request, which must be about itself."""
+        sender = req.from_jid
+        if req.session is None or sender.local is None or sender.domain != self.ctx.host:
+            raise StanzaError.forbidden("Only this server's own users may manage their registration")
+        if req.to_jid.local is not None and not req.is_self:
+            raise StanzaError.forbidden("You can only manage your own registration")
+        return sender.bare()
+
+    def _check_password(self, password: str) -> None:
+        if len(password) < self.min_password_length:
+            raise StanzaError.not_acceptable(f"Passwords need at least {self.min_password_length} characters")
+
+    async def _remove(self, user: JID) -> None:
+        """Cancel the subscriptions, delete the account, answer, then end all of its sessions."""
+        if not await self.ctx.accounts.exists(user):
+            raise StanzaError.registration_required()
+        await self._cancel_subscriptions(user)
+        try:
+            await self.ctx.accounts.delete(user)
+        except AccountNotFound:
+            raise StanzaError.registration_required() from None
+        self.ctx.log.info("%s cancelled their registration", user)
+        await self.ctx.fire(events.ACCOUNT_DELETED, AccountEvent(user))
+        # The IQ result is written as soon as this handler returns, before the spawned task first runs,
+        # so the client sees the result and then the stream error (XEP-0077 §3.2).
+        self.ctx.spawn(self._disconnect(user), "disconnect")
+
+    async def _disconnect(self, user: JID) -> None:
+        for session in self.ctx.sessions.resources(user):
+            session.close("not-authorized", "The account was deleted")
+
+    async def _cancel_subscriptions(self, user: JID) -> None:
+        """XEP-0077 §3.2 / RFC 6121: contacts stop seeing us and stop being seen, before the roster goes."""
+        for item in await self.ctx.stores.roster.items(user.domain, user.local or ""):
+            if item.subscription in ("from", "both"):
+                await self._send(user, item.contact, "unavailable")
+                await self._send(user, item.contact, "unsubscribed")
+            if item.subscription in ("to", "both") or item.ask:
+                await self._send(user, item.contact, "unsubscribe")
+
+    async def _send(self, user: JID, contact: str, ptype: str) -> None:
+        presence = etree.Element(PRESENCE, nsmap={None: NS_CLIENT})
+        presence.set("type", ptype)
+        presence.set("from", str(user))
+        presence.set("to", contact)
+        await self.ctx.route(presence)
+
+
+def _credentials(payload: etree._Element) -> tuple[str | None, str | None]:
+    """Username and password from the legacy fields or from a submitted data form (None: absent)."""
+    form = payload.find(FORM)
+    if form is not None:
+        values: dict[str, str] = {}
+        for field in form.findall(f"{{{NS_DATA}}}field"):
+            var = field.get("var")
+            if var in ("username", "password"):
+                values[var] = field.findtext(f"{{{NS_DATA}}}value") or ""
+        return values.get("username"), values.get("password")
+    username = payload.find(USERNAME)
+    password = payload.find(PASSWORD)
+    return (
+        None if username is None else (username.text or "").strip(),
+        None if password is None else password.text or "",
+    )
+
+
+def _registration_form() -> etree._Element:
+    """The fields to fill in: legacy <username/> and <password/>, and the same as a data form."""
+    query = etree.Element(QUERY, nsmap={None: NS_REGISTER})
+    etree.SubElement(query, f"{{{NS_REGISTER}}}instructions").text = INSTRUCTIONS
+    etree.SubElement(query, USERNAME)
+    etree.SubElement(query, PASSWORD)
+    form = etree.SubElement(query, FORM, nsmap={None: NS_DATA})
+    form.set("type", "form")
+    etree.SubElement(form, f"{{{NS_DATA}}}title").text = "Account registration"
+    etree.SubElement(form, f"{{{NS_DATA}}}instructions").text = INSTRUCTIONS
+    hidden = etree.SubElement(form, f"{{{NS_DATA}}}field", type="hidden", var="FORM_TYPE")
+    etree.SubElement(hidden, f"{{{NS_DATA}}}value").text = NS_REGISTER
+    fields = (("username", "Username", "text-single"), ("password", "Password", "text-private"))
+    for var, label, kind in fields:
+        field = etree.SubElement(form, f"{{{NS_DATA}}}field", type=kind, var=var, label=label)
+        etree.SubElement(field, f"{{{NS_DATA}}}required")
+    return query
