@@ -7,9 +7,11 @@ fresh random salt. Key derivation is deliberately slow, so it always runs in a w
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import os
 import secrets
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from appliance.storage.api import HASH_NAMES, AccountStore, AlreadyExists, ScramKeys
@@ -22,6 +24,42 @@ PLAIN_HASH = "SHA-256"  # the key set PLAIN passwords are checked against
 # Verifying a password for an unknown account still costs a derivation (no timing oracle);
 # the salt is fixed because the result is thrown away.
 _DECOY_SALT = b"parlour-no-such-account"
+VERIFIED_CACHE_SIZE = 100_000
+
+
+class VerifiedPasswords:
+    """Remembers recent successful PLAIN checks so a reconnecting client skips PBKDF2.
+
+    Only a keyed HMAC of (password, stored key) is kept, under a per-process random key: it reveals
+    nothing about the password, and a password change (new stored key) invalidates it by itself. A wrong
+    password never matches, so guessing still pays the full derivation.
+    """
+
+    __slots__ = ("_entries", "_key", "_size")
+
+    def __init__(self, size: int = VERIFIED_CACHE_SIZE) -> None:
+        self._key = secrets.token_bytes(32)
+        self._size = size
+        self._entries: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+
+    def _tag(self, password: str, stored_key: bytes) -> bytes:
+        return hmac.new(self._key, password.encode() + b"\0" + stored_key, hashlib.sha256).digest()
+
+    def check(self, user: tuple[str, str], password: str, stored_key: bytes) -> bool:
+        tag = self._entries.get(user)
+        if tag is None or not hmac.compare_digest(tag, self._tag(password, stored_key)):
+            return False
+        self._entries.move_to_end(user)
+        return True
+
+    def remember(self, user: tuple[str, str], password: str, stored_key: bytes) -> None:
+        self._entries[user] = self._tag(password, stored_key)
+        self._entries.move_to_end(user)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def forget(self, user: tuple[str, str]) -> None:
+        self._entries.pop(user, None)
 
 
 class AccountExists(Exception):
@@ -61,6 +99,7 @@ class AccountService:
         self._accounts = accounts
         self._iterations = iterations
         self._min_length = max(1, min_password_length)
+        self._verified = VerifiedPasswords()
 
     def check_password(self, password: str) -> None:
         """Raise ``WeakPassword`` unless the password may be set."""
@@ -110,6 +149,7 @@ class AccountService:
     async def delete(self, jid: JID) -> None:
         """Delete the account and everything stored for it; raises ``AccountNotFound``."""
         host, username = _user(jid)
+        self._verified.forget((host, username))
         if not await self._accounts.delete(host, username):
             raise AccountNotFound(f"{username}@{host}")
 
@@ -139,9 +179,15 @@ class AccountService:
     async def verify_plain(self, jid: JID, password: str) -> bool:
         """Check a cleartext password (SASL PLAIN, web login) in comparable time for unknown users."""
         keys = None if jid.local is None else await self.scram_keys(jid, PLAIN_HASH)
+        user = (jid.domain, jid.local or "")
+        if keys is not None and self._verified.check(user, password, keys.stored_key):
+            return True
         salt, iterations = (keys.salt, keys.iterations) if keys else (_DECOY_SALT, self._iterations)
         try:
             stored_key, _ = await asyncio.to_thread(scram.derive_keys, password, PLAIN_HASH, salt, iterations)
         except ValueError:  # SASLprep refused it: no stored password can match
             return False
-        return keys is not None and hmac.compare_digest(stored_key, keys.stored_key)
+        if keys is None or not hmac.compare_digest(stored_key, keys.stored_key):
+            return False
+        self._verified.remember(user, password, keys.stored_key)
+        return True

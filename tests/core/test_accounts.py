@@ -151,3 +151,25 @@ async def test_create_many_and_list(service: AccountService) -> None:
     assert not await service.exists(JID.parse("fresh@a.example"))
     with pytest.raises(WeakPassword):
         await service.create_many("a.example", [("other", "x")])
+
+
+async def test_verified_password_cache_never_accepts_a_wrong_password(tmp_path) -> None:
+    """A cached successful login does not make a different password pass, and a change invalidates it."""
+    from appliance.core.accounts import AccountService
+    from appliance.storage.sqlite import Database
+    from appliance.storage.stores.accounts import AccountStore
+    from appliance.xmpp.jid import JID
+
+    db = await Database.open(tmp_path / "db" / "parlour.db")
+    try:
+        service = AccountService(AccountStore(db), iterations=64)
+        jid = JID.parse("cache@example.org")
+        await service.create(jid, "first password")
+        assert await service.verify_plain(jid, "first password")
+        assert await service.verify_plain(jid, "first password")  # served from the cache
+        assert not await service.verify_plain(jid, "second password")
+        await service.set_password(jid, "second password")
+        assert not await service.verify_plain(jid, "first password")
+        assert await service.verify_plain(jid, "second password")
+    finally:
+        await db.close()
