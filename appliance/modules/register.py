@@ -167,7 +167,7 @@ class Register(Module):
         if not password:
             raise StanzaError.not_acceptable("The password must not be empty")  # the old one stays
         transport = getattr(req.session, "transport", None)
-        if transport is not None and not (transport.secure or transport.loopback):
+        if transport is not None and not self._channel_safe(transport):
             raise StanzaError.not_authorized("Change passwords only over an encrypted connection")
         self._check_password(password)
         try:
