@@ -29,6 +29,8 @@ class PrivateStorage(Module):
         self.max_size = ctx.options.max_size
         ctx.iq("get", QUERY, self.get, scope=Scope.ACCOUNT)
         ctx.iq("set", QUERY, self.set, scope=Scope.ACCOUNT)
+        # Clients look for the feature on their server, so advertise it there too.
+        ctx.feature(NS_PRIVATE)
 
     async def get(self, request: IqRequest) -> etree._Element:
         """Return the stored fragment, or the requested empty element when nothing is stored."""

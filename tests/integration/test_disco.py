@@ -44,7 +44,7 @@ async def test_server_info_has_identity_features_and_no_form_by_default(harness:
     assert ("server", "im", "Parlour") in identities
     features = set(info["disco_info"]["features"])
     assert {NS_DISCO_INFO, "http://jabber.org/protocol/disco#items", NS_PING, NS_VCARD} <= features
-    assert {"jabber:iq:version", "urn:xmpp:time", "jabber:iq:last"} <= features
+    assert {"jabber:iq:version", "urn:xmpp:time", "jabber:iq:last", "jabber:iq:private"} <= features
     assert info.xml.find(FORM) is None  # no contact address configured, so no serverinfo form
 
 
