@@ -43,6 +43,25 @@ class C2SConfig:
     handshake_timeout: float = 60.0  # seconds from connect to a bound resource
 
 
+# --- [http] (web transports) ---
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The web listener: BOSH, WebSocket and host-meta (later the setup wizard and admin console)."""
+
+    enabled: bool = True
+    interfaces: tuple[str, ...] = ()  # empty: the same as c2s.interfaces
+    port: int = 5280  # 0 (tests only, not accepted in a file): any free port
+    tls_port: int = 5443  # likewise
+    https: bool = True  # also serve HTTPS on tls_port with the server's certificate
+    allowed_origins: tuple[str, ...] = ()  # empty: any web page may connect
+    consider_websocket_secure: bool = False  # plain-HTTP WebSocket from loopback counts as encrypted
+    consider_bosh_secure: bool = False  # plain-HTTP BOSH from loopback counts as encrypted
+    bosh_max_wait: float = 60.0
+    bosh_max_hold: int = 2
+    bosh_inactivity: float = 60.0
+# --- end [http] ---
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """Resource limits that keep one client from hurting the others."""
@@ -141,6 +160,7 @@ class Config:
     hosts: tuple[HostConfig, ...]
     c2s: C2SConfig = field(default_factory=C2SConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)  # [http]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = None

@@ -445,6 +445,44 @@ TLS = _table("tls", model.TlsConfig, "Certificates. Leave both empty to use a se
     ("private_key", PathKind(optional=True), "PEM private key for that certificate."),
 ])
 
+# --- [http] (web transports) ---
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+
+
+def check_origin(text: str) -> str:
+    """A web origin: scheme, host and optional port, no path ("https://chat.example.org")."""
+    text = text.strip().rstrip("/").lower()
+    if not _ORIGIN.match(text):
+        raise ValueError(text)
+    return text
+
+
+ORIGIN = Text('an origin like "https://chat.example.org"', check_origin)
+
+HTTP = _table("http", model.HttpConfig, "The web listener: BOSH (XEP-0206) at /http-bind, WebSocket "
+              "(RFC 7395) at /xmpp-websocket and host-meta (XEP-0156) at /.well-known/host-meta.", [
+    ("enabled", Bool(), "Serve the web listener at all."),
+    ("interfaces", ListOf(IP_ADDRESS), "Addresses to listen on; empty means the same as "
+     "c2s.interfaces."),
+    ("port", PORT, "Port for plain HTTP."),
+    ("tls_port", PORT, "Port for HTTPS (with the same certificate as client connections)."),
+    ("https", Bool(), "Also serve HTTPS on tls_port."),
+    ("allowed_origins", ListOf(ORIGIN), "Web pages (origins) allowed to use BOSH and WebSocket from "
+     "a browser; empty allows any. Requests without an Origin header (non-browser clients) are "
+     "always allowed."),
+    ("consider_websocket_secure", Bool(), "Treat plain-HTTP WebSocket connections from 127.0.0.1/::1 "
+     "as encrypted (for a TLS-terminating reverse proxy on this machine)."),
+    ("consider_bosh_secure", Bool(), "Treat plain-HTTP BOSH sessions from 127.0.0.1/::1 as encrypted "
+     "(for a TLS-terminating reverse proxy on this machine)."),
+    ("bosh_max_wait", Duration(1, 300), "Longest a BOSH request is held waiting for data (the "
+     "client's 'wait' is capped to this)."),
+    ("bosh_max_hold", Int(1, 5), "Most BOSH requests held at once per session (the client's 'hold' "
+     "is capped to this)."),
+    ("bosh_inactivity", Duration(5, 3600), "Time without any request before a BOSH session is "
+     "closed."),
+])
+# --- end [http] ---
+
 LIMITS = _table("limits", model.LimitsConfig, "Limits that keep one client from hurting the others.", [
     ("max_stanza_size", Size(10_000, 64 * 1024**2), "Largest stanza accepted from a client."),
     ("max_depth", Int(8, 1024), "Deepest element nesting accepted in a stanza."),
@@ -515,7 +553,7 @@ HOST = _table("hosts.<name>", model.HostConfig, 'One table per virtual host, nam
                    "[modules]; a host's `disabled` replaces the global list."),
 ])
 
-SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, LIMITS, LOGGING, MODULES)
+SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, HTTP, LIMITS, LOGGING, MODULES)
 """The top-level tables in documentation order; `hosts` (HOST) comes after them."""
 
 TOP_LEVEL_NAMES: tuple[str, ...] = (*(t.name for t in SECTIONS), "hosts")
