@@ -118,8 +118,12 @@ class StreamParser:
             parser.Parse(data, False)
         except expat.ExpatError as exc:
             raise _expat_error(exc) from None
-        if self._depth > 1 and self._fed - self._stanza_start > self._max_stanza_size:
-            raise StreamError.policy_violation("Stanza too large")
+        if self._depth > 1:
+            if self._fed - self._stanza_start > self._max_stanza_size:
+                raise StreamError.policy_violation("Stanza too large")
+        elif self._last_lt > self._last_event_at and self._fed - self._last_lt > self._max_stanza_size:
+            # A stanza's (or the header's) own start tag that never ends: expat buffers it whole.
+            raise StreamError.policy_violation("Tag too large")
         events, self._events = self._events, []
         return events
 
@@ -165,7 +169,8 @@ class StreamParser:
             prefix = next((p for p, uri in self._header_ns.items() if uri == NS_STREAM and p), None)
             qname = f"{prefix}:stream" if prefix else "stream"
             decls = "".join(
-                f" xmlns='{uri}'" if p is None else f" xmlns:{p}='{uri}'" for p, uri in self._header_ns.items()
+                f" xmlns='{uri}'" if p is None else f" xmlns:{p}='{uri}'"
+                for p, uri in self._header_ns.items()
             )
             header = f"<{qname}{decls}>".encode()
             self._rebase = self._fed - len(header)
@@ -230,7 +235,12 @@ class StreamParser:
         self._events.append(StreamOpen(tag, attrs, namespaces))
 
     def _on_end(self, name: str) -> None:
-        self._last_event_at = self._position()
+        assert self._parser is not None
+        context = self._parser.GetInputContext()
+        if context is not None and context.startswith(b"</"):
+            self._last_event_at = self._position()
+        # else the end of an empty element `<x/>`: it began where its start event was recorded. (Expat
+        # reports either that offset or the one just past the tag, where the next tag may begin.)
         depth = self._depth - 1
         self._depth = depth
         if depth == 0:
@@ -262,7 +272,9 @@ class StreamParser:
             element.text = (element.text or "") + text
 
     def _restricted(self, *_args: object) -> None:
-        raise StreamError.restricted_xml("DTDs, comments, processing instructions and entities are not allowed")
+        raise StreamError.restricted_xml(
+            "DTDs, comments, processing instructions and entities are not allowed"
+        )
 
 
 def _expat_error(exc: expat.ExpatError) -> StreamError:
@@ -271,8 +283,9 @@ def _expat_error(exc: expat.ExpatError) -> StreamError:
         return StreamError.restricted_xml("Entity references are not allowed")
     if exc.code == expat.errors.codes[expat.errors.XML_ERROR_UNBOUND_PREFIX]:
         return StreamError.bad_namespace_prefix("Unbound namespace prefix")
-    if exc.code == expat.errors.codes[expat.errors.XML_ERROR_INCORRECT_ENCODING] or exc.code == (
-        expat.errors.codes[expat.errors.XML_ERROR_UNKNOWN_ENCODING]
+    if (
+        exc.code == expat.errors.codes[expat.errors.XML_ERROR_INCORRECT_ENCODING]
+        or exc.code == (expat.errors.codes[expat.errors.XML_ERROR_UNKNOWN_ENCODING])
     ):
         return StreamError.unsupported_encoding("Only UTF-8 is supported")
     return StreamError.not_well_formed(message)
