@@ -52,6 +52,7 @@ class Server:
         self.accounts: AccountService | None = None
         self.certs: Any = None
         self.c2s: c2s.C2SServices | None = None
+        self.web: Any = None  # [http] appliance.web.server.WebServer
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -85,6 +86,7 @@ class Server:
         )
         await self._load_modules(router)
         await self._open_listeners()
+        await self._open_web()  # [http]
         self.tasks.every(SWEEP_INTERVAL, self._sweep, "c2s-sweep")
         log.info("Parlour %s serving %s", __version__, ", ".join(self.hosts))
 
@@ -182,6 +184,20 @@ class Server:
             self.ports[name] = bound
             log.info("%s listening on %s port %d", name, ", ".join(cfg.interfaces), bound)
 
+    # -- [http] web listener (BOSH, WebSocket, host-meta) ----------------------------------------
+    async def _open_web(self) -> None:
+        if not self.config.http.enabled:
+            return
+        from appliance.web.server import WebServer
+
+        assert self.c2s is not None
+        self.web = WebServer(config=self.config, services=self.c2s, tls_context=self._https_context)
+        self.ports.update(await self.web.start())
+
+    def _https_context(self) -> ssl.SSLContext | None:
+        return self.certs.server_context(alpn=["http/1.1"]) if self.certs is not None else None
+    # -- end [http] -------------------------------------------------------------------------------
+
     async def _sweep(self) -> None:
         if self.c2s is not None:
             c2s.sweep(self.c2s, time.monotonic())
@@ -198,6 +214,8 @@ class Server:
             for session in list(self.c2s.connections):
                 session.stream_error(StreamError.system_shutdown("The server is shutting down"))
         await asyncio.sleep(0.05)
+        if self.web is not None:  # [http]
+            await self.web.stop()
         for host in self.hosts.values():
             for module in reversed(host.modules):
                 try:

@@ -23,7 +23,8 @@ def test_config(state_dir: Path, **overrides: Any) -> Config:
     cfg = default_config(state_dir)
     c2s = replace(cfg.c2s, port=0, direct_tls_port=0, interfaces=("127.0.0.1",))
     limits = replace(cfg.limits, scram_iterations=4096, auth_failure_delay=0.0)
-    cfg = replace(cfg, c2s=c2s, limits=limits)
+    http = replace(cfg.http, port=0, tls_port=0, interfaces=("127.0.0.1",))  # web listener, same idea
+    cfg = replace(cfg, c2s=c2s, limits=limits, http=http)
     return replace(cfg, **overrides) if overrides else cfg
 
 
@@ -76,6 +77,14 @@ class Harness:
     @property
     def tls_port(self) -> int:
         return self.server.ports["c2s_direct_tls"]
+
+    @property
+    def http_port(self) -> int:
+        return self.server.ports["http"]
+
+    @property
+    def https_port(self) -> int:
+        return self.server.ports["https"]
 
     @property
     def ca_file(self) -> Path:

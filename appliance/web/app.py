@@ -1,0 +1,55 @@
+"""The web application factory: one aiohttp app with every HTTP route Parlour serves.
+
+Shared objects travel in typed `web.AppKey`s (see keys.py); resources that need closing are
+registered in `cleanup_ctx`. Nothing here opens sockets: web/server.py runs the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import WSCloseCode, web
+
+from appliance.config.model import Config
+from appliance.core.c2s import C2SServices
+from appliance.net.tcp import ConnectionLimits
+from appliance.web import bosh, websocket, wellknown
+from appliance.web.keys import BOSH_SESSIONS, CONFIG, CONNECTION_LIMITS, SERVICES, WEBSOCKETS
+
+
+def make_app(
+    *, config: Config, services: C2SServices, limits: ConnectionLimits | None = None
+) -> web.Application:
+    """Build the application; `limits` counts BOSH and WebSocket sessions per IP (default: from config)."""
+    if limits is None:
+        limits = ConnectionLimits(
+            max_per_ip=config.limits.max_connections_per_ip, max_total=config.limits.max_connections
+        )
+    # aiohttp's own body limit only needs to admit the largest BOSH body we accept (checked in bosh.py).
+    app = web.Application(client_max_size=config.limits.max_stanza_size * 2 + 1024)
+    app[CONFIG] = config
+    app[SERVICES] = services
+    app[CONNECTION_LIMITS] = limits
+    app[WEBSOCKETS] = set()
+    app[BOSH_SESSIONS] = bosh.BoshSessions(config, services, limits)
+    app.cleanup_ctx.append(_close_sessions)
+    app.on_shutdown.append(_close_websockets)
+    websocket.setup(app)
+    bosh.setup(app)
+    wellknown.setup(app)
+    return app
+
+
+async def _close_websockets(app: web.Application) -> None:
+    """Before the runner waits for handlers: close WebSockets whose session did not close them."""
+    for transport in list(app[WEBSOCKETS]):
+        if not transport.ws.closed:
+            await transport.ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutdown")
+
+
+async def _close_sessions(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[BOSH_SESSIONS].close_all()
+
+
+__all__ = ["make_app"]
