@@ -35,8 +35,9 @@ SWEEP_INTERVAL = 10.0
 class Server:
     """One Parlour server process: `await start()`, then `await stop()`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, sweep_interval: float = SWEEP_INTERVAL) -> None:
         self.config = config
+        self.sweep_interval = sweep_interval  # tests shorten it to see timeouts quickly
         self.started_at = time.time()
         self.tasks = TaskSupervisor()
         self.sessions = SessionDirectory()
@@ -87,7 +88,7 @@ class Server:
         await self._load_modules(router)
         await self._open_listeners()
         await self._open_web()  # [http]
-        self.tasks.every(SWEEP_INTERVAL, self._sweep, "c2s-sweep")
+        self.tasks.every(self.sweep_interval, self._sweep, "c2s-sweep")
         log.info("Parlour %s serving %s", __version__, ", ".join(self.hosts))
 
     async def _open_storage(self, state_dir: Path) -> None:
