@@ -35,3 +35,45 @@ bench-quick: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
+
+# ---- Packages (issue 5; see packaging/, debian/, systemd/, tests/packaging/ and RECIPES.md §2-§4) ----
+.PHONY: dist deb deb-test deb-systemd-test unit-check package-deps package-check
+
+PKG_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' appliance/__init__.py)
+DEB := dist/parlour_$(PKG_VERSION)_amd64.deb
+DIST_INPUTS := $(shell find appliance -type f ! -path '*/__pycache__/*' ! -name '*.pyc') pyproject.toml \
+	packaging/parlour.spec packaging/parlour_entry.py packaging/build-dist.sh
+DEB_INPUTS := dist/parlour $(shell find debian -type f) systemd/parlour.service packaging/parlour.toml \
+	packaging/parlour.1 packaging/build-deb.sh
+
+## The one-file executable dist/parlour (PyInstaller in a build venv under build/; needs PyPI)
+dist: dist/parlour
+dist/parlour: $(DIST_INPUTS)
+	packaging/build-dist.sh
+
+## The Debian package dist/parlour_<version>_amd64.deb, then lintian --pedantic (must be clean)
+deb: $(DEB)
+$(DEB): $(DEB_INPUTS)
+	packaging/build-deb.sh
+
+## Install/remove/reinstall/upgrade/purge the .deb in a clean bookworm chroot (root, mmdebstrap; ~25 s)
+deb-test: $(DEB)
+	tests/packaging/chroot_test.sh $(DEB)
+
+## Long: the .deb under a booted systemd (systemd-nspawn --boot): service up, a client logs in, upgrade,
+## reinstall, purge (root, systemd-container; ~30 s after the chroot base is cached)
+deb-systemd-test: $(DEB)
+	WITH_NSPAWN=1 packaging/install-build-deps.sh
+	tests/packaging/nspawn_test.sh $(DEB)
+
+## The hardened unit: exposure at most 2.0 (systemd-analyze security, offline)
+unit-check:
+	@out=$$(systemd-analyze security --offline=true --threshold=20 --no-pager systemd/parlour.service 2>&1); \
+	rc=$$?; echo "$$out" | tail -1; [ $$rc = 0 ] || { echo "$$out"; echo "unit-check: exposure above 2.0"; exit 1; }
+
+package-deps:
+	packaging/install-build-deps.sh
+
+## CI's fast package checks: executable, .deb + lintian, unit, chroot install/upgrade/purge
+package-check: package-deps
+	$(MAKE) --no-print-directory dist deb unit-check deb-test

@@ -1,0 +1,117 @@
+#!/bin/sh
+# Install, remove, reinstall, upgrade and purge the Debian package in a clean bookworm chroot
+# (RECIPES.md §3). No systemd runs here: the maintainer scripts' systemd parts are skipped, the unit is
+# only enabled; `make deb-systemd-test` covers a booted systemd. Called by `make deb-test`.
+#
+#   tests/packaging/chroot_test.sh [dist/parlour_<version>_amd64.deb]
+#
+# Needs root, mmdebstrap and a Debian mirror (MIRROR=...). The minimal bookworm tarball is cached in
+# build/chroot/; each run unpacks a throwaway chroot under $TMPDIR and deletes it. Prints a timing
+# after each step; exits 1 if any check failed.
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/tests/packaging/lib.sh"
+DEB=${1:-$ROOT/dist/parlour_${APP_VERSION}_amd64.deb}
+DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
+test -s "$DEB" || { echo "no $DEB; run make deb" >&2; exit 1; }
+need_root_tools
+
+C=$(mktemp -d "${TMPDIR:-/tmp}/parlour-chroot.XXXXXX")
+cleanup() {
+    umount -l "$C/proc" 2>/dev/null || true
+    # Only delete the chroot once nothing is mounted inside it.
+    rm -f "$C.apt.log"
+    if ! grep -q " $C/" /proc/mounts; then rm -rf "$C"; else echo "left $C (still mounted)" >&2; fi
+}
+trap cleanup EXIT INT TERM
+
+# in_c COMMAND: a shell command inside the chroot.
+in_c() { chroot "$C" sh -c "$1"; }
+# as_parlour ARGS...: /usr/bin/parlour inside the chroot as the service user.
+as_parlour() { chroot "$C" setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour "$@"; }
+# apt_c ARGS...: apt-get inside the chroot; its output is shown only when it fails.
+apt_c() {
+    if ! chroot "$C" apt-get -y -qq -o Dpkg::Use-Pty=0 "$@" >"$C.apt.log" 2>&1; then
+        sed 's/^/   | /' "$C.apt.log"; fail "apt-get $*"
+    fi
+}
+installed_version() { in_c "dpkg-query -W -f='\${Status} \${Version}' parlour 2>/dev/null" || true; }
+
+echo "== package $DEB ($(stat -c %s "$DEB") bytes)"
+step "base bookworm chroot"
+base_tar
+unpack_base "$C"
+mount -t proc proc "$C/proc"
+cp "$DEB" "$C/root/"
+NAME=$(basename "$DEB")
+
+step "apt-get update"
+apt_c update
+
+step "install $NAME"
+apt_c install "/root/$NAME"
+check "installed $APP_VERSION" test "$(installed_version)" = "install ok installed $APP_VERSION"
+check "/usr/bin/parlour executable" test -x "$C/usr/bin/parlour"
+check "unit in /lib/systemd/system" test -f "$C/lib/systemd/system/parlour.service"
+check "unit enabled" test -L "$C/etc/systemd/system/multi-user.target.wants/parlour.service"
+check "man page" test -f "$C/usr/share/man/man1/parlour.1.gz"
+check "parlour.toml is a conffile" sh -c "chroot '$C' dpkg-query -W -f='\${Conffiles}' parlour | grep -q ' /etc/parlour/parlour.toml '"
+check "system user _parlour (home /var/lib/parlour, nologin)" sh -c \
+    "chroot '$C' getent passwd _parlour | grep -Eq '^_parlour:x:[0-9]+:[0-9]+:Parlour XMPP server:/var/lib/parlour:/usr/sbin/nologin$'"
+check "system group _parlour" sh -c "chroot '$C' getent group _parlour"
+check "/var/lib/parlour _parlour:_parlour 750" test "$(chroot "$C" stat -c '%U:%G %a' /var/lib/parlour)" = "_parlour:_parlour 750"
+check "systemd-analyze verify --root (unit, ExecStart, user)" systemd-analyze verify --root="$C" parlour.service
+uid=$(chroot "$C" id -u _parlour)
+check "_parlour is a system uid ($uid < 1000)" test "$uid" -lt 1000
+
+step "parlour version / check config / user add (as _parlour)"
+out=$(in_c "/usr/bin/parlour version" 2>&1 || true)
+check "parlour version says $APP_VERSION ($out)" test "$out" = "parlour $APP_VERSION"
+out=$(as_parlour check config 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" | sed 's/^/        /'
+check "check config exits 0" test "$rc" = 0
+contains "check config uses /etc/parlour/parlour.toml" "$out" '^ok   config /etc/parlour/parlour.toml:'
+contains "state dir writable by _parlour" "$out" '^ok   state /var/lib/parlour: writable$'
+check "user add alice@localhost" sh -c "echo 'chroot-test-password' | chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user add alice@localhost"
+check "database owned by _parlour" test "$(chroot "$C" stat -c %U /var/lib/parlour/parlour.db)" = _parlour
+echo "# local edit" >> "$C/etc/parlour/parlour.toml"
+
+step "remove (data and configuration kept)"
+apt_c remove parlour
+check "status config-files" test "$(installed_version)" = "deinstall ok config-files $APP_VERSION"
+check "/usr/bin/parlour gone" test ! -e "$C/usr/bin/parlour"
+check "unit gone" test ! -e "$C/lib/systemd/system/parlour.service"
+check "edited parlour.toml kept" grep -q '^# local edit' "$C/etc/parlour/parlour.toml"
+check "database kept" test -s "$C/var/lib/parlour/parlour.db"
+check "user _parlour kept" chroot "$C" getent passwd _parlour
+
+step "reinstall"
+apt_c install "/root/$NAME"
+check "installed $APP_VERSION" test "$(installed_version)" = "install ok installed $APP_VERSION"
+check "edited parlour.toml kept" grep -q '^# local edit' "$C/etc/parlour/parlour.toml"
+check "account alice survived" sh -c "chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user list localhost | grep -qx alice@localhost"
+
+step "purge (everything gone)"
+apt_c purge parlour
+check "not installed" test -z "$(installed_version)"
+check "/etc/parlour gone" test ! -e "$C/etc/parlour"
+check "/var/lib/parlour gone" test ! -e "$C/var/lib/parlour"
+check "enable link gone" test ! -e "$C/etc/systemd/system/multi-user.target.wants/parlour.service"
+
+step "upgrade 0.0.9 -> $APP_VERSION (build the 0.0.9 variant)"
+old_deb
+cp "$OLD_DEB" "$C/root/"
+apt_c install /root/parlour_0.0.9_amd64.deb
+check "installed 0.0.9" test "$(installed_version)" = "install ok installed 0.0.9"
+check "user add bob@localhost on 0.0.9" sh -c "echo 'chroot-test-password' | chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user add bob@localhost"
+apt_c install "/root/$NAME"
+check "upgraded to $APP_VERSION" test "$(installed_version)" = "install ok installed $APP_VERSION"
+check "account bob survived the upgrade" sh -c "chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user list localhost | grep -qx bob@localhost"
+check "/var/lib/parlour still _parlour:_parlour 750" test "$(chroot "$C" stat -c '%U:%G %a' /var/lib/parlour)" = "_parlour:_parlour 750"
+
+step "purge after upgrade"
+apt_c purge parlour
+check "/etc/parlour and /var/lib/parlour gone" sh -c "test ! -e '$C/etc/parlour' && test ! -e '$C/var/lib/parlour'"
+
+total
+[ "$FAILURES" = 0 ]

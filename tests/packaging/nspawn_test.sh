@@ -1,0 +1,140 @@
+#!/bin/sh
+# The Debian package under a real, booted systemd (RECIPES.md §4): systemd-nspawn --boot of a clean
+# bookworm with its own network namespace (no port clashes with the host). Called by
+# `make deb-systemd-test` (long-ish: about a minute; not part of `make package-check`).
+#
+#   tests/packaging/nspawn_test.sh [dist/parlour_<version>_amd64.deb]
+#
+# 1. chroot: install the 0.0.9 variant (pulls in systemd), then boot the container;
+# 2. the service is active after boot; an account is added; a client logs in (STARTTLS + SASL PLAIN);
+# 3. upgrade to this version: the service is restarted (new main PID), the account still logs in;
+# 4. reinstall: restarted, state kept; hardening checked on the running process;
+# 5. purge: the service stops, its state is gone; 6. a fresh install under systemd starts it at once.
+# Needs root, mmdebstrap, systemd-container (systemd-nspawn), nsenter and a Debian mirror.
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/tests/packaging/lib.sh"
+DEB=${1:-$ROOT/dist/parlour_${APP_VERSION}_amd64.deb}
+DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
+test -s "$DEB" || { echo "no $DEB; run make deb" >&2; exit 1; }
+need_root_tools
+command -v systemd-nspawn >/dev/null || { echo "needs systemd-nspawn: apt-get install systemd-container" >&2; exit 1; }
+PY=$(command -v python3)
+LOGIN="$ROOT/tests/packaging/xmpp_login.py"
+NAME=$(basename "$DEB")
+PASSWORD=nspawn-test-password
+
+C=$(mktemp -d "${TMPDIR:-/tmp}/parlour-nspawn.XXXXXX")
+NSPAWN_PID=
+cleanup() {
+    if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+        [ -n "${P:-}" ] && in_ct systemctl --no-block start poweroff.target 2>/dev/null || true
+        sleep 3; kill "$NSPAWN_PID" 2>/dev/null || true; wait "$NSPAWN_PID" 2>/dev/null || true
+    fi
+    umount -l "$C/proc" 2>/dev/null || true
+    rm -f "$C.apt.log" "$C.console.log.keep"
+    if ! grep -q " $C/" /proc/mounts; then rm -rf "$C"; else echo "left $C (still mounted)" >&2; fi
+}
+trap cleanup EXIT INT TERM
+
+# in_ct COMMAND...: run inside the booted container (all its namespaces, a clean environment).
+in_ct() { nsenter -t "$P" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
+# net_ct COMMAND...: run a host program inside the container's network namespace only.
+net_ct() { nsenter -t "$P" -n "$@"; }
+apt_ct() {
+    if ! in_ct apt-get -y -qq -o Dpkg::Use-Pty=0 "$@" >"$C.apt.log" 2>&1; then
+        sed 's/^/   | /' "$C.apt.log"; fail "apt-get $*"
+    fi
+}
+main_pid() { in_ct systemctl show -P MainPID parlour; }
+# wait_listening: until port 5222 answers inside the container (at most 20 s).
+wait_listening() {
+    i=0
+    while ! net_ct "$PY" "$LOGIN" 127.0.0.1 5222 localhost >/dev/null 2>&1; do
+        i=$((i + 1)); [ $i -lt 100 ] || return 1; sleep 0.2
+    done
+}
+login() { net_ct "$PY" "$LOGIN" 127.0.0.1 5222 localhost alice "$PASSWORD" 2>&1 | sed 's/^/        /'; }
+
+echo "== package $DEB ($(stat -c %s "$DEB") bytes)"
+step "base bookworm + parlour 0.0.9 installed in a chroot (pulls in systemd)"
+base_tar
+unpack_base "$C"
+old_deb
+cp "$DEB" "$OLD_DEB" "$C/root/"   # /root, not /tmp: the booted container mounts a tmpfs on /tmp
+mount -t proc proc "$C/proc"
+chroot "$C" apt-get -qq update >/dev/null
+chroot "$C" apt-get -y -qq install /root/parlour_0.0.9_amd64.deb >"$C.apt.log" 2>&1 || { cat "$C.apt.log"; exit 1; }
+umount "$C/proc"
+
+step "boot (systemd-nspawn --boot --private-network)"
+timeout -k 5 300 systemd-nspawn -q -D "$C" --register=no --keep-unit --private-network \
+    --console=pipe --boot >"$C.console.log.keep" 2>&1 &
+NSPAWN_PID=$!
+P=
+i=0
+while [ -z "$P" ]; do
+    # timeout -> systemd-nspawn -> the container's PID 1 (systemd)
+    for ns in $(pgrep -P "$NSPAWN_PID" -x systemd-nspawn); do P=$(pgrep -P "$ns" -x systemd || true); done
+    i=$((i + 1)); [ $i -lt 100 ] || { cat "$C.console.log.keep"; echo "container did not start" >&2; exit 1; }
+    sleep 0.1
+done
+state=$(in_ct timeout 60 systemctl is-system-running --wait 2>&1 || true)
+check "system running ($state)" sh -c "test '$state' = running || test '$state' = degraded"
+if [ "$state" = degraded ]; then in_ct systemctl --failed --no-legend --plain | sed 's/^/        failed: /'; fi
+in_ct systemd-analyze 2>/dev/null | sed 's/^/        /' || true
+
+step "service after boot; add an account; a client logs in"
+check "parlour active" in_ct systemctl is-active parlour
+check "port 5222 answers" wait_listening
+check "user add alice@localhost (as _parlour)" sh -c "echo $PASSWORD | nsenter -t $P -a setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user add alice@localhost"
+check "alice logs in" login
+login
+
+step "upgrade 0.0.9 -> $APP_VERSION under systemd (restart, state kept)"
+before=$(main_pid)
+apt_ct install "/root/$NAME"
+check "installed $APP_VERSION" test "$(in_ct dpkg-query -W -f='${Version}' parlour)" = "$APP_VERSION"
+check "parlour active" in_ct systemctl is-active parlour
+after=$(main_pid)
+check "restarted (main PID $before -> $after)" test "$before" != "$after"
+check "port 5222 answers" wait_listening
+check "alice still logs in" login
+
+step "reinstall (restart, state kept)"
+before=$(main_pid)
+apt_ct install --reinstall "/root/$NAME"
+after=$(main_pid)
+check "restarted (main PID $before -> $after)" test "$before" != "$after"
+check "port 5222 answers" wait_listening
+check "alice still logs in" login
+
+step "hardening of the running service"
+status=$(in_ct cat "/proc/$after/status")
+contains "runs as _parlour" "$status" "^Uid:[[:space:]]*$(in_ct id -u _parlour)[[:space:]]"
+contains "CapEff only CAP_NET_BIND_SERVICE" "$status" '^CapEff:[[:space:]]*0000000000000400$'
+contains "CapAmb only CAP_NET_BIND_SERVICE" "$status" '^CapAmb:[[:space:]]*0000000000000400$'
+contains "NoNewPrivs" "$status" '^NoNewPrivs:[[:space:]]*1$'
+contains "seccomp filter" "$status" '^Seccomp:[[:space:]]*2$'
+exposure=$(in_ct systemd-analyze security parlour.service 2>/dev/null | sed -n 's/.*Overall exposure level for parlour.service: \([0-9.]*\).*/\1/p')
+check "systemd-analyze security (running): exposure $exposure <= 2.0" sh -c "echo '$exposure <= 2.0' | bc | grep -qx 1"
+in_ct journalctl -u parlour --no-pager -q -n 4 -o cat | sed 's/^/        journal: /'
+
+step "purge under systemd (stopped, everything gone)"
+apt_ct purge parlour
+check "parlour no longer active" sh -c "! nsenter -t $P -a systemctl is-active -q parlour"
+check "/var/lib/parlour and /etc/parlour gone" sh -c "test ! -e '$C/var/lib/parlour' && test ! -e '$C/etc/parlour'"
+
+step "fresh install under systemd (started at once)"
+apt_ct install "/root/$NAME"
+check "parlour active" in_ct systemctl is-active parlour
+check "port 5222 answers with a stream header" wait_listening
+net_ct "$PY" "$LOGIN" 127.0.0.1 5222 localhost 2>&1 | sed 's/^/        /'
+
+step "poweroff"
+in_ct systemctl --no-block start poweroff.target || true   # "systemctl poweroff" wants D-Bus (not installed)
+wait "$NSPAWN_PID" 2>/dev/null || true
+NSPAWN_PID=
+
+total
+[ "$FAILURES" = 0 ]
