@@ -388,7 +388,7 @@ async def test_handshake_timeout(tmp_path: Path) -> None:
 
 
 async def test_whitespace_keepalives_keep_an_idle_session_alive(tmp_path: Path) -> None:
-    c2s = replace(make_config(tmp_path).c2s, idle_timeout=0.3, ping_timeout=0.3)
+    c2s = replace(make_config(tmp_path).c2s, idle_timeout=0.5, ping_timeout=0.5)
     harness = await custom_harness(tmp_path, sweep_interval=0.05, c2s=c2s)
     try:
         await harness.user("dave")
