@@ -213,3 +213,16 @@ async def test_changed_limits_come_from_config(tmp_path: Path) -> None:
     finally:
         await bosh.close()
         await h.close()
+
+
+def test_payloads_without_their_own_namespace_mean_jabber_client() -> None:
+    from appliance.web.bosh import parse_body
+
+    wire = f"<body xmlns='{NS_BOSH}' rid='7'><message to='a@localhost'><body>hi</body></message></body>"
+    body = parse_body(wire.encode(), max_size=10_000, max_depth=16)
+    assert body.rid() == 7
+    [payload] = body.payloads
+    assert payload.tag == f"{{{NS_CLIENT}}}message"
+    assert payload.findtext(f"{{{NS_CLIENT}}}body") == "hi"
+    expected = b'<message xmlns="jabber:client" to="a@localhost"><body>hi</body></message>'
+    assert etree.tostring(payload) == expected
