@@ -57,20 +57,16 @@ class Router:
         tag = stanza.tag
         to_attr = stanza.get("to")
         try:
-            if to_attr is None:
-                to_jid = None if tag == PRESENCE else from_jid.bare()
-            else:
-                to_jid = JID.parse(to_attr)
+            to_jid = JID.parse(to_attr) if to_attr is not None else None if tag == PRESENCE else from_jid.bare()
         except JIDError:
             await self.bounce(stanza, StanzaError.jid_malformed("The 'to' address is not a valid JID"))
             return
         event = StanzaEvent(stanza, from_jid, to_jid, origin)
         if origin is not None:
             sender_host = self.hosts.get(from_jid.domain)
-            if sender_host is not None:
-                name = events.MESSAGE_OUTGOING if tag == MESSAGE else events.PRESENCE_OUTGOING
-                if tag != IQ and await sender_host.hooks.fire(name, event):
-                    return
+            name = events.MESSAGE_OUTGOING if tag == MESSAGE else events.PRESENCE_OUTGOING
+            if sender_host is not None and tag != IQ and await sender_host.hooks.fire(name, event):
+                return
         if to_jid is None:
             return
         host = self.hosts.get(to_jid.domain)
@@ -94,9 +90,9 @@ class Router:
             await self._iq_to_account(host, event)
         elif tag == MESSAGE:
             name = events.MESSAGE_FULL if to_jid.resource is not None else events.MESSAGE_BARE
-            if not await host.hooks.fire(name, event):
-                if stanza.get("type") not in ("error", "headline", "groupchat"):
-                    raise StanzaError.service_unavailable()
+            handled = await host.hooks.fire(name, event)
+            if not handled and stanza.get("type") not in ("error", "headline", "groupchat"):
+                raise StanzaError.service_unavailable()
         elif tag == PRESENCE:
             name = events.PRESENCE_FULL if to_jid.resource is not None else events.PRESENCE_BARE
             await host.hooks.fire(name, event)
@@ -127,7 +123,16 @@ class Router:
             return  # results and errors to a bare JID have nobody to go to
         if not self.sessions.count_for(to_jid) and not await self.accounts.exists(to_jid):
             raise StanzaError.service_unavailable()
-        await self._dispatch_iq(host, Scope.ACCOUNT, event)
+        scope = Scope.ACCOUNT
+        if stanza.get("to") is None and len(stanza) == 1:
+            # RFC 6120 §10.3.3: no 'to' means the server answers on the account's behalf; features
+            # only the server implements (ping, version, time...) are answered by the server.
+            payload_tag = stanza[0].tag
+            if not self.iq_table.has_payload(host.name, Scope.ACCOUNT, payload_tag) and self.iq_table.has_payload(
+                host.name, Scope.SERVER, payload_tag
+            ):
+                scope = Scope.SERVER
+        await self._dispatch_iq(host, scope, event)
 
     async def _dispatch_iq(self, host: Host, scope: Scope, event: StanzaEvent) -> None:
         stanza = event.stanza

@@ -92,8 +92,7 @@ class XmppTcpProtocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else "?"
         self.loopback = peer_is_loopback(self.peer_ip)
@@ -109,7 +108,9 @@ class XmppTcpProtocol(asyncio.Protocol):
         try:
             new_events = self.parser.feed(data)
         except StreamError as err:
-            log.debug("parser error on %r via %r (%s)", data[:20], self._transport, self.session.state)
+            done = self.parser.take_events()
+            if done:
+                self.session.receive(done)
             self.session.receive_error(err)
             self.pause()
             return

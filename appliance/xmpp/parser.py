@@ -127,6 +127,11 @@ class StreamParser:
         events, self._events = self._events, []
         return events
 
+    def take_events(self) -> list[Event]:
+        """Events completed before an error interrupted `feed` (so they are not lost)."""
+        events, self._events = self._events, []
+        return events
+
     @property
     def can_hibernate(self) -> bool:
         """True when no stanza is open and every byte fed has been turned into events."""

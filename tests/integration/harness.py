@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from dataclasses import replace
 from pathlib import Path
@@ -18,10 +19,17 @@ from appliance.xmpp.jid import JID
 PASSWORD = "correct horse"
 
 
-def test_config(state_dir: Path, **overrides: Any) -> Config:
+def free_port() -> int:
+    """A currently free loopback port (0 means "disabled" for the direct TLS listener)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_config(state_dir: Path, **overrides: Any) -> Config:
     """Loopback-only config on ephemeral ports; keyword args replace sections (e.g. c2s=...)."""
     cfg = default_config(state_dir)
-    c2s = replace(cfg.c2s, port=0, direct_tls_port=0, interfaces=("127.0.0.1",))
+    c2s = replace(cfg.c2s, port=0, direct_tls_port=free_port(), interfaces=("127.0.0.1",))
     limits = replace(cfg.limits, scram_iterations=4096, auth_failure_delay=0.0)
     http = replace(cfg.http, port=0, tls_port=0, interfaces=("127.0.0.1",))  # web listener, same idea
     cfg = replace(cfg, c2s=c2s, limits=limits, http=http)
@@ -120,6 +128,6 @@ class Harness:
 
 
 async def start_harness(state_dir: Path, **overrides: Any) -> Harness:
-    server = Server(test_config(state_dir, **overrides))
+    server = Server(make_config(state_dir, **overrides))
     await server.start()
     return Harness(server)

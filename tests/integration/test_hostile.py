@@ -19,7 +19,7 @@ from appliance.core.server import Server
 from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_PING, NS_SASL, NS_STANZAS, NS_STREAM, NS_STREAMS, NS_TLS
 from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen, StreamParser
 from tests.integration.harness import PASSWORD, Client, Harness, start_harness
-from tests.integration.harness import test_config as make_config
+from tests.integration.harness import make_config as make_config
 
 TIMEOUT = 10.0
 STREAM_ERROR = f"{{{NS_STREAM}}}error"

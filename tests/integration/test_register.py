@@ -17,7 +17,7 @@ from appliance.config.model import RegistrationPolicy
 from appliance.modules import register
 from appliance.xmpp.jid import JID
 from tests.integration.harness import PASSWORD, Client, Harness, start_harness
-from tests.integration.harness import test_config as base_config  # a test_ name would be collected
+from tests.integration.harness import make_config as base_config  # a test_ name would be collected
 
 NEW_PASSWORD = "a much better passphrase"
 
