@@ -10,19 +10,32 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from lxml import etree
 
+from appliance.core.accounts import AccountExists, AccountNotFound, WeakPassword
 from appliance.core.events import NORMAL, HookBus
 from appliance.core.iq import IqHandler, IqKey, IqRequest, IqTable, PendingIqs, Scope
+from appliance.core.sessions import Session
 from appliance.xmpp.jid import JID
 
 if TYPE_CHECKING:
     from appliance.config.model import Config, HostConfig
     from appliance.core.accounts import AccountService
     from appliance.core.router import Router
-    from appliance.core.sessions import Session, SessionDirectory
+    from appliance.core.sessions import SessionDirectory
     from appliance.core.stores import Stores
     from appliance.util.tasks import TaskSupervisor
 
-__all__ = ["Host", "IqRequest", "Module", "ModuleContext", "Scope", "Xep"]
+__all__ = [
+    "AccountExists",
+    "AccountNotFound",
+    "Host",
+    "IqRequest",
+    "Module",
+    "ModuleContext",
+    "Scope",
+    "Session",
+    "WeakPassword",
+    "Xep",
+]
 
 S = TypeVar("S")
 
@@ -181,6 +194,12 @@ class ModuleContext:
         """Answer IQ get/set with payload `tag` on streams that have not authenticated (XEP-0077)."""
         self._host.preauth_iq[tag] = handler
         self._undo.append(lambda: self._host.preauth_iq.pop(tag, None))
+
+    def serve_domain(self, domain: str, handler: Callable[[Any], Awaitable[None]]) -> None:
+        """Serve a service domain of this host (e.g. f"conference.{ctx.host}") in this process: `handler`
+        gets a StanzaEvent for every stanza addressed to it or a JID under it; a StanzaError it raises
+        is bounced to the sender. One module per domain; a clash with a host or another module fails."""
+        self._undo.append(self.router.add_service(domain, handler))
 
     def disco_extension(self, provider: Callable[[], etree._Element | None]) -> None:
         self._host.extensions.append(provider)

@@ -26,7 +26,7 @@ from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_BLOCKING, NS_BLOCKING_ERRORS, NS_CLIENT
 
 if TYPE_CHECKING:
-    from appliance.core.sessions import Session
+    from appliance.core.api import Session
 
 BLOCKLIST = f"{{{NS_BLOCKING}}}blocklist"
 BLOCK = f"{{{NS_BLOCKING}}}block"

@@ -11,8 +11,16 @@ from typing import Any, Protocol
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.accounts import AccountExists, AccountNotFound, WeakPassword
-from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
+from appliance.core.api import (
+    AccountExists,
+    AccountNotFound,
+    IqRequest,
+    Module,
+    ModuleContext,
+    Scope,
+    WeakPassword,
+    Xep,
+)
 from appliance.core.events import AccountEvent
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID, JIDError
