@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from lxml import etree
@@ -25,6 +26,10 @@ MESSAGE = f"{{{NS_CLIENT}}}message"
 PRESENCE = f"{{{NS_CLIENT}}}presence"
 IQ = f"{{{NS_CLIENT}}}iq"
 
+LocalService = Callable[[StanzaEvent], Awaitable[None]]
+"""A service on its own domain served by this process (conference.<host>, upload.<host>, ...): it gets
+every stanza addressed to that domain or a JID under it; a StanzaError it raises is bounced."""
+
 
 class Router:
     """Moves stanzas between sessions, modules and (later) remote servers and components."""
@@ -43,9 +48,22 @@ class Router:
         self.iq_table = iq_table
         self.pending = pending
         self.accounts = accounts
+        self.services: dict[str, LocalService] = {}
 
     def is_local(self, domain: str) -> bool:
         return domain in self.hosts
+
+    def add_service(self, domain: str, service: LocalService) -> Callable[[], None]:
+        """Serve `domain` (a prepared domain that is not a virtual host) in this process; returns the undo."""
+        if domain in self.hosts or domain in self.services:
+            raise RuntimeError(f"the domain {domain} is already served")
+        self.services[domain] = service
+
+        def remove() -> None:
+            if self.services.get(domain) is service:
+                del self.services[domain]
+
+        return remove
 
     async def route(self, stanza: etree._Element, *, origin: Session | None) -> None:
         """Route one stanza; `origin` is the local client session it came from, if any."""
@@ -68,6 +86,13 @@ class Router:
             if sender_host is not None and tag != IQ and await sender_host.hooks.fire(name, event):
                 return
         if to_jid is None:
+            return
+        service = self.services.get(to_jid.domain)
+        if service is not None:
+            try:
+                await service(event)
+            except StanzaError as err:
+                await self.bounce(stanza, err)
             return
         host = self.hosts.get(to_jid.domain)
         if host is None:
