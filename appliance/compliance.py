@@ -1,0 +1,87 @@
+"""The compliance table: every XEP the built-in modules declare, as Markdown and as a DOAP file.
+
+    python -m appliance.compliance markdown > docs/compliance.md
+    python -m appliance.compliance doap > docs/parlour.doap
+"""
+
+from __future__ import annotations
+
+import sys
+from xml.sax.saxutils import escape
+
+from appliance import __version__
+from appliance.core.api import Module, Xep
+from appliance.modules import BUILTIN
+
+RFCS = (
+    ("RFC 6120", "XMPP core: streams, STARTTLS, SASL, binding, stanzas", "core/c2s.py, xmpp/"),
+    ("RFC 6121", "Instant messaging and presence", "modules/roster.py, presence.py, message.py"),
+    ("RFC 7622", "Address format (PRECIS)", "xmpp/jid.py"),
+    ("RFC 7395", "XMPP over WebSocket", "web/websocket.py"),
+)
+
+# XEPs implemented by transports and the core rather than by a feature module.
+CORE_XEPS: tuple[tuple[Xep, str], ...] = (
+    (Xep(124, "1.11.2", note="BOSH transport"), "web/bosh.py"),
+    (Xep(156, "1.4.0", note="host-meta XML and JSON"), "web/wellknown.py"),
+    (Xep(206, "1.4", note="XMPP over BOSH"), "web/bosh.py"),
+    (Xep(368, "1.1.0", note="direct TLS listener"), "core/server.py"),
+)
+
+
+def declared(modules: tuple[type[Module], ...] = BUILTIN) -> list[tuple[Xep, str]]:
+    """(Xep, module name) for every declaration, sorted by XEP number."""
+    rows = [(xep, module.name) for module in modules for xep in module.implements] + list(CORE_XEPS)
+    return sorted(rows, key=lambda row: (row[0].number, row[1]))
+
+
+def markdown(modules: tuple[type[Module], ...] = BUILTIN) -> str:
+    lines = [
+        "# Parlour compliance",
+        "",
+        f"Generated from the modules' metadata (`python -m appliance.compliance markdown`), Parlour {__version__}.",
+        "",
+        "| specification | version | status | module | note |",
+        "|---|---|---|---|---|",
+    ]
+    for name, what, where in RFCS:
+        lines.append(f"| {name} | – | complete | {where} | {what} |")
+    for xep, module in declared(modules):
+        lines.append(f"| XEP-{xep.number:04d} | {xep.version} | {xep.status} | {module} | {xep.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def doap(modules: tuple[type[Module], ...] = BUILTIN) -> str:
+    implements = "".join(
+        "    <implements>\n      <xmpp:SupportedXep>\n"
+        f"        <xmpp:xep rdf:resource='https://xmpp.org/extensions/xep-{xep.number:04d}.html'/>\n"
+        f"        <xmpp:version>{escape(xep.version)}</xmpp:version>\n"
+        f"        <xmpp:status>{escape(xep.status)}</xmpp:status>\n"
+        + (f"        <xmpp:note>{escape(xep.note)}</xmpp:note>\n" if xep.note else "")
+        + "      </xmpp:SupportedXep>\n    </implements>\n"
+        for xep, _module in declared(modules)
+    )
+    return (
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        "<rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'\n"
+        "         xmlns='http://usefulinc.com/ns/doap#' xmlns:xmpp='https://linkmauve.fr/ns/xmpp-doap#'>\n"
+        "  <Project>\n    <name>Parlour</name>\n"
+        "    <shortdesc>Self-contained XMPP server appliance</shortdesc>\n"
+        "    <programming-language>Python</programming-language>\n"
+        f"    <release><Version><revision>{__version__}</revision></Version></release>\n"
+        f"{implements}  </Project>\n</rdf:RDF>\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    kind = args[0] if args else "markdown"
+    if kind not in ("markdown", "doap"):
+        print("usage: python -m appliance.compliance markdown|doap", file=sys.stderr)
+        return 2
+    sys.stdout.write(markdown() if kind == "markdown" else doap())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

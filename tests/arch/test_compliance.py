@@ -1,0 +1,27 @@
+"""The generated compliance table lists every XEP the modules declare; the DOAP file is valid XML."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from appliance import compliance
+from appliance.modules import BUILTIN
+
+
+def test_every_declared_xep_is_listed() -> None:
+    table = compliance.markdown()
+    declared = [(x, m.name) for m in BUILTIN for x in m.implements] + list(compliance.CORE_XEPS)
+    assert declared, "modules declare the XEPs they implement"
+    for xep, module in declared:
+        assert f"| XEP-{xep.number:04d} | {xep.version} | {xep.status} | {module} |" in table
+
+
+def test_doap_is_well_formed_and_complete() -> None:
+    root = etree.fromstring(compliance.doap().encode())
+    ns = {"xmpp": "https://linkmauve.fr/ns/xmpp-doap#", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#"}
+    listed = {
+        el.get(f"{{{ns['rdf']}}}resource").rsplit("-", 1)[1].removesuffix(".html")
+        for el in root.iterfind(".//xmpp:xep", ns)
+    }
+    expected = {f"{x.number:04d}" for m in BUILTIN for x in m.implements}
+    assert listed == expected | {f"{x.number:04d}" for x, _ in compliance.CORE_XEPS}
