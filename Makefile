@@ -28,6 +28,8 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m appliance.config.docs > docs/configuration.md
+	$(PY) -m appliance.compliance markdown > docs/compliance.md
+	$(PY) -m appliance.compliance doap > docs/parlour.doap
 
 ## Quick load figures for development (see benchmarks/README.md)
 bench-quick: $(STAMP)
@@ -37,7 +39,7 @@ clean:
 	rm -rf $(VENV) build dist .pytest_cache
 
 # ---- Packages (issue 5; see packaging/, debian/, systemd/, tests/packaging/ and RECIPES.md §2-§4) ----
-.PHONY: dist deb deb-test deb-systemd-test unit-check package-deps package-check
+.PHONY: dist dist-test deb deb-test deb-systemd-test unit-check package-deps package-check
 
 PKG_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' appliance/__init__.py)
 DEB := dist/parlour_$(PKG_VERSION)_amd64.deb
@@ -50,6 +52,10 @@ DEB_INPUTS := dist/parlour $(shell find debian -type f) systemd/parlour.service 
 dist: dist/parlour
 dist/parlour: $(DIST_INPUTS)
 	packaging/build-dist.sh
+
+## Smoke test of dist/parlour: version, check config, run --dev, user add, a client logs in (root; ~3 s)
+dist-test: dist/parlour
+	tests/packaging/frozen_test.sh dist/parlour
 
 ## The Debian package dist/parlour_<version>_amd64.deb, then lintian --pedantic (must be clean)
 deb: $(DEB)
@@ -74,6 +80,6 @@ unit-check:
 package-deps:
 	packaging/install-build-deps.sh
 
-## CI's fast package checks: executable, .deb + lintian, unit, chroot install/upgrade/purge
+## CI's fast package checks: executable (+ smoke test), .deb + lintian, unit, chroot install/upgrade/purge
 package-check: package-deps
-	$(MAKE) --no-print-directory dist deb unit-check deb-test
+	$(MAKE) --no-print-directory dist dist-test deb unit-check deb-test

@@ -54,7 +54,15 @@ wait_listening() {
         i=$((i + 1)); [ $i -lt 100 ] || return 1; sleep 0.2
     done
 }
-login() { net_ct "$PY" "$LOGIN" 127.0.0.1 5222 localhost alice "$PASSWORD" 2>&1 | sed 's/^/        /'; }
+login() { net_ct "$PY" "$LOGIN" 127.0.0.1 5222 localhost alice "$PASSWORD"; }
+# service_up: active, answering on 5222, never restarted; else show the journal.
+service_up() {
+    check "parlour active" in_ct systemctl is-active parlour
+    check "port 5222 answers" wait_listening
+    check "no crash restarts (NRestarts=$(in_ct systemctl show -P NRestarts parlour))" \
+        test "$(in_ct systemctl show -P NRestarts parlour)" = 0
+    if [ "$FAILURES" != 0 ]; then in_ct journalctl -u parlour --no-pager -q -n 30 -o cat | sed 's/^/        journal: /'; fi
+}
 
 echo "== package $DEB ($(stat -c %s "$DEB") bytes)"
 step "base bookworm + parlour 0.0.9 installed in a chroot (pulls in systemd)"
@@ -85,20 +93,18 @@ if [ "$state" = degraded ]; then in_ct systemctl --failed --no-legend --plain | 
 in_ct systemd-analyze 2>/dev/null | sed 's/^/        /' || true
 
 step "service after boot; add an account; a client logs in"
-check "parlour active" in_ct systemctl is-active parlour
-check "port 5222 answers" wait_listening
+service_up
 check "user add alice@localhost (as _parlour)" sh -c "echo $PASSWORD | nsenter -t $P -a setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user add alice@localhost"
 check "alice logs in" login
-login
+login 2>&1 | sed 's/^/        /'
 
 step "upgrade 0.0.9 -> $APP_VERSION under systemd (restart, state kept)"
 before=$(main_pid)
 apt_ct install "/root/$NAME"
 check "installed $APP_VERSION" test "$(in_ct dpkg-query -W -f='${Version}' parlour)" = "$APP_VERSION"
-check "parlour active" in_ct systemctl is-active parlour
 after=$(main_pid)
 check "restarted (main PID $before -> $after)" test "$before" != "$after"
-check "port 5222 answers" wait_listening
+service_up
 check "alice still logs in" login
 
 step "reinstall (restart, state kept)"
@@ -106,11 +112,11 @@ before=$(main_pid)
 apt_ct install --reinstall "/root/$NAME"
 after=$(main_pid)
 check "restarted (main PID $before -> $after)" test "$before" != "$after"
-check "port 5222 answers" wait_listening
+service_up
 check "alice still logs in" login
 
 step "hardening of the running service"
-status=$(in_ct cat "/proc/$after/status")
+status=$(in_ct cat "/proc/$(main_pid)/status" || true)
 contains "runs as _parlour" "$status" "^Uid:[[:space:]]*$(in_ct id -u _parlour)[[:space:]]"
 contains "CapEff only CAP_NET_BIND_SERVICE" "$status" '^CapEff:[[:space:]]*0000000000000400$'
 contains "CapAmb only CAP_NET_BIND_SERVICE" "$status" '^CapAmb:[[:space:]]*0000000000000400$'
@@ -127,8 +133,7 @@ check "/var/lib/parlour and /etc/parlour gone" sh -c "test ! -e '$C/var/lib/parl
 
 step "fresh install under systemd (started at once)"
 apt_ct install "/root/$NAME"
-check "parlour active" in_ct systemctl is-active parlour
-check "port 5222 answers with a stream header" wait_listening
+service_up
 net_ct "$PY" "$LOGIN" 127.0.0.1 5222 localhost 2>&1 | sed 's/^/        /'
 
 step "poweroff"
