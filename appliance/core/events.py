@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from appliance.xmpp.errors import StanzaError
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -36,6 +38,14 @@ SESSION_CLOSED = "session/closed"  # [SessionEvent]
 ROSTER_REQUESTED = "roster/requested"  # [SessionEvent] the session fetched its roster
 ACCOUNT_DELETED = "account/deleted"  # [AccountEvent]
 STREAM_FEATURES = "stream/features"  # fold over list[Element] [FeaturesEvent]
+MESSAGE_OFFLINE = "message/offline"  # [StanzaEvent] no resource can take a message: store it (the value
+# of modules/message.py OFFLINE_STORE; the core fires it for unacknowledged messages of ended sessions)
+SM_UNDELIVERED = "sm/undelivered"  # [StanzaEvent] an unacknowledged message of a session that ended for
+# good; True claims it, else the core gives it to another resource or offline storage
+BIND2_FEATURES = "bind2/features"  # fold over list[str] [SessionEvent] vars a Bind 2 request may enable
+BIND2_ENABLE = "bind2/enable"  # [Bind2Event] a feature element inside a Bind 2 request; True = handled
+PUSH_NEEDED = "push/needed"  # [PushEvent] a message waits for an account: stored offline, or held for a
+# session that stream management hibernated; the push module (XEP-0357) wakes the account's devices
 
 
 @dataclass(slots=True)
@@ -49,8 +59,26 @@ class StanzaEvent:
 
 
 @dataclass(slots=True)
+class PushEvent:
+    """A message that is waiting for `user` (bare JID); `session` is the hibernated session, if any."""
+
+    user: Any  # JID
+    stanza: Any  # lxml element
+    session: Any = None
+
+
+@dataclass(slots=True)
 class SessionEvent:
     session: Any
+
+
+@dataclass(slots=True)
+class Bind2Event:
+    """One child of a Bind 2 `<bind/>` (e.g. carbons `<enable/>`); a handler may add to `bound`."""
+
+    session: Any
+    element: Any  # lxml element
+    bound: Any  # lxml <bound/> element of the answer
 
 
 @dataclass(slots=True)
@@ -86,12 +114,18 @@ class HookBus:
         return bool(self._handlers.get(name))
 
     async def fire(self, name: str, payload: Any) -> bool:
-        """Run handlers highest priority first; stop and return True at the first that returns True."""
+        """Run handlers highest priority first; stop and return True at the first that returns True.
+
+        A handler raising StanzaError stops the chain and the error goes to the caller (the router
+        answers the sender with it); any other exception is logged and the next handler runs.
+        """
         for _priority, handler in self._handlers.get(name, ()):
             try:
                 result = handler(payload)
                 if inspect.isawaitable(result):
                     result = await result
+            except StanzaError:
+                raise  # a protocol answer for the sender, turned into an error stanza by the router
             except Exception:
                 log.exception("hook %s: handler %s failed", name, getattr(handler, "__qualname__", handler))
                 continue
