@@ -67,11 +67,14 @@ def main() -> None:
     parser.add_argument("--password", default="pass")
     parser.add_argument("--state", type=Path, default=Path("/tmp/bench-parlour"))
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--accounts-only", action="store_true", help="create the accounts, then exit")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = bench_config(args.state, args.port, args.domain)
     args.state.mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_users(config, args.users, args.prefix, args.password))
+    if args.accounts_only:
+        return
     if not args.no_uvloop:
         try:
             import uvloop

@@ -130,6 +130,57 @@ class ContactAddresses:
     support: tuple[str, ...] = ()
 
 
+# --- [modules.pubsub], [modules.pep] and what builds on PEP ---
+PubSubCreate = Literal["everyone", "local", "admins"]
+AccessModel = Literal["open", "presence", "roster", "whitelist", "authorize"]
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubOptions:
+    """The publish-subscribe service (XEP-0060) on pubsub.<host>."""
+
+    subdomain: str = "pubsub"
+    create_nodes: PubSubCreate = "local"
+    max_nodes: int = 10_000
+    max_items: int = 1000  # highest pubsub#max_items, and what "max" means
+    default_max_items: int = 10
+    default_access_model: AccessModel = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class PepOptions:
+    """Personal eventing (XEP-0163) on every account's bare JID."""
+
+    max_nodes: int = 200  # per account
+    max_items: int = 256  # highest pubsub#max_items, and what "max" means
+    default_max_items: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CapsOptions:
+    """Entity capabilities (XEP-0115): which notifications clients want, and the server's own caps."""
+
+    verify: bool = True  # check a client's hash against its disco#info before trusting it
+    cache_size: int = 10_000  # distinct capability sets remembered
+    query_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class BookmarksOptions:
+    """Bookmarks (XEP-0402) with the #compat conversion to XEP-0048."""
+
+    compat: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AvatarOptions:
+    """User avatars (XEP-0084) mirrored into vCard-temp (XEP-0398) and presence hashes (XEP-0153)."""
+
+    vcard_conversion: bool = True
+    presence_hash: bool = True
+# --- end [modules.pubsub] ---
+
+
 @dataclass(frozen=True, slots=True)
 class ModulesConfig:
     """Per-module options; `disabled` names modules that are not loaded."""
@@ -142,6 +193,11 @@ class ModulesConfig:
     private: PrivateOptions = field(default_factory=PrivateOptions)
     version: VersionOptions = field(default_factory=VersionOptions)
     contact_addresses: ContactAddresses = field(default_factory=ContactAddresses)
+    pubsub: PubSubOptions = field(default_factory=PubSubOptions)  # [modules.pubsub]
+    pep: PepOptions = field(default_factory=PepOptions)  # [modules.pubsub]
+    caps: CapsOptions = field(default_factory=CapsOptions)  # [modules.pubsub]
+    bookmarks: BookmarksOptions = field(default_factory=BookmarksOptions)  # [modules.pubsub]
+    avatar: AvatarOptions = field(default_factory=AvatarOptions)  # [modules.pubsub]
 
 
 @dataclass(frozen=True, slots=True)

@@ -506,6 +506,48 @@ LOGGING = _table("logging", model.LoggingConfig, "Logging.", [
 ])
 
 
+# --- [modules.pubsub], [modules.pep] and what builds on PEP ---
+def _pubsub_module_tables(prefix: str) -> tuple[Table, ...]:
+    m = model
+    access = Choice(("open", "presence", "roster", "whitelist", "authorize"))
+    return (
+        _table(f"{prefix}.pubsub", m.PubSubOptions, "Publish-subscribe service (XEP-0060) at "
+               "<subdomain>.<host>.", [
+            ("subdomain", DOMAIN, "First label of the publish-subscribe service's domain (pubsub.<host>)."),
+            ("create_nodes", Choice(("everyone", "local", "admins")), "Who may create nodes: anybody, "
+             "accounts of this host, or the server's admins."),
+            ("max_nodes", Int(1, 10_000_000), "Most nodes on the service."),
+            ("max_items", Int(1, 1_000_000), "Most items a node may keep (what pubsub#max_items \"max\" "
+             "means)."),
+            ("default_max_items", Int(1, 1_000_000), "Items a new node keeps unless configured."),
+            ("default_access_model", access, "Access model of a new node unless configured."),
+        ]),
+        _table(f"{prefix}.pep", m.PepOptions, "Personal eventing (XEP-0163): each account's own "
+               "pubsub nodes (avatars, OMEMO keys, bookmarks ...).", [
+            ("max_nodes", Int(1, 100_000), "Most PEP nodes per account."),
+            ("max_items", Int(1, 100_000), "Most items a PEP node may keep (what pubsub#max_items "
+             "\"max\" means)."),
+            ("default_max_items", Int(1, 100_000), "Items a new PEP node keeps unless configured."),
+        ]),
+        _table(f"{prefix}.caps", m.CapsOptions, "Entity capabilities (XEP-0115): PEP notifications go "
+               "to the clients that ask for them; the server announces its own capabilities.", [
+            ("verify", Bool(), "Check a client's capability hash against its service discovery answer "
+             "before trusting it."),
+            ("cache_size", Int(10, 10_000_000), "Distinct capability sets remembered."),
+            ("query_timeout", Duration(1, 300), "Time a client has to answer the capabilities query."),
+        ]),
+        _table(f"{prefix}.bookmarks", m.BookmarksOptions, "Bookmarks (XEP-0402).", [
+            ("compat", Bool(), "Keep XEP-0048 bookmarks (private XML storage and the storage:bookmarks "
+             "PEP node) in step with XEP-0402 bookmarks, both ways."),
+        ]),
+        _table(f"{prefix}.avatar", m.AvatarOptions, "User avatars (XEP-0084).", [
+            ("vcard_conversion", Bool(), "Copy a published avatar into the vCard PHOTO (XEP-0398)."),
+            ("presence_hash", Bool(), "Add the avatar hash to outgoing presence (XEP-0153)."),
+        ]),
+    )
+# --- end [modules.pubsub] ---
+
+
 def _module_tables(prefix: str) -> tuple[Table, ...]:
     m = model
     return (
@@ -536,6 +578,7 @@ def _module_tables(prefix: str) -> tuple[Table, ...]:
             (name, ListOf(URI), f"Where to reach the {name} contact.")
             for name in ("abuse", "admin", "feedback", "sales", "security", "support")
         ]),
+        *_pubsub_module_tables(prefix),  # [modules.pubsub]
     )
 
 

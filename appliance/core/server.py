@@ -97,6 +97,7 @@ class Server:
         from appliance.storage.stores.blocklist import BlocklistStore
         from appliance.storage.stores.kv import KeyValueStore
         from appliance.storage.stores.offline import OfflineStore
+        from appliance.storage.stores.pubsub import PubSubStore
         from appliance.storage.stores.roster import RosterStore
 
         db = self.db = await Database.open(state_dir / "parlour.db")
@@ -106,6 +107,7 @@ class Server:
             offline=OfflineStore(db),
             kv=KeyValueStore(db),
             blocklist=BlocklistStore(db),
+            pubsub=PubSubStore(db),
         )
         self.accounts = AccountService(self.stores.accounts, iterations=self.config.limits.scram_iterations)
 

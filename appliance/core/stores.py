@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.storage.api import AccountStore, BlocklistStore, KeyValueStore, OfflineStore, RosterStore
+from appliance.storage.api import (
+    AccountStore,
+    BlocklistStore,
+    KeyValueStore,
+    OfflineStore,
+    PubSubStore,
+    RosterStore,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,3 +21,4 @@ class Stores:
     offline: OfflineStore
     kv: KeyValueStore
     blocklist: BlocklistStore
+    pubsub: PubSubStore

@@ -12,6 +12,7 @@ from appliance.modules.offline import Offline
 from appliance.modules.ping import Ping
 from appliance.modules.presence import Presence
 from appliance.modules.private import PrivateStorage
+from appliance.modules.pubsub.service import PubSubService
 from appliance.modules.register import Register
 from appliance.modules.roster import Roster
 from appliance.modules.time import EntityTime
@@ -33,4 +34,5 @@ BUILTIN: tuple[type[Module], ...] = (
     PrivateStorage,
     Blocking,
     Register,
+    PubSubService,
 )

@@ -164,3 +164,97 @@ class BlocklistStore(Protocol):
     async def remove(self, host: str, user: str, jids: list[str]) -> None: ...
 
     async def clear(self, host: str, user: str) -> None: ...
+
+
+# --- pubsub (XEP-0060 nodes for the pubsub service and PEP) ---
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubNode:
+    """A node of a pubsub service; ``config`` is the JSON of its pubsub#node_config values."""
+
+    service: str
+    node: str
+    config: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubSubscription:
+    """One entity's subscription to a node; ``options`` is the JSON of its subscribe options."""
+
+    node: str
+    jid: str
+    subid: str
+    state: str  # subscribed, pending or unconfigured
+    options: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubItem:
+    """A published item: its id, the publisher's JID and the serialized payload (may be empty)."""
+
+    node: str
+    item_id: str
+    publisher: str
+    payload: bytes
+    published_at: float
+
+
+@runtime_checkable
+class PubSubStore(Protocol):
+    """Nodes, affiliations, subscriptions and items, addressed by (service, node)."""
+
+    async def node(self, service: str, node: str) -> PubSubNode | None: ...
+
+    async def nodes(self, service: str) -> list[PubSubNode]: ...
+
+    async def create_node(self, service: str, node: str, config: str, owner: str) -> None:
+        """Create a node with `owner` as its owner; raises ``AlreadyExists``."""
+        ...
+
+    async def configure_node(self, service: str, node: str, config: str) -> bool: ...
+
+    async def delete_node(self, service: str, node: str) -> bool:
+        """Delete a node with its affiliations, subscriptions and items."""
+        ...
+
+    async def delete_service(self, service: str) -> int:
+        """Delete every node of a service (an account's PEP nodes); returns how many."""
+        ...
+
+    async def affiliations(self, service: str, node: str) -> dict[str, str]: ...
+
+    async def affiliations_of(self, service: str, jid: str) -> dict[str, str]:
+        """Node → affiliation of one bare JID across a service."""
+        ...
+
+    async def set_affiliation(self, service: str, node: str, jid: str, affiliation: str) -> None:
+        """Set an affiliation; "none" removes it."""
+        ...
+
+    async def subscriptions(self, service: str, node: str) -> list[PubSubSubscription]: ...
+
+    async def subscriptions_of(self, service: str, jid: str) -> list[PubSubSubscription]:
+        """Subscriptions of one JID (and, for a bare JID, its full JIDs) across a service."""
+        ...
+
+    async def put_subscription(self, service: str, sub: PubSubSubscription) -> None: ...
+
+    async def delete_subscription(self, service: str, node: str, jid: str) -> bool: ...
+
+    async def put_item(self, service: str, item: PubSubItem, max_items: int) -> list[str]:
+        """Store (or replace) an item as the newest; drop the oldest beyond `max_items` and return
+        their ids."""
+        ...
+
+    async def items(
+        self, service: str, node: str, *, limit: int | None = None, ids: list[str] | None = None
+    ) -> list[PubSubItem]:
+        """Items newest first: the `limit` newest, or those with the given ids."""
+        ...
+
+    async def delete_item(self, service: str, node: str, item_id: str) -> bool: ...
+
+    async def purge(self, service: str, node: str) -> int: ...
+# --- end pubsub ---
