@@ -16,6 +16,10 @@ def _versions(conn: apsw.Connection) -> list[int]:
     return [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")]
 
 
+LAST = len(load_migrations())  # the packaged schema version; test migrations come after it
+NEXT = LAST + 1
+
+
 def _with_extra(tmp_path: Path, name: str, sql: str) -> Path:
     """A copy of the packaged migrations plus one more file."""
     directory = tmp_path / "migrations"
@@ -59,19 +63,19 @@ async def test_backup_before_migrating_a_database_with_data(tmp_path: Path) -> N
     await db.write(lambda c: c.execute("INSERT INTO accounts VALUES ('a.example', 'romeo', 0)"))
     await db.close()
 
-    extra = _with_extra(tmp_path, "0002_notes.sql", "CREATE TABLE notes (body TEXT NOT NULL);")
+    extra = _with_extra(tmp_path, f"{NEXT:04d}_notes.sql", "CREATE TABLE notes (body TEXT NOT NULL);")
     db = await Database.open(path, migrations=extra)
     try:
-        assert await db.read(_versions) == [1, 2]
+        assert await db.read(_versions) == [*range(1, NEXT + 1)]
         await db.write(lambda c: c.execute("INSERT INTO notes VALUES ('hi')"))
     finally:
         await db.close()
 
-    bak = tmp_path / "p.db.pre-migration-2.bak"
+    bak = tmp_path / f"p.db.pre-migration-{NEXT}.bak"
     assert bak.exists()
     copy = apsw.Connection(str(bak))
     try:
-        assert _versions(copy) == [1]
+        assert _versions(copy) == [*range(1, NEXT)]
         assert copy.execute("SELECT username FROM accounts").fetchall() == [("romeo",)]
         assert copy.execute("SELECT 1 FROM sqlite_master WHERE name = 'notes'").fetchone() is None
     finally:
@@ -83,12 +87,12 @@ async def test_failed_migration_leaves_previous_version(tmp_path: Path) -> None:
     db = await Database.open(path)
     await db.close()
     sql = "CREATE TABLE good (x INTEGER); CREATE TABLE nonsense (;"
-    broken = _with_extra(tmp_path, "0002_broken.sql", sql)
-    with pytest.raises(MigrationError, match="0002_broken"):
+    broken = _with_extra(tmp_path, f"{NEXT:04d}_broken.sql", sql)
+    with pytest.raises(MigrationError, match=f"{NEXT:04d}_broken"):
         await Database.open(path, migrations=broken)
     db = await Database.open(path)
     try:
-        assert await db.read(_versions) == [1]
+        assert await db.read(_versions) == [*range(1, NEXT)]
         good = "SELECT 1 FROM sqlite_master WHERE name = 'good'"
         assert await db.read(lambda c: c.execute(good).fetchone()) is None
     finally:
@@ -97,15 +101,15 @@ async def test_failed_migration_leaves_previous_version(tmp_path: Path) -> None:
 
 async def test_newer_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
-    extra = _with_extra(tmp_path, "0002_notes.sql", "CREATE TABLE notes (body TEXT);")
+    extra = _with_extra(tmp_path, f"{NEXT:04d}_notes.sql", "CREATE TABLE notes (body TEXT);")
     db = await Database.open(path, migrations=extra)
     await db.close()
-    with pytest.raises(MigrationError, match="schema version 2"):
+    with pytest.raises(MigrationError, match=f"schema version {NEXT}"):
         await Database.open(path)
 
 
 def test_gaps_in_numbering_are_rejected(tmp_path: Path) -> None:
-    directory = _with_extra(tmp_path, "0003_skip.sql", "SELECT 1;")
-    with pytest.raises(MigrationError, match="expected 0002"):
+    directory = _with_extra(tmp_path, f"{NEXT + 1:04d}_skip.sql", "SELECT 1;")
+    with pytest.raises(MigrationError, match=f"expected {NEXT:04d}"):
         load_migrations(directory)
     shutil.rmtree(directory)
