@@ -177,3 +177,11 @@ async def test_logout_is_recorded_only_when_the_last_resource_leaves(harness: Ha
     # query arrives over the socket. The owner may ask about herself; the laptop is still bound (though
     # not available), so no logout was recorded.
     assert await error_condition(laptop.plugin["xep_0012"].get_last_activity(alice)) == "item-not-found"
+
+
+async def test_ping_to_a_bare_jid_is_answered_by_the_server(harness: Harness) -> None:
+    alice = await harness.user("pinger")
+    bob = await harness.user("pinged")
+    a = await harness.client(alice)
+    await a.plugin["xep_0199"].ping(jid=alice)  # own account
+    await a.plugin["xep_0199"].ping(jid=bob)  # another account, offline: the server answers for it
