@@ -181,6 +181,51 @@ class AvatarOptions:
 # --- end [modules.pubsub] ---
 
 
+# --- issue 6: carbons, archive, upload, push, external services ---
+@dataclass(frozen=True, slots=True)
+class MamOptions:
+    """Message archive (XEP-0313): default preference, retention and paging."""
+
+    default: Literal["always", "never", "roster"] = "always"
+    retention: float = 365 * 86400.0  # 0 keeps messages forever
+    purge_interval: float = 3600.0
+    page_size: int = 50  # page size when a query sets no RSM max
+    max_page_size: int = 250
+
+
+@dataclass(frozen=True, slots=True)
+class UploadOptions:
+    """HTTP file upload (XEP-0363) served by the web listener."""
+
+    domain: str = ""  # empty: upload.<host>
+    url_base: str = ""  # empty: https://<domain>:<http.tls_port> (or http:// when https is off)
+    max_file_size: int = 100 * 1024**2
+    quota: int = 1024**3  # bytes per account, uploads not yet expired included
+    expiry: float = 30 * 86400.0  # files older than this are deleted; 0 keeps them
+    slot_lifetime: float = 300.0  # time to start the PUT after the slot was given
+    purge_interval: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class PushOptions:
+    """Push notifications (XEP-0357) to app servers."""
+
+    include_body: bool = False
+    include_sender: bool = True
+    max_registrations: int = 10  # per account
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalServicesOptions:
+    """External service discovery (XEP-0215): STUN/TURN servers and their shared secret."""
+
+    services: tuple[str, ...] = ()  # "stun:host:port", "turn:host:port?transport=udp", "turns:..."
+    secret: str = ""  # the TURN REST shared secret (coturn static-auth-secret); empty: no credentials
+    credential_lifetime: float = 86400.0
+# --- end issue 6 ---
+
+
 @dataclass(frozen=True, slots=True)
 class ModulesConfig:
     """Per-module options; `disabled` names modules that are not loaded."""
@@ -193,6 +238,10 @@ class ModulesConfig:
     private: PrivateOptions = field(default_factory=PrivateOptions)
     version: VersionOptions = field(default_factory=VersionOptions)
     contact_addresses: ContactAddresses = field(default_factory=ContactAddresses)
+    mam: MamOptions = field(default_factory=MamOptions)  # issue 6
+    upload: UploadOptions = field(default_factory=UploadOptions)  # issue 6
+    push: PushOptions = field(default_factory=PushOptions)  # issue 6
+    external_services: ExternalServicesOptions = field(default_factory=ExternalServicesOptions)  # issue 6
     pubsub: PubSubOptions = field(default_factory=PubSubOptions)  # [modules.pubsub]
     pep: PepOptions = field(default_factory=PepOptions)  # [modules.pubsub]
     caps: CapsOptions = field(default_factory=CapsOptions)  # [modules.pubsub]

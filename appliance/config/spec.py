@@ -548,6 +548,89 @@ def _pubsub_module_tables(prefix: str) -> tuple[Table, ...]:
 # --- end [modules.pubsub] ---
 
 
+# --- issue 6: carbons, archive, upload, push, external services ---
+def check_optional_domain(text: str) -> str:
+    return check_domain(text) if text.strip() else ""
+
+
+_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[^\s?#]*)?$")
+
+
+def check_url_base(text: str) -> str:
+    """An http(s) URL without query or fragment, or "" (trailing slashes are dropped)."""
+    text = text.strip().rstrip("/")
+    if text and not _HTTP_URL.match(text):
+        raise ValueError(text)
+    return text
+
+
+_SERVICE_URI = re.compile(r"^(stun|stuns|turn|turns):([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?"
+                          r"(\?transport=(udp|tcp))?$")
+
+
+def check_service_uri(text: str) -> str:
+    """A STUN/TURN URI (RFC 7064, RFC 7065): "turn:turn.example.org:3478?transport=udp"."""
+    text = text.strip()
+    match = _SERVICE_URI.match(text)
+    if match is None or (match[3] and not 0 < int(match[3][1:]) < 65536):
+        raise ValueError(text)
+    return text
+
+
+def check_any(text: str) -> str:
+    return text
+
+
+OPTIONAL_DOMAIN = Text('a domain name like "upload.example.org" (or "" for the default)', check_optional_domain)
+URL_BASE = Text('an http(s) URL like "https://upload.example.org:5443" (or "" for the default)', check_url_base)
+SERVICE_URI = Text('a STUN/TURN URI like "turn:turn.example.org:3478?transport=udp"', check_service_uri)
+SECRET = Text("a string", check_any)
+
+
+def _issue6_module_tables(prefix: str) -> tuple[Table, ...]:
+    m = model
+    return (
+        _table(f"{prefix}.mam", m.MamOptions, "Message archive (XEP-0313) with preferences (XEP-0441).", [
+            ("default", Choice(("always", "never", "roster")), "Which messages are archived for an "
+             "account that set no preference: all, none, or those with contacts on its roster."),
+            ("retention", Duration(0, 100 * 365 * ONE_DAY), "How long archived messages are kept; 0 "
+             "keeps them forever."),
+            ("purge_interval", Duration(1, ONE_DAY), "How often messages past the retention are deleted."),
+            ("page_size", Int(1, 1000), "Messages per page when a query does not say (RSM max)."),
+            ("max_page_size", Int(1, 1000), "Most messages per page a query may ask for."),
+        ]),
+        _table(f"{prefix}.upload", m.UploadOptions, "HTTP file upload (XEP-0363): the service "
+               "upload.<host>, files served by the web listener and kept in the state folder.", [
+            ("domain", OPTIONAL_DOMAIN, "Address of the upload service; empty means upload.<host>. It "
+             "must resolve to this server for clients."),
+            ("url_base", URL_BASE, "Start of the upload and download URLs; empty means "
+             "https://<domain>:<http.tls_port> (http://<domain>:<http.port> when https is off)."),
+            ("max_file_size", Size(1024, 64 * 1024**3), "Largest file accepted."),
+            ("quota", Size(1024, 1024**4), "Total size of the files one account may keep."),
+            ("expiry", Duration(0, 10 * 365 * ONE_DAY), "Files older than this are deleted; 0 keeps "
+             "them."),
+            ("slot_lifetime", Duration(1, ONE_DAY), "Time a client has to upload after asking for a slot."),
+            ("purge_interval", Duration(1, ONE_DAY), "How often expired files are deleted."),
+        ]),
+        _table(f"{prefix}.push", m.PushOptions, "Push notifications (XEP-0357) to the app servers of "
+               "mobile clients.", [
+            ("include_body", Bool(), "Send the text of the last message to the app server (leaves the "
+             "server: off by default)."),
+            ("include_sender", Bool(), "Send the address of the last message's sender."),
+            ("max_registrations", Int(1, 1000), "Most push registrations per account."),
+            ("timeout", Duration(1, 600), "Time an app server has to answer a notification."),
+        ]),
+        _table(f"{prefix}.external_services", m.ExternalServicesOptions, "External service discovery "
+               "(XEP-0215): STUN/TURN servers for calls, with short-lived TURN credentials.", [
+            ("services", ListOf(SERVICE_URI), "STUN and TURN servers offered to clients."),
+            ("secret", SECRET, "Shared secret of the TURN server's REST API (coturn: "
+             "static-auth-secret); empty: TURN servers are listed without credentials."),
+            ("credential_lifetime", Duration(60, 7 * ONE_DAY), "How long TURN credentials stay valid."),
+        ]),
+    )
+# --- end issue 6 ---
+
+
 def _module_tables(prefix: str) -> tuple[Table, ...]:
     m = model
     return (
@@ -578,6 +661,7 @@ def _module_tables(prefix: str) -> tuple[Table, ...]:
             (name, ListOf(URI), f"Where to reach the {name} contact.")
             for name in ("abuse", "admin", "feedback", "sales", "security", "support")
         ]),
+        *_issue6_module_tables(prefix),  # issue 6
         *_pubsub_module_tables(prefix),  # [modules.pubsub]
     )
 

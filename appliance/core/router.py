@@ -145,7 +145,10 @@ class Router:
                 raise StanzaError.service_unavailable()
             return
         if stanza.get("type") not in ("get", "set"):
-            return  # results and errors to a bare JID have nobody to go to
+            # Answers to IQs the server sent on the account's behalf (push notifications, XEP-0357);
+            # any other result or error to a bare JID has nobody to go to.
+            self.pending.resolve(stanza)
+            return
         if not self.sessions.count_for(to_jid) and not await self.accounts.exists(to_jid):
             raise StanzaError.service_unavailable()
         scope = Scope.ACCOUNT

@@ -94,11 +94,13 @@ class Server:
     async def _open_storage(self, state_dir: Path) -> None:
         from appliance.storage.sqlite import Database
         from appliance.storage.stores.accounts import AccountStore
+        from appliance.storage.stores.archive import ArchiveStore
         from appliance.storage.stores.blocklist import BlocklistStore
         from appliance.storage.stores.kv import KeyValueStore
         from appliance.storage.stores.offline import OfflineStore
         from appliance.storage.stores.pubsub import PubSubStore
         from appliance.storage.stores.roster import RosterStore
+        from appliance.storage.uploads import UploadFiles
 
         db = self.db = await Database.open(state_dir / "parlour.db")
         self.stores = Stores(
@@ -108,6 +110,8 @@ class Server:
             kv=KeyValueStore(db),
             blocklist=BlocklistStore(db),
             pubsub=PubSubStore(db),
+            archive=ArchiveStore(db),
+            uploads=UploadFiles(state_dir / "uploads"),
         )
         self.accounts = AccountService(self.stores.accounts, iterations=self.config.limits.scram_iterations)
 

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from appliance.storage.api import (
     AccountStore,
+    ArchiveStore,
     BlocklistStore,
     KeyValueStore,
     OfflineStore,
     PubSubStore,
     RosterStore,
+    UploadArea,
 )
 
 
@@ -22,3 +24,5 @@ class Stores:
     kv: KeyValueStore
     blocklist: BlocklistStore
     pubsub: PubSubStore
+    archive: ArchiveStore
+    uploads: UploadArea

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from appliance.core.api import Module
 from appliance.modules.blocking import Blocking
+from appliance.modules.carbons import Carbons
 from appliance.modules.contact_addresses import ContactAddresses
 from appliance.modules.disco import Disco
+from appliance.modules.extdisco import ExternalServices
 from appliance.modules.last import LastActivity
+from appliance.modules.mam import Mam
 from appliance.modules.message import Message
 from appliance.modules.offline import Offline
 from appliance.modules.ping import Ping
 from appliance.modules.presence import Presence
 from appliance.modules.private import PrivateStorage
 from appliance.modules.pubsub.service import PubSubService
+from appliance.modules.push import Push
 from appliance.modules.register import Register
 from appliance.modules.roster import Roster
 from appliance.modules.time import EntityTime
+from appliance.modules.upload import Upload
 from appliance.modules.vcard import VCardTemp
 from appliance.modules.version import Version
 
@@ -35,4 +40,9 @@ BUILTIN: tuple[type[Module], ...] = (
     Blocking,
     Register,
     PubSubService,
+    Carbons,
+    Mam,
+    Push,
+    ExternalServices,
+    Upload,
 )

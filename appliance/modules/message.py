@@ -5,9 +5,10 @@ from __future__ import annotations
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import Module, ModuleContext
+from appliance.core.api import Module, ModuleContext, Session
 from appliance.core.events import StanzaEvent
 from appliance.xmpp.errors import StanzaError
+from appliance.xmpp.jid import JID
 
 OFFLINE_STORE = "message/offline"  # hook fired when no resource can take a message [StanzaEvent]
 
@@ -40,13 +41,10 @@ class Message(Module):
         if mtype == "error":
             return True
         user = event.to_jid.bare()
-        sessions = [s for s in self.ctx.sessions.available(user) if s.priority >= 0]
         if mtype == "groupchat":
             raise StanzaError.service_unavailable()
+        sessions = bare_targets(self.ctx, user, mtype)
         if sessions:
-            if mtype != "headline":
-                top = max(s.priority for s in sessions)
-                sessions = [s for s in sessions if s.priority == top]
             data = etree.tostring(stanza)
             for session in sessions:
                 session.send_bytes(data)
@@ -58,3 +56,13 @@ class Message(Module):
         if await self.ctx.fire(OFFLINE_STORE, event):
             return True
         raise StanzaError.service_unavailable()
+
+
+def bare_targets(ctx: ModuleContext, user: JID, mtype: str) -> list[Session]:
+    """The sessions a message to the bare JID `user` goes to (RFC 6121 §8.5.2.1): available ones with a
+    non-negative priority; all of them for headlines, else those with the highest priority."""
+    found = [s for s in ctx.sessions.available(user) if s.priority >= 0]
+    if found and mtype != "headline":
+        top = max(s.priority for s in found)
+        found = [s for s in found if s.priority == top]
+    return found

@@ -8,7 +8,7 @@ from lxml import etree
 
 from appliance.core import events
 from appliance.core.api import Module, ModuleContext, Xep
-from appliance.core.events import SessionEvent, StanzaEvent
+from appliance.core.events import PushEvent, SessionEvent, StanzaEvent
 from appliance.modules.message import OFFLINE_STORE
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_CHATSTATES, NS_DELAY
@@ -49,6 +49,7 @@ class Offline(Module):
         # Awaiting the commit before returning is what makes "acknowledged" mean "durable".
         if not await self.ctx.stores.offline.push(user.domain, user.local or "", etree.tostring(stamped), self.limit):
             raise StanzaError.service_unavailable("The recipient's offline storage is full")
+        await self.ctx.fire(events.PUSH_NEEDED, PushEvent(user, stanza))
         return True
 
     async def on_initial_presence(self, event: SessionEvent) -> None:

@@ -258,3 +258,139 @@ class PubSubStore(Protocol):
 
     async def purge(self, service: str, node: str) -> int: ...
 # --- end pubsub ---
+
+
+# --- archive (XEP-0313 message archives, XEP-0441 preferences) ---
+
+ARCHIVE_MODES: tuple[str, ...] = ("always", "never", "roster")
+
+
+class UnknownArchiveId(StorageError):
+    """A query named an archive id (RSM before/after, before-id/after-id) the archive does not hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedMessage:
+    """One archived stanza; ``archive_id`` is its XEP-0359 stanza-id in the owner's archive."""
+
+    archive_id: str
+    with_jid: str
+    stamp: float
+    stanza: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveFilter:
+    """Which messages of an archive a query is about (XEP-0313 §4.1); None means "no condition"."""
+
+    with_jid: str | None = None  # bare JID of the other party
+    with_resource: str | None = None  # with a full JID in 'with': also its resource
+    start: float | None = None
+    end: float | None = None
+    after_id: str | None = None  # exclusive (urn:xmpp:mam:2#extended)
+    before_id: str | None = None  # exclusive
+    ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivePage:
+    """One RSM page (XEP-0059), oldest first: ``first_index`` is the position of ``items[0]`` in the
+    whole result set of ``count`` messages; ``complete`` says the page reaches the end in the direction
+    of paging."""
+
+    items: list[ArchivedMessage]
+    count: int
+    first_index: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivePrefs:
+    """Archiving preferences (XEP-0441): a default mode and JIDs always or never archived."""
+
+    default: str = "always"
+    always: tuple[str, ...] = ()
+    never: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.default not in ARCHIVE_MODES:
+            raise ValueError(f"archive default {self.default!r} is not one of {', '.join(ARCHIVE_MODES)}")
+
+
+@runtime_checkable
+class ArchiveStore(Protocol):
+    """Message archives keyed by an owner JID (an account's bare JID, later a MUC room)."""
+
+    async def append(
+        self, owner: str, archive_id: str, with_jid: str, with_resource: str, stamp: float, stanza: bytes
+    ) -> None:
+        """Archive one stanza as the newest of ``owner``'s archive (durable when this returns)."""
+        ...
+
+    async def page(
+        self, owner: str, where: ArchiveFilter, *, limit: int, after: str | None = None,
+        before: str | None = None,
+    ) -> ArchivePage:
+        """A page of at most ``limit`` messages: the first ones, those right after ``after``, or those
+        right before ``before`` ("" means the last page). Raises ``UnknownArchiveId``."""
+        ...
+
+    async def bounds(self, owner: str) -> tuple[ArchivedMessage | None, ArchivedMessage | None]:
+        """The oldest and the newest message of an archive (None, None when empty)."""
+        ...
+
+    async def purge_before(self, stamp: float) -> int:
+        """Delete every message archived before ``stamp`` (retention); returns how many."""
+        ...
+
+    async def replace(self, owner: str, archive_id: str, stanza: bytes) -> bool:
+        """Overwrite one archived stanza (a moderation tombstone, XEP-0425); False when not there."""
+        ...
+
+    async def delete_owner(self, owner: str) -> int:
+        """Delete an owner's archive and preferences; returns how many messages."""
+        ...
+
+    async def prefs(self, owner: str) -> ArchivePrefs | None: ...
+
+    async def set_prefs(self, owner: str, prefs: ArchivePrefs) -> None: ...
+
+
+# --- uploads (XEP-0363 files in the state folder) ---
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSlot:
+    """One reserved or finished upload."""
+
+    owner: str
+    slot: str
+    name: str
+    size: int
+    content_type: str
+    created: float  # when reserved; when uploaded once the file is there
+    uploaded: bool = False
+
+    @property
+    def path(self) -> str:
+        """The URL path below /upload/."""
+        return f"{self.owner}/{self.slot}"
+
+
+@runtime_checkable
+class UploadArea(Protocol):
+    """Upload slots and files; the web side stores and serves the bytes of the same folder."""
+
+    def signature(self, slot: UploadSlot, expires: int) -> str:
+        """The signature a PUT URL for `slot` carries, valid until `expires` (seconds since the epoch)."""
+        ...
+
+    async def reserve(
+        self, account: str, name: str, size: int, content_type: str, now: float, quota: int
+    ) -> UploadSlot | None:
+        """Reserve a slot for `account` (bare JID); None when it would exceed `quota` bytes."""
+        ...
+
+    async def purge(self, now: float, expiry: float, slot_lifetime: float) -> int:
+        """Delete files older than `expiry` (0: never) and slots never used within `slot_lifetime`."""
+        ...

@@ -14,6 +14,7 @@ from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
 from appliance.net.tcp import ConnectionLimits
 from appliance.web import bosh, websocket, wellknown
+from appliance.web import upload as upload_web
 from appliance.web.keys import BOSH_SESSIONS, CONFIG, CONNECTION_LIMITS, SERVICES, WEBSOCKETS
 
 
@@ -37,6 +38,7 @@ def make_app(
     websocket.setup(app)
     bosh.setup(app)
     wellknown.setup(app)
+    upload_web.setup(app)  # XEP-0363 files (slots come from modules/upload.py)
     return app
 
 

@@ -1,0 +1,159 @@
+"""Message Carbons (XEP-0280): copies of a user's chats to the user's other carbons-enabled resources."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from lxml import etree
+
+from appliance.core import events
+from appliance.core.api import IqRequest, Module, ModuleContext, Xep
+from appliance.core.events import SessionEvent, StanzaEvent
+from appliance.modules.message import bare_targets
+from appliance.xmpp.errors import StanzaError
+from appliance.xmpp.jid import JID
+from appliance.xmpp.ns import (
+    NS_CARBONS,
+    NS_CHATSTATES,
+    NS_CLIENT,
+    NS_CORRECTION,
+    NS_FORWARD,
+    NS_HINTS,
+    NS_MARKERS,
+    NS_MUC_USER,
+    NS_RECEIPTS,
+)
+
+# Payloads that make a message "IM traffic" even without a body (XEP-0280 §6).
+_IM_PAYLOADS = (NS_RECEIPTS, NS_MARKERS, NS_CHATSTATES, NS_CORRECTION)
+
+
+class CarbonsService:
+    """Which sessions asked for carbons; Bind2 (XEP-0386) enables them inline through `enable`."""
+
+    __slots__ = ("_enabled",)
+
+    def __init__(self) -> None:
+        self._enabled: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def enable(self, session: Any) -> None:
+        self._enabled.add(session)
+
+    def disable(self, session: Any) -> None:
+        self._enabled.discard(session)
+
+    def enabled(self, session: Any) -> bool:
+        return session in self._enabled
+
+
+def eligible(stanza: etree._Element) -> bool:
+    """Whether a message is copied at all (XEP-0280 §6, with <private/> and the XEP-0334 no-copy hint)."""
+    if stanza.find(f"{{{NS_CARBONS}}}private") is not None or stanza.find(f"{{{NS_HINTS}}}no-copy") is not None:
+        return False
+    if any(str(child.tag).startswith(f"{{{NS_CARBONS}}}") for child in stanza):
+        return False  # already a carbon: never copy copies
+    mtype = stanza.get("type", "normal")
+    if mtype == "chat":
+        return True
+    if mtype == "normal" and stanza.find(f"{{{NS_CLIENT}}}body") is not None:
+        return True
+    if mtype in ("normal", "chat"):
+        return any(etree.QName(child).namespace in _IM_PAYLOADS for child in stanza)
+    return False
+
+
+def wrap(kind: str, stanza: etree._Element, account: JID, to: JID) -> etree._Element:
+    """`<message from=account to=to><sent|received><forwarded>copy</forwarded></...></message>`."""
+    outer = etree.Element(f"{{{NS_CLIENT}}}message", nsmap={None: NS_CLIENT})
+    outer.set("from", str(account))
+    outer.set("to", str(to))
+    outer.set("type", stanza.get("type", "normal"))
+    holder = etree.SubElement(outer, f"{{{NS_CARBONS}}}{kind}", nsmap={None: NS_CARBONS})
+    forwarded = etree.SubElement(holder, f"{{{NS_FORWARD}}}forwarded", nsmap={None: NS_FORWARD})
+    forwarded.append(etree.fromstring(etree.tostring(stanza)))
+    return outer
+
+
+class Carbons(Module):
+    """Enable/disable per session; sent copies on the way out, received copies just before delivery."""
+
+    name = "carbons"
+    depends = ("message",)
+    implements = (Xep(280, "1.0.1"),)
+
+    def setup(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
+        self.service = CarbonsService()
+        ctx.provide(CarbonsService, self.service)
+        ctx.iq("set", f"{{{NS_CARBONS}}}enable", self.on_enable)
+        ctx.iq("set", f"{{{NS_CARBONS}}}disable", self.on_disable, feature=None)
+        # After archiving (so copies carry the stanza-id) and before delivery.
+        ctx.hook(events.MESSAGE_OUTGOING, self.on_outgoing, events.NORMAL)
+        ctx.hook(events.MESSAGE_BARE, self.on_bare, events.NORMAL)
+        ctx.hook(events.MESSAGE_FULL, self.on_full, events.NORMAL)
+        ctx.hook(events.SESSION_CLOSED, self.on_closed)
+
+    async def on_enable(self, request: IqRequest) -> None:
+        self.service.enable(self._own_session(request))
+
+    async def on_disable(self, request: IqRequest) -> None:
+        self.service.disable(self._own_session(request))
+
+    @staticmethod
+    def _own_session(request: IqRequest) -> Any:
+        if request.session is None or not request.is_self:
+            raise StanzaError.not_allowed("Carbons are enabled by a client session for itself")
+        return request.session
+
+    def on_closed(self, event: SessionEvent) -> None:
+        self.service.disable(event.session)
+
+    # -- copies ---------------------------------------------------------------------------------
+
+    def on_outgoing(self, event: StanzaEvent) -> None:
+        sender = event.from_jid
+        if event.session is None or _to_self(event) or not eligible(event.stanza):
+            return
+        others = [s for s in self.ctx.sessions.resources(sender) if s.jid != sender]
+        self._copy("sent", event.stanza, sender.bare(), others)
+
+    def on_full(self, event: StanzaEvent) -> None:
+        target = self.ctx.sessions.get(event.to_jid)
+        if target is None:
+            self.on_bare(event)  # delivered as if to the bare JID (RFC 6121 §8.5.3.2.1)
+        elif self._receivable(event):
+            self._copy_received(event, [target])
+
+    def on_bare(self, event: StanzaEvent) -> None:
+        if self._receivable(event):
+            user = event.to_jid.bare()
+            self._copy_received(event, bare_targets(self.ctx, user, event.stanza.get("type", "normal")))
+
+    def _receivable(self, event: StanzaEvent) -> bool:
+        stanza = event.stanza
+        if _to_self(event) or not eligible(stanza):
+            return False
+        # A private message from a MUC occupant to one full JID stays on that resource.
+        return not (event.to_jid.resource is not None and stanza.find(f"{{{NS_MUC_USER}}}x") is not None)
+
+    def _copy_received(self, event: StanzaEvent, delivered: list[Any]) -> None:
+        if not delivered:
+            return  # nobody online gets it now: offline storage (and the archive) take over
+        user = event.to_jid.bare()
+        others = [s for s in self.ctx.sessions.resources(user) if all(s is not d for d in delivered)]
+        self._copy("received", event.stanza, user, others)
+
+    def _copy(self, kind: str, stanza: etree._Element, account: JID, sessions: Iterable[Any]) -> None:
+        for session in sessions:
+            if self.service.enabled(session):
+                session.send(wrap(kind, stanza, account, session.jid))
+
+
+def _to_self(event: StanzaEvent) -> bool:
+    to = event.to_jid
+    return to is not None and to.local == event.from_jid.local and to.domain == event.from_jid.domain
+
+
+__all__ = ["Carbons", "CarbonsService", "eligible"]
