@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 
 from appliance import __version__
 from appliance.cli import _config
@@ -20,6 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    if _setup_mode_wanted(args):  # [console] no configuration yet: the first-run wizard
+        return _run_setup_mode(_config.config_path(args))
     config = _config.load(args)
     setup_logging(config.logging)
     from appliance.core.server import serve  # imported late: `parlour version` needs none of it
@@ -51,3 +54,55 @@ def _print_hint(server: object) -> None:
         "  Stop with Ctrl+C.\n",
         flush=True,
     )
+
+
+# -- [console] setup mode -----------------------------------------------------------------------------
+
+def _setup_mode_wanted(args: argparse.Namespace) -> bool:
+    """No configuration file, and not a development run (which has built-in defaults)."""
+    from appliance.platform import paths
+
+    dev = bool(getattr(args, "dev", False)) or paths.current_layout().dev
+    return not dev and not _config.config_path(args).exists()
+
+
+def _run_setup_mode(config_path: Path) -> int:
+    from appliance.config.model import LoggingConfig
+    from appliance.platform import paths
+
+    setup_logging(LoggingConfig())
+    state_dir = paths.default_state_dir()
+    return asyncio.run(_setup_then_serve(config_path, state_dir))
+
+
+async def _setup_then_serve(config_path: Path, state_dir: Path) -> int:
+    import contextlib
+    import signal
+
+    from appliance.web.setup.mode import SetupMode
+
+    mode = SetupMode(config_path=config_path, state_dir=state_dir)
+    urls = await mode.start()
+    print(f"\nParlour is not set up yet ({config_path} does not exist). Finish the setup in a browser:", flush=True)
+    for url in urls:
+        print(f"  Open {url}", flush=True)
+    print(f"  (the token is also in {mode.token.path})\n", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.ensure_future(stop.wait())
+    switched = asyncio.ensure_future(mode.switched.wait())
+    try:
+        await asyncio.wait({stopping, switched}, return_when=asyncio.FIRST_COMPLETED)
+        if mode.failed is not None:
+            return 1
+        if mode.server is not None:
+            log.info("setup done; the server runs with %s", config_path)
+            await stop.wait()
+    finally:
+        stopping.cancel()
+        switched.cancel()
+        await mode.stop()
+    return 0

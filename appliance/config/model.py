@@ -62,6 +62,20 @@ class HttpConfig:
 # --- end [http] ---
 
 
+# --- [console] (setup wizard, admin console, API) ---
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The admin console at /admin, the JSON API at /api/v1 and invitation links."""
+
+    enabled: bool = True
+    language: Literal["auto", "en", "de", "fr", "es"] = "auto"  # auto: follow the browser
+    session_lifetime: float = 8 * 3600.0
+    login_failures: int = 5  # failed console logins per IP (and per account) within limits.auth_window
+    invitations: bool = True  # administrators may create invitation links that open a signup page
+    invitation_lifetime: float = 7 * 86400.0
+# --- end [console] ---
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """Resource limits that keep one client from hurting the others."""
@@ -266,6 +280,7 @@ class Config:
     c2s: C2SConfig = field(default_factory=C2SConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)  # [http]
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = None

@@ -483,6 +483,20 @@ HTTP = _table("http", model.HttpConfig, "The web listener: BOSH (XEP-0206) at /h
 ])
 # --- end [http] ---
 
+# --- [console] (setup wizard, admin console, API) ---
+CONSOLE = _table("console", model.ConsoleConfig, "The admin console at /admin, the JSON API at /api/v1 "
+                 "(docs/api.md), /metrics and invitation links at /invite/<token>.", [
+    ("enabled", Bool(), "Serve the admin console, the API and /metrics on the web listener."),
+    ("language", Choice(("auto", "en", "de", "fr", "es")), "Language of the web pages; auto follows "
+     "the browser (a visitor can still switch)."),
+    ("session_lifetime", Duration(60, 30 * ONE_DAY), "How long a console login lasts."),
+    ("login_failures", Int(1, 1000), "Failed console logins from one IP address (or to one account) "
+     "within limits.auth_window before it is blocked for limits.auth_block_time."),
+    ("invitations", Bool(), "Let administrators create invitation links that open a signup page."),
+    ("invitation_lifetime", Duration(60, 365 * ONE_DAY), "How long an invitation link stays valid."),
+])
+# --- end [console] ---
+
 LIMITS = _table("limits", model.LimitsConfig, "Limits that keep one client from hurting the others.", [
     ("max_stanza_size", Size(10_000, 64 * 1024**2), "Largest stanza accepted from a client."),
     ("max_depth", Int(8, 1024), "Deepest element nesting accepted in a stanza."),
@@ -680,7 +694,7 @@ HOST = _table("hosts.<name>", model.HostConfig, 'One table per virtual host, nam
                    "[modules]; a host's `disabled` replaces the global list."),
 ])
 
-SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, HTTP, LIMITS, LOGGING, MODULES)
+SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, HTTP, CONSOLE, LIMITS, LOGGING, MODULES)
 """The top-level tables in documentation order; `hosts` (HOST) comes after them."""
 
 TOP_LEVEL_NAMES: tuple[str, ...] = (*(t.name for t in SECTIONS), "hosts")

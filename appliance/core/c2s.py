@@ -531,6 +531,8 @@ class ClientSession:
             self._reply_error(element, StanzaError.bad_request("Unknown presence type"))
             return
         self.services.stats["stanzas_in"] = self.services.stats.get("stanzas_in", 0) + 1
+        if tag == xs.MESSAGE:  # for the console's "messages today"
+            self.services.stats["messages_in"] = self.services.stats.get("messages_in", 0) + 1
         await self.services.router.route(element, origin=self)
 
     def _reply_result(self, element: etree._Element) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -54,10 +55,15 @@ class Server:
         self.certs: Any = None
         self.c2s: c2s.C2SServices | None = None
         self.web: Any = None  # [http] appliance.web.server.WebServer
+        self.router: Router | None = None
+        self.log_buffer: Any = None  # [console] appliance.util.logbuffer.RingBufferHandler
 
     # -- start ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        from appliance.util import logbuffer
+
+        self.log_buffer = logbuffer.install()
         state_dir = self.config.server.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         await self._open_storage(state_dir)
@@ -67,6 +73,7 @@ class Server:
             hosts=self.hosts, sessions=self.sessions, iq_table=self.iq_table, pending=self.pending,
             accounts=self.accounts,
         )
+        self.router = router
         limits = self.config.limits
         self.c2s = c2s.C2SServices(
             config=self.config,
@@ -132,23 +139,77 @@ class Server:
         return self.certs.current_context() if self.certs is not None else None
 
     async def _load_modules(self, router: Router) -> None:
+        for host in self.hosts.values():
+            self._setup_modules(host, router)
+        for host in self.hosts.values():
+            for module in host.modules:
+                await module.start()
+
+    def _setup_modules(self, host: Host, router: Router) -> None:
         from appliance.modules import BUILTIN
 
         assert self.stores is not None and self.accounts is not None
+        disabled = set(host.config.modules.disabled)
+        for module_cls in _ordered(BUILTIN):
+            if module_cls.name in disabled:
+                continue
+            module = module_cls()
+            ctx = ModuleContext(
+                module, host, config=self.config, iq_table=self.iq_table, pending=self.pending,
+                router=router, sessions=self.sessions, stores=self.stores, accounts=self.accounts,
+                tasks=self.tasks,
+            )
+            module.setup(ctx)
+            host.modules.append(module)
+            self.contexts.append(ctx)
+
+    # -- reload ---------------------------------------------------------------------------------
+
+    async def reload(self, new: Config) -> list[str]:
+        """Apply a validated config: module options are swapped by re-creating every host's modules,
+        admins, console and logging settings take effect at once. Returns the dotted names of changed
+        settings that need a restart (listeners, TLS, limits, hosts, state folder); those keep their
+        old values until then."""
+        old = self.config
+        restart = [name for name in ("c2s", "tls", "http", "limits") if getattr(old, name) != getattr(new, name)]
+        if old.server.state_dir != new.server.state_dir:
+            restart.append("server.state_dir")
+        if [h.name for h in old.hosts] != [h.name for h in new.hosts]:
+            restart.append("hosts")
+        live = dataclasses.replace(
+            old, server=dataclasses.replace(old.server, admins=new.server.admins), console=new.console,
+            logging=new.logging, source=new.source or old.source,
+            hosts=tuple(new.host(h.name) or h for h in old.hosts),
+        )
+        self.config = live
+        if self.c2s is not None:
+            self.c2s.config = live
+        if old.logging != new.logging:
+            from appliance.util.logging import apply_level
+
+            apply_level(new.logging)
+        if self.router is not None and [h.modules for h in old.hosts] != [h.modules for h in live.hosts]:
+            await self._reload_modules(live)
+        if self.web is not None:
+            self.web.config = live
+        log.info("configuration reloaded%s", f"; restart required for {', '.join(restart)}" if restart else "")
+        return restart
+
+    async def _reload_modules(self, config: Config) -> None:
+        assert self.router is not None
         for host in self.hosts.values():
-            disabled = set(host.config.modules.disabled)
-            for module_cls in _ordered(BUILTIN):
-                if module_cls.name in disabled:
-                    continue
-                module = module_cls()
-                ctx = ModuleContext(
-                    module, host, config=self.config, iq_table=self.iq_table, pending=self.pending,
-                    router=router, sessions=self.sessions, stores=self.stores, accounts=self.accounts,
-                    tasks=self.tasks,
-                )
-                module.setup(ctx)
-                host.modules.append(module)
-                self.contexts.append(ctx)
+            for module in reversed(host.modules):
+                try:
+                    await module.stop()
+                except Exception:
+                    log.exception("module %s failed to stop", module.name)
+        for ctx in reversed(self.contexts):
+            ctx.undo()
+        self.contexts.clear()
+        for host in self.hosts.values():
+            host.modules.clear()
+            host.config = config.host(host.name) or host.config
+            self._setup_modules(host, self.router)
         for host in self.hosts.values():
             for module in host.modules:
                 await module.start()
@@ -198,7 +259,10 @@ class Server:
         from appliance.web.server import WebServer
 
         assert self.c2s is not None
-        self.web = WebServer(config=self.config, services=self.c2s, tls_context=self._https_context)
+        from appliance.web.admin.service import AdminService
+
+        self.web = WebServer(config=self.config, services=self.c2s, tls_context=self._https_context,
+                             admin=AdminService(self))
         self.ports.update(await self.web.start())
 
     def _https_context(self) -> ssl.SSLContext | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from appliance.core.api import Module
 from appliance.modules.blocking import Blocking
-from appliance.modules.caps import EntityCapabilities
 from appliance.modules.carbons import Carbons
 from appliance.modules.contact_addresses import ContactAddresses
 from appliance.modules.disco import Disco
@@ -13,7 +12,6 @@ from appliance.modules.last import LastActivity
 from appliance.modules.mam import Mam
 from appliance.modules.message import Message
 from appliance.modules.offline import Offline
-from appliance.modules.pep import Pep
 from appliance.modules.ping import Ping
 from appliance.modules.presence import Presence
 from appliance.modules.private import PrivateStorage
@@ -47,6 +45,4 @@ BUILTIN: tuple[type[Module], ...] = (
     Push,
     ExternalServices,
     Upload,
-    EntityCapabilities,
-    Pep,
 )

@@ -50,10 +50,6 @@ class DiscoItems:
         return len(self._items)
 
 
-class DiscoInfoNodes(set[str]):
-    """Nodes answered with the server's own disco#info (an entity-capabilities node like NODE#ver)."""
-
-
 class Disco(Module):
     """Answers disco#info and disco#items addressed to the server or to an account's bare JID."""
 
@@ -67,8 +63,6 @@ class Disco(Module):
         self.ctx = ctx
         self.items = DiscoItems()
         ctx.provide(DiscoItems, self.items)
-        self.info_nodes = DiscoInfoNodes()
-        ctx.provide(DiscoInfoNodes, self.info_nodes)
         ctx.identity("server", "im", SERVER_NAME)
         ctx.iq("get", INFO, self.server_info, scope=Scope.SERVER)
         ctx.iq("get", ITEMS, self.server_items, scope=Scope.SERVER)
@@ -79,12 +73,8 @@ class Disco(Module):
 
     async def server_info(self, request: IqRequest) -> etree._Element:
         """Identities, every feature of the host and the XEP-0128 forms other modules contribute."""
-        node = request.payload.get("node")
-        if node not in self.info_nodes:
-            _refuse_node(request)
+        _refuse_node(request)
         query = element(NS_DISCO_INFO)
-        if node:
-            query.set("node", node)
         for ident in self.ctx.identities:
             _add_identity(query, ident.category, ident.type, ident.name)
         _add_features(query, self.ctx.features)
@@ -144,4 +134,4 @@ def _add_features(query: etree._Element, features: set[str]) -> None:
         etree.SubElement(query, f"{{{NS_DISCO_INFO}}}feature", var=var)
 
 
-__all__ = ["Disco", "DiscoInfoNodes", "DiscoItem", "DiscoItems"]
+__all__ = ["Disco", "DiscoItem", "DiscoItems"]

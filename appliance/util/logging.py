@@ -39,3 +39,9 @@ def setup_logging(cfg: LoggingSettings) -> None:
     # Tracing is opt-in even at level "debug": stanzas carry private messages. A record passes the
     # stanza logger's own level and then the root's handler, whatever the root's level is.
     logging.getLogger(STANZA_LOGGER).setLevel(logging.DEBUG if cfg.stanzas else logging.WARNING)
+
+
+def apply_level(cfg: LoggingSettings) -> None:
+    """Change the levels of a running process (config reload) without touching its handlers."""
+    logging.getLogger().setLevel(_LEVELS.get(cfg.level, logging.INFO))
+    logging.getLogger(STANZA_LOGGER).setLevel(logging.DEBUG if cfg.stanzas else logging.WARNING)

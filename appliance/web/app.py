@@ -13,21 +13,33 @@ from aiohttp import WSCloseCode, web
 from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
 from appliance.net.tcp import ConnectionLimits
-from appliance.web import bosh, websocket, wellknown
+from appliance.web import bosh, pages, websocket, wellknown
 from appliance.web import upload as upload_web
-from appliance.web.keys import BOSH_SESSIONS, CONFIG, CONNECTION_LIMITS, SERVICES, WEBSOCKETS
+from appliance.web.admin.service import AdminService
+from appliance.web.keys import (
+    ADMIN,
+    BOSH_SESSIONS,
+    CONFIG,
+    CONNECTION_LIMITS,
+    CONSOLE_SESSIONS,
+    SERVICES,
+    WEBSOCKETS,
+)
 
 
 def make_app(
-    *, config: Config, services: C2SServices, limits: ConnectionLimits | None = None
+    *, config: Config, services: C2SServices, limits: ConnectionLimits | None = None,
+    admin: AdminService | None = None,
 ) -> web.Application:
-    """Build the application; `limits` counts BOSH and WebSocket sessions per IP (default: from config)."""
+    """Build the application; `limits` counts BOSH and WebSocket sessions per IP (default: from config);
+    `admin` (with console.enabled) adds the admin console, the API, /metrics and the invitation pages."""
     if limits is None:
         limits = ConnectionLimits(
             max_per_ip=config.limits.max_connections_per_ip, max_total=config.limits.max_connections
         )
     # aiohttp's own body limit only needs to admit the largest BOSH body we accept (checked in bosh.py).
-    app = web.Application(client_max_size=config.limits.max_stanza_size * 2 + 1024)
+    app = web.Application(client_max_size=config.limits.max_stanza_size * 2 + 1024,
+                          middlewares=[pages.page_middleware])
     app[CONFIG] = config
     app[SERVICES] = services
     app[CONNECTION_LIMITS] = limits
@@ -39,7 +51,26 @@ def make_app(
     bosh.setup(app)
     wellknown.setup(app)
     upload_web.setup(app)  # XEP-0363 files (slots come from modules/upload.py)
+    if admin is not None and config.console.enabled:  # [console]
+        _console(app, config, admin)
     return app
+
+
+def _console(app: web.Application, config: Config, admin: AdminService) -> None:
+    from appliance.web.admin import api, console, invite, metrics
+    from appliance.web.admin.auth import ConsoleSessions
+
+    app[pages.LANGUAGE_KEY] = config.console.language
+    app[ADMIN] = admin
+    app[CONSOLE_SESSIONS] = ConsoleSessions(
+        lifetime=config.console.session_lifetime, failures=config.console.login_failures,
+        window=config.limits.auth_window, block=config.limits.auth_block_time,
+    )
+    pages.static_routes(app)
+    console.setup(app)
+    api.setup(app)
+    metrics.setup(app)
+    invite.setup(app)
 
 
 async def _close_websockets(app: web.Application) -> None:

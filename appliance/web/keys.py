@@ -11,6 +11,8 @@ from appliance.core.c2s import C2SServices
 from appliance.net.tcp import ConnectionLimits
 
 if TYPE_CHECKING:
+    from appliance.web.admin.auth import ConsoleSessions
+    from appliance.web.admin.service import AdminService
     from appliance.web.bosh import BoshSessions
     from appliance.web.websocket import WebSocketTransport
 
@@ -20,4 +22,7 @@ CONNECTION_LIMITS = web.AppKey("connection_limits", ConnectionLimits)
 BOSH_SESSIONS: web.AppKey[BoshSessions] = web.AppKey("bosh_sessions")
 WEBSOCKETS: web.AppKey[set[WebSocketTransport]] = web.AppKey("websockets")
 
-__all__ = ["BOSH_SESSIONS", "CONFIG", "CONNECTION_LIMITS", "SERVICES", "WEBSOCKETS"]
+ADMIN: web.AppKey[AdminService] = web.AppKey("admin")  # [console]
+CONSOLE_SESSIONS: web.AppKey[ConsoleSessions] = web.AppKey("console_sessions")  # [console]
+
+__all__ = ["ADMIN", "BOSH_SESSIONS", "CONFIG", "CONNECTION_LIMITS", "CONSOLE_SESSIONS", "SERVICES", "WEBSOCKETS"]

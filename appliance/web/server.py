@@ -10,6 +10,7 @@ from aiohttp import web
 
 from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
+from appliance.web.admin.service import AdminService
 from appliance.web.app import make_app
 from appliance.web.keys import BOSH_SESSIONS
 
@@ -22,9 +23,11 @@ class WebServer:
     """The HTTP and HTTPS listeners of one server: `await start()` returns the bound ports."""
 
     def __init__(
-        self, *, config: Config, services: C2SServices, tls_context: Callable[[], ssl.SSLContext | None]
+        self, *, config: Config, services: C2SServices, tls_context: Callable[[], ssl.SSLContext | None],
+        admin: AdminService | None = None,
     ) -> None:
         self.config = config
+        self.admin = admin
         self.services = services
         self._tls_context = tls_context
         self._runner: web.AppRunner | None = None
@@ -32,7 +35,7 @@ class WebServer:
 
     async def start(self) -> dict[str, int]:
         """Listen on http.port (and http.tls_port for HTTPS) on every configured interface."""
-        app = make_app(config=self.config, services=self.services)
+        app = make_app(config=self.config, services=self.services, admin=self.admin)
         runner = self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
         )

@@ -1,0 +1,299 @@
+"""The admin console's pages (server-rendered; every state change is a POST with a CSRF token)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from appliance.core.accounts import AccountService
+from appliance.web.admin import auth
+from appliance.web.admin.auth import ConsoleSession, ConsoleSessions
+from appliance.web.admin.service import AdminError, AdminService, audit, form_value
+from appliance.web.i18n import _, lazy
+from appliance.web.keys import ADMIN, CONSOLE_SESSIONS
+from appliance.web.pages import render
+from appliance.xmpp.jid import JID, JIDError
+
+Page = Callable[[web.Request, ConsoleSession], Awaitable[web.StreamResponse]]
+
+NAV = (("/admin/", lazy("Dashboard")), ("/admin/users", lazy("Users")), ("/admin/invitations", lazy("Invitations")),
+       ("/admin/sessions", lazy("Online")), ("/admin/settings", lazy("Settings")), ("/admin/logs", lazy("Logs")),
+       ("/admin/tokens", lazy("API tokens")))
+
+
+def _denied(request: web.Request, reason: str, status: int = 403) -> web.Response:
+    return render(request, "admin/denied.html", status=status, reason=reason)
+
+
+def admin_page(handler: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Only for a logged-in administrator; POSTs also need the session's CSRF token."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        sessions = request.app[CONSOLE_SESSIONS]
+        sid = request.cookies.get(auth.COOKIE)
+        session = sessions.get(sid)
+        if session is None:
+            reason = "expired" if sid else ""
+            raise web.HTTPSeeOther(f"/admin/login?reason={reason}" if reason else "/admin/login")
+        if not request.app[ADMIN].is_admin(session.jid):
+            sessions.end(sid)
+            return _denied(request, _("%(jid)s is no longer an administrator (it is not listed in "
+                                      "server.admins).", jid=session.jid))
+        if request.method == "POST":
+            form = await request.post()
+            if not auth.csrf_ok(session.csrf, form.get("csrf")):
+                return _denied(request, _("The form's security token is missing or wrong (CSRF check). "
+                                          "Reload the page and try again."))
+        return await handler(request, session)
+
+    return wrapper
+
+
+def _page(request: web.Request, session: ConsoleSession, template: str, **context: Any) -> web.Response:
+    flash, session.flash = session.flash, None
+    return render(request, template, nav=NAV, admin=session.jid, csrf=session.csrf, flash=flash, **context)
+
+
+def _back(session: ConsoleSession, to: str, kind: str, text: str) -> web.HTTPSeeOther:
+    session.flash = (kind, text)
+    return web.HTTPSeeOther(to)
+
+
+# -- login ------------------------------------------------------------------------------------------
+
+LOGIN_REASONS = {
+    "expired": lazy("Your session has expired; please log in again."),
+    "logout": lazy("You have logged out."),
+}
+
+
+async def login_form(request: web.Request) -> web.Response:
+    token = request.cookies.get(auth.LOGIN_CSRF_COOKIE) or ""
+    if len(token) < 20:
+        token = secrets.token_urlsafe(24)
+    reason = LOGIN_REASONS.get(request.query.get("reason", ""))
+    response = render(request, "admin/login.html", csrf=token, notice=_(reason) if reason else None)
+    auth.set_cookie(request, response, auth.LOGIN_CSRF_COOKIE, token, 3600)
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    sessions: ConsoleSessions = request.app[CONSOLE_SESSIONS]
+    service: AdminService = request.app[ADMIN]
+    token = request.cookies.get(auth.LOGIN_CSRF_COOKIE) or ""
+    if not auth.csrf_ok(token, form.get("csrf")):
+        return _denied(request, _("The form's security token is missing or wrong (CSRF check). "
+                                  "Reload the page and try again."))
+    account = str(form.get("jid", "")).strip()
+    password = str(form.get("password", ""))
+    ip = auth.client_ip(request)
+
+    def again(error: str, status: int) -> web.Response:
+        return render(request, "admin/login.html", status=status, csrf=token, error=error, jid=account)
+
+    blocked = sessions.blocked_for(ip, account.lower())
+    if blocked:
+        minutes = max(1, round(blocked / 60))
+        return again(_("Too many failed logins. Try again in %(minutes)s minutes.", minutes=minutes), 429)
+    try:
+        jid = JID.parse(account)
+        valid_address = jid.local is not None and jid.resource is None
+    except JIDError:
+        valid_address = False
+    accounts: AccountService | None = service.server.accounts
+    if not valid_address or accounts is None or not await accounts.verify_plain(jid.bare(), password):
+        sessions.failed(ip, account.lower())
+        return again(_("Wrong address or password."), 401)
+    sessions.succeeded(ip, account.lower())
+    bare = str(jid.bare())
+    if not service.is_admin(bare):
+        return again(_("%(jid)s is not an administrator of this server. Administrators are listed in "
+                       "server.admins in parlour.toml.", jid=bare), 403)
+    sid, _session = sessions.create(bare)
+    response = web.HTTPSeeOther("/admin/")
+    auth.set_cookie(request, response, auth.COOKIE, sid, sessions.lifetime)
+    audit.info("admin %s: logged in to the console from %s", bare, ip)
+    raise response
+
+
+@admin_page
+async def logout(request: web.Request, session: ConsoleSession) -> web.StreamResponse:
+    request.app[CONSOLE_SESSIONS].end(request.cookies.get(auth.COOKIE))
+    response = web.HTTPSeeOther("/admin/login?reason=logout")
+    response.del_cookie(auth.COOKIE, path=auth.COOKIE_PATH)
+    raise response
+
+
+# -- pages ------------------------------------------------------------------------------------------
+
+@admin_page
+async def dashboard(request: web.Request, session: ConsoleSession) -> web.Response:
+    status = await request.app[ADMIN].status()
+    now = time.time()
+    return _page(request, session, "admin/dashboard.html", st=status, now=now)
+
+
+@admin_page
+async def users(request: web.Request, session: ConsoleSession) -> web.Response:
+    query = request.query.get("q", "")
+    service = request.app[ADMIN]
+    return _page(request, session, "admin/users.html", users=await service.users(query), query=query,
+                 host=service.default_host())
+
+
+def _action(do: Callable[[AdminService, str, Any], Awaitable[str]], to: str) -> Callable[..., Any]:
+    """A POST that runs one service call and comes back to `to` with its result as a notice."""
+
+    @admin_page
+    async def handler(request: web.Request, session: ConsoleSession) -> web.StreamResponse:
+        form = await request.post()
+        try:
+            message = await do(request.app[ADMIN], session.jid, form)
+        except AdminError as exc:
+            raise _back(session, to, "error", str(exc)) from None
+        raise _back(session, to, "ok", message)
+
+    return handler
+
+
+async def _create_user(s: AdminService, actor: str, form: Any) -> str:
+    jid = await s.create_user(actor, str(form.get("jid", "")), str(form.get("password", "")))
+    return _("Account %(jid)s created.", jid=jid)
+
+
+async def _reset_password(s: AdminService, actor: str, form: Any) -> str:
+    await s.reset_password(actor, str(form.get("jid", "")), str(form.get("password", "")))
+    return _("Password of %(jid)s changed.", jid=form.get("jid", ""))
+
+
+async def _delete_user(s: AdminService, actor: str, form: Any) -> str:
+    await s.delete_user(actor, str(form.get("jid", "")))
+    return _("Account %(jid)s deleted.", jid=form.get("jid", ""))
+
+
+async def _disconnect(s: AdminService, actor: str, form: Any) -> str:
+    count = await s.disconnect(actor, str(form.get("jid", "")))
+    return _("%(jid)s disconnected (%(count)s sessions).", jid=form.get("jid", ""), count=count)
+
+
+async def _revoke_invitation(s: AdminService, actor: str, form: Any) -> str:
+    await s.revoke_invitation(actor, str(form.get("id", "")))
+    return _("Invitation revoked.")
+
+
+async def _revoke_token(s: AdminService, actor: str, form: Any) -> str:
+    await s.revoke_api_token(actor, str(form.get("id", "")))
+    return _("API token revoked.")
+
+
+@admin_page
+async def invitations(request: web.Request, session: ConsoleSession) -> web.Response:
+    service = request.app[ADMIN]
+    return _page(request, session, "admin/invitations.html", invitations=service.invitations(), now=time.time(),
+                 enabled=service.server.config.console.invitations, new_link=None)
+
+
+@admin_page
+async def create_invitation(request: web.Request, session: ConsoleSession) -> web.Response:
+    service = request.app[ADMIN]
+    try:
+        secret, _record = await service.create_invitation(session.jid)
+    except AdminError as exc:
+        raise _back(session, "/admin/invitations", "error", str(exc)) from None
+    link = f"{request.scheme}://{request.host}/invite/{secret}"
+    return _page(request, session, "admin/invitations.html", invitations=service.invitations(), now=time.time(),
+                 enabled=True, new_link=link)
+
+
+@admin_page
+async def sessions_page(request: web.Request, session: ConsoleSession) -> web.Response:
+    return _page(request, session, "admin/sessions.html", sessions=request.app[ADMIN].sessions())
+
+
+@admin_page
+async def settings(request: web.Request, session: ConsoleSession) -> web.Response:
+    return _page(request, session, "admin/settings.html", settings=request.app[ADMIN].settings(), restart=None)
+
+
+@admin_page
+async def save_settings(request: web.Request, session: ConsoleSession) -> web.Response:
+    service = request.app[ADMIN]
+    form = await request.post()
+    values: dict[str, object] = {}
+    try:
+        for setting, current in service.settings():
+            value = form_value(setting, form.get(setting.name))  # type: ignore[arg-type]
+            if _toml_differs(setting, value, current):
+                values[setting.name] = value
+        restart = await service.apply_settings(session.jid, values) if values else []
+    except AdminError as exc:
+        raise _back(session, "/admin/settings", "error", str(exc)) from None
+    text = (_("Saved. A restart is required for: %(keys)s.", keys=", ".join(restart)) if restart
+            else _("Saved and applied."))
+    raise _back(session, "/admin/settings", "ok", text)
+
+
+def _toml_differs(setting: Any, value: object, current: str) -> bool:
+    from appliance.config.spec import Invalid
+
+    try:
+        converted = setting.key.kind.convert(list(value) if isinstance(value, tuple) else value)
+    except Invalid:
+        return True  # let the loader explain
+    return setting.key.kind.to_toml(converted) != current
+
+
+@admin_page
+async def logs(request: web.Request, session: ConsoleSession) -> web.Response:
+    query, level = request.query.get("q", ""), request.query.get("level", "")
+    lines = request.app[ADMIN].logs(query, level)
+    return _page(request, session, "admin/logs.html", lines=lines, query=query, level=level)
+
+
+@admin_page
+async def tokens(request: web.Request, session: ConsoleSession) -> web.Response:
+    return _page(request, session, "admin/tokens.html", tokens=request.app[ADMIN].api_tokens(), new_token=None)
+
+
+@admin_page
+async def create_token(request: web.Request, session: ConsoleSession) -> web.Response:
+    form = await request.post()
+    service = request.app[ADMIN]
+    secret, _record = await service.create_api_token(session.jid, str(form.get("label", "")))
+    return _page(request, session, "admin/tokens.html", tokens=service.api_tokens(), new_token=secret)
+
+
+async def to_dashboard(_request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/admin/")
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/admin", to_dashboard)
+    r.add_get("/admin/", dashboard)
+    r.add_get("/admin/login", login_form)
+    r.add_post("/admin/login", login)
+    r.add_post("/admin/logout", logout)
+    r.add_get("/admin/users", users)
+    r.add_post("/admin/users/create", _action(_create_user, "/admin/users"))
+    r.add_post("/admin/users/password", _action(_reset_password, "/admin/users"))
+    r.add_post("/admin/users/delete", _action(_delete_user, "/admin/users"))
+    r.add_post("/admin/users/disconnect", _action(_disconnect, "/admin/sessions"))
+    r.add_get("/admin/invitations", invitations)
+    r.add_post("/admin/invitations", create_invitation)
+    r.add_post("/admin/invitations/revoke", _action(_revoke_invitation, "/admin/invitations"))
+    r.add_get("/admin/sessions", sessions_page)
+    r.add_get("/admin/settings", settings)
+    r.add_post("/admin/settings", save_settings)
+    r.add_get("/admin/logs", logs)
+    r.add_get("/admin/tokens", tokens)
+    r.add_post("/admin/tokens", create_token)
+    r.add_post("/admin/tokens/revoke", _action(_revoke_token, "/admin/tokens"))
+
+
+__all__ = ["setup"]

@@ -1,0 +1,65 @@
+"""/metrics in the Prometheus text format: sessions, stanzas, auth failures, accounts, database size.
+
+Open to loopback (a local Prometheus or node exporter); from elsewhere it needs an API bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from appliance.net.addresses import peer_is_loopback
+from appliance.web.admin.api import bearer_admin
+from appliance.web.keys import ADMIN
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    lines += [f"{name}{labels} {value:g}" if isinstance(value, float) else f"{name}{labels} {value}"
+              for labels, value in samples]
+    return lines
+
+
+async def metrics(request: web.Request) -> web.Response:
+    if not peer_is_loopback(request.remote or ""):
+        _actor, denied = bearer_admin(request)
+        if denied is not None:
+            return denied
+    service = request.app[ADMIN]
+    server = service.server
+    stats = server.stats
+    accounts = server.accounts
+    assert accounts is not None
+    per_host = [(h, server.sessions.count_host(h)) for h in server.hosts]
+    counts = [(h, await accounts.count(h)) for h in server.hosts]
+    lines: list[str] = []
+    lines += _metric("parlour_sessions", "gauge", "Bound client sessions.",
+                     [(f'{{host="{h}"}}', n) for h, n in per_host])
+    lines += _metric("parlour_accounts", "gauge", "Registered accounts.", [(f'{{host="{h}"}}', n) for h, n in counts])
+    lines += _metric("parlour_stanzas_in_total", "counter", "Stanzas received from clients.",
+                     [("", stats.get("stanzas_in", 0))])
+    lines += _metric("parlour_stanzas_out_total", "counter", "Stanzas sent to clients.",
+                     [("", stats.get("stanzas_out", 0))])
+    lines += _metric("parlour_messages_in_total", "counter", "Message stanzas received from clients.",
+                     [("", stats.get("messages_in", 0))])
+    lines += _metric("parlour_auth_failures_total", "counter", "Failed client logins.",
+                     [("", stats.get("auth_failures", 0))])
+    lines += _metric("parlour_database_size_bytes", "gauge", "Size of the SQLite database and its WAL.",
+                     [("", await asyncio.to_thread(service.database_size))])
+    lines += _metric("parlour_uptime_seconds", "gauge", "Seconds since the server started.",
+                     [("", round(time.time() - server.started_at, 3))])
+    for cert in server.certs.info() if server.certs is not None else []:
+        lines += _metric("parlour_certificate_expiry_timestamp_seconds", "gauge", "When a certificate expires.",
+                         [(f'{{name="{cert.names[0] if cert.names else cert.subject}"}}', cert.not_after.timestamp())])
+    return web.Response(text="\n".join(lines) + "\n", headers={"Content-Type": CONTENT_TYPE})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/metrics", metrics)
+
+
+__all__ = ["setup"]

@@ -1,0 +1,1 @@
+"""The first-run setup: one-time token, answers → parlour.toml + administrator, the wizard, setup mode."""

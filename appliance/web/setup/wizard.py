@@ -1,0 +1,301 @@
+"""The setup wizard's pages: one step per page, answers kept on the server, finished by `complete()`.
+
+Only reachable with the one-time token (then a session cookie); every POST carries a CSRF token.
+Once setup completes every handler answers 404, and setup mode then removes the whole application.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from appliance.config.spec import check_domain
+from appliance.web import i18n
+from appliance.web.i18n import _
+from appliance.web.pages import render
+from appliance.web.setup.answers import SetupAnswers, SetupError
+from appliance.web.setup.namecheck import NameCheck, check_name
+from appliance.web.setup.token import SetupToken
+
+COOKIE = "parlour_setup"
+STEPS = ("language", "name", "certificate", "admin", "registration", "features", "review")
+STEP_TITLES = {
+    "language": i18n.lazy("Language"),
+    "name": i18n.lazy("Server name"),
+    "certificate": i18n.lazy("Certificate"),
+    "admin": i18n.lazy("Administrator"),
+    "registration": i18n.lazy("Accounts"),
+    "features": i18n.lazy("Features"),
+    "review": i18n.lazy("Review"),
+}
+MIN_PASSWORD = 8
+
+Finish = Callable[[SetupAnswers], Awaitable[dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class Wizard:
+    """The state of one setup: its token, the visitors' sessions and the answers so far."""
+
+    token: SetupToken
+    state_dir: Path
+    finish: Finish  # validates, writes the config, creates the admin; returns what the done page shows
+    answers: SetupAnswers = field(default_factory=SetupAnswers)
+    sessions: dict[str, str] = field(default_factory=dict)  # session id → CSRF token
+    name_check: NameCheck | None = None
+    completed: bool = False
+
+
+WIZARD = web.AppKey("wizard", Wizard)
+
+
+def _gone() -> web.HTTPNotFound:
+    return web.HTTPNotFound(text="404: Not Found")
+
+
+def _session(request: web.Request) -> str | None:
+    wizard = request.app[WIZARD]
+    sid = request.cookies.get(COOKIE)
+    return sid if sid and sid in wizard.sessions else None
+
+
+def _need_token(request: web.Request) -> web.Response:
+    return render(request, "setup/token.html", status=403)
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    """/setup?token=...: trade the token for a session cookie (the token leaves the address bar)."""
+    wizard = request.app[WIZARD]
+    if wizard.completed:
+        raise _gone()
+    if _session(request) is not None and "token" not in request.query:
+        raise web.HTTPSeeOther("/setup/language")
+    if not wizard.token.check(request.query.get("token")):
+        return _need_token(request)
+    sid = secrets.token_urlsafe(32)
+    wizard.sessions[sid] = secrets.token_urlsafe(32)
+    response = web.HTTPSeeOther("/setup/language")
+    response.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", secure=request.secure, path="/setup")
+    raise response
+
+
+def _step_page(request: web.Request, step: str, csrf: str, status: int = 200, **context: Any) -> web.Response:
+    wizard = request.app[WIZARD]
+    return render(request, f"setup/{step}.html", status=status, step=step, steps=STEPS, titles=STEP_TITLES,
+                  csrf=csrf, a=wizard.answers, check=wizard.name_check, advice=ADVICE, **context)
+
+
+async def step(request: web.Request) -> web.StreamResponse:
+    wizard = request.app[WIZARD]
+    name = request.match_info["step"]
+    if wizard.completed or name not in STEPS:
+        raise _gone()
+    sid = _session(request)
+    if sid is None:
+        return _need_token(request)
+    csrf = wizard.sessions[sid]
+    if request.method == "GET":
+        return _step_page(request, name, csrf)
+    form = await request.post()
+    if not secrets.compare_digest(str(form.get("csrf", "")), csrf):
+        return render(request, "setup/token.html", status=403, csrf_failed=True)
+    try:
+        follow = await STEP_HANDLERS[name](wizard, form)
+    except SetupError as exc:
+        return _step_page(request, name, csrf, status=400, error=str(exc), form=form)
+    if isinstance(follow, web.Response):
+        return follow
+    if follow == "stay":
+        return _step_page(request, name, csrf, form=form)
+    if name == "review":
+        return await _finish(request, wizard)
+    target = f"/setup/{STEPS[STEPS.index(name) + 1]}"
+    if name == "language":
+        target += f"?lang={wizard.answers.language}"
+    raise web.HTTPSeeOther(target)
+
+
+async def _finish(request: web.Request, wizard: Wizard) -> web.Response:
+    if not wizard.answers.password:
+        raise web.HTTPSeeOther("/setup/admin")
+    try:
+        shown = await wizard.finish(wizard.answers)
+    except SetupError as exc:
+        return _step_page(request, "review", "", status=400, error=str(exc))
+    wizard.completed = True
+    wizard.sessions.clear()
+    wizard.answers.password = ""
+    response = render(request, "setup/done.html", **shown)
+    response.del_cookie(COOKIE, path="/setup")
+    return response
+
+
+# -- steps ------------------------------------------------------------------------------------------
+
+async def _language(wizard: Wizard, form: Any) -> str:
+    lang = str(form.get("language", ""))
+    if lang not in i18n.LANGUAGES:
+        raise SetupError(_("Choose one of the languages."))
+    wizard.answers.language = lang
+    i18n.set_language(lang)
+    return "next"
+
+
+async def _name(wizard: Wizard, form: Any) -> str:
+    name = str(form.get("domain", "")).strip().lower().rstrip(".")
+    try:
+        domain = check_domain(name)
+    except ValueError:
+        raise SetupError(_("%(name)s is not a valid server name. Use a name like chat.example.org.",
+                           name=name or '""')) from None
+    wizard.answers.domain = domain
+    wizard.name_check = await check_name(domain)
+    if form.get("action") == "check":
+        return "stay"
+    wizard.answers.certificate = wizard.name_check.suggested_certificate  # type: ignore[assignment]
+    return "next"
+
+
+async def _certificate(wizard: Wizard, form: Any) -> str:
+    choice = str(form.get("certificate", ""))
+    answers = wizard.answers
+    if choice == "acme":
+        email = str(form.get("acme_email", "")).strip()
+        if "@" not in email or form.get("agree_tos") != "on":
+            raise SetupError(_("Let's Encrypt needs an e-mail address and your agreement to its terms."))
+        answers.acme_email = email
+    elif choice == "upload":
+        chain, key = form.get("chain"), form.get("key")
+        if not isinstance(chain, web.FileField) or not isinstance(key, web.FileField):
+            raise SetupError(_("Choose both files: the certificate chain and its private key (PEM)."))
+        answers.certificate_file, answers.key_file = _store_upload(wizard.state_dir, chain, key)
+    elif choice != "local":
+        raise SetupError(_("Choose how the server gets its certificate."))
+    answers.certificate = choice  # type: ignore[assignment]
+    return "next"
+
+
+def _store_upload(state_dir: Path, chain: web.FileField, key: web.FileField) -> tuple[Path, Path]:
+    """Keep the uploaded PEM files (key 0600) after checking that they belong together."""
+    import os
+
+    from appliance.certs.store import CertificateError, CertificateStore
+
+    folder = state_dir / "certs" / "uploaded"
+    folder.mkdir(parents=True, exist_ok=True)
+    chain_path, key_path = folder / "chain.pem", folder / "key.pem"
+    chain_path.write_bytes(chain.file.read(1 << 20))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.file.read(1 << 20))
+    try:
+        CertificateStore(state_dir).add(chain_path, key_path)
+    except CertificateError as exc:
+        raise SetupError(_("The certificate cannot be used: %(why)s", why=str(exc))) from None
+    return chain_path, key_path
+
+
+async def _admin(wizard: Wizard, form: Any) -> str:
+    name = str(form.get("admin", "")).strip().lower()
+    password = str(form.get("password", ""))
+    wizard.answers.admin = name
+    wizard.answers.admin_jid()  # raises SetupError for a name that is not a JID local part
+    if len(password) < MIN_PASSWORD:
+        raise SetupError(_("The password needs at least %(n)s characters.", n=MIN_PASSWORD))
+    if password != str(form.get("password2", "")):
+        raise SetupError(_("The two passwords differ."))
+    wizard.answers.password = password
+    return "next"
+
+
+async def _registration(wizard: Wizard, form: Any) -> str:
+    choice = str(form.get("registration", ""))
+    if choice not in ("invite", "open", "admin"):
+        raise SetupError(_("Choose who may create accounts."))
+    wizard.answers.registration = choice  # type: ignore[assignment]
+    return "next"
+
+
+def _number(form: Any, name: str, lo: int, hi: int) -> int:
+    try:
+        value = int(str(form.get(name, "")).strip())
+    except ValueError:
+        value = -1
+    if not lo <= value <= hi:
+        raise SetupError(_("Enter a whole number from %(lo)s to %(hi)s.", lo=lo, hi=hi))
+    return value
+
+
+async def _features(wizard: Wizard, form: Any) -> str:
+    a = wizard.answers
+    a.group_chat = form.get("group_chat") == "on"
+    a.file_sharing = form.get("file_sharing") == "on"
+    a.upload_quota_mb = _number(form, "upload_quota_mb", 1, 1_000_000) if a.file_sharing else a.upload_quota_mb
+    history = form.get("history") == "on"
+    a.history_days = _number(form, "history_days", 1, 36500) if history else 0
+    return "next"
+
+
+async def _review(wizard: Wizard, form: Any) -> str:
+    return "next"
+
+
+STEP_HANDLERS: dict[str, Callable[[Wizard, Any], Awaitable[Any]]] = {
+    "language": _language, "name": _name, "certificate": _certificate, "admin": _admin,
+    "registration": _registration, "features": _features, "review": _review,
+}
+
+
+ADVICE = {
+    "invalid": i18n.lazy("This is not a valid server name. Use a name like chat.example.org."),
+    "unresolved": i18n.lazy("This name does not resolve (yet). For use inside your network, add it to your "
+                            "router's or DNS server's local names; for the Internet, create an A/AAAA record "
+                            "pointing to this machine's public address. You can continue now: clients can use "
+                            "the address of this machine meanwhile."),
+    "public": i18n.lazy("This name resolves to a public address, so Let's Encrypt can issue a certificate if "
+                        "ports 80, 5222 and 5269 reach this machine from the Internet (forward them on your "
+                        "router)."),
+    "lan": i18n.lazy("This name points to this machine inside your network only. That is fine for an office: "
+                     "use the local certificate and trust it once on each device."),
+    "elsewhere": i18n.lazy("This name resolves to another machine in your network, not to this one. Fix the "
+                           "DNS record, or clients will not reach this server."),
+    "local-only": i18n.lazy("This name only points to this machine itself (loopback): other devices will not "
+                            "reach it. Use a name your network's DNS knows."),
+}
+
+
+async def check_name_json(request: web.Request) -> web.Response:
+    """The live check behind the name field (progressive enhancement: the form works without it)."""
+    wizard = request.app[WIZARD]
+    if wizard.completed:
+        raise _gone()
+    if _session(request) is None:
+        return web.json_response({"error": "no setup session"}, status=403)
+    result = await check_name(request.query.get("name", ""))
+    return web.json_response({"verdict": result.verdict, "addresses": list(result.addresses),
+                              "advice": html.escape(_(ADVICE[result.verdict]))})
+
+
+async def root(request: web.Request) -> web.Response:
+    if request.app[WIZARD].completed:
+        raise _gone()
+    return _need_token(request)
+
+
+def setup(app: web.Application, wizard: Wizard) -> None:
+    app[WIZARD] = wizard
+    app.router.add_get("/", root)
+    app.router.add_get("/setup", start)
+    app.router.add_get("/setup/", start)
+    app.router.add_get("/setup/check-name", check_name_json)
+    app.router.add_route("GET", "/setup/{step}", step)
+    app.router.add_route("POST", "/setup/{step}", step)
+
+
+__all__ = ["ADVICE", "STEPS", "WIZARD", "Wizard", "setup"]

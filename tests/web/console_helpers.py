@@ -1,0 +1,85 @@
+"""Helpers for the setup wizard, admin console and API tests: servers configured the way setup does it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import aiohttp
+
+from appliance.core.server import Server
+from appliance.web.setup.answers import SetupAnswers, complete
+from appliance.web.setup.mode import SetupMode
+from tests.integration.harness import Harness, free_port
+
+ADMIN_PASSWORD = "admin secret 1"
+ADMIN = "boss@localhost"
+
+
+def loopback_listeners() -> dict[str, dict[str, object]]:
+    """Config tables for loopback-only listeners on free ports (what the tests add to setup's file)."""
+    return {
+        "c2s": {"interfaces": ["127.0.0.1"], "port": free_port(), "direct_tls_port": free_port()},
+        "http": {"interfaces": ["127.0.0.1"], "port": free_port(), "tls_port": free_port()},
+        "limits": {"auth_failure_delay": 0},
+    }
+
+
+async def configured_server(tmp_path: Path, **answers: object) -> Harness:
+    """A server set up as `parlour setup` would (admin boss@localhost), started from the written file."""
+    setup = SetupAnswers(domain="localhost", admin="boss", password=ADMIN_PASSWORD, extra=loopback_listeners())
+    for name, value in answers.items():
+        setattr(setup, name, value)
+    config = await complete(setup, tmp_path / "parlour.toml", tmp_path / "state")
+    server = Server(config)
+    await server.start()
+    return Harness(server)
+
+
+def setup_mode(tmp_path: Path) -> SetupMode:
+    extra = loopback_listeners()
+    port = int(extra["http"]["port"])  # type: ignore[call-overload]
+    return SetupMode(config_path=tmp_path / "parlour.toml", state_dir=tmp_path / "state", port=port,
+                     interfaces=("127.0.0.1",), extra=extra)
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "page has no CSRF field"
+    return match[1]
+
+
+def http_session() -> aiohttp.ClientSession:
+    """A client that keeps cookies for 127.0.0.1 and does not follow redirects by default."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def admin_login(session: aiohttp.ClientSession, base: str, jid: str = ADMIN,
+                      password: str = ADMIN_PASSWORD, **headers: str) -> tuple[int, str]:
+    """Log in to the console; returns the final status and page text."""
+    page = await session.get(f"{base}/admin/login", headers=headers)
+    csrf = csrf_of(await page.text())
+    response = await session.post(f"{base}/admin/login", data={"csrf": csrf, "jid": jid, "password": password},
+                                  headers=headers)
+    return response.status, await response.text()
+
+
+async def walk_wizard_http(session: aiohttp.ClientSession, base: str, token: str) -> str:
+    """Answer every wizard step over plain HTTP (the browser test does the same with Chromium)."""
+    page = await session.get(f"{base}/setup?token={token}")
+    assert page.status == 200, await page.text()
+    csrf = csrf_of(await page.text())
+    steps = [
+        ("language", {"language": "en"}),
+        ("name", {"domain": "localhost", "action": "next"}),
+        ("certificate", {"certificate": "local"}),
+        ("admin", {"admin": "boss", "password": ADMIN_PASSWORD, "password2": ADMIN_PASSWORD}),
+        ("registration", {"registration": "invite"}),
+        ("features", {"group_chat": "on", "history": "on", "history_days": "30"}),
+    ]
+    for step, data in steps:
+        response = await session.post(f"{base}/setup/{step}", data={"csrf": csrf, **data})
+        assert response.status == 200, (step, await response.text())
+    done = await session.post(f"{base}/setup/review", data={"csrf": csrf, "action": "finish"})
+    assert done.status == 200, await done.text()
+    return await done.text()
