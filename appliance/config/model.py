@@ -240,6 +240,33 @@ class ExternalServicesOptions:
 # --- end issue 6 ---
 
 
+# --- issue 6: session-level protocols (stream management, client state, SASL2) ---
+@dataclass(frozen=True, slots=True)
+class StreamManagementOptions:
+    """XEP-0198: acknowledgements and resumption."""
+
+    resume_timeout: float = 300.0  # seconds a dropped session waits to be resumed; 0: no resumption
+    max_queue: int = 1000  # unacknowledged stanzas kept per session before it is closed
+    request_every: int = 5  # ask for an acknowledgement after this many unacknowledged stanzas
+
+
+@dataclass(frozen=True, slots=True)
+class CsiOptions:
+    """XEP-0352: what an inactive client is spared."""
+
+    max_held: int = 200  # held-back stanzas per session before everything is flushed anyway
+
+
+@dataclass(frozen=True, slots=True)
+class Sasl2Options:
+    """XEP-0388 with Bind2 (XEP-0386) and FAST (XEP-0484)."""
+
+    bind2: bool = True
+    fast: bool = True
+    fast_token_lifetime: float = 21 * 86400.0
+# --- end issue 6 session-level protocols ---
+
+
 @dataclass(frozen=True, slots=True)
 class ModulesConfig:
     """Per-module options; `disabled` names modules that are not loaded."""
@@ -252,6 +279,9 @@ class ModulesConfig:
     private: PrivateOptions = field(default_factory=PrivateOptions)
     version: VersionOptions = field(default_factory=VersionOptions)
     contact_addresses: ContactAddresses = field(default_factory=ContactAddresses)
+    stream_management: StreamManagementOptions = field(default_factory=StreamManagementOptions)  # issue 6
+    csi: CsiOptions = field(default_factory=CsiOptions)  # issue 6
+    sasl2: Sasl2Options = field(default_factory=Sasl2Options)  # issue 6
     mam: MamOptions = field(default_factory=MamOptions)  # issue 6
     upload: UploadOptions = field(default_factory=UploadOptions)  # issue 6
     push: PushOptions = field(default_factory=PushOptions)  # issue 6

@@ -645,6 +645,36 @@ def _issue6_module_tables(prefix: str) -> tuple[Table, ...]:
 # --- end issue 6 ---
 
 
+# --- issue 6: session-level protocols ---
+def _session_module_tables(prefix: str) -> tuple[Table, ...]:
+    m = model
+    return (
+        _table(f"{prefix}.stream_management", m.StreamManagementOptions, "Stream management (XEP-0198): "
+               "acknowledged delivery and resumption of dropped connections.", [
+            ("resume_timeout", Duration(0, ONE_DAY), "How long a dropped session waits to be resumed "
+             "(it stays online meanwhile); then its unacknowledged messages go to another resource or "
+             "offline storage. 0 turns resumption off."),
+            ("max_queue", Int(10, 1_000_000), "Unacknowledged stanzas kept per session; a client "
+             "that falls further behind is disconnected."),
+            ("request_every", Int(1, 10_000), "Ask the client for an acknowledgement after this many "
+             "unacknowledged stanzas (also on every housekeeping round while any are pending)."),
+        ]),
+        _table(f"{prefix}.csi", m.CsiOptions, "Client state indication (XEP-0352): presence updates "
+               "and chat states wait while a client says it is inactive.", [
+            ("max_held", Int(1, 100_000), "Stanzas held back per inactive session before all are "
+             "sent anyway."),
+        ]),
+        _table(f"{prefix}.sasl2", m.Sasl2Options, "Extensible SASL profile (XEP-0388) with Bind 2 "
+               "(XEP-0386) and FAST token login (XEP-0484).", [
+            ("bind2", Bool(), "Offer resource binding inside the authentication (Bind 2)."),
+            ("fast", Bool(), "Offer FAST tokens for quick reconnection without the password."),
+            ("fast_token_lifetime", Duration(3600, 365 * ONE_DAY), "How long a FAST token is valid; "
+             "it is renewed when less than half of this is left."),
+        ]),
+    )
+# --- end issue 6 session-level protocols ---
+
+
 def _module_tables(prefix: str) -> tuple[Table, ...]:
     m = model
     return (
@@ -675,6 +705,7 @@ def _module_tables(prefix: str) -> tuple[Table, ...]:
             (name, ListOf(URI), f"Where to reach the {name} contact.")
             for name in ("abuse", "admin", "feedback", "sales", "security", "support")
         ]),
+        *_session_module_tables(prefix),  # issue 6: session-level protocols
         *_issue6_module_tables(prefix),  # issue 6
         *_pubsub_module_tables(prefix),  # [modules.pubsub]
     )

@@ -20,6 +20,7 @@ from appliance.config.model import Config
 from appliance.core import c2s
 from appliance.core.accounts import AccountService
 from appliance.core.api import Host, ModuleContext
+from appliance.core.authn import FastTokens
 from appliance.core.iq import IqTable, PendingIqs
 from appliance.core.router import Router
 from appliance.core.sessions import SessionDirectory
@@ -91,6 +92,7 @@ class Server:
             fake_secret=_fake_secret(state_dir),
             connections=set(),
             stats=self.stats,
+            fast=FastTokens(self.stores.kv),  # issue 6: FAST tokens (XEP-0484)
         )
         await self._load_modules(router)
         await self._open_listeners()
@@ -285,6 +287,8 @@ class Server:
             for session in list(self.c2s.connections):
                 session.stream_error(StreamError.system_shutdown("The server is shutting down"))
         await asyncio.sleep(0.05)
+        if self.c2s is not None:  # unacknowledged messages of those sessions go offline first (XEP-0198)
+            await c2s.settle(self.c2s)
         if self.web is not None:  # [http]
             await self.web.stop()
         for host in self.hosts.values():

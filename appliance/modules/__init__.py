@@ -6,6 +6,7 @@ from appliance.core.api import Module
 from appliance.modules.blocking import Blocking
 from appliance.modules.carbons import Carbons
 from appliance.modules.contact_addresses import ContactAddresses
+from appliance.modules.csi import ClientStateIndication
 from appliance.modules.disco import Disco
 from appliance.modules.extdisco import ExternalServices
 from appliance.modules.last import LastActivity
@@ -19,6 +20,8 @@ from appliance.modules.pubsub.service import PubSubService
 from appliance.modules.push import Push
 from appliance.modules.register import Register
 from appliance.modules.roster import Roster
+from appliance.modules.sasl2 import Sasl2
+from appliance.modules.stream_management import StreamManagement
 from appliance.modules.time import EntityTime
 from appliance.modules.upload import Upload
 from appliance.modules.vcard import VCardTemp
@@ -45,4 +48,7 @@ BUILTIN: tuple[type[Module], ...] = (
     Push,
     ExternalServices,
     Upload,
+    StreamManagement,  # issue 6: session-level protocols
+    ClientStateIndication,
+    Sasl2,
 )

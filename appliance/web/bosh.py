@@ -319,7 +319,9 @@ class BoshSession:
         if not self._terminating:
             log.info("session %s: BOSH session %s inactive for %d s; closing", self.session.id, self.sid,
                      int(self.inactivity))
-            self.session.close_stream()
+            # Like a dropped TCP connection: a resumable session (XEP-0198) waits to be resumed.
+            self._terminating = True
+            self.session.connection_lost()
         self._finish()
 
     def _finish(self) -> None:

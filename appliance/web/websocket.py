@@ -218,21 +218,24 @@ async def handle_websocket(request: web.Request) -> web.StreamResponse:
 
 
 async def _run(transport: WebSocketTransport, registry: set[WebSocketTransport]) -> None:
-    ws, session = transport.ws, transport.session
+    # transport.session, not a local: stream resumption (XEP-0198) moves the transport to another session.
+    ws = transport.ws
     registry.add(transport)
-    writer = asyncio.get_running_loop().create_task(transport.run_writer(), name=f"ws-writer-{session.id}")
+    writer = asyncio.get_running_loop().create_task(
+        transport.run_writer(), name=f"ws-writer-{transport.session.id}"
+    )
     try:
         async for message in ws:
             if message.type is aiohttp.WSMsgType.TEXT:
                 transport.frame_received(message.data)
             elif message.type is aiohttp.WSMsgType.BINARY:
-                session.receive_error(StreamError.bad_format("RFC 7395 uses text messages only"))
+                transport.session.receive_error(StreamError.bad_format("RFC 7395 uses text messages only"))
             elif message.type is aiohttp.WSMsgType.ERROR:
-                log.debug("session %s: WebSocket error %s", session.id, ws.exception())
+                log.debug("session %s: WebSocket error %s", transport.session.id, ws.exception())
                 break
     finally:
         registry.discard(transport)
-        session.connection_lost()
+        transport.session.connection_lost()
         transport.close()
         try:
             await asyncio.wait_for(writer, 5)

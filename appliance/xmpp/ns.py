@@ -24,6 +24,7 @@ NS_BIND2 = "urn:xmpp:bind:0"  # XEP-0386
 NS_FAST = "urn:xmpp:fast:0"  # XEP-0484
 NS_SM = "urn:xmpp:sm:3"  # XEP-0198
 NS_CSI = "urn:xmpp:csi:0"  # XEP-0352
+NS_SASL_CB = "urn:xmpp:sasl-cb:0"  # XEP-0440
 NS_STREAM_LIMITS = "urn:xmpp:stream-limits:0"  # XEP-0478
 
 # RFC 6121 roster and presence.

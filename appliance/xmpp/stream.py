@@ -12,8 +12,21 @@ from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 
+from appliance.xmpp import sm
 from appliance.xmpp.errors import StreamError
-from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_STREAM, NS_TLS
+from appliance.xmpp.ns import (
+    NS_BIND,
+    NS_BIND2,
+    NS_CLIENT,
+    NS_CSI,
+    NS_FAST,
+    NS_SASL,
+    NS_SASL2,
+    NS_SASL_CB,
+    NS_SESSION,
+    NS_STREAM,
+    NS_TLS,
+)
 
 STARTTLS = f"{{{NS_TLS}}}starttls"
 AUTH = f"{{{NS_SASL}}}auth"
@@ -23,6 +36,13 @@ MESSAGE = f"{{{NS_CLIENT}}}message"
 PRESENCE = f"{{{NS_CLIENT}}}presence"
 IQ = f"{{{NS_CLIENT}}}iq"
 STANZAS = frozenset({MESSAGE, PRESENCE, IQ})
+AUTHENTICATE = f"{{{NS_SASL2}}}authenticate"  # XEP-0388
+SASL2_RESPONSE = f"{{{NS_SASL2}}}response"
+SASL2_ABORT = f"{{{NS_SASL2}}}abort"
+CSI_ACTIVE = f"{{{NS_CSI}}}active"  # XEP-0352
+CSI_INACTIVE = f"{{{NS_CSI}}}inactive"
+# Non-stanza elements a bound stream may carry (stream management, client state).
+READY_EXTENSIONS = frozenset({*sm.ELEMENTS, CSI_ACTIVE, CSI_INACTIVE})
 
 
 class C2SState(enum.Enum):
@@ -38,13 +58,14 @@ class C2SState(enum.Enum):
 
 # State -> the top-level elements it accepts (None: any element in the stanza set plus extensions).
 _ACCEPTS: dict[C2SState, frozenset[str]] = {
-    C2SState.UNAUTHENTICATED: frozenset({STARTTLS, AUTH, IQ}),
-    C2SState.AUTHENTICATING: frozenset({RESPONSE, ABORT}),
-    C2SState.AUTHENTICATED: frozenset({IQ}),
+    C2SState.UNAUTHENTICATED: frozenset({STARTTLS, AUTH, AUTHENTICATE, IQ}),
+    C2SState.AUTHENTICATING: frozenset({RESPONSE, ABORT, SASL2_RESPONSE, SASL2_ABORT}),
+    # Resumption comes instead of binding; <enable/> before binding gets <failed/> (XEP-0198 §3).
+    C2SState.AUTHENTICATED: frozenset({IQ, sm.RESUME, sm.ENABLE}),
 }
 
 
-def expect(state: C2SState, tag: str, extensions: frozenset[str] = frozenset()) -> None:
+def expect(state: C2SState, tag: str, extensions: frozenset[str] = READY_EXTENSIONS) -> None:
     """Raise the stream error RFC 6120 asks for when `tag` is not acceptable in `state`."""
     if state is C2SState.READY:
         if tag in STANZAS or tag in extensions:
@@ -99,6 +120,59 @@ def session_feature() -> etree._Element:
     el = etree.Element(f"{{{NS_SESSION}}}session", nsmap={None: NS_SESSION})
     etree.SubElement(el, f"{{{NS_SESSION}}}optional")
     return el
+
+
+def channel_binding_feature(types: list[str]) -> etree._Element:
+    """XEP-0440: the channel-binding types this connection can do."""
+    el = etree.Element(f"{{{NS_SASL_CB}}}sasl-channel-binding", nsmap={None: NS_SASL_CB})
+    for name in types:
+        etree.SubElement(el, f"{{{NS_SASL_CB}}}channel-binding").set("type", name)
+    return el
+
+
+def csi_feature() -> etree._Element:
+    return etree.Element(f"{{{NS_CSI}}}csi", nsmap={None: NS_CSI})
+
+
+def sasl2_feature(
+    mechanisms: list[str], *, resume: bool, bind_features: list[str] | None, fast: list[str]
+) -> etree._Element:
+    """XEP-0388 `<authentication/>` with what can be negotiated inline: SM resumption, Bind2, FAST."""
+    el = etree.Element(f"{{{NS_SASL2}}}authentication", nsmap={None: NS_SASL2})
+    for name in mechanisms:
+        etree.SubElement(el, f"{{{NS_SASL2}}}mechanism").text = name
+    inline = etree.SubElement(el, f"{{{NS_SASL2}}}inline")
+    if resume:
+        inline.append(sm.feature())
+    if bind_features is not None:
+        bind = etree.SubElement(inline, f"{{{NS_BIND2}}}bind", nsmap={None: NS_BIND2})
+        if bind_features:
+            listed = etree.SubElement(bind, f"{{{NS_BIND2}}}inline")
+            for var in bind_features:
+                etree.SubElement(listed, f"{{{NS_BIND2}}}feature").set("var", var)
+    if fast:
+        fast_el = etree.SubElement(inline, f"{{{NS_FAST}}}fast", nsmap={None: NS_FAST})
+        for name in fast:
+            etree.SubElement(fast_el, f"{{{NS_FAST}}}mechanism").text = name
+    return el
+
+
+def sasl2_element(name: str, payload: bytes | None = None) -> etree._Element:
+    """XEP-0388 `<challenge/>` or `<additional-data/>`-style element with base64 content."""
+    import base64
+
+    el = etree.Element(f"{{{NS_SASL2}}}{name}", nsmap={None: NS_SASL2})
+    if payload:
+        el.text = base64.b64encode(payload).decode()
+    return el
+
+
+def sasl2_failure(condition: str, text: str = "") -> bytes:
+    el = etree.Element(f"{{{NS_SASL2}}}failure", nsmap={None: NS_SASL2})
+    etree.SubElement(el, f"{{{NS_SASL}}}{condition}", nsmap={None: NS_SASL})
+    if text:
+        etree.SubElement(el, f"{{{NS_SASL2}}}text").text = text
+    return etree.tostring(el)
 
 
 def sasl_element(name: str, payload: bytes | None = None, condition: str | None = None, text: str = "") -> bytes:

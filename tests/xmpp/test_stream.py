@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from appliance.xmpp import sm
 from appliance.xmpp import stream as xs
 from appliance.xmpp.errors import StreamError
 from appliance.xmpp.ns import NS_CLIENT, NS_SASL, NS_SERVER, NS_SM, NS_STREAM, NS_TLS
@@ -25,6 +26,11 @@ KINDS = {
     "presence": xs.PRESENCE,
     "iq": xs.IQ,
     "sm-enable": SM_ENABLE,
+    "sm-resume": sm.RESUME,
+    "sm-r": sm.REQUEST,
+    "authenticate": xs.AUTHENTICATE,
+    "sasl2-response": xs.SASL2_RESPONSE,
+    "csi": xs.CSI_INACTIVE,
     "sasl-success": SASL_SUCCESS,
     "unknown": UNKNOWN,
     "server-message": SERVER_MESSAGE,
@@ -40,32 +46,38 @@ TABLE: dict[C2SState, dict[str, str | None]] = {
     C2SState.CONNECTED: {
         "starttls": UST, "auth": UST, "response": UST, "abort": UST,
         "message": NA, "presence": NA, "iq": NA,
-        "sm-enable": UST, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
+        "sm-enable": NA, "sm-resume": NA, "sm-r": NA, "authenticate": UST, "sasl2-response": UST,
+        "csi": NA, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
     },
     C2SState.UNAUTHENTICATED: {
         "starttls": OK, "auth": OK, "response": UST, "abort": UST,
         "message": NA, "presence": NA, "iq": OK,
-        "sm-enable": UST, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
+        "sm-enable": NA, "sm-resume": NA, "sm-r": NA, "authenticate": OK, "sasl2-response": UST,
+        "csi": NA, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
     },
     C2SState.AUTHENTICATING: {
         "starttls": UST, "auth": UST, "response": OK, "abort": OK,
         "message": NA, "presence": NA, "iq": NA,
-        "sm-enable": UST, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
+        "sm-enable": NA, "sm-resume": NA, "sm-r": NA, "authenticate": UST, "sasl2-response": OK,
+        "csi": NA, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
     },
     C2SState.AUTHENTICATED: {
         "starttls": UST, "auth": UST, "response": UST, "abort": UST,
         "message": NA, "presence": NA, "iq": OK,
-        "sm-enable": UST, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
+        "sm-enable": OK, "sm-resume": OK, "sm-r": NA, "authenticate": UST, "sasl2-response": UST,
+        "csi": NA, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
     },
     C2SState.READY: {
         "starttls": UST, "auth": UST, "response": UST, "abort": UST,
         "message": OK, "presence": OK, "iq": OK,
-        "sm-enable": UST, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
+        "sm-enable": OK, "sm-resume": OK, "sm-r": OK, "authenticate": UST, "sasl2-response": UST,
+        "csi": OK, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
     },
     C2SState.CLOSED: {
         "starttls": UST, "auth": UST, "response": UST, "abort": UST,
         "message": NA, "presence": NA, "iq": NA,
-        "sm-enable": UST, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
+        "sm-enable": NA, "sm-resume": NA, "sm-r": NA, "authenticate": UST, "sasl2-response": UST,
+        "csi": NA, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
     },
 }  # fmt: skip
 
@@ -90,12 +102,13 @@ def test_expect(state: C2SState, kind: str, outcome: str | None) -> None:
 
 @pytest.mark.parametrize("state", list(C2SState), ids=[s.value for s in C2SState])
 def test_registered_extensions_are_treated_like_stanzas(state: C2SState) -> None:
-    extensions = frozenset({SM_ENABLE})
+    extension = "{urn:example:extension}thing"
+    extensions = frozenset({extension})
     if state is C2SState.READY:
-        expect(state, SM_ENABLE, extensions)
+        expect(state, extension, extensions)
     else:
         with pytest.raises(StreamError) as info:
-            expect(state, SM_ENABLE, extensions)
+            expect(state, extension, extensions)
         assert info.value.condition == "not-authorized"
 
 

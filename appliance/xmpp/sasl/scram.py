@@ -34,6 +34,7 @@ __all__ = [
     "mechanism_names",
     "parse_mechanism",
     "salted_password",
+    "ssdp_hash",
 ]
 
 # SCRAM hash name -> hashlib name, strongest first (also the order mechanisms are offered in).
@@ -71,6 +72,18 @@ def mechanism_names(has_tls: bool, channel_bindings: dict[str, bytes]) -> list[s
     if has_tls:
         names.append("PLAIN")
     return names
+
+
+def ssdp_hash(hash_name: str, mechanisms: list[str], channel_bindings: list[str] | None) -> str:
+    """XEP-0474: base64 of H(sorted mechanisms joined by 0x1E [+ 0x1F + sorted binding types joined by 0x1E]).
+
+    ``channel_bindings`` is None when the server did not advertise XEP-0440 channel-binding types.
+    Sorting is by octets (i;octet), which is what sorting the encoded strings gives.
+    """
+    text = "\x1e".join(sorted(mechanisms, key=str.encode))
+    if channel_bindings is not None:
+        text += "\x1f" + "\x1e".join(sorted(channel_bindings, key=str.encode))
+    return _b64(hashlib.new(_hashlib_name(hash_name), text.encode()).digest())
 
 
 def parse_mechanism(name: str) -> tuple[str, bool]:
@@ -160,7 +173,9 @@ class ScramServer:
     binding type this connection offers (empty when -PLUS is not advertised); a client saying ``y``
     while it is non-empty is a downgrade and fails. ``nonce``: the server's nonce part (tests only).
     ``fake_secret``: persistent server secret for the stable fake salts of unknown users;
-    ``fake_iterations`` should match the iteration count real accounts use.
+    ``fake_iterations`` should match the iteration count real accounts use. ``downgrade_protection``:
+    the (mechanisms, channel-binding types or None) the client was offered, signed into the
+    server-first-message as XEP-0474's ``h`` attribute.
     """
 
     def __init__(
@@ -172,8 +187,10 @@ class ScramServer:
         nonce: str | None = None,
         fake_secret: bytes | None = None,
         fake_iterations: int = DEFAULT_ITERATIONS,
+        downgrade_protection: tuple[list[str], list[str] | None] | None = None,
     ) -> None:
         self._digest = _hashlib_name(hash_name)
+        self._ssdp = ssdp_hash(hash_name, *downgrade_protection) if downgrade_protection is not None else None
         if plus and not channel_bindings:
             raise ValueError("SCRAM -PLUS needs channel binding data")
         if nonce is not None and not _NONCE.fullmatch(nonce):
@@ -225,6 +242,8 @@ class ScramServer:
             salt, iterations = keys.salt, keys.iterations
             self._stored_key, self._server_key = keys.stored_key, keys.server_key
         self._server_first = f"r={self._nonce},s={_b64(salt)},i={iterations}"
+        if self._ssdp is not None:
+            self._server_first += f",h={self._ssdp}"
         return self._server_first.encode("ascii")
 
     def final(self, client_final: bytes) -> bytes:
