@@ -50,6 +50,10 @@ class DiscoItems:
         return len(self._items)
 
 
+class DiscoInfoNodes(set[str]):
+    """Nodes answered with the server's own disco#info (an entity-capabilities node like NODE#ver)."""
+
+
 class Disco(Module):
     """Answers disco#info and disco#items addressed to the server or to an account's bare JID."""
 
@@ -63,6 +67,8 @@ class Disco(Module):
         self.ctx = ctx
         self.items = DiscoItems()
         ctx.provide(DiscoItems, self.items)
+        self.info_nodes = DiscoInfoNodes()
+        ctx.provide(DiscoInfoNodes, self.info_nodes)
         ctx.identity("server", "im", SERVER_NAME)
         ctx.iq("get", INFO, self.server_info, scope=Scope.SERVER)
         ctx.iq("get", ITEMS, self.server_items, scope=Scope.SERVER)
@@ -73,8 +79,12 @@ class Disco(Module):
 
     async def server_info(self, request: IqRequest) -> etree._Element:
         """Identities, every feature of the host and the XEP-0128 forms other modules contribute."""
-        _refuse_node(request)
+        node = request.payload.get("node")
+        if node not in self.info_nodes:
+            _refuse_node(request)
         query = element(NS_DISCO_INFO)
+        if node:
+            query.set("node", node)
         for ident in self.ctx.identities:
             _add_identity(query, ident.category, ident.type, ident.name)
         _add_features(query, self.ctx.features)
@@ -134,4 +144,4 @@ def _add_features(query: etree._Element, features: set[str]) -> None:
         etree.SubElement(query, f"{{{NS_DISCO_INFO}}}feature", var=var)
 
 
-__all__ = ["Disco", "DiscoItem", "DiscoItems"]
+__all__ = ["Disco", "DiscoInfoNodes", "DiscoItem", "DiscoItems"]

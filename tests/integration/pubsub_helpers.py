@@ -91,3 +91,39 @@ def items_of(event: ET.Element, node: str) -> list[ET.Element]:
 
 def on_node(node: str) -> Callable[[ET.Element], bool]:
     return lambda event: any(child.get("node") == node for child in event)
+
+
+async def befriend(harness: Harness, *pairs: tuple[str, str]) -> None:
+    """Mutual presence subscriptions (as if both had approved) straight in the roster store."""
+    from appliance.storage.api import RosterItem
+    from appliance.xmpp.jid import JID
+
+    assert harness.server.stores is not None
+    for a, b in pairs:
+        for user, contact in ((a, b), (b, a)):
+            jid = JID.parse(user)
+            item = RosterItem(contact, subscription="both")
+            await harness.server.stores.roster.put(jid.domain, jid.local or "", item)
+
+
+async def caps_client(harness: Harness, jid: str, interests: tuple[str, ...] = (), resource: str = "phone") -> Client:
+    """A client announcing entity capabilities (XEP-0115) with NODE+notify for `interests`, after the
+    server has learned (and verified) them."""
+    from appliance.modules.caps import Capabilities
+    from appliance.xmpp.jid import JID
+
+    client = await harness.client(jid, presence=False, resource=resource)
+    for plugin in ("xep_0004", "xep_0060", "xep_0115", "xep_0163"):
+        client.register_plugin(plugin)
+    watch_events(client)
+    client.plugin["xep_0030"].add_feature("urn:example:client")
+    for node in interests:
+        client.plugin["xep_0030"].add_feature(f"{node}+notify")
+    await client.plugin["xep_0115"].update_caps(broadcast=False)
+    client.send_presence()
+    caps = harness.server.hosts[harness.domain].services[Capabilities]
+    full = JID.parse(f"{jid}/{resource}")
+    async with asyncio.timeout(5):
+        while not caps.features(full):  # the server asks the client for its features, then caches them
+            await asyncio.sleep(0.02)
+    return client

@@ -24,26 +24,13 @@ def _row_id(conn: apsw.Connection, owner: str, archive_id: str) -> int:
 
 def _conditions(conn: apsw.Connection, owner: str, where: ArchiveFilter) -> tuple[str, list[Any]]:
     """The WHERE clause (without the keyword) and its parameters for one owner and filter."""
-    sql = ["owner = ?"]
-    params: list[Any] = [owner]
-    if where.with_jid is not None:
-        sql.append("with_jid = ?")
-        params.append(where.with_jid)
-        if where.with_resource is not None:
-            sql.append("with_resource = ?")
-            params.append(where.with_resource)
-    if where.start is not None:
-        sql.append("stamp >= ?")
-        params.append(where.start)
-    if where.end is not None:
-        sql.append("stamp <= ?")
-        params.append(where.end)
-    if where.after_id is not None:
-        sql.append("id > ?")
-        params.append(_row_id(conn, owner, where.after_id))
-    if where.before_id is not None:
-        sql.append("id < ?")
-        params.append(_row_id(conn, owner, where.before_id))
+    with_resource = where.with_resource if where.with_jid is not None else None
+    after = _row_id(conn, owner, where.after_id) if where.after_id is not None else None
+    before = _row_id(conn, owner, where.before_id) if where.before_id is not None else None
+    checks = (("owner = ?", owner), ("with_jid = ?", where.with_jid), ("with_resource = ?", with_resource),
+              ("stamp >= ?", where.start), ("stamp <= ?", where.end), ("id > ?", after), ("id < ?", before))
+    sql = [clause for clause, value in checks if value is not None]
+    params: list[Any] = [value for _clause, value in checks if value is not None]
     if where.ids is not None:
         sql.append(f"archive_id IN ({', '.join('?' * len(where.ids))})" if where.ids else "0 = 1")
         params.extend(where.ids)

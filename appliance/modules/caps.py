@@ -1,0 +1,188 @@
+"""Entity capabilities (XEP-0115): what each client supports, learned from its presence, and the
+server's own capabilities in stream features.
+
+A client's <c/> names a hash of its disco#info; unknown hashes are looked up once with a disco#info
+query to that client, checked, and cached per hash. Other modules ask `Capabilities` whether a
+resource wants notifications for a PEP node (NODE+notify) and hear when a resource's caps become known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lxml import etree
+
+from appliance.core import events
+from appliance.core.api import Module, ModuleContext, Xep
+from appliance.core.events import SessionEvent, StanzaEvent
+from appliance.modules.disco import DiscoInfoNodes
+from appliance.xmpp import caps
+from appliance.xmpp.jid import JID
+from appliance.xmpp.ns import NS_CAPS, NS_CLIENT, NS_DISCO_INFO
+
+SERVER_NODE = "https://parlour.chat/caps"
+IQ = f"{{{NS_CLIENT}}}iq"
+
+CapsListener = Callable[[Any], Awaitable[None]]  # gets the session whose caps became known
+
+
+class Capabilities:
+    """Features of online resources, by full JID, and listeners for newly known caps."""
+
+    def __init__(self, cache_size: int) -> None:
+        self._cache: OrderedDict[str, frozenset[str]] = OrderedDict()  # ver → features
+        self._cache_size = cache_size
+        self._by_jid: dict[str, str] = {}  # full JID → ver
+        self.listeners: list[CapsListener] = []
+
+    def features(self, jid: JID) -> frozenset[str]:
+        ver = self._by_jid.get(str(jid))
+        return self._cache.get(ver, frozenset()) if ver is not None else frozenset()
+
+    def wants(self, jid: JID, node: str) -> bool:
+        """The resource asked for notifications of PEP node `node` (XEP-0163 §4: NODE+notify)."""
+        return f"{node}+notify" in self.features(jid)
+
+    def known(self, ver: str) -> frozenset[str] | None:
+        found = self._cache.get(ver)
+        if found is not None:
+            self._cache.move_to_end(ver)
+        return found
+
+    def learn(self, ver: str, features: frozenset[str]) -> None:
+        self._cache[ver] = features
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def assign(self, jid: JID, ver: str | None) -> bool:
+        """Record the caps of a resource; True when they changed."""
+        key = str(jid)
+        if ver is None:
+            return self._by_jid.pop(key, None) is not None
+        changed = self._by_jid.get(key) != ver
+        self._by_jid[key] = ver
+        return changed
+
+
+class EntityCapabilities(Module):
+    """Tracks clients' caps from their presence and announces the server's caps."""
+
+    name = "caps"
+    implements = (Xep(115, "1.6.0"),)
+    depends = ("disco",)
+
+    ctx: ModuleContext
+
+    def setup(self, ctx: ModuleContext) -> None:
+        self.ctx = ctx
+        opts = ctx.options
+        self.verify: bool = opts.verify
+        self.timeout: float = opts.query_timeout
+        self.caps = Capabilities(opts.cache_size)
+        self.pending: dict[str, asyncio.Future[frozenset[str] | None]] = {}
+        ctx.provide(Capabilities, self.caps)
+        ctx.feature(NS_CAPS)
+        ctx.stream_feature(self.server_caps)
+        self.info_nodes = ctx.require(DiscoInfoNodes)
+        self._server_node: str | None = None
+        ctx.hook(events.PRESENCE_OUTGOING, self.on_presence, events.TRANSFORM)
+        ctx.hook(events.SESSION_CLOSED, self.on_closed)
+
+    async def stop(self) -> None:
+        if self._server_node is not None:
+            self.info_nodes.discard(self._server_node)
+
+    # -- the server's own caps ------------------------------------------------------------------
+
+    def server_ver(self) -> str:
+        identities = [(i.category, i.type, "", i.name) for i in self.ctx.identities]
+        forms = [form for form in (p() for p in self.ctx.extensions) if form is not None]
+        return caps.ver(caps.verification_string(identities, self.ctx.features, forms))
+
+    def server_caps(self, _session: object) -> etree._Element:
+        ver = self.server_ver()
+        node = f"{SERVER_NODE}#{ver}"
+        if node != self._server_node:
+            if self._server_node is not None:
+                self.info_nodes.discard(self._server_node)
+            self.info_nodes.add(node)
+            self._server_node = node
+        return caps.element(SERVER_NODE, ver)
+
+    # -- clients' caps --------------------------------------------------------------------------
+
+    async def on_presence(self, event: StanzaEvent) -> None:
+        session = event.session
+        if session is None or event.to_jid is not None:
+            return  # only broadcast presence describes the client
+        if event.stanza.get("type") == "unavailable":
+            self.caps.assign(session.jid, None)
+            return
+        if event.stanza.get("type") is not None:
+            return
+        c = event.stanza.find(caps.C)
+        if c is None or not c.get("ver") or not c.get("node"):
+            if self.caps.assign(session.jid, None):
+                await self._announce(session)
+            return
+        ver, node, algo = c.get("ver", ""), c.get("node", ""), c.get("hash")
+        key = ver if algo else f"{node}#{ver}"  # legacy caps (no hash) are only valid per node
+        if self.caps.known(key) is not None:
+            if self.caps.assign(session.jid, key):
+                await self._announce(session)
+            return
+        self.ctx.spawn(self._discover(session, node, ver, algo, key), f"discover-{session.jid}")
+
+    async def _discover(self, session: Any, node: str, ver: str, algo: str | None, key: str) -> None:
+        waiting = self.pending.get(key)
+        if waiting is None:
+            waiting = asyncio.get_running_loop().create_future()
+            self.pending[key] = waiting
+            try:
+                waiting.set_result(await self._query(session.jid, node, ver, algo))
+            finally:
+                self.pending.pop(key, None)
+        features = await waiting
+        if features is None:
+            return
+        self.caps.learn(key, features)
+        current = self.ctx.sessions.get(session.jid)
+        if current is session and session.available and self.caps.assign(session.jid, key):
+            await self._announce(session)
+
+    async def _query(self, jid: JID, node: str, ver: str, algo: str | None) -> frozenset[str] | None:
+        iq = etree.Element(IQ, nsmap={None: NS_CLIENT})
+        iq.set("type", "get")
+        iq.set("from", self.ctx.host)
+        iq.set("to", str(jid))
+        iq.set("id", f"caps-{secrets.token_hex(6)}")
+        etree.SubElement(iq, f"{{{NS_DISCO_INFO}}}query", node=f"{node}#{ver}", nsmap={None: NS_DISCO_INFO})
+        try:
+            answer = await self.ctx.send_iq(iq, timeout=self.timeout)
+        except TimeoutError:
+            self.ctx.log.info("%s did not answer the capabilities query", jid)
+            return None
+        query = answer.find(f"{{{NS_DISCO_INFO}}}query")
+        if answer.get("type") != "result" or query is None:
+            return None
+        if self.verify and algo in caps.HASHES and caps.of_disco_info(query, algo) != ver:
+            self.ctx.log.warning("%s announced capabilities hash %s that does not match its features", jid, ver)
+            return None
+        return caps.features_of(query)
+
+    async def _announce(self, session: Any) -> None:
+        for listener in list(self.caps.listeners):
+            try:
+                await listener(session)
+            except Exception:
+                self.ctx.log.exception("a capabilities listener failed")
+
+    async def on_closed(self, event: SessionEvent) -> None:
+        self.caps.assign(event.session.jid, None)
+
+
+__all__ = ["Capabilities", "EntityCapabilities"]
