@@ -9,7 +9,6 @@ from appliance.storage.api import (
     ArchiveStore,
     BlocklistStore,
     KeyValueStore,
-    MucStore,
     OfflineStore,
     PubSubStore,
     RosterStore,
@@ -27,4 +26,3 @@ class Stores:
     pubsub: PubSubStore
     archive: ArchiveStore
     uploads: UploadArea
-    muc: MucStore

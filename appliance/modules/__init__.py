@@ -12,7 +12,6 @@ from appliance.modules.extdisco import ExternalServices
 from appliance.modules.last import LastActivity
 from appliance.modules.mam import Mam
 from appliance.modules.message import Message
-from appliance.modules.muc import Muc
 from appliance.modules.offline import Offline
 from appliance.modules.ping import Ping
 from appliance.modules.presence import Presence
@@ -44,7 +43,6 @@ BUILTIN: tuple[type[Module], ...] = (
     Blocking,
     Register,
     PubSubService,
-    Muc,  # [modules.muc]
     Carbons,
     Mam,
     Push,

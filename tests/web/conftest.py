@@ -34,3 +34,15 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 def trust(h: Harness) -> ssl.SSLContext:
     """A client context trusting the server's local CA."""
     return ssl.create_default_context(cafile=str(h.ca_file))
+
+
+@pytest.fixture
+async def console_server(tmp_path: Path) -> AsyncIterator[Harness]:
+    """A server set up as `parlour setup` does it (admin boss@localhost), with the console and API."""
+    from tests.web.console_helpers import configured_server
+
+    h = await configured_server(tmp_path)
+    try:
+        yield h
+    finally:
+        await h.close()

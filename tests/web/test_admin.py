@@ -4,7 +4,6 @@ against real servers on loopback."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +15,6 @@ from tests.integration.harness import PASSWORD, Harness
 from tests.web.console_helpers import (
     ADMIN,
     admin_login,
-    configured_server,
     csrf_of,
     http_session,
     setup_mode,
@@ -25,12 +23,8 @@ from tests.web.console_helpers import (
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Harness]:
-    h = await configured_server(tmp_path)
-    try:
-        yield h
-    finally:
-        await h.close()
+def server(console_server: Harness) -> Harness:
+    return console_server
 
 
 def base(h: Harness) -> str:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from appliance.core.server import Server
 
 audit = logging.getLogger("appliance.admin")
+audit.setLevel(logging.INFO)  # the audit trail is kept even when the log level is "warning"
 
 WEAK_PASSWORD = lazy("This password cannot be used: it needs at least 8 characters and no control characters.")
 
