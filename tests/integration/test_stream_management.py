@@ -18,7 +18,7 @@ from appliance.core.server import Server
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_CLIENT, NS_SM
 from tests.integration.harness import PASSWORD, Client, Harness, make_config
-from tests.web.clients import WsClient, message
+from tests.web.clients import WsClient, message, plain_auth
 
 TIMEOUT = 10.0
 SM = f"{{{NS_SM}}}"
@@ -75,6 +75,24 @@ async def phone_on(harness: Harness, jid: str) -> Phone:
     return phone
 
 
+async def conversation(harness: Harness) -> tuple[str, Client, Phone, str]:
+    """alice's phone (stream management) and bob (plain slixmpp): (alice's bare JID, bob, phone, phone's JID)."""
+    phone_jid = await harness.user("alice")
+    bob = await harness.client(await harness.user("bob"))
+    phone = await phone_on(harness, phone_jid)
+    return phone_jid, bob, phone, str(phone.boundjid)
+
+
+async def ws_after_sasl(harness: Harness) -> WsClient:
+    """A WebSocket stream authenticated as alice and restarted, before binding (where <resume/> goes)."""
+    ws = await WsClient.connect(f"ws://127.0.0.1:{harness.http_port}/xmpp-websocket")
+    await ws.open(harness.domain)
+    await ws.send(plain_auth("alice", PASSWORD))
+    await ws.recv_tag("{urn:ietf:params:xml:ns:xmpp-sasl}success")
+    await ws.open(harness.domain)
+    return ws
+
+
 def server_session(harness: Harness, jid: str) -> ClientSession | None:
     session = harness.server.sessions.get(JID.parse(jid))
     return session if isinstance(session, ClientSession) else None
@@ -99,10 +117,7 @@ async def send_numbered(sender: slixmpp.ClientXMPP, to: str, numbers: range) -> 
 async def test_a_phone_that_drops_its_connection_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
     harness = await sm_harness(tmp_path)
     try:
-        phone_jid = await harness.user("alice")
-        bob = await harness.client(await harness.user("bob"))
-        phone = await phone_on(harness, phone_jid)
-        full = str(phone.boundjid)
+        phone_jid, bob, phone, full = await conversation(harness)
 
         sent = await send_numbered(bob, full, range(1, 6))
         await until(lambda: len(phone.bodies) == 5, "the first messages arrived")
@@ -130,10 +145,7 @@ async def test_a_phone_that_drops_its_connection_resumes_without_loss_or_duplica
 async def test_after_the_resumption_window_messages_wait_offline(tmp_path: Path) -> None:
     harness = await sm_harness(tmp_path, resume_timeout=1.0)
     try:
-        phone_jid = await harness.user("alice")
-        bob = await harness.client(await harness.user("bob"))
-        phone = await phone_on(harness, phone_jid)
-        full = str(phone.boundjid)
+        phone_jid, bob, phone, full = await conversation(harness)
 
         before = await send_numbered(bob, full, range(1, 4))
         await until(lambda: len(phone.bodies) == 3, "the first messages arrived")
@@ -156,10 +168,7 @@ async def test_after_the_resumption_window_messages_wait_offline(tmp_path: Path)
 async def test_unacknowledged_messages_go_to_another_resource_when_the_window_closes(tmp_path: Path) -> None:
     harness = await sm_harness(tmp_path, resume_timeout=1.0)
     try:
-        phone_jid = await harness.user("alice")
-        bob = await harness.client(await harness.user("bob"))
-        phone = await phone_on(harness, phone_jid)
-        full = str(phone.boundjid)
+        phone_jid, bob, phone, full = await conversation(harness)
         desktop = await harness.client(phone_jid, resource="desktop")
         await all_acked(harness, phone)
         phone.drop()
@@ -172,10 +181,7 @@ async def test_unacknowledged_messages_go_to_another_resource_when_the_window_cl
 
 async def test_a_server_stopping_stores_unacknowledged_messages(tmp_path: Path) -> None:
     harness = await sm_harness(tmp_path)
-    phone_jid = await harness.user("alice")
-    bob = await harness.client(await harness.user("bob"))
-    phone = await phone_on(harness, phone_jid)
-    full = str(phone.boundjid)
+    phone_jid, bob, phone, full = await conversation(harness)
     await all_acked(harness, phone)
     phone.drop()
     await until(lambda: (s := server_session(harness, full)) is not None and bool(s.hibernated_at),
@@ -256,13 +262,8 @@ async def test_websocket_sessions_resume_too(tmp_path: Path) -> None:
         await until(lambda: (s := server_session(harness, jid)) is not None and bool(s.hibernated_at),
                     "hibernated")
 
-        again = await WsClient.connect(f"ws://127.0.0.1:{harness.http_port}/xmpp-websocket")
+        again = await ws_after_sasl(harness)
         try:
-            await again.open(harness.domain)
-            await again.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
-                             "AGFsaWNlAGNvcnJlY3QgaG9yc2U=</auth>")
-            await again.recv_tag("{urn:ietf:params:xml:ns:xmpp-sasl}success")
-            await again.open(harness.domain)
             await again.send(f"<resume xmlns='{NS_SM}' previd='{sm_id}' h='{len(handled)}'/>")
             resumed = await again.recv_tag(f"{SM}resumed")
             assert resumed.get("previd") == sm_id
@@ -278,13 +279,8 @@ async def test_resuming_an_unknown_session_fails_with_item_not_found(tmp_path: P
     harness = await sm_harness(tmp_path)
     try:
         await harness.user("alice")
-        ws = await WsClient.connect(f"ws://127.0.0.1:{harness.http_port}/xmpp-websocket")
+        ws = await ws_after_sasl(harness)
         try:
-            await ws.open(harness.domain)
-            await ws.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
-                          "AGFsaWNlAGNvcnJlY3QgaG9yc2U=</auth>")
-            await ws.recv_tag("{urn:ietf:params:xml:ns:xmpp-sasl}success")
-            await ws.open(harness.domain)
             await ws.send(f"<resume xmlns='{NS_SM}' previd='nope' h='0'/>")
             failed = await ws.recv_tag(f"{SM}failed")
             assert failed.find("{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found") is not None
