@@ -10,7 +10,7 @@ from lxml import etree
 
 from appliance.core import events
 from appliance.core.api import IqRequest, Module, ModuleContext, Xep
-from appliance.core.events import SessionEvent, StanzaEvent
+from appliance.core.events import Bind2Event, SessionEvent, StanzaEvent
 from appliance.modules.message import bare_targets
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
@@ -94,6 +94,8 @@ class Carbons(Module):
         ctx.hook(events.MESSAGE_BARE, self.on_bare, events.NORMAL)
         ctx.hook(events.MESSAGE_FULL, self.on_full, events.NORMAL)
         ctx.hook(events.SESSION_CLOSED, self.on_closed)
+        ctx.hook(events.BIND2_FEATURES, self.on_bind2_features)  # XEP-0386 inline enable
+        ctx.hook(events.BIND2_ENABLE, self.on_bind2_enable)
 
     async def on_enable(self, request: IqRequest) -> None:
         self.service.enable(self._own_session(request))
@@ -106,6 +108,16 @@ class Carbons(Module):
         if request.session is None or not request.is_self:
             raise StanzaError.not_allowed("Carbons are enabled by a client session for itself")
         return request.session
+
+    @staticmethod
+    def on_bind2_features(_event: SessionEvent, features: list[str]) -> list[str]:
+        return [*features, NS_CARBONS]
+
+    def on_bind2_enable(self, event: Bind2Event) -> bool:
+        if event.element.tag != f"{{{NS_CARBONS}}}enable":
+            return False
+        self.service.enable(event.session)
+        return True
 
     def on_closed(self, event: SessionEvent) -> None:
         self.service.disable(event.session)

@@ -12,7 +12,7 @@ import uuid
 
 from lxml import etree
 
-from appliance.xmpp.ns import NS_BIND2, NS_CLIENT, NS_FAST, NS_PING, NS_SASL, NS_SASL2, NS_SASL_CB, NS_SM
+from appliance.xmpp.ns import NS_BIND2, NS_CARBONS, NS_CLIENT, NS_FAST, NS_PING, NS_SASL, NS_SASL2, NS_SASL_CB, NS_SM
 from tests.integration.harness import PASSWORD, Harness
 from tests.integration.test_hostile import RawClient
 
@@ -209,3 +209,26 @@ async def test_inline_resumption_through_sasl2(harness: Harness) -> None:
                 break
     finally:
         await again.close()
+
+
+async def test_bind2_enables_carbons_inline(harness: Harness) -> None:
+    await harness.user("alice")
+    bob = await harness.client(await harness.user("bob"))
+    desktop = await harness.client("alice@localhost", resource="desktop")
+    raw, features = await tls_features(harness)
+    await raw.close()
+    inline = features.find(f"{S2}authentication/{S2}inline/{B2}bind/{B2}inline")
+    assert inline is not None and NS_CARBONS in [f.get("var") for f in inline]
+    bind = f"<bind xmlns='{NS_BIND2}'><tag>tests</tag><enable xmlns='{NS_CARBONS}'/></bind>"
+    phone, _success = await scram_login(harness, str(uuid.uuid4()), bind)
+    try:
+        await phone.element()  # features
+        bob.send_message(mto=str(desktop.boundjid), mbody="to the desktop", mtype="chat")
+        while True:
+            element = await phone.element()
+            received = element.find(f"{{{NS_CARBONS}}}received")
+            if received is not None:
+                assert b"to the desktop" in etree.tostring(received)
+                break
+    finally:
+        await phone.close()
