@@ -45,7 +45,7 @@ def markdown(modules: tuple[type[Module], ...] = BUILTIN) -> str:
         "|---|---|---|---|---|",
     ]
     for name, what, where in RFCS:
-        lines.append(f"| {name} | – | complete | {where} | {what} |")
+        lines.append(f"| {name} | - | complete | {where} | {what} |")
     for xep, module in declared(modules):
         lines.append(f"| XEP-{xep.number:04d} | {xep.version} | {xep.status} | {module} | {xep.note} |")
     return "\n".join(lines) + "\n"

@@ -267,6 +267,42 @@ class Sasl2Options:
 # --- end issue 6 session-level protocols ---
 
 
+# --- [modules.muc] (multi-user chat) ---
+MucWhois = Literal["moderators", "anyone"]
+MucAllowPm = Literal["anyone", "participants", "moderators", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class MucRoomDefaults:
+    """The configuration a new room starts with (its owner changes it through the muc#roomconfig form)."""
+
+    public: bool = True
+    persistent: bool = False
+    members_only: bool = False
+    moderated: bool = False
+    whois: MucWhois = "moderators"  # who may see occupants' real JIDs
+    max_occupants: int = 200
+    history_length: int = 20
+    occupants_change_subject: bool = False
+    allow_invites: bool = False  # occupants (not only admins) may invite others
+    allow_pm: MucAllowPm = "anyone"
+    archive: bool = True  # messages go to the room archive (MAM)
+
+
+@dataclass(frozen=True, slots=True)
+class MucOptions:
+    """Multi-user chat (XEP-0045) on conference.<host>."""
+
+    subdomain: str = "conference"
+    name: str = "Chatrooms"
+    create_rooms: Literal["everyone", "local", "admins"] = "local"
+    rooms_per_user: int = 100
+    max_history: int = 100
+    max_occupants: int = 1000
+    default_room: MucRoomDefaults = field(default_factory=MucRoomDefaults)
+# --- end [modules.muc] ---
+
+
 @dataclass(frozen=True, slots=True)
 class ModulesConfig:
     """Per-module options; `disabled` names modules that are not loaded."""
@@ -279,6 +315,7 @@ class ModulesConfig:
     private: PrivateOptions = field(default_factory=PrivateOptions)
     version: VersionOptions = field(default_factory=VersionOptions)
     contact_addresses: ContactAddresses = field(default_factory=ContactAddresses)
+    muc: MucOptions = field(default_factory=MucOptions)  # [modules.muc]
     stream_management: StreamManagementOptions = field(default_factory=StreamManagementOptions)  # issue 6
     csi: CsiOptions = field(default_factory=CsiOptions)  # issue 6
     sasl2: Sasl2Options = field(default_factory=Sasl2Options)  # issue 6

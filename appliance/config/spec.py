@@ -675,6 +675,53 @@ def _session_module_tables(prefix: str) -> tuple[Table, ...]:
 # --- end issue 6 session-level protocols ---
 
 
+# --- [modules.muc] (multi-user chat) ---
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_label(text: str) -> str:
+    """One DNS label ("conference"), lower case."""
+    text = text.strip().lower()
+    if not _LABEL.match(text):
+        raise ValueError(text)
+    return text
+
+
+LABEL = Text('a DNS label like "conference"', check_label)
+
+
+def _muc_table(prefix: str) -> Table:
+    m = model
+    room = _table(f"{prefix}.default_room", m.MucRoomDefaults, "The configuration new rooms start with; "
+                  "owners change it with the room configuration form.", [
+        ("public", Bool(), "List the room in service discovery."),
+        ("persistent", Bool(), "Keep the room (and its settings) when the last occupant leaves."),
+        ("members_only", Bool(), "Only members may enter."),
+        ("moderated", Bool(), "Only occupants with voice may speak; newcomers without an "
+         "affiliation are visitors."),
+        ("whois", Choice(("moderators", "anyone")), "Who sees occupants' real JIDs: moderators "
+         "(semi-anonymous) or anyone (non-anonymous)."),
+        ("max_occupants", Int(1, 100_000), "Most occupants at once (capped by max_occupants of the "
+         "service)."),
+        ("history_length", Int(0, 100_000), "Messages replayed to a newcomer (capped by max_history)."),
+        ("occupants_change_subject", Bool(), "Participants, not only moderators, may change the subject."),
+        ("allow_invites", Bool(), "Participants, not only admins, may invite others."),
+        ("allow_pm", Choice(("anyone", "participants", "moderators", "none")), "Who may send private "
+         "messages inside the room."),
+        ("archive", Bool(), "Store messages in the room archive (XEP-0313)."),
+    ])
+    return _table(prefix, m.MucOptions, "Multi-user chat (XEP-0045) at <subdomain>.<host>.", [
+        ("subdomain", LABEL, "First label of the chat service's domain."),
+        ("name", Text("a name", str.strip), "The service's name in service discovery."),
+        ("create_rooms", Choice(("everyone", "local", "admins")), "Who may create rooms: anybody, "
+         "accounts of this host, or the server's admins."),
+        ("rooms_per_user", Int(0, 1_000_000), "Most rooms one account may own (admins are exempt)."),
+        ("max_history", Int(0, 100_000), "Ceiling for a room's history length."),
+        ("max_occupants", Int(1, 100_000), "Ceiling for a room's occupant limit."),
+    ], [room])
+# --- end [modules.muc] ---
+
+
 def _module_tables(prefix: str) -> tuple[Table, ...]:
     m = model
     return (
@@ -705,6 +752,7 @@ def _module_tables(prefix: str) -> tuple[Table, ...]:
             (name, ListOf(URI), f"Where to reach the {name} contact.")
             for name in ("abuse", "admin", "feedback", "sales", "security", "support")
         ]),
+        _muc_table(f"{prefix}.muc"),  # [modules.muc]
         *_session_module_tables(prefix),  # issue 6: session-level protocols
         *_issue6_module_tables(prefix),  # issue 6
         *_pubsub_module_tables(prefix),  # [modules.pubsub]

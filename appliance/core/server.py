@@ -106,6 +106,7 @@ class Server:
         from appliance.storage.stores.archive import ArchiveStore
         from appliance.storage.stores.blocklist import BlocklistStore
         from appliance.storage.stores.kv import KeyValueStore
+        from appliance.storage.stores.muc import MucStore
         from appliance.storage.stores.offline import OfflineStore
         from appliance.storage.stores.pubsub import PubSubStore
         from appliance.storage.stores.roster import RosterStore
@@ -118,6 +119,7 @@ class Server:
             offline=OfflineStore(db),
             kv=KeyValueStore(db),
             blocklist=BlocklistStore(db),
+            muc=MucStore(db),
             pubsub=PubSubStore(db),
             archive=ArchiveStore(db),
             uploads=UploadFiles(state_dir / "uploads"),

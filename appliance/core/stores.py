@@ -9,6 +9,7 @@ from appliance.storage.api import (
     ArchiveStore,
     BlocklistStore,
     KeyValueStore,
+    MucStore,
     OfflineStore,
     PubSubStore,
     RosterStore,
@@ -26,3 +27,4 @@ class Stores:
     pubsub: PubSubStore
     archive: ArchiveStore
     uploads: UploadArea
+    muc: MucStore

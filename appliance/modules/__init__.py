@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from appliance.core.api import Module
+from appliance.modules.avatar import Avatars
 from appliance.modules.blocking import Blocking
+from appliance.modules.bookmarks import Bookmarks
+from appliance.modules.caps import EntityCapabilities
 from appliance.modules.carbons import Carbons
 from appliance.modules.contact_addresses import ContactAddresses
 from appliance.modules.csi import ClientStateIndication
@@ -12,7 +15,9 @@ from appliance.modules.extdisco import ExternalServices
 from appliance.modules.last import LastActivity
 from appliance.modules.mam import Mam
 from appliance.modules.message import Message
+from appliance.modules.muc import Muc
 from appliance.modules.offline import Offline
+from appliance.modules.pep import Pep
 from appliance.modules.ping import Ping
 from appliance.modules.presence import Presence
 from appliance.modules.private import PrivateStorage
@@ -43,6 +48,7 @@ BUILTIN: tuple[type[Module], ...] = (
     Blocking,
     Register,
     PubSubService,
+    Muc,  # [modules.muc]
     Carbons,
     Mam,
     Push,
@@ -51,4 +57,8 @@ BUILTIN: tuple[type[Module], ...] = (
     StreamManagement,  # issue 6: session-level protocols
     ClientStateIndication,
     Sasl2,
+    EntityCapabilities,
+    Pep,
+    Bookmarks,
+    Avatars,
 )

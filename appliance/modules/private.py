@@ -3,16 +3,46 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 
 from lxml import etree
 
 from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
 from appliance.modules._util import element, encode_limited, parse_stored, require_owner
 from appliance.xmpp.errors import StanzaError
+from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_PRIVATE
 
 QUERY = f"{{{NS_PRIVATE}}}query"
 STORE = "private"
+
+
+PrivateListener = Callable[[JID, etree._Element], Awaitable[None]]
+
+
+class PrivateXml:
+    """Private XML of local accounts for other modules (bookmark conversion): read, write, and hear
+    about fragments clients store."""
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        self._ctx = ctx
+        self._listeners: dict[str, list[PrivateListener]] = {}
+
+    async def get(self, user: JID, namespace: str) -> etree._Element | None:
+        data = await self._ctx.stores.kv.get(user.domain, user.local or "", STORE, namespace)
+        return None if data is None else parse_stored(data)
+
+    async def put(self, user: JID, fragment: etree._Element) -> None:
+        """Store a fragment under its namespace (listeners are not told: the caller made the change)."""
+        namespace = etree.QName(fragment).namespace or ""
+        await self._ctx.stores.kv.put(user.domain, user.local or "", STORE, namespace, etree.tostring(fragment))
+
+    def listen(self, namespace: str, listener: PrivateListener) -> None:
+        self._listeners.setdefault(namespace, []).append(listener)
+
+    async def stored(self, user: JID, fragment: etree._Element, namespace: str) -> None:
+        for listener in list(self._listeners.get(namespace, ())):
+            await listener(user, fragment)
 
 
 class PrivateStorage(Module):
@@ -27,6 +57,8 @@ class PrivateStorage(Module):
     def setup(self, ctx: ModuleContext) -> None:
         self.ctx = ctx
         self.max_size = ctx.options.max_size
+        self.service = PrivateXml(ctx)
+        ctx.provide(PrivateXml, self.service)
         ctx.iq("get", QUERY, self.get, scope=Scope.ACCOUNT)
         ctx.iq("set", QUERY, self.set, scope=Scope.ACCOUNT)
         # Clients look for the feature on their server, so advertise it there too.
@@ -49,6 +81,7 @@ class PrivateStorage(Module):
         target = request.to_jid
         assert target.local is not None
         await self.ctx.stores.kv.put(target.domain, target.local, STORE, namespace, data)
+        await self.service.stored(target.bare(), fragment, namespace)
 
 
 def _fragment(request: IqRequest) -> tuple[etree._Element, str]:

@@ -6,11 +6,26 @@ from lxml import etree
 
 from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
 from appliance.modules._util import element, encode_limited, parse_stored, require_owner
+from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_VCARD
 
 VCARD = f"{{{NS_VCARD}}}vCard"
 STORE = "vcard"
 KEY = "current"
+
+
+class VCards:
+    """vCard-temp of local accounts for other modules (the avatar conversion of XEP-0398)."""
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        self._ctx = ctx
+
+    async def get(self, user: JID) -> etree._Element | None:
+        data = await self._ctx.stores.kv.get(user.domain, user.local or "", STORE, KEY)
+        return None if data is None else parse_stored(data)
+
+    async def put(self, user: JID, vcard: etree._Element) -> None:
+        await self._ctx.stores.kv.put(user.domain, user.local or "", STORE, KEY, etree.tostring(vcard))
 
 
 class VCardTemp(Module):
@@ -25,6 +40,7 @@ class VCardTemp(Module):
     def setup(self, ctx: ModuleContext) -> None:
         self.ctx = ctx
         self.max_size = ctx.options.max_size
+        ctx.provide(VCards, VCards(ctx))
         ctx.iq("get", VCARD, self.get_account, scope=Scope.ACCOUNT)
         ctx.iq("set", VCARD, self.set_account, scope=Scope.ACCOUNT)
         ctx.iq("get", VCARD, self.get_server, scope=Scope.SERVER)

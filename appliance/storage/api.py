@@ -356,6 +356,59 @@ class ArchiveStore(Protocol):
     async def set_prefs(self, owner: str, prefs: ArchivePrefs) -> None: ...
 
 
+# --- muc (XEP-0045 rooms that outlive their occupants) ---
+
+
+@dataclass(frozen=True, slots=True)
+class MucAffiliation:
+    """A bare JID's standing in a room, with its registered nickname and the reason given."""
+
+    jid: str
+    affiliation: str  # owner, admin, member or outcast
+    nick: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MucRoom:
+    """A persistent room: ``config`` is the JSON of its configuration."""
+
+    service: str
+    name: str
+    config: str
+    subject: str = ""
+    subject_by: str = ""
+    created_at: float = 0.0
+    affiliations: tuple[MucAffiliation, ...] = ()
+
+
+@runtime_checkable
+class MucStore(Protocol):
+    """Persistent rooms of a chat service, addressed by (service, room name)."""
+
+    async def rooms(self, service: str) -> list[MucRoom]:
+        """Every stored room of a service with its affiliations, by name."""
+        ...
+
+    async def room(self, service: str, name: str) -> MucRoom | None: ...
+
+    async def save(self, room: MucRoom) -> None:
+        """Insert or replace a room with all its affiliations."""
+        ...
+
+    async def set_subject(self, service: str, name: str, subject: str, by: str) -> None: ...
+
+    async def set_affiliation(self, service: str, name: str, item: MucAffiliation) -> None:
+        """Set one affiliation; "none" removes it (and its registered nickname)."""
+        ...
+
+    async def delete(self, service: str, name: str) -> bool: ...
+
+    async def owned_by(self, service: str, jid: str) -> list[str]:
+        """Names of the rooms where `jid` is an owner."""
+        ...
+
+
 # --- uploads (XEP-0363 files in the state folder) ---
 
 

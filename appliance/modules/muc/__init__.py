@@ -1,0 +1,80 @@
+"""Multi-user chat (XEP-0045) as a service on conference.<host>, with direct invitations (XEP-0249),
+self-ping (XEP-0410), occupant ids (XEP-0421), moderated retraction (XEP-0425) and a room archive
+(XEP-0313)."""
+
+from __future__ import annotations
+
+from appliance.core import events
+from appliance.core.api import Module, ModuleContext, Xep
+from appliance.core.events import SessionEvent
+from appliance.modules.disco import DiscoItems
+from appliance.modules.muc.admin import RoomAdmin
+from appliance.modules.muc.archive import RoomArchive
+from appliance.modules.muc.config import RoomConfig
+from appliance.modules.muc.fanout import Fanout
+from appliance.modules.muc.iq import MucIq
+from appliance.modules.muc.service import Limits, MucService
+
+__all__ = ["Muc", "RoomAdmin", "defaults_from"]
+
+
+def defaults_from(options: object) -> RoomConfig:
+    """The configuration new rooms start with, from [modules.muc] (capped by the service limits)."""
+    room = options.default_room  # type: ignore[attr-defined]
+    return RoomConfig(
+        public=room.public, persistent=room.persistent, members_only=room.members_only,
+        moderated=room.moderated, whois=room.whois,
+        max_occupants=min(room.max_occupants, options.max_occupants),  # type: ignore[attr-defined]
+        history_length=min(room.history_length, options.max_history),  # type: ignore[attr-defined]
+        change_subject=room.occupants_change_subject, allow_invites=room.allow_invites,
+        allow_pm=room.allow_pm, archive=room.archive,
+    )
+
+
+class Muc(Module):
+    """The chat service of one host: rooms, their occupants, their configuration and archive."""
+
+    name = "muc"
+    depends = ("disco",)
+    implements = (
+        Xep(45, "1.35.1", note="no voice requests, no room vCards"),
+        Xep(249, "1.2", note="direct invitations pass between clients untouched"),
+        Xep(410, "1.1.0"),
+        Xep(421, "0.1.0"),
+        Xep(425, "0.3.0"),
+        Xep(424, "0.4.0", status="partial", note="moderator retractions in rooms only"),
+    )
+
+    service: MucService
+
+    def setup(self, ctx: ModuleContext) -> None:
+        options = ctx.options
+        self.ctx = ctx
+        self.domain = f"{options.subdomain}.{ctx.host}"
+        limits = Limits(options.create_rooms, options.rooms_per_user, options.max_history, options.max_occupants)
+        self.service = MucService(
+            self.domain, store=ctx.stores.muc, fanout=Fanout(ctx.sessions.get, ctx.route),
+            defaults=defaults_from(options), limits=limits, host=ctx.host, is_admin=ctx.is_admin, now=ctx.now,
+        )
+        iq = MucIq(self.service, name=options.name)
+        self.service.iq_handler = iq
+        paging = getattr(ctx.config.host(ctx.host).modules, "mam", None)  # type: ignore[union-attr]
+        RoomArchive(self.service, iq, ctx.stores.archive, page_size=getattr(paging, "page_size", 50),
+                    max_page_size=getattr(paging, "max_page_size", 250)).install()
+        ctx.serve_domain(self.domain, self.service.handle)
+        ctx.hook(events.SESSION_CLOSED, self.on_session_closed)
+        items = ctx.optional(DiscoItems)
+        if items is not None:
+            items.add(self.domain, name=options.name)
+        ctx.provide(RoomAdmin, RoomAdmin(ctx.stores.muc, self.domain, self.service.defaults, live=self.service))
+
+    async def start(self) -> None:
+        loaded = await self.service.load()
+        if loaded:
+            self.ctx.log.info("%s: %d persistent rooms", self.domain, loaded)
+
+    async def stop(self) -> None:
+        await self.service.stop()
+
+    async def on_session_closed(self, event: SessionEvent) -> None:
+        await self.service.session_ended(event.session.jid)
