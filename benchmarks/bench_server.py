@@ -21,9 +21,15 @@ from appliance.config.model import Config
 from appliance.core.server import serve
 
 
+PEER_PARITY_DISABLED = ("mam", "muc", "upload", "push", "external_services")
+
+
 def bench_config(state: Path, port: int, domain: str) -> Config:
     cfg = default_config(state)
-    host = replace(cfg.hosts[0], name=domain)
+    # The peers in ../shared/bench run c2s IM modules only (no archive, no group chat, no uploads):
+    # Parlour drops the same ones so the figures compare like with like.
+    modules = replace(cfg.hosts[0].modules, disabled=PEER_PARITY_DISABLED)
+    host = replace(cfg.hosts[0], name=domain, modules=modules)
     c2s = replace(
         cfg.c2s, port=port, direct_tls_port=0, interfaces=("127.0.0.1",), allow_plaintext_on_loopback=True,
         idle_timeout=3600.0,
