@@ -425,11 +425,7 @@ class Engine:
         if model == "whitelist":
             raise errors.closed_node()
         if model == "authorize":
-            subs = await self.store.subscriptions(svc.jid, view.name)
-            bare = str(actor.bare())
-            if not subscribing and not any(
-                s.state == SUBSCRIBED and (s.jid == bare or s.jid == str(actor)) for s in subs
-            ):
+            if not subscribing and not await self._is_subscribed(svc, view.name, actor):
                 raise errors.not_subscribed()
             return
         owners = [j for j, a in view.affiliations.items() if a == "owner"]
@@ -458,11 +454,16 @@ class Engine:
         model = view.config.publish_model
         if model == "open":
             return
-        if model == "subscribers":
-            for sub in await self.store.subscriptions(svc.jid, view.name):
-                if sub.state == SUBSCRIBED and JID.parse(sub.jid).bare() == actor.bare():
-                    return
+        if model == "subscribers" and await self._is_subscribed(svc, view.name, actor):
+            return
         raise StanzaError.forbidden("You may not publish to this node")
+
+    async def _is_subscribed(self, svc: Service, node: str, actor: JID) -> bool:
+        """`actor`'s account (bare JID or any of its resources) holds an approved subscription."""
+        return any(
+            sub.state == SUBSCRIBED and JID.parse(sub.jid).bare() == actor.bare()
+            for sub in await self.store.subscriptions(svc.jid, node)
+        )
 
     def _check_limit(self, svc: Service, config: NodeConfig) -> None:
         if config.max_items is not None and config.max_items > svc.policy.max_items:
