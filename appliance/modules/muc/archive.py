@@ -11,7 +11,8 @@ from lxml import etree
 
 from appliance.core.events import StanzaEvent
 from appliance.modules import mam
-from appliance.modules.muc.history import Entry, format_stamp
+from appliance.modules.mam import stamp_text as format_stamp
+from appliance.modules.muc.history import Entry
 from appliance.modules.muc.iq import NS_MODERATE, NS_RETRACT, MucIq
 from appliance.modules.muc.room import MESSAGE, OCCUPANT_ID, Room, stanza
 from appliance.modules.muc.service import MucService

@@ -3,13 +3,13 @@ seconds and since."""
 
 from __future__ import annotations
 
-import datetime
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lxml import etree
 
+from appliance.modules.mam import parse_stamp
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_MUC
 
@@ -52,22 +52,6 @@ class HistoryRequest:
         since = history.get("since")
         return cls(number("maxstanzas"), number("maxchars"), number("seconds"),
                    parse_stamp(since) if since else None)
-
-
-def parse_stamp(text: str) -> float:
-    """An XEP-0082 date-time as seconds since the epoch."""
-    try:
-        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise StanzaError.bad_request(f"{text!r} is not a date-time like 2024-01-01T10:00:00Z") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.UTC)
-    return value.timestamp()
-
-
-def format_stamp(stamp: float) -> str:
-    moment = datetime.datetime.fromtimestamp(stamp, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class History:

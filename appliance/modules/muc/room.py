@@ -12,9 +12,10 @@ from typing import Protocol
 
 from lxml import etree
 
+from appliance.modules.mam import stamp_text as format_stamp
 from appliance.modules.muc.config import RoomConfig
 from appliance.modules.muc.fanout import Fanout, Template, to_attr
-from appliance.modules.muc.history import Entry, History, HistoryRequest, format_stamp
+from appliance.modules.muc.history import Entry, History, HistoryRequest
 from appliance.modules.muc.roles import AFFILIATION_RANK, default_role
 from appliance.storage.api import MucAffiliation
 from appliance.xmpp.errors import StanzaError

@@ -1,0 +1,85 @@
+"""`parlour room list|create|destroy|owners HOST ...`: manage chat rooms of a host's MUC service.
+
+Works on the database directly, like `parlour user`: run it while the server is stopped (a running
+server keeps its rooms in memory; the admin console changes rooms through the live service).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from appliance.cli import _config
+from appliance.config import Config
+
+
+class RoomCommandError(Exception):
+    """A failure to report in one line."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    _config.add_config_arguments(common)
+    common.add_argument("host", metavar="HOST", help="a host from the config, e.g. example.org")
+    parser = subparsers.add_parser("room", help="list, create, destroy chat rooms or change their owners")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", parents=[common], help="list the stored rooms").set_defaults(func=run)
+    create = actions.add_parser("create", parents=[common], help="create a persistent room")
+    create.add_argument("room", metavar="ROOM", help="the room's name (its JID's local part)")
+    create.add_argument("owners", metavar="OWNER", nargs="+", help="owner accounts, e.g. alice@example.org")
+    create.add_argument("--title", default="", help="the room's display name")
+    create.add_argument("--hidden", action="store_true", help="do not list the room publicly")
+    create.set_defaults(func=run)
+    destroy = actions.add_parser("destroy", parents=[common], help="destroy a room")
+    destroy.add_argument("room", metavar="ROOM")
+    destroy.set_defaults(func=run)
+    owners = actions.add_parser("owners", parents=[common], help="replace a room's owners")
+    owners.add_argument("room", metavar="ROOM")
+    owners.add_argument("owners", metavar="OWNER", nargs="+")
+    owners.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = _config.load(args)
+    try:
+        asyncio.run(_run(args, config))
+    except RoomCommandError as exc:
+        print(f"parlour room {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run(args: argparse.Namespace, config: Config) -> None:
+    import time
+
+    from appliance.modules.muc import defaults_from
+    from appliance.modules.muc.admin import RoomAdmin, RoomError
+    from appliance.platform.paths import database_path
+    from appliance.storage.sqlite import Database
+    from appliance.storage.stores.muc import MucStore
+
+    host = config.host(args.host)
+    if host is None:
+        raise RoomCommandError(f"{args.host} is not a host of this server")
+    options = host.modules.muc
+    db = await Database.open(database_path(config.server.state_dir))
+    try:
+        admin = RoomAdmin(MucStore(db), f"{options.subdomain}.{host.name}", defaults_from(options), now=time.time())
+        try:
+            if args.action == "list":
+                for room in await admin.list():
+                    visibility = "public" if room.public else "hidden"
+                    print(f"{room.jid}\t{room.name or '-'}\t{visibility}\towners: {', '.join(room.owners)}")
+            elif args.action == "create":
+                print(f"created {await admin.create(args.room, args.owners, title=args.title, public=not args.hidden)}")
+            elif args.action == "destroy":
+                await admin.destroy(args.room)
+                print(f"destroyed {args.room}@{admin.domain}")
+            else:
+                await admin.set_owners(args.room, args.owners)
+                print(f"owners of {args.room}@{admin.domain}: {', '.join(args.owners)}")
+        except (RoomError, ValueError) as exc:
+            raise RoomCommandError(str(exc)) from None
+    finally:
+        await db.close()
