@@ -38,6 +38,7 @@ __all__ = [
     "SelfSigned",
     "ensure_self_signed",
     "san_names",
+    "write_atomic",
 ]
 
 log = logging.getLogger(__name__)
@@ -281,7 +282,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Replace ``path`` atomically with ``data``; the temporary file has ``mode`` from its creation."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -294,3 +295,6 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_write = write_atomic

@@ -82,6 +82,7 @@ class CertificateStore:
         self._entries: tuple[_Entry, ...] = ()
         self._alpns: dict[_Alpn, None] = {(): None}  # every ALPN list asked for, in order
         self._alpn_of: weakref.WeakKeyDictionary[ssl.SSLContext, _Alpn] = weakref.WeakKeyDictionary()
+        self._challenges: dict[str, ssl.SSLContext] = {}  # ACME TLS-ALPN-01 answers by name
         for stale in self._dir.glob(".load.*.pem"):  # private key copies left by a crash
             stale.unlink(missing_ok=True)
 
@@ -157,6 +158,14 @@ class CertificateStore:
         """The newest context for a new connection (same as ``server_context``, for per-accept use)."""
         return self.server_context(alpn=alpn)
 
+    def set_challenge_context(self, name: str, context: ssl.SSLContext | None) -> None:
+        """Answer handshakes for ``name`` with an ACME TLS-ALPN-01 context (None: stop doing so)."""
+        name = name.lower().rstrip(".")
+        if context is None:
+            self._challenges.pop(name, None)
+        else:
+            self._challenges[name] = context
+
     def info(self) -> list[CertificateInfo]:
         """One record per certificate, default first."""
         return [e.info for e in self._entries]
@@ -204,6 +213,10 @@ class CertificateStore:
     ) -> int | None:
         """Switch the handshake to the context of the certificate that matches ``server_name``."""
         try:
+            challenge = self._challenges.get((server_name or "").lower().rstrip(".")) if self._challenges else None
+            if challenge is not None:
+                conn.context = challenge
+                return None
             entry = _match(self._entries, server_name)  # the tuple is swapped whole: no lock to read
             if entry is not None:
                 alpn = self._alpn_of.get(ctx, ())

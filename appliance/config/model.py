@@ -62,6 +62,29 @@ class HttpConfig:
 # --- end [http] ---
 
 
+# --- [acme] (automatic certificates) ---
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+AcmeChallenge = Literal["http-01", "tls-alpn-01"]
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeConfig:
+    """Automatic certificates from an ACME certificate authority (Let's Encrypt by default)."""
+
+    enabled: bool = False
+    directory: str = LETS_ENCRYPT
+    email: str = ""
+    agree_tos: bool = False
+    challenge: AcmeChallenge = "http-01"
+    webroot: Path | None = None  # HTTP-01 through a reverse proxy: token files are written here
+    http_port: int = 80  # where the CA checks HTTP-01; Parlour listens here unless webroot is set
+    tls_port: int = 443  # where the CA checks TLS-ALPN-01; one of Parlour's TLS listeners must be on it
+    ca_bundle: Path | None = None  # trust for the ACME server's own HTTPS (a test CA); empty: system
+    nameservers: tuple[str, ...] = ()  # DNS servers for the pre-flight check; empty: the system's
+# --- end [acme] ---
+
+
 # --- [console] (setup wizard, admin console, API) ---
 @dataclass(frozen=True, slots=True)
 class ConsoleConfig:
@@ -347,6 +370,7 @@ class Config:
     c2s: C2SConfig = field(default_factory=C2SConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)  # [http]
+    acme: AcmeConfig = field(default_factory=AcmeConfig)  # [acme]
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -483,6 +483,65 @@ HTTP = _table("http", model.HttpConfig, "The web listener: BOSH (XEP-0206) at /h
 ])
 # --- end [http] ---
 
+# --- [acme] (automatic certificates) ---
+_DIRECTORY_ALIASES = {"letsencrypt": model.LETS_ENCRYPT, "letsencrypt-staging": model.LETS_ENCRYPT_STAGING}
+
+
+def check_acme_directory(text: str) -> str:
+    """An ACME directory URL (https), or the shortcut "letsencrypt" / "letsencrypt-staging"."""
+    text = text.strip()
+    if text.lower() in _DIRECTORY_ALIASES:
+        return _DIRECTORY_ALIASES[text.lower()]
+    if not re.match(r"^https://[^\s/]+(/\S*)?$", text):
+        raise ValueError(text)
+    return text
+
+
+def check_email(text: str) -> str:
+    """An e-mail address, or "" for none."""
+    text = text.strip()
+    if text and not re.match(r"^[^@\s:]+@[^@\s]+\.[^@\s]+$", text):
+        raise ValueError(text)
+    return text
+
+
+def check_nameserver(text: str) -> str:
+    """An IP address with an optional port: "1.1.1.1", "127.0.0.1:8053", "[::1]:53"."""
+    text = text.strip()
+    match = re.match(r"^\[([0-9a-fA-F:.]+)\]:(\d+)$", text) or re.match(r"^([0-9.]+):(\d+)$", text)
+    host, port = (match.group(1), int(match.group(2))) if match else (text, 53)
+    if not 1 <= port <= 65535:
+        raise ValueError(text)
+    address = ipaddress.ip_address(host)
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+ACME = _table("acme", model.AcmeConfig, "Automatic certificates from an ACME certificate authority (Let's "
+              "Encrypt by default) for every hosted name, renewed when a third of their lifetime is left.", [
+    ("enabled", Bool(), "Get certificates automatically. Every hosted name must resolve to this server "
+     "from the internet."),
+    ("directory", Text('an https URL, "letsencrypt" or "letsencrypt-staging"', check_acme_directory),
+     "The certificate authority's ACME directory URL; \"letsencrypt-staging\" is Let's Encrypt's test "
+     "service (untrusted certificates, generous limits)."),
+    ("email", Text('an e-mail address like "admin@example.org" (or "" for none)', check_email),
+     "Contact address given to the certificate authority (expiry warnings, policy changes)."),
+    ("agree_tos", Bool(), "You agree to the certificate authority's terms of service (required)."),
+    ("challenge", Choice(("http-01", "tls-alpn-01")), "How the authority checks that you control the "
+     "names: a file over plain HTTP on http_port, or a special TLS handshake on tls_port."),
+    ("webroot", PathKind(optional=True), "For HTTP-01 behind a reverse proxy: write the challenge files "
+     "into <webroot>/.well-known/acme-challenge/ instead of opening http_port."),
+    ("http_port", PORT, "Port the authority uses for HTTP-01 (80). Parlour listens there for challenges "
+     "and redirects other requests to HTTPS, unless webroot is set."),
+    ("tls_port", PORT, "Port the authority uses for TLS-ALPN-01 (443); http.tls_port or "
+     "c2s.direct_tls_port must be this port."),
+    ("ca_bundle", PathKind(optional=True), "PEM file of CAs to trust for the ACME server's own HTTPS "
+     "(a private or test ACME server); empty uses the system's."),
+    ("nameservers", ListOf(Text('an IP address with an optional port like "1.1.1.1" or '
+                                '"127.0.0.1:8053"', check_nameserver)),
+     "DNS servers for the pre-flight check of every name; empty uses this machine's resolver."),
+])
+# --- end [acme] ---
+
 # --- [console] (setup wizard, admin console, API) ---
 CONSOLE = _table("console", model.ConsoleConfig, "The admin console at /admin, the JSON API at /api/v1 "
                  "(docs/api.md), /metrics and invitation links at /invite/<token>.", [
@@ -773,7 +832,7 @@ HOST = _table("hosts.<name>", model.HostConfig, 'One table per virtual host, nam
                    "[modules]; a host's `disabled` replaces the global list."),
 ])
 
-SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, HTTP, CONSOLE, LIMITS, LOGGING, MODULES)
+SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, ACME, HTTP, CONSOLE, LIMITS, LOGGING, MODULES)
 """The top-level tables in documentation order; `hosts` (HOST) comes after them."""
 
 TOP_LEVEL_NAMES: tuple[str, ...] = (*(t.name for t in SECTIONS), "hosts")

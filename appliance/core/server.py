@@ -56,6 +56,7 @@ class Server:
         self.certs: Any = None
         self.c2s: c2s.C2SServices | None = None
         self.web: Any = None  # [http] appliance.web.server.WebServer
+        self.cert_care: Any = None  # [acme] appliance.certs.care.CertificateCare
         self.router: Router | None = None
         self.log_buffer: Any = None  # [console] appliance.util.logbuffer.RingBufferHandler
 
@@ -97,6 +98,7 @@ class Server:
         await self._load_modules(router)
         await self._open_listeners()
         await self._open_web()  # [http]
+        await self._start_cert_care()  # [acme]
         self.tasks.every(self.sweep_interval, self._sweep, "c2s-sweep")
         log.info("Parlour %s serving %s", __version__, ", ".join(self.hosts))
 
@@ -134,10 +136,12 @@ class Server:
         if tls.certificate and tls.private_key:
             self.certs.add(tls.certificate, tls.private_key)
         else:
-            names: list[str] = []
-            for host in self.hosts:
-                names.append(host)
-            self.certs.ensure_self_signed(names)
+            from appliance.certs.names import hosted_names
+
+            self.certs.ensure_self_signed(hosted_names(self.config))
+        from appliance.certs.care import CertificateCare  # [acme]
+
+        self.cert_care = CertificateCare(self.config, self.certs)
 
     def tls_context(self) -> ssl.SSLContext | None:
         return self.certs.current_context() if self.certs is not None else None
@@ -266,8 +270,16 @@ class Server:
         from appliance.web.admin.service import AdminService
 
         self.web = WebServer(config=self.config, services=self.c2s, tls_context=self._https_context,
-                             admin=AdminService(self))
+                             admin=AdminService(self),
+                             acme=self.cert_care.responder if self.cert_care is not None else None)
         self.ports.update(await self.web.start())
+
+    async def _start_cert_care(self) -> None:  # [acme]
+        from appliance.certs.care import admin_notifier
+
+        assert self.c2s is not None
+        await self.cert_care.start(self.ports, notify=admin_notifier(self.config, self.c2s.router.route),
+                                   spawn=self.tasks.spawn)
 
     def _https_context(self) -> ssl.SSLContext | None:
         return self.certs.server_context(alpn=["http/1.1"]) if self.certs is not None else None
@@ -293,6 +305,8 @@ class Server:
             await c2s.settle(self.c2s)
         if self.web is not None:  # [http]
             await self.web.stop()
+        if self.cert_care is not None:  # [acme]
+            await self.cert_care.stop()
         for host in self.hosts.values():
             for module in reversed(host.modules):
                 try:

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
+from appliance.certs.acme.challenges import ChallengeResponder
 from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
 from appliance.net.tcp import ConnectionLimits
+from appliance.web import acme as acme_web
 from appliance.web import bosh, pages, websocket, wellknown
 from appliance.web import upload as upload_web
 from appliance.web.admin.service import AdminService
@@ -29,10 +31,13 @@ from appliance.web.keys import (
 
 def make_app(
     *, config: Config, services: C2SServices, limits: ConnectionLimits | None = None,
-    admin: AdminService | None = None,
+    acme: ChallengeResponder | None = None, admin: AdminService | None = None,
 ) -> web.Application:
-    """Build the application; `limits` counts BOSH and WebSocket sessions per IP (default: from config);
-    `admin` (with console.enabled) adds the admin console, the API, /metrics and the invitation pages."""
+    """Build the application; `limits` counts BOSH and WebSocket sessions per IP (default: from config).
+
+    `acme` adds the ACME HTTP-01 challenge route; `admin` (with console.enabled) the admin console, the
+    API, /metrics and the invitation pages.
+    """
     if limits is None:
         limits = ConnectionLimits(
             max_per_ip=config.limits.max_connections_per_ip, max_total=config.limits.max_connections
@@ -51,6 +56,8 @@ def make_app(
     bosh.setup(app)
     wellknown.setup(app)
     upload_web.setup(app)  # XEP-0363 files (slots come from modules/upload.py)
+    if acme is not None:
+        acme_web.setup(app, acme)
     if admin is not None and config.console.enabled:  # [console]
         _console(app, config, admin)
     return app

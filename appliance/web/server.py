@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from appliance.certs.acme.challenges import ChallengeResponder
 from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
 from appliance.web.admin.service import AdminService
@@ -24,9 +25,10 @@ class WebServer:
 
     def __init__(
         self, *, config: Config, services: C2SServices, tls_context: Callable[[], ssl.SSLContext | None],
-        admin: AdminService | None = None,
+        acme: ChallengeResponder | None = None, admin: AdminService | None = None,
     ) -> None:
         self.config = config
+        self.acme = acme
         self.admin = admin
         self.services = services
         self._tls_context = tls_context
@@ -35,7 +37,7 @@ class WebServer:
 
     async def start(self) -> dict[str, int]:
         """Listen on http.port (and http.tls_port for HTTPS) on every configured interface."""
-        app = make_app(config=self.config, services=self.services, admin=self.admin)
+        app = make_app(config=self.config, services=self.services, acme=self.acme, admin=self.admin)
         runner = self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
         )

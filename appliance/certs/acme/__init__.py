@@ -1,0 +1,1 @@
+"""Automatic certificates over ACME (RFC 8555): pre-flight, ordering, challenges and renewal."""

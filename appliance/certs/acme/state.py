@@ -1,0 +1,96 @@
+"""What ACME keeps in ``<state_dir>/acme/``: account key and registration, last order, certificate, status.
+
+Files: ``account.key`` (0600, PEM), ``account.json`` (registration and the directory it belongs to),
+``order.json`` (URL and names of the last order), ``certificate.pem`` (full chain) and
+``certificate.key`` (0600), ``status.json`` (the last attempt and its problems, for the CLI and console).
+Every write is atomic (temporary file + rename), key before certificate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.certs.acme.problems import CertProblem
+from appliance.certs.selfsigned import write_atomic
+
+__all__ = ["AcmeState", "AcmeStatus"]
+
+_KEY_MODE, _FILE_MODE = 0o600, 0o644
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeStatus:
+    """The outcome of the last attempt."""
+
+    ok: bool
+    when: dt.datetime
+    names: tuple[str, ...] = ()
+    problems: tuple[CertProblem, ...] = ()
+    next_attempt: dt.datetime | None = None
+    failures: int = 0  # consecutive failed attempts, for the backoff
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AcmeState:
+    """Paths and (de)serialisation of the ACME state folder."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir / "acme"
+        self.account_key = self.dir / "account.key"
+        self.account = self.dir / "account.json"
+        self.order = self.dir / "order.json"
+        self.chain = self.dir / "certificate.pem"
+        self.key = self.dir / "certificate.key"
+        self.status_file = self.dir / "status.json"
+
+    def ensure_dir(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def has_certificate(self) -> bool:
+        return self.chain.exists() and self.key.exists()
+
+    def write_certificate(self, chain_pem: bytes, key_pem: bytes) -> None:
+        self.ensure_dir()
+        write_atomic(self.key, key_pem, _KEY_MODE)
+        write_atomic(self.chain, chain_pem, _FILE_MODE)
+
+    def write_json(self, path: Path, data: dict[str, Any], *, private: bool = False) -> None:
+        self.ensure_dir()
+        write_atomic(path, json.dumps(data, indent=2).encode(), _KEY_MODE if private else _FILE_MODE)
+
+    def read_json(self, path: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save_status(self, status: AcmeStatus) -> None:
+        self.write_json(self.status_file, {
+            "ok": status.ok,
+            "when": status.when.isoformat(),
+            "names": list(status.names),
+            "problems": [p.to_json() for p in status.problems],
+            "next_attempt": status.next_attempt.isoformat() if status.next_attempt else None,
+            "failures": status.failures,
+        })
+
+    def load_status(self) -> AcmeStatus | None:
+        data = self.read_json(self.status_file)
+        if data is None:
+            return None
+        try:
+            return AcmeStatus(
+                ok=bool(data["ok"]),
+                when=dt.datetime.fromisoformat(data["when"]),
+                names=tuple(data.get("names", ())),
+                problems=tuple(CertProblem.from_json(p) for p in data.get("problems", ())),
+                next_attempt=dt.datetime.fromisoformat(data["next_attempt"]) if data.get("next_attempt") else None,
+                failures=int(data.get("failures", 0)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None

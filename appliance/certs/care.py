@@ -1,0 +1,122 @@
+"""Certificate care for a running server: ACME, the port-80 challenge listener, renewal, warnings.
+
+``core/server.py`` builds one ``CertificateCare`` after the certificate store and starts it once the
+listeners are open; everything ACME-specific stays behind this one object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from appliance.certs.acme.challenges import ChallengeResponder
+from appliance.certs.acme.manager import AcmeManager
+from appliance.certs.acme.renewal import RenewalScheduler
+from appliance.certs.acme.state import AcmeState
+from appliance.certs.store import CertificateError, CertificateStore
+from appliance.config.model import Config
+
+__all__ = ["CertificateCare", "admin_notifier", "certificate_files", "imported_dir"]
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str], Awaitable[None]]
+
+
+class CertificateCare:
+    """The ACME side of one server; with ACME off it still warns about expiring certificates."""
+
+    def __init__(self, config: Config, store: CertificateStore) -> None:
+        self.config = config
+        self.store = store
+        acme = config.acme
+        self.responder: ChallengeResponder | None = None
+        self.manager: AcmeManager | None = None
+        self.scheduler: RenewalScheduler | None = None
+        self._listener: Any = None
+        for chain, key in imported_files(config):
+            try:
+                store.add(chain, key)
+            except CertificateError as exc:
+                log.warning("Imported certificate not used: %s", exc)
+        if acme.enabled:
+            self.responder = ChallengeResponder(webroot=acme.webroot, set_tls_context=store.set_challenge_context)
+            self.manager = AcmeManager(config, store, self.responder, tls_ports=_tls_ports(config, {}))
+            self.manager.load_existing()  # before listeners open: the first clients already get it
+
+    async def start(self, ports: Mapping[str, int], *, notify: Notify, spawn: Callable[..., Any]) -> None:
+        """Open the port-80 listener if needed and start the maintenance task."""
+        acme = self.config.acme
+        if self.manager is not None:
+            self.manager.preflight = dataclasses.replace(self.manager.preflight,
+                                                         tls_ports=_tls_ports(self.config, ports))
+        if self.responder is not None and acme.challenge == "http-01" and acme.webroot is None:
+            from appliance.web.acme import ChallengeListener
+
+            http = self.config.http
+            https_port = ports.get("https") if http.enabled and http.https else None
+            self._listener = ChallengeListener(
+                self.responder, interfaces=http.interfaces or self.config.c2s.interfaces, port=acme.http_port,
+                https_port=https_port,
+            )
+            await self._listener.start()
+        self.scheduler = RenewalScheduler(self.store, self.manager, notify=notify)
+        spawn(self.scheduler.run(), "certificates")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+
+
+def imported_dir(config: Config) -> Path:
+    """Where ``parlour cert import`` puts certificates: ``<state_dir>/certs/imported``."""
+    return config.server.state_dir / "certs" / "imported"
+
+
+def imported_files(config: Config) -> list[tuple[Path, Path]]:
+    """(chain, key) pairs of imported certificates, by file name."""
+    folder = imported_dir(config)
+    return [(p, p.with_suffix(".key")) for p in sorted(folder.glob("*.pem")) if p.with_suffix(".key").exists()]
+
+
+def certificate_files(config: Config) -> list[tuple[Path, Path]]:
+    """Every certificate this installation serves, in the server's order (configured, imported, ACME, local)."""
+    files: list[tuple[Path, Path]] = []
+    if config.tls.certificate and config.tls.private_key:
+        files.append((config.tls.certificate, config.tls.private_key))
+    files.extend(imported_files(config))
+    acme = AcmeState(config.server.state_dir)
+    if acme.has_certificate():
+        files.append((acme.chain, acme.key))
+    certs = config.server.state_dir / "certs"
+    for chain in sorted(certs.glob("*.pem")):
+        if chain.name != "ca.pem" and chain.with_suffix(".key").exists():
+            files.append((chain, chain.with_suffix(".key")))
+    return files
+
+
+def _tls_ports(config: Config, ports: Mapping[str, int]) -> tuple[int, ...]:
+    found = [ports.get("https", config.http.tls_port if config.http.enabled and config.http.https else 0),
+             ports.get("c2s_direct_tls", config.c2s.direct_tls_port)]
+    return tuple(p for p in found if p)
+
+
+def admin_notifier(config: Config, route: Callable[..., Awaitable[None]]) -> Notify:
+    """Send a chat message from the first host to every admin in ``server.admins``."""
+
+    async def notify(text: str) -> None:
+        if not config.server.admins or not config.hosts:
+            return
+        for admin in config.server.admins:
+            message = etree.Element("{jabber:client}message", nsmap={None: "jabber:client"},
+                                    attrib={"from": config.hosts[0].name, "to": admin, "type": "chat"})
+            etree.SubElement(message, "{jabber:client}body").text = text
+            await route(message, origin=None)
+
+    return notify
