@@ -17,11 +17,7 @@ PY=$(command -v python3)
 LOGIN="$ROOT/tests/packaging/xmpp_login.py"
 W=$(mktemp -d "${TMPDIR:-/tmp}/parlour-frozen.XXXXXX")
 SERVER=
-cleanup() {
-    [ -z "$SERVER" ] || { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
-    rm -rf "$W"
-}
-trap cleanup EXIT INT TERM
+trap 'stop_bg "$SERVER"; rm -rf "$W"' EXIT INT TERM
 cd "$W"
 
 echo "== $BIN ($(stat -c %s "$BIN") bytes)"

@@ -41,6 +41,13 @@ contains() {
     if printf '%s\n' "$2" | grep -q -- "$3"; then ok "$1"; else fail "$1 (no line matching $3)"; fi
 }
 
+# stop_bg PID: end a background process this script started (if any) and reap it.
+stop_bg() {
+    [ -n "$1" ] || return 0
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
 need_root_tools() {
     [ "$(id -u)" = 0 ] || { echo "needs root (chroot, mount)" >&2; exit 1; }
     for tool in mmdebstrap bc; do

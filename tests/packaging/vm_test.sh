@@ -20,11 +20,7 @@ command -v qemu-system-x86_64 >/dev/null || {
     apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends qemu-system-x86 >/dev/null; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/parlour-vm.XXXXXX")
 QEMU=
-cleanup() {
-    [ -z "$QEMU" ] || { kill "$QEMU" 2>/dev/null || true; wait "$QEMU" 2>/dev/null || true; }
-    rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
+trap 'stop_bg "$QEMU"; rm -rf "$T"' EXIT INT TERM
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HTTP=$(free_port); XMPP=$(free_port); SSH=$(free_port)
 

@@ -69,7 +69,8 @@ uninstall() {
 }
 reg_query_ok() { wine reg query "$1" </dev/null >/dev/null 2>&1; }
 wizard_answers() {
-    token=$(tr -cd 'A-Za-z0-9_-' < "$DATA/setup-token" 2>/dev/null) || return 1
+    [ -r "$DATA/setup-token" ] || return 1
+    token=$(tr -cd 'A-Za-z0-9_-' < "$DATA/setup-token")
     # The token buys a session cookie and a redirect to the wizard's first step.
     [ "$(curl -s -m 10 -L -b '' -o /dev/null -w '%{http_code}' "http://127.0.0.1:5280/setup?token=$token")" = 200 ]
 }
@@ -80,6 +81,12 @@ rm -rf "$WINEPREFIX"
 wineboot -i </dev/null >/dev/null 2>&1
 # The test-only stand-in for the DLL Wine 8.0 lacks (pitfall 3); windows/build.sh made it.
 cp "$ROOT/build/windows/prefix/drive_c/windows/system32/bcryptprimitives.dll" "$C/windows/system32/"
+# Wine's service manager gives a service 10 s to reach its dispatcher, Windows 30 s (ServicesPipeTimeout).
+# The one-file exe unpacks ~100 MB at each start, which under Wine can take longer than 10 s: use
+# Windows' default, and restart the prefix so services.exe reads it.
+wq reg add 'HKLM\System\CurrentControlSet\Control' /v ServicesPipeTimeout /t REG_DWORD /d 30000 /f >/dev/null
+wineserver -w 2>/dev/null || true
+wineboot </dev/null >/dev/null 2>&1
 
 step "1. silent install"
 install
