@@ -83,9 +83,19 @@ mmdebstrap --variant=minbase \
 for f in vmlinuz initrd.img; do
     [ -e "$WORK/rootfs/$f" ] || { echo "build-image: /$f symlink missing in the tree" >&2; exit 1; }
 done
-[ -L "$WORK/rootfs/etc/systemd/system/multi-user.target.wants/parlour.service" ] || {
-    echo "build-image: parlour.service is not enabled in the tree" >&2; exit 1; }
-lap "root tree $(du -sm "$WORK/rootfs" | cut -f1) MB ($SUITE, $(ls "$WORK/rootfs/boot" | sed -n 's/^vmlinuz-//p'))"
+# What the image promises: the service on, setup mode on first boot, security upgrades on, no SSH.
+R=$WORK/rootfs
+for promise in \
+    "parlour enabled:test -L $R/etc/systemd/system/multi-user.target.wants/parlour.service" \
+    "banner enabled:test -L $R/etc/systemd/system/multi-user.target.wants/parlour-banner.path" \
+    "no config (setup mode):test ! -e $R/etc/parlour/parlour.toml" \
+    "/etc/parlour writable by _parlour:test $(stat -c %u "$R/etc/parlour") = $(chroot "$R" id -u _parlour)" \
+    "unattended upgrades:grep -q 'Unattended-Upgrade \"1\"' $R/etc/apt/apt.conf.d/20auto-upgrades" \
+    "apt timers:test -L $R/etc/systemd/system/timers.target.wants/apt-daily-upgrade.timer" \
+    "no SSH server:test ! -e $R/usr/sbin/sshd"; do
+    sh -c "${promise#*:}" || { echo "build-image: check failed: ${promise%%:*}" >&2; exit 1; }
+done
+lap "root tree $(du -sm "$R" | cut -f1) MB ($SUITE, $(ls "$WORK/rootfs/boot" | sed -n 's/^vmlinuz-//p'))"
 
 # 2. A bootable raw disk without loop devices or mounts: ext4 made from the tree, GRUB's boot.img in the
 #    MBR and core.img in the gap before the partition. /vmlinuz and /initrd.img are the symlinks the

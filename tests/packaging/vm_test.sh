@@ -35,13 +35,14 @@ qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m 1024 \
 QEMU=$!
 elapsed() { echo "$(date +%s.%N) - $t0" | bc; }
 
-# The banner (agetty on the serial console) carries the URL once the service has made its token.
+# The banner (agetty on the serial console) carries the URL once the service has made its token and
+# DHCP has given the guest an address.
 url=
 while [ -z "$url" ]; do
-    url=$(tr -d '\r' < "$T/serial.log" | grep -o 'http://[^ ]*/setup?token=[A-Za-z0-9_-]*' | tail -1 || true)
+    [ -f "$T/serial.log" ] && url=$(tr -d '\r' < "$T/serial.log" | grep -o 'http://[0-9][^ ]*/setup?token=[A-Za-z0-9_-]*' | tail -1 || true)
     [ -n "$url" ] && break
     if [ "$(echo "$(elapsed) > 300" | bc)" = 1 ] || ! kill -0 "$QEMU" 2>/dev/null; then
-        fail "no wizard URL on the console within 300 s"; tail -40 "$T/serial.log" | sed 's/^/        /'
+        fail "no wizard URL with an address on the console within 300 s"; tail -40 "$T/serial.log" | sed 's/^/        /'
         total; exit 1
     fi
     sleep 1
