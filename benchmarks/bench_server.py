@@ -20,7 +20,6 @@ from appliance.config.load import default_config
 from appliance.config.model import Config
 from appliance.core.server import serve
 
-
 PEER_PARITY_DISABLED = ("mam", "muc", "upload", "push", "external_services")
 
 
@@ -39,7 +38,8 @@ def bench_config(state: Path, port: int, domain: str) -> Config:
         auth_failure_delay=0.0,
     )
     logging_cfg = replace(cfg.logging, level="warning")
-    return replace(cfg, hosts=(host,), c2s=c2s, limits=limits, logging=logging_cfg)
+    http = replace(cfg.http, enabled=False)  # the bench measures c2s; several bench servers may run at once
+    return replace(cfg, hosts=(host,), c2s=c2s, limits=limits, logging=logging_cfg, http=http)
 
 
 async def ensure_users(config: Config, count: int, prefix: str, password: str) -> None:

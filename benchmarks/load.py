@@ -64,9 +64,8 @@ class RawClient:
         await self._want(b"<success")
         self.writer.write(header)
         await self._want(b"</stream:features>")
-        self.writer.write(
-            b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>load</resource></bind></iq>"
-        )
+        bind = b"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>load</resource></bind>"
+        self.writer.write(b"<iq type='set' id='b'>" + bind + b"</iq>")
         await self._want(b"</iq>")
         self.writer.write(b"<presence/>")
 

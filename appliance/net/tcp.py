@@ -55,6 +55,7 @@ class XmppTcpProtocol(asyncio.Protocol):
         "_counted",
         "_limits",
         "_paused",
+        "_pending",
         "_tls_context",
         "_transport",
         "channel_bindings",
@@ -86,6 +87,7 @@ class XmppTcpProtocol(asyncio.Protocol):
         self.parser = StreamParser(max_stanza_size=limits_cfg.max_stanza_size, max_depth=limits_cfg.max_depth)
         self._transport: asyncio.Transport | None = None
         self._paused = False
+        self._pending: list[bytes] | None = None
         self._counted = False
         self.session = session_factory(services, self)
 
@@ -132,8 +134,19 @@ class XmppTcpProtocol(asyncio.Protocol):
     # -- Transport interface for the session ----------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        """Queue bytes; everything written during one event-loop turn goes out in one send."""
+        if self._transport is None or self._transport.is_closing():
+            return
+        if self._pending is None:
+            self._pending = [data]
+            asyncio.get_running_loop().call_soon(self.flush)
+        else:
+            self._pending.append(data)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def open_stream(self, from_: str, stream_id: str) -> None:
         self.write(stream_header(from_=from_, stream_id=stream_id))
@@ -145,7 +158,8 @@ class XmppTcpProtocol(asyncio.Protocol):
         self.write(error.to_bytes())
 
     def buffered(self) -> int:
-        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+        queued = sum(map(len, self._pending)) if self._pending else 0
+        return queued + (self._transport.get_write_buffer_size() if self._transport is not None else 0)
 
     def can_start_tls(self) -> bool:
         return not self.secure and self._tls_context() is not None
@@ -155,6 +169,7 @@ class XmppTcpProtocol(asyncio.Protocol):
         if context is None or self._transport is None:
             raise StreamError.undefined_condition("TLS is not available")
         loop = asyncio.get_running_loop()
+        self.flush()  # <proceed/> must leave before the handshake starts
         try:
             new_transport = await loop.start_tls(self._transport, self, context, server_side=True)
         except (OSError, ssl.SSLError, ConnectionError) as exc:
@@ -191,5 +206,6 @@ class XmppTcpProtocol(asyncio.Protocol):
             self._transport.resume_reading()
 
     def close(self) -> None:
+        self.flush()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
