@@ -203,8 +203,8 @@ class Server:
         log.info("configuration reloaded%s", f"; restart required for {', '.join(restart)}" if restart else "")
         return restart
 
-    async def _reload_modules(self, config: Config) -> None:
-        assert self.router is not None
+    async def _stop_modules(self) -> None:
+        """Stop every module (newest first) and undo everything they registered."""
         for host in self.hosts.values():
             for module in reversed(host.modules):
                 try:
@@ -213,6 +213,10 @@ class Server:
                     log.exception("module %s failed to stop", module.name)
         for ctx in reversed(self.contexts):
             ctx.undo()
+
+    async def _reload_modules(self, config: Config) -> None:
+        assert self.router is not None
+        await self._stop_modules()
         self.contexts.clear()
         for host in self.hosts.values():
             host.modules.clear()
@@ -307,14 +311,7 @@ class Server:
             await self.web.stop()
         if self.cert_care is not None:  # [acme]
             await self.cert_care.stop()
-        for host in self.hosts.values():
-            for module in reversed(host.modules):
-                try:
-                    await module.stop()
-                except Exception:
-                    log.exception("module %s failed to stop", module.name)
-        for ctx in reversed(self.contexts):
-            ctx.undo()
+        await self._stop_modules()
         await self.tasks.close()
         for listener in self.listeners:
             with contextlib.suppress(Exception):

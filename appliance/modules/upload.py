@@ -21,6 +21,7 @@ from appliance.xmpp import forms
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.forms import Field
 from appliance.xmpp.ns import NS_CLIENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_UPLOAD
+from appliance.xmpp.stanza import iq_result
 
 IQ = f"{{{NS_CLIENT}}}iq"
 MESSAGE = f"{{{NS_CLIENT}}}message"
@@ -88,12 +89,8 @@ class Upload(Module):
         handler = handlers.get(request.payload.tag)
         if handler is None:
             raise StanzaError.service_unavailable()
-        reply = etree.Element(IQ, nsmap={None: NS_CLIENT})
-        reply.set("type", "result")
-        reply.set("id", stanza.get("id", ""))
-        reply.set("from", self.domain)
+        reply = iq_result(stanza, await handler(request), from_=self.domain)
         reply.set("to", str(event.from_jid))
-        reply.append(await handler(request))
         await self.ctx.route(reply)
 
     async def disco_info(self, request: IqRequest) -> etree._Element:

@@ -16,6 +16,7 @@ from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.forms import Field
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_CLIENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_PUBSUB
+from appliance.xmpp.stanza import iq_result
 
 IQ = f"{{{NS_CLIENT}}}iq"
 MESSAGE = f"{{{NS_CLIENT}}}message"
@@ -97,13 +98,8 @@ class PubSubService(Module):
             result = None
         else:
             raise StanzaError.service_unavailable()
-        reply = etree.Element(IQ, nsmap={None: NS_CLIENT})
-        reply.set("type", "result")
-        reply.set("id", stanza.get("id", ""))
-        reply.set("from", self.domain)
+        reply = iq_result(stanza, result, from_=self.domain)
         reply.set("to", str(event.from_jid))
-        if result is not None:
-            reply.append(result)
         await self.ctx.route(reply)
 
     async def _disco_info(self, request: IqRequest) -> etree._Element:
