@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tomllib
 from pathlib import Path
 
 from appliance.config import Config, ConfigError, default_config, load_config
@@ -26,6 +27,37 @@ def config_path(args: argparse.Namespace) -> Path:
     if args.config is not None:
         return Path(args.config)
     return paths.default_config_path(dev=True if getattr(args, "dev", False) else None)
+
+
+NOT_SET_UP_HINT = "open the wizard (URL in `journalctl -u parlour`) or run `parlour setup`"
+
+
+def _pending(path: Path) -> dict[str, object] | None:
+    """The file's TOML when it is missing ({}) or declares no virtual host; else None.
+
+    A file that cannot be read or parsed counts as set up, so that loading it reports the error.
+    """
+    try:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return None if data.get("hosts") else data
+
+
+def not_set_up(path: Path) -> bool:
+    """True when `path` is missing or declares no virtual host (the packaged, commented-out file)."""
+    return _pending(path) is not None
+
+
+def setup_state_dir(path: Path) -> Path:
+    """The state folder for setup mode: [server] state_dir of a not-set-up file, else the platform's."""
+    server = (_pending(path) or {}).get("server")
+    state_dir = server.get("state_dir") if isinstance(server, dict) else None
+    if isinstance(state_dir, str) and state_dir:
+        return (path.absolute().parent / state_dir).absolute()
+    return paths.default_state_dir()
 
 
 def load(args: argparse.Namespace) -> Config:

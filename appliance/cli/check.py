@@ -40,6 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     report = Report()
     path = _config.config_path(args)
+    if path.exists() and _config.not_set_up(path):
+        report.line(FAIL, "config", f"{path}: not set up yet: {_config.NOT_SET_UP_HINT}")
+        return 1
     try:
         config = _config.load(args)
     except ConfigError as exc:

@@ -59,19 +59,19 @@ def _print_hint(server: object) -> None:
 # -- [console] setup mode -----------------------------------------------------------------------------
 
 def _setup_mode_wanted(args: argparse.Namespace) -> bool:
-    """No configuration file, and not a development run (which has built-in defaults)."""
+    """Not set up yet (no config file, or one without hosts, as the package ships it), and not a
+    development run (which has built-in defaults)."""
     from appliance.platform import paths
 
     dev = bool(getattr(args, "dev", False)) or paths.current_layout().dev
-    return not dev and not _config.config_path(args).exists()
+    return not dev and _config.not_set_up(_config.config_path(args))
 
 
 def _run_setup_mode(config_path: Path) -> int:
     from appliance.config.model import LoggingConfig
-    from appliance.platform import paths
 
     setup_logging(LoggingConfig())
-    state_dir = paths.default_state_dir()
+    state_dir = _config.setup_state_dir(config_path)
     return asyncio.run(_setup_then_serve(config_path, state_dir))
 
 
@@ -83,7 +83,8 @@ async def _setup_then_serve(config_path: Path, state_dir: Path) -> int:
 
     mode = SetupMode(config_path=config_path, state_dir=state_dir)
     urls = await mode.start()
-    print(f"\nParlour is not set up yet ({config_path} does not exist). Finish the setup in a browser:", flush=True)
+    why = "declares no host" if config_path.exists() else "does not exist"
+    print(f"\nParlour is not set up yet ({config_path} {why}). Finish the setup in a browser:", flush=True)
     for url in urls:
         print(f"  Open {url}", flush=True)
     print(f"  (the token is also in {mode.token.path})\n", flush=True)

@@ -49,10 +49,10 @@ def _password(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config_path = _config.config_path(args)
-    if config_path.exists() and not args.force:
+    if not _config.not_set_up(config_path) and not args.force:
         print(f"{config_path} exists already; setup is done (use --force to write it again)", file=sys.stderr)
         return 1
-    state_dir = (args.state_dir or paths.default_state_dir()).absolute()
+    state_dir = (args.state_dir or _config.setup_state_dir(config_path)).absolute()
     try:
         answers = SetupAnswers(
             domain=args.domain, admin=args.admin, password=_password(args), registration=args.registration,

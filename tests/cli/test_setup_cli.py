@@ -56,5 +56,5 @@ def test_run_without_a_config_file_enters_setup_mode(tmp_path: Path, monkeypatch
     config = tmp_path / "parlour.toml"
     assert _setup_mode_wanted(argparse.Namespace(config=config, dev=False)) is True
     assert _setup_mode_wanted(argparse.Namespace(config=config, dev=True)) is False  # --dev has defaults
-    config.write_text("")
+    config.write_text('[hosts."example.org"]\n')
     assert _setup_mode_wanted(argparse.Namespace(config=config, dev=False)) is False

@@ -30,12 +30,19 @@ in_c() { chroot "$C" sh -c "$1"; }
 # as_parlour ARGS...: /usr/bin/parlour inside the chroot as the service user.
 as_parlour() { chroot "$C" setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour "$@"; }
 # apt_c ARGS...: apt-get inside the chroot; its output is shown only when it fails.
+# stdin is /dev/null: a dpkg conffile prompt fails the step instead of waiting.
 apt_c() {
-    if ! chroot "$C" apt-get -y -qq -o Dpkg::Use-Pty=0 "$@" >"$C.apt.log" 2>&1; then
+    if ! chroot "$C" apt-get -y -qq -o Dpkg::Use-Pty=0 "$@" </dev/null >"$C.apt.log" 2>&1; then
         sed 's/^/   | /' "$C.apt.log"; fail "apt-get $*"
     fi
 }
 installed_version() { in_c "dpkg-query -W -f='\${Status} \${Version}' parlour 2>/dev/null" || true; }
+owner_mode() { chroot "$C" stat -c '%U:%G %a' "$1"; }
+# setup_as_parlour: `parlour setup` as the service user fills in /etc/parlour/parlour.toml (example.test).
+setup_as_parlour() {
+    echo 'chroot-setup-password' > "$C/tmp/setup-pw"; chmod 644 "$C/tmp/setup-pw"
+    as_parlour setup --domain example.test --admin admin@example.test --password-file /tmp/setup-pw
+}
 
 echo "== package $DEB ($(stat -c %s "$DEB") bytes)"
 step "base bookworm chroot"
@@ -59,20 +66,28 @@ check "parlour.toml is a conffile" sh -c "chroot '$C' dpkg-query -W -f='\${Conff
 check "system user _parlour (home /var/lib/parlour, nologin)" sh -c \
     "chroot '$C' getent passwd _parlour | grep -Eq '^_parlour:x:[0-9]+:[0-9]+:Parlour XMPP server:/var/lib/parlour:/usr/sbin/nologin$'"
 check "system group _parlour" sh -c "chroot '$C' getent group _parlour"
-check "/var/lib/parlour _parlour:_parlour 750" test "$(chroot "$C" stat -c '%U:%G %a' /var/lib/parlour)" = "_parlour:_parlour 750"
+check "/var/lib/parlour _parlour:_parlour 750" test "$(owner_mode /var/lib/parlour)" = "_parlour:_parlour 750"
+check "/etc/parlour _parlour:_parlour 750 (setup writes there)" test "$(owner_mode /etc/parlour)" = "_parlour:_parlour 750"
+check "parlour.toml _parlour:_parlour 640" test "$(owner_mode /etc/parlour/parlour.toml)" = "_parlour:_parlour 640"
 check "systemd-analyze verify --root (unit, ExecStart, user)" systemd-analyze verify --man=no --root="$C" parlour.service
 uid=$(chroot "$C" id -u _parlour)
 check "_parlour is a system uid ($uid < 1000)" test "$uid" -lt 1000
 
-step "parlour version / check config / user add (as _parlour)"
+step "parlour version; not set up yet; parlour setup (as _parlour); user add"
 out=$(in_c "/usr/bin/parlour version" 2>&1 || true)
 check "parlour version says $APP_VERSION ($out)" test "$out" = "parlour $APP_VERSION"
 out=$(as_parlour check config 2>&1) && rc=0 || rc=$?
 printf '%s\n' "$out" | sed 's/^/        /'
-check "check config exits 0" test "$rc" = 0
-contains "check config uses /etc/parlour/parlour.toml" "$out" '^ok   config /etc/parlour/parlour.toml:'
+check "check config exits 1 on the packaged file" test "$rc" = 1
+contains "check config: not set up yet" "$out" '^FAIL config /etc/parlour/parlour.toml: not set up yet: open the wizard'
+check "parlour setup --domain example.test (as _parlour)" setup_as_parlour
+check "parlour.toml still _parlour:_parlour 640" test "$(owner_mode /etc/parlour/parlour.toml)" = "_parlour:_parlour 640"
+out=$(as_parlour check config 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" | sed 's/^/        /'
+check "check config exits 0 after setup" test "$rc" = 0
+contains "check config: host example.test" "$out" '^ok   config /etc/parlour/parlour.toml: 1 host (example.test)$'
 contains "state dir writable by _parlour" "$out" '^ok   state /var/lib/parlour: writable$'
-check "user add alice@localhost" sh -c "echo 'chroot-test-password' | chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user add alice@localhost"
+check "user add alice@example.test" sh -c "echo 'chroot-test-password' | chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user add alice@example.test"
 check "database owned by _parlour" test "$(chroot "$C" stat -c %U /var/lib/parlour/parlour.db)" = _parlour
 echo "# local edit" >> "$C/etc/parlour/parlour.toml"
 
@@ -89,7 +104,7 @@ step "reinstall"
 apt_c install "/root/$NAME"
 check "installed $APP_VERSION" test "$(installed_version)" = "install ok installed $APP_VERSION"
 check "edited parlour.toml kept" grep -q '^# local edit' "$C/etc/parlour/parlour.toml"
-check "account alice survived" sh -c "chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user list localhost | grep -qx alice@localhost"
+check "account alice survived" sh -c "chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user list example.test | grep -qx alice@example.test"
 
 step "purge (everything gone)"
 apt_c purge parlour
@@ -103,11 +118,16 @@ old_deb
 cp "$OLD_DEB" "$C/root/"
 apt_c install /root/parlour_0.0.9_amd64.deb
 check "installed 0.0.9" test "$(installed_version)" = "install ok installed 0.0.9"
-check "user add bob@localhost on 0.0.9" sh -c "echo 'chroot-test-password' | chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user add bob@localhost"
-apt_c install "/root/$NAME"
+check "0.0.9: parlour setup rewrites parlour.toml (as the wizard does)" setup_as_parlour
+check "user add bob@example.test on 0.0.9" sh -c "echo 'chroot-test-password' | chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user add bob@example.test"
+written=$(md5sum < "$C/etc/parlour/parlour.toml")
+apt_c install "/root/$NAME"   # conffile changed locally, not in the package: no prompt (stdin is /dev/null)
 check "upgraded to $APP_VERSION" test "$(installed_version)" = "install ok installed $APP_VERSION"
-check "account bob survived the upgrade" sh -c "chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user list localhost | grep -qx bob@localhost"
-check "/var/lib/parlour still _parlour:_parlour 750" test "$(chroot "$C" stat -c '%U:%G %a' /var/lib/parlour)" = "_parlour:_parlour 750"
+check "setup's parlour.toml kept as written" test "$(md5sum < "$C/etc/parlour/parlour.toml")" = "$written"
+check "no parlour.toml.dpkg-* beside it" sh -c "! ls '$C'/etc/parlour/ | grep -q dpkg"
+check "parlour.toml still _parlour:_parlour 640" test "$(owner_mode /etc/parlour/parlour.toml)" = "_parlour:_parlour 640"
+check "account bob survived the upgrade" sh -c "chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user list example.test | grep -qx bob@example.test"
+check "/var/lib/parlour still _parlour:_parlour 750" test "$(owner_mode /var/lib/parlour)" = "_parlour:_parlour 750"
 
 step "purge after upgrade"
 apt_c purge parlour

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Smoke test of the frozen executable on the build host: version, check config, `run --dev` in a
-# temporary folder, `user add`, and a client login (STARTTLS + SASL PLAIN + bind). Called by
+# Smoke test of the frozen executable on the build host: version, check config, setup mode with the
+# packaged parlour.toml (the wizard's templates, static files and translations are inside), `run --dev`
+# in a temporary folder, `user add`, and a client login (STARTTLS + SASL PLAIN + bind). Called by
 # `make dist-test`. Runs in a private network namespace (unshare -n, needs root) so the fixed
 # development ports cannot clash with anything on the host; prints start-up timings.
 #
@@ -23,7 +24,22 @@ cd "$W"
 echo "== $BIN ($(stat -c %s "$BIN") bytes)"
 step "version, check config"
 check "version says $APP_VERSION" test "$("$BIN" version)" = "parlour $APP_VERSION"
-check "check config (packaging/parlour.toml)" "$BIN" check config --config "$ROOT/packaging/parlour.toml"
+out=$("$BIN" check config --config "$ROOT/packaging/parlour.toml" 2>&1) && rc=0 || rc=$?
+check "check config on packaging/parlour.toml exits 1 (was $rc)" test "$rc" = 1
+contains "check config: not set up yet" "$out" '^FAIL config .*parlour.toml: not set up yet: open the wizard'
+
+step "setup mode (the packaged parlour.toml): the wizard's page, static files and German catalogue"
+mkdir "$W/setup"
+{ cat "$ROOT/packaging/parlour.toml"; printf '\n[server]\nstate_dir = "state"\n'; } > "$W/setup/parlour.toml"
+"$BIN" run --config "$W/setup/parlour.toml" >"$W/setup.log" 2>&1 &
+SERVER=$!
+i=0
+until url=$(grep -o 'http://[^ ]*:5280/setup?token=[A-Za-z0-9_-]*' "$W/setup.log" | head -1) && [ -n "$url" ]; do
+    i=$((i + 1)); [ $i -lt 150 ] && kill -0 "$SERVER" 2>/dev/null || break; sleep 0.1
+done
+contains "prints Open http://...:5280/setup?token=" "$(cat "$W/setup.log")" '  Open http://.*:5280/setup?token='
+check "GET /setup?token= -> the wizard's first step; css, js, ?lang=de" "$PY" "$ROOT/tests/packaging/wizard_walk.py" "$url" --assets
+stop_bg "$SERVER"; SERVER=
 
 step "run --dev until port 5222 answers"
 "$BIN" run --dev >"$W/run.log" 2>&1 &

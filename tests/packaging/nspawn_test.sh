@@ -6,10 +6,13 @@
 #   tests/packaging/nspawn_test.sh [dist/parlour_<version>_amd64.deb]
 #
 # 1. chroot: install the 0.0.9 variant (pulls in systemd), then boot the container;
-# 2. the service is active after boot; an account is added; a client logs in (STARTTLS + SASL PLAIN);
-# 3. upgrade to this version: the service is restarted (new main PID), the account still logs in;
+# 2. fresh install: the service is active in setup mode, the journal shows the wizard URL with its token,
+#    GET of that URL answers 200; the wizard is walked over HTTP (the service itself writes
+#    /etc/parlour/parlour.toml) and switches to the server; after a restart the admin logs in on 5222;
+# 3. upgrade to this version: the service is restarted (new main PID), setup's parlour.toml is kept
+#    without a prompt, the accounts still log in;
 # 4. reinstall: restarted, state kept; hardening checked on the running process;
-# 5. purge: the service stops, its state is gone; 6. a fresh install under systemd starts it at once.
+# 5. purge: the service stops, its state is gone; 6. a fresh install under systemd starts setup mode.
 # Needs root, mmdebstrap, systemd-container (systemd-nspawn), nsenter and a Debian mirror.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,6 +26,8 @@ PY=$(command -v python3)
 LOGIN="$ROOT/tests/packaging/xmpp_login.py"
 NAME=$(basename "$DEB")
 PASSWORD=nspawn-test-password
+DOMAIN=example.test
+WALK="$ROOT/tests/packaging/wizard_walk.py"
 
 C=$(mktemp -d "${TMPDIR:-/tmp}/parlour-nspawn.XXXXXX")
 NSPAWN_PID=
@@ -41,8 +46,9 @@ trap cleanup EXIT INT TERM
 in_ct() { nsenter -t "$P" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
 # net_ct COMMAND...: run a host program inside the container's network namespace only.
 net_ct() { nsenter -t "$P" -n "$@"; }
+# apt_ct ARGS...: apt-get in the container; stdin is /dev/null, so a conffile prompt fails the step.
 apt_ct() {
-    if ! in_ct apt-get -y -qq -o Dpkg::Use-Pty=0 "$@" >"$C.apt.log" 2>&1; then
+    if ! in_ct apt-get -y -qq -o Dpkg::Use-Pty=0 "$@" </dev/null >"$C.apt.log" 2>&1; then
         sed 's/^/   | /' "$C.apt.log"; fail "apt-get $*"
     fi
 }
@@ -50,18 +56,37 @@ main_pid() { in_ct systemctl show -P MainPID parlour; }
 # wait_listening: until port 5222 answers inside the container (at most 20 s).
 wait_listening() {
     i=0
-    while ! net_ct "$PY" "$LOGIN" 127.0.0.1 5222 localhost >/dev/null 2>&1; do
+    while ! net_ct "$PY" "$LOGIN" 127.0.0.1 5222 $DOMAIN >/dev/null 2>&1; do
         i=$((i + 1)); [ $i -lt 100 ] || return 1; sleep 0.2
     done
 }
-login() { net_ct "$PY" "$LOGIN" 127.0.0.1 5222 localhost alice "$PASSWORD"; }
+login() { net_ct "$PY" "$LOGIN" 127.0.0.1 5222 $DOMAIN "$1" "$PASSWORD"; }
+journal() { in_ct journalctl -u parlour --no-pager -q -o cat "$@"; }
+OPEN='Open http://[^ ]*:5280/setup?token=[A-Za-z0-9_-]*'
+SEEN=0   # how many wizard URLs the journal held before the current start
+urls_seen() { journal | grep -c "$OPEN" || true; }
+# wizard_url: the first "Open http://...:5280/setup?token=..." line after the SEEN ones (waits 20 s).
+wizard_url() {
+    i=0
+    while ! url=$(journal | grep -o "$OPEN" | sed -n "$((SEEN + 1))p" | cut -c6-) || [ -z "$url" ]; do
+        i=$((i + 1)); [ $i -lt 100 ] || return 1; sleep 0.2
+    done
+    echo "$url"
+}
+# setup_mode_up: active, the journal shows the wizard URL, and GET of it (in the container) answers 200.
+setup_mode_up() {
+    check "parlour active" in_ct systemctl is-active parlour
+    if url=$(wizard_url); then ok "journal: Open $url"; else fail "no 'Open http://...:5280/setup?token=' in the journal"; fi
+    check "GET $url -> 200 (the wizard's first step)" net_ct "$PY" "$WALK" "$url"
+    if [ "$FAILURES" != 0 ]; then journal -n 30 | sed 's/^/        journal: /'; fi
+}
 # service_up: active, answering on 5222, never restarted; else show the journal.
 service_up() {
     check "parlour active" in_ct systemctl is-active parlour
     check "port 5222 answers" wait_listening
     check "no crash restarts (NRestarts=$(in_ct systemctl show -P NRestarts parlour))" \
         test "$(in_ct systemctl show -P NRestarts parlour)" = 0
-    if [ "$FAILURES" != 0 ]; then in_ct journalctl -u parlour --no-pager -q -n 30 -o cat | sed 's/^/        journal: /'; fi
+    if [ "$FAILURES" != 0 ]; then journal -n 30 | sed 's/^/        journal: /'; fi
 }
 
 echo "== package $DEB ($(stat -c %s "$DEB") bytes)"
@@ -92,11 +117,25 @@ check "system running ($state)" sh -c "test '$state' = running || test '$state' 
 if [ "$state" = degraded ]; then in_ct systemctl --failed --no-legend --plain | sed 's/^/        failed: /'; fi
 in_ct systemd-analyze 2>/dev/null | sed 's/^/        /' || true
 
-step "service after boot; add an account; a client logs in"
+step "fresh install: setup mode after boot (journal: wizard URL; GET 200)"
+setup_mode_up
+
+step "the wizard over HTTP: the service writes /etc/parlour/parlour.toml and switches to the server"
+check "walk every step ($DOMAIN, admin, local CA) to the done page" net_ct "$PY" "$WALK" "$url" \
+    --complete "$DOMAIN" admin "$PASSWORD"
+check "parlour.toml written for $DOMAIN" grep -qx "\[hosts.\"$DOMAIN\"\]" "$C/etc/parlour/parlour.toml"
+check "parlour.toml _parlour:_parlour 640" test "$(in_ct stat -c '%U:%G %a' /etc/parlour/parlour.toml)" = "_parlour:_parlour 640"
+check "5222 answers (the same process switched over, no restart)" wait_listening
+check "admin@$DOMAIN logs in on 5222" login admin
+
+step "restart; add an account; clients log in"
+in_ct systemctl restart parlour
 service_up
-check "user add alice@localhost (as _parlour)" sh -c "echo $PASSWORD | nsenter -t $P -a setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user add alice@localhost"
-check "alice logs in" login
-login 2>&1 | sed 's/^/        /'
+check "admin logs in after the restart" login admin
+check "user add alice@$DOMAIN (as _parlour)" sh -c "echo $PASSWORD | nsenter -t $P -a setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user add alice@$DOMAIN"
+check "alice logs in" login alice
+login alice 2>&1 | sed 's/^/        /'
+written=$(md5sum < "$C/etc/parlour/parlour.toml")
 
 step "upgrade 0.0.9 -> $APP_VERSION under systemd (restart, state kept)"
 before=$(main_pid)
@@ -105,7 +144,10 @@ check "installed $APP_VERSION" test "$(in_ct dpkg-query -W -f='${Version}' parlo
 after=$(main_pid)
 check "restarted (main PID $before -> $after)" test "$before" != "$after"
 service_up
-check "alice still logs in" login
+check "setup's parlour.toml kept without a prompt" test "$(md5sum < "$C/etc/parlour/parlour.toml")" = "$written"
+check "no parlour.toml.dpkg-* beside it" sh -c "! ls '$C'/etc/parlour/ | grep -q dpkg"
+check "alice still logs in" login alice
+check "admin still logs in" login admin
 
 step "reinstall (restart, state kept)"
 before=$(main_pid)
@@ -113,7 +155,7 @@ apt_ct install --reinstall "/root/$NAME"
 after=$(main_pid)
 check "restarted (main PID $before -> $after)" test "$before" != "$after"
 service_up
-check "alice still logs in" login
+check "alice still logs in" login alice
 
 step "hardening of the running service"
 status=$(in_ct cat "/proc/$(main_pid)/status" || true)
@@ -124,17 +166,17 @@ contains "NoNewPrivs" "$status" '^NoNewPrivs:[[:space:]]*1$'
 contains "seccomp filter" "$status" '^Seccomp:[[:space:]]*2$'
 exposure=$(in_ct systemd-analyze security parlour.service 2>/dev/null | sed -n 's/.*Overall exposure level for parlour.service: \([0-9.]*\).*/\1/p')
 check "systemd-analyze security (running): exposure $exposure <= 2.0" sh -c "echo '$exposure <= 2.0' | bc | grep -qx 1"
-in_ct journalctl -u parlour --no-pager -q -n 4 -o cat | sed 's/^/        journal: /'
+journal -n 4 | sed 's/^/        journal: /'
 
 step "purge under systemd (stopped, everything gone)"
 apt_ct purge parlour
 check "parlour no longer active" sh -c "! nsenter -t $P -a systemctl is-active -q parlour"
 check "/var/lib/parlour and /etc/parlour gone" sh -c "test ! -e '$C/var/lib/parlour' && test ! -e '$C/etc/parlour'"
 
-step "fresh install under systemd (started at once)"
+step "fresh install under systemd (setup mode at once)"
+SEEN=$(urls_seen)
 apt_ct install "/root/$NAME"
-service_up
-net_ct "$PY" "$LOGIN" 127.0.0.1 5222 localhost 2>&1 | sed 's/^/        /'
+setup_mode_up
 
 step "poweroff"
 in_ct systemctl --no-block start poweroff.target || true   # "systemctl poweroff" wants D-Bus (not installed)
