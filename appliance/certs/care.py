@@ -7,25 +7,40 @@ listeners are open; everything ACME-specific stays behind this one object.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lxml import etree
 
 from appliance.certs.acme.challenges import ChallengeResponder
 from appliance.certs.acme.manager import AcmeManager
-from appliance.certs.acme.renewal import RenewalScheduler
-from appliance.certs.acme.state import AcmeState
-from appliance.certs.store import CertificateError, CertificateStore
+from appliance.certs.acme.renewal import WARN_BEFORE, RenewalScheduler
+from appliance.certs.acme.state import AcmeState, AcmeStatus
+from appliance.certs.store import CertificateError, CertificateInfo, CertificateStore
 from appliance.config.model import Config
 
-__all__ = ["CertificateCare", "admin_notifier", "certificate_files", "imported_dir"]
+__all__ = ["CertificateCare", "CertificateView", "admin_notifier", "certificate_files", "imported_dir",
+           "local_ca_subject"]
 
 log = logging.getLogger(__name__)
 
 Notify = Callable[[str], Awaitable[None]]
+
+Kind = Literal["acme", "imported", "local-ca", "self-signed"]
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateView:
+    """One served certificate as the console shows it: where it comes from and how long it lasts."""
+
+    info: CertificateInfo
+    kind: Kind
+    days_left: int
+    expiring: bool  # less than WARN_BEFORE (14 days) left
 
 
 class CertificateCare:
@@ -68,6 +83,43 @@ class CertificateCare:
         self.scheduler = RenewalScheduler(self.store, self.manager, notify=notify)
         spawn(self.scheduler.run(), "certificates")
 
+    def certificates(self, now: dt.datetime | None = None) -> list[CertificateView]:
+        """Every certificate the store serves, with its kind and the days it has left."""
+        now = now or dt.datetime.now(dt.UTC)
+        acme_chain = AcmeState(self.config.server.state_dir).chain
+        local_ca = local_ca_subject(self.store.certs_dir / "ca.pem")
+        out = []
+        for info in self.store.info():
+            kind: Kind
+            if info.chain == acme_chain:
+                kind = "acme"
+            elif local_ca is not None and info.issuer == local_ca:
+                kind = "local-ca"
+            elif info.subject == info.issuer:
+                kind = "self-signed"
+            else:
+                kind = "imported"
+            left = info.not_after - now
+            out.append(CertificateView(info, kind, left.days, left < WARN_BEFORE))
+        return out
+
+    def acme_status(self) -> AcmeStatus | None:
+        """The outcome of the last ACME attempt (None with ACME off or before the first attempt)."""
+        return self.manager.state.load_status() if self.manager is not None else None
+
+    async def renew_now(self) -> AcmeStatus | None:
+        """Order a certificate now, the way ``parlour cert renew --force`` does (``AcmeManager.obtain``),
+        through the maintenance task so backoff, status file and warnings stay in one place.
+
+        Returns the saved outcome; None when ACME is off.
+        """
+        if self.manager is None:
+            return None
+        if self.scheduler is None:  # not started (yet): the same task object, without its timer
+            self.scheduler = RenewalScheduler(self.store, self.manager)
+        await self.scheduler.tick(force=True)
+        return self.manager.state.load_status()
+
     async def stop(self) -> None:
         if self._listener is not None:
             await self._listener.stop()
@@ -99,6 +151,15 @@ def certificate_files(config: Config) -> list[tuple[Path, Path]]:
         if chain.name != "ca.pem" and chain.with_suffix(".key").exists():
             files.append((chain, chain.with_suffix(".key")))
     return files
+
+
+def local_ca_subject(path: Path) -> str | None:
+    from cryptography import x509
+
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes()).subject.rfc4514_string()
+    except (OSError, ValueError):
+        return None
 
 
 def _tls_ports(config: Config, ports: Mapping[str, int]) -> tuple[int, ...]:

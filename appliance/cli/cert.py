@@ -8,25 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import hashlib
 import shutil
 import sys
 from pathlib import Path
 
 from appliance.cli import _config
 from appliance.config import Config
-
-CA_NOTES = """\
-Install it once on each device that should trust this server's local certificates:
-  Windows: double-click the .crt file > Install Certificate > Local Machine >
-           "Trusted Root Certification Authorities".
-  macOS:   open it in Keychain Access (System keychain), double-click it, Trust > "Always Trust".
-  Android: Settings > Security > Encryption & credentials > Install a certificate > CA certificate.
-  iOS:     open the file (AirDrop, mail), install the profile in Settings > General > VPN & Device
-           Management, then enable it in Settings > General > About > Certificate Trust Settings.
-  Linux:   sudo cp ca.crt /usr/local/share/ca-certificates/parlour.crt && sudo update-ca-certificates
-           (Fedora: /etc/pki/ca-trust/source/anchors/ and update-ca-trust).
-Compare the SHA-256 fingerprint above with the one shown on the device before trusting it."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,13 +92,9 @@ def _status(_args: argparse.Namespace, config: Config) -> int:
 
 
 def _local_ca_subject(config: Config) -> str | None:
-    from cryptography import x509
+    from appliance.certs.care import local_ca_subject
 
-    try:
-        ca = x509.load_pem_x509_certificate((config.server.state_dir / "certs" / "ca.pem").read_bytes())
-    except (OSError, ValueError):
-        return None
-    return ca.subject.rfc4514_string()
+    return local_ca_subject(config.server.state_dir / "certs" / "ca.pem")
 
 
 def _renew(args: argparse.Namespace, config: Config) -> int:
@@ -186,17 +169,14 @@ def _ca(args: argparse.Namespace, config: Config) -> int:
     if not ca.exists():
         print(f"No local CA yet ({ca}): start the server once to create it.", file=sys.stderr)
         return 1
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
+    from appliance.web.ca_notes import ca_fingerprint, ca_notes_text
 
-    cert = x509.load_pem_x509_certificate(ca.read_bytes())
-    fingerprint = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
+    subject, fingerprint = ca_fingerprint(ca.read_bytes())
     if args.out is not None:
         args.out.write_bytes(ca.read_bytes())
         print(f"Wrote the local CA certificate to {args.out}")
     else:
         sys.stdout.write(ca.read_text())
-    print(f"Local CA: {cert.subject.rfc4514_string()}\nSHA-256 fingerprint: "
-          f"{':'.join(fingerprint[i:i + 2] for i in range(0, len(fingerprint), 2))}\n{CA_NOTES}",
+    print(f"Local CA: {subject}\nSHA-256 fingerprint: {fingerprint}\n{ca_notes_text()}",
           file=sys.stderr if args.out is None else sys.stdout)
     return 0

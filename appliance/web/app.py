@@ -64,7 +64,7 @@ def make_app(
 
 
 def _console(app: web.Application, config: Config, admin: AdminService) -> None:
-    from appliance.web.admin import api, console, invite, metrics
+    from appliance.web.admin import api, certificates, console, invite, metrics, rooms
     from appliance.web.admin.auth import ConsoleSessions
 
     app[pages.LANGUAGE_KEY] = config.console.language
@@ -76,6 +76,8 @@ def _console(app: web.Application, config: Config, admin: AdminService) -> None:
     pages.static_routes(app)
     console.setup(app)
     api.setup(app)
+    rooms.setup(app)
+    certificates.setup(app)
     metrics.setup(app)
     invite.setup(app)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 
 from appliance.core.server import Server
 from appliance.web.setup.answers import SetupAnswers, complete
@@ -14,6 +18,12 @@ from tests.integration.harness import Harness, free_port
 
 ADMIN_PASSWORD = "admin secret 1"
 ADMIN = "boss@localhost"
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).parent / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
 
 
 def loopback_listeners() -> dict[str, dict[str, object]]:
@@ -83,3 +93,26 @@ async def walk_wizard_http(session: aiohttp.ClientSession, base: str, token: str
     done = await session.post(f"{base}/setup/review", data={"csrf": csrf, "action": "finish"})
     assert done.status == 200, await done.text()
     return await done.text()
+
+
+@contextlib.asynccontextmanager
+async def console_browser(base: str) -> AsyncIterator[Any]:
+    """A Chromium page logged in to the console at `base` as the administrator (Playwright)."""
+    playwright_api = pytest.importorskip("playwright.async_api", reason="needs `pip install playwright`")
+    SHOTS.mkdir(exist_ok=True)
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await (await browser.new_context(viewport={"width": 1100, "height": 900})).new_page()
+            await page.goto(f"{base}/admin/login?lang=en")
+            await page.get_by_label("Address").fill(ADMIN)
+            await page.get_by_label("Password").fill(ADMIN_PASSWORD)
+            await page.get_by_role("button", name="Log in").click()
+            await page.wait_for_url("**/admin/")
+            yield page
+        finally:
+            await browser.close()
+
+
+async def screenshot(page: Any, name: str) -> None:
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

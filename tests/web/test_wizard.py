@@ -13,13 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import PASSWORD, Harness
-from tests.web.console_helpers import ADMIN, ADMIN_PASSWORD, setup_mode
+from tests.web.console_helpers import ADMIN, ADMIN_PASSWORD, CHROMIUM, CHROMIUM_ARGS, SHOTS, setup_mode
 from tests.web.test_browser import CONNECT, SEND, STROPHE, web_page_origin  # noqa: F401 (fixture)
-
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).parent / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)"),

@@ -34,10 +34,13 @@ class RoomAdmin:
     async def list(self) -> list[RoomSummary]:
         if self.live is not None:
             return self.live.summaries()
-        return [RoomSummary(f"{r.name}@{self.domain}", RoomConfig.from_json(r.config, self.defaults).name, True,
-                            RoomConfig.from_json(r.config, self.defaults).public, 0,
-                            tuple(sorted(a.jid for a in r.affiliations if a.affiliation == "owner")))
-                for r in await self.store.rooms(self.domain)]
+        out = []
+        for r in await self.store.rooms(self.domain):
+            config = RoomConfig.from_json(r.config, self.defaults)
+            owners = tuple(sorted(a.jid for a in r.affiliations if a.affiliation == "owner"))
+            out.append(RoomSummary(f"{r.name}@{self.domain}", config.name, True, config.public, 0, owners,
+                                   config.members_only))
+        return out
 
     async def create(self, name: str, owners: list[str], *, title: str = "", public: bool = True) -> str:
         """A persistent, unlocked room owned by `owners`; returns its JID."""

@@ -59,6 +59,7 @@ class RoomSummary:
     public: bool
     occupants: int
     owners: tuple[str, ...]
+    members_only: bool = False
 
 
 class MucService:
@@ -321,7 +322,8 @@ class MucService:
 
     def summaries(self) -> list[RoomSummary]:
         return [RoomSummary(r.text, r.config.name, r.config.persistent, r.config.public, len(r.occupants),
-                            tuple(r.owners())) for r in sorted(self.rooms.values(), key=lambda r: r.name)]
+                            tuple(r.owners()), r.config.members_only)
+                for r in sorted(self.rooms.values(), key=lambda r: r.name)]
 
     async def set_owners(self, room: Room, owners: list[str]) -> None:
         """Make exactly `owners` the room's owners (former owners become admins' peers: no affiliation)."""

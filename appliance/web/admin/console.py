@@ -12,6 +12,7 @@ from aiohttp import web
 from appliance.core.accounts import AccountService
 from appliance.web.admin import auth
 from appliance.web.admin.auth import ConsoleSession, ConsoleSessions
+from appliance.web.admin.certdesk import CertificateDesk
 from appliance.web.admin.service import AdminError, AdminService, audit, form_value
 from appliance.web.i18n import _, lazy
 from appliance.web.keys import ADMIN, CONSOLE_SESSIONS
@@ -21,8 +22,9 @@ from appliance.xmpp.jid import JID, JIDError
 Page = Callable[[web.Request, ConsoleSession], Awaitable[web.StreamResponse]]
 
 NAV = (("/admin/", lazy("Dashboard")), ("/admin/users", lazy("Users")), ("/admin/invitations", lazy("Invitations")),
-       ("/admin/sessions", lazy("Online")), ("/admin/settings", lazy("Settings")), ("/admin/logs", lazy("Logs")),
-       ("/admin/tokens", lazy("API tokens")))
+       ("/admin/sessions", lazy("Online")), ("/admin/rooms", lazy("Rooms")),
+       ("/admin/certificates", lazy("Certificates")), ("/admin/settings", lazy("Settings")),
+       ("/admin/logs", lazy("Logs")), ("/admin/tokens", lazy("API tokens")))
 
 
 def _denied(request: web.Request, reason: str, status: int = 403) -> web.Response:
@@ -55,7 +57,9 @@ def admin_page(handler: Page) -> Callable[[web.Request], Awaitable[web.StreamRes
 
 def _page(request: web.Request, session: ConsoleSession, template: str, **context: Any) -> web.Response:
     flash, session.flash = session.flash, None
-    return render(request, template, nav=NAV, admin=session.jid, csrf=session.csrf, flash=flash, **context)
+    alerts = CertificateDesk(request.app[ADMIN].server).alerts()  # expiring certificates, failed renewal
+    return render(request, template, nav=NAV, admin=session.jid, csrf=session.csrf, flash=flash,
+                  cert_alerts=alerts, **context)
 
 
 def _back(session: ConsoleSession, to: str, kind: str, text: str) -> web.HTTPSeeOther:
@@ -146,14 +150,20 @@ async def users(request: web.Request, session: ConsoleSession) -> web.Response:
                  host=service.default_host())
 
 
-def _action(do: Callable[[AdminService, str, Any], Awaitable[str]], to: str) -> Callable[..., Any]:
-    """A POST that runs one service call and comes back to `to` with its result as a notice."""
+def _admin_service(request: web.Request) -> AdminService:
+    return request.app[ADMIN]
+
+
+def _action(do: Callable[[Any, str, Any], Awaitable[str]], to: str,
+            target: Callable[[web.Request], Any] = _admin_service) -> Callable[..., Any]:
+    """A POST that runs one call on `target` (default: the AdminService) and comes back to `to` with its
+    result as a notice."""
 
     @admin_page
     async def handler(request: web.Request, session: ConsoleSession) -> web.StreamResponse:
         form = await request.post()
         try:
-            message = await do(request.app[ADMIN], session.jid, form)
+            message = await do(target(request), session.jid, form)
         except AdminError as exc:
             raise _back(session, to, "error", str(exc)) from None
         raise _back(session, to, "ok", message)
