@@ -66,8 +66,8 @@ $(DEB): $(DEB_INPUTS)
 deb-test: $(DEB)
 	tests/packaging/chroot_test.sh $(DEB)
 
-## Long: the .deb under a booted systemd (systemd-nspawn --boot): service up, a client logs in, upgrade,
-## reinstall, purge (root, systemd-container; ~30 s after the chroot base is cached)
+## Long: the .deb under a booted systemd (systemd-nspawn --boot): setup mode on a fresh install, the wizard
+## walked over HTTP, a client logs in, upgrade, reinstall, purge (root, systemd-container; ~35 s + build)
 deb-systemd-test: $(DEB)
 	WITH_NSPAWN=1 packaging/install-build-deps.sh
 	tests/packaging/nspawn_test.sh $(DEB)
