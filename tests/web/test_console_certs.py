@@ -12,9 +12,19 @@ import aiohttp
 import pytest
 
 from appliance.certs import selfsigned
+from appliance.certs.acme.state import AcmeState
 from appliance.web.ca_notes import ca_notes_text
-from tests.integration.harness import Harness
-from tests.web.console_helpers import admin_login, console_browser, csrf_of, http_session, needs_chromium, screenshot
+from tests.integration.harness import Harness, free_port
+from tests.web.console_helpers import (
+    admin_login,
+    configured_server,
+    console_browser,
+    csrf_of,
+    http_session,
+    loopback_listeners,
+    needs_chromium,
+    screenshot,
+)
 from tests.web.test_api import api  # noqa: F401 (fixture)
 
 
@@ -137,3 +147,29 @@ async def test_renew_form_needs_the_csrf_token(server: Harness) -> None:
         csrf = csrf_of(await (await s.get(f"{base}/admin/certificates")).text())
         r = await s.post(f"{base}/admin/certificates/renew", data={"csrf": csrf}, allow_redirects=False)
         assert r.status == 303
+
+
+@needs_chromium
+async def test_failed_renewal_shows_the_problem_with_its_fix_and_the_banner(tmp_path: Path) -> None:
+    """ACME on, pointed at an authority that is not there: the real renewal path fails in plain words."""
+    acme = {"enabled": True, "directory": f"https://127.0.0.1:{free_port()}/dir", "email": "boss@example.org",
+            "agree_tos": True, "http_port": free_port()}
+    h = await configured_server(tmp_path, extra={**loopback_listeners(), "acme": acme})
+    base = f"http://127.0.0.1:{h.http_port}"
+    try:
+        async with console_browser(base) as page:
+            await page.goto(f"{base}/admin/certificates")
+            await page.get_by_role("button", name="Renew now").click()
+            await page.wait_for_url("**/admin/certificates")
+            assert (await page.locator("p.error").inner_text()).startswith("The renewal failed.")
+            problems = page.locator("ul.problems li.error")
+            assert await problems.count() >= 1
+            text = await problems.first.inner_text()
+            assert "How to fix it:" in text and "Traceback" not in await page.content()
+            status = AcmeState(h.server.config.server.state_dir).load_status()
+            assert status is not None and not status.ok
+            assert status.problems[0].message in text and status.problems[0].hint in text
+            assert "The last certificate renewal failed" in await page.locator(".cert-alert").inner_text()
+            await screenshot(page, "console-certificates-acme-failed")
+    finally:
+        await h.close()
