@@ -190,3 +190,18 @@ async def test_expiring_certificate_warns_admins_once_a_day(tmp_path: Path) -> N
     clock[0] = now + dt.timedelta(days=1, minutes=1)
     await scheduler.tick()
     assert len(sent) == 2
+
+
+def test_network_failures_are_reduced_to_a_plain_reason() -> None:
+    from appliance.certs.acme.client import _short
+
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as inner:
+            raise RuntimeError(
+                "HTTPSConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /dir "
+                "(Caused by NewConnectionError('<urllib3.connection.HTTPSConnection object>: Failed'))"
+            ) from inner
+    except RuntimeError as exc:
+        assert _short(exc) == "the connection was refused"

@@ -203,5 +203,24 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    """A short plain reason for a network failure (not the HTTP library's nested repr)."""
+    reason: BaseException = exc
+    while reason.__cause__ is not None or reason.__context__ is not None:
+        reason = reason.__cause__ or reason.__context__  # type: ignore[assignment]
+    text = str(reason).strip() or type(reason).__name__
+    for marker, plain in _PLAIN_REASONS:
+        if marker in text or marker in str(exc):
+            return plain
+    if "Max retries exceeded" in text or "HTTPSConnectionPool" in text:
+        return "the connection failed"
     return text if len(text) < 200 else text[:197] + "..."
+
+
+_PLAIN_REASONS = (
+    ("Connection refused", "the connection was refused"),
+    ("Name or service not known", "its name does not resolve"),
+    ("Temporary failure in name resolution", "its name does not resolve (no DNS answer)"),
+    ("timed out", "the connection timed out"),
+    ("CERTIFICATE_VERIFY_FAILED", "its TLS certificate is not trusted (set acme.ca_bundle for a private CA)"),
+    ("Network is unreachable", "the network is unreachable"),
+)
