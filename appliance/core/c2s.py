@@ -255,12 +255,14 @@ class ClientSession:
 
     async def _stream_open(self, event: StreamOpen) -> None:
         to = event.attrs.get("to", "")
+        host = self.services.hosts.get(to)  # the usual case: the host's name exactly, already canonical
         host_name = to
-        try:
-            host_name = JID.parse(to).domain if to else ""
-        except JIDError:
-            host_name = ""
-        host = self.services.hosts.get(host_name)
+        if host is None:
+            try:
+                host_name = JID.parse(to).domain if to else ""
+            except JIDError:
+                host_name = ""
+            host = self.services.hosts.get(host_name)
         if self.host is not None and host is not self.host:
             host = None
         self._send_header(host_name if host else next(iter(self.services.hosts), "localhost"))
@@ -292,7 +294,11 @@ class ClientSession:
 
     def _module_on(self, name: str) -> bool:
         """Whether the feature module `name` is loaded on this session's host."""
-        return self.host is not None and any(m.name == name for m in self.host.modules)
+        return self.host is not None and name in self._module_names()
+
+    def _module_names(self) -> set[str]:
+        assert self.host is not None
+        return {m.name for m in self.host.modules}
 
     def _options(self, name: str) -> Any:
         assert self.host is not None
@@ -318,28 +324,29 @@ class ClientSession:
             return []
         return ht.mechanism_names(self.transport.channel_bindings)
 
-    async def _bind2_features(self) -> list[str]:
+    async def _bind2_features(self, loaded: set[str]) -> list[str]:
         """What a Bind 2 request may enable inline: ours, then whatever modules add (e.g. carbons)."""
         assert self.host is not None
-        vars_ = [NS_SM] if self._module_on(SM_MODULE) else []
-        if self._module_on(CSI_MODULE):
+        vars_ = [NS_SM] if SM_MODULE in loaded else []
+        if CSI_MODULE in loaded:
             vars_.append(NS_CSI)
         return list(await self.host.hooks.fold(events.BIND2_FEATURES, SessionEvent(self), vars_))
 
     async def _features(self) -> list[etree._Element]:
         features: list[etree._Element] = []
+        loaded = self._module_names()
         if self.state is C2SState.UNAUTHENTICATED:
             if not self.transport.secure and self.transport.can_start_tls():
                 features.append(xs.starttls_feature(self._tls_required()))
             mechanisms = self._mechanisms()
             if mechanisms:
                 features.append(xs.mechanisms_feature(mechanisms))
-                if self._module_on(SASL2_MODULE):
+                if SASL2_MODULE in loaded:
                     options = self._options(SASL2_MODULE)
                     features.append(xs.sasl2_feature(
                         mechanisms,
-                        resume=self._module_on(SM_MODULE),
-                        bind_features=await self._bind2_features() if options.bind2 else None,
+                        resume=SM_MODULE in loaded,
+                        bind_features=await self._bind2_features(loaded) if options.bind2 else None,
                         fast=self._fast_mechanisms(),
                     ))
                 bindings = self.advertised_bindings()
@@ -350,9 +357,9 @@ class ClientSession:
             if self.services.config.c2s.legacy_session:
                 features.append(xs.session_feature())
         if self.state in (C2SState.AUTHENTICATED, C2SState.READY):
-            if self._module_on(SM_MODULE) and self._sm is None:
+            if SM_MODULE in loaded and self._sm is None:
                 features.append(sm.feature())
-            if self._module_on(CSI_MODULE):
+            if CSI_MODULE in loaded:
                 features.append(xs.csi_feature())
         assert self.host is not None
         for provider in self.host.stream_features:

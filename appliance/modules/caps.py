@@ -89,6 +89,8 @@ class EntityCapabilities(Module):
         ctx.stream_feature(self.server_caps)
         self.info_nodes = ctx.require(DiscoInfoNodes)
         self._server_node: str | None = None
+        self._ver_key: tuple[object, ...] = ()
+        self._ver = ""
         ctx.hook(events.PRESENCE_OUTGOING, self.on_presence, events.TRANSFORM)
         ctx.hook(events.SESSION_CLOSED, self.on_closed)
 
@@ -99,9 +101,14 @@ class EntityCapabilities(Module):
     # -- the server's own caps ------------------------------------------------------------------
 
     def server_ver(self) -> str:
-        identities = [(i.category, i.type, "", i.name) for i in self.ctx.identities]
+        """The hash of the server's disco#info, recomputed only when what goes into it changed."""
+        identities = tuple((i.category, i.type, "", i.name) for i in self.ctx.identities)
         forms = [form for form in (p() for p in self.ctx.extensions) if form is not None]
-        return caps.ver(caps.verification_string(identities, self.ctx.features, forms))
+        key = (identities, frozenset(self.ctx.features), tuple(etree.tostring(form) for form in forms))
+        if key != self._ver_key:
+            self._ver = caps.ver(caps.verification_string(identities, key[1], forms))
+            self._ver_key = key
+        return self._ver
 
     def server_caps(self, _session: object) -> etree._Element:
         ver = self.server_ver()

@@ -8,6 +8,7 @@ same stream error whatever the transport.
 from __future__ import annotations
 
 import enum
+import functools
 from xml.sax.saxutils import quoteattr
 
 from lxml import etree
@@ -81,12 +82,18 @@ def expect(state: C2SState, tag: str, extensions: frozenset[str] = READY_EXTENSI
 
 def stream_header(*, from_: str, stream_id: str, to: str | None = None, lang: str = "en") -> bytes:
     """Our response stream header (RFC 6120 §4.7)."""
+    start, end = _header_parts(from_, to, lang)
+    return start + quoteattr(stream_id).encode() + end
+
+
+@functools.lru_cache(maxsize=256)
+def _header_parts(from_: str, to: str | None, lang: str) -> tuple[bytes, bytes]:
+    """The stream header around its id attribute (the same for every stream of a host)."""
     to_attr = f" to={quoteattr(to)}" if to else ""
     return (
         "<?xml version='1.0'?>"
-        f"<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}'"
-        f" from={quoteattr(from_)}{to_attr} id={quoteattr(stream_id)} version='1.0' xml:lang={quoteattr(lang)}>"
-    ).encode()
+        f"<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}' from={quoteattr(from_)}{to_attr} id="
+    ).encode(), f" version='1.0' xml:lang={quoteattr(lang)}>".encode()
 
 
 STREAM_CLOSE = b"</stream:stream>"
