@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -33,6 +34,7 @@ __all__ = [
     "ModuleContext",
     "Scope",
     "Session",
+    "StreamFeature",
     "WeakPassword",
     "Xep",
 ]
@@ -247,8 +249,6 @@ class ModuleContext:
 
     async def send_iq(self, stanza: etree._Element, timeout: float = 30.0) -> etree._Element:
         """Send an IQ get/set and wait for its result or error stanza."""
-        import asyncio
-
         if not stanza.get("id"):
             stanza.set("id", self._pending.new_id())
         future = self._pending.expect(stanza.get("id", ""))

@@ -8,7 +8,7 @@ import copy
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import Module, ModuleContext
+from appliance.core.api import Module, ModuleContext, Session
 from appliance.core.events import SessionEvent, StanzaEvent
 from appliance.modules.roster import RosterService
 from appliance.storage.api import RosterItem
@@ -72,12 +72,12 @@ class Presence(Module):
             await self._track_directed(session, event.to_jid, ptype)
         return False
 
-    async def _broadcast_available(self, session: object, stanza: etree._Element) -> None:
-        user: JID = session.jid  # type: ignore[attr-defined]
-        initial = not session.available  # type: ignore[attr-defined]
-        session.available = True  # type: ignore[attr-defined]
-        session.priority = _priority(stanza)  # type: ignore[attr-defined]
-        session.presence = stanza  # type: ignore[attr-defined]
+    async def _broadcast_available(self, session: Session, stanza: etree._Element) -> None:
+        user: JID = session.jid
+        initial = not session.available
+        session.available = True
+        session.priority = _priority(stanza)
+        session.presence = stanza
         items = await self.roster.items(user)
         data = etree.tostring(stanza)
         for item in items:
@@ -91,27 +91,27 @@ class Presence(Module):
                     await self.ctx.route(presence(user.bare(), item.contact, "probe"))
             for other in self.ctx.sessions.available(user):
                 if other is not session and other.presence is not None:
-                    session.send(other.presence)  # type: ignore[attr-defined]
+                    session.send(other.presence)
             await self._deliver_pending_requests(session)
             await self.ctx.fire(events.PRESENCE_INITIAL, SessionEvent(session))
 
-    async def _broadcast_unavailable(self, session: object, stanza: etree._Element) -> None:
-        if not session.available and not session.directed:  # type: ignore[attr-defined]
+    async def _broadcast_unavailable(self, session: Session, stanza: etree._Element) -> None:
+        if not session.available and not session.directed:
             return
-        user: JID = session.jid  # type: ignore[attr-defined]
-        session.available = False  # type: ignore[attr-defined]
-        session.presence = None  # type: ignore[attr-defined]
+        user: JID = session.jid
+        session.available = False
+        session.presence = None
         sent: set[str] = set()
         for item in await self.roster.items(user):
             if item.subscription in ("from", "both"):
                 sent.add(item.contact)
                 await self._send_to_contact(stanza, item.contact)
-        for target in list(session.directed):  # type: ignore[attr-defined]
+        for target in list(session.directed):
             if str(target.bare()) not in sent:
                 copy_ = copy.copy(stanza)
                 copy_.set("to", str(target))
                 await self.ctx.route(copy_)
-        session.directed.clear()  # type: ignore[attr-defined]
+        session.directed.clear()
         self._to_own_resources(session, etree.tostring(stanza))
 
     async def _send_to_contact(self, stanza: etree._Element, contact: str) -> None:
@@ -119,20 +119,20 @@ class Presence(Module):
         out.set("to", contact)
         await self.ctx.route(out)
 
-    def _to_own_resources(self, session: object, data: bytes) -> None:
-        for other in self.ctx.sessions.available(session.jid):  # type: ignore[attr-defined]
+    def _to_own_resources(self, session: Session, data: bytes) -> None:
+        for other in self.ctx.sessions.available(session.jid):
             if other is not session:
                 other.send_bytes(data)
 
-    async def _track_directed(self, session: object, target: JID, ptype: str | None) -> None:
-        user: JID = session.jid  # type: ignore[attr-defined]
+    async def _track_directed(self, session: Session, target: JID, ptype: str | None) -> None:
+        user: JID = session.jid
         item = await self.roster.item(user, target)
         if item is not None and item.subscription in ("from", "both"):
             return
         if ptype is None:
-            session.directed.add(target)  # type: ignore[attr-defined]
+            session.directed.add(target)
         else:
-            session.directed.discard(target)  # type: ignore[attr-defined]
+            session.directed.discard(target)
 
     async def _outbound_subscription(self, user: JID, contact: JID, ptype: str, stanza: etree._Element) -> None:
         """The user's side of Appendix A (outbound), then route the request with a bare 'from'."""
@@ -278,11 +278,11 @@ class Presence(Module):
     async def _take_pending(self, user: JID, contact: JID) -> bool:
         return await self.ctx.stores.kv.delete(user.domain, user.local or "", PENDING, str(contact.bare()))
 
-    async def _deliver_pending_requests(self, session: object) -> None:
-        user: JID = session.jid  # type: ignore[attr-defined]
+    async def _deliver_pending_requests(self, session: Session) -> None:
+        user: JID = session.jid
         pending = await self.ctx.stores.kv.all(user.domain, user.local or "", PENDING)
         for data in pending.values():
-            session.send_bytes(data)  # type: ignore[attr-defined]
+            session.send_bytes(data)
 
     async def on_roster_requested(self, event: SessionEvent) -> None:
         """Nothing to do now; pending requests go out with the initial presence (RFC 6121 §3.1.3)."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
+from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Session, StreamFeature, Xep
 from appliance.storage.api import RosterItem
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_CLIENT, NS_PREAPPROVAL, NS_ROSTER, NS_ROSTERVER
+from appliance.xmpp.stream import C2SState
 
 QUERY = f"{{{NS_ROSTER}}}query"
 ITEM = f"{{{NS_ROSTER}}}item"
@@ -171,13 +172,16 @@ class Roster(Module):
         await self.ctx.route(presence)
 
 
-def _rosterver_feature(_session: object) -> etree._Element | None:
-    if getattr(_session, "state", None) is None or _session.state.value != "authenticated":  # type: ignore[attr-defined]
-        return None
-    return etree.Element(f"{{{NS_ROSTERVER}}}ver", nsmap={None: NS_ROSTERVER})
+def _after_login(name: str, ns: str) -> StreamFeature:
+    """A stream feature offered once the client has authenticated (with the bind feature)."""
+
+    def feature(session: Session) -> etree._Element | None:
+        if session.state is not C2SState.AUTHENTICATED:  # type: ignore[attr-defined]
+            return None
+        return etree.Element(f"{{{ns}}}{name}", nsmap={None: ns})
+
+    return feature
 
 
-def _preapproval_feature(_session: object) -> etree._Element | None:
-    if getattr(_session, "state", None) is None or _session.state.value != "authenticated":  # type: ignore[attr-defined]
-        return None
-    return etree.Element(f"{{{NS_PREAPPROVAL}}}sub", nsmap={None: NS_PREAPPROVAL})
+_rosterver_feature = _after_login("ver", NS_ROSTERVER)  # RFC 6121 §2.6
+_preapproval_feature = _after_login("sub", NS_PREAPPROVAL)  # RFC 6121 §3.4
