@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv bench-quick docs clean
+.PHONY: run test lint venv bench-quick docs clean conformance-peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check appliance tests
 	$(PY) -m pytest -q
+
+## The conformance suite (tests/conformance) against Parlour, a private ejabberd and a private Prosody
+conformance-peers: $(STAMP)
+	PARLOUR_CONFORMANCE_PEERS=1 $(PY) -m pytest -q tests/conformance
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check appliance tests

@@ -1,0 +1,1 @@
+"""Conformance tests written from the RFC and XEP texts, run against Parlour and (optionally) ejabberd and Prosody."""
