@@ -11,12 +11,15 @@ A test that cannot pass on a peer because the peer deviates from the specificati
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -155,7 +158,31 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+@contextmanager
+def _exclusive(name: str, wait: float = 900.0) -> Iterator[None]:
+    """One test session at a time uses a peer (several engineers share this machine): a file lock."""
+    with open(f"/tmp/conf-{name}.lock", "w") as lock:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{name}: another test session held the peer for {wait:.0f} s")
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _peer(name: str) -> Iterator[ServerInfo]:
+    with _exclusive(name):
+        yield from _started_peer(name)
+
+
+def _started_peer(name: str) -> Iterator[ServerInfo]:
     port = PEER_PORTS[name]
     env = dict(os.environ, DOMAIN=DOMAIN, PASSWORD=PASSWORD, USERS=" ".join(USERS))
     # a run that was interrupted may have left our peer running: stop it (by its PID file only)
