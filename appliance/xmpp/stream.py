@@ -59,7 +59,8 @@ class C2SState(enum.Enum):
 
 # State -> the top-level elements it accepts (None: any element in the stanza set plus extensions).
 _ACCEPTS: dict[C2SState, frozenset[str]] = {
-    C2SState.UNAUTHENTICATED: frozenset({STARTTLS, AUTH, AUTHENTICATE, IQ}),
+    # <abort/> outside an exchange is answered <failure><aborted/></failure> (RFC 6120 §6.4.4).
+    C2SState.UNAUTHENTICATED: frozenset({STARTTLS, AUTH, AUTHENTICATE, IQ, ABORT}),
     C2SState.AUTHENTICATING: frozenset({RESPONSE, ABORT, SASL2_RESPONSE, SASL2_ABORT}),
     # Resumption comes instead of binding; <enable/> before binding gets <failed/> (XEP-0198 §3).
     C2SState.AUTHENTICATED: frozenset({IQ, sm.RESUME, sm.ENABLE}),

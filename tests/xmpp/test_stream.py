@@ -50,7 +50,7 @@ TABLE: dict[C2SState, dict[str, str | None]] = {
         "csi": NA, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
     },
     C2SState.UNAUTHENTICATED: {
-        "starttls": OK, "auth": OK, "response": UST, "abort": UST,
+        "starttls": OK, "auth": OK, "response": UST, "abort": OK,  # aborted failure (RFC 6120 §6.4.4)
         "message": NA, "presence": NA, "iq": OK,
         "sm-enable": NA, "sm-resume": NA, "sm-r": NA, "authenticate": OK, "sasl2-response": UST,
         "csi": NA, "sasl-success": UST, "unknown": UST, "server-message": UST, "stream-features": UST,
