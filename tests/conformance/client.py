@@ -305,7 +305,8 @@ async def raw_open(server: ServerInfo, header: str | None = None, *, features: b
     reader, writer = await asyncio.open_connection(server.host, server.port)
     stream = XmppStream(server, reader, writer)
     if header is None:
-        header = stream.stream_header(server.domain, **header_kw)  # type: ignore[arg-type]
+        header_kw.setdefault("to", server.domain)  # to=None: no 'to' at all
+        header = stream.stream_header(**header_kw)  # type: ignore[arg-type]
     if features:
         await stream.open_stream(header)
     else:
