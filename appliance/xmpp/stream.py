@@ -81,20 +81,24 @@ def expect(state: C2SState, tag: str, extensions: frozenset[str] = READY_EXTENSI
     raise StreamError.unsupported_stanza_type(f"Unexpected element {tag}")
 
 
-def stream_header(*, from_: str, stream_id: str, to: str | None = None, lang: str = "en") -> bytes:
-    """Our response stream header (RFC 6120 §4.7)."""
-    start, end = _header_parts(from_, to, lang)
-    return start + quoteattr(stream_id).encode() + end
+def stream_header(
+    *, from_: str, stream_id: str, to: str | None = None, lang: str = "en", versioned: bool = True
+) -> bytes:
+    """Our response stream header (RFC 6120 §4.7): 'to' echoes the client's 'from' (§4.7.2); no 'version'
+    when the client sent none (§4.7.5)."""
+    start, end = _header_parts(from_, lang, versioned)
+    to_attr = f" to={quoteattr(to)}".encode() if to else b""
+    return start + to_attr + b" id=" + quoteattr(stream_id).encode() + end
 
 
 @functools.lru_cache(maxsize=256)
-def _header_parts(from_: str, to: str | None, lang: str) -> tuple[bytes, bytes]:
-    """The stream header around its id attribute (the same for every stream of a host)."""
-    to_attr = f" to={quoteattr(to)}" if to else ""
+def _header_parts(from_: str, lang: str, versioned: bool) -> tuple[bytes, bytes]:
+    """The stream header around its 'to' and 'id' attributes (the same for every stream of a host)."""
+    version = " version='1.0'" if versioned else ""
     return (
         "<?xml version='1.0'?>"
-        f"<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}' from={quoteattr(from_)}{to_attr} id="
-    ).encode(), f" version='1.0' xml:lang={quoteattr(lang)}>".encode()
+        f"<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}' from={quoteattr(from_)}"
+    ).encode(), f"{version} xml:lang={quoteattr(lang)}>".encode()
 
 
 STREAM_CLOSE = b"</stream:stream>"

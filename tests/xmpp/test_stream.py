@@ -135,6 +135,12 @@ def test_stream_header_is_well_formed_and_quotes_attributes() -> None:
     assert "to" not in etree.fromstring(xs.stream_header(from_="a", stream_id="b") + xs.STREAM_CLOSE).attrib
 
 
+def test_stream_header_without_version_for_a_client_that_sent_none() -> None:
+    # RFC 6120 §4.7.5: no 'version' from the client -> none in our response header
+    root = etree.fromstring(xs.stream_header(from_="a", stream_id="b", versioned=False) + xs.STREAM_CLOSE)
+    assert "version" not in root.attrib and root.get("id") == "b"
+
+
 def test_features_carry_starttls_required_and_mechanisms() -> None:
     features = xs.features_element(
         [xs.starttls_feature(True), xs.mechanisms_feature(["SCRAM-SHA-256", "PLAIN"])]
