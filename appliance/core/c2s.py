@@ -77,7 +77,7 @@ class Transport(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    def open_stream(self, from_: str, stream_id: str) -> None:
+    def open_stream(self, from_: str, stream_id: str, to: str | None = None, versioned: bool = True) -> None:
         """Write our stream header (TCP) or its framing equivalent (WebSocket <open/>, BOSH)."""
 
     def close_stream(self) -> None:
@@ -265,7 +265,7 @@ class ClientSession:
             host = self.services.hosts.get(host_name)
         if self.host is not None and host is not self.host:
             host = None
-        self._send_header(host_name if host else next(iter(self.services.hosts), "localhost"))
+        self._send_header(host_name if host else next(iter(self.services.hosts), "localhost"), event.attrs)
         if self.state not in (C2SState.CONNECTED, C2SState.UNAUTHENTICATED, C2SState.AUTHENTICATED):
             raise StreamError.not_authorized("Stream restarted at the wrong time")
         if event.default_namespace != NS_CLIENT:
@@ -281,9 +281,16 @@ class ClientSession:
             self.state = C2SState.UNAUTHENTICATED
         self.transport.write(xs.features_element(await self._features()))
 
-    def _send_header(self, host_name: str) -> None:
+    def _send_header(self, host_name: str, initial: dict[str, str] | None = None) -> None:
+        """Our header; RFC 6120 §4.7.2 'to' = the client's 'from', §4.7.5 no 'version' if it sent none."""
         self.id = secrets.token_hex(8)
-        self.transport.open_stream(host_name, self.id)
+        to = initial.get("from") if initial else None
+        if to:
+            try:
+                JID.parse(to)
+            except JIDError:
+                to = None
+        self.transport.open_stream(host_name, self.id, to, initial is None or "version" in initial)
         self.header_sent = True
 
     def _tls_required(self) -> bool:
@@ -1047,7 +1054,7 @@ class _Detached:
 
     def write(self, data: bytes) -> None: ...
 
-    def open_stream(self, from_: str, stream_id: str) -> None: ...
+    def open_stream(self, from_: str, stream_id: str, to: str | None = None, versioned: bool = True) -> None: ...
 
     def close_stream(self) -> None: ...
 
