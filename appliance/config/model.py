@@ -132,6 +132,7 @@ class OfflineOptions:
 class RegisterOptions:
     policy: RegistrationPolicy = "closed"
     min_password_length: int = 8
+    max_per_ip_per_hour: int = 5
 
 
 @dataclass(frozen=True, slots=True)

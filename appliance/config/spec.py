@@ -792,6 +792,7 @@ def _module_tables(prefix: str) -> tuple[Table, ...]:
             ("policy", Choice(("closed", "open", "loopback")), "Who may create accounts from a client: "
              "nobody, anyone, or clients on this machine."),
             ("min_password_length", Int(1, 1024), "Shortest password accepted."),
+            ("max_per_ip_per_hour", Int(1, 1_000_000), "Accounts one IP address may register in an hour."),
         ]),
         _table(f"{prefix}.roster", m.RosterOptions, "Contact lists (RFC 6121).", [
             ("versioning", Bool(), "Offer roster versioning to clients."),

@@ -63,6 +63,7 @@ class Register(Module):
         options = ctx.options
         self.policy: str = options.policy if options else "closed"
         self.min_password_length: int = options.min_password_length if options else 8
+        self.max_per_hour: int = options.max_per_ip_per_hour if options else REGISTRATIONS_PER_IP_PER_HOUR
         self.clock: Callable[[], float] = time.monotonic
         self._recent: dict[str, deque[float]] = {}  # peer IP -> times of its recent registrations
         for scope in (Scope.SERVER, Scope.ACCOUNT):  # with or without to='domain'
@@ -133,7 +134,7 @@ class Register(Module):
         horizon = self.clock() - RATE_WINDOW
         while recent and recent[0] < horizon:
             recent.popleft()
-        if len(recent) >= REGISTRATIONS_PER_IP_PER_HOUR:
+        if len(recent) >= self.max_per_hour:
             self.ctx.log.warning("refusing a registration from %s: too many in the last hour", ip)
             text = "Too many accounts registered from your address; try again later"
             raise StanzaError("policy-violation", text, type="wait")

@@ -114,13 +114,18 @@ class _ParlourThread:
         return asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
 
     async def _start(self) -> int:
-        from appliance.config.model import HostConfig, ModulesConfig, RegisterOptions
+        from appliance.config.model import ContactAddresses, HostConfig, ModulesConfig, RegisterOptions
         from appliance.core.server import Server
         from appliance.xmpp.jid import JID
         from tests.integration.harness import make_config
 
         cfg = make_config(self.state_dir)
-        modules = replace(ModulesConfig(), register=RegisterOptions(policy="loopback"))
+        modules = replace(
+            ModulesConfig(),
+            register=RegisterOptions(policy="loopback", max_per_ip_per_hour=1_000_000),
+            # the same XEP-0157 addresses as the peers' profiles in ./peers
+            contact_addresses=ContactAddresses(abuse=(f"mailto:abuse@{DOMAIN}",), admin=(f"xmpp:admin@{DOMAIN}",)),
+        )
         cfg = replace(
             cfg,
             hosts=(HostConfig(name=DOMAIN, modules=modules),),

@@ -14,7 +14,6 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from appliance.config.model import RegistrationPolicy
-from appliance.modules import register
 from appliance.xmpp.jid import JID
 from tests.integration.harness import PASSWORD, Client, Harness, start_harness
 from tests.integration.harness import make_config as base_config  # a test_ name would be collected
@@ -22,10 +21,13 @@ from tests.integration.harness import make_config as base_config  # a test_ name
 NEW_PASSWORD = "a much better passphrase"
 
 
-async def start_with_policy(state_dir: Path, policy: RegistrationPolicy) -> Harness:
-    """A harness whose host has the given registration policy."""
+async def start_with_policy(state_dir: Path, policy: RegistrationPolicy, **options: Any) -> Harness:
+    """A harness whose host has the given registration policy (and other register `options`)."""
     hosts = tuple(
-        replace(host, modules=replace(host.modules, register=replace(host.modules.register, policy=policy)))
+        replace(
+            host,
+            modules=replace(host.modules, register=replace(host.modules.register, policy=policy, **options)),
+        )
         for host in base_config(state_dir).hosts
     )
     return await start_harness(state_dir, hosts=hosts)
@@ -178,13 +180,17 @@ async def test_conflict_weak_password_and_missing_fields(open_harness: Harness, 
     assert b'type="result"' in await raw_open.register("bob", PASSWORD)
 
 
-async def test_registrations_per_address_are_limited(
-    raw_open: RawStream, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(register, "REGISTRATIONS_PER_IP_PER_HOUR", 2)
-    assert b'type="result"' in await raw_open.register("one", PASSWORD)
-    assert b'type="result"' in await raw_open.register("two", PASSWORD)
-    assert condition(await raw_open.register("three", PASSWORD)) == "policy-violation"
+async def test_registrations_per_address_are_limited(tmp_path: Path) -> None:
+    harness = await start_with_policy(tmp_path, "open", max_per_ip_per_hour=2)
+    stream = RawStream(harness)
+    try:
+        await stream.open()
+        assert b'type="result"' in await stream.register("one", PASSWORD)
+        assert b'type="result"' in await stream.register("two", PASSWORD)
+        assert condition(await stream.register("three", PASSWORD)) == "policy-violation"
+    finally:
+        stream.close()
+        await harness.close()
 
 
 async def test_remove_before_login_is_not_authorized(raw_open: RawStream) -> None:
