@@ -166,11 +166,14 @@ class ModuleContext:
         *,
         scope: Scope = Scope.SERVER,
         feature: str | None = "",
+        any_account: bool = False,
     ) -> None:
         """Handle IQs of `type_` ("get"/"set") whose payload is `tag` ({ns}local). Advertises the
-        namespace as a disco feature unless `feature` is None (or another string to advertise)."""
+        namespace as a disco feature unless `feature` is None (or another string to advertise).
+        An ACCOUNT handler with `any_account` also gets requests for bare JIDs that have no account
+        (otherwise the router answers those with service-unavailable)."""
         key = IqKey(self.host, scope, type_, tag)
-        self._undo.append(self._iq_table.add(key, self.module.name, handler))
+        self._undo.append(self._iq_table.add(key, self.module.name, handler, any_account=any_account))
         if feature is not None:
             self.feature(feature or tag[1:].partition("}")[0], scope=scope)
 

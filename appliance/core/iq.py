@@ -62,17 +62,29 @@ class IqKey:
 class IqTable:
     """The handler table; a duplicate registration is a start-up error naming both owners."""
 
-    __slots__ = ("_handlers",)
+    __slots__ = ("_any_account", "_handlers")
 
     def __init__(self) -> None:
         self._handlers: dict[IqKey, tuple[str, IqHandler]] = {}
+        self._any_account: set[IqKey] = set()  # account handlers that also answer for missing accounts
 
-    def add(self, key: IqKey, owner: str, handler: IqHandler) -> Callable[[], None]:
+    def add(self, key: IqKey, owner: str, handler: IqHandler, *, any_account: bool = False) -> Callable[[], None]:
         existing = self._handlers.get(key)
         if existing is not None:
             raise RuntimeError(f"IQ handler for {key} registered by both {existing[0]} and {owner}")
         self._handlers[key] = (owner, handler)
-        return lambda: self._handlers.pop(key, None)
+        if any_account:
+            self._any_account.add(key)
+
+        def remove() -> None:
+            self._handlers.pop(key, None)
+            self._any_account.discard(key)
+
+        return remove
+
+    def answers_missing(self, key: IqKey) -> bool:
+        """Whether the handler of `key` answers for a bare JID with no account behind it too."""
+        return key in self._any_account
 
     def find(self, key: IqKey) -> tuple[str, IqHandler] | None:
         return self._handlers.get(key)

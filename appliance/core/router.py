@@ -149,7 +149,10 @@ class Router:
             # any other result or error to a bare JID has nobody to go to.
             self.pending.resolve(stanza)
             return
-        if not self.sessions.count_for(to_jid) and not await self.accounts.exists(to_jid):
+        answers_missing = len(stanza) == 1 and self.iq_table.answers_missing(
+            IqKey(host.name, Scope.ACCOUNT, stanza.get("type", ""), stanza[0].tag)
+        )
+        if not answers_missing and not self.sessions.count_for(to_jid) and not await self.accounts.exists(to_jid):
             raise StanzaError.service_unavailable()
         scope = Scope.ACCOUNT
         if stanza.get("to") is None and len(stanza) == 1:

@@ -73,7 +73,7 @@ class Disco(Module):
         ctx.iq("get", INFO, self.server_info, scope=Scope.SERVER)
         ctx.iq("get", ITEMS, self.server_items, scope=Scope.SERVER)
         ctx.iq("get", INFO, self.account_info, scope=Scope.ACCOUNT)
-        ctx.iq("get", ITEMS, self.account_items, scope=Scope.ACCOUNT)
+        ctx.iq("get", ITEMS, self.account_items, scope=Scope.ACCOUNT, any_account=True)
 
     # -- the server ---------------------------------------------------------------------------
 
@@ -116,9 +116,15 @@ class Disco(Module):
         return query
 
     async def account_items(self, request: IqRequest) -> etree._Element:
-        await self._check_account_access(request)
+        # XEP-0030 §8 rule 2: for an account that does not exist (node or not), or a requester who may
+        # not see its presence, the answer MUST be an empty result, never an error that tells them apart.
+        query = element(NS_DISCO_ITEMS)
+        if not await self.ctx.accounts.exists(request.to_jid) or not await sees_presence(
+            self.ctx, request.to_jid, request.from_jid
+        ):
+            return query
         _refuse_node(request)
-        return element(NS_DISCO_ITEMS)
+        return query
 
     async def _check_account_access(self, request: IqRequest) -> None:
         # XEP-0030 §8: an account's details are for the owner and those it shares presence with;

@@ -114,7 +114,8 @@ async def test_account_info_needs_a_presence_subscription(harness: Harness) -> N
 
     # A stranger learns nothing, not even that the account exists.
     assert await error_condition(disco.get_info(alice, cached=False)) == "service-unavailable"
-    assert await error_condition(disco.get_items(alice)) == "service-unavailable"
+    # XEP-0030 §8 rule 2: disco#items answers an empty result rather than an error.
+    assert not (await disco.get_items(alice))["disco_items"]["items"]
 
     # Alice subscribed to Bob ("to") does not share her presence with him.
     await share_presence(harness, "alice", bob, "to")
