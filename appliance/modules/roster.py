@@ -160,6 +160,9 @@ class Roster(Module):
         # RFC 6121 §2.5.2: cancel subscriptions in both directions before forgetting the contact.
         if existing.subscription in ("from", "both"):
             await self._send_presence(user, contact, "unsubscribed")
+            # §3.2.2: a contact that loses its subscription sees the user's available resources go away.
+            for session in self.ctx.sessions.available(user):
+                await self._send_presence(session.jid, contact, "unavailable")
         if existing.subscription in ("to", "both") or existing.ask:
             await self._send_presence(user, contact, "unsubscribe")
         await self.service.remove(user, contact)

@@ -1,0 +1,99 @@
+"""Helpers for the RFC 6121 conformance tests: fresh accounts, roster items and pushes, subscriptions.
+
+Every RFC 6121 test works on accounts registered for it alone (XEP-0077 on every server under test), so
+roster and subscription state never leaks from one test into another on the long-lived peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from lxml import etree
+
+from tests.conformance.client import NS, XmppStream, q, register_account
+from tests.conformance.conftest import ServerInfo
+
+ROSTER = NS["roster"]
+
+
+async def fresh_users(server: ServerInfo, count: int) -> list[str]:
+    """`count` new accounts (local parts) on `server`."""
+    return list(await asyncio.gather(*(register_account(server) for _ in range(count))))
+
+
+def roster_set(jid: str, *, attrs: str = "", children: str = "") -> str:
+    """A roster set IQ with one <item/> for `jid`."""
+    return f"<iq type='set'><query xmlns='{ROSTER}'><item jid='{jid}' {attrs}>{children}</item></query></iq>"
+
+
+async def roster_get(c: XmppStream, ver: str | None = None) -> etree._Element:
+    """The roster result (asserts type result); `ver` adds the versioning attribute (RFC 6121 §2.6)."""
+    attr = f" ver='{ver}'" if ver is not None else ""
+    reply = await c.iq(f"<iq type='get'><query xmlns='{ROSTER}'{attr}/></iq>")
+    assert reply.get("type") == "result", etree.tostring(reply)
+    return reply
+
+
+async def roster_item(c: XmppStream, jid: str) -> etree._Element | None:
+    """The <item/> for `jid` in a fresh roster get, or None."""
+    reply = await roster_get(c)
+    for item in reply.iter(q("roster:item")):
+        if item.get("jid") == jid:
+            return item
+    return None
+
+
+def is_push(jid: str | None = None, **attrs: str | None) -> object:
+    """Matcher for a roster push (an IQ set with a roster query) about `jid` with these item attributes
+    (value None: the attribute must be absent)."""
+
+    def match(e: etree._Element) -> bool:
+        if e.tag != q("c:iq") or e.get("type") != "set":
+            return False
+        item = e.find(f"{q('roster:query')}/{q('roster:item')}")
+        if item is None or (jid is not None and item.get("jid") != jid):
+            return False
+        return all(item.get(k) == v for k, v in attrs.items())
+
+    return match
+
+
+async def expect_push(c: XmppStream, jid: str, timeout: float = 5.0, **attrs: str | None) -> etree._Element:
+    """Wait for a roster push about `jid` matching `attrs`, acknowledge it (RFC 6121 §2.1.6) and return
+    the push. The push must come from the user's bare JID or carry no 'from'."""
+    push = await c.expect(is_push(jid, **attrs), timeout)
+    assert c.jid is not None
+    assert push.get("from") in (None, c.jid.split("/")[0]), f"roster push from {push.get('from')}"
+    await c.send(f"<iq type='result' id='{push.get('id')}'/>")
+    return push
+
+
+def is_presence(from_: str | None = None, type_: str | None = None, *, bare_from: bool = False) -> object:
+    """Matcher for a presence from `from_` (exact; or its bare part when bare_from) of `type_`
+    (None: available presence, that is no 'type')."""
+
+    def match(e: etree._Element) -> bool:
+        if e.tag != q("c:presence") or e.get("type") != type_:
+            return False
+        sender = e.get("from", "")
+        if bare_from:
+            sender = sender.split("/")[0]
+        return from_ is None or sender == from_
+
+    return match
+
+
+async def subscribe(user: XmppStream, contact: XmppStream, user_jid: str, contact_jid: str) -> None:
+    """`user` subscribes to `contact`'s presence and `contact` approves (both online and interested):
+    afterwards user's item for contact is 'to' (or 'both') and contact's item for user 'from' (or 'both')."""
+    await user.send(f"<presence to='{contact_jid}' type='subscribe'/>")
+    await contact.expect(is_presence(user_jid, "subscribe"))
+    await contact.send(f"<presence to='{user_jid}' type='subscribed'/>")
+    await user.expect(is_presence(contact_jid, "subscribed", bare_from=True))
+    await user.sync()
+    await contact.sync()
+
+
+def priority(value: int, extra: str = "") -> str:
+    """An available presence broadcast with this priority."""
+    return f"<presence><priority>{value}</priority>{extra}</presence>"
