@@ -222,6 +222,8 @@ class Presence(Module):
                 for session in self.ctx.sessions.available(user):
                     await self._send_to_contact(session.presence, str(contact))  # type: ignore[arg-type]
                 return
+            if await self.ctx.stores.kv.get(user.domain, user.local or "", PENDING, str(contact)) is not None:
+                return  # Appendix A.3.1: "Pending In" already, no state change and not delivered again
             await self.ctx.stores.kv.put(user.domain, user.local or "", PENDING, str(contact), etree.tostring(stanza))
             self._deliver_to_interested(user, stanza)
             return

@@ -1,0 +1,187 @@
+"""RFC 6121 §3 and Appendix A: presence subscriptions — request, approval, pre-approval, denial,
+cancellation, unsubscription, duplicates and requests waiting for an offline contact."""
+
+from __future__ import annotations
+
+from tests.conformance.client import connect, q
+from tests.conformance.conftest import ServerInfo, xfail_on
+from tests.conformance.im import expect_push, fresh_users, is_presence, is_push, roster_item, subscribe
+
+
+async def test_subscription_request_and_approval(server: ServerInfo) -> None:
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, contact, roster=True, presence=True) as c:
+        await u.sync()
+        await c.sync()
+        await u.send(f"<presence to='{c_jid}' type='subscribe'/>")
+        # §3.1.2: the user's server pushes the item with subscription 'none' and ask 'subscribe'.
+        await expect_push(u, c_jid, subscription="none", ask="subscribe")
+        # §3.1.3: the contact receives the request 'from' the user's bare JID.
+        await c.expect(is_presence(u_jid, "subscribe"))
+        await c.send(f"<presence to='{u_jid}' type='subscribed'/>")
+        # §3.1.5: the contact's server pushes 'from' to the contact ...
+        await expect_push(c, u_jid, subscription="from")
+        # ... and sends the user the contact's presence from each available resource (full JID).
+        await u.expect(is_presence(c.jid, None))
+        # §3.1.6: the user's server pushes 'to' (no more 'ask') and delivers the 'subscribed'.
+        await expect_push(u, c_jid, subscription="to", ask=None)
+        await u.expect(is_presence(c_jid, "subscribed", bare_from=True))
+
+
+async def test_subscription_request_waits_for_the_contact_to_come_online(server: ServerInfo) -> None:
+    # §3.1.3: "if the contact has no available resources, the contact's server MUST ... store the request
+    # and deliver it when the contact next has an available resource".
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u:
+        await u.send(f"<presence to='{c_jid}' type='subscribe' id='waiting'/>")
+        await expect_push(u, c_jid, ask="subscribe")
+        await u.sync()
+    async with connect(server, contact, roster=True, presence=True) as c:
+        request = await c.expect(is_presence(u_jid, "subscribe"))
+        assert request.get("from") == u_jid  # the bare JID, never a full one
+        await c.send(f"<presence to='{u_jid}' type='subscribed'/>")
+        await expect_push(c, u_jid, subscription="from")
+    async with connect(server, user, roster=True) as u:
+        item = await roster_item(u, c_jid)
+        assert item is not None and item.get("subscription") == "to" and item.get("ask") is None
+
+
+async def test_duplicate_subscription_requests_are_not_delivered_again(server: ServerInfo) -> None:
+    # Appendix A.3.1: an inbound "subscribe" in state "None + Pending In" is not delivered (no state
+    # change); in state "From" it is not delivered either (the contact's server SHOULD auto-reply with
+    # "subscribed", which the user's server in turn does not deliver: A.2.2, "To", no state change).
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, contact, roster=True, presence=True) as c:
+        await u.send(f"<presence to='{c_jid}' type='subscribe' id='first'/>")
+        await c.expect(is_presence(u_jid, "subscribe"))
+        await u.send(f"<presence to='{c_jid}' type='subscribe' id='second'/>")
+        await u.sync()
+        await c.assert_nothing(is_presence(u_jid, "subscribe"))
+        await c.send(f"<presence to='{u_jid}' type='subscribed'/>")
+        await expect_push(u, c_jid, subscription="to")
+        await u.expect(is_presence(c_jid, "subscribed", bare_from=True))
+        await u.send(f"<presence to='{c_jid}' type='subscribe' id='third'/>")
+        await u.sync()
+        await c.assert_nothing(is_presence(u_jid, "subscribe"))
+        assert (await roster_item(u, c_jid)).get("subscription") == "to"
+        assert (await roster_item(c, u_jid)).get("subscription") == "from"
+
+
+@xfail_on("ejabberd", reason="RFC 6121 §3.4 pre-approval is optional: ejabberd 23.01 does not offer it "
+                             "(no urn:xmpp:features:pre-approval stream feature)")
+@xfail_on("prosody", reason="RFC 6121 §3.4.2 the pre-approved item is pushed with approved='true': Prosody "
+                            "0.12 offers the feature but pushes nothing")
+async def test_pre_approval(server: ServerInfo) -> None:
+    # §3.4: a server offering <sub xmlns='urn:xmpp:features:pre-approval'/> lets the contact approve in
+    # advance; the later request is then approved without asking the contact.
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, contact, roster=True, presence=True) as c:
+        assert c.features is not None and c.features.find("{urn:xmpp:features:pre-approval}sub") is not None
+        await c.send(f"<presence to='{u_jid}' type='subscribed'/>")
+        # §3.4.2: the item is created (or updated) with approved='true' and pushed.
+        await expect_push(c, u_jid, subscription="none", approved="true")
+        async with connect(server, user, roster=True, presence=True) as u:
+            await u.send(f"<presence to='{c_jid}' type='subscribe'/>")
+            await u.expect(is_presence(c_jid, "subscribed", bare_from=True))
+            await expect_push(u, c_jid, subscription="to")
+            await expect_push(c, u_jid, subscription="from")
+            await c.assert_nothing(is_presence(u_jid, "subscribe"))
+
+
+async def test_denying_a_subscription_request(server: ServerInfo) -> None:
+    # §3.1.4 / Appendix A: "unsubscribed" in answer to a pending request (declining it): the user's item
+    # goes back to 'none' without 'ask' and the user receives the "unsubscribed".
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, contact, roster=True, presence=True) as c:
+        await u.send(f"<presence to='{c_jid}' type='subscribe'/>")
+        await expect_push(u, c_jid, ask="subscribe")
+        await c.expect(is_presence(u_jid, "subscribe"))
+        await c.send(f"<presence to='{u_jid}' type='unsubscribed'/>")
+        await u.expect(is_presence(c_jid, "unsubscribed", bare_from=True))
+        await expect_push(u, c_jid, subscription="none", ask=None)
+    # The denied request is not delivered again at the contact's next login.
+    async with connect(server, contact, roster=True, presence=True) as c:
+        await c.assert_nothing(is_presence(u_jid, "subscribe"))
+
+
+async def test_contact_cancels_the_users_subscription(server: ServerInfo) -> None:
+    # §3.2: the contact sends "unsubscribed"; both items go to 'none' (§3.2.2, §3.2.3) and the user
+    # receives the "unsubscribed" and unavailable presence from the contact's available resources.
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, contact, roster=True, presence=True) as c:
+        await subscribe(u, c, u_jid, c_jid)
+        u.drain()
+        c.drain()
+        await c.send(f"<presence to='{u_jid}' type='unsubscribed'/>")
+        await expect_push(c, u_jid, subscription="none")
+        await u.expect(is_presence(c.jid, "unavailable"))
+        await u.expect(is_presence(c_jid, "unsubscribed", bare_from=True))
+        await expect_push(u, c_jid, subscription="none")
+
+
+@xfail_on("prosody", reason="RFC 6121 §3.3.3 the contact's server sends unavailable presence from the "
+                            "contact's available resources to the user: Prosody 0.12 does not")
+async def test_user_unsubscribes_from_the_contact(server: ServerInfo) -> None:
+    # §3.3: the user sends "unsubscribe"; the user's item goes to 'none' (§3.3.2), the contact receives
+    # the "unsubscribe" from the user's bare JID, its item goes to 'none' and the user receives
+    # unavailable presence from the contact's available resources (§3.3.3).
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, contact, roster=True, presence=True) as c:
+        await subscribe(u, c, u_jid, c_jid)
+        u.drain()
+        c.drain()
+        await u.send(f"<presence to='{c_jid}' type='unsubscribe'/>")
+        await expect_push(u, c_jid, subscription="none")
+        await c.expect(is_presence(u_jid, "unsubscribe"))
+        await expect_push(c, u_jid, subscription="none")
+        await u.expect(is_presence(c.jid, "unavailable"))
+
+
+async def test_mutual_subscription_and_removal_cancels_both_ways(server: ServerInfo) -> None:
+    # §2.5.2: removing an item with a 'both' subscription sends "unsubscribe" and "unsubscribed" to the
+    # contact; the contact's item goes to 'none' and the user's item is gone.
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, contact, roster=True, presence=True) as c:
+        await subscribe(u, c, u_jid, c_jid)
+        await subscribe(c, u, c_jid, u_jid)
+        assert (await roster_item(u, c_jid)).get("subscription") == "both"
+        assert (await roster_item(c, u_jid)).get("subscription") == "both"
+        u.drain()
+        c.drain()
+        await u.iq(f"<iq type='set'><query xmlns='jabber:iq:roster'><item jid='{c_jid}' "
+                   f"subscription='remove'/></query></iq>")
+        await expect_push(u, c_jid, subscription="remove")
+        await c.expect(is_presence(u_jid, "unsubscribe"))
+        await c.expect(is_presence(u_jid, "unsubscribed"))
+        await c.expect(is_presence(u.jid, "unavailable"))
+        await expect_push(c, u_jid, subscription="none")
+        assert await roster_item(u, c_jid) is None
+
+
+async def test_subscription_request_to_a_missing_account_is_silently_ignored(server: ServerInfo) -> None:
+    # §8.5.1 (no such user): "For a presence stanza of type "subscribe", "subscribed", "unsubscribe", or
+    # "unsubscribed", the server MUST silently ignore the stanza."
+    (user,) = await fresh_users(server, 1)
+    ghost = f"ghost-{user}@{server.domain}"
+    async with connect(server, user, roster=True, presence=True) as u:
+        await u.send(f"<presence to='{ghost}' type='subscribe'/>")
+        await expect_push(u, ghost, ask="subscribe")
+        await u.assert_nothing(
+            lambda e: e.tag == q("c:presence") and e.get("from", "").startswith(ghost)
+            and e.get("type") in ("subscribed", "unsubscribed", "error")
+        )
+        await u.assert_nothing(is_push(ghost, subscription="to"))
