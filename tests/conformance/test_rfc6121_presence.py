@@ -1,0 +1,102 @@
+"""RFC 6121 §4 and §8.5 (presence): initial presence and probes, broadcast to available resources only,
+directed presence and its end, presence to full JIDs."""
+
+from __future__ import annotations
+
+from tests.conformance.client import connect, q
+from tests.conformance.conftest import ServerInfo
+from tests.conformance.im import fresh_users, is_presence, roster_item, subscribe
+
+
+async def test_initial_presence_probes_contacts_and_reaches_subscribers_only(server: ServerInfo) -> None:
+    # §4.2.2: the user's server sends the initial presence to contacts with a 'from' or 'both' subscription
+    # (not to a contact the user is only subscribed to) and probes those with 'to' or 'both' (§4.3); the
+    # contact's server answers the probe with the presence of each available resource (§4.3.2).
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, contact, roster=True, presence=True) as c:
+        await subscribe(u, c, u_jid, c_jid)  # user -> contact only: user 'to', contact 'from'
+        await c.send("<presence><show>away</show><status>lunch</status></presence>")
+        await u.expect(lambda e: is_presence(c.jid, None)(e) and e.findtext(q("c:status")) == "lunch")
+        async with connect(server, user, roster=True) as u2:
+            await u2.send("<presence><status>second</status></presence>")
+            answer = await u2.expect(is_presence(c.jid, None))
+            assert answer.findtext(q("c:status")) == "lunch"
+            await u2.sync()
+            # The contact has no subscription to the user: the new resource's presence never reaches it.
+            await c.assert_nothing(is_presence(u2.jid))
+            # The user's other available resource learns of it (§4.2.2).
+            await u.expect(is_presence(u2.jid, None))
+
+
+async def test_presence_broadcast_reaches_available_resources_only(server: ServerInfo) -> None:
+    # §4.4.2 / §8.5.2.1.2: presence broadcast goes to the contact's *available* resources; a connected
+    # resource that has not sent initial presence gets none (RFC 6120 §10.5, RFC 6121 §4.2.2).
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, contact, roster=True, presence=True) as c:
+        await subscribe(c, u, c_jid, u_jid)  # contact -> user: the contact receives the user's presence
+        async with connect(server, contact, roster=True) as quiet:
+            await u.send("<presence><status>broadcast</status></presence>")
+            await c.expect(lambda e: is_presence(u.jid, None)(e) and e.findtext(q("c:status")) == "broadcast")
+            await u.sync()
+            await quiet.assert_nothing(lambda e: e.tag == q("c:presence") and e.get("from", "").startswith(u_jid))
+
+
+async def test_directed_presence_and_its_unavailable_at_logout(server: ServerInfo) -> None:
+    # §4.6: directed presence reaches an entity without a subscription; when the user goes offline the
+    # server MUST send unavailable presence to it (§4.6.3), from the same full JID.
+    user, other = await fresh_users(server, 2)
+    async with connect(server, other, roster=True, presence=True) as o:
+        async with connect(server, user, roster=True, presence=True) as u:
+            user_full = u.jid
+            await u.send(f"<presence to='{o.jid}'><status>just for you</status></presence>")
+            got = await o.expect(is_presence(user_full, None))
+            assert got.findtext(q("c:status")) == "just for you"
+        # The stream closed without an explicit unavailable presence.
+        await o.expect(is_presence(user_full, "unavailable"))
+
+
+async def test_directed_presence_ends_with_unavailable_broadcast(server: ServerInfo) -> None:
+    # §4.6.3: "the user's server MUST send that unavailable presence [broadcast] to all entities to which
+    # the user sent directed presence" (and §4.5.2 for the broadcast itself).
+    user, other = await fresh_users(server, 2)
+    async with connect(server, other, roster=True, presence=True) as o, \
+            connect(server, user, roster=True, presence=True) as u:
+        await u.send(f"<presence to='{o.jid}'/>")
+        await o.expect(is_presence(u.jid, None))
+        await u.send("<presence type='unavailable'><status>bye</status></presence>")
+        gone = await o.expect(is_presence(u.jid, "unavailable"))
+        assert gone.findtext(q("c:status")) == "bye"
+
+
+async def test_presence_to_a_full_jid(server: ServerInfo) -> None:
+    # §8.5.3.1: presence without type to an existing full JID is delivered to that resource only;
+    # §8.5.3.2.2: to a full JID with no matching resource it is silently ignored (not given to others).
+    user, other = await fresh_users(server, 2)
+    async with connect(server, other, roster=True, presence=True) as o1, \
+            connect(server, other, roster=True, presence=True) as o2, \
+            connect(server, user, roster=True, presence=True) as u:
+        await u.send(f"<presence to='{o1.jid}'><status>one</status></presence>")
+        await o1.expect(is_presence(u.jid, None))
+        await u.send(f"<presence to='{server.jid(other, 'nowhere')}'><status>lost</status></presence>")
+        await u.sync()
+        for o in (o1, o2):
+            await o.assert_nothing(lambda e: e.tag == q("c:presence") and e.get("from") == u.jid
+                                   and e.findtext(q("c:status")) == "lost")
+        await o2.assert_nothing(is_presence(u.jid, None))
+        # No subscription was created by directed presence.
+        assert await roster_item(u, server.jid(other)) is None
+
+
+async def test_presence_error_to_full_jid_is_delivered(server: ServerInfo) -> None:
+    # §8.5.3.1: a stanza addressed to an existing full JID is delivered to that resource, including
+    # presence of type "error" (the answer a client gives to presence it cannot handle).
+    user, other = await fresh_users(server, 2)
+    async with connect(server, other, roster=True, presence=True) as o, \
+            connect(server, user, roster=True, presence=True) as u:
+        await u.send(f"<presence to='{o.jid}' type='error' id='perr'><error type='cancel'>"
+                      "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
+        await o.expect(lambda e: is_presence(u.jid, "error")(e) and e.get("id") == "perr")
