@@ -75,11 +75,19 @@ class LastActivity(Module):
         record = LastLogout.decode(data)
         return _answer(self.ctx.now() - record.at, record.status)
 
-    def on_presence_outgoing(self, event: events.StanzaEvent) -> None:
+    async def on_presence_outgoing(self, event: events.StanzaEvent) -> None:
         stanza = event.stanza
         if event.session is None or stanza.get("to") is not None or stanza.get("type") != "unavailable":
             return
-        self.leaving[event.session] = (stanza.findtext(STATUS) or "").strip()
+        status = (stanza.findtext(STATUS) or "").strip()
+        self.leaving[event.session] = status
+        jid = event.session.jid
+        if any(s is not event.session for s in self.ctx.sessions.available(jid)):
+            return
+        # The account stops being available now, before its stream closes: a contact that saw the
+        # unavailable presence and asks at once gets this logout (XEP-0012 §2), not "unknown".
+        with contextlib.suppress(UnknownAccount):
+            await self.ctx.stores.kv.put(jid.domain, jid.local, STORE, KEY, LastLogout(self.ctx.now(), status).encode())
 
     async def on_session_closed(self, event: events.SessionEvent) -> None:
         session = event.session

@@ -30,7 +30,10 @@ class PrivateXml:
 
     async def get(self, user: JID, namespace: str) -> etree._Element | None:
         data = await self._ctx.stores.kv.get(user.domain, user.local or "", STORE, namespace)
-        return None if data is None else parse_stored(data)
+        if data is None:
+            return None
+        stored = parse_stored(data)
+        return stored[0] if stored.tag == QUERY and len(stored) else stored
 
     async def put(self, user: JID, fragment: etree._Element) -> None:
         """Store a fragment under its namespace (listeners are not told: the caller made the change)."""
@@ -65,34 +68,65 @@ class PrivateStorage(Module):
         ctx.feature(NS_PRIVATE)
 
     async def get(self, request: IqRequest) -> etree._Element:
-        """Return the stored fragment, or the requested empty element when nothing is stored."""
-        fragment, namespace = _fragment(request)
+        """Return the stored fragment(s), or the requested empty element when nothing is stored."""
+        require_owner(request, "private XML storage")
+        children = _children(request.payload)
+        if not children:
+            raise StanzaError.not_acceptable("The query must hold an element in its own namespace")
+        if len(children) > 1:
+            # XEP-0049 §2.3: a client MUST NOT query for more than one namespace in a single get.
+            raise StanzaError.bad_request("Ask for exactly one namespace")
+        fragment, namespace = children[0], _namespace(children[0])
         target = request.to_jid
         assert target.local is not None
         data = await self.ctx.stores.kv.get(target.domain, target.local, STORE, namespace)
         query = element(NS_PRIVATE)
-        query.append(copy.deepcopy(fragment) if data is None else parse_stored(data))
+        if data is None:
+            query.append(copy.deepcopy(fragment))
+            return query
+        stored = parse_stored(data)
+        # Several elements of one namespace are kept inside a jabber:iq:private <query/> wrapper.
+        query.extend(list(stored) if stored.tag == QUERY else [stored])
         return query
 
     async def set(self, request: IqRequest) -> None:
-        """Store (replace) the fragment under its namespace."""
-        fragment, namespace = _fragment(request)
-        data = encode_limited(fragment, self.max_size, "private XML fragment")
+        """Store (replace) each namespace's elements; a set MAY hold several elements (XEP-0049 §2.3)."""
+        require_owner(request, "private XML storage")
+        children = _children(request.payload)
+        if not children:
+            raise StanzaError.not_acceptable("The query must hold an element in its own namespace")
+        by_namespace: dict[str, list[etree._Element]] = {}
+        for child in children:
+            by_namespace.setdefault(_namespace(child), []).append(child)
         target = request.to_jid
         assert target.local is not None
-        await self.ctx.stores.kv.put(target.domain, target.local, STORE, namespace, data)
-        await self.service.stored(target.bare(), fragment, namespace)
+        encoded = {ns: encode_limited(_bundle(elements), self.max_size, "private XML fragment")
+                   for ns, elements in by_namespace.items()}
+        for namespace, data in encoded.items():
+            await self.ctx.stores.kv.put(target.domain, target.local, STORE, namespace, data)
+        for namespace, elements in by_namespace.items():
+            for fragment in elements:
+                await self.service.stored(target.bare(), fragment, namespace)
 
 
-def _fragment(request: IqRequest) -> tuple[etree._Element, str]:
-    """The one namespaced child of the query and its namespace, after the access and shape checks."""
-    require_owner(request, "private XML storage")
-    children = [child for child in request.payload if isinstance(child.tag, str)]
-    if len(children) != 1:
-        raise StanzaError.bad_request("The query must hold exactly one child element")
-    namespace = etree.QName(children[0]).namespace
-    if not namespace:
-        raise StanzaError.bad_request("The stored element needs its own namespace")
+def _children(payload: etree._Element) -> list[etree._Element]:
+    return [child for child in payload if isinstance(child.tag, str)]
+
+
+def _namespace(child: etree._Element) -> str:
+    """The namespace an element is stored under, after the XEP-0049 §2.3 checks (not-acceptable)."""
+    namespace = etree.QName(child).namespace
+    if not namespace or namespace == NS_PRIVATE:
+        raise StanzaError.not_acceptable("The stored element needs its own namespace")
     if namespace.startswith("jabber:"):
         raise StanzaError.not_acceptable("Namespaces starting with 'jabber:' are reserved")
-    return children[0], namespace
+    return namespace
+
+
+def _bundle(elements: list[etree._Element]) -> etree._Element:
+    """One element stored as itself; several of one namespace inside a <query/> wrapper."""
+    if len(elements) == 1:
+        return elements[0]
+    wrapper = element(NS_PRIVATE)
+    wrapper.extend(copy.deepcopy(e) for e in elements)
+    return wrapper
