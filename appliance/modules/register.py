@@ -163,7 +163,15 @@ class Register(Module):
                 raise StanzaError.bad_request("<remove/> must be the only child of <query/>")
             await self._remove(user)
             return
-        username, password = _credentials(payload)
+        try:
+            await self._change_password(req, user)
+        except StanzaError as err:
+            err.echo = False  # XEP-0077 §3.3: an error about a password change does not repeat the request
+            raise
+
+    async def _change_password(self, req: IqRequest, user: JID) -> None:
+        """Set the password given with the username of the sender's own account."""
+        username, password = _credentials(req.payload)
         if username is None or password is None:
             raise StanzaError.bad_request("A password change needs <username/> and <password/>")
         if username != user.local:

@@ -99,7 +99,8 @@ class StanzaError(Exception):
     """A stanza-level error: raise it where the problem is found, render it at one boundary.
 
     ``new_address`` is the XMPP URI carried inside ``<gone/>`` or ``<redirect/>``; ``by`` is the
-    entity that generated the error (RFC 6120 §8.3.2).
+    entity that generated the error (RFC 6120 §8.3.2). ``echo=False`` leaves the original payload out
+    of the error reply (it held a secret, e.g. a new password: XEP-0077 §3.3).
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class StanzaError(Exception):
         app_element: etree._Element | None = None,
         by: str | None = None,
         new_address: str | None = None,
+        echo: bool = True,
     ) -> None:
         if condition not in STANZA_CONDITIONS:
             raise ValueError(f"unknown stanza error condition {condition!r}")
@@ -124,6 +126,7 @@ class StanzaError(Exception):
         self.app_element = app_element
         self.by = by
         self.new_address = new_address
+        self.echo = echo
 
     def __repr__(self) -> str:
         return f"StanzaError({self.condition!r}, {self.text!r}, type={self.type!r})"
@@ -339,8 +342,9 @@ def error_reply(stanza: etree._Element, err: StanzaError) -> etree._Element:
     lang = stanza.get(_XML_LANG)
     if lang is not None:
         reply.set(_XML_LANG, lang)
-    for child in stanza:
-        reply.append(copy.deepcopy(child))
+    if err.echo:
+        for child in stanza:
+            reply.append(copy.deepcopy(child))
     err._fill(etree.SubElement(reply, f"{{{ns}}}error"))
     return reply
 

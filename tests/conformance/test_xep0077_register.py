@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from lxml import etree
+
 from tests.conformance.client import NS, assert_stanza_error, connect, q, raw_open, register_account
 from tests.conformance.conftest import ServerInfo, xfail_on
 from tests.conformance.contacts import assert_result
@@ -100,3 +102,13 @@ async def test_remove_with_other_children_is_bad_request(server: ServerInfo) -> 
     async with connect(server, name) as c:
         reply = await c.iq(f"<iq type='set'><query xmlns='{REG}'><remove/><username>{name}</username></query></iq>")
         assert_stanza_error(reply, None, "bad-request")
+
+
+async def test_password_change_error_does_not_repeat_the_password(server: ServerInfo) -> None:
+    # §3.3: "The server or service SHOULD NOT return the original XML sent in IQ error stanzas related to
+    # password changes" (here: someone else's username, which no server accepts).
+    async with connect(server, "alice") as c:
+        reply = await c.iq(f"<iq type='set'><query xmlns='{REG}'><username>bob</username>"
+                           "<password>secret-new-pass</password></query></iq>")
+    assert reply.get("type") == "error"
+    assert b"secret-new-pass" not in etree.tostring(reply)
