@@ -140,6 +140,7 @@ class ClientSession:
         "id",
         "interested",
         "jid",
+        "lang",
         "last_rx",
         "ping_sent",
         "presence",
@@ -166,6 +167,7 @@ class ClientSession:
         self.interested = False
         self.directed: set[JID] = set()
         self.header_sent = False
+        self.lang: str | None = None  # the stream's xml:lang (RFC 6120 §4.7.4)
         self.started = self.last_rx = time.monotonic()
         self.ping_sent = 0.0
         self._inbox: deque[Event | StreamError] | None = None
@@ -277,6 +279,7 @@ class ClientSession:
         if host is None:
             raise StreamError.host_unknown(f"This server does not serve '{to}'")
         self.host = host
+        self.lang = event.attrs.get(XML_LANG)
         if self.state is C2SState.CONNECTED:
             self.state = C2SState.UNAUTHENTICATED
         self.transport.write(xs.features_element(await self._features()))
@@ -821,6 +824,8 @@ class ClientSession:
             if claimed_jid is None or claimed_jid not in (self.jid, self.jid.bare()):
                 raise StreamError.invalid_from("The 'from' address is not yours")
         element.set("from", str(self.jid))
+        if self.lang and XML_LANG not in element.attrib:
+            element.set(XML_LANG, self.lang)  # RFC 6120 §8.1.5: the stream's language, when the stanza has none
         if tag == xs.IQ:
             iq_type = element.get("type")
             if iq_type not in ("get", "set", "result", "error") or element.get("id") is None:
@@ -1081,6 +1086,7 @@ class _Detached:
 DETACHED = _Detached()
 
 
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _PRESENCE_TYPES = frozenset(
     {None, "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error"}
 )
