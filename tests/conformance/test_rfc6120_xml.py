@@ -1,0 +1,39 @@
+"""RFC 6120 §11: restricted XML and well-formedness on an established stream."""
+
+from __future__ import annotations
+
+from tests.conformance.client import connect
+from tests.conformance.conftest import ServerInfo, xfail_on
+
+# §11.1: "An XMPP entity MUST NOT generate data that contains [comments, processing instructions, internal or
+# external DTD subsets, internal or external entity references] ... Upon receiving such restricted XML data,
+# the receiving entity MUST close the stream with a <restricted-xml/> stream error"; §4.9.3.18.
+
+
+@xfail_on("ejabberd", reason="RFC 6120 §11.1: ejabberd 23.01 silently ignores an XML comment on the stream")
+@xfail_on("prosody", reason="RFC 6120 §11.1: Prosody 0.12 answers an XML comment with not-well-formed "
+                            "instead of restricted-xml")
+async def test_comment_is_restricted_xml(server: ServerInfo) -> None:
+    async with connect(server, "alice") as c:
+        await c.send("<!-- a comment -->")
+        await c.expect_stream_error("restricted-xml", timeout=3.0)
+        await c.wait_closed()
+
+
+@xfail_on("ejabberd", reason="RFC 6120 §11.1: ejabberd 23.01 silently ignores a processing instruction")
+@xfail_on("prosody", reason="RFC 6120 §11.1: Prosody 0.12 answers a processing instruction with "
+                            "not-well-formed instead of restricted-xml")
+async def test_processing_instruction_is_restricted_xml(server: ServerInfo) -> None:
+    async with connect(server, "alice") as c:
+        await c.send("<?conformance test?>")
+        await c.expect_stream_error("restricted-xml", timeout=3.0)
+        await c.wait_closed()
+
+
+async def test_not_well_formed(server: ServerInfo) -> None:
+    # §4.9.3.13 not-well-formed: "The initiating entity has sent XML that violates the well-formedness
+    # rules of [XML] or [XML-NAMES]."
+    async with connect(server, "alice") as c:
+        await c.send(f"<message to='{server.jid('bob')}'><body>x</message>")
+        await c.expect_stream_error("not-well-formed")
+        await c.wait_closed()
