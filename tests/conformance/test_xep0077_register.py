@@ -72,6 +72,8 @@ async def test_password_change(server: ServerInfo) -> None:
         await stream.close()
 
 
+@xfail_on("prosody", reason="XEP-0077 §3.3: an empty <password/> MUST NOT change the password; Prosody sets "
+          "the empty password")
 async def test_empty_password_keeps_the_old_one(server: ServerInfo) -> None:
     # §3.3: an empty <password/> MUST NOT change the password to a null value; the existing one stays.
     name = await register_account(server)
@@ -104,6 +106,8 @@ async def test_remove_with_other_children_is_bad_request(server: ServerInfo) -> 
         assert_stanza_error(reply, None, "bad-request")
 
 
+@xfail_on("ejabberd", reason="XEP-0077 §3.3: error replies about password changes SHOULD NOT repeat the "
+          "request; ejabberd echoes it, new password included")
 async def test_password_change_error_does_not_repeat_the_password(server: ServerInfo) -> None:
     # §3.3: "The server or service SHOULD NOT return the original XML sent in IQ error stanzas related to
     # password changes" (here: someone else's username, which no server accepts).
