@@ -198,8 +198,9 @@ class Presence(Module):
         ptype = stanza.get("type")
         if ptype in SUBSCRIPTION_TYPES or ptype == "probe":
             return await self.on_inbound_bare(event)
+        # RFC 6121 §8.5.3.1: delivered to a matching available *or connected* resource.
         session = self.ctx.sessions.get(event.to_jid)
-        if session is not None and (session.available or ptype == "error"):
+        if session is not None:
             session.send(stanza)
         return True
 

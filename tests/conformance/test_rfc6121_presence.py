@@ -100,3 +100,47 @@ async def test_presence_error_to_full_jid_is_delivered(server: ServerInfo) -> No
         await u.send(f"<presence to='{o.jid}' type='error' id='perr'><error type='cancel'>"
                       "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
         await o.expect(lambda e: is_presence(u.jid, "error")(e) and e.get("id") == "perr")
+
+
+async def test_presence_to_a_bare_jid_reaches_every_available_resource(server: ServerInfo) -> None:
+    # §8.5.2.1.2: presence without type to a bare JID is delivered to all available resources (and not
+    # to a connected resource that has not sent initial presence).
+    user, other = await fresh_users(server, 2)
+    async with connect(server, other, roster=True, presence=True) as o1, \
+            connect(server, other, roster=True, presence=True) as o2, \
+            connect(server, other, roster=True) as quiet, \
+            connect(server, user, roster=True, presence=True) as u:
+        await settle_all(o1, o2, quiet)
+        await u.send(f"<presence to='{server.jid(other)}'><status>to bare</status></presence>")
+        for o in (o1, o2):
+            await o.expect(lambda e: is_presence(u.jid, None)(e) and e.findtext(q("c:status")) == "to bare")
+        await u.sync()
+        await quiet.assert_nothing(is_presence(u.jid, None))
+
+
+async def test_new_resource_learns_the_presence_of_the_users_other_resources(server: ServerInfo) -> None:
+    # §4.2.2: on initial presence the user's server sends the newly available resource the presence of
+    # the user's other available resources (and them its own).
+    (user,) = await fresh_users(server, 1)
+    async with connect(server, user, roster=True) as first:
+        await first.send("<presence><status>first</status></presence>")
+        await first.sync()
+        async with connect(server, user, roster=True) as second:
+            await second.send("<presence><status>second</status></presence>")
+            got = await second.expect(is_presence(first.jid, None))
+            assert got.findtext(q("c:status")) == "first"
+            await first.expect(is_presence(second.jid, None))
+
+
+async def settle_all(*streams) -> None:  # type: ignore[no-untyped-def]
+    for s in streams:
+        await s.sync()
+
+
+async def test_presence_to_the_full_jid_of_a_connected_resource(server: ServerInfo) -> None:
+    # §8.5.3.1: "If an available resource or connected resource exactly matches the full JID" the stanza
+    # is delivered to it; for presence without type, too.
+    user, other = await fresh_users(server, 2)
+    async with connect(server, other, roster=True) as quiet, connect(server, user, roster=True, presence=True) as u:
+        await u.send(f"<presence to='{quiet.jid}'><status>directed</status></presence>")
+        await quiet.expect(lambda e: is_presence(u.jid, None)(e) and e.findtext(q("c:status")) == "directed")
