@@ -174,3 +174,17 @@ async def test_offline_storage_by_message_type(server: ServerInfo) -> None:
             await back.assert_nothing(lambda e: e.tag == q("c:message") and e.findtext(q("c:body")) in
                                       ("offline headline", "offline groupchat", "offline error"))
         await s.assert_nothing(lambda e: e.tag == q("c:message") and e.get("type") == "error")
+
+
+async def test_bare_jid_message_with_only_connected_resources_waits_offline(server: ServerInfo) -> None:
+    # §8.5.2.1.1 delivers to *available* resources; with only a connected resource that has sent no
+    # presence, §8.5.2.2.1 applies: "chat" is stored offline (or refused with an error), and delivered
+    # once a resource becomes available (XEP-0160).
+    sender, user = await fresh_users(server, 2)
+    async with connect(server, sender, presence=True) as s, connect(server, user, roster=True) as quiet:
+        await message(s, server.jid(user), "chat", "while quiet")
+        await settle(s, quiet)
+        await s.assert_nothing(error_for("while quiet"))
+        await quiet.assert_nothing(body_is("while quiet"))
+        await quiet.send("<presence/>")
+        await quiet.expect(body_is("while quiet"))

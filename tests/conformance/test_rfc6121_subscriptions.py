@@ -185,3 +185,65 @@ async def test_subscription_request_to_a_missing_account_is_silently_ignored(ser
             and e.get("type") in ("subscribed", "unsubscribed", "error")
         )
         await u.assert_nothing(is_push(ghost, subscription="to"))
+
+
+async def test_unsolicited_subscribed_creates_no_subscription(server: ServerInfo) -> None:
+    # Appendix A.3.2: an inbound "subscribed" in state "None" (no request pending) is not delivered and
+    # changes nothing: nobody can push a subscription on a user.
+    user, stranger = await fresh_users(server, 2)
+    u_jid, s_jid = server.jid(user), server.jid(stranger)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, stranger, roster=True, presence=True) as s:
+        await s.send(f"<presence to='{u_jid}' type='subscribed'/>")
+        await s.sync()
+        await u.assert_nothing(lambda e: e.tag == q("c:presence") and e.get("from", "").startswith(s_jid))
+        await u.assert_nothing(is_push(s_jid))
+        item = await roster_item(u, s_jid)
+        assert item is None or item.get("subscription") in (None, "none")
+
+
+async def test_withdrawn_request_is_not_delivered_at_login(server: ServerInfo) -> None:
+    # Appendix A.2.3 / A.3.3: "unsubscribe" while the request is pending cancels it ("None + Pending Out"
+    # -> "None" for the user, "None + Pending In" -> "None" for the contact): the offline contact never
+    # sees the request.
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u:
+        await u.send(f"<presence to='{c_jid}' type='subscribe'/>")
+        await expect_push(u, c_jid, ask="subscribe")
+        await u.send(f"<presence to='{c_jid}' type='unsubscribe'/>")
+        await expect_push(u, c_jid, subscription="none", ask=None)
+    async with connect(server, contact, roster=True, presence=True) as c:
+        await c.assert_nothing(is_presence(u_jid, "subscribe"))
+
+
+async def test_subscription_request_to_a_full_jid_is_about_the_bare_jid(server: ServerInfo) -> None:
+    # §3.1.1 / §3.1.2: subscriptions are between bare JIDs; the user's server stamps the bare JID as
+    # 'from', and the roster item is for the contact's bare JID.
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, contact, roster=True, presence=True) as c:
+        await u.send(f"<presence to='{c.jid}' type='subscribe'/>")
+        request = await c.expect(is_presence(u_jid, "subscribe"))
+        assert request.get("from") == u_jid
+        await expect_push(u, c_jid, ask="subscribe")
+
+
+@xfail_on("ejabberd", reason="RFC 6121 §3.4 pre-approval is optional: ejabberd 23.01 does not offer it")
+@xfail_on("prosody", reason="RFC 6121 §3.4.2 the pre-approved item is pushed with approved='true': Prosody "
+                            "0.12 offers the feature but pushes nothing")
+async def test_cancelling_a_pre_approval(server: ServerInfo) -> None:
+    # §3.4 / Appendix A.2.4: "unsubscribed" after a pre-approval cancels it; a later request is then
+    # delivered to the contact for a decision.
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, contact, roster=True, presence=True) as c:
+        await c.send(f"<presence to='{u_jid}' type='subscribed'/>")
+        await expect_push(c, u_jid, approved="true")
+        await c.send(f"<presence to='{u_jid}' type='unsubscribed'/>")
+        await expect_push(c, u_jid, approved=None)
+        async with connect(server, user, roster=True, presence=True) as u:
+            await u.send(f"<presence to='{c_jid}' type='subscribe'/>")
+            await c.expect(is_presence(u_jid, "subscribe"))
+            await u.assert_nothing(is_presence(c_jid, "subscribed", bare_from=True))
