@@ -42,6 +42,11 @@ def assert_result(reply: etree._Element, payload: str | None = None) -> etree._E
     return found
 
 
+def get_iq(to: str, payload: str) -> str:
+    """An IQ get addressed to `to` carrying `payload`."""
+    return f"<iq type='get' to='{to}'>{payload}</iq>"
+
+
 def bare(stream: XmppStream) -> str:
     assert stream.jid is not None
     return stream.jid.split("/")[0]
@@ -52,4 +57,4 @@ def ack_pushes(stream: XmppStream) -> None:
     stream.inbox = [e for e in stream.inbox if not (e.tag == q("c:presence") or e.find(q("roster:query")) is not None)]
 
 
-__all__ = ["NS", "ack_pushes", "assert_result", "bare", "roster_push_for", "subscribe"]
+__all__ = ["NS", "ack_pushes", "assert_result", "bare", "get_iq", "roster_push_for", "subscribe"]

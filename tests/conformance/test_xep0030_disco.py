@@ -5,13 +5,10 @@ from __future__ import annotations
 from tests.conformance.client import NS, assert_stanza_error, connect, q, register_account
 from tests.conformance.conftest import ServerInfo, xfail_on
 from tests.conformance.contacts import assert_result, bare, subscribe
+from tests.conformance.contacts import get_iq as _get
 
 INFO = f"<query xmlns='{NS['disco']}'/>"
 ITEMS = f"<query xmlns='{NS['items']}'/>"
-
-
-def _get(to: str, payload: str) -> str:
-    return f"<iq type='get' to='{to}'>{payload}</iq>"
 
 
 async def test_server_info_has_identity_and_disco_feature(server: ServerInfo) -> None:

@@ -8,13 +8,10 @@ from datetime import UTC, datetime, timedelta
 from tests.conformance.client import NS, assert_stanza_error, connect, q, register_account
 from tests.conformance.conftest import ServerInfo, xfail_on
 from tests.conformance.contacts import assert_result, bare, subscribe
+from tests.conformance.contacts import get_iq as _get
 
 PING = f"<ping xmlns='{NS['ping']}'/>"
 LAST = f"<query xmlns='{NS['last']}'/>"
-
-
-def _get(to: str, payload: str) -> str:
-    return f"<iq type='get' to='{to}'>{payload}</iq>"
 
 
 # --- XEP-0092 ---
