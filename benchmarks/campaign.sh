@@ -4,6 +4,11 @@
 # as a third "peer" started like the others: pinned to CPU 1, fresh state for every measurement
 # (a 10 000-account database made once and copied), 50-login warm-up.
 #   REPS=1 PEERS="parlour ejabberd prosody" benchmarks/campaign.sh
+#   SERVER_CPU_QUOTA=50 MODES=login benchmarks/campaign.sh   # every server held to 50 % of one core
+# SERVER_CPU_QUOTA (percent of one core, a cgroup CPU quota on the server's processes) takes the load
+# generator out of the result: unthrottled, tsung cannot start much more than ~450 sessions/s on its one
+# core, so the login peak measures tsung; held to the same quota, each server's peak is its own capacity.
+# Capped results are labelled <peer>-cap<QUOTA> (override with SUFFIX).
 # Prints the aggregated tables at the end (also: python3 $WORK/bench/aggregate.py $WORK/bench/results ...).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(dirname "$HERE")
@@ -40,7 +45,19 @@ STOP
 chmod +x "$WORK/bench/peers/start-parlour.sh" "$WORK/bench/peers/stop-parlour.sh"
 sed -i "s/port_of() { case \$1 in /port_of() { case \$1 in parlour) echo $PARLOUR_PORT;; /" "$WORK/bench/campaign.sh"
 export PEERS=${PEERS:-parlour ejabberd prosody} REPS=${REPS:-1}
+if [ -n "${SERVER_CPU_QUOTA:-}" ]; then
+  "$HERE/cpu_cap.sh" setup "$SERVER_CPU_QUOTA"
+  export SUFFIX=${SUFFIX:--cap$SERVER_CPU_QUOTA}
+  for peer in $PEERS; do   # each start script: start as before, then move the server into the cgroup
+    start="$WORK/bench/peers/start-$peer.sh"; mv "$start" "$WORK/bench/peers/start-$peer.uncapped.sh"
+    port=$(bash -c "$(grep '^port_of()' "$WORK/bench/campaign.sh"); port_of $peer")
+    printf '#!/bin/bash\nset -e\n"%s" "$@"\n"%s" add-port %s\n' \
+      "$WORK/bench/peers/start-$peer.uncapped.sh" "$HERE/cpu_cap.sh" "$port" > "$start"
+    chmod +x "$start"
+  done
+fi
 ulimit -n "$(ulimit -Hn)"
 "$WORK/bench/campaign.sh"
+labels=""; for peer in $PEERS; do labels="$labels $peer${SUFFIX:-}"; done
 # shellcheck disable=SC2086
-"$PY" "$WORK/bench/aggregate.py" "$WORK/bench/results" $PEERS
+"$PY" "$WORK/bench/aggregate.py" "$WORK/bench/results" $labels
