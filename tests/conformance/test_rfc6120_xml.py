@@ -37,3 +37,12 @@ async def test_not_well_formed(server: ServerInfo) -> None:
         await c.send(f"<message to='{server.jid('bob')}'><body>x</message>")
         await c.expect_stream_error("not-well-formed")
         await c.wait_closed()
+
+
+async def test_oversized_stanza_is_policy_violation(server: ServerInfo) -> None:
+    # §4.9.3.14 policy-violation: "The entity has violated some local service policy (e.g., a stanza
+    # exceeds a configured size limit)". Every server here limits c2s stanzas to 256 KiB.
+    async with connect(server, "alice") as c:
+        await c.send(f"<message to='{server.jid('bob')}'><body>{'x' * 300_000}</body></message>")
+        await c.expect_stream_error("policy-violation")
+        await c.wait_closed()
