@@ -34,6 +34,7 @@ PRESENCE_HOST = "presence/host"  # [StanzaEvent] to the server itself
 STANZA_INBOUND_GUARD = "stanza/inbound"  # [StanzaEvent] before local delivery to an account (blocking)
 SESSION_BOUND = "session/bound"  # [SessionEvent]
 PRESENCE_INITIAL = "presence/initial"  # [SessionEvent] the session just sent its initial presence
+PRESENCE_NON_NEGATIVE = "presence/non-negative"  # [SessionEvent] a later presence raised a negative priority to >= 0
 SESSION_CLOSED = "session/closed"  # [SessionEvent]
 ROSTER_REQUESTED = "roster/requested"  # [SessionEvent] the session fetched its roster
 ACCOUNT_DELETED = "account/deleted"  # [AccountEvent]

@@ -38,7 +38,9 @@ class Offline(Module):
         self.limit = ctx.options.max_messages if ctx.options else 1000
         ctx.feature(NS_MSGOFFLINE)
         ctx.hook(OFFLINE_STORE, self.on_store)
-        ctx.hook(events.PRESENCE_INITIAL, self.on_initial_presence)
+        ctx.hook(events.PRESENCE_INITIAL, self.on_available)
+        # XEP-0160 §2: "When the recipient next sends non-negative available presence" - initial or later.
+        ctx.hook(events.PRESENCE_NON_NEGATIVE, self.on_available)
 
     async def on_store(self, event: StanzaEvent) -> bool:
         stanza = event.stanza
@@ -52,7 +54,7 @@ class Offline(Module):
         await self.ctx.fire(events.PUSH_NEEDED, PushEvent(user, stanza))
         return True
 
-    async def on_initial_presence(self, event: SessionEvent) -> None:
+    async def on_available(self, event: SessionEvent) -> None:
         session = event.session
         if session.priority < 0:
             return

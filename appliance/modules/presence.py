@@ -75,6 +75,7 @@ class Presence(Module):
     async def _broadcast_available(self, session: Session, stanza: etree._Element) -> None:
         user: JID = session.jid
         initial = not session.available
+        was_negative = session.priority < 0
         session.available = True
         session.priority = _priority(stanza)
         session.presence = stanza
@@ -94,6 +95,8 @@ class Presence(Module):
                     session.send(other.presence)
             await self._deliver_pending_requests(session)
             await self.ctx.fire(events.PRESENCE_INITIAL, SessionEvent(session))
+        elif was_negative and session.priority >= 0:
+            await self.ctx.fire(events.PRESENCE_NON_NEGATIVE, SessionEvent(session))
 
     async def _broadcast_unavailable(self, session: Session, stanza: etree._Element) -> None:
         if not session.available and not session.directed:

@@ -188,3 +188,20 @@ async def test_bare_jid_message_with_only_connected_resources_waits_offline(serv
         await quiet.assert_nothing(body_is("while quiet"))
         await quiet.send("<presence/>")
         await quiet.expect(body_is("while quiet"))
+
+
+@xfail_on("prosody", reason="XEP-0160 §2 stored messages go out 'when the recipient next sends non-negative "
+                            "available presence': Prosody 0.12 only looks at the initial presence")
+async def test_offline_messages_wait_for_non_negative_presence(server: ServerInfo) -> None:
+    # XEP-0160 §3 / RFC 6121 §8.5.2.1.1: a resource with negative priority does not take stored messages;
+    # "when the recipient next sends non-negative available presence" they are delivered.
+    sender, user = await fresh_users(server, 2)
+    async with connect(server, sender, presence=True) as s:
+        await message(s, server.jid(user), "chat", "stored for later")
+        await settle(s)
+        async with connect(server, user, roster=True) as c:
+            await c.send(priority(-1))
+            await settle(c)
+            await c.assert_nothing(body_is("stored for later"))
+            await c.send(priority(1))
+            await c.expect(body_is("stored for later"))

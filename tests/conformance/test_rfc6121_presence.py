@@ -4,7 +4,7 @@ directed presence and its end, presence to full JIDs."""
 from __future__ import annotations
 
 from tests.conformance.client import connect, q
-from tests.conformance.conftest import ServerInfo
+from tests.conformance.conftest import ServerInfo, xfail_on
 from tests.conformance.im import fresh_users, is_presence, roster_item, subscribe
 
 
@@ -144,3 +144,19 @@ async def test_presence_to_the_full_jid_of_a_connected_resource(server: ServerIn
     async with connect(server, other, roster=True) as quiet, connect(server, user, roster=True, presence=True) as u:
         await u.send(f"<presence to='{quiet.jid}'><status>directed</status></presence>")
         await quiet.expect(lambda e: is_presence(u.jid, None)(e) and e.findtext(q("c:status")) == "directed")
+
+
+@xfail_on("ejabberd", reason="RFC 6121 §4.3.2 (SHOULD) unavailable presence in answer to a probe of an offline "
+                             "contact: ejabberd 23.01 sends nothing")
+async def test_probe_of_an_offline_contact_is_answered_unavailable(server: ServerInfo) -> None:
+    # §4.3.2: when the contact has no available resources, its server "SHOULD reply to the presence probe
+    # by sending to the user ... a presence stanza of type "unavailable"", from the contact's bare JID.
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u, \
+            connect(server, contact, roster=True, presence=True) as c:
+        await subscribe(u, c, u_jid, c_jid)
+    async with connect(server, user, roster=True) as u:
+        await u.send("<presence/>")
+        await u.expect(is_presence(c_jid, "unavailable", bare_from=True))
+        await u.assert_nothing(is_presence(c_jid, None, bare_from=True))
