@@ -190,7 +190,7 @@ class Presence(Module):
             await self._inbound_subscription(user, event.from_jid.bare(), ptype, stanza)
         elif ptype == "probe":
             await self._answer_probe(user, event.from_jid)
-        elif ptype in (None, "unavailable"):
+        elif ptype in (None, "unavailable", "error"):  # errors too, as ejabberd and Prosody deliver them
             data = etree.tostring(stanza)
             for session in self.ctx.sessions.available(user):
                 session.send_bytes(data)

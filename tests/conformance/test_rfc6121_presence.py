@@ -160,3 +160,14 @@ async def test_probe_of_an_offline_contact_is_answered_unavailable(server: Serve
         await u.send("<presence/>")
         await u.expect(is_presence(c_jid, "unavailable", bare_from=True))
         await u.assert_nothing(is_presence(c_jid, None, bare_from=True))
+
+
+async def test_presence_error_to_a_bare_jid_reaches_the_available_resources(server: ServerInfo) -> None:
+    # §8.5.2.1.2: presence to a bare JID with available resources is delivered to them; an error (for
+    # instance the answer to presence the user sent from its bare JID) is not swallowed by the server.
+    user, other = await fresh_users(server, 2)
+    async with connect(server, other, roster=True, presence=True) as o, \
+            connect(server, user, roster=True, presence=True) as u:
+        await u.send(f"<presence to='{server.jid(other)}' type='error' id='bare-err'><error type='cancel'>"
+                     "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
+        await o.expect(lambda e: is_presence(u.jid, "error")(e) and e.get("id") == "bare-err")
