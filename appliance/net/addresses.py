@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 __all__ = ["peer_is_loopback"]
@@ -16,14 +17,22 @@ def peer_is_loopback(address: object) -> bool:
     """
     host = address[0] if isinstance(address, tuple) and address else address
     if isinstance(host, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        ip = host
-    elif isinstance(host, str):
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-    else:
+        return _ip_is_loopback(host)
+    if isinstance(host, str):
+        return _text_is_loopback(host)
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_is_loopback(host: str) -> bool:
+    """Memoised: every connection asks, and a busy server sees the same few addresses again and again."""
+    try:
+        return _ip_is_loopback(ipaddress.ip_address(host))
+    except ValueError:
         return False
+
+
+def _ip_is_loopback(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped.is_loopback
     return ip.is_loopback

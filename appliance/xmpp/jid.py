@@ -208,9 +208,10 @@ def prepare_resource(resource: str) -> str:
     return _check_size(prepared, "resourcepart")
 
 
+@lru_cache(maxsize=1024)
 def prepare_domain(domain: str) -> str:
     """Map a domainpart to its canonical form: lower case, U-labels, no trailing dot, IP literals
-    normalised; raises ``JIDError``."""
+    normalised; raises ``JIDError``. Memoised: a server sees the same few domains all the time."""
     _check_raw(domain, "domainpart")
     if domain.startswith("["):
         return _ipv6_literal(domain)
