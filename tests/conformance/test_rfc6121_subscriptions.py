@@ -247,3 +247,31 @@ async def test_cancelling_a_pre_approval(server: ServerInfo) -> None:
             await u.send(f"<presence to='{c_jid}' type='subscribe'/>")
             await c.expect(is_presence(u_jid, "subscribe"))
             await u.assert_nothing(is_presence(c_jid, "subscribed", bare_from=True))
+
+
+async def test_approval_while_the_user_is_offline_is_kept(server: ServerInfo) -> None:
+    # §3.1.5 / §3.1.6: the contact's approval updates the user's roster ("None + Pending Out" -> "To")
+    # even when the user has no session at the time.
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, contact, roster=True, presence=True) as c:
+        async with connect(server, user, roster=True, presence=True) as u:
+            await u.send(f"<presence to='{c_jid}' type='subscribe'/>")
+            await c.expect(is_presence(u_jid, "subscribe"))
+        await c.send(f"<presence to='{u_jid}' type='subscribed'/>")
+        await expect_push(c, u_jid, subscription="from")
+    async with connect(server, user, roster=True) as u:
+        item = await roster_item(u, c_jid)
+        assert item is not None and item.get("subscription") == "to" and item.get("ask") is None
+
+
+async def test_subscriber_sees_unavailable_when_the_contact_disconnects(server: ServerInfo) -> None:
+    # §4.5.2 / §4.6.3: when a session ends without unavailable presence, the server broadcasts it on the
+    # session's behalf to the contacts subscribed to the user ('from' / 'both').
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, user, roster=True, presence=True) as u:
+        async with connect(server, contact, roster=True, presence=True) as c:
+            await subscribe(u, c, u_jid, c_jid)
+            contact_full = c.jid
+        await u.expect(is_presence(contact_full, "unavailable"))
