@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 
 from lxml import etree
 
@@ -140,5 +142,33 @@ async def test_success_then_restart(server: ServerInfo) -> None:
         assert (await _auth(s, "PLAIN", _b64(b"\0alice\0secret-pass"))).tag == q("sasl:success")
         features = await s.open_stream()
         assert features.find(q("bind:bind")) is not None
+    finally:
+        await s.abort()
+
+
+async def test_scram_success_carries_server_signature(server: ServerInfo) -> None:
+    # §6.4.6 / §6.3.10: additional data a mechanism sends with success (SCRAM's server-final-message,
+    # RFC 5802 §5.1 "v=") is carried in <success/>; the client checks the server's signature.
+    nonce = base64.b64encode(hashlib.sha256(b"conformance").digest()[:18]).decode()
+    bare = f"n=alice,r={nonce}"
+    s = await raw_open(server)
+    try:
+        challenge = await _auth(s, "SCRAM-SHA-1", _b64(f"n,,{bare}".encode()))
+        assert challenge.tag == q("sasl:challenge"), to_string(challenge)
+        first = base64.b64decode(challenge.text or "").decode()
+        fields = dict(item.split("=", 1) for item in first.split(","))
+        assert fields["r"].startswith(nonce)
+        salted = hashlib.pbkdf2_hmac("sha1", server.password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+        final_bare = f"c=biws,r={fields['r']}"
+        auth_message = f"{bare},{first},{final_bare}".encode()
+        client_key = hmac.new(salted, b"Client Key", "sha1").digest()
+        signature = hmac.new(hashlib.sha1(client_key).digest(), auth_message, "sha1").digest()
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        await s.send(f"<response xmlns='{NS['sasl']}'>{_b64(f'{final_bare},p={_b64(proof)}'.encode())}</response>")
+        success = await s.expect(lambda e: e.tag in (q("sasl:success"), q("sasl:failure"), q("sasl:challenge")))
+        assert success.tag == q("sasl:success"), to_string(success)
+        server_key = hmac.new(salted, b"Server Key", "sha1").digest()
+        expected = "v=" + _b64(hmac.new(server_key, auth_message, "sha1").digest())
+        assert base64.b64decode(success.text or "").decode() == expected
     finally:
         await s.abort()
