@@ -27,6 +27,7 @@ from appliance.storage.migrate import migrate
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+READ_BATCH = 64  # jobs a reader takes from the queue before posting their results
 JobFn = Callable[[apsw.Connection], Any]
 _Outcome = tuple["asyncio.Future[Any]", bool, Any]
 
@@ -205,21 +206,37 @@ class _Reader(_Worker):
         return conn
 
     def serve(self, conn: apsw.Connection) -> None:
+        """Take every job already queued (up to READ_BATCH), then hand the results back with one
+        wake-up of the loop: under load the thread switches and wake-ups, not SQLite, cost the most."""
         while True:
             job = self.jobs.get()
+            batch: list[_Job] = []
+            while job is not None:
+                batch.append(job)
+                if len(batch) == READ_BATCH:
+                    break
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                _post(batch, [self._run(conn, queued) for queued in batch])
             if job is None:
                 self.jobs.put(None)  # let the sibling readers see the stop too
                 return
+
+    @staticmethod
+    def _run(conn: apsw.Connection, job: _Job) -> _Outcome:
+        """One job in its own read transaction (one consistent snapshot)."""
+        try:
+            conn.execute("BEGIN")
             try:
-                conn.execute("BEGIN")
-                try:
-                    outcome: _Outcome = (job.future, True, job.fn(conn))
-                finally:
-                    if conn.in_transaction:  # a read transaction: ROLLBACK just ends the snapshot
-                        conn.execute("ROLLBACK")
-            except Exception as exc:
-                outcome = (job.future, False, exc)
-            _post([job], [outcome])
+                return (job.future, True, job.fn(conn))
+            finally:
+                if conn.in_transaction:  # a read transaction: ROLLBACK just ends the snapshot
+                    conn.execute("ROLLBACK")
+        except Exception as exc:
+            return (job.future, False, exc)
 
 
 class DatabaseClosed(RuntimeError):
