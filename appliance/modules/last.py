@@ -52,7 +52,8 @@ class LastActivity(Module):
         self.ctx = ctx
         self.started = ctx.now()
         # Status text of each session's latest unavailable presence, until the session closes.
-        self.leaving: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        # session -> (status of its unavailable presence, whether that presence already stored the logout)
+        self.leaving: weakref.WeakKeyDictionary[Any, tuple[str, bool]] = weakref.WeakKeyDictionary()
         ctx.iq("get", QUERY, self.server_uptime, scope=Scope.SERVER)
         ctx.iq("get", QUERY, self.account_last, scope=Scope.ACCOUNT)
         # Observe before the presence module takes the stanza (it stops the hook chain).
@@ -80,21 +81,24 @@ class LastActivity(Module):
         if event.session is None or stanza.get("to") is not None or stanza.get("type") != "unavailable":
             return
         status = (stanza.findtext(STATUS) or "").strip()
-        self.leaving[event.session] = status
         jid = event.session.jid
         if any(s is not event.session for s in self.ctx.sessions.available(jid)):
+            self.leaving[event.session] = (status, False)
             return
         # The account stops being available now, before its stream closes: a contact that saw the
         # unavailable presence and asks at once gets this logout (XEP-0012 §2), not "unknown".
+        self.leaving[event.session] = (status, True)
         with contextlib.suppress(UnknownAccount):
             await self.ctx.stores.kv.put(jid.domain, jid.local, STORE, KEY, LastLogout(self.ctx.now(), status).encode())
 
     async def on_session_closed(self, event: events.SessionEvent) -> None:
         session = event.session
-        status = self.leaving.pop(session, "")
+        status, stored = self.leaving.pop(session, ("", False))
         jid = session.jid
         if self.ctx.sessions.count_for(jid):
             return  # another resource is still connected: the account has not logged out
+        if stored:
+            return  # its unavailable presence stored this logout a moment ago
         record = LastLogout(self.ctx.now(), status)
         # The account may have been deleted while its session was open: then there is nothing to keep.
         with contextlib.suppress(UnknownAccount):
