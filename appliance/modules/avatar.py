@@ -16,11 +16,13 @@ from appliance.core.events import StanzaEvent
 from appliance.modules.pep import PersonalEventing
 from appliance.modules.pubsub.engine import Notification
 from appliance.modules.vcard import VCards
+from appliance.util.lru import LruDict
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_AVATAR_DATA, NS_AVATAR_METADATA, NS_PUBSUB_EVENT, NS_VCARD, NS_VCARD_UPDATE
 
 NS_CONVERSION = "urn:xmpp:pep-vcard-conversion:0"  # XEP-0398
 UPDATE = f"{{{NS_VCARD_UPDATE}}}x"
+HASH_CACHE_SIZE = 20_000  # accounts whose avatar id is kept in memory
 
 
 def _v(tag: str) -> str:
@@ -42,7 +44,8 @@ class Avatars(Module):
         opts = ctx.options
         self.pep = ctx.require(PersonalEventing)
         self.vcards = ctx.require(VCards)
-        self.hashes: dict[str, str] = {}  # bare JID → current avatar id ("" when none)
+        # bare JID → current avatar id ("" when none), for the accounts seen most recently
+        self.hashes: LruDict[str, str] = LruDict(HASH_CACHE_SIZE)
         self._undo = []
         if opts.vcard_conversion:
             ctx.feature(NS_CONVERSION, scope=Scope.SERVER)
@@ -62,12 +65,12 @@ class Avatars(Module):
         info = notification.event.find(f".//{{{NS_PUBSUB_EVENT}}}item/{{{NS_AVATAR_METADATA}}}metadata/"
                                        f"{{{NS_AVATAR_METADATA}}}info")
         if info is None:  # an empty <metadata/> turns the avatar off
-            self.hashes[str(owner)] = ""
+            self.hashes.put(str(owner), "")
             if self.convert:
                 await self._set_photo(owner, None, None)
             return
         avatar_id = info.get("id", "")
-        self.hashes[str(owner)] = avatar_id
+        self.hashes.put(str(owner), avatar_id)
         if not self.convert:
             return
         for item in await self.pep.items(owner, NS_AVATAR_DATA):
@@ -91,13 +94,16 @@ class Avatars(Module):
 
     async def current_hash(self, owner: JID) -> str:
         key = str(owner.bare())
-        if key not in self.hashes:
-            found = await self.pep.items(owner.bare(), NS_AVATAR_METADATA, limit=1)
-            info = None
-            if found and found[0].payload:
-                info = etree.fromstring(found[0].payload).find(f"{{{NS_AVATAR_METADATA}}}info")
-            self.hashes[key] = "" if info is None else info.get("id", "")
-        return self.hashes[key]
+        known = self.hashes.get(key)
+        if known is not None:
+            return known
+        found = await self.pep.items(owner.bare(), NS_AVATAR_METADATA, limit=1)
+        info = None
+        if found and found[0].payload:
+            info = etree.fromstring(found[0].payload).find(f"{{{NS_AVATAR_METADATA}}}info")
+        avatar = "" if info is None else info.get("id", "")
+        self.hashes.put(key, avatar)
+        return avatar
 
     async def on_presence(self, event: StanzaEvent) -> None:
         """Put the avatar hash into the account's available presence (XEP-0153 §4.1)."""
