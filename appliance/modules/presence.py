@@ -229,7 +229,9 @@ class Presence(Module):
             if await self.ctx.stores.kv.get(user.domain, user.local or "", PENDING, str(contact)) is not None:
                 return  # Appendix A.3.1: "Pending In" already, no state change and not delivered again
             await self.ctx.stores.kv.put(user.domain, user.local or "", PENDING, str(contact), etree.tostring(stanza))
-            self._deliver_to_interested(user, stanza)
+            data = etree.tostring(stanza)  # §3.1.3: to all available resources, interested or not
+            for session in self.ctx.sessions.available(user):
+                session.send_bytes(data)
             return
         if item is None:
             if ptype == "unsubscribe":

@@ -275,3 +275,18 @@ async def test_subscriber_sees_unavailable_when_the_contact_disconnects(server: 
             await subscribe(u, c, u_jid, c_jid)
             contact_full = c.jid
         await u.expect(is_presence(contact_full, "unavailable"))
+
+
+async def test_subscription_request_reaches_every_available_resource(server: ServerInfo) -> None:
+    # §3.1.3: "if there is at least one available resource associated with the contact ... the contact's
+    # server MUST send that subscription request to all available resources", also to one that has not
+    # requested the roster.
+    user, contact = await fresh_users(server, 2)
+    u_jid, c_jid = server.jid(user), server.jid(contact)
+    async with connect(server, contact, roster=True, presence=True) as c1, connect(server, contact) as c2, \
+            connect(server, user, roster=True, presence=True) as u:
+        await c2.send("<presence/>")
+        await c2.sync()
+        await u.send(f"<presence to='{c_jid}' type='subscribe'/>")
+        for c in (c1, c2):
+            await c.expect(is_presence(u_jid, "subscribe"))
