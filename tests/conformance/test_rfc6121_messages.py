@@ -205,3 +205,16 @@ async def test_offline_messages_wait_for_non_negative_presence(server: ServerInf
             await c.assert_nothing(body_is("stored for later"))
             await c.send(priority(1))
             await c.expect(body_is("stored for later"))
+
+
+async def test_iq_to_a_users_bare_jid_is_answered_by_the_server(server: ServerInfo) -> None:
+    # §8.5.2.1.3: "For an IQ stanza, the server itself MUST reply on behalf of the user with either an IQ
+    # result or an IQ error"; nothing reaches the user's resources. For a payload it does not handle on
+    # the account's behalf that is service-unavailable (RFC 6120 §8.4).
+    sender, user = await fresh_users(server, 2)
+    async with connect(server, user, roster=True, presence=True) as c, connect(server, sender, presence=True) as s:
+        for iq_type in ("get", "set"):
+            reply = await s.iq(f"<iq type='{iq_type}' to='{server.jid(user)}'><query xmlns='urn:example:none'/></iq>")
+            assert_stanza_error(reply, "cancel", "service-unavailable")
+            assert reply.get("from") == server.jid(user)
+        await c.assert_nothing(lambda e: e.tag == q("c:iq") and e.get("from", "").startswith(server.jid(sender)))
