@@ -77,7 +77,7 @@ class Transport(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    def open_stream(self, from_: str, stream_id: str, to: str | None = None, versioned: bool = True) -> None:
+    def open_stream(self, from_: str, stream_id: str, to: str | None = None, version: str | None = "1.0") -> None:
         """Write our stream header (TCP) or its framing equivalent (WebSocket <open/>, BOSH)."""
 
     def close_stream(self) -> None:
@@ -285,7 +285,7 @@ class ClientSession:
         self.transport.write(xs.features_element(await self._features()))
 
     def _send_header(self, host_name: str, initial: dict[str, str] | None = None) -> None:
-        """Our header; RFC 6120 §4.7.2 'to' = the client's 'from', §4.7.5 no 'version' if it sent none."""
+        """Our header; RFC 6120 §4.7.2 'to' = the client's 'from', §4.7.5 the lower version (none if none)."""
         self.id = secrets.token_hex(8)
         to = initial.get("from") if initial else None
         if to:
@@ -293,7 +293,7 @@ class ClientSession:
                 JID.parse(to)
             except JIDError:
                 to = None
-        self.transport.open_stream(host_name, self.id, to, initial is None or "version" in initial)
+        self.transport.open_stream(host_name, self.id, to, _response_version(initial))
         self.header_sent = True
 
     def _tls_required(self) -> bool:
@@ -1059,7 +1059,7 @@ class _Detached:
 
     def write(self, data: bytes) -> None: ...
 
-    def open_stream(self, from_: str, stream_id: str, to: str | None = None, versioned: bool = True) -> None: ...
+    def open_stream(self, from_: str, stream_id: str, to: str | None = None, version: str | None = "1.0") -> None: ...
 
     def close_stream(self) -> None: ...
 
@@ -1087,6 +1087,20 @@ DETACHED = _Detached()
 
 
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
+def _response_version(initial: dict[str, str] | None) -> str | None:
+    """RFC 6120 §4.7.5: the client's version or ours (1.0), whichever is lower; none when it sent none."""
+    if initial is None:
+        return "1.0"
+    theirs = initial.get("version")
+    if theirs is None:
+        return None
+    major, _, minor = theirs.partition(".")
+    if major.isdigit() and minor.isdigit() and (int(major), int(minor)) < (1, 0):
+        return f"{int(major)}.{int(minor)}"
+    return "1.0"
+
 _PRESENCE_TYPES = frozenset(
     {None, "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error"}
 )

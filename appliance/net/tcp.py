@@ -148,8 +148,8 @@ class XmppTcpProtocol(asyncio.Protocol):
         if pending and self._transport is not None and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
-    def open_stream(self, from_: str, stream_id: str, to: str | None = None, versioned: bool = True) -> None:
-        self.write(stream_header(from_=from_, stream_id=stream_id, to=to, versioned=versioned))
+    def open_stream(self, from_: str, stream_id: str, to: str | None = None, version: str | None = "1.0") -> None:
+        self.write(stream_header(from_=from_, stream_id=stream_id, to=to, version=version))
 
     def close_stream(self) -> None:
         self.write(STREAM_CLOSE)

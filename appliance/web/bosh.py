@@ -360,7 +360,7 @@ class BoshSession:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)  # one answer for a burst of writes
 
-    def open_stream(self, from_: str, stream_id: str, to: str | None = None, versioned: bool = True) -> None:
+    def open_stream(self, from_: str, stream_id: str, to: str | None = None, version: str | None = "1.0") -> None:
         # RFC 7395 <open/> and XEP-0206 sessions always say version 1.0; 'to' is not echoed there
         self._stream_from = from_
         self._stream_id = stream_id

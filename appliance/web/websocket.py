@@ -114,7 +114,7 @@ class WebSocketTransport:
             data = _FEATURES_DECLARED + data[len(_FEATURES) :]
         self._send(data.decode("utf-8"))
 
-    def open_stream(self, from_: str, stream_id: str, to: str | None = None, versioned: bool = True) -> None:
+    def open_stream(self, from_: str, stream_id: str, to: str | None = None, version: str | None = "1.0") -> None:
         # RFC 7395 <open/> and XEP-0206 sessions always say version 1.0; 'to' is not echoed there
         self._send(
             f"<open xmlns='{NS_FRAMING}' from={quoteattr(from_)} id={quoteattr(stream_id)}"

@@ -91,6 +91,19 @@ async def test_missing_version_is_not_answered_as_1_0(server: ServerInfo) -> Non
         await s.abort()
 
 
+@xfail_on("prosody", reason="RFC 6120 §4.7.5: Prosody 0.12 answers version='0.9' with version='1.0'")
+async def test_lower_version_is_answered_with_that_version(server: ServerInfo) -> None:
+    # §4.7.5: the receiving entity "MUST set the value of the 'version' attribute in the response stream
+    # header to either the value supplied by the initiating entity or the highest version number supported
+    # by the receiving entity, whichever is lower" (it may then refuse the old version).
+    s = await raw_open(server, version="0.9", features=False)
+    try:
+        header = await s.wait_header()
+        assert header.get("version") == "0.9"
+    finally:
+        await s.abort()
+
+
 async def test_unknown_to_is_host_unknown(server: ServerInfo) -> None:
     # §4.9.3.6 host-unknown: "The value of the 'to' attribute provided in the initial stream header does
     # not correspond to an FQDN that is serviced by the receiving entity."

@@ -137,7 +137,7 @@ def test_stream_header_is_well_formed_and_quotes_attributes() -> None:
 
 def test_stream_header_without_version_for_a_client_that_sent_none() -> None:
     # RFC 6120 §4.7.5: no 'version' from the client -> none in our response header
-    root = etree.fromstring(xs.stream_header(from_="a", stream_id="b", versioned=False) + xs.STREAM_CLOSE)
+    root = etree.fromstring(xs.stream_header(from_="a", stream_id="b", version=None) + xs.STREAM_CLOSE)
     assert "version" not in root.attrib and root.get("id") == "b"
 
 
