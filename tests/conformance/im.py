@@ -7,10 +7,12 @@ roster and subscription state never leaks from one test into another on the long
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from lxml import etree
 
-from tests.conformance.client import NS, XmppStream, q, register_account
+from tests.conformance.client import NS, XmppStream, connect, q, register_account
 from tests.conformance.conftest import ServerInfo
 
 ROSTER = NS["roster"]
@@ -19,6 +21,53 @@ ROSTER = NS["roster"]
 async def fresh_users(server: ServerInfo, count: int) -> list[str]:
     """`count` new accounts (local parts) on `server`."""
     return list(await asyncio.gather(*(register_account(server) for _ in range(count))))
+
+
+def bare(stream: XmppStream) -> str:
+    """The bare JID a logged-in stream is bound to."""
+    assert stream.jid is not None
+    return stream.jid.split("/")[0]
+
+
+def localpart(stream: XmppStream) -> str:
+    """The account (local part) a logged-in stream belongs to, to open another session for it."""
+    return bare(stream).split("@")[0]
+
+
+@asynccontextmanager
+async def online_pair(server: ServerInfo) -> AsyncIterator[tuple[XmppStream, XmppStream]]:
+    """Two fresh accounts, each with one interested, available session (roster fetched, initial presence
+    processed)."""
+    first, second = await fresh_users(server, 2)
+    async with connect(server, first, roster=True, presence=True) as a, \
+            connect(server, second, roster=True, presence=True) as b:
+        await a.sync()
+        await b.sync()
+        yield a, b
+
+
+@asynccontextmanager
+async def subscribed_pair(server: ServerInfo) -> AsyncIterator[tuple[XmppStream, XmppStream]]:
+    """An online pair where the first has subscribed to the second's presence (first 'to', second
+    'from'), with both inboxes emptied afterwards."""
+    async with online_pair(server) as (user, contact):
+        await subscribe(user, contact, bare(user), bare(contact))
+        user.drain()
+        contact.drain()
+        yield user, contact
+
+
+async def item_state(server: ServerInfo, user: str, jid: str) -> tuple[str | None, str | None] | None:
+    """(subscription, ask) of `user`'s roster item for `jid`, read in a new session; None without item."""
+    async with connect(server, user) as c:
+        item = await roster_item(c, jid)
+    return None if item is None else (item.get("subscription"), item.get("ask"))
+
+
+async def settle(*streams: XmppStream) -> None:
+    """A round trip on every stream: whatever the server routed before is in the inboxes."""
+    for stream in streams:
+        await stream.sync()
 
 
 def roster_set(jid: str, *, attrs: str = "", children: str = "") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.conformance.client import NS, XmppStream, assert_stanza_error, connect, q, stanza_error
 from tests.conformance.conftest import ServerInfo, xfail_on
-from tests.conformance.im import fresh_users, priority
+from tests.conformance.im import fresh_users, priority, settle
 
 
 def body_is(text: str) -> object:
@@ -23,12 +23,6 @@ def error_for(text: str) -> object:
 
 async def message(sender: XmppStream, to: str, mtype: str, text: str) -> None:
     await sender.send(f"<message to='{to}' type='{mtype}' id='{msg_id(text)}'><body>{text}</body></message>")
-
-
-async def settle(*streams: XmppStream) -> None:
-    """A round trip on every stream: whatever the server routed before is in the inboxes."""
-    for s in streams:
-        await s.sync()
 
 
 async def test_bare_jid_messages_by_type_and_priority(server: ServerInfo) -> None:

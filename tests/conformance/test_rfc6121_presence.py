@@ -3,23 +3,31 @@ directed presence and its end, presence to full JIDs."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conformance.client import connect, q
 from tests.conformance.conftest import ServerInfo, xfail_on
-from tests.conformance.im import fresh_users, is_presence, roster_item, subscribe
+from tests.conformance.im import (
+    bare,
+    fresh_users,
+    is_presence,
+    localpart,
+    online_pair,
+    roster_item,
+    settle,
+    subscribe,
+    subscribed_pair,
+)
 
 
 async def test_initial_presence_probes_contacts_and_reaches_subscribers_only(server: ServerInfo) -> None:
     # §4.2.2: the user's server sends the initial presence to contacts with a 'from' or 'both' subscription
     # (not to a contact the user is only subscribed to) and probes those with 'to' or 'both' (§4.3); the
     # contact's server answers the probe with the presence of each available resource (§4.3.2).
-    user, contact = await fresh_users(server, 2)
-    u_jid, c_jid = server.jid(user), server.jid(contact)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, contact, roster=True, presence=True) as c:
-        await subscribe(u, c, u_jid, c_jid)  # user -> contact only: user 'to', contact 'from'
+    async with subscribed_pair(server) as (u, c):  # user 'to' contact, contact 'from' user
         await c.send("<presence><show>away</show><status>lunch</status></presence>")
         await u.expect(lambda e: is_presence(c.jid, None)(e) and e.findtext(q("c:status")) == "lunch")
-        async with connect(server, user, roster=True) as u2:
+        async with connect(server, localpart(u), roster=True) as u2:
             await u2.send("<presence><status>second</status></presence>")
             answer = await u2.expect(is_presence(c.jid, None))
             assert answer.findtext(q("c:status")) == "lunch"
@@ -33,12 +41,10 @@ async def test_initial_presence_probes_contacts_and_reaches_subscribers_only(ser
 async def test_presence_broadcast_reaches_available_resources_only(server: ServerInfo) -> None:
     # §4.4.2 / §8.5.2.1.2: presence broadcast goes to the contact's *available* resources; a connected
     # resource that has not sent initial presence gets none (RFC 6120 §10.5, RFC 6121 §4.2.2).
-    user, contact = await fresh_users(server, 2)
-    u_jid, c_jid = server.jid(user), server.jid(contact)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, contact, roster=True, presence=True) as c:
+    async with online_pair(server) as (u, c):
+        u_jid, c_jid = bare(u), bare(c)
         await subscribe(c, u, c_jid, u_jid)  # contact -> user: the contact receives the user's presence
-        async with connect(server, contact, roster=True) as quiet:
+        async with connect(server, localpart(c), roster=True) as quiet:
             await u.send("<presence><status>broadcast</status></presence>")
             await c.expect(lambda e: is_presence(u.jid, None)(e) and e.findtext(q("c:status")) == "broadcast")
             await u.sync()
@@ -62,9 +68,7 @@ async def test_directed_presence_and_its_unavailable_at_logout(server: ServerInf
 async def test_directed_presence_ends_with_unavailable_broadcast(server: ServerInfo) -> None:
     # §4.6.3: "the user's server MUST send that unavailable presence [broadcast] to all entities to which
     # the user sent directed presence" (and §4.5.2 for the broadcast itself).
-    user, other = await fresh_users(server, 2)
-    async with connect(server, other, roster=True, presence=True) as o, \
-            connect(server, user, roster=True, presence=True) as u:
+    async with online_pair(server) as (u, o):
         await u.send(f"<presence to='{o.jid}'/>")
         await o.expect(is_presence(u.jid, None))
         await u.send("<presence type='unavailable'><status>bye</status></presence>")
@@ -91,17 +95,6 @@ async def test_presence_to_a_full_jid(server: ServerInfo) -> None:
         assert await roster_item(u, server.jid(other)) is None
 
 
-async def test_presence_error_to_full_jid_is_delivered(server: ServerInfo) -> None:
-    # §8.5.3.1: a stanza addressed to an existing full JID is delivered to that resource, including
-    # presence of type "error" (the answer a client gives to presence it cannot handle).
-    user, other = await fresh_users(server, 2)
-    async with connect(server, other, roster=True, presence=True) as o, \
-            connect(server, user, roster=True, presence=True) as u:
-        await u.send(f"<presence to='{o.jid}' type='error' id='perr'><error type='cancel'>"
-                      "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
-        await o.expect(lambda e: is_presence(u.jid, "error")(e) and e.get("id") == "perr")
-
-
 async def test_presence_to_a_bare_jid_reaches_every_available_resource(server: ServerInfo) -> None:
     # §8.5.2.1.2: presence without type to a bare JID is delivered to all available resources (and not
     # to a connected resource that has not sent initial presence).
@@ -110,7 +103,7 @@ async def test_presence_to_a_bare_jid_reaches_every_available_resource(server: S
             connect(server, other, roster=True, presence=True) as o2, \
             connect(server, other, roster=True) as quiet, \
             connect(server, user, roster=True, presence=True) as u:
-        await settle_all(o1, o2, quiet)
+        await settle(o1, o2, quiet)
         await u.send(f"<presence to='{server.jid(other)}'><status>to bare</status></presence>")
         for o in (o1, o2):
             await o.expect(lambda e: is_presence(u.jid, None)(e) and e.findtext(q("c:status")) == "to bare")
@@ -132,10 +125,6 @@ async def test_new_resource_learns_the_presence_of_the_users_other_resources(ser
             await first.expect(is_presence(second.jid, None))
 
 
-async def settle_all(*streams) -> None:  # type: ignore[no-untyped-def]
-    for s in streams:
-        await s.sync()
-
 
 async def test_presence_to_the_full_jid_of_a_connected_resource(server: ServerInfo) -> None:
     # §8.5.3.1: "If an available resource or connected resource exactly matches the full JID" the stanza
@@ -151,23 +140,23 @@ async def test_presence_to_the_full_jid_of_a_connected_resource(server: ServerIn
 async def test_probe_of_an_offline_contact_is_answered_unavailable(server: ServerInfo) -> None:
     # §4.3.2: when the contact has no available resources, its server "SHOULD reply to the presence probe
     # by sending to the user ... a presence stanza of type "unavailable"", from the contact's bare JID.
-    user, contact = await fresh_users(server, 2)
-    u_jid, c_jid = server.jid(user), server.jid(contact)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, contact, roster=True, presence=True) as c:
-        await subscribe(u, c, u_jid, c_jid)
+    async with subscribed_pair(server) as (u, c):  # user 'to' contact, contact 'from' user
+        c_jid = bare(c)
+        user = localpart(u)
     async with connect(server, user, roster=True) as u:
         await u.send("<presence/>")
         await u.expect(is_presence(c_jid, "unavailable", bare_from=True))
         await u.assert_nothing(is_presence(c_jid, None, bare_from=True))
 
 
-async def test_presence_error_to_a_bare_jid_reaches_the_available_resources(server: ServerInfo) -> None:
-    # §8.5.2.1.2: presence to a bare JID with available resources is delivered to them; an error (for
-    # instance the answer to presence the user sent from its bare JID) is not swallowed by the server.
-    user, other = await fresh_users(server, 2)
-    async with connect(server, other, roster=True, presence=True) as o, \
-            connect(server, user, roster=True, presence=True) as u:
-        await u.send(f"<presence to='{server.jid(other)}' type='error' id='bare-err'><error type='cancel'>"
+@pytest.mark.parametrize("address", ["full", "bare"])
+async def test_presence_error_is_delivered(server: ServerInfo, address: str) -> None:
+    # §8.5.3.1: a stanza to an existing full JID is delivered to that resource, presence of type "error"
+    # included (the answer a client gives to presence it cannot handle); §8.5.2.1.2: presence to a bare
+    # JID reaches its available resources, and an error (for instance the answer to presence the user
+    # sent from its bare JID) is not swallowed by the server either.
+    async with online_pair(server) as (u, o):
+        to = o.jid if address == "full" else bare(o)
+        await u.send(f"<presence to='{to}' type='error' id='perr'><error type='cancel'>"
                      "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
-        await o.expect(lambda e: is_presence(u.jid, "error")(e) and e.get("id") == "bare-err")
+        await o.expect(lambda e: is_presence(u.jid, "error")(e) and e.get("id") == "perr")

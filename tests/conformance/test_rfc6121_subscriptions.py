@@ -5,16 +5,24 @@ from __future__ import annotations
 
 from tests.conformance.client import connect, q
 from tests.conformance.conftest import ServerInfo, xfail_on
-from tests.conformance.im import expect_push, fresh_users, is_presence, is_push, roster_item, subscribe
+from tests.conformance.im import (
+    bare,
+    expect_push,
+    fresh_users,
+    is_presence,
+    is_push,
+    item_state,
+    localpart,
+    online_pair,
+    roster_item,
+    subscribe,
+    subscribed_pair,
+)
 
 
 async def test_subscription_request_and_approval(server: ServerInfo) -> None:
-    user, contact = await fresh_users(server, 2)
-    u_jid, c_jid = server.jid(user), server.jid(contact)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, contact, roster=True, presence=True) as c:
-        await u.sync()
-        await c.sync()
+    async with online_pair(server) as (u, c):
+        u_jid, c_jid = bare(u), bare(c)
         await u.send(f"<presence to='{c_jid}' type='subscribe'/>")
         # §3.1.2: the user's server pushes the item with subscription 'none' and ask 'subscribe'.
         await expect_push(u, c_jid, subscription="none", ask="subscribe")
@@ -44,19 +52,15 @@ async def test_subscription_request_waits_for_the_contact_to_come_online(server:
         assert request.get("from") == u_jid  # the bare JID, never a full one
         await c.send(f"<presence to='{u_jid}' type='subscribed'/>")
         await expect_push(c, u_jid, subscription="from")
-    async with connect(server, user, roster=True) as u:
-        item = await roster_item(u, c_jid)
-        assert item is not None and item.get("subscription") == "to" and item.get("ask") is None
+    assert await item_state(server, user, c_jid) == ("to", None)
 
 
 async def test_duplicate_subscription_requests_are_not_delivered_again(server: ServerInfo) -> None:
     # Appendix A.3.1: an inbound "subscribe" in state "None + Pending In" is not delivered (no state
     # change); in state "From" it is not delivered either (the contact's server SHOULD auto-reply with
     # "subscribed", which the user's server in turn does not deliver: A.2.2, "To", no state change).
-    user, contact = await fresh_users(server, 2)
-    u_jid, c_jid = server.jid(user), server.jid(contact)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, contact, roster=True, presence=True) as c:
+    async with online_pair(server) as (u, c):
+        u_jid, c_jid = bare(u), bare(c)
         await u.send(f"<presence to='{c_jid}' type='subscribe' id='first'/>")
         await c.expect(is_presence(u_jid, "subscribe"))
         await u.send(f"<presence to='{c_jid}' type='subscribe' id='second'/>")
@@ -97,16 +101,15 @@ async def test_pre_approval(server: ServerInfo) -> None:
 async def test_denying_a_subscription_request(server: ServerInfo) -> None:
     # §3.1.4 / Appendix A: "unsubscribed" in answer to a pending request (declining it): the user's item
     # goes back to 'none' without 'ask' and the user receives the "unsubscribed".
-    user, contact = await fresh_users(server, 2)
-    u_jid, c_jid = server.jid(user), server.jid(contact)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, contact, roster=True, presence=True) as c:
+    async with online_pair(server) as (u, c):
+        u_jid, c_jid = bare(u), bare(c)
         await u.send(f"<presence to='{c_jid}' type='subscribe'/>")
         await expect_push(u, c_jid, ask="subscribe")
         await c.expect(is_presence(u_jid, "subscribe"))
         await c.send(f"<presence to='{u_jid}' type='unsubscribed'/>")
         await u.expect(is_presence(c_jid, "unsubscribed", bare_from=True))
         await expect_push(u, c_jid, subscription="none", ask=None)
+        contact = localpart(c)
     # The denied request is not delivered again at the contact's next login.
     async with connect(server, contact, roster=True, presence=True) as c:
         await c.assert_nothing(is_presence(u_jid, "subscribe"))
@@ -115,13 +118,8 @@ async def test_denying_a_subscription_request(server: ServerInfo) -> None:
 async def test_contact_cancels_the_users_subscription(server: ServerInfo) -> None:
     # §3.2: the contact sends "unsubscribed"; both items go to 'none' (§3.2.2, §3.2.3) and the user
     # receives the "unsubscribed" and unavailable presence from the contact's available resources.
-    user, contact = await fresh_users(server, 2)
-    u_jid, c_jid = server.jid(user), server.jid(contact)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, contact, roster=True, presence=True) as c:
-        await subscribe(u, c, u_jid, c_jid)
-        u.drain()
-        c.drain()
+    async with subscribed_pair(server) as (u, c):  # user 'to' contact, contact 'from' user
+        u_jid, c_jid = bare(u), bare(c)
         await c.send(f"<presence to='{u_jid}' type='unsubscribed'/>")
         await expect_push(c, u_jid, subscription="none")
         await u.expect(is_presence(c.jid, "unavailable"))
@@ -135,13 +133,8 @@ async def test_user_unsubscribes_from_the_contact(server: ServerInfo) -> None:
     # §3.3: the user sends "unsubscribe"; the user's item goes to 'none' (§3.3.2), the contact receives
     # the "unsubscribe" from the user's bare JID, its item goes to 'none' and the user receives
     # unavailable presence from the contact's available resources (§3.3.3).
-    user, contact = await fresh_users(server, 2)
-    u_jid, c_jid = server.jid(user), server.jid(contact)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, contact, roster=True, presence=True) as c:
-        await subscribe(u, c, u_jid, c_jid)
-        u.drain()
-        c.drain()
+    async with subscribed_pair(server) as (u, c):  # user 'to' contact, contact 'from' user
+        u_jid, c_jid = bare(u), bare(c)
         await u.send(f"<presence to='{c_jid}' type='unsubscribe'/>")
         await expect_push(u, c_jid, subscription="none")
         await c.expect(is_presence(u_jid, "unsubscribe"))
@@ -152,11 +145,8 @@ async def test_user_unsubscribes_from_the_contact(server: ServerInfo) -> None:
 async def test_mutual_subscription_and_removal_cancels_both_ways(server: ServerInfo) -> None:
     # §2.5.2: removing an item with a 'both' subscription sends "unsubscribe" and "unsubscribed" to the
     # contact; the contact's item goes to 'none' and the user's item is gone.
-    user, contact = await fresh_users(server, 2)
-    u_jid, c_jid = server.jid(user), server.jid(contact)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, contact, roster=True, presence=True) as c:
-        await subscribe(u, c, u_jid, c_jid)
+    async with subscribed_pair(server) as (u, c):  # user 'to' contact, contact 'from' user
+        u_jid, c_jid = bare(u), bare(c)
         await subscribe(c, u, c_jid, u_jid)
         assert (await roster_item(u, c_jid)).get("subscription") == "both"
         assert (await roster_item(c, u_jid)).get("subscription") == "both"
@@ -190,10 +180,8 @@ async def test_subscription_request_to_a_missing_account_is_silently_ignored(ser
 async def test_unsolicited_subscribed_creates_no_subscription(server: ServerInfo) -> None:
     # Appendix A.3.2: an inbound "subscribed" in state "None" (no request pending) is not delivered and
     # changes nothing: nobody can push a subscription on a user.
-    user, stranger = await fresh_users(server, 2)
-    u_jid, s_jid = server.jid(user), server.jid(stranger)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, stranger, roster=True, presence=True) as s:
+    async with online_pair(server) as (u, s):
+        u_jid, s_jid = bare(u), bare(s)
         await s.send(f"<presence to='{u_jid}' type='subscribed'/>")
         await s.sync()
         await u.assert_nothing(lambda e: e.tag == q("c:presence") and e.get("from", "").startswith(s_jid))
@@ -220,10 +208,8 @@ async def test_withdrawn_request_is_not_delivered_at_login(server: ServerInfo) -
 async def test_subscription_request_to_a_full_jid_is_about_the_bare_jid(server: ServerInfo) -> None:
     # §3.1.1 / §3.1.2: subscriptions are between bare JIDs; the user's server stamps the bare JID as
     # 'from', and the roster item is for the contact's bare JID.
-    user, contact = await fresh_users(server, 2)
-    u_jid, c_jid = server.jid(user), server.jid(contact)
-    async with connect(server, user, roster=True, presence=True) as u, \
-            connect(server, contact, roster=True, presence=True) as c:
+    async with online_pair(server) as (u, c):
+        u_jid, c_jid = bare(u), bare(c)
         await u.send(f"<presence to='{c.jid}' type='subscribe'/>")
         request = await c.expect(is_presence(u_jid, "subscribe"))
         assert request.get("from") == u_jid
@@ -260,9 +246,7 @@ async def test_approval_while_the_user_is_offline_is_kept(server: ServerInfo) ->
             await c.expect(is_presence(u_jid, "subscribe"))
         await c.send(f"<presence to='{u_jid}' type='subscribed'/>")
         await expect_push(c, u_jid, subscription="from")
-    async with connect(server, user, roster=True) as u:
-        item = await roster_item(u, c_jid)
-        assert item is not None and item.get("subscription") == "to" and item.get("ask") is None
+    assert await item_state(server, user, c_jid) == ("to", None)
 
 
 async def test_subscriber_sees_unavailable_when_the_contact_disconnects(server: ServerInfo) -> None:
