@@ -118,13 +118,14 @@ def thread_cpu() -> dict[str, float]:
 async def server_main(args: argparse.Namespace) -> None:
     from bench_server import bench_config, ensure_users
 
-    from appliance.core.server import Server
+    from appliance.core.server import Server, tune_gc_for_serving
 
     config = bench_config(args.state, args.port, "bench.local")
     args.state.mkdir(parents=True, exist_ok=True)
     await ensure_users(config, args.logins + WARM_UP, "user", "pass")
     server = Server(config)
     await server.start()
+    tune_gc_for_serving()  # as `parlour run` does
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--client", "--port", str(args.port), "--logins", str(args.logins),
         "--concurrency", str(args.concurrency), *(["--warm"] if args.warm else []),
