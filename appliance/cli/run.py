@@ -5,13 +5,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from appliance import __version__
 from appliance.cli import _config
 from appliance.util.logging import setup_logging
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run the server's main coroutine on uvloop where it is installed (Linux, macOS), else on asyncio's
+    own loop; PARLOUR_EVENT_LOOP=asyncio forces the latter (for comparisons or a uvloop problem)."""
+    if os.environ.get("PARLOUR_EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            log.info("event loop: uvloop %s", uvloop.__version__)
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("Parlour %s starting: config %s, hosts %s, state %s", __version__, source, hosts,
              config.server.state_dir)
     try:
-        asyncio.run(serve(config, ready=_print_hint))
+        run_event_loop(serve(config, ready=_print_hint))
     except KeyboardInterrupt:
         log.info("Parlour stopped (interrupted)")
     return 0
@@ -72,7 +90,7 @@ def _run_setup_mode(config_path: Path) -> int:
 
     setup_logging(LoggingConfig())
     state_dir = _config.setup_state_dir(config_path)
-    return asyncio.run(_setup_then_serve(config_path, state_dir))
+    return run_event_loop(_setup_then_serve(config_path, state_dir))
 
 
 async def _setup_then_serve(config_path: Path, state_dir: Path) -> int:

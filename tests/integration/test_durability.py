@@ -131,6 +131,8 @@ async def connect(server: ServerProcess, user: str) -> Client:
 
 
 async def test_offline_messages_survive_kill_9_after_the_answer(server: ServerProcess) -> None:
+    # `parlour run` serves on uvloop where it is installed (a dependency on Linux), as this run shows.
+    assert "event loop: uvloop" in server.log.read_text()
     sender = await connect(server, "sender")
     bodies = [f"message {i:02d} of {N}: durable \N{SNOWMAN}" for i in range(N)]
     for body in bodies:
