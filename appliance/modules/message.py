@@ -28,11 +28,14 @@ class Message(Module):
         if session is not None:
             session.send(event.stanza)
             return True
+        # RFC 6121 §8.5.3.2.1, no resource matches: "chat" is handled as if sent to the bare JID;
+        # "normal", "groupchat" and "headline" are ignored or answered with an error (unlike RFC 3921,
+        # "normal" is not rerouted); "error" is ignored.
         mtype = event.stanza.get("type", "normal")
-        if mtype in ("normal", "chat"):
-            return await self.on_bare(event)  # RFC 6121 §8.5.3.2.1: as if sent to the bare JID
-        if mtype == "groupchat":
-            raise StanzaError.service_unavailable()
+        if mtype == "chat":
+            return await self.on_bare(event)
+        if mtype in ("normal", "groupchat"):
+            raise StanzaError.service_unavailable()  # the sender expects a reply: tell it nobody is there
         return True  # headline and error: silently ignored
 
     async def on_bare(self, event: StanzaEvent) -> bool:

@@ -113,7 +113,6 @@ NORMAL_AS_BARE = ("RFC 6121 §8.5.3.2.1: 'For a message stanza of type \"normal\
                   "\"normal\" like \"chat\" and delivers it to another resource")
 
 
-@xfail_on("parlour", reason=NORMAL_AS_BARE.format("Parlour (like both peers; kept for interoperability)"))
 @xfail_on("ejabberd", reason=NORMAL_AS_BARE.format("ejabberd"))
 @xfail_on("prosody", reason=NORMAL_AS_BARE.format("Prosody"))
 async def test_normal_message_to_an_unknown_resource_is_not_rerouted(server: ServerInfo) -> None:
