@@ -115,6 +115,11 @@ class Mam(Module):
     async def on_incoming(self, event: StanzaEvent) -> None:
         stanza = event.stanza
         owner = event.to_jid.bare()
+        sender = str(event.from_jid.bare())
+        if sender != str(owner):  # the sender's own archive id is of no use to anyone else: not passed on
+            for theirs in stanza.findall(STANZA_ID):
+                if theirs.get("by") == sender:
+                    stanza.remove(theirs)
         if not should_archive(stanza) or any(s.get("by") == str(owner) for s in stanza.findall(STANZA_ID)):
             return  # not archivable, or archived already (a message to oneself, or routed again)
         if not self.ctx.sessions.count_for(owner) and not await self.ctx.accounts.exists(owner):

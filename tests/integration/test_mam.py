@@ -190,6 +190,7 @@ async def test_stanza_id_reaches_the_recipient(harness: Harness) -> None:
     ids = {s.get("by"): s.get("id") for s in live.iter("{urn:xmpp:sid:0}stanza-id")}
     page, _ = await query(b, results, rsm="<max>1</max><before/>")
     assert ids[bob] == page[0][0]
+    assert list(ids) == [bob], "the sender's archive id stays with the sender"
 
 
 async def test_retention_purges_old_messages(tmp_path: Path) -> None:
