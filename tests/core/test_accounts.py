@@ -65,8 +65,8 @@ async def test_verify_plain(service: AccountService) -> None:
     assert not await service.verify_plain(JID.parse("a.example"), PASSWORD)
 
 
-async def test_unknown_user_still_costs_a_derivation_off_the_loop(
-    service: AccountService, monkeypatch: pytest.MonkeyPatch
+async def test_unknown_user_still_costs_a_derivation_and_dear_ones_run_off_the_loop(
+    db: Database, service: AccountService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, int, int]] = []
     real = scram.derive_keys
@@ -78,10 +78,17 @@ async def test_unknown_user_still_costs_a_derivation_off_the_loop(
     monkeypatch.setattr(accounts_module.scram, "derive_keys", spy)
     loop_thread = threading.get_ident()
     assert not await service.verify_plain(JID.parse("nobody@a.example"), PASSWORD)
-    assert [(h, i) for h, i, _ in calls] == [("SHA-256", 64)]
-    await service.create(ROMEO, PASSWORD)
+    # one cheap derivation (64 rounds here): on the loop, cheaper than a thread hop
+    assert calls == [("SHA-256", 64, loop_thread)]
+    await service.create(ROMEO, PASSWORD)  # three derivations: always in a worker thread
     assert sorted(h for h, _, _ in calls[1:]) == ["SHA-1", "SHA-256", "SHA-512"]
-    assert all(thread != loop_thread for _, _, thread in calls)
+    assert all(thread != loop_thread for _, _, thread in calls[1:])
+
+    dear = AccountService(AccountStore(db), iterations=accounts_module.INLINE_ITERATIONS + 1)
+    calls.clear()
+    assert not await dear.verify_plain(JID.parse("nobody@a.example"), PASSWORD)
+    assert [(h, i) for h, i, _ in calls] == [("SHA-256", accounts_module.INLINE_ITERATIONS + 1)]
+    assert calls[0][2] != loop_thread
 
 
 async def test_duplicate_create(service: AccountService) -> None:
