@@ -1,124 +1,49 @@
-"""Client sessions: stream negotiation (STARTTLS, SASL/SASL2, bind/Bind2) and stanza intake, whatever
-the transport, with stream management (XEP-0198) and client state indication (XEP-0352).
-
-A transport (TCP, BOSH, WebSocket) parses bytes into events and hands them to
-`ClientSession.receive`; the session answers through the small `Transport` interface. Events are
-processed in order by a worker task that exists only while there is work, so an idle session
-costs no task.
-
-Stream management: a session that enabled resumption outlives its connection. When the transport
-goes away without a stream close, the session hibernates: it stays bound and available, and what
-is sent to it is queued, until a new connection resumes it (the new transport is moved into this
-same object, so nothing that holds a reference to the session notices) or `sweep` finds the
-resumption window over. A session that ends for good hands its unacknowledged messages to
-`stream_management.reroute_unacked`.
-"""
+"""A client session: one stream from connection to close, whatever the transport. Stream negotiation
+(STARTTLS, SASL, binding), stanza intake in order, output with stream management's queue and client
+state indication's hold, and closing. Stream features, SASL2 success and resumption have their own
+modules beside this one."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
-import datetime
-import hashlib
 import logging
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.accounts import AccountService
-from appliance.core.authn import FastTokens, SaslExchange
+from appliance.core.authn import SaslExchange
+from appliance.core.c2s import features, resumption
+from appliance.core.c2s.sasl2 import succeed as sasl2_succeed
+from appliance.core.c2s.services import CSI_MODULE, SASL2_MODULE, SM_MODULE, C2SServices
+from appliance.core.c2s.transport import DETACHED, Orphan, Transport
 from appliance.core.csi import CsiQueue
-from appliance.core.events import Bind2Event, PushEvent, SessionEvent
-from appliance.core.stream_management import SmRegistry, reroute_unacked
+from appliance.core.events import PushEvent, SessionEvent
+from appliance.core.stream_management import reroute_unacked
 from appliance.xmpp import sm
 from appliance.xmpp import stream as xs
 from appliance.xmpp.errors import StanzaError, StreamError, error_reply
 from appliance.xmpp.jid import JID, JIDError
-from appliance.xmpp.ns import NS_BIND, NS_BIND2, NS_CLIENT, NS_CSI, NS_FAST, NS_PING, NS_SASL2, NS_SESSION, NS_SM
+from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_PING, NS_SASL2, NS_SESSION
 from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen
-from appliance.xmpp.sasl import SaslFailure, ht, scram
+from appliance.xmpp.sasl import SaslFailure
 from appliance.xmpp.stream import C2SState
 
 if TYPE_CHECKING:
-    from appliance.config.model import Config
     from appliance.core.api import Host
-    from appliance.core.iq import PendingIqs
-    from appliance.core.router import Router
-    from appliance.core.sessions import SessionDirectory
-    from appliance.util.ratelimit import FailureTracker
-    from appliance.xmpp.sasl.fast import FastToken
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("appliance.core.c2s")
 
 BIND = f"{{{NS_BIND}}}bind"
 LEGACY_SESSION = f"{{{NS_SESSION}}}session"
 MAX_SEND_BUFFER = 8 * 1024 * 1024
 MAX_INBOX = 1000
-SM_MODULE = "stream_management"  # the modules whose presence switches these session features on
-CSI_MODULE = "csi"
-SASL2_MODULE = "sasl2"
-
-
-class Transport(Protocol):
-    """What a session needs from the connection below it."""
-
-    peer_ip: str
-    secure: bool
-    loopback: bool
-    channel_bindings: dict[str, bytes]
-    session: ClientSession  # resumption (XEP-0198) moves a transport to the session it resumes
-
-    def write(self, data: bytes) -> None: ...
-
-    def open_stream(self, from_: str, stream_id: str, to: str | None = None, version: str | None = "1.0") -> None:
-        """Write our stream header (TCP) or its framing equivalent (WebSocket <open/>, BOSH)."""
-
-    def close_stream(self) -> None:
-        """Write our stream close (`</stream:stream>` or `<close/>`)."""
-
-    def write_stream_error(self, error: StreamError) -> None:
-        """Write a stream error in this transport's framing."""
-
-    def buffered(self) -> int: ...
-
-    async def start_tls(self) -> None: ...
-
-    def can_start_tls(self) -> bool: ...
-
-    def reset_parser(self) -> None: ...
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass(slots=True)
-class C2SServices:
-    """Everything client sessions share (one instance per server)."""
-
-    config: Config
-    hosts: dict[str, Host]
-    sessions: SessionDirectory
-    router: Router
-    accounts: AccountService
-    pending: PendingIqs
-    ip_failures: FailureTracker
-    account_failures: FailureTracker
-    fake_secret: bytes
-    connections: set[ClientSession]
-    stats: dict[str, int]
-    fast: FastTokens | None = None  # FAST token storage (XEP-0484); None: no FAST
-    resumable: SmRegistry = field(default_factory=SmRegistry)
-    background: set[asyncio.Task[None]] = field(default_factory=set)  # rerouting of unacked stanzas
 
 
 class ClientSession:
@@ -247,7 +172,7 @@ class ClientSession:
                 if self._sm is not None:
                     self._sm.handled += 1  # only now: whatever it caused (storage included) is done
             else:
-                self._stream_element(element)
+                resumption.stream_element(self, element)
         elif isinstance(event, StreamOpen):
             await self._stream_open(event)
         elif isinstance(event, StreamClose):
@@ -282,7 +207,7 @@ class ClientSession:
         self.lang = event.attrs.get(XML_LANG)
         if self.state is C2SState.CONNECTED:
             self.state = C2SState.UNAUTHENTICATED
-        self.transport.write(xs.features_element(await self._features()))
+        self.transport.write(xs.features_element(await features.stream_features(self)))
 
     def _send_header(self, host_name: str, initial: dict[str, str] | None = None) -> None:
         """Our header; RFC 6120 §4.7.2 'to' = the client's 'from', §4.7.5 the lower version (none if none)."""
@@ -296,87 +221,23 @@ class ClientSession:
         self.transport.open_stream(host_name, self.id, to, _response_version(initial))
         self.header_sent = True
 
-    def _tls_required(self) -> bool:
-        c2s = self.services.config.c2s
-        if not c2s.require_encryption:
-            return False
-        return not (c2s.allow_plaintext_on_loopback and self.transport.loopback)
-
-    def _module_on(self, name: str) -> bool:
+    def module_on(self, name: str) -> bool:
         """Whether the feature module `name` is loaded on this session's host."""
-        return self.host is not None and name in self._module_names()
+        return self.host is not None and name in self.loaded_modules()
 
-    def _module_names(self) -> set[str]:
+    def loaded_modules(self) -> set[str]:
+        """Names of the modules loaded on this session's host."""
         assert self.host is not None
         return {m.name for m in self.host.modules}
 
-    def _options(self, name: str) -> Any:
+    def module_options(self, name: str) -> Any:
+        """The options of module `name` on this session's host."""
         assert self.host is not None
         return getattr(self.host.config.modules, name)
 
-    def _mechanisms(self) -> list[str]:
-        secure = self.transport.secure
-        if not secure and self._tls_required():
-            return []
-        names = scram.mechanism_names(secure, self.transport.channel_bindings if secure else {})
-        if not secure and "PLAIN" not in names:
-            names.append("PLAIN")  # only reachable when plaintext is explicitly allowed
-        return names
-
     def advertised_bindings(self) -> list[str] | None:
         """Channel-binding types announced with XEP-0440 (None: not announced), best first."""
-        if not self.transport.secure or not self.transport.channel_bindings:
-            return None
-        return sorted(self.transport.channel_bindings, reverse=True)  # tls-server-end-point, tls-exporter
-
-    def _fast_mechanisms(self) -> list[str]:
-        if not (self.transport.secure and self.services.fast is not None and self._options(SASL2_MODULE).fast):
-            return []
-        return ht.mechanism_names(self.transport.channel_bindings)
-
-    async def _bind2_features(self, loaded: set[str]) -> list[str]:
-        """What a Bind 2 request may enable inline: ours, then whatever modules add (e.g. carbons)."""
-        assert self.host is not None
-        vars_ = [NS_SM] if SM_MODULE in loaded else []
-        if CSI_MODULE in loaded:
-            vars_.append(NS_CSI)
-        return list(await self.host.hooks.fold(events.BIND2_FEATURES, SessionEvent(self), vars_))
-
-    async def _features(self) -> list[etree._Element]:
-        features: list[etree._Element] = []
-        loaded = self._module_names()
-        if self.state is C2SState.UNAUTHENTICATED:
-            if not self.transport.secure and self.transport.can_start_tls():
-                features.append(xs.starttls_feature(self._tls_required()))
-            mechanisms = self._mechanisms()
-            if mechanisms:
-                features.append(xs.mechanisms_feature(mechanisms))
-                if SASL2_MODULE in loaded:
-                    options = self._options(SASL2_MODULE)
-                    features.append(xs.sasl2_feature(
-                        mechanisms,
-                        resume=SM_MODULE in loaded,
-                        bind_features=await self._bind2_features(loaded) if options.bind2 else None,
-                        fast=self._fast_mechanisms(),
-                    ))
-                bindings = self.advertised_bindings()
-                if bindings is not None:
-                    features.append(xs.channel_binding_feature(bindings))
-        elif self.state is C2SState.AUTHENTICATED:
-            features.append(xs.bind_feature())
-            if self.services.config.c2s.legacy_session:
-                features.append(xs.session_feature())
-        if self.state in (C2SState.AUTHENTICATED, C2SState.READY):
-            if SM_MODULE in loaded and self._sm is None:
-                features.append(sm.feature())
-            if CSI_MODULE in loaded:
-                features.append(xs.csi_feature())
-        assert self.host is not None
-        for provider in self.host.stream_features:
-            element = provider(self)
-            if element is not None:
-                features.append(element)
-        return features
+        return features.advertised_bindings(self)
 
     # -- negotiation ------------------------------------------------------------------------
 
@@ -391,7 +252,7 @@ class ClientSession:
         elif tag == xs.IQ:
             await self._negotiation_iq(element)
         elif tag == sm.RESUME:
-            await self._resume(element)
+            await resumption.resume(self, element)
         elif tag == sm.ENABLE:
             self.transport.write(sm.failed("unexpected-request"))  # XEP-0198 §3: bind first
 
@@ -413,15 +274,15 @@ class ClientSession:
         """`<auth/>` (RFC 6120) or `<authenticate/>` (XEP-0388): check, then start the exchange."""
         sasl2 = element if element.tag == xs.AUTHENTICATE else None
         mechanism = element.get("mechanism", "")
-        offered = self._mechanisms()
+        offered = features.mechanisms(self)
         if sasl2 is not None:
-            if not self._module_on(SASL2_MODULE):
+            if not self.module_on(SASL2_MODULE):
                 raise StreamError.unsupported_stanza_type("SASL2 is not offered here")
             agent = sasl2.find(f"{{{NS_SASL2}}}user-agent")
             self.user_agent = agent.get("id") if agent is not None else None
-        allowed = offered + (self._fast_mechanisms() if sasl2 is not None else [])
+        allowed = offered + (features.fast_mechanisms(self) if sasl2 is not None else [])
         if mechanism not in allowed:
-            if not self.transport.secure and self._tls_required():
+            if not self.transport.secure and features.tls_required(self):
                 self._sasl_failure(sasl2, "encryption-required", "Use STARTTLS first")
             else:
                 self._sasl_failure(sasl2, "invalid-mechanism")
@@ -520,7 +381,7 @@ class ClientSession:
                 self._inbox.clear()
             self.transport.reset_parser()
             return
-        await self._sasl2_success(exchange, sasl2, jid)
+        await sasl2_succeed(self, exchange, sasl2, jid)
 
     def _sasl_failure(self, sasl2: etree._Element | None, condition: str, text: str = "") -> None:
         if self.state is C2SState.AUTHENTICATING:
@@ -529,99 +390,6 @@ class ClientSession:
             self.transport.write(xs.sasl_element("failure", None, condition, text))
         else:
             self.transport.write(xs.sasl2_failure(condition, text))
-
-    # -- SASL2 success: inline resumption, Bind 2 and FAST (XEP-0388, 0198, 0386, 0484) --------
-
-    async def _sasl2_success(self, exchange: SaslExchange, request: etree._Element, jid: JID) -> None:
-        success = etree.Element(f"{{{NS_SASL2}}}success", nsmap={None: NS_SASL2})
-        if exchange.additional:
-            success.append(xs.sasl2_element("additional-data", exchange.additional))
-        identity = etree.SubElement(success, f"{{{NS_SASL2}}}authorization-identifier")
-        identity.text = str(jid)
-        token = await self._fast_inline(exchange, request, jid)
-        resumed: ClientSession | None = None
-        resume = request.find(sm.RESUME)
-        if resume is not None:
-            outcome = self._find_resumable(resume)
-            if isinstance(outcome, bytes):
-                success.append(etree.fromstring(outcome))
-            else:
-                resumed = outcome
-                success.append(etree.fromstring(sm.resumed(resume.get("previd", ""), resumed._sm_handled())))
-                identity.text = str(resumed.jid)
-        bind = request.find(f"{{{NS_BIND2}}}bind")
-        if resumed is None and bind is not None and self._options(SASL2_MODULE).bind2:
-            bound = await self._bind2(bind)
-            if bound is not None:  # else (resource limit) the client may still bind the RFC 6120 way
-                success.append(bound)
-                identity.text = str(self.jid)
-        if token is not None:
-            element = etree.SubElement(success, f"{{{NS_FAST}}}token", nsmap={None: NS_FAST})
-            element.set("token", token.token)
-            element.set("expiry", _timestamp(token.expiry))
-        self.transport.write(etree.tostring(success))
-        if resumed is not None:
-            self.transport.write(xs.features_element([]))
-            resumed._adopt(self, resend=True)
-            return
-        self.transport.write(xs.features_element(await self._features()))
-        if self.state is C2SState.READY:
-            self._announce_bound()
-
-    async def _fast_inline(self, exchange: SaslExchange, request: etree._Element, jid: JID) -> FastToken | None:
-        """Invalidate, rotate or issue a FAST token as the request and the token used ask for."""
-        tokens, agent = self.services.fast, self.user_agent
-        if tokens is None or agent is None or not self._options(SASL2_MODULE).fast:
-            return None
-        lifetime = self._options(SASL2_MODULE).fast_token_lifetime
-        fast = request.find(f"{{{NS_FAST}}}fast")
-        wanted = request.find(f"{{{NS_FAST}}}request-token")
-        used = exchange.token_used
-        if used is not None and fast is not None and fast.get("invalidate") in ("1", "true"):
-            await tokens.invalidate(jid, agent)
-            used = None
-        mechanism = wanted.get("mechanism", "") if wanted is not None else None
-        if mechanism is None and used is not None and used.expiry - time.time() < lifetime / 2:
-            mechanism = used.mechanism  # due for rotation
-        if mechanism is None:
-            return None
-        if mechanism not in self._fast_mechanisms():
-            return None  # not a mechanism we offered on this connection: no token
-        return await tokens.issue(jid, agent, mechanism, lifetime)
-
-    async def _bind2(self, bind: etree._Element) -> etree._Element | None:
-        """Bind 2: a resource from the client's tag and our suffix, then the inline features."""
-        assert self.username is not None
-        tag = (bind.findtext(f"{{{NS_BIND2}}}tag") or "").strip()
-        agent = self.user_agent
-        if agent:  # the same client gets the same resource, and its older sessions end
-            digest = hashlib.sha256(self.services.fake_secret + f"\0{self.username}\0{agent}".encode())
-            suffix = digest.hexdigest()[:12]
-        else:
-            suffix = secrets.token_hex(6)
-        resource = f"{tag}/{suffix}" if tag else suffix
-        try:
-            jid = JID.make(self.username, self.host.name if self.host else "", resource)
-        except JIDError:
-            jid = JID.make(self.username, self.host.name if self.host else "", suffix)
-        if agent:
-            for other in self.services.sessions.resources(jid):
-                if getattr(other, "user_agent", None) == agent and other.jid != jid:
-                    other.close("conflict", "Replaced by a new session of the same client")
-        error = self._bind_jid(jid, replace=True)
-        if error is not None:
-            return None
-        bound = etree.Element(f"{{{NS_BIND2}}}bound", nsmap={None: NS_BIND2})
-        for child in bind:
-            if child.tag == f"{{{NS_BIND2}}}tag" or not isinstance(child.tag, str):
-                continue
-            if child.tag == sm.ENABLE and self._module_on(SM_MODULE):
-                bound.append(etree.fromstring(self._sm_enable(child)))
-            elif child.tag in (xs.CSI_ACTIVE, xs.CSI_INACTIVE) and self._module_on(CSI_MODULE):
-                self._client_state(child.tag)
-            elif self.host is not None:
-                await self.host.hooks.fire(events.BIND2_ENABLE, Bind2Event(self, child, bound))
-        return bound
 
     # -- pre-bind IQs and resource binding (RFC 6120 §7) ------------------------------------
 
@@ -660,7 +428,7 @@ class ClientSession:
         except JIDError:
             self._reply_error(element, StanzaError.bad_request("The requested resource is not valid"))
             return
-        error = self._bind_jid(jid, replace=self.services.config.c2s.resource_conflict == "replace")
+        error = self.bind_jid(jid, replace=self.services.config.c2s.resource_conflict == "replace")
         if error is not None:
             self._reply_error(element, error)
             return
@@ -670,9 +438,9 @@ class ClientSession:
         bind = etree.SubElement(reply, BIND, nsmap={None: NS_BIND})
         etree.SubElement(bind, f"{{{NS_BIND}}}jid").text = str(jid)
         self.send(reply)
-        self._announce_bound()
+        self.announce_bound()
 
-    def _bind_jid(self, jid: JID, *, replace: bool) -> StanzaError | None:
+    def bind_jid(self, jid: JID, *, replace: bool) -> StanzaError | None:
         """Take `jid` for this session (the one place that enforces conflicts and the resource limit)."""
         directory = self.services.sessions
         existing = directory.get(jid)
@@ -687,124 +455,17 @@ class ClientSession:
         self.state = C2SState.READY
         return None
 
-    def _announce_bound(self) -> None:
+    def announce_bound(self) -> None:
         assert self.host is not None
         log.info("session %s: bound %s", self.id, self.jid)
         asyncio.get_running_loop().create_task(
             self.host.hooks.fire(events.SESSION_BOUND, SessionEvent(self)), name=f"bound-{self.id}"
         )
 
-    # -- stream management (XEP-0198) and client state (XEP-0352) ---------------------------
-
-    def _stream_element(self, element: etree._Element) -> None:
-        """A non-stanza element on a bound stream: <enable/>, <r/>, <a/>, <resume/>, <active/>, <inactive/>."""
-        tag = element.tag
-        state = self._sm
-        if tag == sm.REQUEST:
-            if state is None:
-                raise StreamError.unsupported_stanza_type("Stream management is not enabled")
-            self.transport.write(sm.ack(state.handled))
-        elif tag == sm.ACK:
-            if state is None:
-                raise StreamError.unsupported_stanza_type("Stream management is not enabled")
-            state.acknowledge(element.get("h"))
-        elif tag == sm.ENABLE:
-            if state is not None or not self._module_on(SM_MODULE):
-                self.transport.write(sm.failed("unexpected-request" if state else "feature-not-implemented"))
-            else:
-                self.transport.write(self._sm_enable(element))
-        elif tag == sm.RESUME:
-            self.transport.write(sm.failed("unexpected-request"))  # this stream is bound already
-        elif self._module_on(CSI_MODULE):
-            self._client_state(tag)
-        else:
-            raise StreamError.unsupported_stanza_type("Client state indication is not offered here")
-
-    def _sm_enable(self, element: etree._Element) -> bytes:
-        """Start counting; with resume='true' (and resumption configured) the session may outlive
-        its connection. Returns the `<enabled/>` to send."""
-        options = self._options(SM_MODULE)
-        resumable = element.get("resume") in ("true", "1") and options.resume_timeout > 0
-        state = self._sm = sm.StreamManagement(
-            secrets.token_urlsafe(18), resumable=resumable, max_queue=options.max_queue
-        )
-        if not resumable:
-            return sm.enabled(None, max_seconds=None)
-        self.services.resumable.live[state.id] = self
-        timeout = int(options.resume_timeout)
-        wanted = element.get("max", "")
-        if wanted.isdigit() and 0 < int(wanted) < timeout:
-            timeout = int(wanted)
-        return sm.enabled(state.id, max_seconds=timeout)
-
-    def _sm_handled(self) -> int:
-        return self._sm.handled if self._sm is not None else 0
-
-    def _find_resumable(self, element: etree._Element) -> ClientSession | bytes:
-        """The session `<resume previd=... h=.../>` names, with our queue trimmed by the client's
-        `h`; or the `<failed/>` to send."""
-        assert self.host is not None and self.username is not None
-        previd = element.get("previd", "")
-        bare = f"{self.username}@{self.host.name}"
-        old = self.services.resumable.live.get(previd)
-        if (
-            not isinstance(old, ClientSession) or old.state is not C2SState.READY or old._sm is None
-            or old.host is not self.host or old.username != self.username
-        ):
-            return sm.failed("item-not-found", self.services.resumable.ended_h(previd, bare))
-        old._sm.acknowledge(element.get("h"))
-        return old
-
-    async def _resume(self, element: etree._Element) -> None:
-        """`<resume/>` after SASL (RFC 6120 flow): this connection continues the named session."""
-        if not self._module_on(SM_MODULE):
-            self.transport.write(sm.failed("feature-not-implemented"))
-            return
-        outcome = self._find_resumable(element)
-        if isinstance(outcome, bytes):
-            self.transport.write(outcome)
-            return
-        self.transport.write(sm.resumed(element.get("previd", ""), outcome._sm_handled()))
-        outcome._adopt(self, resend=True)
-
-    def _adopt(self, newcomer: ClientSession, *, resend: bool) -> None:
-        """Resumption: take over `newcomer`'s connection; close ours if it is still open; resend
-        what the client has not acknowledged, then anything client state indication held back."""
-        old_transport = self.transport
-        transport = newcomer.transport
-        self.transport = transport
-        transport.session = self
-        newcomer.state = C2SState.CLOSED
-        self.services.connections.discard(newcomer)
-        if old_transport is not DETACHED:
-            old_transport.session = newcomer  # its late connection_lost now reaches a closed session
-            old_transport.close()
-        self.hibernated_at = 0.0
-        self.header_sent = True
-        self.last_rx = time.monotonic()
-        self.ping_sent = 0.0
-        log.info("session %s: %s resumed from %s (stream %s)", self.id, self.jid, transport.peer_ip, newcomer.id)
-        state = self._sm
-        if resend and state is not None:
-            state.requested_at = 0.0
-            for data in state.unacked_stanzas():
-                transport.write(data)
-            if state.unacked:
-                transport.write(sm.REQUEST_BYTES)
-                state.requested_at = time.monotonic()
-        csi, self._csi = self._csi, None  # a new stream starts active (XEP-0352)
-        if csi is not None:
-            for data in csi.release():
-                self._emit(data)
-        rest = newcomer._inbox
-        newcomer._inbox = None
-        if rest:
-            self.receive(list(rest))  # type: ignore[arg-type]  # StreamErrors included, in order
-
-    def _client_state(self, tag: str) -> None:
+    def set_client_state(self, tag: str) -> None:
         if tag == xs.CSI_INACTIVE:
             if self._csi is None:
-                self._csi = CsiQueue(self._options(CSI_MODULE).max_held)
+                self._csi = CsiQueue(self.module_options(CSI_MODULE).max_held)
             return
         csi, self._csi = self._csi, None
         if csi is not None:
@@ -899,13 +560,13 @@ class ClientSession:
                 self._wake_devices(data, element)
                 return
             self.transport.write(data)
-            if not state.requested_at and state.unacked % self._options(SM_MODULE).request_every == 0:
-                self._request_ack(state)
+            if not state.requested_at and state.unacked % self.module_options(SM_MODULE).request_every == 0:
+                self.request_ack(state)
         if self.transport.buffered() > MAX_SEND_BUFFER:
             log.warning("session %s: client does not read; disconnecting", self.id)
             self._later(self.stream_error, StreamError.policy_violation("Too much unread data"))
 
-    def _request_ack(self, state: sm.StreamManagement) -> None:
+    def request_ack(self, state: sm.StreamManagement) -> None:
         self.transport.write(sm.REQUEST_BYTES)
         state.requested_at = time.monotonic()
 
@@ -962,7 +623,7 @@ class ClientSession:
             return
         if self.header_sent:
             self.transport.close_stream()
-        self._finish()
+        self.finish()
         self.transport.close()
 
     def connection_lost(self) -> None:
@@ -973,7 +634,7 @@ class ClientSession:
         if state is not None and state.resumable and self.state is C2SState.READY:
             self._hibernate()
         else:
-            self._finish()
+            self.finish()
 
     def drop(self) -> None:
         """The connection is dead (no answer in time): close it without a word, then as connection_lost."""
@@ -982,14 +643,14 @@ class ClientSession:
 
     def _hibernate(self) -> None:
         transport = self.transport
-        transport.session = _Orphan(self.id)  # a late callback from it must not touch us
+        transport.session = Orphan(self.id)  # a late callback from it must not touch us
         self.transport = DETACHED
         self.hibernated_at = time.monotonic()
         self.ping_sent = 0.0
         log.info("session %s: %s lost its connection; resumable for %d s", self.id, self.jid,
-                 int(self._options(SM_MODULE).resume_timeout))
+                 int(self.module_options(SM_MODULE).resume_timeout))
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         if self.state is C2SState.CLOSED:
             return
         was_ready = self.state is C2SState.READY
@@ -1013,77 +674,6 @@ class ClientSession:
             asyncio.get_running_loop().create_task(
                 self.host.hooks.fire(events.SESSION_CLOSED, SessionEvent(self)), name=f"closed-{self.id}"
             )
-
-
-class _Orphan:
-    """Stands in for the session behind a transport that was taken away from it (hibernation,
-    resumption): whatever the transport still reports goes nowhere."""
-
-    __slots__ = ("id",)
-    state = C2SState.CLOSED
-
-    def __init__(self, session_id: str) -> None:
-        self.id = session_id
-
-    def receive(self, new_events: list[Event]) -> None: ...
-
-    def receive_error(self, error: StreamError) -> None: ...
-
-    def touch(self) -> None: ...
-
-    def connection_lost(self) -> None: ...
-
-    def close_stream(self) -> None: ...
-
-    def close(self, condition: str | None = None, text: str | None = None) -> None: ...
-
-    def stream_error(self, error: StreamError) -> None: ...
-
-
-class _Detached:
-    """The transport of a hibernated session: nothing is written anywhere (the SM queue keeps it)."""
-
-    __slots__ = ()
-    peer_ip = "-"
-    secure = True
-    loopback = False
-    channel_bindings: dict[str, bytes] = {}  # never written
-
-    @property
-    def session(self) -> ClientSession:
-        raise AttributeError("a detached transport has no session")
-
-    @session.setter
-    def session(self, value: object) -> None:
-        pass
-
-    def write(self, data: bytes) -> None: ...
-
-    def open_stream(self, from_: str, stream_id: str, to: str | None = None, version: str | None = "1.0") -> None: ...
-
-    def close_stream(self) -> None: ...
-
-    def write_stream_error(self, error: StreamError) -> None: ...
-
-    def buffered(self) -> int:
-        return 0
-
-    async def start_tls(self) -> None:
-        raise StreamError.undefined_condition("no connection")
-
-    def can_start_tls(self) -> bool:
-        return False
-
-    def reset_parser(self) -> None: ...
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-DETACHED = _Detached()
 
 
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -1122,53 +712,4 @@ def _random_resource() -> str:
     return f"parlour-{secrets.token_hex(4)}"
 
 
-def _timestamp(when: float) -> str:
-    """XEP-0082 DateTime in UTC."""
-    return datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-SweepHook = Callable[[ClientSession], None]
-
-
-def sweep(services: C2SServices, now: float) -> None:
-    """Periodic housekeeping over all connections: handshake and idle timeouts, pings, parser
-    hibernation, stream-management acknowledgement requests and the end of resumption windows."""
-    c2s = services.config.c2s
-    for session in list(services.connections):
-        idle = now - session.last_rx
-        if session.state is not C2SState.READY:
-            if now - session.started > c2s.handshake_timeout:
-                session.stream_error(StreamError.connection_timeout("Negotiation took too long"))
-            continue
-        state = session._sm
-        if session.hibernated_at:
-            if now - session.hibernated_at > session._options(SM_MODULE).resume_timeout:
-                log.info("session %s: %s was not resumed in time", session.id, session.jid)
-                session._finish()
-            continue
-        dead = (session.ping_sent and now - session.ping_sent > c2s.ping_timeout) or (
-            state is not None and state.requested_at and now - state.requested_at > c2s.ping_timeout + c2s.idle_timeout
-        )
-        if dead:
-            if state is not None and state.resumable:
-                session.drop()  # a silent peer may come back: keep the session for resumption
-            else:
-                session.stream_error(StreamError.connection_timeout("No answer to ping"))
-        elif not session.ping_sent and idle > c2s.idle_timeout:
-            session.ping()
-        else:
-            if state is not None and state.unacked and not state.requested_at:
-                session._request_ack(state)
-            hibernate = getattr(session.transport, "hibernate", None)
-            if hibernate is not None and idle > 5:
-                hibernate()
-    services.resumable.prune(now, keep=3600.0)
-
-
-async def settle(services: C2SServices) -> None:
-    """Wait for the rerouting of unacknowledged stanzas of ended sessions (at shutdown, before storage closes)."""
-    while services.background:
-        await asyncio.gather(*list(services.background), return_exceptions=True)
-
-
-__all__ = ["C2SServices", "ClientSession", "Transport", "settle", "sweep"]
+__all__ = ["ClientSession"]
