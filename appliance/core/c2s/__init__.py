@@ -1,13 +1,14 @@
 """Client sessions: stream negotiation (STARTTLS, SASL/SASL2, bind/Bind2) and stanza intake, whatever
 the transport, with stream management (XEP-0198) and client state indication (XEP-0352).
 
-  session.py       ClientSession: intake, negotiation, SASL, binding, stanzas, output, closing
-  features.py      the stream features offered in each state
-  sasl2.py         SASL2 success with inline resumption, Bind 2 and FAST
-  resumption.py    stream management on a bound stream, and resumption
-  transport.py     the Transport interface and the stand-ins of detached sessions
-  services.py      C2SServices, what all sessions share
-  housekeeping.py  sweep (timeouts, pings, hibernation) and settle
+  session.py         ClientSession: intake, negotiation, binding, stanzas, output, closing
+  authentication.py  SASL and SASL2 exchanges, failures and their limits
+  features.py        the stream features offered in each state
+  sasl2.py           SASL2 success with inline resumption, Bind 2 and FAST
+  resumption.py      stream management on a bound stream, and resumption
+  transport.py       the Transport interface and the stand-ins of detached sessions
+  services.py        C2SServices, what all sessions share
+  housekeeping.py    sweep (timeouts, pings, hibernation) and settle
 
 A transport (TCP, BOSH, WebSocket) parses bytes into events and hands them to
 `ClientSession.receive`; the session answers through the small `Transport` interface. Events are
@@ -21,6 +22,7 @@ same object, so nothing that holds a reference to the session notices) or `sweep
 resumption window over. A session that ends for good hands its unacknowledged messages to
 `stream_management.reroute_unacked`.
 """
+
 from appliance.core.c2s.housekeeping import settle, sweep
 from appliance.core.c2s.services import C2SServices
 from appliance.core.c2s.session import ClientSession

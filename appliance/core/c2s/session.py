@@ -6,8 +6,6 @@ modules beside this one."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import secrets
 import time
@@ -19,9 +17,8 @@ from lxml import etree
 
 from appliance.core import events
 from appliance.core.authn import SaslExchange
-from appliance.core.c2s import features, resumption
-from appliance.core.c2s.sasl2 import succeed as sasl2_succeed
-from appliance.core.c2s.services import CSI_MODULE, SASL2_MODULE, SM_MODULE, C2SServices
+from appliance.core.c2s import authentication, features, resumption
+from appliance.core.c2s.services import CSI_MODULE, SM_MODULE, C2SServices
 from appliance.core.c2s.transport import DETACHED, Orphan, Transport
 from appliance.core.csi import CsiQueue
 from appliance.core.events import PushEvent, SessionEvent
@@ -30,7 +27,7 @@ from appliance.xmpp import sm
 from appliance.xmpp import stream as xs
 from appliance.xmpp.errors import StanzaError, StreamError, error_reply
 from appliance.xmpp.jid import JID, JIDError
-from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_PING, NS_SASL2, NS_SESSION
+from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_PING, NS_SESSION
 from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen
 from appliance.xmpp.sasl import SaslFailure
 from appliance.xmpp.stream import C2SState
@@ -246,9 +243,9 @@ class ClientSession:
         if tag == xs.STARTTLS:
             await self._starttls()
         elif tag in (xs.AUTH, xs.AUTHENTICATE):
-            await self._auth(element)
+            await authentication.begin(self, element)
         elif tag in (xs.RESPONSE, xs.ABORT, xs.SASL2_RESPONSE, xs.SASL2_ABORT):
-            await self._sasl_step(element)
+            await authentication.respond(self, element)
         elif tag == xs.IQ:
             await self._negotiation_iq(element)
         elif tag == sm.RESUME:
@@ -268,69 +265,7 @@ class ClientSession:
         await self.transport.start_tls()
         self.state = C2SState.UNAUTHENTICATED
 
-    # -- SASL and SASL2: one exchange, two ways of writing it ----------------------------------
-
-    async def _auth(self, element: etree._Element) -> None:
-        """`<auth/>` (RFC 6120) or `<authenticate/>` (XEP-0388): check, then start the exchange."""
-        sasl2 = element if element.tag == xs.AUTHENTICATE else None
-        mechanism = element.get("mechanism", "")
-        offered = features.mechanisms(self)
-        if sasl2 is not None:
-            if not self.module_on(SASL2_MODULE):
-                raise StreamError.unsupported_stanza_type("SASL2 is not offered here")
-            agent = sasl2.find(f"{{{NS_SASL2}}}user-agent")
-            self.user_agent = agent.get("id") if agent is not None else None
-        allowed = offered + (features.fast_mechanisms(self) if sasl2 is not None else [])
-        if mechanism not in allowed:
-            if not self.transport.secure and features.tls_required(self):
-                self._sasl_failure(sasl2, "encryption-required", "Use STARTTLS first")
-            else:
-                self._sasl_failure(sasl2, "invalid-mechanism")
-            return
-        blocked = self.services.ip_failures.blocked_for(self.transport.peer_ip, time.monotonic())
-        if blocked:
-            self._sasl_failure(
-                sasl2, "temporary-auth-failure", f"Too many failed logins; try again in {int(blocked) + 1} s"
-            )
-            return
-        text = element.text if sasl2 is None else sasl2.findtext(f"{{{NS_SASL2}}}initial-response")
-        if sasl2 is not None and text is None:
-            text = ""  # SASL2: no <initial-response/> means none, not an empty one
-        exchange = SaslExchange(self, mechanism, offered, request=sasl2)
-        self.state = C2SState.AUTHENTICATING
-        try:
-            challenge = await exchange.start(_b64(text))
-        except SaslFailure as failure:
-            await self._auth_failed(exchange, failure, sasl2)
-            return
-        await self._sasl_next(exchange, challenge, sasl2)
-
-    async def _sasl_next(
-        self, exchange: SaslExchange, challenge: bytes | None, sasl2: etree._Element | None
-    ) -> None:
-        if challenge is None:
-            await self._auth_succeeded(exchange, sasl2)
-            return
-        self._sasl = exchange
-        if sasl2 is None:
-            self.transport.write(xs.sasl_element("challenge", challenge))
-        else:
-            self.transport.write(etree.tostring(xs.sasl2_element("challenge", challenge)))
-
-    async def _sasl_step(self, element: etree._Element) -> None:
-        exchange, self._sasl = self._sasl, None
-        sasl2 = exchange.request if exchange is not None else None
-        is_sasl2 = element.tag in (xs.SASL2_RESPONSE, xs.SASL2_ABORT)
-        if exchange is None or element.tag in (xs.ABORT, xs.SASL2_ABORT) or exchange.sasl2 != is_sasl2:
-            self.state = C2SState.UNAUTHENTICATED
-            self._sasl_failure(sasl2, "aborted")
-            return
-        try:
-            challenge = await exchange.step(_b64(element.text))
-        except SaslFailure as failure:
-            await self._auth_failed(exchange, failure, sasl2)
-            return
-        await self._sasl_next(exchange, challenge, sasl2)
+    # -- SASL: the exchange lives in authentication.py; these answer its questions -------------
 
     def account_jid(self, username: str) -> JID:
         """The account a SASL user name means on this host (unknown syntax: not-authorized)."""
@@ -343,53 +278,6 @@ class ClientSession:
     def check_not_blocked(self, jid: JID) -> None:
         if self.services.account_failures.blocked_for(str(jid), time.monotonic()) > 0:
             raise SaslFailure("temporary-auth-failure")
-
-    def _count_failure(self, jid: JID) -> None:
-        now = time.monotonic()
-        self.services.stats["auth_failures"] = self.services.stats.get("auth_failures", 0) + 1
-        if self.services.ip_failures.record(self.transport.peer_ip, now):
-            log.warning("blocking %s after repeated failed logins", self.transport.peer_ip)
-        if self.services.account_failures.record(str(jid), now):
-            log.warning("blocking logins to %s after repeated failures", jid)
-
-    async def _auth_failed(
-        self, exchange: SaslExchange, failure: SaslFailure, sasl2: etree._Element | None
-    ) -> None:
-        if failure.condition == "not-authorized" and exchange.jid is not None:
-            self._count_failure(exchange.jid)
-        self._auth_attempts += 1
-        self.state = C2SState.UNAUTHENTICATED
-        self._sasl = None
-        delay = self.services.config.limits.auth_failure_delay
-        if failure.condition == "not-authorized" and delay > 0:
-            await asyncio.sleep(delay)
-        self._sasl_failure(sasl2, failure.condition)
-        if self._auth_attempts >= 3:
-            self.stream_error(StreamError.policy_violation("Too many failed authentication attempts"))
-
-    async def _auth_succeeded(self, exchange: SaslExchange, sasl2: etree._Element | None) -> None:
-        jid = exchange.jid
-        assert jid is not None
-        self.username = jid.local
-        self.services.account_failures.clear(str(jid))
-        self.state = C2SState.AUTHENTICATED
-        log.info("session %s: %s authenticated from %s (%s)", self.id, jid, self.transport.peer_ip,
-                 exchange.mechanism)
-        if sasl2 is None:
-            self.transport.write(xs.sasl_element("success", exchange.additional or None))
-            if self._inbox:
-                self._inbox.clear()
-            self.transport.reset_parser()
-            return
-        await sasl2_succeed(self, exchange, sasl2, jid)
-
-    def _sasl_failure(self, sasl2: etree._Element | None, condition: str, text: str = "") -> None:
-        if self.state is C2SState.AUTHENTICATING:
-            self.state = C2SState.UNAUTHENTICATED
-        if sasl2 is None:
-            self.transport.write(xs.sasl_element("failure", None, condition, text))
-        else:
-            self.transport.write(xs.sasl2_failure(condition, text))
 
     # -- pre-bind IQs and resource binding (RFC 6120 §7) ------------------------------------
 
@@ -694,18 +582,6 @@ def _response_version(initial: dict[str, str] | None) -> str | None:
 _PRESENCE_TYPES = frozenset(
     {None, "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error"}
 )
-
-
-def _b64(text: str | None) -> bytes:
-    if text is None or text.strip() == "":
-        return b""
-    text = text.strip()
-    if text == "=":
-        return b""
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise SaslFailure("incorrect-encoding") from None
 
 
 def _random_resource() -> str:
