@@ -11,10 +11,10 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from appliance.storage.api import HASH_NAMES, AccountStore, AlreadyExists, ScramKeys
+from appliance.util.lru import LruDict
 from appliance.xmpp.jid import JID
 from appliance.xmpp.sasl import scram
 
@@ -40,31 +40,24 @@ class VerifiedPasswords:
     password never matches, so guessing still pays the full derivation.
     """
 
-    __slots__ = ("_entries", "_key", "_size")
+    __slots__ = ("_entries", "_key")
 
     def __init__(self, size: int = VERIFIED_CACHE_SIZE) -> None:
         self._key = secrets.token_bytes(32)
-        self._size = size
-        self._entries: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._entries: LruDict[tuple[str, str], bytes] = LruDict(size)
 
     def _tag(self, password: str, stored_key: bytes) -> bytes:
         return hmac.new(self._key, password.encode() + b"\0" + stored_key, hashlib.sha256).digest()
 
     def check(self, user: tuple[str, str], password: str, stored_key: bytes) -> bool:
         tag = self._entries.get(user)
-        if tag is None or not hmac.compare_digest(tag, self._tag(password, stored_key)):
-            return False
-        self._entries.move_to_end(user)
-        return True
+        return tag is not None and hmac.compare_digest(tag, self._tag(password, stored_key))
 
     def remember(self, user: tuple[str, str], password: str, stored_key: bytes) -> None:
-        self._entries[user] = self._tag(password, stored_key)
-        self._entries.move_to_end(user)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        self._entries.put(user, self._tag(password, stored_key))
 
     def forget(self, user: tuple[str, str]) -> None:
-        self._entries.pop(user, None)
+        self._entries.pop(user)
 
 
 class AccountExists(Exception):

@@ -11,7 +11,6 @@ import asyncio
 import copy
 import itertools
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from appliance.core import events
 from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
 from appliance.core.events import AccountEvent, StanzaEvent
 from appliance.storage.api import BlocklistStore
+from appliance.util.lru import LruDict
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_BLOCKING, NS_BLOCKING_ERRORS, NS_CLIENT
@@ -68,20 +68,17 @@ class BlockingService:
     def __init__(self, store: BlocklistStore, host: str) -> None:
         self._store = store
         self._host = host
-        self._cache: OrderedDict[str, set[str]] = OrderedDict()
+        self._cache: LruDict[str, set[str]] = LruDict(MAX_CACHED_USERS)
         self._lock = asyncio.Lock()
 
     async def items(self, user: str) -> set[str]:
         """The user's blocked JIDs (canonical strings); the returned set must not be modified."""
         cached = self._cache.get(user)
         if cached is not None:
-            self._cache.move_to_end(user)
             return cached
         loaded = set(await self._store.items(self._host, user))
         # Another load or a change may have filled the entry while we waited: keep the first one.
-        entry = self._cache.setdefault(user, loaded)
-        self._evict()
-        return entry
+        return self._cache.setdefault(user, loaded)
 
     async def blocks(self, user: JID, other: JID) -> bool:
         """Whether the local account `user` has blocked `other`."""
@@ -116,18 +113,12 @@ class BlockingService:
 
     def forget(self, user: str) -> None:
         """Drop the cached list (the account is gone)."""
-        self._cache.pop(user, None)
+        self._cache.pop(user)
 
     def _commit(self, user: str, items: set[str]) -> None:
         # Replace rather than mutate: readers holding the old set see a consistent snapshot, and an
         # entry evicted while the store write was pending is put back with the written state.
-        self._cache[user] = items
-        self._cache.move_to_end(user)
-        self._evict()
-
-    def _evict(self) -> None:
-        while len(self._cache) > MAX_CACHED_USERS:
-            self._cache.popitem(last=False)
+        self._cache.put(user, items)
 
 
 class Blocking(Module):

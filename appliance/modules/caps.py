@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from appliance.core import events
 from appliance.core.api import Module, ModuleContext, Xep
 from appliance.core.events import SessionEvent, StanzaEvent
 from appliance.modules.disco import DiscoInfoNodes
+from appliance.util.lru import LruDict
 from appliance.xmpp import caps
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_CAPS, NS_CLIENT, NS_DISCO_INFO
@@ -34,29 +34,24 @@ class Capabilities:
     """Features of online resources, by full JID, and listeners for newly known caps."""
 
     def __init__(self, cache_size: int) -> None:
-        self._cache: OrderedDict[str, frozenset[str]] = OrderedDict()  # ver → features
-        self._cache_size = cache_size
+        self._cache: LruDict[str, frozenset[str]] = LruDict(cache_size)  # ver → features
         self._by_jid: dict[str, str] = {}  # full JID → ver
         self.listeners: list[CapsListener] = []
 
     def features(self, jid: JID) -> frozenset[str]:
         ver = self._by_jid.get(str(jid))
-        return self._cache.get(ver, frozenset()) if ver is not None else frozenset()
+        found = self._cache.get(ver) if ver is not None else None
+        return found if found is not None else frozenset()
 
     def wants(self, jid: JID, node: str) -> bool:
         """The resource asked for notifications of PEP node `node` (XEP-0163 §4: NODE+notify)."""
         return f"{node}+notify" in self.features(jid)
 
     def known(self, ver: str) -> frozenset[str] | None:
-        found = self._cache.get(ver)
-        if found is not None:
-            self._cache.move_to_end(ver)
-        return found
+        return self._cache.get(ver)
 
     def learn(self, ver: str, features: frozenset[str]) -> None:
-        self._cache[ver] = features
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(ver, features)
 
     def assign(self, jid: JID, ver: str | None) -> bool:
         """Record the caps of a resource; True when they changed."""

@@ -32,6 +32,14 @@ class LruDict(Generic[K, V]):
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
+    def setdefault(self, key: K, value: V) -> V:
+        """The entry for `key`, stored as `value` first if there was none."""
+        found = self.get(key)
+        if found is not None:
+            return found
+        self.put(key, value)
+        return value
+
     def pop(self, key: K) -> V | None:
         return self._entries.pop(key, None)
 

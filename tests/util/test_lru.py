@@ -28,3 +28,12 @@ def test_falsy_values_are_kept_and_pop_forgets() -> None:
 def test_a_cache_needs_room() -> None:
     with pytest.raises(ValueError):
         LruDict(0)
+
+
+def test_setdefault_keeps_the_first_value_and_evicts() -> None:
+    cache: LruDict[str, int] = LruDict(2)
+    assert cache.setdefault("a", 1) == 1
+    assert cache.setdefault("a", 9) == 1
+    cache.put("b", 2)
+    cache.setdefault("c", 3)
+    assert "a" not in cache and len(cache) == 2
