@@ -271,13 +271,20 @@ class AdminService:
             raise AdminError(_("This invitation is not valid (any more)."))
         jid = self._account(f"{username.strip()}@{record.host}")
         assert self.server.accounts is not None
+        # Claimed before the (slow) account creation: concurrent redemptions of one link make one account.
+        if await self.tokens.claim_invitation(secret, str(jid), time.time()) is None:
+            raise AdminError(_("This invitation is not valid (any more)."))
+        created = False
         try:
             await self.server.accounts.create(jid, password)
+            created = True
         except AccountExists:
             raise AdminError(_("%(jid)s is taken; choose another name.", jid=jid)) from None
         except WeakPassword:
             raise AdminError(_(WEAK_PASSWORD)) from None
-        await self.tokens.use_invitation(record, str(jid))
+        finally:
+            if not created:
+                await self.tokens.release_invitation(record)
         audit.info("invitation %s (by %s) used to create %s", record.id, record.creator, jid)
         return str(jid)
 

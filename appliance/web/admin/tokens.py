@@ -95,9 +95,24 @@ class TokenFile:
         wanted = digest(secret)
         return next((i for i in self._records.invitations if secrets.compare_digest(i.digest, wanted)), None)
 
-    async def use_invitation(self, record: Invitation, jid: str) -> None:
+    async def claim_invitation(self, secret: str, jid: str, now: float) -> Invitation | None:
+        """Mark the valid invitation behind `secret` as used by `jid`, or None when it is not valid.
+
+        The check and the mark happen before the first await, so of concurrent redemptions exactly one
+        gets the record; the others see it used. Undo with `release_invitation` if the account fails.
+        """
+        record = self.find_invitation(secret)
+        if record is None or not record.valid(now):
+            return None
+        record.used_by = jid
         async with self._lock:
-            record.used_by = jid
+            await self._save()
+        return record
+
+    async def release_invitation(self, record: Invitation) -> None:
+        """Give a claimed invitation back (its account could not be created)."""
+        async with self._lock:
+            record.used_by = ""
             await self._save()
 
     async def revoke_invitation(self, invitation_id: str) -> bool:
