@@ -117,6 +117,10 @@ class Register(Module):
         ip = stream.transport.peer_ip
         self._check_rate(ip)
         self._check_password(password)
+        if self.ctx.is_admin(jid):
+            # A name in server.admins is reserved: rights are granted by name, so whoever signs up as a
+            # deleted administrator would inherit them. Only an administrator may create that account.
+            raise StanzaError.conflict("That username is taken")
         try:
             await self.ctx.accounts.create(jid, password)
         except AccountExists:

@@ -213,6 +213,23 @@ class AdminService:
         except AccountNotFound:
             raise AdminError(_("%(jid)s does not exist.", jid=jid)) from None
         audit.info("admin %s: deleted account %s", actor, jid)
+        if self.is_admin(str(jid)):
+            await self._drop_admin(actor, str(jid))
+
+    async def _drop_admin(self, actor: str, jid: str) -> None:
+        """Rights are granted by name, so a deleted administrator's name leaves server.admins and its API
+        tokens are revoked: an account made later under that name starts without rights."""
+        for token in self.tokens.api_tokens():
+            if token.owner == jid:
+                await self.tokens.revoke_api_token(token.id)
+        admins = [a for a in self.server.config.server.admins if a != jid]
+        try:
+            await self.apply_settings(actor, {"server.admins": admins})
+        except AdminError as exc:
+            # Still safe: self-service sign-up refuses names in server.admins (register, invitations).
+            audit.warning("admin %s: %s stays in server.admins (%s); remove it by hand", actor, jid, exc)
+            return
+        audit.info("admin %s: removed %s from server.admins with its account", actor, jid)
 
     def _close_sessions(self, jid: JID) -> int:
         sessions = self.server.sessions.resources(jid)
@@ -270,6 +287,8 @@ class AdminService:
         if record is None:
             raise AdminError(_("This invitation is not valid (any more)."))
         jid = self._account(f"{username.strip()}@{record.host}")
+        if self.is_admin(str(jid)):  # reserved: see delete_user
+            raise AdminError(_("%(jid)s is taken; choose another name.", jid=jid))
         assert self.server.accounts is not None
         # Claimed before the (slow) account creation: concurrent redemptions of one link make one account.
         if await self.tokens.claim_invitation(secret, str(jid), time.time()) is None:
