@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 import time
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from appliance.util.lru import LruDict
 from appliance.util.ratelimit import FailureTracker
+from appliance.xmpp.jid import JID, JIDError
 
 COOKIE = "parlour_admin"
 LOGIN_CSRF_COOKIE = "parlour_login_csrf"
 COOKIE_PATH = "/admin"
+ACCOUNT_FACTOR = 4  # failures on one account from all sources, in multiples of the per-source limit
+KNOWN_SOURCES = 10_000  # (account, source) pairs remembered after a successful login
 
 
 @dataclass(slots=True)
@@ -30,8 +35,7 @@ class ConsoleSessions:
     def __init__(self, *, lifetime: float, failures: int, window: float, block: float) -> None:
         self.lifetime = lifetime
         self._sessions: dict[str, ConsoleSession] = {}
-        self.ip_failures = FailureTracker(limit=failures, window=window, block=block)
-        self.account_failures = FailureTracker(limit=failures, window=window, block=block)
+        self.throttle = LoginThrottle(limit=failures, window=window, block=block)
 
     def create(self, jid: str) -> tuple[str, ConsoleSession]:
         self.prune()
@@ -62,18 +66,61 @@ class ConsoleSessions:
         for sid in [s for s, session in self._sessions.items() if session.expires <= now]:
             del self._sessions[sid]
 
+
+
+class LoginThrottle:
+    """Failed console logins, counted so that guessing from elsewhere cannot lock the administrator out.
+
+    A source (an IPv4 address, an IPv6 /64) that fails `limit` times within `window` is refused for
+    `block` seconds, whatever account it names. An account that fails `ACCOUNT_FACTOR * limit` times
+    from all sources together (guessing spread over many addresses) is refused for `block` seconds too,
+    except from a source that has logged in to it before: the administrator at their usual desk gets in.
+    """
+
+    def __init__(self, *, limit: int, window: float, block: float) -> None:
+        self.sources = FailureTracker(limit=limit, window=window, block=block)
+        self.accounts = FailureTracker(limit=limit * ACCOUNT_FACTOR, window=window, block=block)
+        self.known: LruDict[tuple[str, str], bool] = LruDict(KNOWN_SOURCES)
+
     def blocked_for(self, ip: str, account: str) -> float:
-        now = time.monotonic()
-        return max(self.ip_failures.blocked_for(ip, now), self.account_failures.blocked_for(account, now))
+        """Seconds before `ip` may try `account` (a key from `account_key`) again; 0 when it may now."""
+        now, source = time.monotonic(), source_key(ip)
+        wait = self.sources.blocked_for(source, now)
+        if self.known.get((account, source)) is None:
+            wait = max(wait, self.accounts.blocked_for(account, now))
+        return wait
 
     def failed(self, ip: str, account: str) -> None:
         now = time.monotonic()
-        self.ip_failures.record(ip, now)
-        self.account_failures.record(account, now)
+        self.sources.record(source_key(ip), now)
+        self.accounts.record(account, now)
 
     def succeeded(self, ip: str, account: str) -> None:
-        self.ip_failures.clear(ip)
-        self.account_failures.clear(account)
+        # The account's own counter stays: the guessing elsewhere has not stopped because its owner got in.
+        source = source_key(ip)
+        self.sources.clear(source)
+        self.known.put((account, source), True)
+
+
+def account_key(text: str) -> str:
+    """One key for every spelling of an address (trailing dot, case, fullwidth letters: RFC 7622)."""
+    try:
+        return str(JID.parse(text.strip()).bare())
+    except JIDError:
+        return text.strip().lower()
+
+
+def source_key(ip: str) -> str:
+    """An IPv4 address, or the /64 of an IPv6 address (one subscriber usually holds a whole /64)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def csrf_ok(expected: str, offered: object) -> bool:
@@ -89,5 +136,5 @@ def client_ip(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-__all__ = ["COOKIE", "LOGIN_CSRF_COOKIE", "ConsoleSession", "ConsoleSessions", "client_ip", "csrf_ok",
-           "set_cookie"]
+__all__ = ["COOKIE", "LOGIN_CSRF_COOKIE", "ConsoleSession", "ConsoleSessions", "LoginThrottle", "account_key",
+           "client_ip", "csrf_ok", "set_cookie", "source_key"]

@@ -100,8 +100,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     def again(error: str, status: int) -> web.Response:
         return render(request, "admin/login.html", status=status, csrf=token, error=error, jid=account)
 
-    blocked = sessions.blocked_for(ip, account.lower())
+    key = auth.account_key(account)
+    blocked = sessions.throttle.blocked_for(ip, key)
     if blocked:
+        _count_failure(service, "throttled")
         minutes = max(1, round(blocked / 60))
         return again(_("Too many failed logins. Try again in %(minutes)s minutes.", minutes=minutes), 429)
     try:
@@ -111,9 +113,11 @@ async def login(request: web.Request) -> web.StreamResponse:
         valid_address = False
     accounts: AccountService | None = service.server.accounts
     if not valid_address or accounts is None or not await accounts.verify_plain(jid.bare(), password):
-        sessions.failed(ip, account.lower())
+        sessions.throttle.failed(ip, key)
+        _count_failure(service, "password")
+        audit.warning("console: failed login as %r from %s", key[:100], ip)
         return again(_("Wrong address or password."), 401)
-    sessions.succeeded(ip, account.lower())
+    sessions.throttle.succeeded(ip, key)
     bare = str(jid.bare())
     if not service.is_admin(bare):
         return again(_("%(jid)s is not an administrator of this server. Administrators are listed in "
@@ -123,6 +127,13 @@ async def login(request: web.Request) -> web.StreamResponse:
     auth.set_cookie(request, response, auth.COOKIE, sid, sessions.lifetime)
     audit.info("admin %s: logged in to the console from %s", bare, ip)
     raise response
+
+
+def _count_failure(service: AdminService, reason: str) -> None:
+    """For /metrics: parlour_console_login_failures_total{reason="password"|"throttled"}."""
+    stats = service.server.stats
+    name = f"console_login_failures_{reason}"
+    stats[name] = stats.get(name, 0) + 1
 
 
 @admin_page

@@ -48,6 +48,10 @@ async def metrics(request: web.Request) -> web.Response:
                      [("", stats.get("messages_in", 0))])
     lines += _metric("parlour_auth_failures_total", "counter", "Failed client logins.",
                      [("", stats.get("auth_failures", 0))])
+    lines += _metric("parlour_console_login_failures_total", "counter",
+                     "Refused console logins: a wrong address or password, or a throttled source.",
+                     [(f'{{reason="{r}"}}', stats.get(f"console_login_failures_{r}", 0))
+                      for r in ("password", "throttled")])
     lines += _metric("parlour_database_size_bytes", "gauge", "Size of the SQLite database and its WAL.",
                      [("", await asyncio.to_thread(service.database_size))])
     lines += _metric("parlour_uptime_seconds", "gauge", "Seconds since the server started.",
