@@ -25,7 +25,7 @@ CORE_XEPS: tuple[tuple[Xep, str], ...] = (
     (Xep(124, "1.11.2", note="BOSH transport"), "web/bosh.py"),
     (Xep(156, "1.4.0", note="host-meta XML and JSON"), "web/wellknown.py"),
     (Xep(206, "1.4", note="XMPP over BOSH"), "web/bosh.py"),
-    (Xep(368, "1.1.0", note="direct TLS listener"), "core/server.py"),
+    (Xep(368, "1.1.0", note="direct TLS listener"), "app/listeners.py"),
 )
 
 

@@ -16,9 +16,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from appliance.app import serve
 from appliance.config.load import default_config
 from appliance.config.model import Config
-from appliance.core.server import serve
 
 PEER_PARITY_DISABLED = ("mam", "muc", "upload", "push", "external_services")
 

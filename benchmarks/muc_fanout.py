@@ -159,7 +159,7 @@ def serve_muc(state: Path, port: int, users: int) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_server import bench_config, ensure_users  # type: ignore[import-not-found]
 
-    from appliance.core.server import serve
+    from appliance.app import serve
 
     config = bench_config(state, port, DOMAIN)
     disabled = tuple(m for m in config.hosts[0].modules.disabled if m != "muc")

@@ -118,7 +118,8 @@ def thread_cpu() -> dict[str, float]:
 async def server_main(args: argparse.Namespace) -> None:
     from bench_server import bench_config, ensure_users
 
-    from appliance.core.server import Server, tune_gc_for_serving
+    from appliance.app import Parlour as Server
+    from appliance.app import tune_gc_for_serving
 
     config = bench_config(args.state, args.port, "bench.local")
     args.state.mkdir(parents=True, exist_ok=True)

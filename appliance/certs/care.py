@@ -1,7 +1,8 @@
 """Certificate care for a running server: ACME, the port-80 challenge listener, renewal, warnings.
 
-``core/server.py`` builds one ``CertificateCare`` after the certificate store and starts it once the
-listeners are open; everything ACME-specific stays behind this one object.
+``appliance/app`` builds one ``CertificateCare`` after the certificate store and starts it once the
+listeners are open; everything ACME-specific stays behind this one object. The port-80 listener is
+handed in (``challenge_listener``): certs know nothing of the web server that serves it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from lxml import etree
 
@@ -30,6 +31,17 @@ log = logging.getLogger(__name__)
 
 Notify = Callable[[str], Awaitable[None]]
 
+
+class ChallengeListenerLike(Protocol):
+    """A plain-HTTP listener answering HTTP-01 challenges (web.acme.ChallengeListener)."""
+
+    async def start(self) -> int | None: ...
+
+    async def stop(self) -> None: ...
+
+
+ListenerFactory = Callable[..., ChallengeListenerLike]
+
 Kind = Literal["acme", "imported", "local-ca", "self-signed"]
 
 
@@ -46,14 +58,16 @@ class CertificateView:
 class CertificateCare:
     """The ACME side of one server; with ACME off it still warns about expiring certificates."""
 
-    def __init__(self, config: Config, store: CertificateStore) -> None:
+    def __init__(self, config: Config, store: CertificateStore, *,
+                 challenge_listener: ListenerFactory | None = None) -> None:
         self.config = config
         self.store = store
         acme = config.acme
         self.responder: ChallengeResponder | None = None
         self.manager: AcmeManager | None = None
         self.scheduler: RenewalScheduler | None = None
-        self._listener: Any = None
+        self._listener_factory = challenge_listener
+        self._listener: ChallengeListenerLike | None = None
         for chain, key in imported_files(config):
             try:
                 store.add(chain, key)
@@ -70,12 +84,11 @@ class CertificateCare:
         if self.manager is not None:
             self.manager.preflight = dataclasses.replace(self.manager.preflight,
                                                          tls_ports=_tls_ports(self.config, ports))
-        if self.responder is not None and acme.challenge == "http-01" and acme.webroot is None:
-            from appliance.web.acme import ChallengeListener
-
+        if (self.responder is not None and acme.challenge == "http-01" and acme.webroot is None
+                and self._listener_factory is not None):
             http = self.config.http
             https_port = ports.get("https") if http.enabled and http.https else None
-            self._listener = ChallengeListener(
+            self._listener = self._listener_factory(
                 self.responder, interfaces=http.interfaces or self.config.c2s.interfaces, port=acme.http_port,
                 https_port=https_port,
             )

@@ -22,17 +22,15 @@ def hosted_names(config: Config) -> list[str]:
 
 
 def service_names(host: HostConfig) -> list[str]:
-    """The service domains of ``host`` whose module exists and is not disabled."""
-    from appliance.modules import BUILTIN
-
-    available = {module.name for module in BUILTIN} - set(host.modules.disabled)
+    """The service domains of ``host`` whose module is configured (its options exist) and not disabled."""
+    disabled = set(host.modules.disabled)
     names: list[str] = []
     muc = getattr(host.modules, "muc", None)
-    if "muc" in available and muc is not None:
+    if "muc" not in disabled and muc is not None:
         names.append(f"{muc.subdomain}.{host.name}")
     upload = getattr(host.modules, "upload", None)
-    if "upload" in available and upload is not None:
+    if "upload" not in disabled and upload is not None:
         names.append(getattr(upload, "domain", "") or f"upload.{host.name}")
-    if "pubsub" in available:
+    if "pubsub" not in disabled and getattr(host.modules, "pubsub", None) is not None:
         names.append(f"pubsub.{host.name}")
     return names

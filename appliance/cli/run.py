@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_setup_mode(_config.config_path(args))
     config = _config.load(args)
     setup_logging(config.logging)
-    from appliance.core.server import serve  # imported late: `parlour version` needs none of it
+    from appliance.app import serve  # imported late: `parlour version` needs none of it
 
     source = config.source or "built-in development defaults"
     hosts = ", ".join(host.name for host in config.hosts)
@@ -97,7 +97,7 @@ async def _setup_then_serve(config_path: Path, state_dir: Path) -> int:
     import contextlib
     import signal
 
-    from appliance.web.setup.mode import SetupMode
+    from appliance.app.setup import SetupMode
 
     mode = SetupMode(config_path=config_path, state_dir=state_dir)
     urls = await mode.start()

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "certs": None,
     "cli": None,
 }
-COMPOSITION_ROOTS = {"core/server.py"}  # builds the concrete stores, certificates and listeners
+COMPOSITION_ROOTS = {"app"}  # the package that builds the concrete stores, certificates and listeners
 
 
 def _imports(path: Path) -> list[str]:

@@ -114,8 +114,8 @@ class _ParlourThread:
         return asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
 
     async def _start(self) -> int:
+        from appliance.app import Parlour
         from appliance.config.model import ContactAddresses, HostConfig, ModulesConfig, RegisterOptions
-        from appliance.core.server import Server
         from appliance.xmpp.jid import JID
         from tests.integration.harness import make_config
 
@@ -134,7 +134,7 @@ class _ParlourThread:
                            auth_failures_per_account=1_000_000),
             http=replace(cfg.http, enabled=False),
         )
-        self.server = Server(cfg)
+        self.server = Parlour(cfg)
         await self.server.start()
         for user in USERS:
             await self.server.accounts.create(JID.parse(f"{user}@{DOMAIN}"), PASSWORD)

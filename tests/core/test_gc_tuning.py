@@ -5,7 +5,7 @@ import sys
 
 SCRIPT = """
 import gc
-from appliance.core.server import GC_YOUNG_THRESHOLD, tune_gc_for_serving
+from appliance.app import GC_YOUNG_THRESHOLD, tune_gc_for_serving
 before = gc.get_freeze_count()
 tune_gc_for_serving()
 assert gc.get_freeze_count() > before, "start-up objects are frozen"

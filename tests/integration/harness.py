@@ -11,9 +11,9 @@ from typing import Any
 
 import slixmpp
 
+from appliance.app import Parlour
 from appliance.config.load import default_config
 from appliance.config.model import Config
-from appliance.core.server import Server
 from appliance.xmpp.jid import JID
 
 PASSWORD = "correct horse"
@@ -68,9 +68,9 @@ class Client(slixmpp.ClientXMPP):
 
 
 class Harness:
-    """A started Server plus factories for accounts and clients; closes everything at the end."""
+    """A started Parlour plus factories for accounts and clients; closes everything at the end."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Parlour) -> None:
         self.server = server
         self.clients: list[Client] = []
 
@@ -128,6 +128,6 @@ class Harness:
 
 
 async def start_harness(state_dir: Path, **overrides: Any) -> Harness:
-    server = Server(make_config(state_dir, **overrides))
+    server = Parlour(make_config(state_dir, **overrides))
     await server.start()
     return Harness(server)

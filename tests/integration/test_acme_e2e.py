@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from appliance.app import Parlour
 from appliance.certs.acme.state import AcmeState
 from appliance.certs.names import hosted_names
 from appliance.cli import cert as cert_cli
 from appliance.config.model import AcmeConfig, HostConfig
-from appliance.core.server import Server
 from tests.integration.harness import free_port, make_config
 from tests.integration.pebble import CHALLTESTSRV, MISSING, PEBBLE, Pebble, run_pebble
 
@@ -49,7 +49,7 @@ def pebble(tmp_path: Path, ports: Ports) -> Iterator[Pebble]:
 
 
 def acme_server(tmp_path: Path, pebble: Pebble, ports: Ports, *, names: tuple[str, ...] = (DOMAIN,),
-                unresolvable: tuple[str, ...] = (), **acme: object) -> Server:
+                unresolvable: tuple[str, ...] = (), **acme: object) -> Parlour:
     base = make_config(tmp_path / "state")
     settings = AcmeConfig(
         enabled=True, directory=pebble.directory, email=f"admin@{DOMAIN}", agree_tos=True,
@@ -63,11 +63,11 @@ def acme_server(tmp_path: Path, pebble: Pebble, ports: Ports, *, names: tuple[st
     for name in hosted_names(config):  # the host and its service names (pubsub., ...), all in one order
         if name not in unresolvable:
             pebble.add_a(name)
-    return Server(config)
+    return Parlour(config)
 
 
 @pytest.fixture
-async def started(tmp_path: Path, pebble: Pebble, ports: Ports) -> AsyncIterator[Server]:
+async def started(tmp_path: Path, pebble: Pebble, ports: Ports) -> AsyncIterator[Parlour]:
     server = acme_server(tmp_path, pebble, ports)
     await server.start()
     try:
@@ -76,7 +76,7 @@ async def started(tmp_path: Path, pebble: Pebble, ports: Ports) -> AsyncIterator
         await server.stop()
 
 
-async def wait_for_acme(server: Server, serial: int | None = None, timeout: float = 60) -> x509.Certificate:
+async def wait_for_acme(server: Parlour, serial: int | None = None, timeout: float = 60) -> x509.Certificate:
     """The ACME certificate the store serves, once there is one (other than ``serial``)."""
     manager = server.cert_care.manager
     async with asyncio.timeout(timeout):
@@ -87,7 +87,7 @@ async def wait_for_acme(server: Server, serial: int | None = None, timeout: floa
             await asyncio.sleep(0.1)
 
 
-async def wait_for_status(server: Server, timeout: float = 60):  # type: ignore[no-untyped-def]
+async def wait_for_status(server: Parlour, timeout: float = 60):  # type: ignore[no-untyped-def]
     state = AcmeState(server.config.server.state_dir)
     async with asyncio.timeout(timeout):
         while (status := state.load_status()) is None:
@@ -149,7 +149,7 @@ def assert_pebble_leaf(cert: x509.Certificate, expected: x509.Certificate) -> No
     assert DOMAIN in san.get_values_for_type(x509.DNSName)
 
 
-async def test_http01_certificate_served_on_starttls_direct_tls_and_https(started: Server, pebble: Pebble) -> None:
+async def test_http01_certificate_served_on_starttls_direct_tls_and_https(started: Parlour, pebble: Pebble) -> None:
     issued = await wait_for_acme(started)
     ctx = client_context(pebble)  # verifies the chain against Pebble's root and the name xmpp.test
     starttls = await asyncio.to_thread(starttls_certificate, started.ports["c2s"], ctx)
@@ -168,7 +168,7 @@ async def test_http01_certificate_served_on_starttls_direct_tls_and_https(starte
     assert state.account.exists() and state.order.exists() and state.account_key.stat().st_mode & 0o077 == 0
 
 
-async def test_renewal_at_a_third_of_the_lifetime_with_hot_reload(started: Server, pebble: Pebble) -> None:
+async def test_renewal_at_a_third_of_the_lifetime_with_hot_reload(started: Parlour, pebble: Pebble) -> None:
     first = await wait_for_acme(started)
     await wait_for_status(started)
     ctx = client_context(pebble, ["xmpp-client"])

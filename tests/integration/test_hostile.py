@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from appliance.core.server import Server
+from appliance.app import Parlour
 from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_PING, NS_SASL, NS_STANZAS, NS_STREAM, NS_STREAMS, NS_TLS
 from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen, StreamParser
 from tests.integration.harness import PASSWORD, Client, Harness, start_harness
@@ -223,7 +223,7 @@ async def raw(harness: Harness) -> AsyncIterator[RawClient]:
 async def custom_harness(tmp_path: Path, *, sweep_interval: float | None = None, **overrides: Any) -> Harness:
     if sweep_interval is None:
         return await start_harness(tmp_path, **overrides)
-    server = Server(make_config(tmp_path, **overrides), sweep_interval=sweep_interval)
+    server = Parlour(make_config(tmp_path, **overrides), sweep_interval=sweep_interval)
     await server.start()
     return Harness(server)
 

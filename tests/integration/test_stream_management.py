@@ -12,9 +12,9 @@ from typing import Any
 
 import slixmpp
 
+from appliance.app import Parlour
 from appliance.config.load import default_config
 from appliance.core.c2s import ClientSession
-from appliance.core.server import Server
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_CLIENT, NS_SM
 from tests.integration.harness import PASSWORD, Client, Harness, make_config
@@ -39,7 +39,7 @@ async def sm_harness(tmp_path: Path, *, resume_timeout: float = 300.0) -> Harnes
     host = replace(host, modules=replace(host.modules, stream_management=sm_options))
     http = replace(default_config(tmp_path).http, port=0, tls_port=0, interfaces=("127.0.0.1",),
                    consider_websocket_secure=True)
-    server = Server(replace(cfg, hosts=(host,), http=http), sweep_interval=0.1)
+    server = Parlour(replace(cfg, hosts=(host,), http=http), sweep_interval=0.1)
     await server.start()
     return Harness(server)
 
@@ -192,7 +192,7 @@ async def test_a_server_stopping_stores_unacknowledged_messages(tmp_path: Path) 
     await until(lambda: session._sm is not None and session._sm.unacked == 5, "queued for the phone")
     await harness.close()
 
-    server = Server(harness.server.config, sweep_interval=0.1)
+    server = Parlour(harness.server.config, sweep_interval=0.1)
     await server.start()
     restarted = Harness(server)
     try:

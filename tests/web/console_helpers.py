@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from appliance.core.server import Server
+from appliance.app import Parlour
+from appliance.app.setup import SetupMode
 from appliance.web.setup.answers import SetupAnswers, complete
-from appliance.web.setup.mode import SetupMode
 from tests.integration.harness import Harness, free_port
 
 ADMIN_PASSWORD = "admin secret 1"
@@ -41,7 +41,7 @@ async def configured_server(tmp_path: Path, **answers: object) -> Harness:
     for name, value in answers.items():
         setattr(setup, name, value)
     config = await complete(setup, tmp_path / "parlour.toml", tmp_path / "state")
-    server = Server(config)
+    server = Parlour(config)
     await server.start()
     return Harness(server)
 

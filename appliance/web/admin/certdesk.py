@@ -17,7 +17,7 @@ from appliance.web.admin.service import AdminError, audit
 from appliance.web.i18n import _, lazy
 
 if TYPE_CHECKING:
-    from appliance.core.server import Server
+    from appliance.app import Parlour as Server
 
 log = logging.getLogger(__name__)
 

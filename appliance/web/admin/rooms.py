@@ -22,7 +22,7 @@ from appliance.web.keys import ADMIN
 from appliance.xmpp.jid import JID, JIDError
 
 if TYPE_CHECKING:
-    from appliance.core.server import Server
+    from appliance.app import Parlour as Server
 
 PAGE = "/admin/rooms"
 

@@ -24,7 +24,7 @@ from appliance.web.i18n import _, lazy
 from appliance.xmpp.jid import JID, JIDError
 
 if TYPE_CHECKING:
-    from appliance.core.server import Server
+    from appliance.app import Parlour as Server
 
 audit = logging.getLogger("appliance.admin")
 audit.setLevel(logging.INFO)  # the audit trail is kept even when the log level is "warning"

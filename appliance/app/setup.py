@@ -1,0 +1,100 @@
+"""Setup mode: with no configuration file, serve only the wizard; when it completes, write the
+configuration and start the full server in this process (no restart), the wizard's routes gone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from appliance.app.parlour import Parlour
+from appliance.web import pages
+from appliance.web.setup import wizard as wizard_pages
+from appliance.web.setup.answers import SetupAnswers, complete
+from appliance.web.setup.mode import SETUP_INTERFACES, SETUP_PORT, qr_svg, setup_urls
+from appliance.web.setup.token import SetupToken
+
+log = logging.getLogger(__name__)
+
+
+class SetupMode:
+    """Runs the wizard until setup completes, then the server; `server` is set from then on."""
+
+    def __init__(self, *, config_path: Path, state_dir: Path, port: int = SETUP_PORT,
+                 interfaces: tuple[str, ...] = SETUP_INTERFACES, extra: dict[str, dict[str, object]] | None = None,
+                 ) -> None:
+        self.config_path = config_path
+        self.state_dir = state_dir
+        self.port = port
+        self.interfaces = interfaces
+        self.extra = extra or {}  # more config keys to write (tests: loopback listeners on free ports)
+        self.token = SetupToken.load_or_create(state_dir)
+        self.server: Parlour | None = None
+        self.switched = asyncio.Event()
+        self.failed: BaseException | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> list[str]:
+        """Serve the wizard; returns the URLs to print."""
+        wizard = wizard_pages.Wizard(token=self.token, state_dir=self.state_dir, finish=self._finish)
+        wizard.answers.extra = self.extra
+        app = web.Application(middlewares=[pages.page_middleware], client_max_size=2 << 20)
+        pages.static_routes(app)
+        wizard_pages.setup(app, wizard)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        await self._runner.setup()
+        for interface in self.interfaces:
+            site = web.TCPSite(self._runner, interface, self.port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                if interface == "::" and len(self.interfaces) > 1:
+                    log.info("setup: IPv6 listener unavailable: %s", exc)
+                    continue
+                raise
+            if self.port == 0:
+                self.port = self._runner.addresses[0][1]
+        addresses = None if "0.0.0.0" in self.interfaces or "::" in self.interfaces else list(self.interfaces)
+        urls = setup_urls(self.port, self.token.value, addresses)
+        for url in urls:
+            log.warning("Setup mode: open %s", url)
+        return urls
+
+    async def _finish(self, answers: SetupAnswers) -> dict[str, Any]:
+        config = await complete(answers, self.config_path, self.state_dir)
+        self.token.consume()
+        log.info("setup completed: %s written, administrator %s", self.config_path, answers.admin_jid())
+        asyncio.get_running_loop().create_task(self._switch(config), name="setup-switch")
+        admin = answers.admin_jid()
+        return {"jid": admin, "domain": config.hosts[0].name, "xmpp_uri": f"xmpp:{admin}",
+                "qr": qr_svg(f"xmpp:{admin}"), "c2s_port": config.c2s.port,
+                "ca_path": str(self.state_dir / "certs" / "ca.pem"), "certificate": answers.certificate}
+
+    async def _switch(self, config: Any) -> None:
+        """Stop the wizard (its routes vanish with its application), then start the full server."""
+        await asyncio.sleep(0.2)  # let the done page reach the browser
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        try:
+            server = Parlour(config)
+            await server.start()
+        except BaseException as exc:
+            log.exception("the server could not start with the new configuration")
+            self.failed = exc
+        else:
+            self.server = server
+        self.switched.set()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.server is not None:
+            await self.server.stop()
+
+
+__all__ = ["SetupMode"]
