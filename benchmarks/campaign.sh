@@ -5,6 +5,11 @@
 # (a 10 000-account database made once and copied), 50-login warm-up.
 #   REPS=1 PEERS="parlour ejabberd prosody" benchmarks/campaign.sh
 #   SERVER_CPU_QUOTA=50 MODES=login benchmarks/campaign.sh   # every server held to 50 % of one core
+#   TLS=1 MODES="login msg" PEERS="parlour ejabberd prosody relay" benchmarks/campaign.sh   # STARTTLS on
+# PEERS may include "relay": the shared bench's floor (ceiling/relay.py: no parser, no TLS, no storage),
+# started like the others; with TLS=1 it runs as benchmarks/relay_tls.py (the same relay plus STARTTLS).
+# TLS=1 (benchmarks/tls_variant.py) makes every client do STARTTLS after the first stream header, for
+# every server; results are labelled <peer>-tls (override with SUFFIX).
 # SERVER_CPU_QUOTA (percent of one core, a cgroup CPU quota on the server's processes) takes the load
 # generator out of the result: unthrottled, tsung cannot start much more than ~450 sessions/s on its one
 # core, so the login peak measures tsung; held to the same quota, each server's peak is its own capacity.
@@ -16,8 +21,20 @@ SRC=${BENCH_SRC:-$REPO/../shared/bench}
 WORK=${BENCH_WORK:-/tmp/parlour-bench}
 PY=${PYTHON:-python3}
 PARLOUR_PORT=15422
+RELAY_PORT=15522
 mkdir -p "$WORK"; rm -rf "$WORK/bench"; cp -r "$SRC" "$WORK/bench"; chmod -R u+w "$WORK/bench"
 mkdir -p "$WORK/bench/results"
+if [ "${TLS:-0}" = 1 ]; then   # one certificate for every server (bench only: a throwaway key, world-readable)
+  TLSDIR=/tmp/bench-tls; mkdir -p "$TLSDIR"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj /CN=bench.local \
+    -addext subjectAltName=DNS:bench.local -keyout "$TLSDIR/key.pem" -out "$TLSDIR/cert.pem" 2>/dev/null
+  chmod 644 "$TLSDIR/key.pem" "$TLSDIR/cert.pem"
+  "$PY" "$HERE/tls_variant.py" "$WORK/bench" "$TLSDIR/cert.pem" "$TLSDIR/key.pem"
+  export SUFFIX=${SUFFIX:--tls}
+  RELAY_CMD="$PY $HERE/relay_tls.py $WORK/bench/ceiling $RELAY_PORT bench.local $TLSDIR/cert.pem $TLSDIR/key.pem"
+else
+  RELAY_CMD="$PY $WORK/bench/ceiling/relay.py $RELAY_PORT bench.local"
+fi
 TEMPLATE="$WORK/parlour-template"
 if [ ! -f "$TEMPLATE/parlour.db" ]; then   # accounts user1..user10000 / pass, made once (PBKDF2: ~1 min)
   timeout 300 "$PY" "$HERE/bench_server.py" --users 10000 --state "$TEMPLATE" --accounts-only
@@ -43,7 +60,18 @@ for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.2; done
 kill -KILL "$pid" 2>/dev/null; exit 0
 STOP
 chmod +x "$WORK/bench/peers/start-parlour.sh" "$WORK/bench/peers/stop-parlour.sh"
-sed -i "s/port_of() { case \$1 in /port_of() { case \$1 in parlour) echo $PARLOUR_PORT;; /" "$WORK/bench/campaign.sh"
+cat > "$WORK/bench/peers/start-relay.sh" <<START
+#!/bin/bash
+mkdir -p /tmp/bench-relay
+setsid taskset -c 1 $RELAY_CMD > /tmp/bench-relay/console.log 2>&1 < /dev/null &
+echo \$! > /tmp/bench-relay/pid
+for _ in \$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$RELAY_PORT) 2>/dev/null && exit 0; sleep 0.1; done
+echo "relay did not start" >&2; cat /tmp/bench-relay/console.log >&2; exit 1
+START
+sed -e 's|/tmp/bench-parlour|/tmp/bench-relay|g' "$WORK/bench/peers/stop-parlour.sh" > "$WORK/bench/peers/stop-relay.sh"
+chmod +x "$WORK/bench/peers/start-relay.sh" "$WORK/bench/peers/stop-relay.sh"
+sed -i "s/port_of() { case \$1 in /port_of() { case \$1 in parlour) echo $PARLOUR_PORT;; relay) echo $RELAY_PORT;; /" \
+  "$WORK/bench/campaign.sh"
 export PEERS=${PEERS:-parlour ejabberd prosody} REPS=${REPS:-1}
 if [ -n "${SERVER_CPU_QUOTA:-}" ]; then
   "$HERE/cpu_cap.sh" setup "$SERVER_CPU_QUOTA"
