@@ -1,7 +1,7 @@
 """The c2s stream's state table and the pieces of XML every transport sends (header, features, close).
 
 The table lives here, in one place: which top-level elements a client may send in which state. The
-async driver in core/c2s.py asks `expect()` before acting, so an out-of-order element always gets the
+stream machine (`xmpp.machine`) holds every stream to it, so an out-of-order element always gets the
 same stream error whatever the transport.
 """
 
@@ -58,7 +58,7 @@ class C2SState(enum.Enum):
 
 
 # State -> the top-level elements it accepts (None: any element in the stanza set plus extensions).
-_ACCEPTS: dict[C2SState, frozenset[str]] = {
+ACCEPTS: dict[C2SState, frozenset[str]] = {
     # <abort/> outside an exchange is answered <failure><aborted/></failure> (RFC 6120 §6.4.4).
     C2SState.UNAUTHENTICATED: frozenset({STARTTLS, AUTH, AUTHENTICATE, IQ, ABORT}),
     C2SState.AUTHENTICATING: frozenset({RESPONSE, ABORT, SASL2_RESPONSE, SASL2_ABORT}),
@@ -67,16 +67,23 @@ _ACCEPTS: dict[C2SState, frozenset[str]] = {
 }
 
 
-def expect(state: C2SState, tag: str, extensions: frozenset[str] = READY_EXTENSIONS) -> None:
-    """Raise the stream error RFC 6120 asks for when `tag` is not acceptable in `state`."""
+def expect(
+    state: C2SState,
+    tag: str,
+    extensions: frozenset[str] = READY_EXTENSIONS,
+    *,
+    accepts: dict[C2SState, frozenset[str]] = ACCEPTS,
+    stanzas: frozenset[str] = STANZAS,
+) -> None:
+    """Raise the stream error RFC 6120 asks for when `tag` is not acceptable in `state` (the c2s table
+    unless another stream profile passes its own)."""
     if state is C2SState.READY:
-        if tag in STANZAS or tag in extensions:
+        if tag in stanzas or tag in extensions:
             return
         raise StreamError.unsupported_stanza_type(f"Unexpected element {tag}")
-    accepted = _ACCEPTS.get(state, frozenset())
-    if tag in accepted:
+    if tag in accepts.get(state, ()):
         return
-    if tag in STANZAS or tag in extensions:
+    if tag in stanzas or tag in extensions:
         raise StreamError.not_authorized("Authenticate and bind a resource first")
     raise StreamError.unsupported_stanza_type(f"Unexpected element {tag}")
 
