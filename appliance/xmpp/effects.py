@@ -99,7 +99,8 @@ FEATURES = _Marker("FEATURES")  # feedback: `features(offer)`, the offer for the
 START_TLS = _Marker("START_TLS")  # reset the parser and do the TLS handshake (no feedback)
 
 
-def _b64(text: str | None) -> bytes:
+def sasl_payload(text: str | None) -> bytes:
+    """Base64 SASL data as RFC 6120 §6.4.2 writes it ("=" or nothing: empty)."""
     if text is None or text.strip() == "":
         return b""
     text = text.strip()
@@ -126,7 +127,7 @@ class Authenticate:
 
     def payload(self) -> bytes:
         """The initial response, base64-decoded (raises SaslFailure('incorrect-encoding'))."""
-        return _b64(self.text)
+        return sasl_payload(self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ class SaslResponse:
     text: str | None
 
     def payload(self) -> bytes:
-        return _b64(self.text)
+        return sasl_payload(self.text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -296,7 +296,7 @@ class StreamMachine:
                 JID.parse(to)
             except JIDError:
                 to = None
-        self._push(fx.OpenStream(host, self.stream_id, to or None, _response_version(initial)))
+        self._push(fx.OpenStream(host, self.stream_id, to or None, response_version(initial)))
         self.header_sent = True
 
     def features(self, offer: Offer) -> None:
@@ -717,7 +717,7 @@ def _domain(to: str) -> str:
         return ""
 
 
-def _response_version(initial: dict[str, str] | None) -> str | None:
+def response_version(initial: dict[str, str] | None) -> str | None:
     """RFC 6120 §4.7.5: the client's version or ours (1.0), whichever is lower; none when it sent none."""
     if initial is None:
         return "1.0"

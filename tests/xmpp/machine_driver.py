@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from lxml import etree
 
@@ -22,7 +21,8 @@ from appliance.xmpp.machine import C2S, Offer, SmPolicy, State, StreamMachine
 from appliance.xmpp.ns import NS_SM, NS_STREAM
 from appliance.xmpp.parser import Stanza, StreamParser
 from appliance.xmpp.sasl import SaslFailure, plain
-from appliance.xmpp.sasl.scram import ScramServer, derive_keys
+from appliance.xmpp.sasl.scram import ScramServer
+from tests.xmpp.test_scram import make_keys
 
 HOST = "example.net"
 USER = "user"
@@ -31,15 +31,7 @@ SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")  # RFC 7677 §3
 SERVER_NONCE = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
 
 
-@dataclass(frozen=True)
-class Keys:
-    salt: bytes
-    iterations: int
-    stored_key: bytes
-    server_key: bytes
-
-
-KEYS = Keys(SALT, 4096, *derive_keys(PASSWORD, "SHA-256", SALT, 4096))
+KEYS = make_keys(PASSWORD, "SHA-256", SALT)
 
 
 def offer_for(state: State, secure: bool) -> Offer:

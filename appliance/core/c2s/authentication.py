@@ -4,8 +4,6 @@ its challenges, success and failure; failed attempts count towards the per-IP an
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -17,6 +15,7 @@ from appliance.core.c2s import features
 from appliance.core.c2s.sasl2 import succeed as sasl2_succeed
 from appliance.core.c2s.services import SASL2_MODULE
 from appliance.xmpp import stream as xs
+from appliance.xmpp.effects import sasl_payload
 from appliance.xmpp.errors import StreamError
 from appliance.xmpp.ns import NS_SASL2
 from appliance.xmpp.sasl import SaslFailure
@@ -56,7 +55,7 @@ async def begin(session: ClientSession, element: etree._Element) -> None:
     exchange = SaslExchange(session, mechanism, offered, request=sasl2)
     session.state = C2SState.AUTHENTICATING
     try:
-        challenge = await exchange.start(_b64(text))
+        challenge = await exchange.start(sasl_payload(text))
     except SaslFailure as failure:
         await _failed(session, exchange, failure, sasl2)
         return
@@ -86,7 +85,7 @@ async def respond(session: ClientSession, element: etree._Element) -> None:
         _failure(session, sasl2, "aborted")
         return
     try:
-        challenge = await exchange.step(_b64(element.text))
+        challenge = await exchange.step(sasl_payload(element.text))
     except SaslFailure as failure:
         await _failed(session, exchange, failure, sasl2)
         return
@@ -142,18 +141,6 @@ def _failure(session: ClientSession, sasl2: etree._Element | None, condition: st
         session.transport.write(xs.sasl_element("failure", None, condition, text))
     else:
         session.transport.write(xs.sasl2_failure(condition, text))
-
-
-def _b64(text: str | None) -> bytes:
-    if text is None or text.strip() == "":
-        return b""
-    text = text.strip()
-    if text == "=":
-        return b""
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise SaslFailure("incorrect-encoding") from None
 
 
 __all__ = ["begin", "respond"]

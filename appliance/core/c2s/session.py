@@ -27,6 +27,7 @@ from appliance.xmpp import sm
 from appliance.xmpp import stream as xs
 from appliance.xmpp.errors import StanzaError, StreamError, error_reply
 from appliance.xmpp.jid import JID, JIDError
+from appliance.xmpp.machine import response_version
 from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_PING, NS_SESSION
 from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen
 from appliance.xmpp.sasl import SaslFailure
@@ -215,7 +216,7 @@ class ClientSession:
                 JID.parse(to)
             except JIDError:
                 to = None
-        self.transport.open_stream(host_name, self.id, to, _response_version(initial))
+        self.transport.open_stream(host_name, self.id, to, response_version(initial))
         self.header_sent = True
 
     def module_on(self, name: str) -> bool:
@@ -566,18 +567,6 @@ class ClientSession:
 
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
-
-def _response_version(initial: dict[str, str] | None) -> str | None:
-    """RFC 6120 §4.7.5: the client's version or ours (1.0), whichever is lower; none when it sent none."""
-    if initial is None:
-        return "1.0"
-    theirs = initial.get("version")
-    if theirs is None:
-        return None
-    major, _, minor = theirs.partition(".")
-    if major.isdigit() and minor.isdigit() and (int(major), int(minor)) < (1, 0):
-        return f"{int(major)}.{int(minor)}"
-    return "1.0"
 
 _PRESENCE_TYPES = frozenset(
     {None, "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error"}
