@@ -102,8 +102,8 @@ async def all_acked(harness: Harness, phone: Phone) -> None:
     """The phone acknowledges everything it has; wait until the server knows."""
     phone.sm.send_ack()
     session = server_session(harness, str(phone.boundjid))
-    assert session is not None and session._sm is not None
-    state = session._sm
+    assert session is not None and session.sm is not None
+    state = session.sm
     await until(lambda: state.unacked == 0, "the server saw the acknowledgement")
 
 
@@ -188,8 +188,8 @@ async def test_a_server_stopping_stores_unacknowledged_messages(tmp_path: Path) 
                 "the server noticed the dead connection")
     later = await send_numbered(bob, full, range(1, 6))
     session = server_session(harness, full)
-    assert session is not None and session._sm is not None
-    await until(lambda: session._sm is not None and session._sm.unacked == 5, "queued for the phone")
+    assert session is not None and session.sm is not None
+    await until(lambda: session.sm is not None and session.sm.unacked == 5, "queued for the phone")
     await harness.close()
 
     server = Parlour(harness.server.config, sweep_interval=0.1)

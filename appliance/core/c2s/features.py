@@ -1,17 +1,15 @@
-"""The stream features a client session offers, which depend on its state, its connection and the
-modules loaded on its host (RFC 6120 §4.3.2; SASL2, Bind 2, FAST, channel-binding types)."""
+"""What a client stream offers, which depends on its state, its connection and the modules loaded
+on its host (RFC 6120 §4.3.2; SASL2, Bind 2, FAST, channel-binding types): the `Offer` the stream
+machine writes as `<stream:features/>` and then holds the client to."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lxml import etree
-
 from appliance.core import events
 from appliance.core.c2s.services import CSI_MODULE, SASL2_MODULE, SM_MODULE
 from appliance.core.events import SessionEvent
-from appliance.xmpp import sm
-from appliance.xmpp import stream as xs
+from appliance.xmpp.machine import Offer, SmPolicy
 from appliance.xmpp.ns import NS_CSI, NS_SM
 from appliance.xmpp.sasl import ht, scram
 from appliance.xmpp.stream import C2SState
@@ -63,42 +61,39 @@ async def bind2_features(session: ClientSession, loaded: set[str]) -> list[str]:
     return list(await session.host.hooks.fold(events.BIND2_FEATURES, SessionEvent(session), vars_))
 
 
-async def stream_features(session: ClientSession) -> list[etree._Element]:
-    """`<stream:features/>` children for the session's current state."""
-    features: list[etree._Element] = []
-    loaded = session.loaded_modules()
-    if session.state is C2SState.UNAUTHENTICATED:
-        if not session.transport.secure and session.transport.can_start_tls():
-            features.append(xs.starttls_feature(tls_required(session)))
-        offered = mechanisms(session)
-        if offered:
-            features.append(xs.mechanisms_feature(offered))
-            if SASL2_MODULE in loaded:
-                options = session.module_options(SASL2_MODULE)
-                features.append(xs.sasl2_feature(
-                    offered,
-                    resume=SM_MODULE in loaded,
-                    bind_features=await bind2_features(session, loaded) if options.bind2 else None,
-                    fast=fast_mechanisms(session),
-                ))
-            bindings = advertised_bindings(session)
-            if bindings is not None:
-                features.append(xs.channel_binding_feature(bindings))
-    elif session.state is C2SState.AUTHENTICATED:
-        features.append(xs.bind_feature())
-        if session.services.config.c2s.legacy_session:
-            features.append(xs.session_feature())
-    if session.state in (C2SState.AUTHENTICATED, C2SState.READY):
-        if SM_MODULE in loaded and session._sm is None:
-            features.append(sm.feature())
-        if CSI_MODULE in loaded:
-            features.append(xs.csi_feature())
+async def offer(session: ClientSession) -> Offer:
+    """The offer for the session's current state (the machine picks what the state shows)."""
     assert session.host is not None
-    for provider in session.host.stream_features:
-        element = provider(session)
-        if element is not None:
-            features.append(element)
-    return features
+    loaded = session.loaded_modules()
+    transport = session.transport
+    required = tls_required(session)
+    offered: list[str] = []
+    bind2: list[str] | None = None
+    sasl2 = SASL2_MODULE in loaded
+    if session.state is C2SState.UNAUTHENTICATED:
+        offered = mechanisms(session)
+        if offered and sasl2 and session.module_options(SASL2_MODULE).bind2:
+            bind2 = await bind2_features(session, loaded)
+    sm_policy = None
+    if SM_MODULE in loaded:
+        options = session.module_options(SM_MODULE)
+        sm_policy = SmPolicy(max_queue=options.max_queue, resume_timeout=options.resume_timeout)
+    bindings = advertised_bindings(session)
+    extra = [element for provider in session.host.stream_features if (element := provider(session)) is not None]
+    return Offer(
+        starttls=not transport.secure and transport.can_start_tls(),
+        starttls_required=required,
+        encryption_required=not transport.secure and required,
+        mechanisms=tuple(offered),
+        sasl2=sasl2,
+        bind2=tuple(bind2) if bind2 is not None else None,
+        fast=tuple(fast_mechanisms(session)) if sasl2 else (),
+        channel_bindings=tuple(bindings) if bindings is not None else None,
+        sm=sm_policy,
+        csi=CSI_MODULE in loaded,
+        legacy_session=session.services.config.c2s.legacy_session,
+        extra=tuple(extra),
+    )
 
 
-__all__ = ["advertised_bindings", "fast_mechanisms", "mechanisms", "stream_features", "tls_required"]
+__all__ = ["advertised_bindings", "fast_mechanisms", "mechanisms", "offer", "tls_required"]

@@ -22,7 +22,7 @@ def sweep(services: C2SServices, now: float) -> None:
             if now - session.started > c2s.handshake_timeout:
                 session.stream_error(StreamError.connection_timeout("Negotiation took too long"))
             continue
-        state = session._sm
+        state = session.sm
         if session.hibernated_at:
             if now - session.hibernated_at > session.module_options(SM_MODULE).resume_timeout:
                 log.info("session %s: %s was not resumed in time", session.id, session.jid)

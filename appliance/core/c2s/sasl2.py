@@ -13,14 +13,14 @@ from lxml import etree
 
 from appliance.core import events
 from appliance.core.c2s import resumption
-from appliance.core.c2s.features import fast_mechanisms, stream_features
+from appliance.core.c2s.features import fast_mechanisms
 from appliance.core.c2s.services import CSI_MODULE, SASL2_MODULE, SM_MODULE
 from appliance.core.events import Bind2Event
 from appliance.xmpp import sm
 from appliance.xmpp import stream as xs
+from appliance.xmpp.effects import Sasl2Success
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_BIND2, NS_FAST, NS_SASL2
-from appliance.xmpp.stream import C2SState
 
 if TYPE_CHECKING:
     from appliance.core.authn import SaslExchange
@@ -28,12 +28,15 @@ if TYPE_CHECKING:
     from appliance.xmpp.sasl.fast import FastToken
 
 
-async def succeed(session: ClientSession, exchange: SaslExchange, request: etree._Element, jid: JID) -> None:
-    """Answer a successful `<authenticate/>`: resume, bind or neither, maybe with a FAST token, then
-    the features of the stream that goes on without a restart."""
+async def succeed(session: ClientSession, effect: Sasl2Success) -> None:
+    """Answer a successful `<authenticate/>`: resume, bind or neither, maybe with a FAST token; the
+    machine then writes it and the features of the stream that goes on without a restart."""
+    exchange, session.exchange = session.exchange, None
+    assert exchange is not None
+    request, jid = effect.request, effect.jid
     success = etree.Element(f"{{{NS_SASL2}}}success", nsmap={None: NS_SASL2})
-    if exchange.additional:
-        success.append(xs.sasl2_element("additional-data", exchange.additional))
+    if effect.additional:
+        success.append(xs.sasl2_element("additional-data", effect.additional))
     identity = etree.SubElement(success, f"{{{NS_SASL2}}}authorization-identifier")
     identity.text = str(jid)
     token = await _fast_inline(session, exchange, request, jid)
@@ -45,7 +48,7 @@ async def succeed(session: ClientSession, exchange: SaslExchange, request: etree
             success.append(etree.fromstring(outcome))
         else:
             resumed = outcome
-            success.append(etree.fromstring(sm.resumed(resume.get("previd", ""), resumption.handled(resumed))))
+            success.append(etree.fromstring(sm.resumed(resume.get("previd", ""), resumed.machine.handled)))
             identity.text = str(resumed.jid)
     bind = request.find(f"{{{NS_BIND2}}}bind")
     if resumed is None and bind is not None and session.module_options(SASL2_MODULE).bind2:
@@ -57,14 +60,10 @@ async def succeed(session: ClientSession, exchange: SaslExchange, request: etree
         element = etree.SubElement(success, f"{{{NS_FAST}}}token", nsmap={None: NS_FAST})
         element.set("token", token.token)
         element.set("expiry", _timestamp(token.expiry))
-    session.transport.write(etree.tostring(success))
+    session.machine.sasl2_done(etree.tostring(success), resumed=resumed is not None)
     if resumed is not None:
-        session.transport.write(xs.features_element([]))
-        resumption.adopt(resumed, session, resend=True)
-        return
-    session.transport.write(xs.features_element(await stream_features(session)))
-    if session.state is C2SState.READY:
-        session.announce_bound()
+        session.flush()  # <success/> and the empty features go out before the resumed session's stanzas
+        resumption.adopt(resumed, session)
 
 
 async def _fast_inline(
@@ -118,9 +117,9 @@ async def _bind2(session: ClientSession, bind: etree._Element) -> etree._Element
         if child.tag == f"{{{NS_BIND2}}}tag" or not isinstance(child.tag, str):
             continue
         if child.tag == sm.ENABLE and session.module_on(SM_MODULE):
-            bound.append(etree.fromstring(resumption.enable(session, child)))
+            bound.append(etree.fromstring(session.machine.enable_sm(child)))
         elif child.tag in (xs.CSI_ACTIVE, xs.CSI_INACTIVE) and session.module_on(CSI_MODULE):
-            session.set_client_state(child.tag)
+            session.set_client_state(child.tag == xs.CSI_ACTIVE)
         elif session.host is not None:
             await session.host.hooks.fire(events.BIND2_ENABLE, Bind2Event(session, child, bound))
     return bound

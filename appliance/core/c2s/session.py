@@ -1,45 +1,45 @@
-"""A client session: one stream from connection to close, whatever the transport. Stream negotiation
-(STARTTLS, SASL, binding), stanza intake in order, output with stream management's queue and client
-state indication's hold, and closing. Stream features, SASL2 success and resumption have their own
-modules beside this one."""
+"""A client session: the driver of one stream machine (`xmpp.machine`), whatever the transport.
+
+The machine decides (state, negotiation, stream-management counters); the session carries out its
+effects: writes through the transport, routing, the SASL lookups, TLS, binding in the session
+directory, hooks. Output to the client (stream management's queue, client state indication's hold)
+and the end of a session (hibernation, rerouting unacknowledged stanzas) live here too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.authn import SaslExchange
-from appliance.core.c2s import authentication, features, resumption
+from appliance.core.c2s import authentication, features, resumption, sasl2
 from appliance.core.c2s.services import CSI_MODULE, SM_MODULE, C2SServices
 from appliance.core.c2s.transport import DETACHED, Orphan, Transport
 from appliance.core.csi import CsiQueue
 from appliance.core.events import PushEvent, SessionEvent
 from appliance.core.stream_management import reroute_unacked
+from appliance.xmpp import effects as fx
 from appliance.xmpp import sm
 from appliance.xmpp import stream as xs
-from appliance.xmpp.errors import StanzaError, StreamError, error_reply
+from appliance.xmpp.errors import StanzaError, StreamError
 from appliance.xmpp.jid import JID, JIDError
-from appliance.xmpp.machine import response_version
-from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_PING, NS_SESSION
-from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen
+from appliance.xmpp.machine import C2S, StreamMachine
+from appliance.xmpp.ns import NS_CLIENT, NS_PING
+from appliance.xmpp.parser import Event, Stanza
 from appliance.xmpp.sasl import SaslFailure
 from appliance.xmpp.stream import C2SState
 
 if TYPE_CHECKING:
     from appliance.core.api import Host
+    from appliance.core.authn import SaslExchange
 
 log = logging.getLogger("appliance.core.c2s")
 
-BIND = f"{{{NS_BIND}}}bind"
-LEGACY_SESSION = f"{{{NS_SESSION}}}session"
 MAX_SEND_BUFFER = 8 * 1024 * 1024
 MAX_INBOX = 1000
 
@@ -49,175 +49,196 @@ class ClientSession:
 
     __slots__ = (
         "__weakref__",
-        "_auth_attempts",
         "_csi",
-        "_inbox",
-        "_sasl",
-        "_sm",
+        "_reading_paused",
         "_worker",
         "available",
         "directed",
-        "header_sent",
+        "exchange",
         "hibernated_at",
         "host",
-        "id",
         "interested",
-        "jid",
-        "lang",
         "last_rx",
+        "machine",
         "ping_sent",
         "presence",
         "priority",
         "services",
         "started",
-        "state",
         "transport",
-        "user_agent",
-        "username",
     )
 
     def __init__(self, services: C2SServices, transport: Transport) -> None:
         self.services = services
         self.transport = transport
-        self.state = C2SState.CONNECTED
-        self.id = secrets.token_hex(8)
+        self.machine = StreamMachine(C2S, services.hosts)
         self.host: Host | None = None
-        self.username: str | None = None
-        self.jid: JID = None  # type: ignore[assignment]  # set at bind
         self.available = False
         self.priority = 0
         self.presence: etree._Element | None = None
         self.interested = False
         self.directed: set[JID] = set()
-        self.header_sent = False
-        self.lang: str | None = None  # the stream's xml:lang (RFC 6120 §4.7.4)
         self.started = self.last_rx = time.monotonic()
         self.ping_sent = 0.0
-        self._inbox: deque[Event | StreamError] | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._sasl: SaslExchange | None = None
-        self._auth_attempts = 0
-        self._sm: sm.StreamManagement | None = None  # once the client enabled stream management
-        self._csi: CsiQueue | None = None  # only while the client is inactive (XEP-0352)
+        self.exchange: SaslExchange | None = None  # the SASL exchange running (authentication.py)
         self.hibernated_at = 0.0  # when the connection went away from a resumable session
-        self.user_agent: str | None = None  # SASL2 <user-agent id=.../>
+        self._worker: asyncio.Task[None] | None = None
+        self._reading_paused = False
+        self._csi: CsiQueue | None = None  # only while the client is inactive (XEP-0352)
         services.connections.add(self)
 
     def __repr__(self) -> str:
         return f"<ClientSession {self.id} {self.jid or self.transport.peer_ip} {self.state.value}>"
 
-    # -- intake -------------------------------------------------------------------------------
+    # -- what the machine knows, for the rest of the server -------------------------------------------
+
+    @property
+    def state(self) -> C2SState:
+        return self.machine.state
+
+    @property
+    def id(self) -> str:
+        return self.machine.stream_id
+
+    @property
+    def jid(self) -> JID:
+        return self.machine.jid  # type: ignore[return-value]  # None only before binding
+
+    @property
+    def username(self) -> str | None:
+        return self.machine.username
+
+    @property
+    def user_agent(self) -> str | None:
+        return self.machine.user_agent
+
+    @property
+    def sm(self) -> sm.StreamManagement | None:
+        """Stream management's counters and queue, once the client enabled it (XEP-0198)."""
+        return self.machine.sm
+
+    # -- intake ---------------------------------------------------------------------------------------
 
     def receive(self, new_events: list[Event]) -> None:
-        """Queue parsed events; the worker handles them in order."""
+        """Queue parsed events; the worker hands them to the machine in order."""
         self.last_rx = time.monotonic()
         self.ping_sent = 0.0
-        if not new_events or self.state is C2SState.CLOSED:
+        if not new_events:
             return
-        inbox = self._inbox
-        if inbox is None:
-            inbox = self._inbox = deque()
-        inbox.extend(new_events)
-        if len(inbox) > MAX_INBOX:
+        if self.machine.receive(new_events) > MAX_INBOX and not self._reading_paused:
+            self._reading_paused = True
             self.transport.pause()
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._drain(), name=f"c2s-{self.id}")
+        self.wake()
 
     def receive_error(self, error: StreamError) -> None:
         """The parser rejected the input: close after the events already queued."""
-        self.receive([])
-        inbox = self._inbox
-        if inbox is None:
-            inbox = self._inbox = deque()
-        inbox.append(error)
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._drain(), name=f"c2s-{self.id}")
+        self.touch()
+        self.machine.receive_error(error)
+        self.wake()
 
     def touch(self) -> None:
         """Bytes arrived (even a whitespace keepalive): the peer is alive."""
         self.last_rx = time.monotonic()
         self.ping_sent = 0.0
 
+    def wake(self) -> None:
+        """Start the worker if input waits (it exists only while there is work)."""
+        if self._worker is None and self.machine.backlog:
+            self._worker = asyncio.get_running_loop().create_task(self._drain(), name=f"c2s-{self.id}")
+
     async def _drain(self) -> None:
-        inbox = self._inbox
+        machine = self.machine
         try:
-            while inbox and self.state is not C2SState.CLOSED:
-                item = inbox.popleft()
-                if len(inbox) == MAX_INBOX // 2:
-                    self.transport.resume()
+            while True:
                 try:
-                    if isinstance(item, StreamError):
-                        raise item
-                    await self._handle(item)
+                    effect = machine.next_effect()
+                    if effect is None:
+                        break
+                    if effect.__class__ is Stanza:  # the hot path: route, then count it as handled
+                        await self._route(effect.element)  # type: ignore[union-attr]
+                        machine.stanza_handled()
+                    elif not self._apply(effect):
+                        await self._carry_out(effect)
                 except StreamError as err:
                     self.stream_error(err)
                 except Exception:
                     log.exception("session %s: internal error", self.id)
                     self.stream_error(StreamError.internal_server_error())
+                if self._reading_paused and machine.backlog <= MAX_INBOX // 2:
+                    self._reading_paused = False
+                    self.transport.resume()
         finally:
             self._worker = None
-            if self._inbox is not None and not self._inbox:
-                self._inbox = None
 
-    async def _handle(self, event: Event) -> None:
-        if isinstance(event, Stanza):
-            element = event.element
-            xs.expect(self.state, element.tag)
-            if self.state is not C2SState.READY:
-                await self._negotiate(element)
-            elif element.tag in xs.STANZAS:
-                await self._stanza(element)
-                if self._sm is not None:
-                    self._sm.handled += 1  # only now: whatever it caused (storage included) is done
-            else:
-                resumption.stream_element(self, element)
-        elif isinstance(event, StreamOpen):
-            await self._stream_open(event)
-        elif isinstance(event, StreamClose):
-            self.close_stream()
+    async def _route(self, element: etree._Element) -> None:
+        stats = self.services.stats
+        stats["stanzas_in"] = stats.get("stanzas_in", 0) + 1
+        if element.tag == xs.MESSAGE:  # for the console's "messages today"
+            stats["messages_in"] = stats.get("messages_in", 0) + 1
+        await self.services.router.route(element, origin=self)
 
-    # -- stream header and features ---------------------------------------------------------
+    # -- effects --------------------------------------------------------------------------------------
 
-    async def _stream_open(self, event: StreamOpen) -> None:
-        to = event.attrs.get("to", "")
-        host = self.services.hosts.get(to)  # the usual case: the host's name exactly, already canonical
-        host_name = to
-        if host is None:
-            try:
-                host_name = JID.parse(to).domain if to else ""
-            except JIDError:
-                host_name = ""
-            host = self.services.hosts.get(host_name)
-        if self.host is not None and host is not self.host:
-            host = None
-        self._send_header(host_name if host else next(iter(self.services.hosts), "localhost"), event.attrs)
-        if self.state not in (C2SState.CONNECTED, C2SState.UNAUTHENTICATED, C2SState.AUTHENTICATED):
-            raise StreamError.not_authorized("Stream restarted at the wrong time")
-        if event.default_namespace != NS_CLIENT:
-            raise StreamError.invalid_namespace("The content namespace must be jabber:client")
-        version = event.attrs.get("version", "")
-        major = version.partition(".")[0]
-        if not major.isdigit() or int(major) != 1:
-            raise StreamError.unsupported_version("Only XMPP 1.0 streams are supported")
-        if host is None:
-            raise StreamError.host_unknown(f"This server does not serve '{to}'")
-        self.host = host
-        self.lang = event.attrs.get(XML_LANG)
-        if self.state is C2SState.CONNECTED:
-            self.state = C2SState.UNAUTHENTICATED
-        self.transport.write(xs.features_element(await features.stream_features(self)))
+    def flush(self) -> None:
+        """Carry out the effects already decided (after a call into the machine from outside the worker)."""
+        machine = self.machine
+        while (effect := machine.take_effect()) is not None:
+            self._apply(effect)  # async ones can only be left over from a closed stream: moot
 
-    def _send_header(self, host_name: str, initial: dict[str, str] | None = None) -> None:
-        """Our header; RFC 6120 §4.7.2 'to' = the client's 'from', §4.7.5 the lower version (none if none)."""
-        self.id = secrets.token_hex(8)
-        to = initial.get("from") if initial else None
-        if to:
-            try:
-                JID.parse(to)
-            except JIDError:
-                to = None
-        self.transport.open_stream(host_name, self.id, to, response_version(initial))
-        self.header_sent = True
+    def _apply(self, effect: fx.Effect) -> bool:
+        """Carry out a sync effect; False for an async one."""
+        cls = effect.__class__
+        transport = self.transport
+        if cls is fx.Write:
+            transport.write(effect.data)  # type: ignore[union-attr]
+        elif cls is fx.Send:
+            self.send(effect.element)  # type: ignore[union-attr]
+        elif cls is fx.OpenStream:
+            transport.open_stream(effect.host, effect.stream_id, effect.to, effect.version)  # type: ignore[union-attr]
+        elif cls is fx.SendStreamError:
+            error = effect.error  # type: ignore[union-attr]
+            log.info("session %s: stream error %s (%s)", self.id, error.condition, error.text or "")
+            transport.write_stream_error(error)
+        elif cls is fx.Closed:
+            self._closed(effect)  # type: ignore[arg-type]
+        elif effect is fx.CLOSE_STREAM:
+            transport.close_stream()
+        elif effect is fx.RESTART:
+            transport.reset_parser()
+        elif effect is fx.BOUND:
+            self.announce_bound()
+        elif effect is fx.SM_ENABLED:
+            resumption.register(self)
+        elif cls is fx.ClientState:
+            self.set_client_state(effect.active)  # type: ignore[union-attr]
+        elif cls is fx.IqResponse:
+            self.services.pending.resolve(effect.element)  # type: ignore[union-attr]
+        elif cls is fx.Bind:
+            self._bind(effect)  # type: ignore[arg-type]
+        else:
+            return False
+        return True
+
+    async def _carry_out(self, effect: fx.Effect) -> None:
+        machine = self.machine
+        if effect is fx.FEATURES:
+            self.host = self.services.hosts.get(machine.host or "")
+            if self.host is None:
+                raise StreamError.host_gone("This host is no longer served here")
+            machine.features(await features.offer(self))
+        elif effect is fx.START_TLS:
+            self.transport.reset_parser()
+            await self.transport.start_tls()
+        elif isinstance(effect, fx.Authenticate | fx.SaslResponse):
+            await authentication.run(self, effect)
+        elif isinstance(effect, fx.Sasl2Success):
+            await sasl2.succeed(self, effect)
+        elif isinstance(effect, fx.PreauthIq):
+            await self._preauth_iq(effect.element)
+        elif isinstance(effect, fx.Resume):
+            resumption.resume(self, effect.element)
+        else:
+            raise TypeError(f"unknown effect {effect!r}")
 
     def module_on(self, name: str) -> bool:
         """Whether the feature module `name` is loaded on this session's host."""
@@ -237,36 +258,7 @@ class ClientSession:
         """Channel-binding types announced with XEP-0440 (None: not announced), best first."""
         return features.advertised_bindings(self)
 
-    # -- negotiation ------------------------------------------------------------------------
-
-    async def _negotiate(self, element: etree._Element) -> None:
-        tag = element.tag
-        if tag == xs.STARTTLS:
-            await self._starttls()
-        elif tag in (xs.AUTH, xs.AUTHENTICATE):
-            await authentication.begin(self, element)
-        elif tag in (xs.RESPONSE, xs.ABORT, xs.SASL2_RESPONSE, xs.SASL2_ABORT):
-            await authentication.respond(self, element)
-        elif tag == xs.IQ:
-            await self._negotiation_iq(element)
-        elif tag == sm.RESUME:
-            await resumption.resume(self, element)
-        elif tag == sm.ENABLE:
-            self.transport.write(sm.failed("unexpected-request"))  # XEP-0198 §3: bind first
-
-    async def _starttls(self) -> None:
-        if self.transport.secure or not self.transport.can_start_tls():
-            self.transport.write(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-            self.close_stream()
-            return
-        self.transport.write(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        if self._inbox:
-            self._inbox.clear()  # anything pipelined after <starttls/> is discarded (RFC 6120 §5.4.3.3)
-        self.transport.reset_parser()
-        await self.transport.start_tls()
-        self.state = C2SState.UNAUTHENTICATED
-
-    # -- SASL: the exchange lives in authentication.py; these answer its questions -------------
+    # -- SASL: the exchange (authn.SaslExchange) asks these --------------------------------------------
 
     def account_jid(self, username: str) -> JID:
         """The account a SASL user name means on this host (unknown syntax: not-authorized)."""
@@ -280,26 +272,20 @@ class ClientSession:
         if self.services.account_failures.blocked_for(str(jid), time.monotonic()) > 0:
             raise SaslFailure("temporary-auth-failure")
 
-    # -- pre-bind IQs and resource binding (RFC 6120 §7) ------------------------------------
+    # -- pre-auth IQs and resource binding (RFC 6120 §7) ----------------------------------------------
 
-    async def _negotiation_iq(self, element: etree._Element) -> None:
+    async def _preauth_iq(self, element: etree._Element) -> None:
+        """Before authentication only registered pre-auth handlers (in-band registration) answer."""
         assert self.host is not None
-        if self.state is C2SState.AUTHENTICATED:
-            if element.get("type") == "set" and len(element) == 1 and element[0].tag == BIND:
-                self._bind(element)
-                return
-            self._reply_error(element, StanzaError.not_authorized("Bind a resource first"))
-            return
-        # Before authentication only registered pre-auth handlers (in-band registration) answer.
         payload = element[0] if len(element) == 1 else None
         handler = self.host.preauth_iq.get(payload.tag) if payload is not None else None
         if handler is None:
-            self._reply_error(element, StanzaError.service_unavailable())
+            self.machine.reply_error(element, StanzaError.service_unavailable())
             return
         try:
             result = await handler(element, self)
         except StanzaError as err:
-            self._reply_error(element, err)
+            self.machine.reply_error(element, err)
             return
         reply = etree.Element(xs.IQ, nsmap={None: NS_CLIENT})
         reply.set("type", "result")
@@ -308,29 +294,15 @@ class ClientSession:
             reply.append(result)
         self.send(reply)
 
-    def _bind(self, element: etree._Element) -> None:
-        assert self.host is not None and self.username is not None
-        requested = element[0].findtext(f"{{{NS_BIND}}}resource")
-        resource = (requested or "").strip()
-        try:
-            jid = JID.make(self.username, self.host.name, resource or _random_resource())
-        except JIDError:
-            self._reply_error(element, StanzaError.bad_request("The requested resource is not valid"))
-            return
-        error = self.bind_jid(jid, replace=self.services.config.c2s.resource_conflict == "replace")
+    def _bind(self, effect: fx.Bind) -> None:
+        error = self.bind_jid(effect.jid, replace=self.services.config.c2s.resource_conflict == "replace",
+                              iq=effect.iq)
         if error is not None:
-            self._reply_error(element, error)
-            return
-        reply = etree.Element(xs.IQ, nsmap={None: NS_CLIENT})
-        reply.set("type", "result")
-        reply.set("id", element.get("id", ""))
-        bind = etree.SubElement(reply, BIND, nsmap={None: NS_BIND})
-        etree.SubElement(bind, f"{{{NS_BIND}}}jid").text = str(jid)
-        self.send(reply)
-        self.announce_bound()
+            self.machine.bind_failed(effect.iq, error)
 
-    def bind_jid(self, jid: JID, *, replace: bool) -> StanzaError | None:
-        """Take `jid` for this session (the one place that enforces conflicts and the resource limit)."""
+    def bind_jid(self, jid: JID, *, replace: bool, iq: etree._Element | None = None) -> StanzaError | None:
+        """Take `jid` for this session (the one place that enforces conflicts and the resource limit);
+        `iq` is the RFC 6120 bind request, None for Bind 2."""
         directory = self.services.sessions
         existing = directory.get(jid)
         if existing is not None:
@@ -339,9 +311,8 @@ class ClientSession:
             existing.close("conflict", "Replaced by a new connection")
         elif directory.count_for(jid) >= self.services.config.c2s.max_resources:
             return StanzaError.resource_constraint("Too many resources bound to this account")
-        self.jid = jid
+        self.machine.bound(jid, iq)
         directory.add(self)
-        self.state = C2SState.READY
         return None
 
     def announce_bound(self) -> None:
@@ -351,92 +322,42 @@ class ClientSession:
             self.host.hooks.fire(events.SESSION_BOUND, SessionEvent(self)), name=f"bound-{self.id}"
         )
 
-    def set_client_state(self, tag: str) -> None:
-        if tag == xs.CSI_INACTIVE:
+    def set_client_state(self, active: bool) -> None:
+        """XEP-0352: inactive holds what can wait; active sends it."""
+        if not active:
             if self._csi is None:
                 self._csi = CsiQueue(self.module_options(CSI_MODULE).max_held)
             return
         csi, self._csi = self._csi, None
         if csi is not None:
             for data in csi.release():
-                self._emit(data)
+                self.emit(data)
 
-    # -- stanzas ----------------------------------------------------------------------------
-
-    async def _stanza(self, element: etree._Element) -> None:
-        tag = element.tag
-        claimed = element.get("from")
-        if claimed is not None and claimed != str(self.jid):
-            try:
-                claimed_jid = JID.parse(claimed)
-            except JIDError:
-                claimed_jid = None
-            if claimed_jid is None or claimed_jid not in (self.jid, self.jid.bare()):
-                raise StreamError.invalid_from("The 'from' address is not yours")
-        element.set("from", str(self.jid))
-        if self.lang and XML_LANG not in element.attrib:
-            element.set(XML_LANG, self.lang)  # RFC 6120 §8.1.5: the stream's language, when the stanza has none
-        if tag == xs.IQ:
-            iq_type = element.get("type")
-            if iq_type not in ("get", "set", "result", "error") or element.get("id") is None:
-                self._reply_error(element, StanzaError.bad_request("An IQ needs an 'id' and a valid 'type'"))
-                return
-            if iq_type == "set" and len(element) == 1 and element[0].tag == LEGACY_SESSION:
-                self._reply_result(element)
-                return
-            if iq_type == "set" and len(element) == 1 and element[0].tag == BIND:
-                self._reply_error(element, StanzaError.not_allowed("A resource is already bound"))
-                return
-            if iq_type in ("result", "error") and element.get("to") in (None, self.jid.domain):
-                self.services.pending.resolve(element)
-                return
-        elif tag == xs.PRESENCE and element.get("type") not in _PRESENCE_TYPES:
-            self._reply_error(element, StanzaError.bad_request("Unknown presence type"))
-            return
-        self.services.stats["stanzas_in"] = self.services.stats.get("stanzas_in", 0) + 1
-        if tag == xs.MESSAGE:  # for the console's "messages today"
-            self.services.stats["messages_in"] = self.services.stats.get("messages_in", 0) + 1
-        await self.services.router.route(element, origin=self)
-
-    def _reply_result(self, element: etree._Element) -> None:
-        reply = etree.Element(xs.IQ, nsmap={None: NS_CLIENT})
-        reply.set("type", "result")
-        reply.set("id", element.get("id", ""))
-        self.send(reply)
-
-    def _reply_error(self, element: etree._Element, err: StanzaError) -> None:
-        if element.get("type") == "error":
-            return
-        reply = error_reply(element, err)
-        if self.state is not C2SState.READY:
-            reply.attrib.pop("to", None)
-            reply.attrib.pop("from", None)
-        self.send(reply)
-
-    # -- output -----------------------------------------------------------------------------
+    # -- output ---------------------------------------------------------------------------------------
 
     def send(self, element: etree._Element) -> None:
         """Serialize and write one stanza; a reader too slow to keep up is disconnected."""
-        if self.state is C2SState.CLOSED:
+        if self.machine.state is C2SState.CLOSED:
             return
         self.send_bytes(etree.tostring(element), element)
 
     def send_bytes(self, data: bytes, element: etree._Element | None = None) -> None:
         """Write one serialized stanza (`element`, when the caller has it, spares a parse)."""
-        if self.state is C2SState.CLOSED:
+        if self.machine.state is C2SState.CLOSED:
             return
         csi = self._csi
         if csi is not None:
             if csi.hold(data, element):
                 return
             for held in csi.release():
-                self._emit(held)
-        self._emit(data, element)
+                self.emit(held)
+        self.emit(data, element)
 
-    def _emit(self, data: bytes, element: etree._Element | None = None) -> None:
+    def emit(self, data: bytes, element: etree._Element | None = None) -> None:
+        """Count and write one stanza past client state indication (stream management keeps a copy)."""
         stats = self.services.stats
         stats["stanzas_out"] = stats.get("stanzas_out", 0) + 1
-        state = self._sm
+        state = self.machine.sm
         if state is None:
             self.transport.write(data)
         else:
@@ -454,6 +375,10 @@ class ClientSession:
         if self.transport.buffered() > MAX_SEND_BUFFER:
             log.warning("session %s: client does not read; disconnecting", self.id)
             self._later(self.stream_error, StreamError.policy_violation("Too much unread data"))
+
+    def release_held(self) -> None:
+        """A new stream starts active (XEP-0352): send what client state indication held back."""
+        self.set_client_state(True)
 
     def request_ack(self, state: sm.StreamManagement) -> None:
         self.transport.write(sm.REQUEST_BYTES)
@@ -488,17 +413,12 @@ class ClientSession:
         etree.SubElement(iq, f"{{{NS_PING}}}ping", nsmap={None: NS_PING})
         self.send(iq)
 
-    # -- closing ----------------------------------------------------------------------------
+    # -- closing --------------------------------------------------------------------------------------
 
     def stream_error(self, error: StreamError) -> None:
         """Send a stream error and close (RFC 6120 §4.9)."""
-        if self.state is C2SState.CLOSED:
-            return
-        if not self.header_sent:
-            self._send_header(next(iter(self.services.hosts), "localhost"))
-        log.info("session %s: stream error %s (%s)", self.id, error.condition, error.text or "")
-        self.transport.write_stream_error(error)
-        self.close_stream()
+        self.machine.stream_error(error)
+        self.flush()
 
     def close(self, condition: str | None = None, text: str | None = None) -> None:
         """Close this session, with a stream error condition if given (used by other code)."""
@@ -508,27 +428,27 @@ class ClientSession:
             self.close_stream()
 
     def close_stream(self) -> None:
-        if self.state is C2SState.CLOSED:
-            return
-        if self.header_sent:
-            self.transport.close_stream()
-        self.finish()
-        self.transport.close()
+        self.machine.close()
+        self.flush()
 
     def connection_lost(self) -> None:
         """The transport is gone (closed by either side): hibernate if resumable, else end."""
-        if self.state is C2SState.CLOSED or self.hibernated_at:
+        if self.hibernated_at:
             return
-        state = self._sm
-        if state is not None and state.resumable and self.state is C2SState.READY:
+        if self.machine.connection_lost():
             self._hibernate()
         else:
-            self.finish()
+            self.flush()
 
     def drop(self) -> None:
         """The connection is dead (no answer in time): close it without a word, then as connection_lost."""
         self.transport.close()
         self.connection_lost()
+
+    def finish(self) -> None:
+        """End for good without a word (a resumption window ran out)."""
+        self.machine.finish()
+        self.flush()
 
     def _hibernate(self) -> None:
         transport = self.transport
@@ -539,18 +459,14 @@ class ClientSession:
         log.info("session %s: %s lost its connection; resumable for %d s", self.id, self.jid,
                  int(self.module_options(SM_MODULE).resume_timeout))
 
-    def finish(self) -> None:
-        if self.state is C2SState.CLOSED:
-            return
-        was_ready = self.state is C2SState.READY
-        self.state = C2SState.CLOSED
+    def _closed(self, effect: fx.Closed) -> None:
+        """The stream ended: leave the directories, hand unacknowledged stanzas on, tell the modules."""
         self.services.connections.discard(self)
-        if self._inbox:
-            self._inbox.clear()
         self._csi = None
-        if was_ready and self.host is not None:
+        self.exchange = None
+        if effect.was_ready and self.host is not None:
             self.services.sessions.remove(self)
-            state = self._sm
+            state = self.machine.sm
             if state is not None:
                 self.services.resumable.forget(state.id, str(self.jid.bare()), state.handled)
                 unacked = state.take_unacked()
@@ -563,18 +479,8 @@ class ClientSession:
             asyncio.get_running_loop().create_task(
                 self.host.hooks.fire(events.SESSION_CLOSED, SessionEvent(self)), name=f"closed-{self.id}"
             )
-
-
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-
-
-_PRESENCE_TYPES = frozenset(
-    {None, "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error"}
-)
-
-
-def _random_resource() -> str:
-    return f"parlour-{secrets.token_hex(4)}"
+        if effect.disconnect:
+            self.transport.close()
 
 
 __all__ = ["ClientSession"]
