@@ -65,14 +65,13 @@ class Profile:
     accepts: dict[State, frozenset[str]]
     stanzas: frozenset[str]
     extensions: frozenset[str]
-    binds: bool  # a resource is bound after authentication (clients); servers are ready at once
 
     def expect(self, state: State, tag: str) -> None:
         """Raise the stream error RFC 6120 asks for when `tag` is not acceptable in `state`."""
         xs.expect(state, tag, self.extensions, accepts=self.accepts, stanzas=self.stanzas)
 
 
-C2S = Profile(Role.CLIENT, NS_CLIENT, xs.ACCEPTS, xs.STANZAS, xs.READY_EXTENSIONS, binds=True)
+C2S = Profile(Role.CLIENT, NS_CLIENT, xs.ACCEPTS, xs.STANZAS, xs.READY_EXTENSIONS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,3 +251,23 @@ def test_feedback_out_of_turn_is_a_local_error() -> None:
         machine.next_effect()  # the features are due first
     with pytest.raises(LocalProtocolError):
         machine.stanza_handled()
+
+
+def test_bosh_and_websocket_events_make_the_same_conversation_as_tcp_bytes() -> None:
+    """BOSH and WebSocket hand the machine events built from their framing (an `<open/>` or a body
+    with xmpp:restart becomes a StreamOpen); what the machine does is the same as for TCP bytes."""
+    plain = b"<auth xmlns='" + SASL + b"' mechanism='PLAIN'>AHVzZXIAcGVuY2ls</auth>"
+    bind = BIND.replace(b"<iq ", b"<iq xmlns='jabber:client' ")
+    tcp = Driver(secure=True)
+    for data in (HEADER, plain, HEADER, BIND, MESSAGE):
+        tcp.feed(data)
+    framed = Driver(secure=True)
+    opening = StreamOpen("{http://etherx.jabber.org/streams}stream", {"to": HOST, "version": "1.0"},
+                         {None: "jabber:client"})
+    message = MESSAGE.replace(b"<message ", b"<message xmlns='jabber:client' ")
+    for event in (opening, Stanza(etree.fromstring(plain)), opening, Stanza(etree.fromstring(bind)),
+                  Stanza(etree.fromstring(message))):
+        framed.machine.receive([event])
+        framed.run()
+    assert framed.trace == tcp.trace
+    assert tcp.trace[-4:] == ["bind user@example.net/phone", "iq[result](bind)", "bound", "route message[chat](body)"]

@@ -1,16 +1,19 @@
-"""Client sessions: stream negotiation (STARTTLS, SASL/SASL2, bind/Bind2) and stanza intake, whatever
-the transport, with stream management (XEP-0198) and client state indication (XEP-0352).
+"""Client sessions: the driver of the c2s stream machine (`xmpp.machine`), whatever the transport.
 
-  session.py         ClientSession: intake, negotiation, binding, stanzas, output, closing
-  authentication.py  SASL and SASL2 exchanges, failures and their limits
-  features.py        the stream features offered in each state
-  sasl2.py           SASL2 success with inline resumption, Bind 2 and FAST
-  resumption.py      stream management on a bound stream, and resumption
+The machine owns the stream's state and every transition: stream header and features, STARTTLS,
+SASL/SASL2 steps, binding and Bind 2, the stream-management counters (XEP-0198) and client state
+(XEP-0352) elements. These modules carry out the effects it returns:
+
+  session.py         ClientSession: intake, the effect loop, binding, output, closing, hibernation
+  authentication.py  runs SASL mechanisms against the account store; failure limits per IP and account
+  features.py        the Offer of each state (configuration, the host's modules, TLS)
+  sasl2.py           SASL2 success with inline resumption, Bind 2 and FAST tokens
+  resumption.py      finding a resumable session and moving a connection over to it
   transport.py       the Transport interface and the stand-ins of detached sessions
   services.py        C2SServices, what all sessions share
   housekeeping.py    sweep (timeouts, pings, hibernation) and settle
 
-A transport (TCP, BOSH, WebSocket) parses bytes into events and hands them to
+A transport (TCP, BOSH, WebSocket) parses bytes into events in its framing and hands them to
 `ClientSession.receive`; the session answers through the small `Transport` interface. Events are
 processed in order by a worker task that exists only while there is work, so an idle session
 costs no task.
