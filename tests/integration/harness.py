@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import ssl
 from dataclasses import replace
@@ -19,11 +20,24 @@ from appliance.xmpp.jid import JID
 PASSWORD = "correct horse"
 
 
+# Below the kernel's ephemeral range (32768-60999 on Linux): a port picked now and bound later by the
+# server must not be taken meanwhile as the source port of some outgoing connection (a load generator or
+# another test run on the same machine opens thousands of them).
+PICKED_PORTS = range(20_000, 32_768)
+
+
 def free_port() -> int:
-    """A currently free loopback port (0 means "disabled" for the direct TLS listener)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A currently free loopback port for a listener that is bound later (0 means "disabled" for the
+    direct TLS listener, so tests that need one pick it here)."""
+    for _ in range(200):
+        port = random.choice(PICKED_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {PICKED_PORTS}")
 
 
 def make_config(state_dir: Path, **overrides: Any) -> Config:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -14,19 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Client
+from tests.integration.harness import Client, free_port
 
 ROOT = Path(__file__).parents[2]
 DOMAIN = "localhost"
 PASSWORD = "correct horse"
 N = 50
 TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def environment() -> dict[str, str]:

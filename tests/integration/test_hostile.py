@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from lxml import etree
 from appliance.app import Parlour
 from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_PING, NS_SASL, NS_STANZAS, NS_STREAM, NS_STREAMS, NS_TLS
 from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen, StreamParser
-from tests.integration.harness import PASSWORD, Client, Harness, start_harness
+from tests.integration.harness import PASSWORD, Client, Harness, free_port, start_harness
 from tests.integration.harness import make_config as make_config
 
 TIMEOUT = 10.0
@@ -350,10 +349,7 @@ async def test_after_starttls_scram_plus_and_plain_are_offered(harness: Harness,
 
 async def test_direct_tls_offers_the_same_mechanisms(tmp_path: Path) -> None:
     # direct_tls_port = 0 disables the listener (the harness default), so ask for a free port.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    harness = await custom_harness(tmp_path, c2s=replace(make_config(tmp_path).c2s, direct_tls_port=port))
+    harness = await custom_harness(tmp_path, c2s=replace(make_config(tmp_path).c2s, direct_tls_port=free_port()))
     try:
         raw = await RawClient.connect(harness, direct_tls=True)
         features = await raw.open()
