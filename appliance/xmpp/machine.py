@@ -12,6 +12,13 @@ itself; what the driver did wrong (feedback nobody asked for) raises `LocalProto
 The machine knows nothing of asyncio, sockets, storage or the clock; the stream's `Profile` (role,
 content namespace, state table) and the `Offer` of each state (what the driver's configuration,
 modules and TLS allow) are parameters, so the same machine can serve other kinds of streams.
+
+Other streams plug in as profiles: an incoming server stream is `Profile(Role.SERVER_IN,
+NS_SERVER, ...)` whose table takes STARTTLS and SASL EXTERNAL (plus dialback elements) before
+READY, with an Offer of those features and no bind; an outgoing one runs the same table from the
+initiating side (it sends the header and reads the features); a component stream (XEP-0114)
+takes one `<handshake/>` instead of SASL. The drivers in core/ (s2s, component) carry out the
+same effects.
 """
 
 from __future__ import annotations
