@@ -71,7 +71,8 @@ class SetupMode:
         admin = answers.admin_jid()
         return {"jid": admin, "domain": config.hosts[0].name, "xmpp_uri": f"xmpp:{admin}",
                 "qr": qr_svg(f"xmpp:{admin}"), "c2s_port": config.c2s.port,
-                "ca_path": str(self.state_dir / "certs" / "ca.pem"), "certificate": answers.certificate}
+                "ca_path": str(self.state_dir / "certs" / "ca.pem"), "certificate": answers.certificate,
+                "https_port": config.http.tls_port if config.http.enabled and config.http.https else 0}
 
     async def _switch(self, config: Any) -> None:
         """Stop the wizard (its routes vanish with its application), then start the full server."""

@@ -15,7 +15,7 @@ from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
 from appliance.net.tcp import ConnectionLimits
 from appliance.web import acme as acme_web
-from appliance.web import bosh, pages, websocket, wellknown
+from appliance.web import bosh, pages, transport_security, websocket, wellknown
 from appliance.web import upload as upload_web
 from appliance.web.admin.service import AdminService
 from appliance.web.keys import (
@@ -45,6 +45,7 @@ def make_app(
     # aiohttp's own body limit only needs to admit the largest BOSH body we accept (checked in bosh.py).
     app = web.Application(client_max_size=config.limits.max_stanza_size * 2 + 1024,
                           middlewares=[pages.page_middleware])
+    transport_security.setup(app)
     app[CONFIG] = config
     app[SERVICES] = services
     app[CONNECTION_LIMITS] = limits

@@ -14,6 +14,7 @@ from appliance.core.c2s import C2SServices
 from appliance.web.admin.service import AdminService
 from appliance.web.app import make_app
 from appliance.web.keys import BOSH_SESSIONS
+from appliance.web.transport_security import HTTPS
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class WebServer:
                 log.warning("HTTPS is off: no certificate yet (http.https = true needs one)")
             else:
                 self.ports["https"] = await self._listen("https", http.tls_port, context)
+                app[HTTPS].port = self.ports["https"]  # from now on the console is sent to HTTPS
         return dict(self.ports)
 
     async def _listen(self, name: str, port: int, context: ssl.SSLContext | None) -> int:

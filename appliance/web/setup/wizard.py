@@ -22,6 +22,7 @@ from appliance.web.pages import render
 from appliance.web.setup.answers import SetupAnswers, SetupError
 from appliance.web.setup.namecheck import NameCheck, check_name
 from appliance.web.setup.token import SetupToken
+from appliance.web.transport_security import https_url
 
 COOKIE = "parlour_setup"
 STEPS = ("language", "name", "certificate", "admin", "registration", "features", "review")
@@ -131,7 +132,9 @@ async def _finish(request: web.Request, wizard: Wizard) -> web.Response:
     wizard.completed = True
     wizard.sessions.clear()
     wizard.answers.password = ""
-    response = render(request, "setup/done.html", **shown)
+    port = shown.pop("https_port", 0)  # the console will be on HTTPS (plain HTTP redirects there)
+    console = https_url(request, port, "/admin/") if port else "/admin/"
+    response = render(request, "setup/done.html", console_url=console, **shown)
     response.del_cookie(COOKIE, path="/setup")
     return response
 
