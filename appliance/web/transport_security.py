@@ -1,4 +1,5 @@
-"""HTTPS for what carries passwords and sessions: plain HTTP is redirected, HTTPS answers carry HSTS.
+"""HTTPS for what carries passwords and sessions: plain HTTP is redirected, HTTPS answers carry HSTS,
+and no answer names the Python or aiohttp version.
 
 Plain HTTP stays for what needs it: ACME challenges, XMPP over BOSH/WebSocket (their own policy),
 host-meta, uploads (their URLs are HTTPS already), the setup wizard (a separate application, served
@@ -11,12 +12,13 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiohttp import hdrs, web
+from aiohttp import hdrs, web, web_response
 
 from appliance.net.addresses import peer_is_loopback
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+SERVER = "Parlour"
 HSTS = "max-age=31536000"  # one year, without includeSubDomains: other sites may live under the domain
 HTTPS_ONLY = ("/admin", "/invite/", "/api/", "/metrics")  # logins, sessions, bearer tokens, new passwords
 
@@ -29,6 +31,15 @@ class HttpsListener:
 
 
 HTTPS: web.AppKey[HttpsListener] = web.AppKey("https_listener", HttpsListener)
+
+
+def hide_server_version() -> None:
+    """Make every aiohttp answer of this process say `Server: Parlour`.
+
+    aiohttp fills in "Python/3.x aiohttp/3.y" for every response, including those it makes itself for a
+    malformed request before any application code runs, so the default is replaced at its source.
+    """
+    web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
 
 
 def https_url(request: web.Request, port: int, path: str | None = None) -> str:
@@ -71,4 +82,5 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-__all__ = ["HSTS", "HTTPS", "HTTPS_ONLY", "HttpsListener", "https_url", "setup"]
+__all__ = ["HSTS", "HTTPS", "HTTPS_ONLY", "SERVER", "HttpsListener", "hide_server_version", "https_url",
+           "setup"]

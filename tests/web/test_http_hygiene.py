@@ -1,0 +1,39 @@
+"""Small HTTP findings, over real sockets: what the Server header tells, malformed bodies, link hosts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.integration.harness import Harness
+from tests.web.console_helpers import http_session
+
+
+@pytest.fixture
+def server(console_server: Harness) -> Harness:
+    return console_server
+
+
+def base(h: Harness) -> str:
+    return f"http://127.0.0.1:{h.http_port}"
+
+
+async def _raw(h: Harness, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", h.http_port)
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+
+
+async def test_the_server_header_names_no_versions(server: Harness) -> None:
+    async with http_session() as s:
+        for path in ("/admin/login", "/.well-known/host-meta", "/no/such/page"):
+            r = await s.get(base(server) + path)
+            assert r.headers["Server"] == "Parlour", path
+    # A request aiohttp refuses before any route runs.
+    answer = await _raw(server, b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+    assert b" 400 Bad Request\r\n" in answer and b"\r\nServer: Parlour\r\n" in answer
+    assert b"aiohttp" not in answer and b"Python" not in answer
