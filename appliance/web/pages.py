@@ -5,6 +5,7 @@ Shared by the setup wizard, the admin console and the invitation signup page.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,8 @@ from aiohttp import web
 
 from appliance import __version__
 from appliance.web import i18n
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -69,6 +72,7 @@ async def page_middleware(request: web.Request, handler: Handler) -> web.StreamR
     lang = request_language(request)
     token = i18n.set_language(lang)
     try:
+        await _read_form(request)
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
@@ -78,6 +82,21 @@ async def page_middleware(request: web.Request, handler: Handler) -> web.StreamR
         i18n._current.reset(token)
     _headers(request, response, lang)
     return response
+
+
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def _read_form(request: web.Request) -> None:
+    """Parse a posted form once, here: a body that ends early or breaks the multipart format is the
+    client's fault (400), not an error of the page (500 with a traceback). Handlers get the cached form."""
+    if request.method != "POST" or request.content_type not in FORMS:
+        return
+    try:
+        await request.post()
+    except (ValueError, LookupError) as exc:  # aiohttp: "Reading after EOF", bad boundary, unknown charset
+        log.info("malformed form posted to %s from %s: %s", request.path, request.remote, exc)
+        raise web.HTTPBadRequest(text="The form data is incomplete or malformed.") from None
 
 
 def _headers(request: web.Request, response: web.StreamResponse, lang: str) -> None:

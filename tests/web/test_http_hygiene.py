@@ -37,3 +37,17 @@ async def test_the_server_header_names_no_versions(server: Harness) -> None:
     answer = await _raw(server, b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
     assert b" 400 Bad Request\r\n" in answer and b"\r\nServer: Parlour\r\n" in answer
     assert b"aiohttp" not in answer and b"Python" not in answer
+
+
+TRUNCATED = (b"--b\r\nContent-Disposition: form-data; name=\"jid\"\r\n\r\nboss@localhost\r\n"
+             b"--b\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nsec")
+
+
+async def test_a_truncated_multipart_login_is_a_bad_request(server: Harness,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The body ends inside a part (declared length, early end of the data): 400, and no traceback."""
+    head = (f"POST /admin/login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len(TRUNCATED)}\r\n\r\n")
+    answer = await _raw(server, head.encode() + TRUNCATED)
+    assert b" 400 Bad Request\r\n" in answer.split(b"\r\n", 1)[0] + b"\r\n", answer[:200]
+    assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
