@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from appliance import __version__
 from appliance.app.listeners import ClientListeners
+from appliance.app.services import running_services
 from appliance.app.storage import Storage
 from appliance.certs.care import CertificateCare, admin_notifier
 from appliance.certs.names import hosted_names
@@ -27,10 +28,10 @@ from appliance.core.server import SWEEP_INTERVAL, XmppCore
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
 from appliance.modules import BUILTIN
+from appliance.services import Services
 from appliance.util import logbuffer
 from appliance.util.tasks import TaskSupervisor
 from appliance.web.acme import ChallengeListener
-from appliance.web.admin.service import AdminService
 from appliance.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Parlour:
         self.cert_care: CertificateCare | None = None
         self.listeners: ClientListeners | None = None
         self.web: WebServer | None = None
+        self.services: Services | None = None  # what the console and the API call (with http on)
         self.log_buffer: logbuffer.RingBufferHandler | None = None
 
     # The running configuration is the core's (reload swaps it there).
@@ -89,8 +91,10 @@ class Parlour:
         self.listeners = ClientListeners(config, core.c2s, self.tls_context)
         self.ports.update(await self.listeners.open())
         if config.http.enabled:
+            self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,
+                                             cert_care=self.cert_care, log_buffer=self.log_buffer)
             self.web = WebServer(config=config, services=core.c2s, tls_context=self._https_context,
-                                 admin=AdminService(self), acme=self.cert_care.responder)
+                                 admin=self.services, acme=self.cert_care.responder)
             self.ports.update(await self.web.start())
         await self.cert_care.start(self.ports, notify=admin_notifier(config, core.router.route),
                                    spawn=self.tasks.spawn)
@@ -102,7 +106,7 @@ class Parlour:
     def _https_context(self) -> ssl.SSLContext | None:
         return self.certs.server_context(alpn=["http/1.1"]) if self.certs is not None else None
 
-    # -- what the console and tests see of the core ------------------------------------------------
+    # -- what tests and tools see of the core ------------------------------------------------------
 
     @property
     def stores(self) -> Stores | None:
@@ -117,16 +121,6 @@ class Parlour:
     def sessions(self) -> SessionDirectory:
         assert self.core is not None
         return self.core.sessions
-
-    @property
-    def stats(self) -> dict[str, int]:
-        assert self.core is not None
-        return self.core.stats
-
-    @property
-    def started_at(self) -> float:
-        assert self.core is not None
-        return self.core.started_at
 
     async def reload(self, new: Config) -> list[str]:
         """Apply a validated config to the core (see XmppCore.reload) and the web server."""

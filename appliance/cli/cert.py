@@ -169,7 +169,7 @@ def _ca(args: argparse.Namespace, config: Config) -> int:
     if not ca.exists():
         print(f"No local CA yet ({ca}): start the server once to create it.", file=sys.stderr)
         return 1
-    from appliance.web.ca_notes import ca_fingerprint, ca_notes_text
+    from appliance.services.ca_notes import ca_fingerprint, ca_notes_text
 
     subject, fingerprint = ca_fingerprint(ca.read_bytes())
     if args.out is not None:

@@ -13,6 +13,8 @@ import sys
 from appliance.cli import _config
 from appliance.config import Config
 
+ACTOR = "command line"  # who the audit log names for changes made here
+
 
 class RoomCommandError(Exception):
     """A failure to report in one line."""
@@ -51,35 +53,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, config: Config) -> None:
-    import time
-
-    from appliance.modules.muc import defaults_from
-    from appliance.modules.muc.admin import RoomAdmin, RoomError
-    from appliance.platform.paths import database_path
-    from appliance.storage.sqlite import Database
-    from appliance.storage.stores.muc import MucStore
+    from appliance.app.offline import offline_services
+    from appliance.services.errors import ServiceError
 
     host = config.host(args.host)
     if host is None:
         raise RoomCommandError(f"{args.host} is not a host of this server")
-    options = host.modules.muc
-    db = await Database.open(database_path(config.server.state_dir))
-    try:
-        admin = RoomAdmin(MucStore(db), f"{options.subdomain}.{host.name}", defaults_from(options), now=time.time())
+    service = f"{host.modules.muc.subdomain}.{host.name}"
+    async with offline_services(config) as services:
+        rooms = services.rooms
         try:
             if args.action == "list":
-                for room in await admin.list():
+                for room in await rooms.rooms():
+                    if not room.jid.endswith(f"@{service}"):
+                        continue
                     visibility = "public" if room.public else "hidden"
                     print(f"{room.jid}\t{room.name or '-'}\t{visibility}\towners: {', '.join(room.owners)}")
             elif args.action == "create":
-                print(f"created {await admin.create(args.room, args.owners, title=args.title, public=not args.hidden)}")
+                jid = await rooms.create(ACTOR, f"{args.room}@{service}", args.owners, title=args.title,
+                                         public=not args.hidden)
+                print(f"created {jid}")
             elif args.action == "destroy":
-                await admin.destroy(args.room)
-                print(f"destroyed {args.room}@{admin.domain}")
+                await rooms.destroy(ACTOR, f"{args.room}@{service}")
+                print(f"destroyed {args.room}@{service}")
             else:
-                await admin.set_owners(args.room, args.owners)
-                print(f"owners of {args.room}@{admin.domain}: {', '.join(args.owners)}")
-        except (RoomError, ValueError) as exc:
+                await rooms.set_owners(ACTOR, f"{args.room}@{service}", args.owners)
+                print(f"owners of {args.room}@{service}: {', '.join(args.owners)}")
+        except ServiceError as exc:
             raise RoomCommandError(str(exc)) from None
-    finally:
-        await db.close()

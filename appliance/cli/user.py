@@ -16,6 +16,7 @@ from appliance.config import Config
 from appliance.xmpp.jid import JID, JIDError
 
 _PAGE = 1000
+ACTOR = "command line"  # who the audit log names for changes made here
 
 
 class UserCommandError(Exception):
@@ -53,38 +54,39 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, config: Config) -> None:
-    from appliance.cli._services import open_accounts
-    from appliance.core.accounts import AccountExists, AccountNotFound, WeakPassword
+    from appliance.app.offline import offline_services
+    from appliance.services.errors import Conflict, NotFound, Refused
 
     if args.action == "list":
         host = _configured_host(config, args.host)
-        async with open_accounts(config) as accounts:
+        async with offline_services(config) as services:
             offset = 0
-            while page := await accounts.list(host, limit=_PAGE, offset=offset):
+            while page := await services.accounts.page(host, limit=_PAGE, offset=offset):
                 for username in page:
                     print(f"{username}@{host}")
                 offset += len(page)
         return
     jid = _account_jid(config, args.jid)
     password = read_password() if args.action in ("add", "passwd") else ""
-    async with open_accounts(config) as accounts:
+    async with offline_services(config) as services:
+        accounts = services.accounts
         try:
             if args.action == "add":
-                await accounts.create(jid, password)
+                await accounts.create(ACTOR, str(jid), password)
                 print(f"created {jid}")
             elif args.action == "passwd":
-                await accounts.set_password(jid, password)
+                await accounts.reset_password(ACTOR, str(jid), password)
                 print(f"changed the password of {jid}")
             else:
-                await accounts.delete(jid)
+                await accounts.delete(ACTOR, str(jid))
                 print(f"deleted {jid}")
-        except AccountExists:
+        except Conflict:
             raise UserCommandError(f"{jid} already exists; use `parlour user passwd {jid}` to change "
                                    "its password") from None
-        except AccountNotFound:
+        except NotFound:
             raise UserCommandError(f"{jid} does not exist (see `parlour user list {jid.domain}`)") from None
-        except WeakPassword as exc:
-            raise UserCommandError(f"password refused: {exc}") from None
+        except Refused as exc:
+            raise UserCommandError(f"password refused: {exc.reason}") from None
 
 
 def _configured_host(config: Config, written: str) -> str:

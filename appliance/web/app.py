@@ -14,10 +14,10 @@ from appliance.certs.acme.challenges import ChallengeResponder
 from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
 from appliance.net.tcp import ConnectionLimits
+from appliance.services import Services
 from appliance.web import acme as acme_web
 from appliance.web import bosh, pages, transport_security, websocket, wellknown
 from appliance.web import upload as upload_web
-from appliance.web.admin.service import AdminService
 from appliance.web.keys import (
     ADMIN,
     BOSH_SESSIONS,
@@ -31,7 +31,7 @@ from appliance.web.keys import (
 
 def make_app(
     *, config: Config, services: C2SServices, limits: ConnectionLimits | None = None,
-    acme: ChallengeResponder | None = None, admin: AdminService | None = None,
+    acme: ChallengeResponder | None = None, admin: Services | None = None,
 ) -> web.Application:
     """Build the application; `limits` counts BOSH and WebSocket sessions per IP (default: from config).
 
@@ -64,7 +64,7 @@ def make_app(
     return app
 
 
-def _console(app: web.Application, config: Config, admin: AdminService) -> None:
+def _console(app: web.Application, config: Config, admin: Services) -> None:
     from appliance.web.admin import api, certificates, console, invite, metrics, rooms
     from appliance.web.admin.auth import ConsoleSessions
 

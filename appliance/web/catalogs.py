@@ -1,6 +1,7 @@
 """Maintaining the translation catalogs: `python -m appliance.web.catalogs` extracts every message of
-the web pages (Python `_()`/`lazy()` and the templates) into messages.pot and merges it into each
-language's messages.po, keeping existing translations. Translators then fill the empty msgstr."""
+the web pages and of the services they show (Python `_()`/`lazy()` and the templates) into messages.pot
+and merges it into each language's messages.po, keeping existing translations. Translators then fill
+the empty msgstr."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 WEB = Path(__file__).parent
+SERVICES = WEB.parent / "services"  # their errors and notices are shown on the pages
 LOCALE = WEB / "locale"
 KEYWORDS = {"_": None, "gettext_": None, "lazy": None, "ngettext_": (1, 2)}
 METHODS = [("templates/**.html", "jinja2"), ("**.py", "python")]
@@ -19,18 +21,20 @@ OPTIONS = {"templates/**.html": {"extensions": "jinja2.ext.i18n", "trim_blocks":
 
 
 def extract() -> Catalog:
-    """Every translatable message in appliance/web, with where it is used."""
+    """Every translatable message in appliance/web and appliance/services, with where it is used."""
     catalog = Catalog(project="Parlour", domain="messages")
-    for filename, lineno, message, comments, context in extract_from_dir(
-        WEB, method_map=METHODS, options_map=OPTIONS, keywords=KEYWORDS
-    ):
-        catalog.add(message, locations=[(filename, lineno)], auto_comments=comments, context=context)
+    for folder in (WEB, SERVICES):
+        prefix = "" if folder == WEB else f"../{folder.name}/"
+        for filename, lineno, message, comments, context in extract_from_dir(
+            folder, method_map=METHODS, options_map=OPTIONS, keywords=KEYWORDS
+        ):
+            catalog.add(message, locations=[(prefix + filename, lineno)], auto_comments=comments, context=context)
     return catalog
 
 
 def update() -> list[str]:
     """Write messages.pot and merge it into every language; returns "lang: N untranslated" lines."""
-    from appliance.web.i18n import DEFAULT, LANGUAGES
+    from appliance.util.i18n import DEFAULT, LANGUAGES
 
     template = extract()
     with open(LOCALE / "messages.pot", "wb") as f:

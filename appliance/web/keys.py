@@ -11,8 +11,8 @@ from appliance.core.c2s import C2SServices
 from appliance.net.tcp import ConnectionLimits
 
 if TYPE_CHECKING:
+    from appliance.services import Services
     from appliance.web.admin.auth import ConsoleSessions
-    from appliance.web.admin.service import AdminService
     from appliance.web.bosh import BoshSessions
     from appliance.web.websocket import WebSocketTransport
 
@@ -22,7 +22,7 @@ CONNECTION_LIMITS = web.AppKey("connection_limits", ConnectionLimits)
 BOSH_SESSIONS: web.AppKey[BoshSessions] = web.AppKey("bosh_sessions")
 WEBSOCKETS: web.AppKey[set[WebSocketTransport]] = web.AppKey("websockets")
 
-ADMIN: web.AppKey[AdminService] = web.AppKey("admin")  # [console]
+ADMIN: web.AppKey[Services] = web.AppKey("admin")  # [console] the services the console and API call
 CONSOLE_SESSIONS: web.AppKey[ConsoleSessions] = web.AppKey("console_sessions")  # [console]
 
 __all__ = ["ADMIN", "BOSH_SESSIONS", "CONFIG", "CONNECTION_LIMITS", "CONSOLE_SESSIONS", "SERVICES", "WEBSOCKETS"]

@@ -13,7 +13,7 @@ import jinja2
 from aiohttp import web
 
 from appliance import __version__
-from appliance.web import i18n
+from appliance.util import i18n
 
 log = logging.getLogger(__name__)
 

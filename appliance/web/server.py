@@ -11,7 +11,7 @@ from aiohttp import web
 from appliance.certs.acme.challenges import ChallengeResponder
 from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
-from appliance.web.admin.service import AdminService
+from appliance.services import Services
 from appliance.web.app import make_app
 from appliance.web.keys import BOSH_SESSIONS
 from appliance.web.transport_security import HTTPS
@@ -26,7 +26,7 @@ class WebServer:
 
     def __init__(
         self, *, config: Config, services: C2SServices, tls_context: Callable[[], ssl.SSLContext | None],
-        acme: ChallengeResponder | None = None, admin: AdminService | None = None,
+        acme: ChallengeResponder | None = None, admin: Services | None = None,
     ) -> None:
         self.config = config
         self.acme = acme

@@ -144,11 +144,11 @@ async def test_a_non_admin_account_cannot_reach_the_console_or_the_api(server: H
         r = await s.get(f"{url}/api/v1/users", headers={"Authorization": "Bearer plr_made_up"})
         assert r.status == 401
         # An administrator's token stops working when that account is no longer an administrator.
-        admin = server.server.web.admin
-        secret, _ = await admin.create_api_token(ADMIN, "test")
+        admin = server.server.services
+        secret, _ = await admin.tokens.create(ADMIN, "test")
         ok = await s.get(f"{url}/api/v1/status", headers={"Authorization": f"Bearer {secret}"})
         assert ok.status == 200
-        await admin.apply_settings(ADMIN, {"server.admins": ["other@localhost"]})
+        await admin.settings.apply(ADMIN, {"server.admins": ["other@localhost"]})
         r = await s.get(f"{url}/api/v1/status", headers={"Authorization": f"Bearer {secret}"})
         assert r.status == 403 and "no longer an administrator" in (await r.json())["error"]
 

@@ -17,9 +17,9 @@ DEPUTY = "deputy@localhost"
 @pytest.fixture
 async def server(console_server: Harness) -> Harness:
     """boss and deputy are administrators; registration is open to anyone."""
-    admin = console_server.server.web.admin
-    await admin.apply_settings(ADMIN, {"server.admins": [ADMIN, DEPUTY], "modules.register.policy": "open"})
-    await admin.create_user(ADMIN, DEPUTY, PASSWORD)
+    admin = console_server.server.services
+    await admin.settings.apply(ADMIN, {"server.admins": [ADMIN, DEPUTY], "modules.register.policy": "open"})
+    await admin.accounts.create(ADMIN, DEPUTY, PASSWORD)
     return console_server
 
 
@@ -38,7 +38,7 @@ async def test_a_new_account_under_a_deleted_administrators_name_is_no_administr
         assert r.status == 200 and "deleted" in await r.text()
     assert server.server.config.server.admins == (ADMIN,)
     assert DEPUTY not in (server.server.config.source or "").read_text()  # type: ignore[union-attr]
-    await server.server.web.admin.create_user(ADMIN, DEPUTY, PASSWORD)  # someone else, same name
+    await server.server.services.accounts.create(ADMIN, DEPUTY, PASSWORD)  # someone else, same name
     async with http_session() as newcomer:
         status, text = await admin_login(newcomer, url, DEPUTY, PASSWORD)
         assert status == 403 and "is not an administrator" in text
@@ -56,7 +56,7 @@ async def test_names_in_server_admins_cannot_be_signed_up_for(server: Harness) -
         assert b'type="result"' in await stream.register("someone", PASSWORD)  # registration itself is open
     finally:
         stream.close()
-    secret, _record = await server.server.web.admin.create_invitation(ADMIN)
+    secret, _record = await server.server.services.invitations.create(ADMIN)
     async with aiohttp.ClientSession() as s:
         r = await s.post(f"{base(server)}/invite/{secret}",
                          data={"username": "deputy", "password": PASSWORD, "password2": PASSWORD})

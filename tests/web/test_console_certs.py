@@ -13,7 +13,7 @@ import pytest
 
 from appliance.certs import selfsigned
 from appliance.certs.acme.state import AcmeState
-from appliance.web.ca_notes import ca_notes_text
+from appliance.services.ca_notes import ca_notes_text
 from tests.integration.harness import Harness, free_port
 from tests.web.console_helpers import (
     admin_login,

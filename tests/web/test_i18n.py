@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from appliance.web import catalogs, i18n
+from appliance.util import i18n
+from appliance.web import catalogs
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 

@@ -20,7 +20,7 @@ def server(console_server: Harness) -> Harness:
 
 
 async def _link(h: Harness) -> str:
-    secret, _record = await h.server.web.admin.create_invitation(ADMIN)
+    secret, _record = await h.server.services.invitations.create(ADMIN)
     return f"http://127.0.0.1:{h.http_port}/invite/{secret}"
 
 
@@ -40,7 +40,7 @@ async def test_concurrent_redemptions_of_one_link_create_one_account(server: Har
     assert accounts is not None
     created = [name for name in names if await accounts.exists(JID.parse(f"{name}@localhost"))]
     assert len(created) == 1, created
-    (record,) = server.server.web.admin.invitations()
+    (record,) = server.server.services.invitations.list()
     assert record.used_by == f"{created[0]}@localhost"
 
 

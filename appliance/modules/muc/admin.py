@@ -16,7 +16,7 @@ from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 
 
-class RoomError(Exception):
+class RoomError(ValueError):
     """A room operation that cannot be done, in words for an administrator."""
 
 

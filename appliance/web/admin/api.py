@@ -13,10 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
-from appliance.web.admin.service import AdminError, AdminService
+from appliance.services import Services
+from appliance.services.errors import NotFound, ServiceError
 from appliance.web.keys import ADMIN
 
-Endpoint = Callable[[web.Request, AdminService, str], Awaitable[Any]]
+Endpoint = Callable[[web.Request, Services, str], Awaitable[Any]]
 
 
 def _error(status: int, text: str) -> web.Response:
@@ -31,7 +32,7 @@ def bearer_admin(request: web.Request) -> tuple[str | None, web.Response | None]
     if scheme.lower() != "bearer" or not secret.strip():
         return None, _error(401, "missing bearer token: send 'Authorization: Bearer <token>' with a token "
                                  "created in the admin console (API tokens page)")
-    owner, why = request.app[ADMIN].api_token_owner(secret.strip())
+    owner, why = request.app[ADMIN].tokens.owner(secret.strip())
     if owner is None:
         return None, _error(401 if "unknown" in why else 403, why)
     return owner, None
@@ -45,8 +46,8 @@ def endpoint(handler: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamR
         assert actor is not None
         try:
             result = await handler(request, request.app[ADMIN], actor)
-        except AdminError as exc:
-            return _error(404 if "does not exist" in str(exc) or str(exc).startswith("There is no") else 400, str(exc))
+        except ServiceError as exc:
+            return _error(404 if isinstance(exc, NotFound) else 400, str(exc))
         if isinstance(result, web.StreamResponse):
             return result
         return web.json_response(result, dumps=lambda o: json.dumps(o, default=_plain))
@@ -66,15 +67,15 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         data = await request.json()
     except (ValueError, UnicodeDecodeError):
-        raise AdminError("the request body must be a JSON object") from None
+        raise ServiceError("the request body must be a JSON object") from None
     if not isinstance(data, dict):
-        raise AdminError("the request body must be a JSON object")
+        raise ServiceError("the request body must be a JSON object")
     return data
 
 
 @endpoint
-async def status(_request: web.Request, s: AdminService, _actor: str) -> Any:
-    st = await s.status()
+async def status(_request: web.Request, s: Services, _actor: str) -> Any:
+    st = await s.status.status()
     return {
         "version": st.version, "uptime": round(st.uptime, 1), "sessions": st.sessions, "accounts": st.accounts,
         "messages_today": st.messages_today, "database_size": st.database_size, "hosts": list(st.hosts),
@@ -84,38 +85,38 @@ async def status(_request: web.Request, s: AdminService, _actor: str) -> Any:
 
 
 @endpoint
-async def list_users(request: web.Request, s: AdminService, _actor: str) -> Any:
-    return {"users": await s.users(request.query.get("q", ""), request.query.get("host"))}
+async def list_users(request: web.Request, s: Services, _actor: str) -> Any:
+    return {"users": await s.accounts.users(request.query.get("q", ""), request.query.get("host"))}
 
 
 @endpoint
-async def create_user(request: web.Request, s: AdminService, actor: str) -> Any:
+async def create_user(request: web.Request, s: Services, actor: str) -> Any:
     body = await _body(request)
-    jid = await s.create_user(actor, str(body.get("jid", "")), str(body.get("password", "")))
+    jid = await s.accounts.create(actor, str(body.get("jid", "")), str(body.get("password", "")))
     return web.json_response({"jid": jid}, status=201)
 
 
 @endpoint
-async def delete_user(request: web.Request, s: AdminService, actor: str) -> Any:
-    await s.delete_user(actor, request.match_info["jid"])
+async def delete_user(request: web.Request, s: Services, actor: str) -> Any:
+    await s.accounts.delete(actor, request.match_info["jid"])
     return {"deleted": request.match_info["jid"]}
 
 
 @endpoint
-async def set_password(request: web.Request, s: AdminService, actor: str) -> Any:
+async def set_password(request: web.Request, s: Services, actor: str) -> Any:
     body = await _body(request)
-    await s.reset_password(actor, request.match_info["jid"], str(body.get("password", "")))
+    await s.accounts.reset_password(actor, request.match_info["jid"], str(body.get("password", "")))
     return {"changed": request.match_info["jid"]}
 
 
 @endpoint
-async def disconnect(request: web.Request, s: AdminService, actor: str) -> Any:
-    return {"disconnected": await s.disconnect(actor, request.match_info["jid"])}
+async def disconnect(request: web.Request, s: Services, actor: str) -> Any:
+    return {"disconnected": await s.accounts.disconnect(actor, request.match_info["jid"])}
 
 
 @endpoint
-async def sessions(_request: web.Request, s: AdminService, _actor: str) -> Any:
-    return {"sessions": s.sessions()}
+async def sessions(_request: web.Request, s: Services, _actor: str) -> Any:
+    return {"sessions": s.accounts.sessions()}
 
 
 def _invitation(record: Any) -> dict[str, Any]:
@@ -125,43 +126,43 @@ def _invitation(record: Any) -> dict[str, Any]:
 
 
 @endpoint
-async def list_invitations(_request: web.Request, s: AdminService, _actor: str) -> Any:
-    return {"invitations": [_invitation(i) for i in s.invitations()]}
+async def list_invitations(_request: web.Request, s: Services, _actor: str) -> Any:
+    return {"invitations": [_invitation(i) for i in s.invitations.list()]}
 
 
 @endpoint
-async def create_invitation(request: web.Request, s: AdminService, actor: str) -> Any:
+async def create_invitation(request: web.Request, s: Services, actor: str) -> Any:
     body = await _body(request) if request.can_read_body else {}
-    secret, record = await s.create_invitation(actor, body.get("host"))
+    secret, record = await s.invitations.create(actor, body.get("host"))
     url = f"{request.scheme}://{request.host}/invite/{secret}"
     return web.json_response({**_invitation(record), "url": url}, status=201)
 
 
 @endpoint
-async def revoke_invitation(request: web.Request, s: AdminService, actor: str) -> Any:
-    await s.revoke_invitation(actor, request.match_info["id"])
+async def revoke_invitation(request: web.Request, s: Services, actor: str) -> Any:
+    await s.invitations.revoke(actor, request.match_info["id"])
     return {"revoked": request.match_info["id"]}
 
 
 @endpoint
-async def get_settings(_request: web.Request, s: AdminService, _actor: str) -> Any:
-    return {"settings": {setting.name: value for setting, value in s.settings()}}
+async def get_settings(_request: web.Request, s: Services, _actor: str) -> Any:
+    return {"settings": {setting.name: value for setting, value in s.settings.current()}}
 
 
 @endpoint
-async def patch_settings(request: web.Request, s: AdminService, actor: str) -> Any:
+async def patch_settings(request: web.Request, s: Services, actor: str) -> Any:
     body = await _body(request)
-    restart = await s.apply_settings(actor, body)
+    restart = await s.settings.apply(actor, body)
     return {"applied": sorted(body), "restart_required": restart}
 
 
 @endpoint
-async def logs(request: web.Request, s: AdminService, _actor: str) -> Any:
+async def logs(request: web.Request, s: Services, _actor: str) -> Any:
     try:
         limit = max(1, min(2000, int(request.query.get("limit", "200"))))
     except ValueError:
-        raise AdminError("limit must be a number") from None
-    lines = s.logs(request.query.get("q", ""), request.query.get("level", ""), limit)
+        raise ServiceError("limit must be a number") from None
+    lines = s.status.logs(request.query.get("q", ""), request.query.get("level", ""), limit)
     return {"lines": [{"time": line.time, "level": line.level, "logger": line.logger, "message": line.message}
                       for line in lines]}
 

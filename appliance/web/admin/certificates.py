@@ -9,13 +9,14 @@ from typing import Any
 from aiohttp import web
 
 from appliance.certs.acme.state import AcmeStatus
+from appliance.services import Services
+from appliance.services.ca_notes import CA_CHECK, CA_INSTALL_NOTES, CA_INTRO, ca_fingerprint
+from appliance.services.certificates import KINDS, CertificateDesk
+from appliance.services.errors import ServiceError
+from appliance.util.i18n import _
 from appliance.web.admin.api import endpoint
 from appliance.web.admin.auth import ConsoleSession
-from appliance.web.admin.certdesk import KINDS, CertificateDesk
 from appliance.web.admin.console import _back, _page, admin_page
-from appliance.web.admin.service import AdminError, AdminService
-from appliance.web.ca_notes import CA_CHECK, CA_INSTALL_NOTES, CA_INTRO, ca_fingerprint
-from appliance.web.i18n import _
 from appliance.web.keys import ADMIN
 
 PAGE = "/admin/certificates"
@@ -25,12 +26,12 @@ CA_PATH = "ca.pem"
 
 
 def desk(request: web.Request) -> CertificateDesk:
-    return CertificateDesk(request.app[ADMIN].server)
+    return request.app[ADMIN].certificates
 
 
 def _ca_download(pem: bytes | None) -> web.Response:
     if pem is None:
-        raise AdminError(_("There is no local CA yet: the server makes one at its first start."))
+        raise ServiceError(_("There is no local CA yet: the server makes one at its first start."))
     return web.Response(body=pem, content_type=CA_TYPE,
                         headers={"Content-Disposition": f'attachment; filename="{CA_FILENAME}"'})
 
@@ -51,7 +52,7 @@ async def certificates_page(request: web.Request, session: ConsoleSession) -> we
 async def renew(request: web.Request, session: ConsoleSession) -> web.Response:
     try:
         status = await desk(request).renew(session.jid)
-    except AdminError as exc:
+    except ServiceError as exc:
         raise _back(session, PAGE, "error", str(exc)) from None
     if status.ok:
         raise _back(session, PAGE, "ok", _("The certificate was renewed: new connections use it now."))
@@ -63,7 +64,7 @@ async def renew(request: web.Request, session: ConsoleSession) -> web.Response:
 async def ca_download(request: web.Request, session: ConsoleSession) -> web.Response:
     try:
         return _ca_download(desk(request).ca_pem())
-    except AdminError as exc:
+    except ServiceError as exc:
         raise _back(session, PAGE, "error", str(exc)) from None
 
 
@@ -78,7 +79,7 @@ def _status_json(status: AcmeStatus | None) -> dict[str, Any] | None:
 
 
 @endpoint
-async def list_certificates(request: web.Request, _s: AdminService, _actor: str) -> Any:
+async def list_certificates(request: web.Request, _s: Services, _actor: str) -> Any:
     d = desk(request)
     now = dt.datetime.now(dt.UTC)
     return {
@@ -92,13 +93,13 @@ async def list_certificates(request: web.Request, _s: AdminService, _actor: str)
 
 
 @endpoint
-async def renew_certificate(request: web.Request, _s: AdminService, actor: str) -> Any:
+async def renew_certificate(request: web.Request, _s: Services, actor: str) -> Any:
     status = await desk(request).renew(actor)
     return web.json_response(_status_json(status), status=200 if status.ok else 502)
 
 
 @endpoint
-async def ca_certificate(request: web.Request, _s: AdminService, _actor: str) -> Any:
+async def ca_certificate(request: web.Request, _s: Services, _actor: str) -> Any:
     return _ca_download(desk(request).ca_pem())
 
 

@@ -9,15 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
-from appliance.core.accounts import AccountService
+from appliance.services import Services
+from appliance.services.errors import ServiceError, audit
+from appliance.services.settings import form_value
+from appliance.util.i18n import _, lazy
 from appliance.web.admin import auth
 from appliance.web.admin.auth import ConsoleSession, ConsoleSessions
-from appliance.web.admin.certdesk import CertificateDesk
-from appliance.web.admin.service import AdminError, AdminService, audit, form_value
-from appliance.web.i18n import _, lazy
 from appliance.web.keys import ADMIN, CONSOLE_SESSIONS
 from appliance.web.pages import render
-from appliance.xmpp.jid import JID, JIDError
 
 Page = Callable[[web.Request, ConsoleSession], Awaitable[web.StreamResponse]]
 
@@ -41,7 +40,7 @@ def admin_page(handler: Page) -> Callable[[web.Request], Awaitable[web.StreamRes
         if session is None:
             reason = "expired" if sid else ""
             raise web.HTTPSeeOther(f"/admin/login?reason={reason}" if reason else "/admin/login")
-        if not request.app[ADMIN].is_admin(session.jid):
+        if not request.app[ADMIN].admins.is_admin(session.jid):
             sessions.end(sid)
             return _denied(request, _("%(jid)s is no longer an administrator (it is not listed in "
                                       "server.admins).", jid=session.jid))
@@ -57,7 +56,7 @@ def admin_page(handler: Page) -> Callable[[web.Request], Awaitable[web.StreamRes
 
 def _page(request: web.Request, session: ConsoleSession, template: str, **context: Any) -> web.Response:
     flash, session.flash = session.flash, None
-    alerts = CertificateDesk(request.app[ADMIN].server).alerts()  # expiring certificates, failed renewal
+    alerts = request.app[ADMIN].certificates.alerts()  # expiring certificates, failed renewal
     return render(request, template, nav=NAV, admin=session.jid, csrf=session.csrf, flash=flash,
                   cert_alerts=alerts, **context)
 
@@ -88,7 +87,7 @@ async def login_form(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     sessions: ConsoleSessions = request.app[CONSOLE_SESSIONS]
-    service: AdminService = request.app[ADMIN]
+    service: Services = request.app[ADMIN]
     token = request.cookies.get(auth.LOGIN_CSRF_COOKIE) or ""
     if not auth.csrf_ok(token, form.get("csrf")):
         return _denied(request, _("The form's security token is missing or wrong (CSRF check). "
@@ -106,20 +105,15 @@ async def login(request: web.Request) -> web.StreamResponse:
         _count_failure(service, "throttled")
         minutes = max(1, round(blocked / 60))
         return again(_("Too many failed logins. Try again in %(minutes)s minutes.", minutes=minutes), 429)
-    try:
-        jid = JID.parse(account)
-        valid_address = jid.local is not None and jid.resource is None
-    except JIDError:
-        valid_address = False
-    accounts: AccountService | None = service.server.accounts
-    if not valid_address or accounts is None or not await accounts.verify_plain(jid.bare(), password):
+    jid = await service.accounts.verify(account, password)
+    if jid is None:
         sessions.throttle.failed(ip, key)
         _count_failure(service, "password")
         audit.warning("console: failed login as %r from %s", key[:100], ip)
         return again(_("Wrong address or password."), 401)
     sessions.throttle.succeeded(ip, key)
-    bare = str(jid.bare())
-    if not service.is_admin(bare):
+    bare = str(jid)
+    if not service.admins.is_admin(bare):
         return again(_("%(jid)s is not an administrator of this server. Administrators are listed in "
                        "server.admins in parlour.toml.", jid=bare), 403)
     sid, _session = sessions.create(bare)
@@ -129,11 +123,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-def _count_failure(service: AdminService, reason: str) -> None:
+def _count_failure(service: Services, reason: str) -> None:
     """For /metrics: parlour_console_login_failures_total{reason="password"|"throttled"}."""
-    stats = service.server.stats
-    name = f"console_login_failures_{reason}"
-    stats[name] = stats.get(name, 0) + 1
+    service.status.count(f"console_login_failures_{reason}")
 
 
 @admin_page
@@ -148,7 +140,7 @@ async def logout(request: web.Request, session: ConsoleSession) -> web.StreamRes
 
 @admin_page
 async def dashboard(request: web.Request, session: ConsoleSession) -> web.Response:
-    status = await request.app[ADMIN].status()
+    status = await request.app[ADMIN].status.status()
     now = time.time()
     return _page(request, session, "admin/dashboard.html", st=status, now=now)
 
@@ -156,18 +148,18 @@ async def dashboard(request: web.Request, session: ConsoleSession) -> web.Respon
 @admin_page
 async def users(request: web.Request, session: ConsoleSession) -> web.Response:
     query = request.query.get("q", "")
-    service = request.app[ADMIN]
-    return _page(request, session, "admin/users.html", users=await service.users(query), query=query,
-                 host=service.default_host())
+    accounts = request.app[ADMIN].accounts
+    return _page(request, session, "admin/users.html", users=await accounts.users(query), query=query,
+                 host=accounts.default_host())
 
 
-def _admin_service(request: web.Request) -> AdminService:
+def _services(request: web.Request) -> Services:
     return request.app[ADMIN]
 
 
 def _action(do: Callable[[Any, str, Any], Awaitable[str]], to: str,
-            target: Callable[[web.Request], Any] = _admin_service) -> Callable[..., Any]:
-    """A POST that runs one call on `target` (default: the AdminService) and comes back to `to` with its
+            target: Callable[[web.Request], Any] = _services) -> Callable[..., Any]:
+    """A POST that runs one call on `target` (default: the Services) and comes back to `to` with its
     result as a notice."""
 
     @admin_page
@@ -175,84 +167,84 @@ def _action(do: Callable[[Any, str, Any], Awaitable[str]], to: str,
         form = await request.post()
         try:
             message = await do(target(request), session.jid, form)
-        except AdminError as exc:
+        except ServiceError as exc:
             raise _back(session, to, "error", str(exc)) from None
         raise _back(session, to, "ok", message)
 
     return handler
 
 
-async def _create_user(s: AdminService, actor: str, form: Any) -> str:
-    jid = await s.create_user(actor, str(form.get("jid", "")), str(form.get("password", "")))
+async def _create_user(s: Services, actor: str, form: Any) -> str:
+    jid = await s.accounts.create(actor, str(form.get("jid", "")), str(form.get("password", "")))
     return _("Account %(jid)s created.", jid=jid)
 
 
-async def _reset_password(s: AdminService, actor: str, form: Any) -> str:
-    await s.reset_password(actor, str(form.get("jid", "")), str(form.get("password", "")))
+async def _reset_password(s: Services, actor: str, form: Any) -> str:
+    await s.accounts.reset_password(actor, str(form.get("jid", "")), str(form.get("password", "")))
     return _("Password of %(jid)s changed.", jid=form.get("jid", ""))
 
 
-async def _delete_user(s: AdminService, actor: str, form: Any) -> str:
-    await s.delete_user(actor, str(form.get("jid", "")))
+async def _delete_user(s: Services, actor: str, form: Any) -> str:
+    await s.accounts.delete(actor, str(form.get("jid", "")))
     return _("Account %(jid)s deleted.", jid=form.get("jid", ""))
 
 
-async def _disconnect(s: AdminService, actor: str, form: Any) -> str:
-    count = await s.disconnect(actor, str(form.get("jid", "")))
+async def _disconnect(s: Services, actor: str, form: Any) -> str:
+    count = await s.accounts.disconnect(actor, str(form.get("jid", "")))
     return _("%(jid)s disconnected (%(count)s sessions).", jid=form.get("jid", ""), count=count)
 
 
-async def _revoke_invitation(s: AdminService, actor: str, form: Any) -> str:
-    await s.revoke_invitation(actor, str(form.get("id", "")))
+async def _revoke_invitation(s: Services, actor: str, form: Any) -> str:
+    await s.invitations.revoke(actor, str(form.get("id", "")))
     return _("Invitation revoked.")
 
 
-async def _revoke_token(s: AdminService, actor: str, form: Any) -> str:
-    await s.revoke_api_token(actor, str(form.get("id", "")))
+async def _revoke_token(s: Services, actor: str, form: Any) -> str:
+    await s.tokens.revoke(actor, str(form.get("id", "")))
     return _("API token revoked.")
 
 
 @admin_page
 async def invitations(request: web.Request, session: ConsoleSession) -> web.Response:
-    service = request.app[ADMIN]
-    return _page(request, session, "admin/invitations.html", invitations=service.invitations(), now=time.time(),
-                 enabled=service.server.config.console.invitations, new_link=None)
+    invitations = request.app[ADMIN].invitations
+    return _page(request, session, "admin/invitations.html", invitations=invitations.list(), now=time.time(),
+                 enabled=invitations.enabled, new_link=None)
 
 
 @admin_page
 async def create_invitation(request: web.Request, session: ConsoleSession) -> web.Response:
-    service = request.app[ADMIN]
+    invitations = request.app[ADMIN].invitations
     try:
-        secret, _record = await service.create_invitation(session.jid)
-    except AdminError as exc:
+        secret, _record = await invitations.create(session.jid)
+    except ServiceError as exc:
         raise _back(session, "/admin/invitations", "error", str(exc)) from None
     link = f"{request.scheme}://{request.host}/invite/{secret}"
-    return _page(request, session, "admin/invitations.html", invitations=service.invitations(), now=time.time(),
+    return _page(request, session, "admin/invitations.html", invitations=invitations.list(), now=time.time(),
                  enabled=True, new_link=link)
 
 
 @admin_page
 async def sessions_page(request: web.Request, session: ConsoleSession) -> web.Response:
-    return _page(request, session, "admin/sessions.html", sessions=request.app[ADMIN].sessions())
+    return _page(request, session, "admin/sessions.html", sessions=request.app[ADMIN].accounts.sessions())
 
 
 @admin_page
 async def settings(request: web.Request, session: ConsoleSession) -> web.Response:
-    return _page(request, session, "admin/settings.html", settings=request.app[ADMIN].settings(), restart=None)
+    return _page(request, session, "admin/settings.html", settings=request.app[ADMIN].settings.current(), restart=None)
 
 
 @admin_page
 async def save_settings(request: web.Request, session: ConsoleSession) -> web.Response:
-    service = request.app[ADMIN]
+    settings_service = request.app[ADMIN].settings
     form = await request.post()
     values: dict[str, object] = {}
     try:
-        for setting, current in service.settings():
+        for setting, current in settings_service.current():
             value = form_value(setting, form.get(setting.name))  # type: ignore[arg-type]
             if _toml_differs(setting, value, current):
                 values[setting.name] = value
-        restart = await service.apply_settings(session.jid, values) if values else []
-    except AdminError as exc:
+        restart = await settings_service.apply(session.jid, values) if values else []
+    except ServiceError as exc:
         raise _back(session, "/admin/settings", "error", str(exc)) from None
     text = (_("Saved. A restart is required for: %(keys)s.", keys=", ".join(restart)) if restart
             else _("Saved and applied."))
@@ -272,21 +264,21 @@ def _toml_differs(setting: Any, value: object, current: str) -> bool:
 @admin_page
 async def logs(request: web.Request, session: ConsoleSession) -> web.Response:
     query, level = request.query.get("q", ""), request.query.get("level", "")
-    lines = request.app[ADMIN].logs(query, level)
+    lines = request.app[ADMIN].status.logs(query, level)
     return _page(request, session, "admin/logs.html", lines=lines, query=query, level=level)
 
 
 @admin_page
 async def tokens(request: web.Request, session: ConsoleSession) -> web.Response:
-    return _page(request, session, "admin/tokens.html", tokens=request.app[ADMIN].api_tokens(), new_token=None)
+    return _page(request, session, "admin/tokens.html", tokens=request.app[ADMIN].tokens.list(), new_token=None)
 
 
 @admin_page
 async def create_token(request: web.Request, session: ConsoleSession) -> web.Response:
     form = await request.post()
-    service = request.app[ADMIN]
-    secret, _record = await service.create_api_token(session.jid, str(form.get("label", "")))
-    return _page(request, session, "admin/tokens.html", tokens=service.api_tokens(), new_token=secret)
+    api_tokens = request.app[ADMIN].tokens
+    secret, _record = await api_tokens.create(session.jid, str(form.get("label", "")))
+    return _page(request, session, "admin/tokens.html", tokens=api_tokens.list(), new_token=secret)
 
 
 async def to_dashboard(_request: web.Request) -> web.StreamResponse:

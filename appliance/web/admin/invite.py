@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from appliance.web.admin.service import AdminError
-from appliance.web.i18n import _
+from appliance.services.errors import ServiceError
+from appliance.util.i18n import _
 from appliance.web.keys import ADMIN
 from appliance.web.pages import render
 
@@ -17,16 +17,16 @@ def _gone(request: web.Request) -> web.Response:
 
 
 async def invite_form(request: web.Request) -> web.Response:
-    record = request.app[ADMIN].open_invitation(request.match_info["token"])
+    record = request.app[ADMIN].invitations.open(request.match_info["token"])
     if record is None:
         return _gone(request)
     return render(request, "invite.html", host=record.host, invalid=False)
 
 
 async def invite_signup(request: web.Request) -> web.Response:
-    service = request.app[ADMIN]
+    invitations = request.app[ADMIN].invitations
     secret = request.match_info["token"]
-    record = service.open_invitation(secret)
+    record = invitations.open(secret)
     if record is None:
         return _gone(request)
     form = await request.post()
@@ -35,8 +35,8 @@ async def invite_signup(request: web.Request) -> web.Response:
         return render(request, "invite.html", status=400, host=record.host, invalid=False, username=username,
                       error=_("The two passwords differ."))
     try:
-        jid = await service.accept_invitation(secret, username, password)
-    except AdminError as exc:
+        jid = await invitations.accept(secret, username, password)
+    except ServiceError as exc:
         return render(request, "invite.html", status=400, host=record.host, invalid=False, username=username,
                       error=str(exc))
     return render(request, "invite_done.html", jid=jid, host=record.host)

@@ -6,7 +6,6 @@ Open to loopback (a local Prometheus or node exporter); from elsewhere it needs 
 from __future__ import annotations
 
 import asyncio
-import time
 
 from aiohttp import web
 
@@ -29,13 +28,10 @@ async def metrics(request: web.Request) -> web.Response:
         _actor, denied = bearer_admin(request)
         if denied is not None:
             return denied
-    service = request.app[ADMIN]
-    server = service.server
-    stats = server.stats
-    accounts = server.accounts
-    assert accounts is not None
-    per_host = [(h, server.sessions.count_host(h)) for h in server.hosts]
-    counts = [(h, await accounts.count(h)) for h in server.hosts]
+    status = request.app[ADMIN].status
+    stats = status.stats
+    per_host = [(h, status.sessions.count_host(h)) for h in status.hosts]
+    counts = [(h, await status.accounts.count(h)) for h in status.hosts]
     lines: list[str] = []
     lines += _metric("parlour_sessions", "gauge", "Bound client sessions.",
                      [(f'{{host="{h}"}}', n) for h, n in per_host])
@@ -53,10 +49,10 @@ async def metrics(request: web.Request) -> web.Response:
                      [(f'{{reason="{r}"}}', stats.get(f"console_login_failures_{r}", 0))
                       for r in ("password", "throttled")])
     lines += _metric("parlour_database_size_bytes", "gauge", "Size of the SQLite database and its WAL.",
-                     [("", await asyncio.to_thread(service.database_size))])
+                     [("", await asyncio.to_thread(status.database_size))])
     lines += _metric("parlour_uptime_seconds", "gauge", "Seconds since the server started.",
-                     [("", round(time.time() - server.started_at, 3))])
-    for cert in server.certs.info() if server.certs is not None else []:
+                     [("", round(status.uptime(), 3))])
+    for cert in status.certificates():
         lines += _metric("parlour_certificate_expiry_timestamp_seconds", "gauge", "When a certificate expires.",
                          [(f'{{name="{cert.names[0] if cert.names else cert.subject}"}}', cert.not_after.timestamp())])
     return web.Response(text="\n".join(lines) + "\n", headers={"Content-Type": CONTENT_TYPE})

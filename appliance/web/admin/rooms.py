@@ -1,145 +1,28 @@
 """Chat rooms in the console (/admin/rooms) and the API (/api/v1/rooms): list, create, destroy, owners.
 
-Every change goes through the `RoomAdmin` each host's MUC service publishes, so occupants are told at
-once; every change is logged on "appliance.admin" with the administrator who made it.
+Thin handlers over `services.rooms.RoomDesk`, which does the work and the audit log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from appliance.modules.muc.admin import RoomAdmin, RoomError
-from appliance.modules.muc.service import RoomSummary
+from appliance.services import Services
+from appliance.services.errors import ServiceError
+from appliance.services.rooms import RoomDesk, RoomView
+from appliance.util.i18n import _
 from appliance.web.admin.api import _body, endpoint
 from appliance.web.admin.auth import ConsoleSession
 from appliance.web.admin.console import _action, _page, admin_page
-from appliance.web.admin.service import AdminError, AdminService, audit
-from appliance.web.i18n import _
 from appliance.web.keys import ADMIN
-from appliance.xmpp.jid import JID, JIDError
-
-if TYPE_CHECKING:
-    from appliance.app import Parlour as Server
 
 PAGE = "/admin/rooms"
 
 
-class RoomDesk:
-    """Room administration across every host's chat service, with translated errors and an audit line."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-
-    def services(self) -> dict[str, RoomAdmin]:
-        """Chat service domain → its RoomAdmin (hosts with group chat turned off have none)."""
-        out = {}
-        for host in self.server.hosts.values():
-            admin = host.services.get(RoomAdmin)
-            if admin is not None:
-                out[admin.domain] = admin
-        return out
-
-    async def rooms(self) -> list[RoomSummary]:
-        out: list[RoomSummary] = []
-        for admin in self.services().values():
-            out += await admin.list()
-        return out
-
-    def _room(self, text: str) -> tuple[RoomAdmin, str]:
-        """The service and local name of "name@conference.host" (or "name" on the first service)."""
-        services = self.services()
-        if not services:
-            raise AdminError(_("Group chat is turned off on every host of this server."))
-        text = text.strip()
-        if "@" not in text:
-            text = f"{text}@{next(iter(services))}"
-        try:
-            jid = JID.parse(text)
-        except JIDError:
-            jid = None
-        if jid is None or not jid.local or jid.resource is not None:
-            raise AdminError(_("%(text)s is not a room address like lounge@%(service)s.", text=text,
-                               service=next(iter(services))))
-        admin = services.get(jid.domain)
-        if admin is None:
-            raise AdminError(_("%(domain)s is not a chat service of this server.", domain=jid.domain))
-        return admin, jid.local
-
-    @staticmethod
-    def _owners(owners: Iterable[str]) -> list[str]:
-        out = []
-        for text in owners:
-            text = text.strip()
-            if not text:
-                continue
-            try:
-                jid = JID.parse(text)
-            except JIDError:
-                jid = None
-            if jid is None or not jid.local or jid.resource is not None:
-                raise AdminError(_("%(text)s is not an account address like alice@example.org.", text=text))
-            out.append(str(jid))
-        if not out:
-            raise AdminError(_("A room needs at least one owner."))
-        return out
-
-    async def _exists(self, admin: RoomAdmin, name: str) -> bool:
-        return any(r.jid == f"{name}@{admin.domain}" for r in await admin.list())
-
-    async def create(self, actor: str, room: str, owners: Iterable[str], *, title: str = "",
-                     public: bool = True) -> str:
-        admin, name = self._room(room)
-        owner_list = self._owners(owners)
-        if await self._exists(admin, name):
-            raise AdminError(_("The room %(jid)s already exists.", jid=f"{name}@{admin.domain}"))
-        try:
-            jid = await admin.create(name, owner_list, title=title.strip(), public=public)
-        except (RoomError, ValueError) as exc:
-            raise AdminError(str(exc)) from None
-        audit.info("admin %s: created room %s (owners %s)", actor, jid, ", ".join(owner_list))
-        return jid
-
-    async def destroy(self, actor: str, room: str, *, reason: str = "", alternate: str = "") -> str:
-        admin, name = self._room(room)
-        jid = f"{name}@{admin.domain}"
-        alternate = alternate.strip()
-        if alternate:
-            try:
-                JID.parse(alternate)
-            except JIDError:
-                raise AdminError(_("%(text)s is not a room address like lounge@%(service)s.", text=alternate,
-                                   service=admin.domain)) from None
-        await self._existing(admin, name)
-        try:
-            await admin.destroy(name, reason=reason.strip(), alternate=alternate)
-        except RoomError as exc:
-            raise AdminError(str(exc)) from None
-        audit.info("admin %s: destroyed room %s (reason %r, alternate venue %s)", actor, jid, reason.strip(),
-                   alternate or "none")
-        return jid
-
-    async def set_owners(self, actor: str, room: str, owners: Iterable[str]) -> tuple[str, list[str]]:
-        admin, name = self._room(room)
-        owner_list = self._owners(owners)
-        await self._existing(admin, name)
-        try:
-            await admin.set_owners(name, owner_list)
-        except (RoomError, ValueError) as exc:
-            raise AdminError(str(exc)) from None
-        jid = f"{name}@{admin.domain}"
-        audit.info("admin %s: set the owners of room %s to %s", actor, jid, ", ".join(owner_list))
-        return jid, owner_list
-
-    async def _existing(self, admin: RoomAdmin, name: str) -> None:
-        if not await self._exists(admin, name):
-            raise AdminError(_("There is no room %(jid)s.", jid=f"{name}@{admin.domain}"))
-
-
 def desk(request: web.Request) -> RoomDesk:
-    return RoomDesk(request.app[ADMIN].server)
+    return request.app[ADMIN].rooms
 
 
 def _split(text: object) -> list[str]:
@@ -176,29 +59,29 @@ async def _owners(d: RoomDesk, actor: str, form: Any) -> str:
 
 # -- API --------------------------------------------------------------------------------------------
 
-def _json(room: RoomSummary) -> dict[str, Any]:
+def _json(room: RoomView) -> dict[str, Any]:
     return {"jid": room.jid, "name": room.name, "persistent": room.persistent, "public": room.public,
             "members_only": room.members_only, "occupants": room.occupants, "owners": list(room.owners)}
 
 
 @endpoint
-async def list_rooms(request: web.Request, _s: AdminService, _actor: str) -> Any:
+async def list_rooms(request: web.Request, _s: Services, _actor: str) -> Any:
     return {"rooms": [_json(r) for r in await desk(request).rooms()]}
 
 
 @endpoint
-async def create_room(request: web.Request, _s: AdminService, actor: str) -> Any:
+async def create_room(request: web.Request, _s: Services, actor: str) -> Any:
     body = await _body(request)
     owners = body.get("owners", [actor])
     if not isinstance(owners, list):
-        raise AdminError("owners must be a list of account addresses")
+        raise ServiceError("owners must be a list of account addresses")
     jid = await desk(request).create(actor, str(body.get("jid", "")), [str(o) for o in owners],
                                      title=str(body.get("title", "")), public=bool(body.get("public", True)))
     return web.json_response({"jid": jid}, status=201)
 
 
 @endpoint
-async def destroy_room(request: web.Request, _s: AdminService, actor: str) -> Any:
+async def destroy_room(request: web.Request, _s: Services, actor: str) -> Any:
     body = await _body(request) if request.can_read_body else {}
     reason = str(body.get("reason", request.query.get("reason", "")))
     alternate = str(body.get("alternate", request.query.get("alternate", "")))
@@ -207,10 +90,10 @@ async def destroy_room(request: web.Request, _s: AdminService, actor: str) -> An
 
 
 @endpoint
-async def set_owners(request: web.Request, _s: AdminService, actor: str) -> Any:
+async def set_owners(request: web.Request, _s: Services, actor: str) -> Any:
     owners = (await _body(request)).get("owners")
     if not isinstance(owners, list):
-        raise AdminError("owners must be a list of account addresses")
+        raise ServiceError("owners must be a list of account addresses")
     jid, owner_list = await desk(request).set_owners(actor, request.match_info["jid"], [str(o) for o in owners])
     return {"jid": jid, "owners": owner_list}
 
@@ -227,4 +110,4 @@ def setup(app: web.Application) -> None:
     r.add_put("/api/v1/rooms/{jid}/owners", set_owners)
 
 
-__all__ = ["RoomDesk", "setup"]
+__all__ = ["setup"]

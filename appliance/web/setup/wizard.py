@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from appliance.config.spec import check_domain
-from appliance.web import i18n
-from appliance.web.i18n import _
+from appliance.util import i18n
+from appliance.util.i18n import _
 from appliance.web.pages import render
 from appliance.web.setup.answers import SetupAnswers, SetupError
 from appliance.web.setup.namecheck import NameCheck, check_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from appliance.web.i18n import _, lazy
+from appliance.util.i18n import _, lazy
 
 CA_INSTALL_NOTES: tuple[tuple[str, str], ...] = (
     ("Windows", lazy('Double-click the .crt file > Install Certificate > Local Machine > "Trusted Root '

@@ -1,23 +1,22 @@
 """What the console and the API know and do about certificates: every served certificate, the ACME
 status, "renew now", the local CA, and the alerts shown on every console page.
 
-All of it comes from the server's `CertificateCare` (certs/care.py); renewing goes through
-`CertificateCare.renew_now`, the code path of `parlour cert renew`.
+All of it comes from the server's `CertificateCare` (certs/care.py) and certificate store; renewing goes
+through `CertificateCare.renew_now`, the code path of `parlour cert renew`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from appliance.certs.acme.state import AcmeStatus
-from appliance.certs.care import CertificateView
-from appliance.web.admin.service import AdminError, audit
-from appliance.web.i18n import _, lazy
-
-if TYPE_CHECKING:
-    from appliance.app import Parlour as Server
+from appliance.certs.care import CertificateCare, CertificateView
+from appliance.certs.store import CertificateStore
+from appliance.config.model import Config
+from appliance.services.errors import ServiceError, audit
+from appliance.util.i18n import _, lazy
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +30,15 @@ ACME_OFF = lazy("Automatic certificates (ACME) are not enabled on this server, s
 class CertificateDesk:
     """Certificates of one running server, for the console and the API."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.care = server.cert_care
+    def __init__(self, care: CertificateCare | None, store: CertificateStore | None,
+                 config: Callable[[], Config]) -> None:
+        self.care = care
+        self.store = store
+        self.config = config
 
     @property
     def acme_enabled(self) -> bool:
-        return self.server.config.acme.enabled
+        return self.config().acme.enabled
 
     def certificates(self, now: dt.datetime | None = None) -> list[CertificateView]:
         return self.care.certificates(now) if self.care is not None else []
@@ -56,23 +57,24 @@ class CertificateDesk:
         return out
 
     async def renew(self, actor: str) -> AcmeStatus:
-        """Order a certificate now; AdminError in plain words when ACME is off or the attempt broke."""
+        """Order a certificate now; ServiceError in plain words when ACME is off or the attempt broke."""
         if self.care is None or not self.acme_enabled:
-            raise AdminError(_(ACME_OFF))
+            raise ServiceError(_(ACME_OFF))
         audit.info("admin %s: asked for certificate renewal now", actor)
         try:
             status = await self.care.renew_now()
         except Exception:
             log.exception("Certificate renewal asked for in the console failed")
-            raise AdminError(_("The renewal stopped because of an internal error; the log has the details.")) from None
+            raise ServiceError(
+                _("The renewal stopped because of an internal error; the log has the details.")) from None
         if status is None:
-            raise AdminError(_(ACME_OFF))
+            raise ServiceError(_(ACME_OFF))
         audit.info("admin %s: certificate renewal %s", actor, "succeeded" if status.ok else "failed")
         return status
 
     def ca_pem(self) -> bytes | None:
         """The local CA certificate (PEM), or None before the server made one."""
-        certs = self.server.certs
+        certs = self.store
         if certs is None:
             return None
         try:

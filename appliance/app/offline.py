@@ -1,0 +1,53 @@
+"""The services the CLI uses on a stopped server: the same ones the console calls, on the stored data."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from appliance.app.storage import Storage
+from appliance.config.model import Config
+from appliance.core.accounts import AccountService
+from appliance.core.sessions import SessionDirectory
+from appliance.modules.muc import defaults_from
+from appliance.modules.muc.admin import RoomAdmin
+from appliance.services.accounts import AccountAdmin
+from appliance.services.rooms import RoomDesk, RoomManager
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineServices:
+    """Account and room administration without a running server (nobody is online to tell)."""
+
+    accounts: AccountAdmin
+    rooms: RoomDesk
+
+
+def stored_room_managers(config: Config, storage: Storage) -> list[RoomManager]:
+    """A RoomAdmin on the stored rooms of each host's chat service (hosts with group chat off have none)."""
+    out: list[RoomManager] = []
+    for host in config.hosts:
+        options = host.modules.muc
+        out.append(RoomAdmin(storage.stores.muc, f"{options.subdomain}.{host.name}", defaults_from(options),
+                             now=time.time()))
+    return out
+
+
+@asynccontextmanager
+async def offline_services(config: Config) -> AsyncIterator[OfflineServices]:
+    """The services on `<state_dir>/parlour.db`, opened once and closed (all writes committed) on exit."""
+    storage = await Storage.open(config.server.state_dir)
+    try:
+        accounts = AccountService(storage.stores.accounts, iterations=config.limits.scram_iterations)
+        managers = stored_room_managers(config, storage)
+        yield OfflineServices(
+            accounts=AccountAdmin(accounts, SessionDirectory(), [h.name for h in config.hosts], admins=None),
+            rooms=RoomDesk(lambda: managers),
+        )
+    finally:
+        await storage.close()
+
+
+__all__ = ["OfflineServices", "offline_services", "stored_room_managers"]

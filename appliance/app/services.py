@@ -1,0 +1,55 @@
+"""The service layer of a running server, wired from its parts (and nothing more than each service needs)."""
+
+from __future__ import annotations
+
+from appliance.certs.care import CertificateCare
+from appliance.certs.store import CertificateStore
+from appliance.config.model import Config
+from appliance.core.accounts import AccountService
+from appliance.core.server import XmppCore
+from appliance.modules.muc.admin import RoomAdmin
+from appliance.services import Services
+from appliance.services.accounts import AccountAdmin
+from appliance.services.admins import Administrators
+from appliance.services.certificates import CertificateDesk
+from appliance.services.invitations import Invitations
+from appliance.services.rooms import RoomDesk, RoomManager
+from appliance.services.settings import Reload, Settings
+from appliance.services.status import ServerStatus
+from appliance.services.tokens import ApiTokens
+from appliance.storage.tokens import TokenFile
+from appliance.util.logbuffer import RingBufferHandler
+
+
+def live_room_managers(core: XmppCore) -> list[RoomManager]:
+    """The RoomAdmin each host's MUC module publishes (hosts with group chat off have none)."""
+    managers = (host.services.get(RoomAdmin) for host in core.hosts.values())
+    return [manager for manager in managers if manager is not None]
+
+
+def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload, certs: CertificateStore,
+                     cert_care: CertificateCare, log_buffer: RingBufferHandler | None) -> Services:
+    """Every service the console and the API call, on the running core."""
+
+    def config() -> Config:  # the running configuration: reload replaces it
+        return core.config
+
+    tokens = TokenFile(core.config.server.state_dir)
+    settings = Settings(config, reload)
+    admins = Administrators(config, tokens, settings)
+    account_admin = AccountAdmin(accounts, core.sessions, tuple(core.hosts), admins=admins)
+    return Services(
+        accounts=account_admin,
+        admins=admins,
+        invitations=Invitations(tokens, accounts, account_admin, admins, config),
+        tokens=ApiTokens(tokens, admins.is_admin),
+        settings=settings,
+        status=ServerStatus(accounts=account_admin, sessions=core.sessions, stats=core.stats, certs=certs,
+                            state_dir=core.config.server.state_dir, started_at=core.started_at,
+                            log_buffer=log_buffer),
+        rooms=RoomDesk(lambda: live_room_managers(core)),
+        certificates=CertificateDesk(cert_care, certs, config),
+    )
+
+
+__all__ = ["live_room_managers", "running_services"]

@@ -1,0 +1,35 @@
+"""What the console, the JSON API, the CLI and the setup wizard share: one service per concern.
+
+Each service gets its collaborators in its constructor (appliance/app builds them); none sees the
+whole server. `Services` is the record of those a running server hands to its web console.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.services.accounts import AccountAdmin
+from appliance.services.admins import Administrators
+from appliance.services.certificates import CertificateDesk
+from appliance.services.invitations import Invitations
+from appliance.services.rooms import RoomDesk
+from appliance.services.settings import Settings
+from appliance.services.status import ServerStatus
+from appliance.services.tokens import ApiTokens
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The services of one running server, as the admin console and the API use them."""
+
+    accounts: AccountAdmin
+    admins: Administrators
+    invitations: Invitations
+    tokens: ApiTokens
+    settings: Settings
+    status: ServerStatus
+    rooms: RoomDesk
+    certificates: CertificateDesk
+
+
+__all__ = ["Services"]

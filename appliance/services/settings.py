@@ -1,0 +1,123 @@
+"""The keys of parlour.toml that administrators change while the server runs (console, API)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.config import Config, ConfigError, parse_config, spec
+from appliance.config.edit import set_key
+from appliance.services.errors import ServiceError, audit
+from appliance.util.files import write_atomically
+from appliance.util.i18n import _
+
+Reload = Callable[[Config], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A key the console edits (the ones setup writes), with its schema entry."""
+
+    table: str
+    key: spec.Key
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}.{self.key.name}"
+
+
+def form_value(setting: Setting, raw: str | None) -> object:
+    """A form field as the TOML value for its key (the loader then validates it)."""
+    kind = setting.key.kind
+    if isinstance(kind, spec.Bool):
+        return raw in ("on", "true", "1", "yes")
+    raw = (raw or "").strip()
+    if isinstance(kind, spec.Int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ServiceError(_("%(name)s: %(allowed)s", name=setting.name, allowed=kind.allowed())) from None
+    if isinstance(kind, spec.ListOf):
+        return [item.strip() for item in raw.replace("\n", ",").split(",") if item.strip()]
+    if isinstance(kind, spec.Size | spec.Duration) and raw.isdigit():
+        return int(raw)
+    return raw
+
+
+# Keys applied live by a reload; the others are written and need a restart.
+SETTING_NAMES = (
+    "modules.register.policy", "modules.register.min_password_length", "console.invitations",
+    "console.invitation_lifetime", "console.language", "modules.offline.max_messages", "logging.level",
+    "server.admins", "modules.mam.retention", "modules.upload.quota", "c2s.require_encryption",
+)
+
+
+def editable() -> list[Setting]:
+    tables = {t.path: t for top in spec.SECTIONS for t in top.walk()}
+    out = []
+    for name in SETTING_NAMES:
+        table, _sep, key = name.rpartition(".")
+        found = tables.get(table)
+        entry = found.key(key) if found is not None else None
+        if entry is not None:  # a feature's keys appear once its module exists
+            out.append(Setting(table, entry))
+    return out
+
+
+def parse_file_text(text: str, path: Path) -> Config:
+    """Validate the text meant for `path` with the config loader (relative paths resolve beside it)."""
+    return dataclasses.replace(parse_config(text, str(path)), source=path)
+
+
+class Settings:
+    """Reads the running configuration (`config`) and changes parlour.toml, then applies it (`reload`)."""
+
+    def __init__(self, config: Callable[[], Config], reload: Reload) -> None:
+        self.config = config
+        self.reload = reload
+
+    def current(self) -> list[tuple[Setting, str]]:
+        """Each editable key with its current value as TOML."""
+        config = self.config()
+        host_modules = config.hosts[0].modules if config.hosts else None
+        out = []
+        for setting in editable():
+            obj: Any = config
+            parts = setting.table.split(".")
+            if parts[0] == "modules" and host_modules is not None:
+                obj, parts = host_modules, parts[1:]
+            for part in parts:
+                obj = getattr(obj, part)
+            out.append((setting, setting.key.kind.to_toml(getattr(obj, setting.key.name))))
+        return out
+
+    async def apply(self, actor: str, values: dict[str, object]) -> list[str]:
+        """Write changed keys into parlour.toml (validated first), then reload. Returns what needs a
+        restart; raises ServiceError with the loader's problems when a value is refused."""
+        path = self.config().source
+        if path is None:
+            raise ServiceError(_("This server runs without a configuration file (development run)."))
+        known = {s.name: s for s in editable()}
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+        changed = []
+        for name, value in values.items():
+            setting = known.get(name)
+            if setting is None:
+                raise ServiceError(_("%(name)s cannot be changed here.", name=name))
+            text = set_key(text, setting.table, setting.key.name, spec.toml_literal(value))
+            changed.append(name)
+        try:
+            new = await asyncio.to_thread(parse_file_text, text, path)
+        except ConfigError as exc:
+            raise ServiceError("; ".join(p.split(": ", 1)[-1] for p in exc.problems)) from None
+        await asyncio.to_thread(write_atomically, path, text)
+        restart = await self.reload(new)
+        audit.info("admin %s: changed settings %s", actor, ", ".join(changed) or "(none)")
+        return restart
+
+
+__all__ = ["Setting", "Settings", "editable", "form_value", "parse_file_text"]
