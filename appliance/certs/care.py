@@ -19,7 +19,7 @@ from lxml import etree
 
 from appliance.certs.acme.challenges import ChallengeResponder
 from appliance.certs.acme.manager import AcmeManager
-from appliance.certs.acme.renewal import WARN_BEFORE, RenewalScheduler
+from appliance.certs.acme.renewal import RenewalScheduler, warn_before
 from appliance.certs.acme.state import AcmeState, AcmeStatus
 from appliance.certs.store import CertificateError, CertificateInfo, CertificateStore
 from appliance.config.model import Config
@@ -52,7 +52,7 @@ class CertificateView:
     info: CertificateInfo
     kind: Kind
     days_left: int
-    expiring: bool  # less than WARN_BEFORE (14 days) left
+    expiring: bool  # less than warn_before() left: 14 days, or a sixth of a short lifetime
 
 
 class CertificateCare:
@@ -113,14 +113,14 @@ class CertificateCare:
             else:
                 kind = "imported"
             left = info.not_after - now
-            out.append(CertificateView(info, kind, left.days, left < WARN_BEFORE))
+            out.append(CertificateView(info, kind, left.days, left < warn_before(info)))
         return out
 
     def acme_status(self) -> AcmeStatus | None:
         """The outcome of the last ACME attempt (None with ACME off or before the first attempt)."""
         return self.manager.state.load_status() if self.manager is not None else None
 
-    async def renew_now(self) -> AcmeStatus | None:
+    async def renew_now(self, by: str = "console") -> AcmeStatus | None:
         """Order a certificate now, the way ``parlour cert renew --force`` does (``AcmeManager.obtain``),
         through the maintenance task so backoff, status file and warnings stay in one place.
 
@@ -130,7 +130,7 @@ class CertificateCare:
             return None
         if self.scheduler is None:  # not started (yet): the same task object, without its timer
             self.scheduler = RenewalScheduler(self.store, self.manager)
-        await self.scheduler.tick(force=True)
+        await self.scheduler.tick(force=True, by=by)
         return self.manager.state.load_status()
 
     async def stop(self) -> None:

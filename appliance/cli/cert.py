@@ -53,7 +53,7 @@ def _store(config: Config):  # type: ignore[no-untyped-def]
 
 
 def _status(_args: argparse.Namespace, config: Config) -> int:
-    from appliance.certs.acme.renewal import WARN_BEFORE, renewal_due
+    from appliance.certs.acme.renewal import renewal_due, warn_before
     from appliance.certs.acme.state import AcmeState
     from appliance.certs.names import hosted_names
 
@@ -66,7 +66,7 @@ def _status(_args: argparse.Namespace, config: Config) -> int:
     for info in infos:
         days = (info.not_after - now).days
         kind = "local CA (not trusted by clients out of the box)" if info.issuer == local_ca else info.issuer
-        flag = "EXPIRED" if days < 0 else "expires soon" if info.not_after - now < WARN_BEFORE else "ok"
+        flag = "EXPIRED" if days < 0 else "expires soon" if info.not_after - now < warn_before(info) else "ok"
         print(f"{info.chain}\n  names:  {', '.join(info.names)}\n  issuer: {kind}\n"
               f"  valid until {info.not_after:%Y-%m-%d %H:%M} UTC ({days} days left, {flag}"
               + (", renewal due" if renewal_due(info, now) and not info.self_signed else "") + ")")

@@ -81,14 +81,23 @@ def _listener_certificate(folder: Path) -> tuple[Path, Path, Path]:
 
 
 @contextlib.contextmanager
-def run_pebble(folder: Path, *, http_port: int, tls_port: int) -> Iterator[Pebble]:
-    """Start challtestsrv and Pebble validating HTTP-01 on ``http_port`` and TLS-ALPN-01 on ``tls_port``."""
+def run_pebble(folder: Path, *, http_port: int, tls_port: int, validity: int | None = None,
+               blocklist: tuple[str, ...] = (), acme_port: int | None = None) -> Iterator[Pebble]:
+    """Start challtestsrv and Pebble validating HTTP-01 on ``http_port`` and TLS-ALPN-01 on ``tls_port``.
+
+    ``validity``: lifetime of issued certificates in seconds (Pebble's default is 5 years);
+    ``blocklist``: names Pebble refuses (rejectedIdentifier); ``acme_port``: keep the directory URL of
+    an earlier Pebble (a restarted CA that forgot its accounts).
+    """
     assert PEBBLE and CHALLTESTSRV, MISSING
     folder.mkdir(parents=True, exist_ok=True)
     ca, cert, key = _listener_certificate(folder)
-    acme_port, management, dns, dns_management = free_port(), free_port(), free_port(), free_port()
+    acme_port, management, dns, dns_management = acme_port or free_port(), free_port(), free_port(), free_port()
     config = folder / "pebble-config.json"
-    config.write_text(json.dumps({"pebble": {
+    extra: dict[str, object] = {"domainBlocklist": list(blocklist)}
+    if validity is not None:
+        extra["certificateValidityPeriod"] = validity
+    config.write_text(json.dumps({"pebble": {**extra,
         "listenAddress": f"127.0.0.1:{acme_port}", "managementListenAddress": f"127.0.0.1:{management}",
         "certificate": str(cert), "privateKey": str(key), "httpPort": http_port, "tlsPort": tls_port,
         "ocspResponderURL": "", "externalAccountBindingRequired": False}}))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -250,3 +251,28 @@ async def test_failed_challenge_is_explained(tmp_path: Path, pebble: Pebble, por
     assert "connection refused" in problem.message.lower() or "connect" in problem.message.lower()
     assert problem.hint.startswith(f"The authority could not connect to {DOMAIN} on port ")
     assert status.next_attempt is not None and status.failures == 1
+
+
+async def test_short_lived_certificates_are_renewed_by_the_timer_before_they_expire(
+    tmp_path: Path, ports: Ports, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Pebble issues certificates living 45 seconds: the timer itself (no clock moved by the test) must
+    # wake when a third of that is left and renew, so the served certificate never expires.
+    caplog.set_level(logging.INFO, "appliance.certs.acme.renewal")
+    with run_pebble(tmp_path / "pebble", http_port=ports.http01, tls_port=ports.https, validity=45) as pebble:
+        server = acme_server(tmp_path, pebble, ports)
+        await server.start()
+        try:
+            first = await wait_for_acme(server)
+            lifetime = first.not_valid_after_utc - first.not_valid_before_utc
+            assert lifetime <= dt.timedelta(seconds=46)
+            second = await wait_for_acme(server, serial=first.serial_number, timeout=60)
+            assert dt.datetime.now(dt.UTC) < first.not_valid_after_utc
+            due = first.not_valid_after_utc - lifetime / 3
+            assert second.not_valid_before_utc >= due - dt.timedelta(seconds=2)
+            _, writer = await direct_tls(server.ports["c2s_direct_tls"], client_context(pebble, ["xmpp-client"]))
+            assert peer(writer.get_extra_info("ssl_object")).serial_number == second.serial_number
+            writer.close()
+        finally:
+            await server.stop()
+    assert "Certificate for xmpp.test" in caplog.text and "renewal due since" in caplog.text

@@ -32,6 +32,8 @@ class AcmeStatus:
     problems: tuple[CertProblem, ...] = ()
     next_attempt: dt.datetime | None = None
     failures: int = 0  # consecutive failed attempts, for the backoff
+    by: str = ""  # who made the attempt: "timer", "console", "parlour cert renew", ...
+    request: str = ""  # the id of the renewal request it answers (``parlour cert renew`` via the server)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,6 +79,8 @@ class AcmeState:
             "problems": [p.to_json() for p in status.problems],
             "next_attempt": status.next_attempt.isoformat() if status.next_attempt else None,
             "failures": status.failures,
+            "by": status.by,
+            "request": status.request,
         })
 
     def load_status(self) -> AcmeStatus | None:
@@ -91,6 +95,8 @@ class AcmeState:
                 problems=tuple(CertProblem.from_json(p) for p in data.get("problems", ())),
                 next_attempt=dt.datetime.fromisoformat(data["next_attempt"]) if data.get("next_attempt") else None,
                 failures=int(data.get("failures", 0)),
+                by=str(data.get("by", "")),
+                request=str(data.get("request", "")),
             )
         except (KeyError, TypeError, ValueError):
             return None
