@@ -48,7 +48,7 @@ class JIDError(ValueError):
 class JID:
     """An immutable, hashable XMPP address in prepared (canonical) form."""
 
-    __slots__ = ("_hash", "domain", "local", "resource")
+    __slots__ = ("_bare", "_hash", "domain", "local", "resource")
 
     local: str | None
     domain: str
@@ -76,7 +76,13 @@ class JID:
 
     def bare(self) -> JID:
         """This address without its resource."""
-        return self if self.resource is None else _trusted(self.local, self.domain, None)
+        if self.resource is None:
+            return self
+        bare = self._bare
+        if bare is None:  # kept: parsed JIDs are shared, and the router and hooks ask several times a stanza
+            bare = _trusted(self.local, self.domain, None)
+            object.__setattr__(self, "_bare", bare)
+        return bare
 
     def with_resource(self, resource: str | None) -> JID:
         """This address with ``resource`` (prepared) in place of its own."""
@@ -130,6 +136,7 @@ def _init(jid: JID, local: str | None, domain: str, resource: str | None) -> Non
     setter(jid, "domain", domain)
     setter(jid, "resource", resource)
     setter(jid, "_hash", hash((local, domain, resource)))
+    setter(jid, "_bare", None)
 
 
 def _trusted(local: str | None, domain: str, resource: str | None) -> JID:

@@ -162,6 +162,14 @@ def test_bare_full_and_with_resource() -> None:
         bare.with_resource("")
 
 
+def test_a_full_jid_keeps_its_bare_jid() -> None:
+    """The router and the message hooks ask for the bare JID several times per stanza: one object."""
+    full = JID.make("romeo", "example.net", "orchard")
+    assert full.bare() is full.bare()
+    assert full.bare() == JID.make("romeo", "example.net") and full.bare().resource is None
+    assert pickle.loads(pickle.dumps(full)).bare() == full.bare()
+
+
 def test_equality_and_hashing_use_the_prepared_form() -> None:
     a = JID.parse("JULIET@example.COM/r")
     b = JID.make("juliet", "EXAMPLE.com", "r")
