@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from yarl import URL
+
 from appliance.config.model import Config
 from appliance.core.accounts import AccountExists, AccountService, WeakPassword
 from appliance.services.accounts import WEAK_PASSWORD, AccountAdmin
@@ -39,6 +41,13 @@ class Invitations:
         secret, record = await self.tokens.new_invitation(host, actor, console.invitation_lifetime)
         audit.info("admin %s: created invitation %s for %s", actor, record.id, host)
         return secret, record
+
+    def link(self, record: Invitation, secret: str) -> str:
+        """The invitation's URL: its configured domain on the HTTPS port (plain HTTP when http.https is
+        off). Never the Host header of the request that made it, which the client chooses."""
+        http = self.config().http
+        scheme, port = ("https", http.tls_port) if http.https else ("http", http.port)
+        return str(URL.build(scheme=scheme, host=record.host, port=port, path=f"/invite/{secret}"))
 
     def list(self) -> list[Invitation]:
         return self.tokens.invitations()

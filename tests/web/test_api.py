@@ -10,6 +10,7 @@ import pytest
 
 from appliance.xmpp.jid import JID
 from tests.integration.harness import PASSWORD, Harness
+from tests.web.conftest import trust
 from tests.web.console_helpers import ADMIN, admin_login, csrf_of, http_session
 
 
@@ -80,7 +81,8 @@ async def test_invitation_link_opens_a_signup_page_once(api: tuple[aiohttp.Clien
     r = await s.post(f"{url}/invitations")
     invitation = await r.json()
     assert r.status == 201 and invitation["valid"]
-    async with aiohttp.ClientSession() as browser:
+    assert invitation["url"].startswith(f"https://localhost:{server.https_port}/invite/")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust(server))) as browser:
         page = await browser.get(invitation["url"])
         assert page.status == 200 and "Create your account" in await page.text()
         r = await browser.post(invitation["url"], data={"username": "frank", "password": PASSWORD,

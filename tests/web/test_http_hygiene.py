@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
 from tests.integration.harness import Harness
-from tests.web.console_helpers import http_session
+from tests.web.console_helpers import ADMIN, admin_login, csrf_of, http_session
 
 
 @pytest.fixture
@@ -51,3 +52,17 @@ async def test_a_truncated_multipart_login_is_a_bad_request(server: Harness,
     answer = await _raw(server, head.encode() + TRUNCATED)
     assert b" 400 Bad Request\r\n" in answer.split(b"\r\n", 1)[0] + b"\r\n", answer[:200]
     assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
+
+
+async def test_invitation_links_name_the_server_not_the_requests_host(server: Harness) -> None:
+    url, forged = base(server), {"Host": "evil.example"}
+    expected = f"https://localhost:{server.https_port}/invite/"
+    secret, _ = await server.server.services.tokens.create(ADMIN, "test")
+    async with http_session() as s:
+        r = await s.post(f"{url}/api/v1/invitations", headers={**forged, "Authorization": f"Bearer {secret}"})
+        assert r.status == 201 and (await r.json())["url"].startswith(expected)
+        await admin_login(s, url)
+        page = await s.get(f"{url}/admin/invitations")
+        r = await s.post(f"{url}/admin/invitations", data={"csrf": csrf_of(await page.text())}, headers=forged)
+        link = re.search(r'value="([^"]+)"[^>]*id="new-link"', await r.text())
+        assert link is not None and link[1].startswith(expected), link

@@ -134,7 +134,7 @@ async def list_invitations(_request: web.Request, s: Services, _actor: str) -> A
 async def create_invitation(request: web.Request, s: Services, actor: str) -> Any:
     body = await _body(request) if request.can_read_body else {}
     secret, record = await s.invitations.create(actor, body.get("host"))
-    url = f"{request.scheme}://{request.host}/invite/{secret}"
+    url = s.invitations.link(record, secret)
     return web.json_response({**_invitation(record), "url": url}, status=201)
 
 

@@ -215,10 +215,10 @@ async def invitations(request: web.Request, session: ConsoleSession) -> web.Resp
 async def create_invitation(request: web.Request, session: ConsoleSession) -> web.Response:
     invitations = request.app[ADMIN].invitations
     try:
-        secret, _record = await invitations.create(session.jid)
+        secret, record = await invitations.create(session.jid)
     except ServiceError as exc:
         raise _back(session, "/admin/invitations", "error", str(exc)) from None
-    link = f"{request.scheme}://{request.host}/invite/{secret}"
+    link = invitations.link(record, secret)
     return _page(request, session, "admin/invitations.html", invitations=invitations.list(), now=time.time(),
                  enabled=True, new_link=link)
 
