@@ -31,9 +31,10 @@ async def until(condition: Callable[[], bool], what: str) -> None:
             await asyncio.sleep(0.02)
 
 
-async def sm_harness(tmp_path: Path, *, resume_timeout: float = 300.0) -> Harness:
+async def sm_harness(tmp_path: Path, *, resume_timeout: float = 300.0, plaintext_on_loopback: bool = False) -> Harness:
     """A server with a short housekeeping interval and the given resumption window."""
     cfg = make_config(tmp_path)
+    cfg = replace(cfg, c2s=replace(cfg.c2s, allow_plaintext_on_loopback=plaintext_on_loopback))
     host = cfg.hosts[0]
     sm_options = replace(host.modules.stream_management, resume_timeout=resume_timeout)
     host = replace(host, modules=replace(host.modules, stream_management=sm_options))
@@ -289,3 +290,35 @@ async def test_resuming_an_unknown_session_fails_with_item_not_found(tmp_path: P
     finally:
         await harness.close()
 
+
+
+async def test_a_resumed_session_reads_again_after_a_backlog_pipelined_behind_resume(tmp_path: Path) -> None:
+    """The new connection stops reading while its backlog is long; the resumed session that takes the
+    connection over (and the backlog with it) must let it read again once it has caught up."""
+    from tests.conformance.client import raw_open
+    from tests.conformance.conftest import ServerInfo
+
+    harness = await sm_harness(tmp_path, plaintext_on_loopback=True)  # the raw client does no TLS
+    try:
+        info = ServerInfo("parlour", "127.0.0.1", harness.port, harness.domain, PASSWORD)
+        await harness.user("alice")
+        first = await raw_open(info)
+        await first.login("alice", PASSWORD)
+        await first.bind("phone")
+        await first.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
+        previd = (await first.expect(lambda e: e.tag == f"{SM}enabled")).get("id")
+        await first.abort()
+        full = f"alice@{harness.domain}/phone"
+        await until(lambda: (s := server_session(harness, full)) is not None and bool(s.hibernated_at),
+                    "the server noticed the dead connection")
+
+        second = await raw_open(info)
+        await second.login("alice", PASSWORD)
+        requests = f"<r xmlns='{NS_SM}'/>" * 3000  # well past the session's intake limit, in one write
+        await second.send(f"<resume xmlns='{NS_SM}' previd='{previd}' h='0'/>" + requests)
+        await second.expect(lambda e: e.tag == f"{SM}resumed", timeout=TIMEOUT)
+        reply = await second.iq("<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>", timeout=TIMEOUT)
+        assert reply.get("type") == "result"
+        await second.abort()
+    finally:
+        await harness.close()
