@@ -11,6 +11,7 @@ from collections.abc import Callable
 from appliance.config.model import Config
 from appliance.core import c2s
 from appliance.net.tcp import ConnectionLimits, XmppTcpProtocol
+from appliance.util.fdlimit import DescriptorWatch
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,10 @@ class ClientListeners:
     """Every c2s socket of one server; `ports` maps "c2s" / "c2s_direct_tls" to the bound port."""
 
     def __init__(self, config: Config, services: c2s.C2SServices,
-                 tls_context: Callable[[], ssl.SSLContext | None]) -> None:
+                 tls_context: Callable[[], ssl.SSLContext | None], *,
+                 descriptors: DescriptorWatch | None = None) -> None:
         self.config = config
+        self.descriptors = descriptors
         self.services = services
         self.tls_context = tls_context
         self.servers: list[asyncio.Server] = []
@@ -29,7 +32,8 @@ class ClientListeners:
     async def open(self) -> dict[str, int]:
         cfg = self.config.c2s
         limits = ConnectionLimits(
-            max_per_ip=self.config.limits.max_connections_per_ip, max_total=self.config.limits.max_connections
+            max_per_ip=self.config.limits.max_connections_per_ip, max_total=self.config.limits.max_connections,
+            descriptors=self.descriptors,
         )
         loop = asyncio.get_running_loop()
         wanted = [("c2s", cfg.port, False)]

@@ -30,6 +30,7 @@ from appliance.core.stores import Stores
 from appliance.modules import BUILTIN
 from appliance.services import Services
 from appliance.util import logbuffer
+from appliance.util.fdlimit import DescriptorWatch
 from appliance.util.tasks import TaskSupervisor
 from appliance.web.acme import ChallengeListener
 from appliance.web.server import WebServer
@@ -70,6 +71,7 @@ class Parlour:
         self.web: WebServer | None = None
         self.services: Services | None = None  # what the console and the API call (with http on)
         self.log_buffer: logbuffer.RingBufferHandler | None = None
+        self.descriptors = DescriptorWatch()  # one warning when connections use up the open-file limit
 
     # The running configuration is the core's (reload swaps it there).
     @property
@@ -88,7 +90,7 @@ class Parlour:
         core = self.core = XmppCore(config, modules=BUILTIN, stores=stores, accounts=self.accounts,
                                     tasks=self.tasks, sweep_interval=self.sweep_interval)
         await core.start()
-        self.listeners = ClientListeners(config, core.c2s, self.tls_context)
+        self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors)
         self.ports.update(await self.listeners.open())
         if config.http.enabled:
             self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,
@@ -170,10 +172,11 @@ def tune_gc_for_serving() -> None:
 async def serve(config: Config, *, ready: Callable[[Parlour], None] | None = None) -> None:
     """Run the server until SIGTERM or SIGINT."""
     server = Parlour(config)
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(server.descriptors.exception_handler)
     await server.start()
     tune_gc_for_serving()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from appliance.cli import _config
 from appliance.config import Config, ConfigError
+from appliance.util import fdlimit
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     check_tls(report, config)
     check_admins(report, config)
     check_encryption(report, config)
+    check_open_files(report, config.limits.max_connections, fdlimit.soft_limit())
     return 1 if report.failed else 0
 
 
@@ -131,3 +133,17 @@ def check_encryption(report: Report, config: Config) -> None:
     if public:
         report.line(WARN, "c2s", f"encryption is optional on {', '.join(public)}: passwords may "
                     "cross the network in clear", "set c2s.require_encryption = true")
+
+
+def check_open_files(report: Report, max_connections: int, limit: int | None) -> None:
+    """Each connection holds a descriptor: a soft RLIMIT_NOFILE below the connection limit (plus room
+    for the database, listeners and logs) stops the server accepting long before max_connections."""
+    if limit is None:
+        return
+    wanted = fdlimit.needed(max_connections)
+    if limit < wanted:
+        report.line(WARN, "files", f"open-file limit {limit} (soft RLIMIT_NOFILE of this process) is below "
+                    f"limits.max_connections = {max_connections} + {fdlimit.HEADROOM}: connections fail "
+                    f"from about {max(limit - fdlimit.HEADROOM, 0)}", f"{fdlimit.FIX} (at least {wanted})")
+    else:
+        report.line(OK, "files", f"open-file limit {limit} covers limits.max_connections = {max_connections}")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from appliance.net.addresses import peer_is_loopback
+from appliance.util.fdlimit import DescriptorWatch
 from appliance.xmpp.errors import StreamError
 from appliance.xmpp.parser import StreamParser
 from appliance.xmpp.stream import STREAM_CLOSE, stream_header
@@ -22,13 +23,14 @@ READ_LIMIT = 65_536
 
 
 class ConnectionLimits:
-    """Counts open connections per IP and in total."""
+    """Counts open connections per IP and in total; `descriptors` hears of every accepted socket."""
 
-    __slots__ = ("by_ip", "max_per_ip", "max_total", "total")
+    __slots__ = ("by_ip", "descriptors", "max_per_ip", "max_total", "total")
 
-    def __init__(self, *, max_per_ip: int, max_total: int) -> None:
+    def __init__(self, *, max_per_ip: int, max_total: int, descriptors: DescriptorWatch | None = None) -> None:
         self.max_per_ip = max_per_ip
         self.max_total = max_total
+        self.descriptors = descriptors
         self.by_ip: dict[str, int] = {}
         self.total = 0
 
@@ -100,6 +102,9 @@ class XmppTcpProtocol(asyncio.Protocol):
         self.loopback = peer_is_loopback(self.peer_ip)
         if self.secure:
             self._update_bindings()
+        sock = transport.get_extra_info("socket")
+        if self._limits.descriptors is not None and sock is not None:
+            self._limits.descriptors.accepted(sock.fileno(), self._limits.total + 1)
         if not self._limits.acquire(self.peer_ip):
             log.warning("refusing a connection from %s: connection limit reached", self.peer_ip)
             self.session.stream_error(StreamError.policy_violation("Too many connections"))

@@ -164,6 +164,8 @@ contains "CapEff only CAP_NET_BIND_SERVICE" "$status" '^CapEff:[[:space:]]*00000
 contains "CapAmb only CAP_NET_BIND_SERVICE" "$status" '^CapAmb:[[:space:]]*0000000000000400$'
 contains "NoNewPrivs" "$status" '^NoNewPrivs:[[:space:]]*1$'
 contains "seccomp filter" "$status" '^Seccomp:[[:space:]]*2$'
+limits=$(in_ct cat "/proc/$(main_pid)/limits" || true)
+contains "open-file limit 65536 (LimitNOFILE), not 1024" "$limits" '^Max open files[[:space:]]*65536[[:space:]]*65536[[:space:]]*files'
 exposure=$(in_ct systemd-analyze security parlour.service 2>/dev/null | sed -n 's/.*Overall exposure level for parlour.service: \([0-9.]*\).*/\1/p')
 check "systemd-analyze security (running): exposure $exposure <= 2.0" sh -c "echo '$exposure <= 2.0' | bc | grep -qx 1"
 journal -n 4 | sed 's/^/        journal: /'
