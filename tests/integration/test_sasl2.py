@@ -4,14 +4,20 @@ The SCRAM and HT client sides are written here from the specifications, independ
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
+from typing import Any
 
+import pytest
 from lxml import etree
 
+from appliance.core.authn import FastTokens
+from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_BIND2, NS_CARBONS, NS_CLIENT, NS_FAST, NS_PING, NS_SASL, NS_SASL2, NS_SASL_CB, NS_SM
 from tests.integration.harness import PASSWORD, Harness
 from tests.integration.test_hostile import RawClient
@@ -232,3 +238,47 @@ async def test_bind2_enables_carbons_inline(harness: Harness) -> None:
                 break
     finally:
         await phone.close()
+
+
+async def test_a_client_gone_while_its_fast_token_is_issued_leaves_no_session_bound(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SASL2 success is composed across awaits (the FAST token is written to storage): a connection that
+    closes meanwhile must not end up bound in the session directory, nor trip over its own end."""
+    await harness.user("alice")
+    assert harness.server.core is not None
+    services = harness.server.core.c2s
+    assert services.fast is not None
+    issuing, release = asyncio.Event(), asyncio.Event()
+
+    class SlowTokens(FastTokens):
+        """The real token store, answering once the test lets it."""
+
+        async def issue(self, *args: Any) -> Any:
+            issuing.set()
+            await release.wait()
+            return await super().issue(*args)
+
+    services.fast = SlowTokens(services.fast.kv)
+    request = f"<request-token xmlns='{NS_FAST}' mechanism='HT-SHA-256-NONE'/>"
+    raw, features = await tls_features(harness)
+    try:
+        mechanisms, bindings = offered(features)
+        scram = ScramClient("alice", PASSWORD)
+        await raw.send(authenticate("SCRAM-SHA-256", scram.first(), str(uuid.uuid4()), BIND_WITH_SM, request))
+        challenge = await raw.element()
+        final = scram.final(base64.b64decode(challenge.text or ""), mechanisms, bindings)
+        await raw.send(f"<response xmlns='{NS_SASL2}'>{b64(final)}</response>")
+        await asyncio.wait_for(issuing.wait(), 10)
+    finally:
+        await raw.close()
+    alice = JID.parse(f"alice@{harness.domain}")
+    for _ in range(100):  # until the server has seen the connection go
+        if not any(s.jid is None or s.jid.bare() == alice for s in services.connections):
+            break
+        await asyncio.sleep(0.02)
+    release.set()
+    await asyncio.sleep(0.2)  # the success is composed after the close
+    print("DEBUG", harness.server.sessions.resources(alice), issuing.is_set(), list(services.connections))
+    assert harness.server.sessions.resources(alice) == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -21,6 +21,7 @@ from appliance.xmpp import stream as xs
 from appliance.xmpp.effects import Sasl2Success
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_BIND2, NS_FAST, NS_SASL2
+from appliance.xmpp.stream import C2SState
 
 if TYPE_CHECKING:
     from appliance.core.authn import SaslExchange
@@ -40,6 +41,8 @@ async def succeed(session: ClientSession, effect: Sasl2Success) -> None:
     identity = etree.SubElement(success, f"{{{NS_SASL2}}}authorization-identifier")
     identity.text = str(jid)
     token = await _fast_inline(session, exchange, request, jid)
+    if session.state is C2SState.CLOSED:
+        return  # the connection went away meanwhile: nothing to bind or resume
     resumed: ClientSession | None = None
     resume = request.find(sm.RESUME)
     if resume is not None:

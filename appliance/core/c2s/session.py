@@ -312,7 +312,8 @@ class ClientSession:
         elif directory.count_for(jid) >= self.services.config.c2s.max_resources:
             return StanzaError.resource_constraint("Too many resources bound to this account")
         self.machine.bound(jid, iq)
-        directory.add(self)
+        if self.machine.state is C2SState.READY:  # else the stream closed while SASL2 was being answered
+            directory.add(self)
         return None
 
     def announce_bound(self) -> None:
