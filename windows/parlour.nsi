@@ -3,9 +3,11 @@
 ;
 ; Installs parlour.exe under Program Files, keeps config and data in C:\ProgramData\Parlour (no config is
 ; shipped: on a fresh install the service starts in setup mode and the wizard writes parlour.toml there;
-; an upgrade never touches it), registers the service "Parlour" (auto start, restart on failure)
-; and starts it, opens the firewall for 5222, 5223, 5280 and 5443, and adds "Parlour setup" to the Start
-; menu (opens the setup wizard). Silent: `parlour-setup-0.1.0.exe /S`.
+; an upgrade never touches it), registers the service "Parlour" (auto start, restart on failure) running
+; as the virtual account NT SERVICE\Parlour with write access to that folder only, and starts it, opens
+; the firewall for 5222, 5223, 5280 and 5443 on domain and private networks, and adds "Parlour setup" to
+; the Start menu (opens the setup wizard). Silent: `parlour-setup-0.1.0.exe /S`. The installer is not
+; signed: SmartScreen warns (docs/packages.md, "Code signing").
 ; The uninstaller keeps the data unless asked: a question (default No), or `uninstall.exe /S /PURGE`.
 Unicode true
 Target amd64-unicode        ; pitfall 6: the default 32-bit stub needs wine32 and does nothing under wine64
@@ -68,10 +70,7 @@ Section "Parlour server" SecMain
   File "parlour.exe"
   WriteUninstaller "$INSTDIR\uninstall.exe"
 
-  ; Config and data: only Administrators and the service (LocalSystem) may read them (keys, the
-  ; database and the one-time setup token live here).
   CreateDirectory "$APPDATA\Parlour"
-  nsExec::ExecToLog 'icacls "$APPDATA\Parlour" /inheritance:r /grant:r *S-1-5-32-544:(OI)(CI)F *S-1-5-18:(OI)(CI)F'
 
   WriteRegStr HKLM "${UNINST_KEY}" "DisplayName" "Parlour XMPP server"
   WriteRegStr HKLM "${UNINST_KEY}" "DisplayVersion" "${VERSION}"
@@ -88,9 +87,17 @@ Section "Parlour server" SecMain
   nsExec::ExecToLog 'sc.exe create ${SERVICE} binPath= "\"$INSTDIR\parlour.exe\" service run" start= auto DisplayName= "Parlour XMPP server"'
   nsExec::ExecToLog 'sc.exe config ${SERVICE} binPath= "\"$INSTDIR\parlour.exe\" service run" start= auto'
   nsExec::ExecToLog 'sc.exe description ${SERVICE} "Parlour XMPP server appliance"'
+  ; Not LocalSystem: the virtual account NT SERVICE\Parlour (no password; the service manager grants it
+  ; "log on as a service"). It may only modify its data folder; elsewhere it has a normal user's rights.
+  nsExec::ExecToLog 'sc.exe config ${SERVICE} obj= "NT SERVICE\${SERVICE}"'
+  nsExec::ExecToLog 'sc.exe sidtype ${SERVICE} unrestricted'
+  ; Config and data: only Administrators, SYSTEM and the service may read them (keys, the database and
+  ; the one-time setup token live here). The service's SID exists once the service does.
+  nsExec::ExecToLog 'icacls "$APPDATA\Parlour" /inheritance:r /grant:r *S-1-5-32-544:(OI)(CI)F *S-1-5-18:(OI)(CI)F "NT SERVICE\${SERVICE}:(OI)(CI)M"'
   nsExec::ExecToLog 'sc.exe failure ${SERVICE} reset= 86400 actions= restart/5000/restart/5000/restart/60000'
   nsExec::ExecToLog 'netsh advfirewall firewall delete rule name="${FIREWALL_RULE}"'
-  nsExec::ExecToLog 'netsh advfirewall firewall add rule name="${FIREWALL_RULE}" dir=in action=allow protocol=TCP localport=${PORTS} program="$INSTDIR\parlour.exe"'
+  ; Domain and private networks only: a laptop on a public network (café, hotel) stays closed.
+  nsExec::ExecToLog 'netsh advfirewall firewall add rule name="${FIREWALL_RULE}" dir=in action=allow protocol=TCP localport=${PORTS} profile=domain,private program="$INSTDIR\parlour.exe"'
   nsExec::ExecToLog 'sc.exe start ${SERVICE}'
 
   ; Start menu: the wizard (`parlour.exe service wizard` reads the one-time token, so it runs elevated).

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from appliance.platform import paths
+from appliance.util.logfile import RotatingLogFile
 from appliance.web.setup.token import TOKEN_FILE
 
 SERVICE_NAME = "Parlour"
@@ -60,12 +61,9 @@ def wizard_url(state_dir: Path, port: int | None = None, host: str = "localhost"
 
 
 def open_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> IO[str]:
-    """The service's log file (line-buffered, appended); a file above max_bytes is kept as `.1` first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        if path.stat().st_size > max_bytes:
-            os.replace(path, path.with_name(path.name + ".1"))
-    return open(path, "a", encoding="utf-8", buffering=1)
+    """The service's log file (line-buffered, appended); past max_bytes, at start or while running, it
+    is kept as `.1` and a new one begins."""
+    return RotatingLogFile(path, max_bytes)  # type: ignore[return-value]
 
 
 class LoopWatcher(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,valid-type]

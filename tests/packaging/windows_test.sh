@@ -101,6 +101,7 @@ check "Start-menu entry runs as administrator" test $(( 0x${lnk_flags:-0} & 0x20
 svc=$(reg_query "$SVC_KEY")
 contains "service ImagePath runs 'parlour.exe service run'" "$svc" 'ImagePath.*Program Files\\Parlour\\parlour.exe" service run'
 contains "service starts automatically (Start 0x2)" "$svc" 'Start.*0x2'
+contains "service runs as the virtual account NT SERVICE\\Parlour, not LocalSystem" "$svc" 'ObjectName.*NT SERVICE\\Parlour'
 contains "uninstall key DisplayVersion $APP_VERSION" "$(reg_query "$UNINST_KEY")" "DisplayVersion.*$APP_VERSION"
 if wait_for 90 wizard_answers; then ok "setup wizard answers /setup?token=… on 5280"; else fail "wizard on 5280"; fi
 check "log in ProgramData says setup mode" grep -q "Setup mode: open http://" "$DATA/parlour.log"
