@@ -8,8 +8,11 @@
 # Debian stable (SUITE) from mmdebstrap, minimal, with Parlour's .deb preinstalled (its service enabled;
 # the package's placeholder parlour.toml removed and /etc/parlour owned by _parlour, so the first boot
 # runs setup mode and the wizard can write the configuration),
-# DHCP on every wired interface (systemd-networkd + resolved), time sync, unattended security upgrades,
-# and a console banner with the setup wizard's URL and one-time token (parlour-banner*). SSH is not
+# DHCP on every wired interface (systemd-networkd + resolved; boot waits for an IPv4 address, so the
+# service's journal names the LAN address rather than 127.0.0.1), time sync, unattended security
+# upgrades, Parlour's own apt repository defined but off until it is published (parlour.sources,
+# docs/packages.md), the root partition grown to the disk at every boot (parlour-grow-root*), and a
+# console banner with the setup wizard's URL and one-time token (parlour-banner*). SSH is not
 # installed. Console login: root / parlour, expired, so the first login sets a new password.
 # BIOS/MBR boot (GRUB core.img written after the MBR: no loop devices, mounts or udev needed).
 #
@@ -59,7 +62,7 @@ SECURITY=${MIRROR%/debian}/debian-security
 #    hook (RECIPES §6 pitfall). Hooks run with the tree as "$1".
 mmdebstrap --variant=minbase \
     --include=systemd-sysv,linux-image-amd64,udev,dbus,iproute2,netbase,e2fsprogs,ca-certificates \
-    --include=systemd-resolved,systemd-timesyncd,unattended-upgrades,less,nano \
+    --include=systemd-resolved,systemd-timesyncd,unattended-upgrades,less,nano,cloud-guest-utils \
     --include="$WORK/$(basename "$DEB")" \
     --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -67,10 +70,16 @@ mmdebstrap --variant=minbase \
     --customize-hook='echo parlour > "$1/etc/hostname"' \
     --customize-hook='printf "127.0.0.1 localhost\n127.0.1.1 parlour\n::1 localhost ip6-localhost ip6-loopback\n" > "$1/etc/hosts"' \
     --customize-hook='echo "LABEL=parlour-root / ext4 errors=remount-ro 0 1" > "$1/etc/fstab"' \
-    --customize-hook='mkdir -p "$1/etc/systemd/network" && printf "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n" > "$1/etc/systemd/network/20-wired.network"' \
+    --customize-hook='mkdir -p "$1/etc/systemd/network" && printf "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n\n[Link]\nRequiredForOnline=routable\nRequiredFamilyForOnline=ipv4\n" > "$1/etc/systemd/network/20-wired.network"' \
     --customize-hook='chroot "$1" systemctl enable systemd-networkd systemd-resolved systemd-timesyncd' \
     --customize-hook="rm -f \"\$1/etc/apt/sources.list\"; printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: %s\nSuites: %s-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' '$MIRROR' '$SUITE' '$SUITE' '$SECURITY' '$SUITE' > \"\$1/etc/apt/sources.list.d/debian.sources\"" \
     --customize-hook='printf "APT::Periodic::Update-Package-Lists \"1\";\nAPT::Periodic::Unattended-Upgrade \"1\";\n" > "$1/etc/apt/apt.conf.d/20auto-upgrades"' \
+    --customize-hook="install -m 0644 '$HERE/parlour.sources' \"\$1/etc/apt/sources.list.d/parlour.sources\"" \
+    --customize-hook="install -m 0644 '$HERE/52parlour-unattended-upgrades' \"\$1/etc/apt/apt.conf.d/52parlour-unattended-upgrades\"" \
+    --customize-hook="install -m 0755 '$HERE/parlour-grow-root' \"\$1/usr/local/sbin/parlour-grow-root\"" \
+    --customize-hook="install -m 0644 '$HERE/parlour-grow-root.service' \"\$1/etc/systemd/system/\"" \
+    --customize-hook='chroot "$1" systemctl enable parlour-grow-root.service systemd-networkd-wait-online.service' \
+    --customize-hook="mkdir -p \"\$1/etc/systemd/system/parlour.service.d\" && install -m 0644 '$HERE/parlour-console.conf' \"\$1/etc/systemd/system/parlour.service.d/console.conf\"" \
     --customize-hook="install -m 0755 '$HERE/parlour-banner' \"\$1/usr/local/sbin/parlour-banner\"" \
     --customize-hook="install -m 0644 '$HERE/parlour-banner.service' '$WORK/parlour-banner.path' \"\$1/etc/systemd/system/\"" \
     --customize-hook="printf 'PARLOUR_SETUP_TOKEN_FILE=%s\n' '$SETUP_TOKEN_FILE' > \"\$1/etc/default/parlour-banner\"" \
@@ -92,6 +101,10 @@ for promise in \
     "/etc/parlour writable by _parlour:test $(stat -c %u "$R/etc/parlour") = $(chroot "$R" id -u _parlour)" \
     "unattended upgrades:grep -q 'Unattended-Upgrade \"1\"' $R/etc/apt/apt.conf.d/20auto-upgrades" \
     "apt timers:test -L $R/etc/systemd/system/timers.target.wants/apt-daily-upgrade.timer" \
+    "root grows to the disk:test -L $R/etc/systemd/system/multi-user.target.wants/parlour-grow-root.service" \
+    "growpart installed:test -x $R/usr/bin/growpart" \
+    "network-online waits for DHCP:test -L $R/etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service" \
+    "parlour apt source:grep -q '^Enabled: no' $R/etc/apt/sources.list.d/parlour.sources" \
     "no SSH server:test ! -e $R/usr/sbin/sshd"; do
     sh -c "${promise#*:}" || { echo "build-image: check failed: ${promise%%:*}" >&2; exit 1; }
 done

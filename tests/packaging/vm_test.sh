@@ -10,7 +10,9 @@
 #   - the wizard answers /setup?token=… from the host (prints the time from QEMU start until it did);
 #   - the banner shows the URL (/etc/issue.d/parlour.issue, with the guest's DHCP address);
 #   - nothing listens on the SSH port.
-# The disk is opened with snapshot=on: the image is never modified.
+#   - the root partition grew to the (1 GiB larger) disk, and the service itself printed the wizard URL
+#     with the LAN address (both on the console).
+# The disk is a temporary qcow2 overlay: the image is never modified.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/tests/packaging/lib.sh"
@@ -27,8 +29,11 @@ HTTP=$(free_port); XMPP=$(free_port); SSH=$(free_port)
 echo "== $IMG ($(du -m "$IMG" | cut -f1) MB allocated)"
 step "boot under QEMU (TCG), ports 127.0.0.1:$HTTP -> 5280, :$XMPP -> 5222, :$SSH -> 22"
 t0=$(date +%s.%N)
+# The image behind a temporary overlay whose disk is 1 GiB larger: the root partition must grow to it.
+DISK_MB=$(( $(stat -c %s "$IMG") / 1048576 + 1024 ))
+qemu-img create -q -f qcow2 -F raw -b "$IMG" "$T/disk.qcow2" "${DISK_MB}M"
 qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m 1024 \
-    -drive "file=$IMG,format=raw,if=virtio,snapshot=on" \
+    -drive "file=$T/disk.qcow2,format=qcow2,if=virtio" \
     -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$HTTP-:5280,hostfwd=tcp:127.0.0.1:$XMPP-:5222,hostfwd=tcp:127.0.0.1:$SSH-:22" \
     -device virtio-net-pci,netdev=n0 \
     -display none -serial "file:$T/serial.log" -monitor none -no-reboot &
@@ -51,6 +56,10 @@ printf '   banner after %.0f s: %s\n' "$(elapsed)" "$url"
 ok "console banner shows the wizard URL with the token"
 contains "banner names the guest's DHCP address" "$url" '^http://10\.0\.2\.15:5280/setup'
 token=${url##*token=}
+serial=$(tr -d '\r' < "$T/serial.log")
+contains "root partition grown to the larger disk (console)" "$serial" 'parlour-grow-root: grew /dev/vda1 (/) from'
+contains "the service printed the LAN address, not 127.0.0.1 (console)" "$serial" 'Open http://10\.0\.2\.15:5280/setup?token='
+check "the service printed no 127.0.0.1 wizard URL" sh -c "! printf '%s' \"\$1\" | grep -q 'Open http://127\.0\.0\.1:'" _ "$serial"
 
 step "the wizard from the host"
 code=
