@@ -112,7 +112,21 @@ while [ -z "$P" ]; do
     i=$((i + 1)); [ $i -lt 100 ] || { cat "$C.console.log.keep"; echo "container did not start" >&2; exit 1; }
     sleep 0.1
 done
-state=$(in_ct timeout 60 systemctl is-system-running --wait 2>&1 || true)
+# PID 1 exists before its bus does: systemctl asked too early fails at once ("Failed to connect to
+# bus"), which made this test flaky. Wait for systemd's private socket, then let systemctl wait for the
+# boot to finish (retrying while the socket is not accepting yet).
+i=0
+until in_ct test -S /run/systemd/private 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 300 ] || { cat "$C.console.log.keep"; echo "no systemd bus after 30 s" >&2; exit 1; }
+    sleep 0.1
+done
+i=0
+while :; do
+    state=$(in_ct timeout 90 systemctl is-system-running --wait 2>&1 || true)
+    case $state in *bus*|*"connect"*) ;; *) break ;; esac
+    i=$((i + 1)); [ $i -lt 50 ] || break
+    sleep 0.2
+done
 check "system running ($state)" sh -c "test '$state' = running || test '$state' = degraded"
 if [ "$state" = degraded ]; then in_ct systemctl --failed --no-legend --plain | sed 's/^/        failed: /'; fi
 in_ct systemd-analyze 2>/dev/null | sed 's/^/        /' || true
