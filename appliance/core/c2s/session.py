@@ -148,6 +148,8 @@ class ClientSession:
 
     async def _drain(self) -> None:
         machine = self.machine
+        route = self.services.router.route
+        stats = self.services.stats
         try:
             while True:
                 try:
@@ -155,7 +157,11 @@ class ClientSession:
                     if effect is None:
                         break
                     if effect.__class__ is Stanza:  # the hot path: route, then count it as handled
-                        await self._route(effect.element)  # type: ignore[union-attr]
+                        element = effect.element  # type: ignore[union-attr]
+                        stats["stanzas_in"] = stats.get("stanzas_in", 0) + 1
+                        if element.tag == xs.MESSAGE:  # for the console's "messages today"
+                            stats["messages_in"] = stats.get("messages_in", 0) + 1
+                        await route(element, origin=self)
                         machine.stanza_handled()
                     elif not self._apply(effect):
                         await self._carry_out(effect)
@@ -169,13 +175,6 @@ class ClientSession:
                     self.transport.resume()
         finally:
             self._worker = None
-
-    async def _route(self, element: etree._Element) -> None:
-        stats = self.services.stats
-        stats["stanzas_in"] = stats.get("stanzas_in", 0) + 1
-        if element.tag == xs.MESSAGE:  # for the console's "messages today"
-            stats["messages_in"] = stats.get("messages_in", 0) + 1
-        await self.services.router.route(element, origin=self)
 
     # -- effects --------------------------------------------------------------------------------------
 
