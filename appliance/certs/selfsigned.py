@@ -4,6 +4,13 @@ TLS must work before any public certificate exists. The local CA is made once an
 that trusted ``ca.pem`` keeps trusting every later leaf; the leaf is re-issued whenever the set of names
 changes, it nears expiry, or its files no longer belong together.
 
+Users install ``ca.pem`` as a trusted root on their devices, so the CA can do little harm if its key is
+taken with the server: a critical nameConstraints extension limits it to the hosted names (and their
+subdomains) and the IP addresses it was made for, and it lives three years. It is replaced, with a
+warning that devices must trust the new ``ca.pem``, only when it nears its end or no longer covers the
+hosted names; files that exist but cannot be used stop the start with a message (never a silent new CA,
+which would break every device that trusted the old one).
+
 Files in ``certs_dir``: ``ca.pem``, ``ca.key`` (0600), ``<name>.pem`` (leaf + CA) and ``<name>.key``
 (0600), where ``<name>`` is the first hosted name. Every file is written to a temporary file and moved
 into place with ``os.replace``, so a crash never leaves half a file.
@@ -32,9 +39,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "CA_LIFETIME",
+    "CA_RENEW_BEFORE",
     "LEAF_LIFETIME",
     "LOOPBACK_NAMES",
     "RENEW_BEFORE",
+    "LocalCaError",
     "SelfSigned",
     "ensure_self_signed",
     "san_names",
@@ -43,7 +52,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CA_LIFETIME = dt.timedelta(days=3650)
+# Three years: constrained to the hosted names, a stolen CA key can only impersonate names whose leaf
+# key the thief holds already; the lifetime bounds how long a forgotten root stays trusted on devices,
+# and three years asks users to install a new ca.pem rarely (leaves are re-issued under it every year).
+CA_LIFETIME = dt.timedelta(days=3 * 365)
+CA_RENEW_BEFORE = dt.timedelta(days=90)  # a new CA this long before the old one ends (devices re-trust)
 LEAF_LIFETIME = dt.timedelta(days=397)  # the CA/Browser Forum and Apple ceiling is 398
 RENEW_BEFORE = dt.timedelta(days=30)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -54,6 +67,10 @@ _CERT_MODE = 0o644
 _DIR_MODE = 0o700
 
 _IP: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class LocalCaError(Exception):
+    """The local CA's files exist but cannot be used; the message names the file and the way out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +106,18 @@ def ensure_self_signed(
     stem = _file_stem(wanted[0])
     chain_path, key_path = certs_dir / f"{stem}.pem", certs_dir / f"{stem}.key"
 
-    ca = _load_ca(ca_cert_path, ca_key_path, now=now)
-    if ca is None:
-        ca = _new_ca(hostname or socket.gethostname() or "localhost", now=now)
+    ca = _load_ca(ca_cert_path, ca_key_path)
+    replace = _ca_problem(ca[0], wanted, now=now) if ca is not None else None
+    if ca is None or replace is not None:
+        ca = _new_ca(hostname or socket.gethostname() or "localhost", wanted, now=now)
         _write(ca_key_path, _key_pem(ca[1]), _KEY_MODE)
         _write(ca_cert_path, ca[0].public_bytes(serialization.Encoding.PEM), _CERT_MODE)
-        log.info("Created local certificate authority %s", ca_cert_path)
+        if replace is None:
+            log.info("Created local certificate authority %s", ca_cert_path)
+        else:
+            log.warning("Replaced the local certificate authority %s: %s. Devices that trusted the old one "
+                        "must now trust the new %s instead (and can remove the old one).",
+                        ca_cert_path, replace, ca_cert_path)
     ca_cert, ca_key = ca
 
     reason = _leaf_problem(chain_path, key_path, ca_cert, wanted, now=now)
@@ -155,25 +178,77 @@ def _file_stem(name: str) -> str:
     return f"{stem}_" if stem == "ca" else stem
 
 
-def _load_ca(
-    cert_path: Path, key_path: Path, *, now: dt.datetime
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
-    """The existing CA, or None when it is missing, damaged, or would expire before a new leaf."""
+def _load_ca(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
+    """The existing CA, or None when neither of its files exists (a first start).
+
+    Raises LocalCaError when the files are there but unusable: making a new CA silently would leave
+    every device that trusted the old ``ca.pem`` with certificate errors, and hide a damaged disk.
+    """
+    present = [p for p in (cert_path, key_path) if p.exists()]
+    if not present:
+        return None
+    fix = (f"Restore {cert_path.name} and {key_path.name} from a backup; or, to make a new local CA, move both "
+           f"out of {cert_path.parent} and start again (every device that trusted the old {cert_path.name} "
+           f"must then trust the new one).")
+    for path in (cert_path, key_path):
+        if path not in present:
+            raise LocalCaError(f"The local CA is incomplete: {path} is missing. {fix}")
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise LocalCaError(f"The local CA certificate {cert_path} cannot be read ({exc}). {fix}") from None
+    try:
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    except FileNotFoundError:
-        return None
     except (OSError, ValueError, TypeError) as exc:
-        log.warning("Local CA in %s is unreadable (%s); creating a new one", cert_path.parent, exc)
-        return None
+        raise LocalCaError(f"The local CA key {key_path} cannot be read ({exc}). {fix}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or _spki(key.public_key()) != _spki(cert.public_key()):
-        log.warning("Local CA key in %s does not match ca.pem; creating a new one", key_path)
-        return None
-    if cert.not_valid_after_utc < now + LEAF_LIFETIME:
-        log.warning("Local CA %s expires %s; creating a new one", cert_path, cert.not_valid_after_utc)
-        return None
+        raise LocalCaError(f"The local CA key {key_path} does not belong to {cert_path}. {fix}")
     return cert, key
+
+
+def _ca_problem(ca: x509.Certificate, wanted: tuple[str, ...], *, now: dt.datetime) -> str | None:
+    """Why the CA must be replaced (with a warning), or None when it can sign a leaf for `wanted`."""
+    if ca.not_valid_after_utc - now <= CA_RENEW_BEFORE:
+        return f"it expires {ca.not_valid_after_utc:%Y-%m-%d}"
+    try:
+        constraints = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return "it was made without name constraints, so it could vouch for any website"
+    missing = [n for n in wanted if not _covered(n, constraints.permitted_subtrees or [])]
+    return f"it does not cover {', '.join(missing)}" if missing else None
+
+
+def _covered(name: str, subtrees: list[x509.GeneralName]) -> bool:
+    """Whether a permitted subtree of the CA's name constraints allows `name` (a DNS name or an IP)."""
+    ip = _as_ip(name)
+    for tree in subtrees:
+        if ip is None and isinstance(tree, x509.DNSName) and (name == tree.value or name.endswith("." + tree.value)):
+            return True
+        if ip is not None and isinstance(tree, x509.IPAddress) and ip in tree.value:
+            return True
+    return False
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    ip = _as_ip(name)
+    return x509.IPAddress(ip) if ip is not None else x509.DNSName(name)
+
+
+def _name_constraints(names: tuple[str, ...]) -> x509.NameConstraints:
+    """Permit each hosted name with its subdomains (conference., upload. ... are under their domain) and
+    exactly the IP addresses given; with no IP address, exclude them all."""
+    dns = sorted({n for n in names if _as_ip(n) is None}, key=len)
+    roots: list[str] = []
+    for name in dns:
+        if not any(name == r or name.endswith("." + r) for r in roots):
+            roots.append(name)
+    ips = [ipaddress.ip_network(n) for n in names if _as_ip(n) is not None]
+    permitted: list[x509.GeneralName] = [x509.DNSName(r) for r in roots]
+    permitted += [x509.IPAddress(ip) for ip in ips]
+    excluded: list[x509.GeneralName] | None = None
+    if not ips:
+        excluded = [x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")), x509.IPAddress(ipaddress.ip_network("::/0"))]
+    return x509.NameConstraints(permitted_subtrees=permitted or None, excluded_subtrees=excluded)
 
 
 def _leaf_problem(
@@ -200,7 +275,9 @@ def _leaf_problem(
     return None
 
 
-def _new_ca(hostname: str, *, now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _new_ca(
+    hostname: str, names: tuple[str, ...], *, now: dt.datetime
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -219,6 +296,7 @@ def _new_ca(hostname: str, *, now: dt.datetime) -> tuple[x509.Certificate, ec.El
         .not_valid_after(now - _BACKDATE + CA_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(_name_constraints(names), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -230,10 +308,7 @@ def _new_leaf(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key()
-    sans: list[x509.GeneralName] = []
-    for name in names:
-        ip = _as_ip(name)
-        sans.append(x509.IPAddress(ip) if ip is not None else x509.DNSName(name))
+    sans = [_general_name(name) for name in names]
     # The subject CN is legacy (clients match SANs); it is limited to 64 characters.
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])] if len(names[0]) <= 64 else [])
     ca_ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value

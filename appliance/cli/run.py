@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from appliance import __version__
+from appliance.certs.selfsigned import LocalCaError
 from appliance.cli import _config
 from appliance.util.logging import setup_logging
 
@@ -53,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         run_event_loop(serve(config, ready=_print_hint))
     except KeyboardInterrupt:
         log.info("Parlour stopped (interrupted)")
+    except LocalCaError as exc:  # the message names the file and the fix; a traceback would bury it
+        log.error("%s", exc)
+        return 1
     return 0
 
 

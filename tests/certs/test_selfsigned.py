@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from appliance.certs.selfsigned import LEAF_LIFETIME, ensure_self_signed, san_names
+from appliance.certs.selfsigned import CA_LIFETIME, LEAF_LIFETIME, ensure_self_signed, san_names
 
 NAMES = ["parlour.lan", "conference.parlour.lan", "upload.parlour.lan"]
 
@@ -33,7 +33,10 @@ def test_first_start_creates_ca_and_leaf(tmp_path: Path) -> None:
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.key_cert_sign and usage.crl_sign
-    assert ca.not_valid_after_utc - ca.not_valid_before_utc >= dt.timedelta(days=3650)
+    assert ca.not_valid_after_utc - ca.not_valid_before_utc == CA_LIFETIME <= dt.timedelta(days=3 * 365)
+    constraints = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+    assert constraints.value.permitted_subtrees == [x509.DNSName("parlour.lan")]  # its service names are under it
     assert isinstance(ca.public_key(), ec.EllipticCurvePublicKey)
     assert ca.public_key().curve.name == "secp256r1"
 
@@ -112,7 +115,8 @@ def test_mismatched_key_is_repaired(tmp_path: Path) -> None:
 
 def test_new_ca_means_new_leaf(tmp_path: Path) -> None:
     first = ensure_self_signed(tmp_path, NAMES)
-    first.ca.unlink()
+    first.ca.unlink()  # both files moved away, as the error for a damaged CA tells
+    first.ca.with_suffix(".key").unlink()
     second = ensure_self_signed(tmp_path, NAMES)
     assert second.issued
     leaf, ca = chain(second.chain)

@@ -13,6 +13,7 @@ import pytest
 
 from appliance.app import Parlour
 from appliance.app.setup import SetupMode
+from appliance.config.model import Config
 from appliance.web.setup.answers import SetupAnswers, complete
 from tests.integration.harness import Harness, free_port
 
@@ -35,13 +36,17 @@ def loopback_listeners() -> dict[str, dict[str, object]]:
     }
 
 
-async def configured_server(tmp_path: Path, **answers: object) -> Harness:
-    """A server set up as `parlour setup` would (admin boss@localhost), started from the written file."""
+async def configured_config(tmp_path: Path, **answers: object) -> Config:
+    """Set up as `parlour setup` would (admin boss@localhost): tmp_path/parlour.toml and tmp_path/state."""
     setup = SetupAnswers(domain="localhost", admin="boss", password=ADMIN_PASSWORD, extra=loopback_listeners())
     for name, value in answers.items():
         setattr(setup, name, value)
-    config = await complete(setup, tmp_path / "parlour.toml", tmp_path / "state")
-    server = Parlour(config)
+    return await complete(setup, tmp_path / "parlour.toml", tmp_path / "state")
+
+
+async def configured_server(tmp_path: Path, **answers: object) -> Harness:
+    """A server set up as `parlour setup` would (admin boss@localhost), started from the written file."""
+    server = Parlour(await configured_config(tmp_path, **answers))
     await server.start()
     return Harness(server)
 
