@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from lxml import etree
 
 from appliance.core.accounts import AccountExists, AccountNotFound, WeakPassword
-from appliance.core.events import NORMAL, HookBus
+from appliance.core.events import NORMAL, Event, HookBus
 from appliance.core.iq import IqHandler, IqKey, IqRequest, IqTable, PendingIqs, Scope
 from appliance.core.sessions import Session
 from appliance.xmpp.jid import JID
@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 S = TypeVar("S")
+P = TypeVar("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +178,10 @@ class ModuleContext:
         if feature is not None:
             self.feature(feature or tag[1:].partition("}")[0], scope=scope)
 
-    def hook(self, name: str, handler: Callable[..., Any], priority: int = NORMAL) -> None:
-        self._undo.append(self._host.hooks.add(name, handler, priority))
+    def hook(self, event: Event[P], handler: Callable[[P], Any] | Callable[[P, Any], Any],
+             priority: int = NORMAL) -> None:
+        """Handle `event` (a fold event's handler also gets the accumulator and returns the new one)."""
+        self._undo.append(self._host.hooks.add(event, handler, priority))
 
     def feature(self, var: str, *, scope: Scope = Scope.SERVER) -> None:
         target = self._host.features if scope is Scope.SERVER else self._host.account_features
@@ -247,8 +250,10 @@ class ModuleContext:
         """Send a stanza the server originates (its 'from' must be set)."""
         await self.router.route(stanza, origin=None)
 
-    async def fire(self, name: str, payload: Any) -> bool:
-        return await self._host.hooks.fire(name, payload)
+    async def fire(self, event: Event[P], payload: P) -> bool:
+        if not isinstance(payload, event.payload):
+            raise TypeError(f"{event} carries {event.payload.__name__}, not {type(payload).__name__}")
+        return await self._host.hooks.fire(event, payload)
 
     async def send_iq(self, stanza: etree._Element, timeout: float = 30.0) -> etree._Element:
         """Send an IQ get/set and wait for its result or error stanza."""

@@ -6,13 +6,20 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from appliance.xmpp.errors import StanzaError
+
+if TYPE_CHECKING:
+    from lxml import etree
+
+    from appliance.core.c2s.session import ClientSession
+    from appliance.xmpp.jid import JID
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 # Priority bands, highest runs first.
 GUARD = 1000
@@ -22,69 +29,93 @@ NORMAL = 0
 DELIVER = -100
 FALLBACK = -1000
 
-# Event names (payload type in brackets).
-MESSAGE_OUTGOING = "message/outgoing"  # [StanzaEvent] a local user sends a message (sender's host)
-MESSAGE_BARE = "message/bare"  # [StanzaEvent] to a local account's bare JID
-MESSAGE_FULL = "message/full"  # [StanzaEvent] to a local full JID
-MESSAGE_HOST = "message/host"  # [StanzaEvent] to the server itself
-PRESENCE_OUTGOING = "presence/outgoing"  # [StanzaEvent] presence sent by a local user
-PRESENCE_BARE = "presence/bare"  # [StanzaEvent] to a local account's bare JID
-PRESENCE_FULL = "presence/full"  # [StanzaEvent] to a local full JID
-PRESENCE_HOST = "presence/host"  # [StanzaEvent] to the server itself
-STANZA_INBOUND_GUARD = "stanza/inbound"  # [StanzaEvent] before local delivery to an account (blocking)
-SESSION_BOUND = "session/bound"  # [SessionEvent]
-PRESENCE_INITIAL = "presence/initial"  # [SessionEvent] the session just sent its initial presence
-PRESENCE_NON_NEGATIVE = "presence/non-negative"  # [SessionEvent] a later presence raised a negative priority to >= 0
-SESSION_CLOSED = "session/closed"  # [SessionEvent]
-ROSTER_REQUESTED = "roster/requested"  # [SessionEvent] the session fetched its roster
-ACCOUNT_DELETED = "account/deleted"  # [AccountEvent]
-STREAM_FEATURES = "stream/features"  # fold over list[Element] [FeaturesEvent]
-MESSAGE_OFFLINE = "message/offline"  # [StanzaEvent] no resource can take a message: store it (the value
-# of modules/message.py OFFLINE_STORE; the core fires it for unacknowledged messages of ended sessions)
-SM_UNDELIVERED = "sm/undelivered"  # [StanzaEvent] an unacknowledged message of a session that ended for
-# good; True claims it, else the core gives it to another resource or offline storage
-BIND2_FEATURES = "bind2/features"  # fold over list[str] [SessionEvent] vars a Bind 2 request may enable
-BIND2_ENABLE = "bind2/enable"  # [Bind2Event] a feature element inside a Bind 2 request; True = handled
-PUSH_NEEDED = "push/needed"  # [PushEvent] a message waits for an account: stored offline, or held for a
-# session that stream management hibernated; the push module (XEP-0357) wakes the account's devices
+
+class Event(str, Generic[P]):
+    """An event name that carries its payload type: `Event("message/bare", StanzaEvent)`.
+
+    It is the name itself (a str), so the bus keys and logs stay plain strings; the payload type lets
+    `ModuleContext.hook`/`fire` be checked statically, and `ModuleContext.fire` refuses a wrong payload.
+    """
+
+    payload: type[P]
+
+    def __new__(cls, name: str, payload: type[P]) -> Event[P]:
+        event = super().__new__(cls, name)
+        event.payload = payload
+        return event
 
 
 @dataclass(slots=True)
 class StanzaEvent:
     """A stanza on its way: who sent it, where to, and the client session it came from (if any)."""
 
-    stanza: Any  # lxml element
-    from_jid: Any  # JID
-    to_jid: Any  # JID
-    session: Any = None  # ClientSession or None
+    stanza: etree._Element
+    from_jid: JID
+    to_jid: JID | None  # None only for a presence without 'to' (a broadcast)
+    session: ClientSession | None = None
 
 
 @dataclass(slots=True)
 class PushEvent:
     """A message that is waiting for `user` (bare JID); `session` is the hibernated session, if any."""
 
-    user: Any  # JID
-    stanza: Any  # lxml element
-    session: Any = None
+    user: JID
+    stanza: etree._Element
+    session: ClientSession | None = None
 
 
 @dataclass(slots=True)
 class SessionEvent:
-    session: Any
+    """Something happened to one client session."""
+
+    session: ClientSession
 
 
 @dataclass(slots=True)
 class Bind2Event:
     """One child of a Bind 2 `<bind/>` (e.g. carbons `<enable/>`); a handler may add to `bound`."""
 
-    session: Any
-    element: Any  # lxml element
-    bound: Any  # lxml <bound/> element of the answer
+    session: ClientSession
+    element: etree._Element
+    bound: etree._Element  # the <bound/> element of the answer
 
 
 @dataclass(slots=True)
 class AccountEvent:
-    jid: Any
+    """Something happened to one account (its bare JID)."""
+
+    jid: JID
+
+
+# Event names with their payload types.
+MESSAGE_OUTGOING = Event("message/outgoing", StanzaEvent)  # a local user sends a message (sender's host)
+MESSAGE_BARE = Event("message/bare", StanzaEvent)  # to a local account's bare JID
+MESSAGE_FULL = Event("message/full", StanzaEvent)  # to a local full JID
+MESSAGE_HOST = Event("message/host", StanzaEvent)  # to the server itself
+PRESENCE_OUTGOING = Event("presence/outgoing", StanzaEvent)  # presence sent by a local user
+PRESENCE_BARE = Event("presence/bare", StanzaEvent)  # to a local account's bare JID
+PRESENCE_FULL = Event("presence/full", StanzaEvent)  # to a local full JID
+PRESENCE_HOST = Event("presence/host", StanzaEvent)  # to the server itself
+STANZA_INBOUND_GUARD = Event("stanza/inbound", StanzaEvent)  # before local delivery to an account (blocking)
+SESSION_BOUND = Event("session/bound", SessionEvent)
+PRESENCE_INITIAL = Event("presence/initial", SessionEvent)  # the session just sent its initial presence
+# a later presence raised a negative priority to >= 0
+PRESENCE_NON_NEGATIVE = Event("presence/non-negative", SessionEvent)
+SESSION_CLOSED = Event("session/closed", SessionEvent)
+ROSTER_REQUESTED = Event("roster/requested", SessionEvent)  # the session fetched its roster
+ACCOUNT_DELETED = Event("account/deleted", AccountEvent)
+STREAM_FEATURES = Event("stream/features", SessionEvent)  # fold over list[Element]
+# No resource can take a message: store it (modules/message.py fires it; the core fires it for
+# unacknowledged messages of ended sessions).
+MESSAGE_OFFLINE = Event("message/offline", StanzaEvent)
+# An unacknowledged message of a session that ended for good; True claims it, else the core gives it to
+# another resource or offline storage.
+SM_UNDELIVERED = Event("sm/undelivered", StanzaEvent)
+BIND2_FEATURES = Event("bind2/features", SessionEvent)  # fold over list[str]: vars a Bind 2 request may enable
+BIND2_ENABLE = Event("bind2/enable", Bind2Event)  # a feature element inside a Bind 2 request; True = handled
+# A message waits for an account: stored offline, or held for a session that stream management
+# hibernated; the push module (XEP-0357) wakes the account's devices.
+PUSH_NEEDED = Event("push/needed", PushEvent)
 
 
 Handler = Callable[[Any], Awaitable[bool | None] | bool | None]

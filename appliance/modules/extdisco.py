@@ -7,7 +7,6 @@ implement: username = "<expiry unix time>:<bare JID>", password = base64(HMAC-SH
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import hmac
 import math
@@ -20,6 +19,7 @@ from appliance.modules._util import element
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_EXTDISCO
+from appliance.xmpp.timestamps import format_datetime
 
 _DEFAULT_PORTS = {"stun": 3478, "turn": 3478, "stuns": 5349, "turns": 5349}
 
@@ -104,8 +104,7 @@ class ExternalServices(Module):
         if service.needs_credentials and self.options.secret:
             expires = self.ctx.now() + self.options.credential_lifetime
             username, password = turn_credentials(self.options.secret, user, expires)
-            moment = datetime.datetime.fromtimestamp(math.ceil(expires), datetime.UTC)
-            entry.set("expires", moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            entry.set("expires", format_datetime(math.ceil(expires), milliseconds=False))
             entry.set("username", username)
             entry.set("password", password)
             entry.set("restricted", "1")

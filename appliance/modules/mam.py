@@ -9,7 +9,6 @@ inside the hook: the sender's stanza counts as processed only after the archive 
 
 from __future__ import annotations
 
-import datetime
 import secrets
 
 from lxml import etree
@@ -24,6 +23,7 @@ from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.forms import Field
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_CLIENT, NS_DELAY, NS_FORWARD, NS_HINTS, NS_MAM, NS_RSM, NS_STANZA_ID
+from appliance.xmpp.timestamps import format_datetime, parse_datetime
 
 NS_MAM_EXTENDED = f"{NS_MAM}#extended"
 STANZA_ID = f"{{{NS_STANZA_ID}}}stanza-id"
@@ -41,23 +41,6 @@ def should_archive(stanza: etree._Element) -> bool:
     if stanza.find(f"{{{NS_CLIENT}}}body") is not None or stanza.find(f"{{{NS_HINTS}}}store") is not None:
         return True
     return any(etree.QName(child).namespace in _ENCRYPTED for child in stanza)
-
-
-def stamp_text(seconds: float) -> str:
-    """XEP-0082 date-time in UTC with milliseconds."""
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_stamp(text: str) -> float:
-    """An XEP-0082 date-time (with a time zone) as seconds since the epoch; bad-request otherwise."""
-    try:
-        moment = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise StanzaError.bad_request(f"Not an XEP-0082 date-time: {text!r}") from None
-    if moment.tzinfo is None:
-        raise StanzaError.bad_request(f"The date-time {text!r} needs a time zone")
-    return moment.timestamp()
 
 
 def set_stanza_id(stanza: etree._Element, by: JID, archive_id: str) -> None:
@@ -229,7 +212,8 @@ class Mam(Module):
         metadata = element(NS_MAM, "metadata")
         for name, item in (("start", first), ("end", last)):
             if item is not None:
-                etree.SubElement(metadata, f"{{{NS_MAM}}}{name}", id=item.archive_id, timestamp=stamp_text(item.stamp))
+                stamp = format_datetime(item.stamp)
+                etree.SubElement(metadata, f"{{{NS_MAM}}}{name}", id=item.archive_id, timestamp=stamp)
         return metadata
 
     # -- preferences ----------------------------------------------------------------------------
@@ -279,8 +263,8 @@ def _filter(form: etree._Element | None) -> ArchiveFilter:
     return ArchiveFilter(
         with_jid=with_jid,
         with_resource=with_resource,
-        start=parse_stamp(start) if start is not None else None,
-        end=parse_stamp(end) if end is not None else None,
+        start=parse_datetime(start) if start is not None else None,
+        end=parse_datetime(end) if end is not None else None,
         after_id=one("after-id"),
         before_id=one("before-id"),
         ids=tuple(v.strip() for v in ids if v.strip()) if ids is not None else None,
@@ -296,7 +280,7 @@ def _result(item: ArchivedMessage, owner: JID, to: JID, queryid: str | None) -> 
         result.set("queryid", queryid)
     result.set("id", item.archive_id)
     forwarded = etree.SubElement(result, f"{{{NS_FORWARD}}}forwarded", nsmap={None: NS_FORWARD})
-    etree.SubElement(forwarded, f"{{{NS_DELAY}}}delay", nsmap={None: NS_DELAY}, stamp=stamp_text(item.stamp))
+    etree.SubElement(forwarded, f"{{{NS_DELAY}}}delay", nsmap={None: NS_DELAY}, stamp=format_datetime(item.stamp))
     forwarded.append(etree.fromstring(item.stanza))
     return message
 
@@ -341,4 +325,4 @@ def _prefs_element(prefs: ArchivePrefs) -> etree._Element:
     return node
 
 
-__all__ = ["Mam", "parse_stamp", "set_stanza_id", "should_archive", "stamp_text"]
+__all__ = ["Mam", "set_stanza_id", "should_archive"]

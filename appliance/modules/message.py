@@ -10,8 +10,6 @@ from appliance.core.events import StanzaEvent
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 
-OFFLINE_STORE = "message/offline"  # hook fired when no resource can take a message [StanzaEvent]
-
 
 class Message(Module):
     """Chooses the sessions a message goes to; hands it to offline storage when there are none."""
@@ -56,7 +54,7 @@ class Message(Module):
             raise StanzaError.service_unavailable()
         if mtype == "headline":
             return True
-        if await self.ctx.fire(OFFLINE_STORE, event):
+        if await self.ctx.fire(events.MESSAGE_OFFLINE, event):
             return True
         raise StanzaError.service_unavailable()
 

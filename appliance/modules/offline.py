@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
-
 from lxml import etree
 
 from appliance.core import events
 from appliance.core.api import Module, ModuleContext, Xep
 from appliance.core.events import PushEvent, SessionEvent, StanzaEvent
-from appliance.modules.message import OFFLINE_STORE
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_CHATSTATES, NS_DELAY
+from appliance.xmpp.timestamps import format_datetime
 
 NS_HINTS = "urn:xmpp:hints"
 NS_MSGOFFLINE = "msgoffline"
@@ -37,7 +35,7 @@ class Offline(Module):
         self.ctx = ctx
         self.limit = ctx.options.max_messages if ctx.options else 1000
         ctx.feature(NS_MSGOFFLINE)
-        ctx.hook(OFFLINE_STORE, self.on_store)
+        ctx.hook(events.MESSAGE_OFFLINE, self.on_store)
         ctx.hook(events.PRESENCE_INITIAL, self.on_available)
         # XEP-0160 §2: "When the recipient next sends non-negative available presence" - initial or later.
         ctx.hook(events.PRESENCE_NON_NEGATIVE, self.on_available)
@@ -72,6 +70,5 @@ def _with_delay(stanza: etree._Element, host: str, now: float) -> etree._Element
         return stanza
     delay = etree.SubElement(stanza, f"{{{NS_DELAY}}}delay", nsmap={None: NS_DELAY})
     delay.set("from", host)
-    stamp = datetime.datetime.fromtimestamp(now, datetime.UTC)
-    delay.set("stamp", stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+    delay.set("stamp", format_datetime(now))
     return stanza

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from lxml import etree
 
 from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
 from appliance.modules._util import element
 from appliance.xmpp.ns import NS_TIME
+from appliance.xmpp.timestamps import format_datetime
 
 # The server reports UTC with a zero offset: its local time zone says nothing useful to a client and
 # would only reveal where the machine is.
@@ -33,8 +32,5 @@ def entity_time(now: float) -> etree._Element:
     """The <time xmlns='urn:xmpp:time'/> payload for the POSIX time `now` (XEP-0082 DateTime, UTC)."""
     payload = element(NS_TIME, "time")
     etree.SubElement(payload, f"{{{NS_TIME}}}tzo").text = UTC_OFFSET
-    stamp = datetime.fromtimestamp(now, UTC)
-    etree.SubElement(payload, f"{{{NS_TIME}}}utc").text = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{stamp.microsecond // 1000:03d}Z"
-    )
+    etree.SubElement(payload, f"{{{NS_TIME}}}utc").text = format_datetime(now)
     return payload

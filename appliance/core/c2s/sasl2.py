@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import secrets
 import time
@@ -22,6 +21,7 @@ from appliance.xmpp.effects import Sasl2Success
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_BIND2, NS_FAST, NS_SASL2
 from appliance.xmpp.stream import C2SState
+from appliance.xmpp.timestamps import format_datetime
 
 if TYPE_CHECKING:
     from appliance.core.authn import SaslExchange
@@ -62,7 +62,7 @@ async def succeed(session: ClientSession, effect: Sasl2Success) -> None:
     if token is not None:
         element = etree.SubElement(success, f"{{{NS_FAST}}}token", nsmap={None: NS_FAST})
         element.set("token", token.token)
-        element.set("expiry", _timestamp(token.expiry))
+        element.set("expiry", format_datetime(token.expiry, milliseconds=False))
     session.machine.sasl2_done(etree.tostring(success), resumed=resumed is not None)
     if resumed is not None:
         session.flush()  # <success/> and the empty features go out before the resumed session's stanzas
@@ -126,11 +126,6 @@ async def _bind2(session: ClientSession, bind: etree._Element) -> etree._Element
         elif session.host is not None:
             await session.host.hooks.fire(events.BIND2_ENABLE, Bind2Event(session, child, bound))
     return bound
-
-
-def _timestamp(when: float) -> str:
-    """XEP-0082 DateTime in UTC."""
-    return datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["succeed"]

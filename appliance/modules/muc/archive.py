@@ -11,7 +11,6 @@ from lxml import etree
 
 from appliance.core.events import StanzaEvent
 from appliance.modules import mam
-from appliance.modules.mam import stamp_text as format_stamp
 from appliance.modules.muc.history import Entry
 from appliance.modules.muc.iq import NS_MODERATE, NS_RETRACT, MucIq
 from appliance.modules.muc.room import MESSAGE, OCCUPANT_ID, Room, stanza
@@ -20,6 +19,7 @@ from appliance.storage.api import ArchiveFilter, ArchiveStore, UnknownArchiveId
 from appliance.xmpp import forms
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_CLIENT, NS_DELAY, NS_MAM, NS_OCCUPANT_ID, NS_RSM
+from appliance.xmpp.timestamps import format_datetime
 
 QUERY = f"{{{NS_MAM}}}query"
 MODERATE = f"{{{NS_MODERATE}}}moderate"
@@ -61,7 +61,7 @@ class RoomArchive:
         for item in page.items:
             message = etree.fromstring(item.stanza)
             etree.SubElement(message, f"{{{NS_DELAY}}}delay", nsmap={None: NS_DELAY},
-                             stamp=format_stamp(item.stamp), **{"from": room.text})
+                             stamp=format_datetime(item.stamp), **{"from": room.text})
             room.history.add(Entry(etree.tostring(message), item.stamp, item.archive_id))
 
     # -- queries -------------------------------------------------------------------------------------
@@ -137,12 +137,12 @@ class RoomArchive:
             for name, value in original.attrib.items():
                 tombstone.set(name, value)
             retracted = etree.SubElement(tombstone, f"{{{NS_RETRACT}}}retracted", nsmap={None: NS_RETRACT},
-                                         stamp=format_stamp(now))
+                                         stamp=format_datetime(now))
             moderated(retracted)
             for keep in original.findall(OCCUPANT_ID):
                 tombstone.append(keep)
             await self.store.replace(room.text, target, etree.tostring(tombstone))
             delayed = etree.fromstring(etree.tostring(tombstone))
             etree.SubElement(delayed, f"{{{NS_DELAY}}}delay", nsmap={None: NS_DELAY},
-                             stamp=format_stamp(item.stamp), **{"from": room.text})
+                             stamp=format_datetime(item.stamp), **{"from": room.text})
             room.history.replace(target, etree.tostring(delayed))
