@@ -12,7 +12,6 @@ from typing import Protocol
 
 from lxml import etree
 
-from appliance.modules.mam import stamp_text as format_stamp
 from appliance.modules.muc.config import RoomConfig
 from appliance.modules.muc.fanout import Fanout, Template, to_attr
 from appliance.modules.muc.history import Entry, History, HistoryRequest
@@ -21,6 +20,7 @@ from appliance.storage.api import MucAffiliation
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_CLIENT, NS_DELAY, NS_MUC, NS_MUC_USER, NS_OCCUPANT_ID, NS_STANZA_ID
+from appliance.xmpp.timestamps import format_datetime as format_stamp
 
 PRESENCE = f"{{{NS_CLIENT}}}presence"
 MESSAGE = f"{{{NS_CLIENT}}}message"
