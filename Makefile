@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check appliance tests
 
 docs: $(STAMP)
-	$(PY) -m appliance.config.docs > docs/configuration.md
+	$(PY) -m appliance.catalog > docs/configuration.md
 	$(PY) -m appliance.compliance markdown > docs/compliance.md
 	$(PY) -m appliance.compliance doap > docs/parlour.doap
 

@@ -1,18 +1,18 @@
-"""The configuration reference in Markdown, generated from the schema.
+"""The configuration reference in Markdown, generated from the schema (the core's keys and every
+module's options).
 
-`python -m appliance.config.docs > docs/configuration.md`; a test fails when that file is stale.
+`python -m appliance.catalog > docs/configuration.md` (`make docs`); a test fails when that file is stale.
 """
 
 from __future__ import annotations
 
-import sys
-
 from appliance.config import spec
+from appliance.config.options import Schema
 
 HEADER = """\
 # Configuration reference
 
-<!-- Generated from appliance/config/spec.py by `python -m appliance.config.docs`; do not edit. -->
+<!-- Generated from appliance/config/spec.py and the modules' options by `make docs`; do not edit. -->
 
 Parlour reads one TOML file: `/etc/parlour/parlour.toml` on Linux, `%ProgramData%\\Parlour\\parlour.toml`
 on Windows, `/Library/Application Support/Parlour/parlour.toml` on macOS, `./dev-state/parlour.toml` in a
@@ -57,20 +57,19 @@ def _section(table: spec.Table, level: int = 2) -> list[str]:
     return out
 
 
-def example_file() -> str:
+def example_file(schema: Schema) -> str:
     """A complete config file: every key at its default, and one host."""
     lines = ["# Every key at its default value; delete what you do not change.", ""]
-    for top in spec.SECTIONS:
-        for table in top.walk():
-            if not table.keys:
-                continue
-            lines.append(f"[{table.path}]")
-            for key in table.keys:
-                if key.default_doc is not None:
-                    lines.append(f"# {key.name} = ...  # {key.default_doc}")
-                else:
-                    lines.append(f"{key.name} = {key.default_toml()}")
-            lines.append("")
+    for table in schema.tables():
+        if not table.keys:
+            continue
+        lines.append(f"[{table.path}]")
+        for key in table.keys:
+            if key.default_doc is not None:
+                lines.append(f"# {key.name} = ...  # {key.default_doc}")
+            else:
+                lines.append(f"{key.name} = {key.default_toml()}")
+        lines.append("")
     lines += [
         '[hosts."example.org"]',
         "",
@@ -81,17 +80,17 @@ def example_file() -> str:
     return "\n".join(lines) + "\n"
 
 
-def render() -> str:
+def render(schema: Schema) -> str:
     """The whole reference page."""
     out = [HEADER]
-    for table in spec.SECTIONS:
+    for table in schema.sections:
         out += _section(table)
-    host_modules = spec.HOST.table("modules")
+    host_modules = schema.host.table("modules")
     assert host_modules is not None
     out += [
         '## [hosts."example.org"]',
         "",
-        spec.HOST.doc,
+        schema.host.doc,
         "The name is a domain name; it is stored in lower case.",
         "",
         '### [hosts."example.org".modules]',
@@ -109,16 +108,7 @@ def render() -> str:
         "## A complete file",
         "",
         "```toml",
-        example_file().rstrip("\n"),
+        example_file(schema).rstrip("\n"),
         "```",
     ]
     return "\n".join(out) + "\n"
-
-
-def main() -> int:
-    sys.stdout.write(render())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

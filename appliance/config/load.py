@@ -10,14 +10,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import re
 import tomllib
 from bisect import bisect_right
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from appliance.config import model, spec
 from appliance.config.model import Config
+from appliance.config.options import ModuleOptions, Schema, schema
 
 KeyPath = tuple[str, ...]
 
@@ -30,9 +33,12 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def load_config(path: Path, *, default_state_dir: Path | None = None) -> Config:
+def load_config(
+    path: Path, *, modules: Iterable[type[ModuleOptions]], default_state_dir: Path | None = None
+) -> Config:
     """Read and validate a config file; relative paths in it resolve against its folder.
 
+    `modules` are the module classes the server is made of: their options are the [modules.*] tables.
     `default_state_dir` is used when the file sets no server.state_dir (default: the platform's).
     """
     try:
@@ -41,23 +47,28 @@ def load_config(path: Path, *, default_state_dir: Path | None = None) -> Config:
         raise ConfigError([f"{path}: cannot read the file: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
-    config = parse_config(text, str(path), base_dir=path.absolute().parent,
+    config = parse_config(text, str(path), modules=modules, base_dir=path.absolute().parent,
                           default_state_dir=default_state_dir)
     return _replace_source(config, path)
 
 
 def parse_config(
-    text: str, source: str, *, base_dir: Path | None = None, default_state_dir: Path | None = None
+    text: str,
+    source: str,
+    *,
+    modules: Iterable[type[ModuleOptions]],
+    base_dir: Path | None = None,
+    default_state_dir: Path | None = None,
 ) -> Config:
     """Validate TOML text; `source` names it in messages, `base_dir` anchors relative paths
-    (default: the folder of `source`); `default_state_dir` as for `load_config`."""
+    (default: the folder of `source`); `modules` and `default_state_dir` as for `load_config`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(source, exc)]) from None
     if base_dir is None:
         base_dir = Path(source).absolute().parent
-    builder = _Builder(source, _KeyLines(text).lines, base_dir, default_state_dir)
+    builder = _Builder(schema(modules), source, _KeyLines(text).lines, base_dir, default_state_dir)
     config = builder.build(data)
     if builder.problems or config is None:
         raise ConfigError(builder.sorted_problems())
@@ -98,25 +109,24 @@ def dotted(path: KeyPath) -> str:
 # --- validation ------------------------------------------------------------------------------------
 
 
-def _other_tables_index() -> dict[str, list[str]]:
+@functools.cache
+def _other_tables_index(schema: Schema) -> dict[str, list[str]]:
     """Key name → dotted paths of every global key with that name (to suggest a moved key)."""
     index: dict[str, list[str]] = {}
-    for top in spec.SECTIONS:
-        for table in top.walk():
-            for key in table.keys:
-                index.setdefault(key.name, []).append(f"{table.path}.{key.name}")
+    for table in schema.tables():
+        for key in table.keys:
+            index.setdefault(key.name, []).append(f"{table.path}.{key.name}")
     return index
-
-
-_INDEX = _other_tables_index()
 
 
 class _Builder:
     """Walks parsed TOML against the schema, converting values and collecting problems."""
 
     def __init__(
-        self, source: str, lines: dict[KeyPath, int], base_dir: Path, default_state_dir: Path | None
+        self, schema: Schema, source: str, lines: dict[KeyPath, int], base_dir: Path,
+        default_state_dir: Path | None,
     ) -> None:
+        self.schema = schema
         self.source = source
         self.default_state_dir = default_state_dir
         self.lines = lines
@@ -144,7 +154,7 @@ class _Builder:
         name = path[-1]
         message = f'unknown key "{dotted(path)}"'
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        moved = [p for p in _INDEX.get(name, []) if p.rsplit(".", 1)[0] != table_path]
+        moved = [p for p in _other_tables_index(self.schema).get(name, []) if p.rsplit(".", 1)[0] != table_path]
         if close:
             message += f'; did you mean "{dotted((*path[:-1], close[0]))}"?'
         elif moved:
@@ -193,17 +203,20 @@ class _Builder:
                 self.add(path, f'missing key "{dotted((*path, key.name))}": expected {key.kind.allowed()}')
             else:
                 kwargs[key.name] = key.default
-        for sub in table.tables:
-            kwargs[sub.name] = self.make(sub, values.get(sub.name, {}), (*path, sub.name))
+        subs = [self.make(sub, values.get(sub.name, {}), (*path, sub.name)) for sub in table.tables]
         if any(key.name not in kwargs for key in table.keys):
             return None
+        if table.model is model.ModulesConfig:  # each module's options, whatever their names
+            return model.ModulesConfig(options=tuple(subs), **kwargs)
+        kwargs.update((sub.name, made) for sub, made in zip(table.tables, subs, strict=True))
         return table.model(**kwargs)
 
     def build(self, data: dict[str, Any]) -> Config | None:
+        sections = self.schema.sections
         for name in data:
-            if name not in spec.TOP_LEVEL_NAMES:
-                self.unknown((name,), list(spec.TOP_LEVEL_NAMES), None)
-        values = {t.name: self.read_table(t, data.get(t.name, {}), (t.name,)) for t in spec.SECTIONS}
+            if name not in self.schema.top_level_names:
+                self.unknown((name,), list(self.schema.top_level_names), None)
+        values = {t.name: self.read_table(t, data.get(t.name, {}), (t.name,)) for t in sections}
         hosts = self.build_hosts(data.get("hosts"), values["modules"])
 
         if "state_dir" not in values["server"]:
@@ -211,7 +224,7 @@ class _Builder:
 
             values["server"]["state_dir"] = self.default_state_dir or default_state_dir()
         self.check_together(values, data)
-        made = {t.name: self.make(t, values[t.name], (t.name,)) for t in spec.SECTIONS if t.name != "modules"}
+        made = {t.name: self.make(t, values[t.name], (t.name,)) for t in sections if t.name != "modules"}
         if self.problems or not hosts:
             return None
         return Config(hosts=hosts, **made)
@@ -238,9 +251,9 @@ class _Builder:
                 self.add(path, f'host "{written}" is the same host as "{seen[name]}"')
                 continue
             seen[name] = written
-            values = self.read_table(spec.HOST, host_data, path)
+            values = self.read_table(self.schema.host, host_data, path)
             modules = _merge(global_modules, values.get("modules", {}))
-            host_modules = spec.HOST.table("modules")
+            host_modules = self.schema.host.table("modules")
             assert host_modules is not None
             made = self.make(host_modules, modules, (*path, "modules"))
             if made is not None:

@@ -1,8 +1,9 @@
-"""The configuration schema: every key's type, default, allowed values and one-line doc.
+"""The configuration schema: value kinds, and the core's keys with their type, default and one-line doc.
 
 The defaults come from the dataclasses in `model.py`, so the schema and the model cannot disagree
-(a test checks that every model field has exactly one key here). `load.py` validates against this
-schema and `docs.py` renders it as the configuration reference.
+(a test checks that every model field has exactly one key here). Modules declare their own options
+beside their code (`options.option`); `options.schema(modules)` adds those tables to the core's.
+`load.py` validates against that schema and `docs.py` renders it as the configuration reference.
 """
 
 from __future__ import annotations
@@ -579,49 +580,7 @@ LOGGING = _table("logging", model.LoggingConfig, "Logging.", [
 ])
 
 
-# --- [modules.pubsub], [modules.pep] and what builds on PEP ---
-def _pubsub_module_tables(prefix: str) -> tuple[Table, ...]:
-    m = model
-    access = Choice(("open", "presence", "roster", "whitelist", "authorize"))
-    return (
-        _table(f"{prefix}.pubsub", m.PubSubOptions, "Publish-subscribe service (XEP-0060) at "
-               "<subdomain>.<host>.", [
-            ("subdomain", DOMAIN, "First label of the publish-subscribe service's domain (pubsub.<host>)."),
-            ("create_nodes", Choice(("everyone", "local", "admins")), "Who may create nodes: anybody, "
-             "accounts of this host, or the server's admins."),
-            ("max_nodes", Int(1, 10_000_000), "Most nodes on the service."),
-            ("max_items", Int(1, 1_000_000), "Most items a node may keep (what pubsub#max_items \"max\" "
-             "means)."),
-            ("default_max_items", Int(1, 1_000_000), "Items a new node keeps unless configured."),
-            ("default_access_model", access, "Access model of a new node unless configured."),
-        ]),
-        _table(f"{prefix}.pep", m.PepOptions, "Personal eventing (XEP-0163): each account's own "
-               "pubsub nodes (avatars, OMEMO keys, bookmarks ...).", [
-            ("max_nodes", Int(1, 100_000), "Most PEP nodes per account."),
-            ("max_items", Int(1, 100_000), "Most items a PEP node may keep (what pubsub#max_items "
-             "\"max\" means)."),
-            ("default_max_items", Int(1, 100_000), "Items a new PEP node keeps unless configured."),
-        ]),
-        _table(f"{prefix}.caps", m.CapsOptions, "Entity capabilities (XEP-0115): PEP notifications go "
-               "to the clients that ask for them; the server announces its own capabilities.", [
-            ("verify", Bool(), "Check a client's capability hash against its service discovery answer "
-             "before trusting it."),
-            ("cache_size", Int(10, 10_000_000), "Distinct capability sets remembered."),
-            ("query_timeout", Duration(1, 300), "Time a client has to answer the capabilities query."),
-        ]),
-        _table(f"{prefix}.bookmarks", m.BookmarksOptions, "Bookmarks (XEP-0402).", [
-            ("compat", Bool(), "Keep XEP-0048 bookmarks (private XML storage and the storage:bookmarks "
-             "PEP node) in step with XEP-0402 bookmarks, both ways."),
-        ]),
-        _table(f"{prefix}.avatar", m.AvatarOptions, "User avatars (XEP-0084).", [
-            ("vcard_conversion", Bool(), "Copy a published avatar into the vCard PHOTO (XEP-0398)."),
-            ("presence_hash", Bool(), "Add the avatar hash to outgoing presence (XEP-0153)."),
-        ]),
-    )
-# --- end [modules.pubsub] ---
-
-
-# --- issue 6: carbons, archive, upload, push, external services ---
+# --- value kinds of module options ---
 def check_optional_domain(text: str) -> str:
     return check_domain(text) if text.strip() else ""
 
@@ -660,81 +619,6 @@ SERVICE_URI = Text('a STUN/TURN URI like "turn:turn.example.org:3478?transport=u
 SECRET = Text("a string", check_any)
 
 
-def _issue6_module_tables(prefix: str) -> tuple[Table, ...]:
-    m = model
-    return (
-        _table(f"{prefix}.mam", m.MamOptions, "Message archive (XEP-0313) with preferences (XEP-0441).", [
-            ("default", Choice(("always", "never", "roster")), "Which messages are archived for an "
-             "account that set no preference: all, none, or those with contacts on its roster."),
-            ("retention", Duration(0, 100 * 365 * ONE_DAY), "How long archived messages are kept; 0 "
-             "keeps them forever."),
-            ("purge_interval", Duration(1, ONE_DAY), "How often messages past the retention are deleted."),
-            ("page_size", Int(1, 1000), "Messages per page when a query does not say (RSM max)."),
-            ("max_page_size", Int(1, 1000), "Most messages per page a query may ask for."),
-        ]),
-        _table(f"{prefix}.upload", m.UploadOptions, "HTTP file upload (XEP-0363): the service "
-               "upload.<host>, files served by the web listener and kept in the state folder.", [
-            ("domain", OPTIONAL_DOMAIN, "Address of the upload service; empty means upload.<host>. It "
-             "must resolve to this server for clients."),
-            ("url_base", URL_BASE, "Start of the upload and download URLs; empty means "
-             "https://<domain>:<http.tls_port> (http://<domain>:<http.port> when https is off)."),
-            ("max_file_size", Size(1024, 64 * 1024**3), "Largest file accepted."),
-            ("quota", Size(1024, 1024**4), "Total size of the files one account may keep."),
-            ("expiry", Duration(0, 10 * 365 * ONE_DAY), "Files older than this are deleted; 0 keeps "
-             "them."),
-            ("slot_lifetime", Duration(1, ONE_DAY), "Time a client has to upload after asking for a slot."),
-            ("purge_interval", Duration(1, ONE_DAY), "How often expired files are deleted."),
-        ]),
-        _table(f"{prefix}.push", m.PushOptions, "Push notifications (XEP-0357) to the app servers of "
-               "mobile clients.", [
-            ("include_body", Bool(), "Send the text of the last message to the app server (leaves the "
-             "server: off by default)."),
-            ("include_sender", Bool(), "Send the address of the last message's sender."),
-            ("max_registrations", Int(1, 1000), "Most push registrations per account."),
-            ("timeout", Duration(1, 600), "Time an app server has to answer a notification."),
-        ]),
-        _table(f"{prefix}.external_services", m.ExternalServicesOptions, "External service discovery "
-               "(XEP-0215): STUN/TURN servers for calls, with short-lived TURN credentials.", [
-            ("services", ListOf(SERVICE_URI), "STUN and TURN servers offered to clients."),
-            ("secret", SECRET, "Shared secret of the TURN server's REST API (coturn: "
-             "static-auth-secret); empty: TURN servers are listed without credentials."),
-            ("credential_lifetime", Duration(60, 7 * ONE_DAY), "How long TURN credentials stay valid."),
-        ]),
-    )
-# --- end issue 6 ---
-
-
-# --- issue 6: session-level protocols ---
-def _session_module_tables(prefix: str) -> tuple[Table, ...]:
-    m = model
-    return (
-        _table(f"{prefix}.stream_management", m.StreamManagementOptions, "Stream management (XEP-0198): "
-               "acknowledged delivery and resumption of dropped connections.", [
-            ("resume_timeout", Duration(0, ONE_DAY), "How long a dropped session waits to be resumed "
-             "(it stays online meanwhile); then its unacknowledged messages go to another resource or "
-             "offline storage. 0 turns resumption off."),
-            ("max_queue", Int(10, 1_000_000), "Unacknowledged stanzas kept per session; a client "
-             "that falls further behind is disconnected."),
-            ("request_every", Int(1, 10_000), "Ask the client for an acknowledgement after this many "
-             "unacknowledged stanzas (also on every housekeeping round while any are pending)."),
-        ]),
-        _table(f"{prefix}.csi", m.CsiOptions, "Client state indication (XEP-0352): presence updates "
-               "and chat states wait while a client says it is inactive.", [
-            ("max_held", Int(1, 100_000), "Stanzas held back per inactive session before all are "
-             "sent anyway."),
-        ]),
-        _table(f"{prefix}.sasl2", m.Sasl2Options, "Extensible SASL profile (XEP-0388) with Bind 2 "
-               "(XEP-0386) and FAST token login (XEP-0484).", [
-            ("bind2", Bool(), "Offer resource binding inside the authentication (Bind 2)."),
-            ("fast", Bool(), "Offer FAST tokens for quick reconnection without the password."),
-            ("fast_token_lifetime", Duration(3600, 365 * ONE_DAY), "How long a FAST token is valid; "
-             "it is renewed when less than half of this is left."),
-        ]),
-    )
-# --- end issue 6 session-level protocols ---
-
-
-# --- [modules.muc] (multi-user chat) ---
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -747,96 +631,14 @@ def check_label(text: str) -> str:
 
 
 LABEL = Text('a DNS label like "conference"', check_label)
+NAME = Text("a name", str.strip)
 
 
-def _muc_table(prefix: str) -> Table:
-    m = model
-    room = _table(f"{prefix}.default_room", m.MucRoomDefaults, "The configuration new rooms start with; "
-                  "owners change it with the room configuration form.", [
-        ("public", Bool(), "List the room in service discovery."),
-        ("persistent", Bool(), "Keep the room (and its settings) when the last occupant leaves."),
-        ("members_only", Bool(), "Only members may enter."),
-        ("moderated", Bool(), "Only occupants with voice may speak; newcomers without an "
-         "affiliation are visitors."),
-        ("whois", Choice(("moderators", "anyone")), "Who sees occupants' real JIDs: moderators "
-         "(semi-anonymous) or anyone (non-anonymous)."),
-        ("max_occupants", Int(1, 100_000), "Most occupants at once (capped by max_occupants of the "
-         "service)."),
-        ("history_length", Int(0, 100_000), "Messages replayed to a newcomer (capped by max_history)."),
-        ("occupants_change_subject", Bool(), "Participants, not only moderators, may change the subject."),
-        ("allow_invites", Bool(), "Participants, not only admins, may invite others."),
-        ("allow_pm", Choice(("anyone", "participants", "moderators", "none")), "Who may send private "
-         "messages inside the room."),
-        ("archive", Bool(), "Store messages in the room archive (XEP-0313)."),
-    ])
-    return _table(prefix, m.MucOptions, "Multi-user chat (XEP-0045) at <subdomain>.<host>.", [
-        ("subdomain", LABEL, "First label of the chat service's domain."),
-        ("name", Text("a name", str.strip), "The service's name in service discovery."),
-        ("create_rooms", Choice(("everyone", "local", "admins")), "Who may create rooms: anybody, "
-         "accounts of this host, or the server's admins."),
-        ("rooms_per_user", Int(0, 1_000_000), "Most rooms one account may own (admins are exempt)."),
-        ("max_history", Int(0, 100_000), "Ceiling for a room's history length."),
-        ("max_occupants", Int(1, 100_000), "Ceiling for a room's occupant limit."),
-    ], [room])
-# --- end [modules.muc] ---
+MODULES_DISABLED = _key(model.ModulesConfig, "disabled", ListOf(MODULE_NAME), "Modules that are not loaded.")
+"""The one key of [modules] itself; every module adds its own table (config/options.py collects them)."""
 
-
-def _module_tables(prefix: str) -> tuple[Table, ...]:
-    m = model
-    return (
-        _table(f"{prefix}.offline", m.OfflineOptions, "Offline message storage (XEP-0160).", [
-            ("max_messages", Int(0, 1_000_000), "Messages kept per account while it is offline; "
-             "0 keeps none."),
-        ]),
-        _table(f"{prefix}.register", m.RegisterOptions, "In-band registration (XEP-0077).", [
-            ("policy", Choice(("closed", "open", "loopback")), "Who may create accounts from a client: "
-             "nobody, anyone, or clients on this machine."),
-            ("min_password_length", Int(1, 1024), "Shortest password accepted."),
-            ("max_per_ip_per_hour", Int(1, 1_000_000), "Accounts one IP address may register in an hour."),
-        ]),
-        _table(f"{prefix}.roster", m.RosterOptions, "Contact lists (RFC 6121).", [
-            ("versioning", Bool(), "Offer roster versioning to clients."),
-            ("max_items", Int(1, 1_000_000), "Most contacts per account."),
-        ]),
-        _table(f"{prefix}.vcard", m.VcardOptions, "vCards (XEP-0054).", [
-            ("max_size", Size(1024, 16 * 1024**2), "Largest vCard stored."),
-        ]),
-        _table(f"{prefix}.private", m.PrivateOptions, "Private XML storage (XEP-0049).", [
-            ("max_size", Size(1024, 16 * 1024**2), "Largest private XML item stored."),
-        ]),
-        _table(f"{prefix}.version", m.VersionOptions, "Software version (XEP-0092).", [
-            ("show_os", Bool(), "Include the operating system in the answer."),
-        ]),
-        _table(f"{prefix}.contact_addresses", m.ContactAddresses, "Contact addresses published in "
-               "service discovery (XEP-0157).", [
-            (name, ListOf(URI), f"Where to reach the {name} contact.")
-            for name in ("abuse", "admin", "feedback", "sales", "security", "support")
-        ]),
-        _muc_table(f"{prefix}.muc"),  # [modules.muc]
-        *_session_module_tables(prefix),  # issue 6: session-level protocols
-        *_issue6_module_tables(prefix),  # issue 6
-        *_pubsub_module_tables(prefix),  # [modules.pubsub]
-    )
-
-
-def _modules_table(prefix: str, doc: str) -> Table:
-    return _table(prefix, model.ModulesConfig, doc, [
-        ("disabled", ListOf(MODULE_NAME), "Modules that are not loaded."),
-    ], _module_tables(prefix))
-
-
-MODULES = _modules_table("modules", "Module options: defaults for every host.")
-
-HOST = _table("hosts.<name>", model.HostConfig, 'One table per virtual host, named by its domain: '
-              '`[hosts."example.org"]`. At least one is required.', [], [
-    _modules_table("hosts.<name>.modules", "Per-host module options, merged key by key over "
-                   "[modules]; a host's `disabled` replaces the global list."),
-])
-
-SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, ACME, HTTP, CONSOLE, LIMITS, LOGGING, MODULES)
-"""The top-level tables in documentation order; `hosts` (HOST) comes after them."""
-
-TOP_LEVEL_NAMES: tuple[str, ...] = (*(t.name for t in SECTIONS), "hosts")
+CORE_SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, ACME, HTTP, CONSOLE, LIMITS, LOGGING)
+"""The top-level tables of the core in documentation order; [modules] and `hosts` come after them."""
 
 
 # --- TOML rendering --------------------------------------------------------------------------------

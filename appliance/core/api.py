@@ -7,13 +7,33 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from lxml import etree
 
+from appliance.config.options import (
+    DOMAIN,
+    LABEL,
+    NAME,
+    OPTIONAL_DOMAIN,
+    SECRET,
+    SERVICE_URI,
+    URI,
+    URL_BASE,
+    Bool,
+    Choice,
+    Duration,
+    Int,
+    ListOf,
+    Size,
+    Text,
+    option,
+    section,
+)
 from appliance.core.accounts import AccountExists, AccountNotFound, WeakPassword
 from appliance.core.events import NORMAL, Event, HookBus
 from appliance.core.iq import IqHandler, IqKey, IqRequest, IqTable, PendingIqs, Scope
+from appliance.core.session_options import CsiOptions, Sasl2Options, StreamManagementOptions
 from appliance.core.sessions import Session
 from appliance.xmpp.jid import JID
 
@@ -26,20 +46,42 @@ if TYPE_CHECKING:
     from appliance.util.tasks import TaskSupervisor
 
 __all__ = [
+    "DOMAIN",
+    "LABEL",
+    "NAME",
+    "OPTIONAL_DOMAIN",
+    "SECRET",
+    "SERVICE_URI",
+    "URI",
+    "URL_BASE",
     "AccountExists",
     "AccountNotFound",
+    "Bool",
+    "Choice",
+    "CsiOptions",
+    "Duration",
     "Host",
+    "Int",
     "IqRequest",
+    "ListOf",
     "Module",
     "ModuleContext",
+    "NoOptions",
+    "Sasl2Options",
     "Scope",
     "Session",
+    "Size",
     "StreamFeature",
+    "StreamManagementOptions",
+    "Text",
     "WeakPassword",
     "Xep",
+    "option",
+    "section",
 ]
 
 S = TypeVar("S")
+OptionsT = TypeVar("OptionsT")
 P = TypeVar("P")
 
 
@@ -85,14 +127,25 @@ class Host:
         return JID.parse(self.name)
 
 
+@dataclass(frozen=True, slots=True)
+class NoOptions:
+    """The options of a module that has none."""
+
+
 class Module:
-    """Base class of a feature module. Subclasses set `name`, `implements` and write `setup`."""
+    """Base class of a feature module. Subclasses set `name`, `implements` and write `setup`.
+
+    A module with options sets `options` to its frozen dataclass of `option()` fields (declared beside
+    it); the loader validates [modules.<name>] against it, the reference documents it, and `setup`
+    receives a `ModuleContext[ThoseOptions]` whose `options` is this host's instance.
+    """
 
     name: ClassVar[str] = ""
     implements: ClassVar[tuple[Xep, ...]] = ()
     depends: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[type | None] = None
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[Any]) -> None:
         """Register handlers, hooks and features through `ctx`."""
 
     async def start(self) -> None:
@@ -102,8 +155,11 @@ class Module:
         """Called at shutdown or unload, before registrations are undone."""
 
 
-class ModuleContext:
-    """What a module may touch; every registration is recorded so `undo()` removes it."""
+class ModuleContext(Generic[OptionsT]):
+    """What a module may touch; every registration is recorded so `undo()` removes it.
+
+    Generic over the module's options type: `ModuleContext[OfflineOptions].options` is an OfflineOptions.
+    """
 
     def __init__(
         self,
@@ -143,9 +199,9 @@ class ModuleContext:
         return self._host.jid
 
     @property
-    def options(self) -> Any:
-        """This module's options for this host (the dataclass of the same name in ModulesConfig)."""
-        return getattr(self._host.config.modules, self.module.name.replace("-", "_"), None)
+    def options(self) -> OptionsT:
+        """This module's options for this host (its `options` dataclass, as configured)."""
+        return self._host.config.modules.of(self.module.options or NoOptions)  # type: ignore[return-value]
 
     def is_local(self, domain: str) -> bool:
         return self.router.is_local(domain)

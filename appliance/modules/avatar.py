@@ -7,11 +7,12 @@ clients that only know vCard avatars see the same picture."""
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import Module, ModuleContext, Scope, Xep
+from appliance.core.api import Bool, Module, ModuleContext, Scope, Xep, option
 from appliance.core.events import StanzaEvent
 from appliance.modules.pep import PersonalEventing
 from appliance.modules.pubsub.engine import Notification
@@ -29,17 +30,26 @@ def _v(tag: str) -> str:
     return f"{{{NS_VCARD}}}{tag}"
 
 
+@dataclass(frozen=True, slots=True)
+class AvatarOptions:
+    """User avatars (XEP-0084)."""
+
+    vcard_conversion: bool = option(True, Bool(), "Copy a published avatar into the vCard PHOTO (XEP-0398).")
+    presence_hash: bool = option(True, Bool(), "Add the avatar hash to outgoing presence (XEP-0153).")
+
+
 class Avatars(Module):
     """XEP-0398 conversion of XEP-0084 avatars and XEP-0153 hashes in presence."""
 
     name = "avatar"
+    options = AvatarOptions
     implements = (Xep(84, "1.1.4"), Xep(398, "0.2.1"), Xep(153, "1.1", status="partial",
                                                           note="hashes come from the PEP avatar"))
     depends = ("pep", "vcard")
 
     ctx: ModuleContext
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[AvatarOptions]) -> None:
         self.ctx = ctx
         opts = ctx.options
         self.pep = ctx.require(PersonalEventing)

@@ -4,9 +4,11 @@ PEP node, whichever side a client writes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lxml import etree
 
-from appliance.core.api import Module, ModuleContext, Scope, Xep
+from appliance.core.api import Bool, Module, ModuleContext, Scope, Xep, option
 from appliance.modules.pep import PersonalEventing
 from appliance.modules.private import PrivateXml
 from appliance.modules.pubsub.engine import Notification
@@ -68,16 +70,26 @@ def from_legacy(storage: etree._Element) -> dict[str, etree._Element]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class BookmarksOptions:
+    """Bookmarks (XEP-0402)."""
+
+    compat: bool = option(True, Bool(),
+        "Keep XEP-0048 bookmarks (private XML storage and the storage:bookmarks PEP node) in step with XEP-0402 "
+        "bookmarks, both ways.")
+
+
 class Bookmarks(Module):
     """Converts between XEP-0402 and XEP-0048 bookmarks on every change."""
 
     name = "bookmarks"
+    options = BookmarksOptions
     implements = (Xep(402, "1.1.4"), Xep(48, "1.2", status="partial", note="through the #compat conversion"))
     depends = ("pep", "private")
 
     ctx: ModuleContext
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[BookmarksOptions]) -> None:
         self.ctx = ctx
         self.pep = ctx.require(PersonalEventing)
         self.private = ctx.require(PrivateXml)

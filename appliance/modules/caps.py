@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import Module, ModuleContext, Xep
+from appliance.core.api import Bool, Duration, Int, Module, ModuleContext, Xep, option
 from appliance.core.events import SessionEvent, StanzaEvent
 from appliance.modules.disco import DiscoInfoNodes
 from appliance.util.lru import LruDict
@@ -63,16 +64,28 @@ class Capabilities:
         return changed
 
 
+@dataclass(frozen=True, slots=True)
+class CapsOptions:
+    """Entity capabilities (XEP-0115): PEP notifications go to the clients that ask for them; the server announces its
+    own capabilities."""
+
+    verify: bool = option(True, Bool(),
+        "Check a client's capability hash against its service discovery answer before trusting it.")
+    cache_size: int = option(10_000, Int(10, 10_000_000), "Distinct capability sets remembered.")
+    query_timeout: float = option(10.0, Duration(1, 300), "Time a client has to answer the capabilities query.")
+
+
 class EntityCapabilities(Module):
     """Tracks clients' caps from their presence and announces the server's caps."""
 
     name = "caps"
+    options = CapsOptions
     implements = (Xep(115, "1.6.0"),)
     depends = ("disco",)
 
     ctx: ModuleContext
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[CapsOptions]) -> None:
         self.ctx = ctx
         opts = ctx.options
         self.verify: bool = opts.verify

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any
+from dataclasses import dataclass, fields
 
 from lxml import etree
 
-from appliance.core.api import Module, ModuleContext, Xep
+from appliance.core.api import URI, ListOf, Module, ModuleContext, Xep, option
 from appliance.modules._util import element
 from appliance.xmpp.ns import NS_DATA, NS_SERVERINFO
+
+
+@dataclass(frozen=True, slots=True)
+class ContactAddressesOptions:
+    """Contact addresses published in service discovery (XEP-0157)."""
+
+    abuse: tuple[str, ...] = option((), ListOf(URI), "Where to reach the abuse contact.")
+    admin: tuple[str, ...] = option((), ListOf(URI), "Where to reach the admin contact.")
+    feedback: tuple[str, ...] = option((), ListOf(URI), "Where to reach the feedback contact.")
+    sales: tuple[str, ...] = option((), ListOf(URI), "Where to reach the sales contact.")
+    security: tuple[str, ...] = option((), ListOf(URI), "Where to reach the security contact.")
+    support: tuple[str, ...] = option((), ListOf(URI), "Where to reach the support contact.")
 
 
 class ContactAddresses(Module):
     """Adds the `http://jabber.org/network/serverinfo` form to the server's disco#info."""
 
     name = "contact_addresses"
+    options = ContactAddressesOptions
     implements = (Xep(157, "1.1.0", status="partial", note="status-addresses is not configurable"),)
     depends = ("disco",)
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[ContactAddressesOptions]) -> None:
         self.form = serverinfo_form(ctx.options)
         ctx.disco_extension(self.provide_form)
 
@@ -27,14 +39,12 @@ class ContactAddresses(Module):
         return self.form
 
 
-def serverinfo_form(addresses: Any) -> etree._Element | None:
-    """The XEP-0128 form for the configured addresses (config `ContactAddresses`), None when none is set.
+def serverinfo_form(addresses: ContactAddressesOptions) -> etree._Element | None:
+    """The XEP-0128 form for the configured addresses, None when none is set.
 
     Each option `<role>` becomes the list-multi field `<role>-addresses`, in the order of the config
     dataclass, and roles without addresses are left out.
     """
-    if addresses is None:
-        return None
     roles = [(f.name, tuple(getattr(addresses, f.name))) for f in fields(addresses)]
     roles = [(role, uris) for role, uris in roles if uris]
     if not roles:

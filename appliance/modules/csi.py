@@ -6,14 +6,15 @@ The holding back happens where stanzas leave a session (core/csi.py); this modul
 
 from __future__ import annotations
 
-from appliance.core.api import Module, ModuleContext, Xep
+from appliance.core.api import CsiOptions, Module, ModuleContext, Xep
 
 
 class ClientStateIndication(Module):
     """Lets clients say `<active/>`/`<inactive/>`; see core/csi.py for what waits."""
 
     name = "csi"
+    options = CsiOptions  # declared in core/session_options.py: core/c2s reads them
     implements = (Xep(352, "1.0.0", note="newest presence per sender and bodiless chat states wait"),)
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[CsiOptions]) -> None:
         """Nothing to register: the session consults this host's options."""

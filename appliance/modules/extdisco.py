@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from appliance.core.api import IqRequest, Module, ModuleContext, Xep
+from appliance.core.api import SECRET, SERVICE_URI, Duration, IqRequest, ListOf, Module, ModuleContext, Xep, option
 from appliance.modules._util import element
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
@@ -57,13 +57,25 @@ def turn_credentials(secret: str, user: JID, expires: float) -> tuple[str, str]:
     return username, base64.b64encode(digest).decode("ascii")
 
 
+@dataclass(frozen=True, slots=True)
+class ExternalServicesOptions:
+    """External service discovery (XEP-0215): STUN/TURN servers for calls, with short-lived TURN credentials."""
+
+    services: tuple[str, ...] = option((), ListOf(SERVICE_URI), "STUN and TURN servers offered to clients.")
+    secret: str = option("", SECRET,
+        "Shared secret of the TURN server's REST API (coturn: static-auth-secret); empty: TURN servers are listed "
+        "without credentials.")
+    credential_lifetime: float = option(86400.0, Duration(60, 7 * 86400.0), "How long TURN credentials stay valid.")
+
+
 class ExternalServices(Module):
     """Answers <services/> and <credentials/> requests from the configured list."""
 
     name = "external_services"
+    options = ExternalServicesOptions
     implements = (Xep(215, "1.0.0"),)
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[ExternalServicesOptions]) -> None:
         self.ctx = ctx
         self.options = ctx.options
         self.services = [ExternalService.parse(uri) for uri in self.options.services]

@@ -10,11 +10,13 @@ inside the hook: the sender's stanza counts as processed only after the archive 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from typing import Literal
 
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
+from appliance.core.api import Choice, Duration, Int, IqRequest, Module, ModuleContext, Scope, Xep, option
 from appliance.core.events import AccountEvent, StanzaEvent
 from appliance.modules._util import element, require_owner
 from appliance.storage.api import ArchivedMessage, ArchiveFilter, ArchivePage, ArchivePrefs, UnknownArchiveId
@@ -53,10 +55,25 @@ def set_stanza_id(stanza: etree._Element, by: JID, archive_id: str) -> None:
     sid.set("by", str(by))
 
 
+@dataclass(frozen=True, slots=True)
+class MamOptions:
+    """Message archive (XEP-0313) with preferences (XEP-0441)."""
+
+    default: Literal["always", "never", "roster"] = option("always", Choice(("always", "never", "roster")),
+        "Which messages are archived for an account that set no preference: all, none, or those with contacts on its"
+        " roster.")
+    retention: float = option(365 * 86400.0, Duration(0, 36500 * 86400.0),
+        "How long archived messages are kept; 0 keeps them forever.")
+    purge_interval: float = option(3600.0, Duration(1, 86400.0), "How often messages past the retention are deleted.")
+    page_size: int = option(50, Int(1, 1000), "Messages per page when a query does not say (RSM max).")
+    max_page_size: int = option(250, Int(1, 1000), "Most messages per page a query may ask for.")
+
+
 class Mam(Module):
     """Archives messages of local accounts and answers archive queries, metadata and preferences."""
 
     name = "mam"
+    options = MamOptions
     implements = (
         Xep(313, "1.1.1", note="urn:xmpp:mam:2 with #extended (before-id, after-id, ids, flip-page)"),
         Xep(441, "0.2.0"),
@@ -64,7 +81,7 @@ class Mam(Module):
         Xep(59, "1.0.0", note="paging archive queries"),
     )
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[MamOptions]) -> None:
         self.ctx = ctx
         self.options = ctx.options
         self.store = ctx.stores.archive

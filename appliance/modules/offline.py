@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import Module, ModuleContext, Xep
+from appliance.core.api import Int, Module, ModuleContext, Xep, option
 from appliance.core.events import PushEvent, SessionEvent, StanzaEvent
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_CHATSTATES, NS_DELAY
@@ -24,16 +26,24 @@ def worth_storing(stanza: etree._Element) -> bool:
     return any(not str(child.tag).startswith(f"{{{NS_CHATSTATES}}}") for child in stanza)
 
 
+@dataclass(frozen=True, slots=True)
+class OfflineOptions:
+    """Offline message storage (XEP-0160)."""
+
+    max_messages: int = option(1000, Int(0, 1_000_000), "Messages kept per account while it is offline; 0 keeps none.")
+
+
 class Offline(Module):
     """Keeps messages for users with no available resource, within a per-user limit."""
 
     name = "offline"
+    options = OfflineOptions
     depends = ("message",)
     implements = (Xep(160, "1.0.1"), Xep(203, "2.0", note="delay stamp on stored messages"))
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[OfflineOptions]) -> None:
         self.ctx = ctx
-        self.limit = ctx.options.max_messages if ctx.options else 1000
+        self.limit = ctx.options.max_messages
         ctx.feature(NS_MSGOFFLINE)
         ctx.hook(events.MESSAGE_OFFLINE, self.on_store)
         ctx.hook(events.PRESENCE_INITIAL, self.on_available)

@@ -9,12 +9,13 @@ want. Other modules (bookmarks, avatars) publish and listen through `PersonalEve
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
+from appliance.core.api import Int, IqRequest, Module, ModuleContext, Scope, Xep, option
 from appliance.core.events import AccountEvent
 from appliance.modules.caps import Capabilities
 from appliance.modules.pubsub.config import PUBLISH_OPTIONS, NodeConfig
@@ -99,16 +100,27 @@ class PepDelivery(SubscriberDelivery):
         await self.module.api.changed(owner, notification)
 
 
+@dataclass(frozen=True, slots=True)
+class PepOptions:
+    """Personal eventing (XEP-0163): each account's own pubsub nodes (avatars, OMEMO keys, bookmarks ...)."""
+
+    max_nodes: int = option(200, Int(1, 100_000), "Most PEP nodes per account.")
+    max_items: int = option(256, Int(1, 100_000),
+        "Most items a PEP node may keep (what pubsub#max_items \"max\" means).")
+    default_max_items: int = option(1, Int(1, 100_000), "Items a new PEP node keeps unless configured.")
+
+
 class Pep(Module):
     """PEP nodes on each account of this host, on the shared pubsub engine."""
 
     name = "pep"
+    options = PepOptions
     implements = (Xep(163, "1.2.2"), Xep(223, "1.1.1"))
     depends = ("disco", "roster", "caps")
 
     ctx: ModuleContext
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[PepOptions]) -> None:
         self.ctx = ctx
         opts = ctx.options
         default = NodeConfig(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from lxml import etree
 
-from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
+from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Size, Xep, option
 from appliance.modules._util import element, encode_limited, parse_stored, require_owner
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
@@ -48,16 +49,24 @@ class PrivateXml:
             await listener(user, fragment)
 
 
+@dataclass(frozen=True, slots=True)
+class PrivateOptions:
+    """Private XML storage (XEP-0049)."""
+
+    max_size: int = option(65_536, Size(1024, 16 * 1024**2), "Largest private XML item stored.")
+
+
 class PrivateStorage(Module):
     """jabber:iq:private get/set of the sender's own data, stored in the key-value store ("private")."""
 
     name = "private"
+    options = PrivateOptions
     implements = (Xep(49, "1.2"),)
 
     ctx: ModuleContext
     max_size: int
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[PrivateOptions]) -> None:
         self.ctx = ctx
         self.max_size = ctx.options.max_size
         self.service = PrivateXml(ctx)

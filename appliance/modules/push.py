@@ -8,11 +8,12 @@ secret). When a message is stored offline, or held for a session that stream man
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
+from appliance.core.api import Bool, Duration, Int, IqRequest, Module, ModuleContext, Scope, Xep, option
 from appliance.core.events import PushEvent
 from appliance.modules._util import parse_stored, require_owner
 from appliance.xmpp import forms
@@ -47,14 +48,26 @@ def notification(user: JID, service: str, node: str, summary: list[Field], optio
     return iq
 
 
+@dataclass(frozen=True, slots=True)
+class PushOptions:
+    """Push notifications (XEP-0357) to the app servers of mobile clients."""
+
+    include_body: bool = option(False, Bool(),
+        "Send the text of the last message to the app server (leaves the server: off by default).")
+    include_sender: bool = option(True, Bool(), "Send the address of the last message's sender.")
+    max_registrations: int = option(10, Int(1, 1000), "Most push registrations per account.")
+    timeout: float = option(30.0, Duration(1, 600), "Time an app server has to answer a notification.")
+
+
 class Push(Module):
     """Registrations per account in the key-value store; notifications sent in the background."""
 
     name = "push"
+    options = PushOptions
     depends = ("offline",)
     implements = (Xep(357, "0.4.1"),)
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[PushOptions]) -> None:
         self.ctx = ctx
         self.options = ctx.options
         ctx.iq("set", f"{{{NS_PUSH}}}enable", self.on_enable, scope=Scope.ACCOUNT)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from lxml import etree
 
@@ -14,12 +15,15 @@ from appliance.core import events
 from appliance.core.api import (
     AccountExists,
     AccountNotFound,
+    Choice,
+    Int,
     IqRequest,
     Module,
     ModuleContext,
     Scope,
     WeakPassword,
     Xep,
+    option,
 )
 from appliance.core.events import AccountEvent
 from appliance.xmpp.errors import StanzaError
@@ -34,7 +38,6 @@ PASSWORD = f"{{{NS_REGISTER}}}password"
 FORM = f"{{{NS_DATA}}}x"
 PRESENCE = f"{{{NS_CLIENT}}}presence"
 
-REGISTRATIONS_PER_IP_PER_HOUR = 5
 RATE_WINDOW = 3600.0
 INSTRUCTIONS = "Choose a username and a password to create an account on this server."
 
@@ -52,18 +55,32 @@ class _Stream(Protocol):
     transport: _Transport
 
 
+RegistrationPolicy = Literal["closed", "open", "loopback"]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterOptions:
+    """In-band registration (XEP-0077)."""
+
+    policy: RegistrationPolicy = option("closed", Choice(("closed", "open", "loopback")),
+        "Who may create accounts from a client: nobody, anyone, or clients on this machine.")
+    min_password_length: int = option(8, Int(1, 1024), "Shortest password accepted.")
+    max_per_ip_per_hour: int = option(5, Int(1, 1_000_000), "Accounts one IP address may register in an hour.")
+
+
 class Register(Module):
     """jabber:iq:register: sign-up on unauthenticated streams, then password change and cancellation."""
 
     name = "register"
+    options = RegisterOptions
     implements = (Xep(77, "2.4"),)
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[RegisterOptions]) -> None:
         self.ctx = ctx
         options = ctx.options
-        self.policy: str = options.policy if options else "closed"
-        self.min_password_length: int = options.min_password_length if options else 8
-        self.max_per_hour: int = options.max_per_ip_per_hour if options else REGISTRATIONS_PER_IP_PER_HOUR
+        self.policy: str = options.policy
+        self.min_password_length: int = options.min_password_length
+        self.max_per_hour: int = options.max_per_ip_per_hour
         self.clock: Callable[[], float] = time.monotonic
         self._recent: dict[str, deque[float]] = {}  # peer IP -> times of its recent registrations
         for scope in (Scope.SERVER, Scope.ACCOUNT):  # with or without to='domain'

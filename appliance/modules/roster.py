@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Session, StreamFeature, Xep
+from appliance.core.api import Bool, Int, IqRequest, Module, ModuleContext, Scope, Session, StreamFeature, Xep, option
 from appliance.storage.api import RosterItem
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID, JIDError
@@ -21,9 +23,9 @@ MAX_TEXT = 1023
 class RosterService:
     """Roster reads and changes for other modules (presence); every change is pushed."""
 
-    def __init__(self, ctx: ModuleContext) -> None:
+    def __init__(self, ctx: ModuleContext[RosterOptions]) -> None:
         self._ctx = ctx
-        self._versioning = ctx.options.versioning if ctx.options else True
+        self._versioning = ctx.options.versioning
 
     async def items(self, user: JID) -> list[RosterItem]:
         return await self._ctx.stores.roster.items(user.domain, user.local or "")
@@ -77,17 +79,26 @@ def item_element(item: RosterItem, *, removed: bool = False) -> etree._Element:
     return el
 
 
+@dataclass(frozen=True, slots=True)
+class RosterOptions:
+    """Contact lists (RFC 6121)."""
+
+    versioning: bool = option(True, Bool(), "Offer roster versioning to clients.")
+    max_items: int = option(1000, Int(1, 1_000_000), "Most contacts per account.")
+
+
 class Roster(Module):
     """jabber:iq:roster for local accounts."""
 
     name = "roster"
+    options = RosterOptions
     implements = (Xep(237, "1.3", note="roster versioning (RFC 6121 §2.6)"),)
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[RosterOptions]) -> None:
         self.ctx = ctx
         self.service = RosterService(ctx)
-        self.max_items = ctx.options.max_items if ctx.options else 1000
-        self.versioning = ctx.options.versioning if ctx.options else True
+        self.max_items = ctx.options.max_items
+        self.versioning = ctx.options.versioning
         ctx.provide(RosterService, self.service)
         ctx.iq("get", QUERY, self.get, scope=Scope.ACCOUNT, feature=None)
         ctx.iq("set", QUERY, self.set, scope=Scope.ACCOUNT, feature=None)

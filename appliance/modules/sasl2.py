@@ -8,13 +8,14 @@ SASL2 on for a host and carries [modules.sasl2]. Other modules take part in Bind
 
 from __future__ import annotations
 
-from appliance.core.api import Module, ModuleContext, Xep
+from appliance.core.api import Module, ModuleContext, Sasl2Options, Xep
 
 
 class Sasl2(Module):
     """Offers `<authentication xmlns='urn:xmpp:sasl:2'/>` next to RFC 6120 SASL."""
 
     name = "sasl2"
+    options = Sasl2Options  # declared in core/session_options.py: core/c2s reads them
     implements = (
         Xep(388, "1.0.1"),
         Xep(386, "1.1.0", note="resource = client tag + stable per-client suffix"),
@@ -23,5 +24,5 @@ class Sasl2(Module):
         Xep(474, "0.5.0", note="with RFC 6120 SASL too"),
     )
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[Sasl2Options]) -> None:
         """Nothing to register: the session consults this host's options."""

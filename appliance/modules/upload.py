@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from lxml import etree
 
-from appliance.core.api import IqRequest, Module, ModuleContext, Xep
+from appliance.core.api import OPTIONAL_DOMAIN, URL_BASE, Duration, IqRequest, Module, ModuleContext, Size, Xep, option
 from appliance.core.events import StanzaEvent
 from appliance.modules._util import element
 from appliance.modules.disco import DiscoItems
@@ -37,14 +38,33 @@ def file_too_large(max_size: int) -> StanzaError:
     return StanzaError.not_acceptable(f"The file is larger than {max_size} bytes", app_element=app)
 
 
+@dataclass(frozen=True, slots=True)
+class UploadOptions:
+    """HTTP file upload (XEP-0363): the service upload.<host>, files served by the web listener and kept in the state
+    folder."""
+
+    domain: str = option("", OPTIONAL_DOMAIN,
+        "Address of the upload service; empty means upload.<host>. It must resolve to this server for clients.")
+    url_base: str = option("", URL_BASE,
+        "Start of the upload and download URLs; empty means https://<domain>:<http.tls_port> "
+        "(http://<domain>:<http.port> when https is off).")
+    max_file_size: int = option(100 * 1024**2, Size(1024, 64 * 1024**3), "Largest file accepted.")
+    quota: int = option(1024**3, Size(1024, 1024 * 1024**3), "Total size of the files one account may keep.")
+    expiry: float = option(30 * 86400.0, Duration(0, 3650 * 86400.0),
+        "Files older than this are deleted; 0 keeps them.")
+    slot_lifetime: float = option(300.0, Duration(1, 86400.0), "Time a client has to upload after asking for a slot.")
+    purge_interval: float = option(3600.0, Duration(1, 86400.0), "How often expired files are deleted.")
+
+
 class Upload(Module):
     """Slots for local accounts within the maximum size and the per-account quota; expiry of old files."""
 
     name = "upload"
+    options = UploadOptions
     depends = ("disco",)
     implements = (Xep(363, "1.1.0"),)
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[UploadOptions]) -> None:
         self.ctx = ctx
         self.options = opts = ctx.options
         self.domain = opts.domain or f"upload.{ctx.host}"

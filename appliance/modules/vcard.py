@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lxml import etree
 
-from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
+from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Size, Xep, option
 from appliance.modules._util import element, encode_limited, parse_stored, require_owner
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_VCARD
@@ -28,16 +30,24 @@ class VCards:
         await self._ctx.stores.kv.put(user.domain, user.local or "", STORE, KEY, etree.tostring(vcard))
 
 
+@dataclass(frozen=True, slots=True)
+class VcardOptions:
+    """vCards (XEP-0054)."""
+
+    max_size: int = option(65_536, Size(1024, 16 * 1024**2), "Largest vCard stored.")
+
+
 class VCardTemp(Module):
     """Stores vCards in the key-value store ("vcard") and answers for the server's own (empty) vCard."""
 
     name = "vcard"
+    options = VcardOptions
     implements = (Xep(54, "1.2"),)
 
     ctx: ModuleContext
     max_size: int
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[VcardOptions]) -> None:
         self.ctx = ctx
         self.max_size = ctx.options.max_size
         ctx.provide(VCards, VCards(ctx))

@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 
 from lxml import etree
 
 from appliance import __version__
-from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
+from appliance.core.api import Bool, IqRequest, Module, ModuleContext, Scope, Xep, option
 from appliance.modules._util import element
 from appliance.xmpp.ns import NS_VERSION
 
 SOFTWARE_NAME = "Parlour"
 
 
+@dataclass(frozen=True, slots=True)
+class VersionOptions:
+    """Software version (XEP-0092)."""
+
+    show_os: bool = option(False, Bool(), "Include the operating system in the answer.")
+
+
 class Version(Module):
     """Answers jabber:iq:version queries to the server; the OS is shown only with `show_os = true`."""
 
     name = "version"
+    options = VersionOptions
     implements = (Xep(92, "1.1"),)
 
-    def setup(self, ctx: ModuleContext) -> None:
-        show_os = bool(ctx.options is not None and ctx.options.show_os)
+    def setup(self, ctx: ModuleContext[VersionOptions]) -> None:
+        show_os = ctx.options.show_os
         self.os_name = operating_system() if show_os else None
         ctx.iq("get", f"{{{NS_VERSION}}}query", self.query, scope=Scope.SERVER)
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.config import Config, ConfigError, parse_config, spec
+from appliance.catalog import builtin_schema, parse_config
+from appliance.config import Config, ConfigError, spec
 from appliance.config.edit import set_key
 from appliance.services.errors import ServiceError, audit
 from appliance.util.files import write_atomically
@@ -24,6 +25,7 @@ class Setting:
 
     table: str
     key: spec.Key
+    model: type  # the dataclass holding the key (a module's options for modules.*)
 
     @property
     def name(self) -> str:
@@ -57,14 +59,14 @@ SETTING_NAMES = (
 
 
 def editable() -> list[Setting]:
-    tables = {t.path: t for top in spec.SECTIONS for t in top.walk()}
+    schema = builtin_schema()
     out = []
     for name in SETTING_NAMES:
         table, _sep, key = name.rpartition(".")
-        found = tables.get(table)
+        found = schema.table(table)
         entry = found.key(key) if found is not None else None
-        if entry is not None:  # a feature's keys appear once its module exists
-            out.append(Setting(table, entry))
+        if found is not None and entry is not None:  # a feature's keys appear once its module exists
+            out.append(Setting(table, entry, found.model))
     return out
 
 
@@ -87,11 +89,11 @@ class Settings:
         out = []
         for setting in editable():
             obj: Any = config
-            parts = setting.table.split(".")
-            if parts[0] == "modules" and host_modules is not None:
-                obj, parts = host_modules, parts[1:]
-            for part in parts:
-                obj = getattr(obj, part)
+            if setting.table.startswith("modules.") and host_modules is not None:
+                obj = host_modules.of(setting.model)
+            else:
+                for part in setting.table.split("."):
+                    obj = getattr(obj, part)
             out.append((setting, setting.key.kind.to_toml(getattr(obj, setting.key.name))))
         return out
 

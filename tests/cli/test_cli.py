@@ -130,8 +130,8 @@ def test_password_works_for_login(config_file: Path) -> None:
     """The stored keys verify the password given on stdin (and only that one)."""
     import asyncio
 
+    from appliance.catalog import load_config
     from appliance.cli._services import open_accounts
-    from appliance.config import load_config
     from appliance.xmpp.jid import JID
 
     cfg = ("--config", str(config_file))

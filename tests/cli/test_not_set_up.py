@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.catalog import load_config
 from appliance.cli import _config
 from appliance.cli.main import main
 from appliance.cli.run import _setup_mode_wanted
-from appliance.config import load_config
 from appliance.platform import paths
 from tests.cli.test_cli import parlour
 

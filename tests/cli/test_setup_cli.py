@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from appliance.catalog import load_config
 from appliance.cli.main import main
 from appliance.cli.run import _setup_mode_wanted
-from appliance.config import load_config
 from appliance.core.accounts import AccountService
+from appliance.modules.register import RegisterOptions
 from appliance.platform import paths
 from appliance.storage.sqlite import Database
 from appliance.storage.stores.accounts import AccountStore
@@ -35,7 +36,7 @@ def test_setup_without_a_browser(tmp_path: Path) -> None:
     loaded = load_config(config)
     assert loaded.server.admins == ("root@chat.example.org",)
     assert loaded.hosts[0].name == "chat.example.org"
-    assert loaded.hosts[0].modules.register.policy == "open"
+    assert loaded.hosts[0].modules.of(RegisterOptions).policy == "open"
     assert asyncio.run(_verify(state, "root@chat.example.org", "a good password"))
     assert main(argv) == 1  # setup is done; the file is kept
     assert main([*argv[:-2], "--state-dir", str(state), "--domain", "bad domain!"]) != 0

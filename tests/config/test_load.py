@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import Config, ConfigError, default_config, load_config, parse_config, spec
+from appliance.catalog import builtin_schema, load_config, parse_config
+from appliance.config import Config, ConfigError, default_config, spec
 from appliance.config import model as m
+from appliance.modules.contact_addresses import ContactAddressesOptions
+from appliance.modules.offline import OfflineOptions
+from appliance.modules.register import RegisterOptions
+from appliance.modules.roster import RosterOptions
 
 MINIMAL = '[server]\nstate_dir = "/srv/parlour"\n\n[hosts."example.org"]\n'
 
@@ -145,13 +150,13 @@ modules.contact_addresses.abuse = ["mailto:abuse@b.example"]
 """)
     a, b = config.hosts
     assert a.modules.disabled == ()
-    assert a.modules.register == m.RegisterOptions(policy="closed", min_password_length=12)
-    assert a.modules.offline.max_messages == 50
+    assert a.modules.of(RegisterOptions) == RegisterOptions(policy="closed", min_password_length=12)
+    assert a.modules.of(OfflineOptions).max_messages == 50
     assert b.modules.disabled == ("version",)
-    assert b.modules.offline.max_messages == 7
-    assert b.modules.register == m.RegisterOptions(policy="open", min_password_length=12)
-    assert b.modules.contact_addresses.abuse == ("mailto:abuse@b.example",)
-    assert b.modules.roster == m.RosterOptions()
+    assert b.modules.of(OfflineOptions).max_messages == 7
+    assert b.modules.of(RegisterOptions) == RegisterOptions(policy="open", min_password_length=12)
+    assert b.modules.of(ContactAddressesOptions).abuse == ("mailto:abuse@b.example",)
+    assert b.modules.of(RosterOptions) == RosterOptions()
 
 
 # --- durations and sizes ---------------------------------------------------------------------------
@@ -392,25 +397,53 @@ def test_long_values_are_shortened() -> None:
 
 
 def test_every_model_field_has_exactly_one_key() -> None:
-    exempt = {(m.HostConfig, "name")}
-    for top in (*spec.SECTIONS, spec.HOST):
+    schema = builtin_schema()
+    exempt = {(m.HostConfig, "name"), (m.ModulesConfig, "options")}  # options: one table per module
+    for top in (*schema.sections, schema.host):
         for table in top.walk():
             fields = {f.name for f in dataclasses.fields(table.model)} - {n for c, n in exempt
                                                                         if c is table.model}
-            assert sorted(fields) == sorted(table.names()), table.path
+            expected = table.names() if table.model is not m.ModulesConfig else [k.name for k in table.keys]
+            assert sorted(fields) == sorted(expected), table.path
 
 
 def test_config_sections_are_all_in_the_schema() -> None:
     fields = {f.name for f in dataclasses.fields(m.Config)} - {"hosts", "source"}
-    assert fields == {t.name for t in spec.SECTIONS} - {"modules"}
+    assert fields == {t.name for t in builtin_schema().sections} - {"modules"}
+
+
+def test_every_module_with_options_has_its_table() -> None:
+    from appliance.modules import BUILTIN
+
+    tables = {t.name: t.model for t in builtin_schema().modules.tables}
+    assert tables == {m.name: m.options for m in BUILTIN if m.options is not None}
+    assert len(tables) >= 20
+
+
+def test_an_option_without_kind_or_doc_is_refused() -> None:
+    from appliance.config.options import Int, option, options_table
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Undocumented:
+        """A table."""
+
+        size: int = 3
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class NoDocstring:
+        size: int = option(3, Int(0, 9), "How big.")
+
+    with pytest.raises(TypeError, match=r"Undocumented.size: declare it with option\(\) or section\(\)"):
+        options_table("modules.x", Undocumented)
+    with pytest.raises(TypeError, match="the docstring documents the table"):
+        options_table("modules.x", NoDocstring)
 
 
 def test_every_default_passes_its_own_validation() -> None:
-    for top in spec.SECTIONS:
-        for table in top.walk():
-            for key in table.keys:
-                if key.default_doc is None and key.default is not None:
-                    assert key.kind.convert(_as_toml_value(key.default)) == key.default, key.name
+    for table in builtin_schema().tables():
+        for key in table.keys:
+            if key.default_doc is None and key.default is not None:
+                assert key.kind.convert(_as_toml_value(key.default)) == key.default, key.name
 
 
 def _as_toml_value(value: object) -> object:

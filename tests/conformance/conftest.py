@@ -115,16 +115,17 @@ class _ParlourThread:
 
     async def _start(self) -> int:
         from appliance.app import Parlour
-        from appliance.config.model import ContactAddresses, HostConfig, ModulesConfig, RegisterOptions
+        from appliance.config.model import HostConfig, ModulesConfig
+        from appliance.modules.contact_addresses import ContactAddressesOptions
+        from appliance.modules.register import RegisterOptions
         from appliance.xmpp.jid import JID
         from tests.integration.harness import make_config
 
         cfg = make_config(self.state_dir)
-        modules = replace(
-            ModulesConfig(),
-            register=RegisterOptions(policy="loopback", max_per_ip_per_hour=1_000_000),
+        modules = ModulesConfig().with_options(
+            RegisterOptions(policy="loopback", max_per_ip_per_hour=1_000_000),
             # the same XEP-0157 addresses as the peers' profiles in ./peers
-            contact_addresses=ContactAddresses(abuse=(f"mailto:abuse@{DOMAIN}",), admin=(f"xmpp:admin@{DOMAIN}",)),
+            ContactAddressesOptions(abuse=(f"mailto:abuse@{DOMAIN}",), admin=(f"xmpp:admin@{DOMAIN}",)),
         )
         cfg = replace(
             cfg,

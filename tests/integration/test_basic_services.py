@@ -15,7 +15,7 @@ from slixmpp.exceptions import IqError
 
 from appliance import __version__
 from appliance.config.load import default_config
-from appliance.config.model import VersionOptions
+from appliance.modules.version import VersionOptions
 from appliance.storage.api import RosterItem
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_TIME
@@ -81,7 +81,7 @@ async def test_version_hides_the_os_by_default(harness: Harness) -> None:
 
 async def test_version_shows_the_os_when_configured(tmp_path: Path) -> None:
     host = default_config(tmp_path).hosts[0]
-    modules = replace(host.modules, version=VersionOptions(show_os=True))
+    modules = host.modules.with_options(VersionOptions(show_os=True))
     harness = await start_harness(tmp_path, hosts=(replace(host, modules=modules),))
     try:
         _jid, client = await login(harness, "alice")

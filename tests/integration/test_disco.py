@@ -9,7 +9,7 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from appliance.config.load import default_config
-from appliance.config.model import ContactAddresses
+from appliance.modules.contact_addresses import ContactAddressesOptions
 from appliance.modules.disco import DiscoItems
 from appliance.storage.api import RosterItem
 from appliance.xmpp.ns import NS_DATA, NS_DISCO_INFO, NS_PING, NS_SERVERINFO, NS_VCARD
@@ -72,11 +72,11 @@ async def test_server_items_come_from_the_published_service(harness: Harness) ->
 
 async def test_contact_addresses_form(tmp_path: Path) -> None:
     host = default_config(tmp_path).hosts[0]
-    addresses = ContactAddresses(
+    addresses = ContactAddressesOptions(
         abuse=("mailto:abuse@example.org",), admin=("xmpp:admin@example.org", "mailto:xmpp@example.org")
     )
     harness = await start_harness(
-        tmp_path, hosts=(replace(host, modules=replace(host.modules, contact_addresses=addresses)),)
+        tmp_path, hosts=(replace(host, modules=host.modules.with_options(addresses)),)
     )
     try:
         _jid, client = await login(harness, "alice")

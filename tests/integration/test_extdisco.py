@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from appliance.modules.extdisco import ExternalServicesOptions
 from tests.integration.harness import make_config, start_harness
 from tests.integration.stanzas import condition, iq, iq_error
 
@@ -18,11 +19,10 @@ SECRET = "s3cret"
 
 async def test_services_and_turn_credentials(tmp_path: Path) -> None:
     host = make_config(tmp_path).hosts[0]
-    options = replace(host.modules.external_services, secret=SECRET, credential_lifetime=3600.0, services=(
+    options = replace(host.modules.of(ExternalServicesOptions), secret=SECRET, credential_lifetime=3600.0, services=(
         "stun:turn.example.org", "turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349",
     ))
-    harness = await start_harness(tmp_path, hosts=(replace(host, modules=replace(host.modules,
-                                                                                  external_services=options)),))
+    harness = await start_harness(tmp_path, hosts=(replace(host, modules=host.modules.with_options(options)),))
     try:
         alice = await harness.user("alice")
         client = await harness.client(alice)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from appliance.modules.mam import MamOptions
 from tests.integration.harness import Client, Harness, start_harness
 from tests.integration.stanzas import condition, iq, iq_error, raw_messages, send_message
 
@@ -197,8 +198,8 @@ async def test_retention_purges_old_messages(tmp_path: Path) -> None:
     harness = await start_harness(tmp_path)
     host = harness.server.config.hosts[0]
     await harness.close()
-    mam = replace(host.modules.mam, retention=1.0, purge_interval=1.0)
-    short = replace(host, modules=replace(host.modules, mam=mam))
+    mam = replace(host.modules.of(MamOptions), retention=1.0, purge_interval=1.0)
+    short = replace(host, modules=host.modules.with_options(mam))
     harness = await start_harness(tmp_path / "short", hosts=(short,))
     try:
         _alice, _bob, _a, b = await chat(harness, 5)

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from appliance.config.load import default_config
-from appliance.config.model import PubSubOptions
+from appliance.modules.pubsub.service import PubSubOptions
 from tests.integration.harness import Harness, start_harness
 from tests.integration.pubsub_helpers import (
     NS_PUBSUB_EVENT,
@@ -167,7 +167,7 @@ async def test_nodes_and_items_survive_a_restart(tmp_path: Path) -> None:
 
 async def test_only_admins_create_nodes_when_configured(tmp_path: Path) -> None:
     host = default_config(tmp_path).hosts[0]
-    modules = replace(host.modules, pubsub=PubSubOptions(create_nodes="admins"))
+    modules = host.modules.with_options(PubSubOptions(create_nodes="admins"))
     harness = await start_harness(tmp_path, hosts=(replace(host, modules=modules),))
     try:
         _alice, alice = await pubsub_client(harness, "alice")

@@ -11,6 +11,7 @@ from xml.etree import ElementTree as ET
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from appliance.modules.push import PushOptions
 from appliance.xmpp.jid import JID
 from tests.integration.harness import Client, Harness, make_config, start_harness
 from tests.integration.stanzas import iq, send_message
@@ -85,8 +86,8 @@ async def test_offline_message_is_pushed(harness: Harness) -> None:
 
 async def test_body_when_configured_and_disable(tmp_path: Path) -> None:
     host = make_config(tmp_path).hosts[0]
-    push = replace(host.modules.push, include_body=True)
-    harness = await start_harness(tmp_path, hosts=(replace(host, modules=replace(host.modules, push=push)),))
+    push = replace(host.modules.of(PushOptions), include_body=True)
+    harness = await start_harness(tmp_path, hosts=(replace(host, modules=host.modules.with_options(push)),))
     try:
         alice, service, phone, bob, published = await setup(harness)
         await iq(phone, "set", f"<disable xmlns='{PUSH}' jid='{service.boundjid.bare}/app' node='other'/>")

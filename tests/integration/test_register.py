@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from slixmpp.exceptions import IqError
 
-from appliance.config.model import RegistrationPolicy
+from appliance.modules.register import RegisterOptions, RegistrationPolicy
 from appliance.xmpp.jid import JID
 from tests.integration.harness import PASSWORD, Client, Harness, start_harness
 from tests.integration.harness import make_config as base_config  # a test_ name would be collected
@@ -26,7 +26,7 @@ async def start_with_policy(state_dir: Path, policy: RegistrationPolicy, **optio
     hosts = tuple(
         replace(
             host,
-            modules=replace(host.modules, register=replace(host.modules.register, policy=policy, **options)),
+            modules=host.modules.with_options(replace(host.modules.of(RegisterOptions), policy=policy, **options)),
         )
         for host in base_config(state_dir).hosts
     )

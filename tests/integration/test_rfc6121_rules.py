@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+from appliance.modules.offline import OfflineOptions
 from tests.integration.harness import Client, Harness, make_config, start_harness
 
 
@@ -102,7 +103,7 @@ async def test_negative_priority_resource_gets_no_bare_messages(harness: Harness
 async def test_offline_limit_returns_an_error_to_the_sender(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
     host = cfg.hosts[0]
-    modules = replace(host.modules, offline=replace(host.modules.offline, max_messages=2))
+    modules = host.modules.with_options(replace(host.modules.of(OfflineOptions), max_messages=2))
     harness = await start_harness(tmp_path, hosts=(replace(host, modules=modules),))
     try:
         alice, bob = await harness.user("alice"), await harness.user("bob")

@@ -15,6 +15,7 @@ import slixmpp
 from appliance.app import Parlour
 from appliance.config.load import default_config
 from appliance.core.c2s import ClientSession
+from appliance.core.session_options import StreamManagementOptions
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_CLIENT, NS_SM
 from tests.integration.harness import PASSWORD, Client, Harness, make_config
@@ -36,8 +37,8 @@ async def sm_harness(tmp_path: Path, *, resume_timeout: float = 300.0, plaintext
     cfg = make_config(tmp_path)
     cfg = replace(cfg, c2s=replace(cfg.c2s, allow_plaintext_on_loopback=plaintext_on_loopback))
     host = cfg.hosts[0]
-    sm_options = replace(host.modules.stream_management, resume_timeout=resume_timeout)
-    host = replace(host, modules=replace(host.modules, stream_management=sm_options))
+    sm_options = replace(host.modules.of(StreamManagementOptions), resume_timeout=resume_timeout)
+    host = replace(host, modules=host.modules.with_options(sm_options))
     http = replace(default_config(tmp_path).http, port=0, tls_port=0, interfaces=("127.0.0.1",),
                    consider_websocket_secure=True)
     server = Parlour(replace(cfg, hosts=(host,), http=http), sweep_interval=0.1)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
+from appliance.modules.upload import UploadOptions
 from tests.integration.harness import Harness, free_port, make_config, start_harness
 from tests.integration.stanzas import condition, iq, iq_error
 
@@ -18,8 +19,8 @@ async def upload_harness(tmp_path: Path, **upload: object) -> Harness:
     port = free_port()
     cfg = make_config(tmp_path)
     host = cfg.hosts[0]
-    options = replace(host.modules.upload, url_base=f"http://127.0.0.1:{port}", **upload)
-    host = replace(host, modules=replace(host.modules, upload=options))
+    options = replace(host.modules.of(UploadOptions), url_base=f"http://127.0.0.1:{port}", **upload)
+    host = replace(host, modules=host.modules.with_options(options))
     return await start_harness(tmp_path, http=replace(cfg.http, port=port), hosts=(host,))
 
 

@@ -14,7 +14,8 @@ from slixmpp.plugins.xep_0054.stanza import VCardTemp
 from slixmpp.xmlstream import ElementBase
 
 from appliance.config.load import default_config
-from appliance.config.model import PrivateOptions, VcardOptions
+from appliance.modules.private import PrivateOptions
+from appliance.modules.vcard import VcardOptions
 from appliance.xmpp.ns import NS_PRIVATE, NS_VCARD
 from tests.integration.harness import Client, Harness, start_harness
 
@@ -35,9 +36,7 @@ class Prefs(ElementBase):
 async def small(tmp_path: Path) -> AsyncIterator[Harness]:
     """A server whose vCard and private storage limits are a few hundred bytes."""
     host = default_config(tmp_path).hosts[0]
-    modules = replace(
-        host.modules, vcard=VcardOptions(max_size=SMALL_LIMIT), private=PrivateOptions(max_size=SMALL_LIMIT)
-    )
+    modules = host.modules.with_options(VcardOptions(max_size=SMALL_LIMIT), PrivateOptions(max_size=SMALL_LIMIT))
     harness = await start_harness(tmp_path, hosts=(replace(host, modules=modules),))
     try:
         yield harness

@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from appliance.modules.register import RegisterOptions
 from appliance.xmpp.jid import JID
 from tests.integration.harness import PASSWORD, Harness
 from tests.web.conftest import trust
@@ -108,7 +109,7 @@ async def test_settings_are_validated_written_and_applied(api: tuple[aiohttp.Cli
     r = await s.patch(f"{url}/settings", json={"modules.register.policy": "open", "c2s.require_encryption": False})
     body = await r.json()
     assert r.status == 200 and body["restart_required"] == ["c2s"]
-    assert server.server.config.hosts[0].modules.register.policy == "open"  # live, without a restart
+    assert server.server.config.hosts[0].modules.of(RegisterOptions).policy == "open"  # live, without a restart
     text = (server.server.config.source or Path()).read_text()
     assert 'policy = "open"' in text and "# Parlour configuration, written by setup" in text
     r = await s.patch(f"{url}/settings", json={"tls.certificate": "/etc/x.pem"})

@@ -22,6 +22,7 @@ from appliance.core.c2s.services import CSI_MODULE, SM_MODULE, C2SServices
 from appliance.core.c2s.transport import DETACHED, Orphan, Transport
 from appliance.core.csi import CsiQueue
 from appliance.core.events import PushEvent, SessionEvent
+from appliance.core.session_options import SESSION_OPTIONS
 from appliance.core.stream_management import reroute_unacked
 from appliance.xmpp import effects as fx
 from appliance.xmpp import sm
@@ -250,7 +251,7 @@ class ClientSession:
     def module_options(self, name: str) -> Any:
         """The options of module `name` on this session's host."""
         assert self.host is not None
-        return getattr(self.host.config.modules, name)
+        return self.host.config.modules.of(SESSION_OPTIONS[name])
 
     def advertised_bindings(self) -> list[str] | None:
         """Channel-binding types announced with XEP-0440 (None: not announced), best first."""

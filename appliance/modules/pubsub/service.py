@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from lxml import etree
 
-from appliance.core.api import IqRequest, Module, ModuleContext, Xep
+from appliance.core.api import DOMAIN, Choice, Int, IqRequest, Module, ModuleContext, Xep, option
 from appliance.core.events import StanzaEvent
 from appliance.modules.disco import DiscoItems
 from appliance.modules.pubsub.config import AUTHORIZATION, META_DATA, NodeConfig
@@ -26,17 +29,37 @@ PING = f"{{{NS_PING}}}ping"
 NAME = "Publish-Subscribe"
 
 
+PubSubCreate = Literal["everyone", "local", "admins"]
+AccessModel = Literal["open", "presence", "roster", "whitelist", "authorize"]
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubOptions:
+    """Publish-subscribe service (XEP-0060) at <subdomain>.<host>."""
+
+    subdomain: str = option("pubsub", DOMAIN, "First label of the publish-subscribe service's domain (pubsub.<host>).")
+    create_nodes: PubSubCreate = option("local", Choice(("everyone", "local", "admins")),
+        "Who may create nodes: anybody, accounts of this host, or the server's admins.")
+    max_nodes: int = option(10_000, Int(1, 10_000_000), "Most nodes on the service.")
+    max_items: int = option(1000, Int(1, 1_000_000),
+        "Most items a node may keep (what pubsub#max_items \"max\" means).")
+    default_max_items: int = option(10, Int(1, 1_000_000), "Items a new node keeps unless configured.")
+    default_access_model: AccessModel = option("open", Choice(("open", "presence", "roster", "whitelist", "authorize")),
+        "Access model of a new node unless configured.")
+
+
 class PubSubService(Module):
     """Serves pubsub.<host> in this process with the shared pubsub engine."""
 
     name = "pubsub"
+    options = PubSubOptions
     implements = (Xep(60, "1.26.0", status="partial", note="leaf nodes only: no collections"),)
     depends = ("disco", "roster")
 
     ctx: ModuleContext
     domain: str
 
-    def setup(self, ctx: ModuleContext) -> None:
+    def setup(self, ctx: ModuleContext[PubSubOptions]) -> None:
         self.ctx = ctx
         opts = ctx.options
         self.domain = f"{opts.subdomain}.{ctx.host}"

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from appliance.config import Config, ConfigError, load_config, spec
+from appliance.catalog import builtin_schema, load_config
+from appliance.config import Config, ConfigError
 from appliance.config.spec import check_bare_jid, check_domain, toml_key, toml_literal
 from appliance.core.accounts import AccountService
 from appliance.util.files import write_atomically
@@ -116,11 +117,8 @@ def render_toml(answers: SetupAnswers, state_dir: Path) -> str:
 
 def _spec_has(table: str, *keys: str) -> bool:
     """Whether the configuration schema has these keys (features land independently of setup)."""
-    for top in spec.SECTIONS:
-        for candidate in top.walk():
-            if candidate.path == table:
-                return all(candidate.key(k) is not None for k in keys)
-    return False
+    candidate = builtin_schema().table(table)
+    return candidate is not None and all(candidate.key(k) is not None for k in keys)
 
 
 def _module_exists(name: str) -> bool:
