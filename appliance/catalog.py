@@ -11,17 +11,23 @@ import sys
 from pathlib import Path
 
 from appliance.config import Config, docs
+from appliance.config import default_config as _default_config
 from appliance.config import load_config as _load_config
 from appliance.config import parse_config as _parse_config
 from appliance.config.options import Schema, schema
 from appliance.modules import BUILTIN
 
-__all__ = ["BUILTIN", "builtin_schema", "load_config", "parse_config"]
+__all__ = ["BUILTIN", "builtin_schema", "default_config", "load_config", "parse_config"]
 
 
 def builtin_schema() -> Schema:
     """The configuration schema of a server made of the built-in modules."""
     return schema(BUILTIN)
+
+
+def default_config(state_dir: Path) -> Config:
+    """`config.default_config` (host "localhost" on loopback) with every built-in module at its defaults."""
+    return _default_config(state_dir, modules=BUILTIN)
 
 
 def load_config(path: Path, *, default_state_dir: Path | None = None) -> Config:

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from appliance.app import serve
-from appliance.config.load import default_config
+from appliance.catalog import default_config
 from appliance.config.model import Config
 
 PEER_PARITY_DISABLED = ("mam", "muc", "upload", "push", "external_services")

@@ -22,15 +22,5 @@ def hosted_names(config: Config) -> list[str]:
 
 
 def service_names(host: HostConfig) -> list[str]:
-    """The service domains of ``host`` whose module is configured (its options exist) and not disabled."""
-    disabled = set(host.modules.disabled)
-    names: list[str] = []
-    muc = getattr(host.modules, "muc", None)
-    if "muc" not in disabled and muc is not None:
-        names.append(f"{muc.subdomain}.{host.name}")
-    upload = getattr(host.modules, "upload", None)
-    if "upload" not in disabled and upload is not None:
-        names.append(getattr(upload, "domain", "") or f"upload.{host.name}")
-    if "pubsub" not in disabled and getattr(host.modules, "pubsub", None) is not None:
-        names.append(f"pubsub.{host.name}")
-    return names
+    """The service domains of ``host``'s enabled modules (each module's options say which)."""
+    return host.modules.service_domains(host.name)

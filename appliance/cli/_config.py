@@ -6,8 +6,8 @@ import argparse
 import tomllib
 from pathlib import Path
 
-from appliance.catalog import load_config
-from appliance.config import Config, ConfigError, default_config
+from appliance.catalog import default_config, load_config
+from appliance.config import Config, ConfigError
 from appliance.platform import paths
 
 

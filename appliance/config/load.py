@@ -75,11 +75,13 @@ def parse_config(
     return config
 
 
-def default_config(state_dir: Path) -> Config:
-    """A working configuration without a file: host "localhost" on loopback, TLS still required."""
+def default_config(state_dir: Path, *, modules: Iterable[type[ModuleOptions]] = ()) -> Config:
+    """A working configuration without a file: host "localhost" on loopback, TLS still required, and
+    `modules` at their default options."""
+    options = tuple(m.options() for m in modules if m.options is not None)
     return Config(
         server=model.ServerConfig(state_dir=state_dir),
-        hosts=(model.HostConfig(name="localhost"),),
+        hosts=(model.HostConfig(name="localhost", modules=model.ModulesConfig(options=options)),),
         c2s=model.C2SConfig(interfaces=("127.0.0.1", "::1")),
     )
 
@@ -206,8 +208,10 @@ class _Builder:
         subs = [self.make(sub, values.get(sub.name, {}), (*path, sub.name)) for sub in table.tables]
         if any(key.name not in kwargs for key in table.keys):
             return None
-        if table.model is model.ModulesConfig:  # each module's options, whatever their names
-            return model.ModulesConfig(options=tuple(subs), **kwargs)
+        if table.model is model.ModulesConfig:  # the options of each enabled module, whatever their names
+            disabled = set(kwargs["disabled"])
+            enabled = tuple(made for sub, made in zip(table.tables, subs, strict=True) if sub.name not in disabled)
+            return model.ModulesConfig(options=enabled, **kwargs)
         kwargs.update((sub.name, made) for sub, made in zip(table.tables, subs, strict=True))
         return table.model(**kwargs)
 

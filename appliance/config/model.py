@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 ResourceConflict = Literal["replace", "reject"]
 
@@ -129,17 +129,12 @@ OptionsT = TypeVar("OptionsT")
 class ModulesConfig:
     """Per-module options; `disabled` names modules that are not loaded.
 
-    Each module declares its options dataclass beside its code; the loader keeps one instance per module
-    (read from [modules.<name>] with the host's overrides), and `of` hands a module its own.
+    Each module declares its options dataclass beside its code; the loader keeps one instance per enabled
+    module (read from [modules.<name>] with the host's overrides), and `of` hands a module its own.
     """
 
     disabled: tuple[str, ...] = ()
-    options: tuple[object, ...] = ()  # the options dataclasses that differ from their defaults
-
-    def __post_init__(self) -> None:
-        # Only what differs from the defaults is kept, so two configs that mean the same compare equal
-        # (a reload restarts modules only when their options really changed).
-        object.__setattr__(self, "options", tuple(o for o in self.options if o != type(o)()))
+    options: tuple[object, ...] = ()  # one options dataclass per enabled module that has options
 
     def of(self, cls: type[OptionsT]) -> OptionsT:
         """The configured options of type `cls`; its defaults when the file set none."""
@@ -153,6 +148,18 @@ class ModulesConfig:
         by_type = {type(o): o for o in changed}
         kept = tuple(by_type.pop(type(o), o) for o in self.options)
         return replace(self, options=kept + tuple(by_type.values()))
+
+    def service_domains(self, host: str) -> list[str]:
+        """The domains that enabled modules serve beside `host` (conference., upload. ...), for certificates:
+        each options dataclass of such a module has a `service_domain(host)` method."""
+        return [o.service_domain(host) for o in self.options if isinstance(o, ServesDomain)]
+
+
+@runtime_checkable
+class ServesDomain(Protocol):
+    """Options of a module that serves a domain of its own under the host (multi-user chat, upload ...)."""
+
+    def service_domain(self, host: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,6 +203,10 @@ class ModuleContext(Generic[OptionsT]):
         """This module's options for this host (its `options` dataclass, as configured)."""
         return self._host.config.modules.of(self.module.options or NoOptions)  # type: ignore[return-value]
 
+    def other_options(self, cls: type[S]) -> S:
+        """Another module's options on this host (its defaults when that module is not configured)."""
+        return self._host.config.modules.of(cls)
+
     def is_local(self, domain: str) -> bool:
         return self.router.is_local(domain)
 

@@ -55,6 +55,9 @@ class UploadOptions:
     slot_lifetime: float = option(300.0, Duration(1, 86400.0), "Time a client has to upload after asking for a slot.")
     purge_interval: float = option(3600.0, Duration(1, 86400.0), "How often expired files are deleted.")
 
+    def service_domain(self, host: str) -> str:
+        return self.domain or f"upload.{host}"
+
 
 class Upload(Module):
     """Slots for local accounts within the maximum size and the per-account quota; expiry of old files."""
@@ -67,7 +70,7 @@ class Upload(Module):
     def setup(self, ctx: ModuleContext[UploadOptions]) -> None:
         self.ctx = ctx
         self.options = opts = ctx.options
-        self.domain = opts.domain or f"upload.{ctx.host}"
+        self.domain = opts.service_domain(ctx.host)
         http = ctx.config.http
         self.url_base = opts.url_base or (
             f"https://{self.domain}:{http.tls_port}" if http.https else f"http://{self.domain}:{http.port}"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.catalog import builtin_schema, load_config, parse_config
-from appliance.config import Config, ConfigError, default_config, spec
+from appliance.catalog import builtin_schema, default_config, load_config, parse_config
+from appliance.config import Config, ConfigError, spec
 from appliance.config import model as m
 from appliance.modules.contact_addresses import ContactAddressesOptions
 from appliance.modules.offline import OfflineOptions
@@ -36,7 +36,10 @@ def problems(text: str) -> list[str]:
 def test_minimal_file_gets_model_defaults() -> None:
     config = parse(MINIMAL)
     assert config.server == m.ServerConfig(state_dir=Path("/srv/parlour"))
-    assert config.hosts == (m.HostConfig(name="example.org"),)
+    [host] = config.hosts
+    assert host.name == "example.org"
+    assert host.modules == default_config(Path("/x")).hosts[0].modules  # every module at its defaults
+    assert len(host.modules.options) >= 20
     assert config.c2s == m.C2SConfig()
     assert config.limits == m.LimitsConfig()
     assert config.tls == m.TlsConfig()
@@ -117,6 +120,16 @@ def test_default_config() -> None:
     assert [h.name for h in config.hosts] == ["localhost"]
     assert config.c2s.interfaces == ("127.0.0.1", "::1")
     assert config.c2s.require_encryption and not config.c2s.allow_plaintext_on_loopback
+    assert config.hosts[0].modules.service_domains("localhost") == [
+        "pubsub.localhost", "conference.localhost", "upload.localhost"]
+
+
+def test_disabled_modules_have_no_options_and_serve_no_domain() -> None:
+    config = parse(MINIMAL + '[modules]\ndisabled = ["muc", "upload"]\n[modules.offline]\nmax_messages = 3\n')
+    modules = config.hosts[0].modules
+    assert modules.service_domains("example.org") == ["pubsub.example.org"]
+    assert modules.of(OfflineOptions).max_messages == 3
+    assert modules.with_options(OfflineOptions(max_messages=4)).of(OfflineOptions).max_messages == 4
 
 
 def test_example_file_loads() -> None:

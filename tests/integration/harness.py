@@ -13,7 +13,7 @@ from typing import Any
 import slixmpp
 
 from appliance.app import Parlour
-from appliance.config.load import default_config
+from appliance.catalog import default_config
 from appliance.config.model import Config
 from appliance.xmpp.jid import JID
 

@@ -14,7 +14,7 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from appliance import __version__
-from appliance.config.load import default_config
+from appliance.catalog import default_config
 from appliance.modules.version import VersionOptions
 from appliance.storage.api import RosterItem
 from appliance.xmpp.jid import JID

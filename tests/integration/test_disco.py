@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from slixmpp.exceptions import IqError
 
-from appliance.config.load import default_config
+from appliance.catalog import default_config
 from appliance.modules.contact_addresses import ContactAddressesOptions
 from appliance.modules.disco import DiscoItems
 from appliance.storage.api import RosterItem

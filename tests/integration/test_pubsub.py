@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from appliance.config.load import default_config
+from appliance.catalog import default_config
 from appliance.modules.pubsub.service import PubSubOptions
 from tests.integration.harness import Harness, start_harness
 from tests.integration.pubsub_helpers import (

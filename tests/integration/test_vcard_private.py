@@ -13,7 +13,7 @@ from slixmpp.exceptions import IqError
 from slixmpp.plugins.xep_0054.stanza import VCardTemp
 from slixmpp.xmlstream import ElementBase
 
-from appliance.config.load import default_config
+from appliance.catalog import default_config
 from appliance.modules.private import PrivateOptions
 from appliance.modules.vcard import VcardOptions
 from appliance.xmpp.ns import NS_PRIVATE, NS_VCARD

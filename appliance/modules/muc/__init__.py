@@ -11,6 +11,7 @@ from appliance.core import events
 from appliance.core.api import LABEL, NAME, Bool, Choice, Int, Module, ModuleContext, Xep, option, section
 from appliance.core.events import SessionEvent
 from appliance.modules.disco import DiscoItems
+from appliance.modules.mam import MamOptions
 from appliance.modules.muc.admin import RoomAdmin
 from appliance.modules.muc.archive import RoomArchive
 from appliance.modules.muc.config import RoomConfig
@@ -72,6 +73,9 @@ class MucOptions:
     max_occupants: int = option(1000, Int(1, 100_000), "Ceiling for a room's occupant limit.")
     default_room: MucRoomDefaults = section(MucRoomDefaults)
 
+    def service_domain(self, host: str) -> str:
+        return f"{self.subdomain}.{host}"
+
 
 class Muc(Module):
     """The chat service of one host: rooms, their occupants, their configuration and archive."""
@@ -93,7 +97,7 @@ class Muc(Module):
     def setup(self, ctx: ModuleContext[MucOptions]) -> None:
         options = ctx.options
         self.ctx = ctx
-        self.domain = f"{options.subdomain}.{ctx.host}"
+        self.domain = options.service_domain(ctx.host)
         limits = Limits(options.create_rooms, options.rooms_per_user, options.max_history, options.max_occupants)
         self.service = MucService(
             self.domain, store=ctx.stores.muc, fanout=Fanout(ctx.sessions.get, ctx.route),
@@ -101,9 +105,9 @@ class Muc(Module):
         )
         iq = MucIq(self.service, name=options.name)
         self.service.iq_handler = iq
-        paging = getattr(ctx.config.host(ctx.host).modules, "mam", None)  # type: ignore[union-attr]
-        RoomArchive(self.service, iq, ctx.stores.archive, page_size=getattr(paging, "page_size", 50),
-                    max_page_size=getattr(paging, "max_page_size", 250)).install()
+        paging = ctx.other_options(MamOptions)
+        RoomArchive(self.service, iq, ctx.stores.archive, page_size=paging.page_size,
+                    max_page_size=paging.max_page_size).install()
         ctx.serve_domain(self.domain, self.service.handle)
         ctx.hook(events.SESSION_CLOSED, self.on_session_closed)
         items = ctx.optional(DiscoItems)

@@ -47,6 +47,9 @@ class PubSubOptions:
     default_access_model: AccessModel = option("open", Choice(("open", "presence", "roster", "whitelist", "authorize")),
         "Access model of a new node unless configured.")
 
+    def service_domain(self, host: str) -> str:
+        return f"{self.subdomain}.{host}"
+
 
 class PubSubService(Module):
     """Serves pubsub.<host> in this process with the shared pubsub engine."""
@@ -62,7 +65,7 @@ class PubSubService(Module):
     def setup(self, ctx: ModuleContext[PubSubOptions]) -> None:
         self.ctx = ctx
         opts = ctx.options
-        self.domain = f"{opts.subdomain}.{ctx.host}"
+        self.domain = opts.service_domain(ctx.host)
         self.create_policy: str = opts.create_nodes
         default = NodeConfig(max_items=opts.default_max_items, access_model=opts.default_access_model)
         policy = Policy(max_items=opts.max_items, default=default, max_nodes=opts.max_nodes)
