@@ -1,13 +1,18 @@
-"""What this build of Parlour is made of: the built-in modules, and the configuration schema they make.
+"""What this build of Parlour is made of: its modules and its stores, in static tuples.
 
-The configuration loader (config/) sits below the modules and cannot know them; callers above both
-(the CLI, the web console and wizard, the composition root) load configuration through here.
+Everything that enumerates them reads them here: the composition root loads BUILTIN and opens STORES;
+the configuration schema is collected from the modules' options (config/ sits below the modules and
+cannot know them, so the CLI, the console and the wizard load configuration through here); the
+compliance table comes from their `implements`. The tuples are static (never imports by string) so
+PyInstaller sees every module. Adding a module with options and a store of its own touches its module
+file, its store file (with its migration) and this file.
 `python -m appliance.catalog > docs/configuration.md` (`make docs`) prints the configuration reference.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance.config import Config, docs
@@ -15,9 +20,105 @@ from appliance.config import default_config as _default_config
 from appliance.config import load_config as _load_config
 from appliance.config import parse_config as _parse_config
 from appliance.config.options import Schema, schema
-from appliance.modules import BUILTIN
+from appliance.core.api import Module
+from appliance.core.stores import Stores
+from appliance.modules.avatar import Avatars
+from appliance.modules.blocking import Blocking
+from appliance.modules.bookmarks import Bookmarks
+from appliance.modules.caps import EntityCapabilities
+from appliance.modules.carbons import Carbons
+from appliance.modules.contact_addresses import ContactAddresses
+from appliance.modules.csi import ClientStateIndication
+from appliance.modules.disco import Disco
+from appliance.modules.extdisco import ExternalServices
+from appliance.modules.last import LastActivity
+from appliance.modules.mam import Mam
+from appliance.modules.message import Message
+from appliance.modules.muc import Muc
+from appliance.modules.offline import Offline
+from appliance.modules.pep import Pep
+from appliance.modules.ping import Ping
+from appliance.modules.presence import Presence
+from appliance.modules.private import PrivateStorage
+from appliance.modules.pubsub.service import PubSubService
+from appliance.modules.push import Push
+from appliance.modules.register import Register
+from appliance.modules.roster import Roster
+from appliance.modules.sasl2 import Sasl2
+from appliance.modules.stream_management import StreamManagement
+from appliance.modules.time import EntityTime
+from appliance.modules.upload import Upload
+from appliance.modules.vcard import VCardTemp
+from appliance.modules.version import Version
+from appliance.platform.paths import database_path
+from appliance.storage import api
+from appliance.storage.migrate import Migration
+from appliance.storage.sqlite import Database
+from appliance.storage.stores import accounts, archive, blocklist, kv, muc, offline, pubsub, roster
+from appliance.storage.uploads import UploadFiles
 
-__all__ = ["BUILTIN", "builtin_schema", "default_config", "load_config", "parse_config"]
+__all__ = [
+    "BUILTIN", "STORES", "STORE_MIGRATIONS", "builtin_schema", "default_config", "load_config", "open_database",
+    "open_stores", "parse_config",
+]
+
+BUILTIN: tuple[type[Module], ...] = (
+    Roster,
+    Presence,
+    Message,
+    Offline,
+    Disco,
+    ContactAddresses,
+    Ping,
+    Version,
+    EntityTime,
+    LastActivity,
+    VCardTemp,
+    PrivateStorage,
+    Blocking,
+    Register,
+    PubSubService,
+    Muc,  # [modules.muc]
+    Carbons,
+    Mam,
+    Push,
+    ExternalServices,
+    Upload,
+    StreamManagement,  # issue 6: session-level protocols
+    ClientStateIndication,
+    Sasl2,
+    EntityCapabilities,
+    Pep,
+    Bookmarks,
+    Avatars,
+)
+
+
+# The SQL stores: the Protocol a module asks for (`ctx.store(api.RosterStore)`) -> its implementation.
+STORES: tuple[tuple[type, Callable[[Database], object]], ...] = (
+    (api.AccountStore, accounts.AccountStore),
+    (api.RosterStore, roster.RosterStore),
+    (api.OfflineStore, offline.OfflineStore),
+    (api.KeyValueStore, kv.KeyValueStore),
+    (api.BlocklistStore, blocklist.BlocklistStore),
+    (api.MucStore, muc.MucStore),
+    (api.PubSubStore, pubsub.PubSubStore),
+    (api.ArchiveStore, archive.ArchiveStore),
+)
+
+# Schema changes that stores keep beside their code (a store module's MIGRATIONS), after the numbered
+# files of storage/migrations/.
+STORE_MIGRATIONS: tuple[Migration, ...] = ()
+
+
+async def open_database(state_dir: Path) -> Database:
+    """`<state_dir>/parlour.db`, migrated to the schema of every store of this build."""
+    return await Database.open(database_path(state_dir), store_migrations=STORE_MIGRATIONS)
+
+
+def open_stores(db: Database, state_dir: Path) -> Stores:
+    """Every store of this build on the open database (uploads in `<state_dir>/uploads`)."""
+    return Stores([*((kind, make(db)) for kind, make in STORES), (api.UploadArea, UploadFiles(state_dir / "uploads"))])
 
 
 def builtin_schema() -> Schema:

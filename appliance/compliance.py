@@ -10,8 +10,8 @@ import sys
 from xml.sax.saxutils import escape
 
 from appliance import __version__
+from appliance.catalog import BUILTIN
 from appliance.core.api import Module, Xep
-from appliance.modules import BUILTIN
 
 RFCS = (
     ("RFC 6120", "XMPP core: streams, STARTTLS, SASL, binding, stanzas", "core/c2s.py, xmpp/"),

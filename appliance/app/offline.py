@@ -11,7 +11,7 @@ from appliance.app.storage import Storage
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
 from appliance.core.sessions import SessionDirectory
-from appliance.modules.muc import defaults_from
+from appliance.modules.muc import MucOptions, defaults_from
 from appliance.modules.muc.admin import RoomAdmin
 from appliance.services.accounts import AccountAdmin
 from appliance.services.rooms import RoomDesk, RoomManager
@@ -29,8 +29,8 @@ def stored_room_managers(config: Config, storage: Storage) -> list[RoomManager]:
     """A RoomAdmin on the stored rooms of each host's chat service (hosts with group chat off have none)."""
     out: list[RoomManager] = []
     for host in config.hosts:
-        options = host.modules.muc
-        out.append(RoomAdmin(storage.stores.muc, f"{options.subdomain}.{host.name}", defaults_from(options),
+        options = host.modules.of(MucOptions)
+        out.append(RoomAdmin(storage.stores.muc, options.service_domain(host.name), defaults_from(options),
                              now=time.time()))
     return out
 

@@ -18,6 +18,7 @@ from appliance import __version__
 from appliance.app.listeners import ClientListeners
 from appliance.app.services import running_services
 from appliance.app.storage import Storage
+from appliance.catalog import BUILTIN
 from appliance.certs.care import CertificateCare, admin_notifier
 from appliance.certs.names import hosted_names
 from appliance.certs.store import CertificateStore
@@ -27,7 +28,6 @@ from appliance.core.api import Host
 from appliance.core.server import SWEEP_INTERVAL, XmppCore
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
-from appliance.modules import BUILTIN
 from appliance.services import Services
 from appliance.util import logbuffer
 from appliance.util.fdlimit import DescriptorWatch

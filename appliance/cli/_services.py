@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from appliance.catalog import open_database
 from appliance.config import Config
 from appliance.core.accounts import AccountService
-from appliance.platform.paths import database_path
-from appliance.storage.sqlite import Database
 from appliance.storage.stores.accounts import AccountStore
 
 
 @asynccontextmanager
 async def open_accounts(config: Config) -> AsyncIterator[AccountService]:
     """An AccountService on `<state_dir>/parlour.db`, closed (all writes committed) on exit."""
-    db = await Database.open(database_path(config.server.state_dir))
+    db = await open_database(config.server.state_dir)
     try:
         yield AccountService(AccountStore(db), iterations=config.limits.scram_iterations)
     finally:

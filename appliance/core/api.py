@@ -182,7 +182,7 @@ class ModuleContext(Generic[OptionsT]):
         self._pending = pending
         self.router = router
         self.sessions = sessions
-        self.stores = stores
+        self._stores = stores
         self.accounts = accounts
         self._tasks = tasks
         self._undo: list[Callable[[], None]] = []
@@ -206,6 +206,10 @@ class ModuleContext(Generic[OptionsT]):
     def other_options(self, cls: type[S]) -> S:
         """Another module's options on this host (its defaults when that module is not configured)."""
         return self._host.config.modules.of(cls)
+
+    def store(self, kind: type[S]) -> S:
+        """The store implementing `kind`, a Protocol of storage/api.py: `ctx.store(RosterStore)`."""
+        return self._stores.get(kind)
 
     def is_local(self, domain: str) -> bool:
         return self.router.is_local(domain)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lxml import etree
 
 from appliance.core.api import IqRequest, ModuleContext
+from appliance.storage.api import RosterStore
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 
@@ -43,7 +44,7 @@ async def sees_presence(ctx: ModuleContext, target: JID, requester: JID) -> bool
         return True
     if target.local is None:
         return False
-    item = await ctx.stores.roster.item(target.domain, target.local, str(requester.bare()))
+    item = await ctx.store(RosterStore).item(target.domain, target.local, str(requester.bare()))
     return item is not None and item.subscription in PRESENCE_SHARING
 
 

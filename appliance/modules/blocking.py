@@ -19,7 +19,7 @@ from lxml import etree
 from appliance.core import events
 from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
 from appliance.core.events import AccountEvent, StanzaEvent
-from appliance.storage.api import BlocklistStore
+from appliance.storage.api import BlocklistStore, RosterStore
 from appliance.util.lru import LruDict
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID, JIDError
@@ -129,7 +129,7 @@ class Blocking(Module):
 
     def setup(self, ctx: ModuleContext) -> None:
         self.ctx = ctx
-        self.service = BlockingService(ctx.stores.blocklist, ctx.host)
+        self.service = BlockingService(ctx.store(BlocklistStore), ctx.host)
         # Sessions that fetched the blocklist get pushes (XEP-0191 §3.3); weak so closed ones vanish.
         self._interested: weakref.WeakSet[Session] = weakref.WeakSet()
         self._push_ids = itertools.count(1)
@@ -191,7 +191,7 @@ class Blocking(Module):
             return
         entries = set(changed)
         targets: set[JID] = set()
-        for item in await self.ctx.stores.roster.items(user.domain, user.local or ""):
+        for item in await self.ctx.store(RosterStore).items(user.domain, user.local or ""):
             if item.subscription not in ("from", "both"):
                 continue
             try:

@@ -13,7 +13,7 @@ from lxml import etree
 from appliance.core import events
 from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
 from appliance.modules._util import element, sees_presence
-from appliance.storage.api import UnknownAccount
+from appliance.storage.api import KeyValueStore, UnknownAccount
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_CLIENT, NS_LAST
 
@@ -70,7 +70,7 @@ class LastActivity(Module):
         if self.ctx.sessions.available(target):
             return _answer(0)
         assert target.local is not None
-        data = await self.ctx.stores.kv.get(target.domain, target.local, STORE, KEY)
+        data = await self.ctx.store(KeyValueStore).get(target.domain, target.local, STORE, KEY)
         if data is None:
             raise StanzaError.item_not_found("No last activity is known for this account")
         record = LastLogout.decode(data)
@@ -89,7 +89,8 @@ class LastActivity(Module):
         # unavailable presence and asks at once gets this logout (XEP-0012 §2), not "unknown".
         self.leaving[event.session] = (status, True)
         with contextlib.suppress(UnknownAccount):
-            await self.ctx.stores.kv.put(jid.domain, jid.local, STORE, KEY, LastLogout(self.ctx.now(), status).encode())
+            record = LastLogout(self.ctx.now(), status).encode()
+            await self.ctx.store(KeyValueStore).put(jid.domain, jid.local, STORE, KEY, record)
 
     async def on_session_closed(self, event: events.SessionEvent) -> None:
         session = event.session
@@ -102,7 +103,7 @@ class LastActivity(Module):
         record = LastLogout(self.ctx.now(), status)
         # The account may have been deleted while its session was open: then there is nothing to keep.
         with contextlib.suppress(UnknownAccount):
-            await self.ctx.stores.kv.put(jid.domain, jid.local, STORE, KEY, record.encode())
+            await self.ctx.store(KeyValueStore).put(jid.domain, jid.local, STORE, KEY, record.encode())
 
 
 def _answer(seconds: float, status: str = "") -> etree._Element:

@@ -19,7 +19,15 @@ from appliance.core import events
 from appliance.core.api import Choice, Duration, Int, IqRequest, Module, ModuleContext, Scope, Xep, option
 from appliance.core.events import AccountEvent, StanzaEvent
 from appliance.modules._util import element, require_owner
-from appliance.storage.api import ArchivedMessage, ArchiveFilter, ArchivePage, ArchivePrefs, UnknownArchiveId
+from appliance.storage.api import (
+    ArchivedMessage,
+    ArchiveFilter,
+    ArchivePage,
+    ArchivePrefs,
+    ArchiveStore,
+    RosterStore,
+    UnknownArchiveId,
+)
 from appliance.xmpp import forms
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.forms import Field
@@ -84,7 +92,7 @@ class Mam(Module):
     def setup(self, ctx: ModuleContext[MamOptions]) -> None:
         self.ctx = ctx
         self.options = ctx.options
-        self.store = ctx.stores.archive
+        self.store = ctx.store(ArchiveStore)
         self._prefs: dict[str, ArchivePrefs] = {}
         ctx.iq("set", f"{{{NS_MAM}}}query", self.on_query, scope=Scope.ACCOUNT)
         ctx.iq("get", f"{{{NS_MAM}}}query", self.on_form, scope=Scope.ACCOUNT, feature=None)
@@ -144,7 +152,7 @@ class Mam(Module):
             return True
         if prefs.default == "never" or owner.local is None:
             return False
-        return await self.ctx.stores.roster.item(owner.domain, owner.local, bare) is not None
+        return await self.ctx.store(RosterStore).item(owner.domain, owner.local, bare) is not None
 
     async def _prefs_of(self, owner: JID) -> ArchivePrefs:
         key = str(owner)

@@ -9,6 +9,7 @@ from lxml import etree
 from appliance.core import events
 from appliance.core.api import Int, Module, ModuleContext, Xep, option
 from appliance.core.events import PushEvent, SessionEvent, StanzaEvent
+from appliance.storage.api import OfflineStore
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_CHATSTATES, NS_DELAY
 from appliance.xmpp.timestamps import format_datetime
@@ -57,7 +58,8 @@ class Offline(Module):
         user = event.to_jid.bare()
         stamped = _with_delay(stanza, self.ctx.host, self.ctx.now())
         # Awaiting the commit before returning is what makes "acknowledged" mean "durable".
-        if not await self.ctx.stores.offline.push(user.domain, user.local or "", etree.tostring(stamped), self.limit):
+        offline = self.ctx.store(OfflineStore)
+        if not await offline.push(user.domain, user.local or "", etree.tostring(stamped), self.limit):
             raise StanzaError.service_unavailable("The recipient's offline storage is full")
         await self.ctx.fire(events.PUSH_NEEDED, PushEvent(user, stanza))
         return True
@@ -67,12 +69,12 @@ class Offline(Module):
         if session.priority < 0:
             return
         user = session.jid
-        stored = await self.ctx.stores.offline.fetch(user.domain, user.local or "")
+        stored = await self.ctx.store(OfflineStore).fetch(user.domain, user.local or "")
         if not stored:
             return
         for message in stored:
             session.send_bytes(message.stanza)
-        await self.ctx.stores.offline.delete(user.domain, user.local or "", [m.id for m in stored])
+        await self.ctx.store(OfflineStore).delete(user.domain, user.local or "", [m.id for m in stored])
 
 
 def _with_delay(stanza: etree._Element, host: str, now: float) -> etree._Element:

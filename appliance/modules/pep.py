@@ -22,7 +22,7 @@ from appliance.modules.pubsub.config import PUBLISH_OPTIONS, NodeConfig
 from appliance.modules.pubsub.delivery import RosterContacts, SubscriberDelivery, message
 from appliance.modules.pubsub.engine import Engine, NodeView, Notification, Policy, Service, items_event
 from appliance.modules.pubsub.protocol import FEATURES, PUBSUB, PUBSUB_OWNER, PubSubProtocol
-from appliance.storage.api import PubSubItem
+from appliance.storage.api import PubSubItem, PubSubStore, RosterStore
 from appliance.xmpp import forms
 from appliance.xmpp.forms import Field
 from appliance.xmpp.jid import JID
@@ -130,7 +130,7 @@ class Pep(Module):
             max_items=opts.max_items, default=default, auto_create=True, max_nodes=opts.max_nodes
         )
         self.caps = ctx.require(Capabilities)
-        self.engine = Engine(ctx.stores.pubsub, RosterContacts(ctx), PepDelivery(ctx, self))
+        self.engine = Engine(ctx.store(PubSubStore), RosterContacts(ctx), PepDelivery(ctx, self))
         self.protocol = PubSubProtocol(self.engine, self.resolve, lambda request: request.is_self)
         self.api = PersonalEventing(self)
         ctx.provide(PersonalEventing, self.api)
@@ -164,7 +164,7 @@ class Pep(Module):
         if owner.local is None:
             return found
         svc = self.service(owner)
-        for item in await self.ctx.stores.roster.items(owner.domain, owner.local):
+        for item in await self.ctx.store(RosterStore).items(owner.domain, owner.local):
             if item.subscription not in INTERESTED:
                 continue
             contact = JID.parse(item.contact)
@@ -178,14 +178,14 @@ class Pep(Module):
         user: JID = session.jid
         owners = [user.bare()]
         if user.local is not None:
-            for item in await self.ctx.stores.roster.items(user.domain, user.local):
+            for item in await self.ctx.store(RosterStore).items(user.domain, user.local):
                 if item.subscription in ("to", "both"):
                     contact = JID.parse(item.contact)
                     if contact.local is not None and contact.domain == self.ctx.host:
                         owners.append(contact)
         for owner in owners:
             svc = self.service(owner)
-            for record in await self.ctx.stores.pubsub.nodes(svc.jid):
+            for record in await self.ctx.store(PubSubStore).nodes(svc.jid):
                 if not self.caps.wants(user, record.node):
                     continue
                 view = await self.engine.find(svc, record.node)
@@ -199,7 +199,7 @@ class Pep(Module):
                     await self.ctx.route(message(svc.jid, str(user), event, view.config.notification_type))
 
     async def on_account_deleted(self, event: AccountEvent) -> None:
-        await self.ctx.stores.pubsub.delete_service(str(event.jid.bare()))
+        await self.ctx.store(PubSubStore).delete_service(str(event.jid.bare()))
 
 
 __all__ = ["Pep", "PersonalEventing"]

@@ -11,7 +11,7 @@ from appliance.core import events
 from appliance.core.api import Module, ModuleContext, Session
 from appliance.core.events import SessionEvent, StanzaEvent
 from appliance.modules.roster import RosterService
-from appliance.storage.api import RosterItem
+from appliance.storage.api import KeyValueStore, RosterItem
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_CLIENT
 
@@ -226,9 +226,10 @@ class Presence(Module):
                 for session in self.ctx.sessions.available(user):
                     await self._send_to_contact(session.presence, str(contact))  # type: ignore[arg-type]
                 return
-            if await self.ctx.stores.kv.get(user.domain, user.local or "", PENDING, str(contact)) is not None:
+            kv = self.ctx.store(KeyValueStore)
+            if await kv.get(user.domain, user.local or "", PENDING, str(contact)) is not None:
                 return  # Appendix A.3.1: "Pending In" already, no state change and not delivered again
-            await self.ctx.stores.kv.put(user.domain, user.local or "", PENDING, str(contact), etree.tostring(stanza))
+            await kv.put(user.domain, user.local or "", PENDING, str(contact), etree.tostring(stanza))
             data = etree.tostring(stanza)  # §3.1.3: to all available resources, interested or not
             for session in self.ctx.sessions.available(user):
                 session.send_bytes(data)
@@ -284,11 +285,11 @@ class Presence(Module):
     # -- pending inbound requests ---------------------------------------------------------------
 
     async def _take_pending(self, user: JID, contact: JID) -> bool:
-        return await self.ctx.stores.kv.delete(user.domain, user.local or "", PENDING, str(contact.bare()))
+        return await self.ctx.store(KeyValueStore).delete(user.domain, user.local or "", PENDING, str(contact.bare()))
 
     async def _deliver_pending_requests(self, session: Session) -> None:
         user: JID = session.jid
-        pending = await self.ctx.stores.kv.all(user.domain, user.local or "", PENDING)
+        pending = await self.ctx.store(KeyValueStore).all(user.domain, user.local or "", PENDING)
         for data in pending.values():
             session.send_bytes(data)
 

@@ -10,6 +10,7 @@ from lxml import etree
 
 from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Size, Xep, option
 from appliance.modules._util import element, encode_limited, parse_stored, require_owner
+from appliance.storage.api import KeyValueStore
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_PRIVATE
@@ -30,7 +31,7 @@ class PrivateXml:
         self._listeners: dict[str, list[PrivateListener]] = {}
 
     async def get(self, user: JID, namespace: str) -> etree._Element | None:
-        data = await self._ctx.stores.kv.get(user.domain, user.local or "", STORE, namespace)
+        data = await self._ctx.store(KeyValueStore).get(user.domain, user.local or "", STORE, namespace)
         if data is None:
             return None
         stored = parse_stored(data)
@@ -39,7 +40,8 @@ class PrivateXml:
     async def put(self, user: JID, fragment: etree._Element) -> None:
         """Store a fragment under its namespace (listeners are not told: the caller made the change)."""
         namespace = etree.QName(fragment).namespace or ""
-        await self._ctx.stores.kv.put(user.domain, user.local or "", STORE, namespace, etree.tostring(fragment))
+        kv = self._ctx.store(KeyValueStore)
+        await kv.put(user.domain, user.local or "", STORE, namespace, etree.tostring(fragment))
 
     def listen(self, namespace: str, listener: PrivateListener) -> None:
         self._listeners.setdefault(namespace, []).append(listener)
@@ -88,7 +90,7 @@ class PrivateStorage(Module):
         fragment, namespace = children[0], _namespace(children[0])
         target = request.to_jid
         assert target.local is not None
-        data = await self.ctx.stores.kv.get(target.domain, target.local, STORE, namespace)
+        data = await self.ctx.store(KeyValueStore).get(target.domain, target.local, STORE, namespace)
         query = element(NS_PRIVATE)
         if data is None:
             query.append(copy.deepcopy(fragment))
@@ -112,7 +114,7 @@ class PrivateStorage(Module):
         encoded = {ns: encode_limited(_bundle(elements), self.max_size, "private XML fragment")
                    for ns, elements in by_namespace.items()}
         for namespace, data in encoded.items():
-            await self.ctx.stores.kv.put(target.domain, target.local, STORE, namespace, data)
+            await self.ctx.store(KeyValueStore).put(target.domain, target.local, STORE, namespace, data)
         for namespace, elements in by_namespace.items():
             for fragment in elements:
                 await self.service.stored(target.bare(), fragment, namespace)

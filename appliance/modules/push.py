@@ -16,6 +16,7 @@ from appliance.core import events
 from appliance.core.api import Bool, Duration, Int, IqRequest, Module, ModuleContext, Scope, Xep, option
 from appliance.core.events import PushEvent
 from appliance.modules._util import parse_stored, require_owner
+from appliance.storage.api import KeyValueStore, OfflineStore
 from appliance.xmpp import forms
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.forms import Field
@@ -85,7 +86,7 @@ class Push(Module):
         if form is not None:
             options = etree.tostring(form)
         user = request.to_jid
-        kv = self.ctx.stores.kv
+        kv = self.ctx.store(KeyValueStore)
         existing = await kv.all(user.domain, user.local or "", STORE)
         if _key(service, node) not in existing and len(existing) >= self.options.max_registrations:
             raise StanzaError.resource_constraint("Too many push registrations for this account")
@@ -96,7 +97,7 @@ class Push(Module):
         payload = request.payload
         service, node = _service(payload), payload.get("node")
         user = request.to_jid
-        kv = self.ctx.stores.kv
+        kv = self.ctx.store(KeyValueStore)
         for key in await kv.all(user.domain, user.local or "", STORE):
             found_service, found_node = json.loads(key)
             if found_service == service and node in (None, found_node):
@@ -107,11 +108,11 @@ class Push(Module):
 
     async def notify(self, user: JID, stanza: etree._Element) -> None:
         """Publish a summary to every app server the account registered."""
-        kv = self.ctx.stores.kv
+        kv = self.ctx.store(KeyValueStore)
         registrations = await kv.all(user.domain, user.local or "", STORE)
         if not registrations:
             return
-        summary = [Field("message-count", "text-single", (str(await self.ctx.stores.offline.count(
+        summary = [Field("message-count", "text-single", (str(await self.ctx.store(OfflineStore).count(
             user.domain, user.local or "")),))]
         if self.options.include_sender and stanza.get("from"):
             summary.append(Field("last-message-sender", "jid-single", (str(JID.parse(stanza.get("from")).bare()),)))

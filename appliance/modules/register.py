@@ -26,6 +26,7 @@ from appliance.core.api import (
     option,
 )
 from appliance.core.events import AccountEvent
+from appliance.storage.api import RosterStore
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_CLIENT, NS_DATA, NS_REGISTER, NS_REGISTER_FEATURE
@@ -250,7 +251,7 @@ class Register(Module):
 
     async def _cancel_subscriptions(self, user: JID) -> None:
         """XEP-0077 §3.2 / RFC 6121: contacts stop seeing us and stop being seen, before the roster goes."""
-        for item in await self.ctx.stores.roster.items(user.domain, user.local or ""):
+        for item in await self.ctx.store(RosterStore).items(user.domain, user.local or ""):
             if item.subscription in ("from", "both"):
                 await self._send(user, item.contact, "unavailable")
                 await self._send(user, item.contact, "unsubscribed")

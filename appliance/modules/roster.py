@@ -8,7 +8,7 @@ from lxml import etree
 
 from appliance.core import events
 from appliance.core.api import Bool, Int, IqRequest, Module, ModuleContext, Scope, Session, StreamFeature, Xep, option
-from appliance.storage.api import RosterItem
+from appliance.storage.api import RosterItem, RosterStore
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_CLIENT, NS_PREAPPROVAL, NS_ROSTER, NS_ROSTERVER
@@ -28,17 +28,17 @@ class RosterService:
         self._versioning = ctx.options.versioning
 
     async def items(self, user: JID) -> list[RosterItem]:
-        return await self._ctx.stores.roster.items(user.domain, user.local or "")
+        return await self._ctx.store(RosterStore).items(user.domain, user.local or "")
 
     async def item(self, user: JID, contact: JID) -> RosterItem | None:
-        return await self._ctx.stores.roster.item(user.domain, user.local or "", str(contact.bare()))
+        return await self._ctx.store(RosterStore).item(user.domain, user.local or "", str(contact.bare()))
 
     async def put(self, user: JID, item: RosterItem) -> None:
-        version = await self._ctx.stores.roster.put(user.domain, user.local or "", item)
+        version = await self._ctx.store(RosterStore).put(user.domain, user.local or "", item)
         self.push(user, item, version)
 
     async def remove(self, user: JID, contact: JID) -> bool:
-        version = await self._ctx.stores.roster.remove(user.domain, user.local or "", str(contact.bare()))
+        version = await self._ctx.store(RosterStore).remove(user.domain, user.local or "", str(contact.bare()))
         if version is None:
             return False
         self.push(user, RosterItem(str(contact.bare()), subscription="none"), version, removed=True)
@@ -113,7 +113,7 @@ class Roster(Module):
         req.session.interested = True
         await self.ctx.fire(events.ROSTER_REQUESTED, events.SessionEvent(req.session))
         if self.versioning:
-            version = await self.ctx.stores.roster.version(user.domain, user.local or "")
+            version = await self.ctx.store(RosterStore).version(user.domain, user.local or "")
             if req.payload.get("ver") == str(version):
                 return None  # RFC 6121 §2.6.3: unchanged, the client keeps its cached roster
         else:
@@ -152,7 +152,7 @@ class Roster(Module):
             raise StanzaError.bad_request("Duplicate group names")
         existing = await self.service.item(user, contact)
         if existing is None:
-            count = await self.ctx.stores.roster.count(user.domain, user.local or "")
+            count = await self.ctx.store(RosterStore).count(user.domain, user.local or "")
             if count >= self.max_items:
                 raise StanzaError.not_allowed(f"The roster is full ({self.max_items} items)")
             item = RosterItem(str(contact), name=name, groups=tuple(groups))

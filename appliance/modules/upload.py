@@ -18,6 +18,7 @@ from appliance.core.api import OPTIONAL_DOMAIN, URL_BASE, Duration, IqRequest, M
 from appliance.core.events import StanzaEvent
 from appliance.modules._util import element
 from appliance.modules.disco import DiscoItems
+from appliance.storage.api import UploadArea
 from appliance.xmpp import forms
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.forms import Field
@@ -75,7 +76,7 @@ class Upload(Module):
         self.url_base = opts.url_base or (
             f"https://{self.domain}:{http.tls_port}" if http.https else f"http://{self.domain}:{http.port}"
         )
-        self.files = ctx.stores.uploads
+        self.files = ctx.store(UploadArea)
         ctx.serve_domain(self.domain, self.on_stanza)
         self.items = ctx.optional(DiscoItems)
         if self.items is not None:

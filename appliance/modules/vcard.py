@@ -8,6 +8,7 @@ from lxml import etree
 
 from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Size, Xep, option
 from appliance.modules._util import element, encode_limited, parse_stored, require_owner
+from appliance.storage.api import KeyValueStore
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_VCARD
 
@@ -23,11 +24,11 @@ class VCards:
         self._ctx = ctx
 
     async def get(self, user: JID) -> etree._Element | None:
-        data = await self._ctx.stores.kv.get(user.domain, user.local or "", STORE, KEY)
+        data = await self._ctx.store(KeyValueStore).get(user.domain, user.local or "", STORE, KEY)
         return None if data is None else parse_stored(data)
 
     async def put(self, user: JID, vcard: etree._Element) -> None:
-        await self._ctx.stores.kv.put(user.domain, user.local or "", STORE, KEY, etree.tostring(vcard))
+        await self._ctx.store(KeyValueStore).put(user.domain, user.local or "", STORE, KEY, etree.tostring(vcard))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ class VCardTemp(Module):
         """The account's vCard, or an empty one when it never published any."""
         target = request.to_jid
         assert target.local is not None
-        data = await self.ctx.stores.kv.get(target.domain, target.local, STORE, KEY)
+        data = await self.ctx.store(KeyValueStore).get(target.domain, target.local, STORE, KEY)
         return element(NS_VCARD, "vCard") if data is None else parse_stored(data)
 
     async def set_account(self, request: IqRequest) -> None:
@@ -69,10 +70,10 @@ class VCardTemp(Module):
         assert target.local is not None
         vcard = request.payload
         if len(vcard) == 0 and not (vcard.text or "").strip():
-            await self.ctx.stores.kv.delete(target.domain, target.local, STORE, KEY)
+            await self.ctx.store(KeyValueStore).delete(target.domain, target.local, STORE, KEY)
             return
         data = encode_limited(vcard, self.max_size, "vCard")
-        await self.ctx.stores.kv.put(target.domain, target.local, STORE, KEY, data)
+        await self.ctx.store(KeyValueStore).put(target.domain, target.local, STORE, KEY, data)
 
     async def get_server(self, request: IqRequest) -> etree._Element:
         """The server publishes no vCard of its own."""

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -50,10 +51,11 @@ def packaged_migrations() -> Traversable:
     return importlib.resources.files("appliance.storage").joinpath("migrations")
 
 
-def load_migrations(source: Traversable | None = None) -> list[Migration]:
-    """Read ``NNNN_name.sql`` files, checking versions run 1, 2, 3 … without gaps or duplicates."""
+def load_migrations(source: Traversable | None = None, extra: Sequence[Migration] = ()) -> list[Migration]:
+    """Read ``NNNN_name.sql`` files and add `extra` (the migrations a store keeps beside its code),
+    checking versions run 1, 2, 3 … without gaps or duplicates."""
     directory = source if source is not None else packaged_migrations()
-    found: list[Migration] = []
+    found: list[Migration] = list(extra)
     for entry in directory.iterdir():
         match = _FILE_NAME.match(entry.name)
         if match is None or not entry.is_file():
@@ -92,9 +94,11 @@ def backup(conn: apsw.Connection, destination: Path) -> None:
     os.replace(partial, destination)
 
 
-def migrate(conn: apsw.Connection, db_path: Path, source: Traversable | None = None) -> list[int]:
+def migrate(
+    conn: apsw.Connection, db_path: Path, source: Traversable | None = None, extra: Sequence[Migration] = ()
+) -> list[int]:
     """Apply pending migrations; returns the versions applied (empty when already current)."""
-    migrations = load_migrations(source)
+    migrations = load_migrations(source, extra)
     has_schema = _has_schema(conn)
     version = current_version(conn)
     latest = migrations[-1].version if migrations else 0

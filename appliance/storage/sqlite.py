@@ -14,7 +14,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import apsw
 
-from appliance.storage.migrate import migrate
+from appliance.storage.migrate import Migration, migrate
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +123,14 @@ class _Writer(_Worker):
         busy_timeout_ms: int,
         batch_limit: int,
         migrations: Traversable | None,
+        store_migrations: Sequence[Migration],
     ) -> None:
         super().__init__("parlour-db-writer", queue.SimpleQueue())
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms
         self._batch_limit = batch_limit
         self._migrations = migrations
+        self._store_migrations = store_migrations
         self.job_count = 0
         self.batch_count = 0
 
@@ -138,7 +140,7 @@ class _Writer(_Worker):
         try:
             conn.execute("PRAGMA journal_mode = WAL").fetchall()
             conn.execute("PRAGMA synchronous = FULL")
-            migrate(conn, self._path, self._migrations)
+            migrate(conn, self._path, self._migrations, self._store_migrations)
         except BaseException:
             conn.close()
             raise
@@ -268,16 +270,19 @@ class Database:
         batch_limit: int = 512,
         busy_timeout_ms: int = 10_000,
         migrations: Traversable | None = None,
+        store_migrations: Sequence[Migration] = (),
     ) -> Database:
         """Open (creating parent directories), migrate, and start the threads.
 
-        ``migrations`` overrides the packaged migration directory (tests inject extra migrations).
+        ``migrations`` overrides the packaged migration directory (tests inject extra migrations);
+        ``store_migrations`` are those that stores keep beside their code (the catalog collects them).
         """
         if readers < 1 or batch_limit < 1:
             raise ValueError("readers and batch_limit must be at least 1")
         db_path = Path(path)
         writer = _Writer(
-            db_path, busy_timeout_ms=busy_timeout_ms, batch_limit=batch_limit, migrations=migrations
+            db_path, busy_timeout_ms=busy_timeout_ms, batch_limit=batch_limit, migrations=migrations,
+            store_migrations=store_migrations,
         )
         writer.start()
         await asyncio.wrap_future(writer.started)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lxml import etree
 
 from appliance import compliance
-from appliance.modules import BUILTIN
+from appliance.catalog import BUILTIN
 
 
 def test_every_declared_xep_is_listed() -> None:

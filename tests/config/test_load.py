@@ -426,7 +426,7 @@ def test_config_sections_are_all_in_the_schema() -> None:
 
 
 def test_every_module_with_options_has_its_table() -> None:
-    from appliance.modules import BUILTIN
+    from appliance.catalog import BUILTIN
 
     tables = {t.name: t.model for t in builtin_schema().modules.tables}
     assert tables == {m.name: m.options for m in BUILTIN if m.options is not None}

@@ -8,7 +8,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from appliance.storage.migrate import MigrationError, load_migrations, packaged_migrations
+from appliance.storage.migrate import Migration, MigrationError, load_migrations, packaged_migrations
 from appliance.storage.sqlite import Database
 
 
@@ -113,3 +113,48 @@ def test_gaps_in_numbering_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(MigrationError, match=f"expected {NEXT:04d}"):
         load_migrations(directory)
     shutil.rmtree(directory)
+
+
+# --- migrations a store keeps beside its code (collected by appliance/catalog.py) -------------------
+
+
+async def test_a_store_migration_runs_after_the_numbered_files(tmp_path: Path) -> None:
+    notes = Migration(NEXT, "notes", "CREATE TABLE notes (body TEXT NOT NULL);")
+    db = await Database.open(tmp_path / "p.db", store_migrations=(notes,))
+    try:
+        await db.write(lambda c: c.execute("INSERT INTO notes VALUES ('hi')"))
+        assert await db.read(_versions) == [*range(1, NEXT + 1)]
+        names = await db.read(lambda c: c.execute("SELECT name FROM schema_version WHERE version = ?",
+                                                  (NEXT,)).fetchall())
+        assert names == [("notes",)]
+    finally:
+        await db.close()
+
+
+def test_a_store_migration_must_continue_the_numbering() -> None:
+    with pytest.raises(MigrationError, match=f"expected {NEXT:04d}, found {NEXT + 1:04d}_notes"):
+        load_migrations(extra=(Migration(NEXT + 1, "notes", "SELECT 1;"),))
+    with pytest.raises(MigrationError, match="without gaps or duplicates"):
+        load_migrations(extra=(Migration(LAST, "clash", "SELECT 1;"),))
+
+
+async def test_the_catalog_opens_every_store_by_its_protocol(tmp_path: Path) -> None:
+    from appliance.catalog import STORES, open_stores
+    from appliance.core.stores import MissingStore
+    from appliance.storage import api
+
+    db = await Database.open(tmp_path / "p.db")
+    try:
+        stores = open_stores(db, tmp_path)
+        for kind, implementation in STORES:
+            assert type(stores.get(kind)) is implementation
+        assert stores.get(api.RosterStore) is stores.roster  # the named form the core and console use
+        assert api.UploadArea in stores
+
+        class NotesStore:
+            """A store nobody implements."""
+
+        with pytest.raises(MissingStore, match="no store implements NotesStore"):
+            stores.get(NotesStore)
+    finally:
+        await db.close()

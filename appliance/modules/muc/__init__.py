@@ -18,6 +18,7 @@ from appliance.modules.muc.config import RoomConfig
 from appliance.modules.muc.fanout import Fanout
 from appliance.modules.muc.iq import MucIq
 from appliance.modules.muc.service import Limits, MucService
+from appliance.storage.api import ArchiveStore, MucStore
 
 __all__ = ["Muc", "RoomAdmin", "defaults_from"]
 
@@ -100,20 +101,20 @@ class Muc(Module):
         self.domain = options.service_domain(ctx.host)
         limits = Limits(options.create_rooms, options.rooms_per_user, options.max_history, options.max_occupants)
         self.service = MucService(
-            self.domain, store=ctx.stores.muc, fanout=Fanout(ctx.sessions.get, ctx.route),
+            self.domain, store=ctx.store(MucStore), fanout=Fanout(ctx.sessions.get, ctx.route),
             defaults=defaults_from(options), limits=limits, host=ctx.host, is_admin=ctx.is_admin, now=ctx.now,
         )
         iq = MucIq(self.service, name=options.name)
         self.service.iq_handler = iq
         paging = ctx.other_options(MamOptions)
-        RoomArchive(self.service, iq, ctx.stores.archive, page_size=paging.page_size,
+        RoomArchive(self.service, iq, ctx.store(ArchiveStore), page_size=paging.page_size,
                     max_page_size=paging.max_page_size).install()
         ctx.serve_domain(self.domain, self.service.handle)
         ctx.hook(events.SESSION_CLOSED, self.on_session_closed)
         items = ctx.optional(DiscoItems)
         if items is not None:
             items.add(self.domain, name=options.name)
-        ctx.provide(RoomAdmin, RoomAdmin(ctx.stores.muc, self.domain, self.service.defaults, live=self.service))
+        ctx.provide(RoomAdmin, RoomAdmin(ctx.store(MucStore), self.domain, self.service.defaults, live=self.service))
 
     async def start(self) -> None:
         loaded = await self.service.load()

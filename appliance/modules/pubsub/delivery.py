@@ -9,6 +9,7 @@ from lxml import etree
 
 from appliance.core.api import ModuleContext
 from appliance.modules.pubsub.engine import Notification, Service
+from appliance.storage.api import RosterStore
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_CLIENT
 
@@ -40,7 +41,7 @@ class RosterContacts:
             return None
         if owner_jid.local is None or not self.ctx.is_local(owner_jid.domain):
             return None
-        item = await self.ctx.stores.roster.item(owner_jid.domain, owner_jid.local, entity)
+        item = await self.ctx.store(RosterStore).item(owner_jid.domain, owner_jid.local, entity)
         return None if item is None else (item.subscription, item.groups)
 
 

@@ -14,6 +14,7 @@ from appliance.modules.pubsub.config import AUTHORIZATION, META_DATA, NodeConfig
 from appliance.modules.pubsub.delivery import RosterContacts, SubscriberDelivery
 from appliance.modules.pubsub.engine import Engine, Policy, Service
 from appliance.modules.pubsub.protocol import FEATURES, PUBSUB, PUBSUB_OWNER, PubSubProtocol
+from appliance.storage.api import PubSubStore
 from appliance.xmpp import forms
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.forms import Field
@@ -70,7 +71,7 @@ class PubSubService(Module):
         default = NodeConfig(max_items=opts.default_max_items, access_model=opts.default_access_model)
         policy = Policy(max_items=opts.max_items, default=default, max_nodes=opts.max_nodes)
         self.service = Service(self.domain, policy)
-        self.engine = Engine(ctx.stores.pubsub, RosterContacts(ctx), SubscriberDelivery(ctx))
+        self.engine = Engine(ctx.store(PubSubStore), RosterContacts(ctx), SubscriberDelivery(ctx))
         self.protocol = PubSubProtocol(self.engine, lambda _request: self.service, self.may_create)
         ctx.serve_domain(self.domain, self.on_stanza)
         self.items = ctx.optional(DiscoItems)

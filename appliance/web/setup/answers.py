@@ -122,7 +122,7 @@ def _spec_has(table: str, *keys: str) -> bool:
 
 
 def _module_exists(name: str) -> bool:
-    from appliance.modules import BUILTIN
+    from appliance.catalog import BUILTIN
 
     return any(m.name == name for m in BUILTIN)
 
