@@ -21,57 +21,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from appliance.config import model
-from appliance.config.spec import (
-    CORE_SECTIONS,
-    DOMAIN,
-    LABEL,
-    MODULES_DISABLED,
-    NAME,
-    OPTIONAL_DOMAIN,
-    SECRET,
-    SERVICE_URI,
-    URI,
-    URL_BASE,
-    Bool,
-    Choice,
-    Duration,
-    Int,
-    Key,
-    Kind,
-    ListOf,
-    Size,
-    Table,
-    Text,
-)
+from appliance.config.spec import CORE_SECTIONS, MODULES_DISABLED, Key, Kind, Table
 
 _KIND = "parlour.kind"
 _DOC = "parlour.doc"
 _DEFAULT_DOC = "parlour.default_doc"
 _TABLE = "parlour.table"
 
-__all__ = [
-    "DOMAIN",
-    "LABEL",
-    "NAME",
-    "OPTIONAL_DOMAIN",
-    "SECRET",
-    "SERVICE_URI",
-    "URI",
-    "URL_BASE",
-    "Bool",
-    "Choice",
-    "Duration",
-    "Int",
-    "ListOf",
-    "ModuleOptions",
-    "Schema",
-    "Size",
-    "Text",
-    "option",
-    "options_table",
-    "schema",
-    "section",
-]
+__all__ = ["ModuleOptions", "Schema", "option", "options_table", "schema", "section"]
 
 
 def option(default: Any, kind: Kind, doc: str, *, default_doc: str | None = None) -> Any:

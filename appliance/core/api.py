@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from lxml import etree
 
-from appliance.config.options import (
+from appliance.config.options import option, section
+from appliance.config.spec import (
     DOMAIN,
     LABEL,
     NAME,
@@ -27,8 +28,6 @@ from appliance.config.options import (
     ListOf,
     Size,
     Text,
-    option,
-    section,
 )
 from appliance.core.accounts import AccountExists, AccountNotFound, WeakPassword
 from appliance.core.events import NORMAL, Event, HookBus

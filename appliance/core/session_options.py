@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.config.options import Bool, Duration, Int, option
+from appliance.config.options import option
+from appliance.config.spec import Bool, Duration, Int
 
 __all__ = ["SESSION_OPTIONS", "CsiOptions", "Sasl2Options", "StreamManagementOptions"]
 
