@@ -434,7 +434,8 @@ def test_every_module_with_options_has_its_table() -> None:
 
 
 def test_an_option_without_kind_or_doc_is_refused() -> None:
-    from appliance.config.options import Int, option, options_table
+    from appliance.config.options import option, options_table
+    from appliance.config.spec import Int
 
     @dataclasses.dataclass(frozen=True, slots=True)
     class Undocumented:
