@@ -6,6 +6,7 @@ from lxml import etree
 
 from appliance.core.api import IqRequest, ModuleContext
 from appliance.storage.api import RosterStore
+from appliance.util.timestamps import parse_datetime
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 
@@ -13,6 +14,7 @@ __all__ = [
     "PRESENCE_SHARING",
     "element",
     "encode_limited",
+    "parse_stamp",
     "parse_stored",
     "require_owner",
     "sees_presence",
@@ -54,6 +56,15 @@ def encode_limited(payload: etree._Element, max_size: int, what: str) -> bytes:
     if len(data) > max_size:
         raise StanzaError.not_acceptable(f"The {what} is larger than the {max_size}-byte limit")
     return data
+
+
+def parse_stamp(text: str) -> float:
+    """An XEP-0082 date-time from a request (a MAM filter, a MUC history 'since') as POSIX time;
+    bad-request when it is not one."""
+    try:
+        return parse_datetime(text)
+    except ValueError as exc:
+        raise StanzaError.bad_request(str(exc)) from None
 
 
 def parse_stored(data: bytes) -> etree._Element:

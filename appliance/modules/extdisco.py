@@ -16,10 +16,10 @@ from lxml import etree
 
 from appliance.core.api import SECRET, SERVICE_URI, Duration, IqRequest, ListOf, Module, ModuleContext, Xep, option
 from appliance.modules._util import element
+from appliance.util.timestamps import format_datetime
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_EXTDISCO
-from appliance.xmpp.timestamps import format_datetime
 
 _DEFAULT_PORTS = {"stun": 3478, "turn": 3478, "stuns": 5349, "turns": 5349}
 

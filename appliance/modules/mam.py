@@ -18,7 +18,7 @@ from lxml import etree
 from appliance.core import events
 from appliance.core.api import Choice, Duration, Int, IqRequest, Module, ModuleContext, Scope, Xep, option
 from appliance.core.events import AccountEvent, StanzaEvent
-from appliance.modules._util import element, require_owner
+from appliance.modules._util import element, parse_stamp, require_owner
 from appliance.storage.api import (
     ArchivedMessage,
     ArchiveFilter,
@@ -28,12 +28,12 @@ from appliance.storage.api import (
     RosterStore,
     UnknownArchiveId,
 )
+from appliance.util.timestamps import format_datetime
 from appliance.xmpp import forms
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.forms import Field
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_CLIENT, NS_DELAY, NS_FORWARD, NS_HINTS, NS_MAM, NS_RSM, NS_STANZA_ID
-from appliance.xmpp.timestamps import format_datetime, parse_datetime
 
 NS_MAM_EXTENDED = f"{NS_MAM}#extended"
 STANZA_ID = f"{{{NS_STANZA_ID}}}stanza-id"
@@ -288,8 +288,8 @@ def _filter(form: etree._Element | None) -> ArchiveFilter:
     return ArchiveFilter(
         with_jid=with_jid,
         with_resource=with_resource,
-        start=parse_datetime(start) if start is not None else None,
-        end=parse_datetime(end) if end is not None else None,
+        start=parse_stamp(start) if start is not None else None,
+        end=parse_stamp(end) if end is not None else None,
         after_id=one("after-id"),
         before_id=one("before-id"),
         ids=tuple(v.strip() for v in ids if v.strip()) if ids is not None else None,

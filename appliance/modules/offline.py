@@ -10,9 +10,9 @@ from appliance.core import events
 from appliance.core.api import Int, Module, ModuleContext, Xep, option
 from appliance.core.events import PushEvent, SessionEvent, StanzaEvent
 from appliance.storage.api import OfflineStore
+from appliance.util.timestamps import format_datetime
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_CHATSTATES, NS_DELAY
-from appliance.xmpp.timestamps import format_datetime
 
 NS_HINTS = "urn:xmpp:hints"
 NS_MSGOFFLINE = "msgoffline"

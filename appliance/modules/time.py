@@ -6,8 +6,8 @@ from lxml import etree
 
 from appliance.core.api import IqRequest, Module, ModuleContext, Scope, Xep
 from appliance.modules._util import element
+from appliance.util.timestamps import format_datetime
 from appliance.xmpp.ns import NS_TIME
-from appliance.xmpp.timestamps import format_datetime
 
 # The server reports UTC with a zero offset: its local time zone says nothing useful to a client and
 # would only reveal where the machine is.

@@ -15,13 +15,13 @@ from appliance.core.c2s import resumption
 from appliance.core.c2s.features import fast_mechanisms
 from appliance.core.c2s.services import CSI_MODULE, SASL2_MODULE, SM_MODULE
 from appliance.core.events import Bind2Event
+from appliance.util.timestamps import format_datetime
 from appliance.xmpp import sm
 from appliance.xmpp import stream as xs
 from appliance.xmpp.effects import Sasl2Success
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import NS_BIND2, NS_FAST, NS_SASL2
 from appliance.xmpp.stream import C2SState
-from appliance.xmpp.timestamps import format_datetime
 
 if TYPE_CHECKING:
     from appliance.core.authn import SaslExchange

@@ -16,10 +16,10 @@ from appliance.modules.muc.iq import NS_MODERATE, NS_RETRACT, MucIq
 from appliance.modules.muc.room import MESSAGE, OCCUPANT_ID, Room, stanza
 from appliance.modules.muc.service import MucService
 from appliance.storage.api import ArchiveFilter, ArchiveStore, UnknownArchiveId
+from appliance.util.timestamps import format_datetime
 from appliance.xmpp import forms
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_CLIENT, NS_DELAY, NS_MAM, NS_OCCUPANT_ID, NS_RSM
-from appliance.xmpp.timestamps import format_datetime
 
 QUERY = f"{{{NS_MAM}}}query"
 MODERATE = f"{{{NS_MODERATE}}}moderate"

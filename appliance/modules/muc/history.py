@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from appliance.modules._util import parse_stamp
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_MUC
-from appliance.xmpp.timestamps import parse_datetime
 
 HISTORY = f"{{{NS_MUC}}}history"
 
@@ -51,7 +51,7 @@ class HistoryRequest:
 
         since = history.get("since")
         return cls(number("maxstanzas"), number("maxchars"), number("seconds"),
-                   parse_datetime(since) if since else None)
+                   parse_stamp(since) if since else None)
 
 
 class History:

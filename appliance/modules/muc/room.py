@@ -17,10 +17,10 @@ from appliance.modules.muc.fanout import Fanout, Template, to_attr
 from appliance.modules.muc.history import Entry, History, HistoryRequest
 from appliance.modules.muc.roles import AFFILIATION_RANK, default_role
 from appliance.storage.api import MucAffiliation
+from appliance.util.timestamps import format_datetime as format_stamp
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_CLIENT, NS_DELAY, NS_MUC, NS_MUC_USER, NS_OCCUPANT_ID, NS_STANZA_ID
-from appliance.xmpp.timestamps import format_datetime as format_stamp
 
 PRESENCE = f"{{{NS_CLIENT}}}presence"
 MESSAGE = f"{{{NS_CLIENT}}}message"

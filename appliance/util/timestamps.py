@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime
 
-from appliance.xmpp.errors import StanzaError
-
 __all__ = ["format_datetime", "parse_datetime"]
 
 
@@ -18,11 +16,11 @@ def format_datetime(seconds: float, *, milliseconds: bool = True) -> str:
 
 
 def parse_datetime(text: str) -> float:
-    """An XEP-0082 DateTime (with a time zone) as POSIX time; bad-request when it is not one."""
+    """An XEP-0082 DateTime (with a time zone) as POSIX time; ValueError says what is wrong with it."""
     try:
         moment = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise StanzaError.bad_request(f"Not an XEP-0082 date-time: {text!r}") from None
+        raise ValueError(f"Not an XEP-0082 date-time: {text!r}") from None
     if moment.tzinfo is None:
-        raise StanzaError.bad_request(f"The date-time {text!r} needs a time zone")
+        raise ValueError(f"The date-time {text!r} needs a time zone")
     return moment.timestamp()
