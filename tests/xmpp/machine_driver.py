@@ -211,6 +211,10 @@ class Driver:
         """As core/c2s/sasl2.py: inline resumption, or Bind 2 with inline stream management."""
         m = self.machine
         success = etree.Element("{urn:xmpp:sasl:2}success", nsmap={None: "urn:xmpp:sasl:2"})
+        if effect.additional:
+            etree.SubElement(success, "{urn:xmpp:sasl:2}additional-data").text = (
+                base64.b64encode(effect.additional).decode()
+            )
         resume = effect.request.find(f"{{{NS_SM}}}resume")
         bind = effect.request.find("{urn:xmpp:bind:0}bind")
         old = self._find(resume) if resume is not None else None

@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from appliance.xmpp import effects as fx
-from appliance.xmpp.machine import C2S, LocalProtocolError, State, StreamMachine
+from appliance.xmpp.machine import C2S, LocalProtocolError, Offer, State, StreamMachine
 from appliance.xmpp.parser import Stanza, StreamOpen
 from tests.xmpp.machine_driver import HOST, Driver
 
@@ -140,6 +140,49 @@ def test_sasl2_with_bind2_and_inline_stream_management() -> None:
     assert client.feed(MESSAGE + b"<r xmlns='urn:xmpp:sm:3'/>") == ["route message[chat](body)", "a"]
     assert m.handled == 1
     assert client.feed(b"<inactive xmlns='urn:xmpp:csi:0'/>") == ["csi inactive"]
+
+
+SASL2 = b"urn:xmpp:sasl:2"
+
+
+def test_sasl2_scram_challenges_and_failures_are_written_in_the_sasl2_namespace() -> None:
+    client = Driver(secure=True)
+    client.feed(HEADER)
+    start = (b"<authenticate xmlns='" + SASL2 + b"' mechanism='SCRAM-SHA-256'><initial-response>" + CLIENT_FIRST
+             + b"</initial-response></authenticate>")
+    assert client.feed(start) == ["authenticate SCRAM-SHA-256", "challenge"]
+    assert client.feed(b"<response xmlns='" + SASL2 + b"'>" + WRONG_FINAL + b"</response>") == [
+        "sasl-response", "failure(not-authorized)",
+    ]
+    assert client.machine.state is State.UNAUTHENTICATED
+    # An RFC 6120 <response/> to a SASL2 challenge ends that exchange as aborted, in SASL2's namespace.
+    client.feed(start)
+    assert client.feed(b"<response xmlns='" + SASL + b"'>" + CLIENT_FINAL + b"</response>") == ["failure(aborted)"]
+    client.feed(start)
+    assert client.feed(b"<response xmlns='" + SASL2 + b"'>" + CLIENT_FINAL + b"</response>") == [
+        "sasl-response", "sasl2-success", "success(additional-data)", "features(bind,sm,csi)",
+    ]
+    assert client.machine.state is State.AUTHENTICATED  # no Bind 2 asked: RFC 6120 binding follows
+
+
+def test_sasl2_answers_carry_the_sasl2_namespace() -> None:
+    machine = StreamMachine(C2S, [HOST])
+    machine.receive([StreamOpen("stream", {"to": HOST, "version": "1.0"}, {None: "jabber:client"})])
+    machine.next_effect()
+    machine.next_effect()
+    machine.features(Offer(mechanisms=("PLAIN",), sasl2=True))
+    machine.next_effect()
+    machine.receive([Stanza(etree.fromstring(b"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='X'/>"))])
+    failure = machine.next_effect()
+    assert isinstance(failure, fx.Write)
+    assert etree.fromstring(failure.data).tag == "{urn:xmpp:sasl:2}failure"
+    machine.receive([Stanza(etree.fromstring(b"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'/>"))])
+    assert isinstance(machine.next_effect(), fx.Authenticate)
+    machine.sasl_challenge(b"more")
+    challenge = machine.next_effect()
+    assert isinstance(challenge, fx.Write)
+    element = etree.fromstring(challenge.data)
+    assert element.tag == "{urn:xmpp:sasl:2}challenge" and base64.b64decode(element.text or "") == b"more"
 
 
 def test_stream_management_enable_ack_and_resume_on_a_new_connection() -> None:
