@@ -19,6 +19,7 @@ from appliance.storage.uploads import UploadFiles
 from appliance.web.keys import CONFIG
 
 UPLOADS: web.AppKey[UploadFiles] = web.AppKey("uploads")
+RECEIVING: web.AppKey[set[str]] = web.AppKey("uploads_receiving")  # slot paths with a PUT under way
 ROUTE = "/upload/{owner}/{slot}/{name}"
 CHUNK = 65536
 _INLINE = ("image/", "audio/", "video/", "text/plain")
@@ -32,6 +33,7 @@ _CORS = {
 
 def setup(app: web.Application) -> None:
     app[UPLOADS] = UploadFiles(app[CONFIG].server.state_dir / "uploads")
+    app[RECEIVING] = set()
     app.router.add_route("PUT", ROUTE, put)
     app.router.add_route("GET", ROUTE, get)  # aiohttp answers HEAD through the GET route
     app.router.add_route("OPTIONS", ROUTE, options)
@@ -55,6 +57,21 @@ async def put(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(text="The upload URL is invalid or has expired", headers=_CORS)
     if slot.uploaded:
         raise web.HTTPConflict(text="This slot was used already", headers=_CORS)
+    receiving = request.app[RECEIVING]
+    if slot.path in receiving:  # checked and claimed with no await between: one PUT per slot at a time
+        raise web.HTTPConflict(text="This slot is being uploaded already", headers=_CORS)
+    receiving.add(slot.path)
+    try:
+        # Read again once claimed: a PUT that finished between our first read and the claim shows here.
+        if (await _slot(request)).uploaded:
+            raise web.HTTPConflict(text="This slot was used already", headers=_CORS)
+        return await _receive(request, files, slot)
+    finally:
+        receiving.discard(slot.path)
+
+
+async def _receive(request: web.Request, files: UploadFiles, slot: UploadSlot) -> web.Response:
+    """Check the announced length and type, stream the body to a temporary file, move it in place."""
     if request.content_length != slot.size:
         raise web.HTTPBadRequest(text=f"Content-Length must be {slot.size}, as requested", headers=_CORS)
     sent_type = request.headers.get("Content-Type", "")

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+from yarl import URL
 
 from appliance.modules.upload import UploadOptions
 from tests.integration.harness import Harness, free_port, make_config, start_harness
@@ -114,5 +115,36 @@ async def test_old_files_expire(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.2)
             assert status == 404
+    finally:
+        await harness.close()
+
+
+async def test_one_slot_takes_one_upload_even_when_two_overlap(tmp_path: Path) -> None:
+    """A first PUT sends half its body and waits; a second PUT to the same slot meanwhile is refused."""
+    harness = await upload_harness(tmp_path)
+    try:
+        client = await harness.client(await harness.user("alice"))
+        first, second = b"A" * 100_000, b"B" * 100_000
+        put, get = await slot(client, harness, "race.txt", len(first))
+        url = URL(put)
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(f"PUT {url.raw_path_qs} HTTP/1.1\r\nHost: {url.host}\r\nContent-Type: text/plain\r\n"
+                     f"Content-Length: {len(first)}\r\nConnection: close\r\n\r\n".encode() + first[:50_000])
+        await writer.drain()
+        for _ in range(500):  # until the first PUT is being written to its temporary file
+            if list((tmp_path / "uploads").glob("*/*/.part-*")):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the first PUT never started")
+        async with aiohttp.ClientSession() as http:
+            async with http.put(put, data=second, headers={"Content-Type": "text/plain"}) as resp:
+                assert resp.status == 409, "a second upload into a slot that is being written"
+            writer.write(first[50_000:])
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 201"), answer
+            async with http.get(get) as resp:
+                assert await resp.read() == first
     finally:
         await harness.close()
