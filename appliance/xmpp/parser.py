@@ -64,6 +64,7 @@ class StreamParser:
     """Parses one XML stream incrementally; `reset()` for the restarts after STARTTLS and SASL."""
 
     __slots__ = (
+        "_content",
         "_depth",
         "_events",
         "_fed",
@@ -95,6 +96,7 @@ class StreamParser:
         self._parser = None
         self._header_ns = {}
         self._depth = 0
+        self._content = False  # the innermost open element has a child or text (so it cannot be `<x/>`)
         self._fed = 0
         self._stack: list[etree._Element] = []
         self._events: list[Event] = []
@@ -207,6 +209,7 @@ class StreamParser:
         if attrs:
             attrs = {(_clark(k) if _SEP in k else k): v for k, v in attrs.items()}
         depth = self._depth
+        self._content = False
         if depth == 0:
             self._on_header(tag, attrs)
             return
@@ -241,11 +244,15 @@ class StreamParser:
 
     def _on_end(self, name: str) -> None:
         assert self._parser is not None
-        context = self._parser.GetInputContext()
-        if context is not None and context.startswith(b"</"):
+        if self._content:  # an element with content ends with its own `</x>` tag
             self._last_event_at = self._position()
-        # else the end of an empty element `<x/>`: it began where its start event was recorded. (Expat
-        # reports either that offset or the one just past the tag, where the next tag may begin.)
+        else:  # `<x></x>` or `<x/>`: ask expat (its context is a copy of the rest of the buffer, so only here)
+            context = self._parser.GetInputContext()
+            if context is not None and context.startswith(b"</"):
+                self._last_event_at = self._position()
+            # else the end of an empty element `<x/>`: it began where its start event was recorded. (Expat
+            # reports either that offset or the one just past the tag, where the next tag may begin.)
+        self._content = True  # for the parent
         depth = self._depth - 1
         self._depth = depth
         if depth == 0:
@@ -259,6 +266,7 @@ class StreamParser:
             self._events.append(Stanza(element))
 
     def _on_text(self, text: str) -> None:
+        self._content = True
         if self._depth > 1:
             self._text_parts.append(text)
         elif self._depth == 1 and not text.isspace():
