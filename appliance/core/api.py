@@ -200,7 +200,8 @@ class ModuleContext(Generic[OptionsT]):
     @property
     def options(self) -> OptionsT:
         """This module's options for this host (its `options` dataclass, as configured)."""
-        return self._host.config.modules.of(self.module.options or NoOptions)  # type: ignore[return-value]
+        # The class attribute: a module may keep its options instance under the same name (self.options).
+        return self._host.config.modules.of(type(self.module).options or NoOptions)  # type: ignore[return-value]
 
     def other_options(self, cls: type[S]) -> S:
         """Another module's options on this host (its defaults when that module is not configured)."""

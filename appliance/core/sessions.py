@@ -77,6 +77,15 @@ class SessionDirectory:
         """Sessions of the account that are available for presence and message delivery."""
         return [s for s in self.resources(jid) if s.available]
 
+    def message_targets(self, user: JID, mtype: str = "normal", *, exclude: Session | None = None) -> list[Session]:
+        """The sessions a message to the bare JID `user` goes to (RFC 6121 §8.5.2.1): available ones with a
+        non-negative priority; all of them for headlines, else those with the highest priority."""
+        found = [s for s in self.available(user) if s.priority >= 0 and s is not exclude]
+        if found and mtype != "headline":
+            top = max(s.priority for s in found)
+            found = [s for s in found if s.priority == top]
+        return found
+
     def all(self) -> Iterator[Session]:
         for resources in list(self._by_user.values()):
             yield from list(resources.values())

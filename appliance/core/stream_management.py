@@ -89,12 +89,10 @@ async def reroute_unacked(
         event = StanzaEvent(stanza, from_jid, bare, None)
         if await host.hooks.fire(events.SM_UNDELIVERED, event):
             continue
-        others = [s for s in sessions.available(bare) if s is not owner and s.priority >= 0]
+        others = sessions.message_targets(bare, exclude=owner)
         if others:
-            top = max(s.priority for s in others)
             for other in others:
-                if other.priority == top:
-                    other.send_bytes(data)
+                other.send_bytes(data)
             continue
         if not await host.hooks.fire(events.MESSAGE_OFFLINE, event):
             log.warning("%s: an unacknowledged message could not be stored offline", bare)

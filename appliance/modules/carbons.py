@@ -11,7 +11,6 @@ from lxml import etree
 from appliance.core import events
 from appliance.core.api import IqRequest, Module, ModuleContext, Xep
 from appliance.core.events import Bind2Event, SessionEvent, StanzaEvent
-from appliance.modules.message import bare_targets
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import (
@@ -141,7 +140,7 @@ class Carbons(Module):
     def on_bare(self, event: StanzaEvent) -> None:
         if self._receivable(event):
             user = event.to_jid.bare()
-            self._copy_received(event, bare_targets(self.ctx, user, event.stanza.get("type", "normal")))
+            self._copy_received(event, self.ctx.sessions.message_targets(user, event.stanza.get("type", "normal")))
 
     def _receivable(self, event: StanzaEvent) -> bool:
         stanza = event.stanza

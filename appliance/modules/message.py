@@ -5,10 +5,9 @@ from __future__ import annotations
 from lxml import etree
 
 from appliance.core import events
-from appliance.core.api import Module, ModuleContext, Session
+from appliance.core.api import Module, ModuleContext
 from appliance.core.events import StanzaEvent
 from appliance.xmpp.errors import StanzaError
-from appliance.xmpp.jid import JID
 
 
 class Message(Module):
@@ -44,7 +43,7 @@ class Message(Module):
         user = event.to_jid.bare()
         if mtype == "groupchat":
             raise StanzaError.service_unavailable()
-        sessions = bare_targets(self.ctx, user, mtype)
+        sessions = self.ctx.sessions.message_targets(user, mtype)
         if sessions:
             data = etree.tostring(stanza)
             for session in sessions:
@@ -57,13 +56,3 @@ class Message(Module):
         if await self.ctx.fire(events.MESSAGE_OFFLINE, event):
             return True
         raise StanzaError.service_unavailable()
-
-
-def bare_targets(ctx: ModuleContext, user: JID, mtype: str) -> list[Session]:
-    """The sessions a message to the bare JID `user` goes to (RFC 6121 §8.5.2.1): available ones with a
-    non-negative priority; all of them for headlines, else those with the highest priority."""
-    found = [s for s in ctx.sessions.available(user) if s.priority >= 0]
-    if found and mtype != "headline":
-        top = max(s.priority for s in found)
-        found = [s for s in found if s.priority == top]
-    return found
