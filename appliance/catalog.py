@@ -56,6 +56,7 @@ from appliance.storage.migrate import Migration
 from appliance.storage.sqlite import Database
 from appliance.storage.stores import accounts, archive, blocklist, kv, muc, offline, pubsub, roster
 from appliance.storage.uploads import UploadFiles
+from appliance.util.files import private_dir
 
 __all__ = [
     "BUILTIN", "STORES", "STORE_MIGRATIONS", "builtin_schema", "default_config", "load_config", "open_database",
@@ -112,7 +113,9 @@ STORE_MIGRATIONS: tuple[Migration, ...] = ()
 
 
 async def open_database(state_dir: Path) -> Database:
-    """`<state_dir>/parlour.db`, migrated to the schema of every store of this build."""
+    """`<state_dir>/parlour.db`, migrated to the schema of every store of this build; the state folder is
+    kept to the server's user (0700) whatever the umask."""
+    private_dir(state_dir)
     return await Database.open(database_path(state_dir), store_migrations=STORE_MIGRATIONS)
 
 

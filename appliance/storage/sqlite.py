@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import apsw
 
 from appliance.storage.migrate import Migration, migrate
+from appliance.util.files import private_file
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,10 @@ class _Writer(_Worker):
 
     def connect(self) -> apsw.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Made 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database's mode.
+        private_file(self._path)
+        for companion in ("-wal", "-shm", "-journal"):  # left by an older version with the umask's mode
+            private_file(Path(f"{self._path}{companion}"), create=False)
         conn = _connect(self._path, self._busy_timeout_ms)
         try:
             conn.execute("PRAGMA journal_mode = WAL").fetchall()

@@ -1,4 +1,5 @@
-"""Writing a file so that readers (and a crash) see either the old content or the new, never half."""
+"""Writing a file so that readers (and a crash) see either the old content or the new, never half; and
+keeping state files to their owner whatever the umask."""
 
 from __future__ import annotations
 
@@ -30,4 +31,23 @@ def write_atomically(path: Path, text: str, *, mode: int = 0o640) -> None:
             os.close(dirfd)
 
 
-__all__ = ["write_atomically"]
+def private_dir(path: Path) -> Path:
+    """Make `path` (and missing parents) and keep it to its owner (0700), whatever the umask: a folder
+    made earlier with a laxer one, by hand or by an older version, is closed too."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path, *, create: bool = True) -> None:
+    """Keep `path` to its owner (0600): create it empty with that mode when missing (and `create`), else
+    close an existing one that group or others could read."""
+    if create:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    with contextlib.suppress(FileNotFoundError):
+        if os.name == "posix" and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+
+
+__all__ = ["private_dir", "private_file", "write_atomically"]
