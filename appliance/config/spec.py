@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from appliance.config import model
 from appliance.xmpp.jid import JID, JIDError
@@ -97,6 +97,14 @@ class Choice(Kind):
 
     values: tuple[str, ...]
     type_name = "string"
+
+    @classmethod
+    def of(cls, literal: object) -> Choice:
+        """The choice a `Literal["a", "b"]` type allows, so the type and the check share one list."""
+        values = get_args(literal)
+        if not values or not all(isinstance(v, str) for v in values):
+            raise TypeError(f"{literal!r} is not a Literal of strings")
+        return cls(values)
 
     def allowed(self) -> str:
         quoted = [json.dumps(v) for v in self.values]
@@ -430,7 +438,7 @@ C2S = _table("c2s", model.C2SConfig, "Client connections (RFC 6120) and session 
     ("require_encryption", Bool(), "Refuse to authenticate clients before TLS."),
     ("allow_plaintext_on_loopback", Bool(), "Allow unencrypted clients from 127.0.0.1/::1 even when "
      "encryption is required (for local tools and tests)."),
-    ("resource_conflict", Choice(("replace", "reject")), "When a client binds a resource already in "
+    ("resource_conflict", Choice.of(model.ResourceConflict), "When a client binds a resource already in "
      "use: disconnect the old session or refuse the new one."),
     ("max_resources", Int(1, 1000), "Most simultaneous sessions per account."),
     ("legacy_session", Bool(), "Advertise the RFC 3921 session feature as optional, for old clients."),
@@ -527,7 +535,7 @@ ACME = _table("acme", model.AcmeConfig, "Automatic certificates from an ACME cer
     ("email", Text('an e-mail address like "admin@example.org" (or "" for none)', check_email),
      "Contact address given to the certificate authority (expiry warnings, policy changes)."),
     ("agree_tos", Bool(), "You agree to the certificate authority's terms of service (required)."),
-    ("challenge", Choice(("http-01", "tls-alpn-01")), "How the authority checks that you control the "
+    ("challenge", Choice.of(model.AcmeChallenge), "How the authority checks that you control the "
      "names: a file over plain HTTP on http_port, or a special TLS handshake on tls_port."),
     ("webroot", PathKind(optional=True), "For HTTP-01 behind a reverse proxy: write the challenge files "
      "into <webroot>/.well-known/acme-challenge/ instead of opening http_port."),

@@ -63,11 +63,14 @@ def set_stanza_id(stanza: etree._Element, by: JID, archive_id: str) -> None:
     sid.set("by", str(by))
 
 
+MamDefault = Literal["always", "never", "roster"]
+
+
 @dataclass(frozen=True, slots=True)
 class MamOptions:
     """Message archive (XEP-0313) with preferences (XEP-0441)."""
 
-    default: Literal["always", "never", "roster"] = option("always", Choice(("always", "never", "roster")),
+    default: MamDefault = option("always", Choice.of(MamDefault),
         "Which messages are archived for an account that set no preference: all, none, or those with contacts on its"
         " roster.")
     retention: float = option(365 * 86400.0, Duration(0, 36500 * 86400.0),

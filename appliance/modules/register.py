@@ -63,7 +63,7 @@ RegistrationPolicy = Literal["closed", "open", "loopback"]
 class RegisterOptions:
     """In-band registration (XEP-0077)."""
 
-    policy: RegistrationPolicy = option("closed", Choice(("closed", "open", "loopback")),
+    policy: RegistrationPolicy = option("closed", Choice.of(RegistrationPolicy),
         "Who may create accounts from a client: nobody, anyone, or clients on this machine.")
     min_password_length: int = option(8, Int(1, 1024), "Shortest password accepted.")
     max_per_ip_per_hour: int = option(5, Int(1, 1_000_000), "Accounts one IP address may register in an hour.")

@@ -464,3 +464,15 @@ def _as_toml_value(value: object) -> object:
     import tomllib
 
     return tomllib.loads(f"v = {spec.toml_literal(value)}")["v"]
+
+
+def test_a_choice_takes_its_values_from_the_literal_type() -> None:
+    from typing import Literal
+
+    from appliance.modules.register import RegisterOptions, RegistrationPolicy
+
+    assert spec.Choice.of(RegistrationPolicy).values == ("closed", "open", "loopback")
+    [table] = [t for t in builtin_schema().tables() if t.model is RegisterOptions]
+    assert table.key("policy").kind == spec.Choice(("closed", "open", "loopback"))  # type: ignore[union-attr]
+    with pytest.raises(TypeError, match="not a Literal of strings"):
+        spec.Choice.of(Literal[1, 2])

@@ -38,6 +38,7 @@ def defaults_from(options: MucOptions) -> RoomConfig:
 
 MucWhois = Literal["moderators", "anyone"]
 MucAllowPm = Literal["anyone", "participants", "moderators", "none"]
+MucCreate = Literal["everyone", "local", "admins"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +50,14 @@ class MucRoomDefaults:
     members_only: bool = option(False, Bool(), "Only members may enter.")
     moderated: bool = option(False, Bool(),
         "Only occupants with voice may speak; newcomers without an affiliation are visitors.")
-    whois: MucWhois = option("moderators", Choice(("moderators", "anyone")),
+    whois: MucWhois = option("moderators", Choice.of(MucWhois),
         "Who sees occupants' real JIDs: moderators (semi-anonymous) or anyone (non-anonymous).")
     max_occupants: int = option(200, Int(1, 100_000),
         "Most occupants at once (capped by max_occupants of the service).")
     history_length: int = option(20, Int(0, 100_000), "Messages replayed to a newcomer (capped by max_history).")
     occupants_change_subject: bool = option(False, Bool(), "Participants, not only moderators, may change the subject.")
     allow_invites: bool = option(False, Bool(), "Participants, not only admins, may invite others.")
-    allow_pm: MucAllowPm = option("anyone", Choice(("anyone", "participants", "moderators", "none")),
+    allow_pm: MucAllowPm = option("anyone", Choice.of(MucAllowPm),
         "Who may send private messages inside the room.")
     archive: bool = option(True, Bool(), "Store messages in the room archive (XEP-0313).")
 
@@ -67,7 +68,7 @@ class MucOptions:
 
     subdomain: str = option("conference", LABEL, "First label of the chat service's domain.")
     name: str = option("Chatrooms", NAME, "The service's name in service discovery.")
-    create_rooms: Literal["everyone", "local", "admins"] = option("local", Choice(("everyone", "local", "admins")),
+    create_rooms: MucCreate = option("local", Choice.of(MucCreate),
         "Who may create rooms: anybody, accounts of this host, or the server's admins.")
     rooms_per_user: int = option(100, Int(0, 1_000_000), "Most rooms one account may own (admins are exempt).")
     max_history: int = option(100, Int(0, 100_000), "Ceiling for a room's history length.")

@@ -39,13 +39,13 @@ class PubSubOptions:
     """Publish-subscribe service (XEP-0060) at <subdomain>.<host>."""
 
     subdomain: str = option("pubsub", DOMAIN, "First label of the publish-subscribe service's domain (pubsub.<host>).")
-    create_nodes: PubSubCreate = option("local", Choice(("everyone", "local", "admins")),
+    create_nodes: PubSubCreate = option("local", Choice.of(PubSubCreate),
         "Who may create nodes: anybody, accounts of this host, or the server's admins.")
     max_nodes: int = option(10_000, Int(1, 10_000_000), "Most nodes on the service.")
     max_items: int = option(1000, Int(1, 1_000_000),
         "Most items a node may keep (what pubsub#max_items \"max\" means).")
     default_max_items: int = option(10, Int(1, 1_000_000), "Items a new node keeps unless configured.")
-    default_access_model: AccessModel = option("open", Choice(("open", "presence", "roster", "whitelist", "authorize")),
+    default_access_model: AccessModel = option("open", Choice.of(AccessModel),
         "Access model of a new node unless configured.")
 
     def service_domain(self, host: str) -> str:
