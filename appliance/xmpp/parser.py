@@ -9,6 +9,7 @@ about 10 KiB per idle connection.
 
 from __future__ import annotations
 
+import functools
 import xml.parsers.expat as expat
 from dataclasses import dataclass
 
@@ -48,11 +49,15 @@ class StreamClose:
 Event = StreamOpen | Stanza | StreamClose
 
 
+# Element and attribute names repeat from stanza to stanza: their conversions are memoised (bounded,
+# since a peer chooses them).
+@functools.lru_cache(maxsize=4096)
 def _clark(name: str) -> str:
     ns, sep, local = name.rpartition(_SEP)
     return f"{{{ns}}}{local}" if sep else local
 
 
+@functools.lru_cache(maxsize=4096)
 def _split(tag: str) -> tuple[str | None, str]:
     if tag[0] == "{":
         ns, _, local = tag[1:].partition("}")
