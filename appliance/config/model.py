@@ -92,7 +92,7 @@ class ConsoleConfig:
     enabled: bool = True
     language: Literal["auto", "en", "de", "fr", "es"] = "auto"  # auto: follow the browser
     session_lifetime: float = 8 * 3600.0
-    login_failures: int = 5  # failed console logins per IP (and per account) within limits.auth_window
+    login_failures: int = 5  # failed console logins per source within limits.auth_window (see spec)
     invitations: bool = True  # administrators may create invitation links that open a signup page
     invitation_lifetime: float = 7 * 86400.0
 # --- end [console] ---

@@ -558,8 +558,9 @@ CONSOLE = _table("console", model.ConsoleConfig, "The admin console at /admin, t
     ("language", Choice(("auto", "en", "de", "fr", "es")), "Language of the web pages; auto follows "
      "the browser (a visitor can still switch)."),
     ("session_lifetime", Duration(60, 30 * ONE_DAY), "How long a console login lasts."),
-    ("login_failures", Int(1, 1000), "Failed console logins from one IP address (or to one account) "
-     "within limits.auth_window before it is blocked for limits.auth_block_time."),
+    ("login_failures", Int(1, 1000), "Failed console logins from one source (an IPv4 address, an IPv6 /64) "
+     "within limits.auth_window before that source is blocked for limits.auth_block_time; four times as "
+     "many to one account from all sources block it for sources that never logged in to it."),
     ("invitations", Bool(), "Let administrators create invitation links that open a signup page."),
     ("invitation_lifetime", Duration(60, 365 * ONE_DAY), "How long an invitation link stays valid."),
 ])
