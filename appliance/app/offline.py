@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from appliance.app.storage import Storage
 from appliance.config.model import Config
@@ -15,6 +16,7 @@ from appliance.modules.muc import MucOptions, defaults_from
 from appliance.modules.muc.admin import RoomAdmin
 from appliance.services.accounts import AccountAdmin
 from appliance.services.rooms import RoomDesk, RoomManager
+from appliance.services.setup import SetupAnswers, SetupService
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,16 @@ def stored_room_managers(config: Config, storage: Storage) -> list[RoomManager]:
     return out
 
 
+async def offline_setup(answers: SetupAnswers, config_path: Path, state_dir: Path) -> Config:
+    """`parlour setup`: complete a setup on the state folder's database (opened for this call)."""
+    storage = await Storage.open(state_dir)
+    try:
+        setup = SetupService(config_path=config_path, state_dir=state_dir, accounts=storage.stores.accounts)
+        return await setup.complete(answers)
+    finally:
+        await storage.close()
+
+
 @asynccontextmanager
 async def offline_services(config: Config) -> AsyncIterator[OfflineServices]:
     """The services on `<state_dir>/parlour.db`, opened once and closed (all writes committed) on exit."""
@@ -50,4 +62,4 @@ async def offline_services(config: Config) -> AsyncIterator[OfflineServices]:
         await storage.close()
 
 
-__all__ = ["OfflineServices", "offline_services", "stored_room_managers"]
+__all__ = ["OfflineServices", "offline_services", "offline_setup", "stored_room_managers"]

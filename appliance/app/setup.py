@@ -11,11 +11,12 @@ from typing import Any
 from aiohttp import web
 
 from appliance.app.parlour import Parlour
+from appliance.app.storage import Storage
+from appliance.services.setup import SETUP_INTERFACES, SETUP_PORT, SetupAnswers, SetupService
+from appliance.services.setup_token import SetupToken
 from appliance.web import pages
 from appliance.web.setup import wizard as wizard_pages
-from appliance.web.setup.answers import SetupAnswers, complete
-from appliance.web.setup.mode import SETUP_INTERFACES, SETUP_PORT, qr_svg, setup_urls
-from appliance.web.setup.token import SetupToken
+from appliance.web.setup.mode import qr_svg, setup_urls
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,14 @@ class SetupMode:
         self.extra = extra or {}  # more config keys to write (tests: loopback listeners on free ports)
         self.token = SetupToken.load_or_create(state_dir)
         self.server: Parlour | None = None
+        self.storage: Storage | None = None  # opened once: the wizard's administrator, then the server's
         self.switched = asyncio.Event()
         self.failed: BaseException | None = None
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> list[str]:
         """Serve the wizard; returns the URLs to print."""
+        self.storage = await Storage.open(self.state_dir)
         wizard = wizard_pages.Wizard(token=self.token, state_dir=self.state_dir, finish=self._finish)
         wizard.answers.extra = self.extra
         app = web.Application(middlewares=[pages.page_middleware], client_max_size=2 << 20)
@@ -64,7 +67,10 @@ class SetupMode:
         return urls
 
     async def _finish(self, answers: SetupAnswers) -> dict[str, Any]:
-        config = await complete(answers, self.config_path, self.state_dir)
+        assert self.storage is not None
+        setup = SetupService(config_path=self.config_path, state_dir=self.state_dir,
+                             accounts=self.storage.stores.accounts)
+        config = await setup.complete(answers)
         self.token.consume()
         log.info("setup completed: %s written, administrator %s", self.config_path, answers.admin_jid())
         asyncio.get_running_loop().create_task(self._switch(config), name="setup-switch")
@@ -81,7 +87,7 @@ class SetupMode:
             await self._runner.cleanup()
             self._runner = None
         try:
-            server = Parlour(config)
+            server = Parlour(config, storage=self.storage)
             await server.start()
         except BaseException as exc:
             log.exception("the server could not start with the new configuration")
@@ -95,7 +101,10 @@ class SetupMode:
             await self._runner.cleanup()
             self._runner = None
         if self.server is not None:
-            await self.server.stop()
+            await self.server.stop()  # closes the storage it was handed
+        elif self.storage is not None:
+            await self.storage.close()
+        self.storage = None
 
 
 __all__ = ["SetupMode"]

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import IO
 
 from appliance.platform import paths
+from appliance.services.setup_token import TOKEN_FILE
 from appliance.util.logfile import RotatingLogFile
-from appliance.web.setup.token import TOKEN_FILE
 
 SERVICE_NAME = "Parlour"
 DISPLAY_NAME = "Parlour XMPP server"
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 def wizard_url(state_dir: Path, port: int | None = None, host: str = "localhost") -> str:
     """The setup page, with the one-time token when setup is still open and the token file readable."""
     if port is None:
-        from appliance.web.setup.mode import SETUP_PORT  # late: pulls in the whole web server
+        from appliance.services.setup import SETUP_PORT
 
         port = SETUP_PORT
     try:

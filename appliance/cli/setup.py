@@ -8,9 +8,10 @@ import asyncio
 import sys
 from pathlib import Path
 
+from appliance.app.offline import offline_setup
 from appliance.cli import _config
 from appliance.platform import paths
-from appliance.web.setup.answers import CERTIFICATES, REGISTRATIONS, SetupAnswers, SetupError, complete
+from appliance.services.setup import CERTIFICATES, REGISTRATIONS, SetupAnswers, SetupError
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.certificate == "acme" and "@" not in args.acme_email:
             raise SetupError("--certificate acme needs --acme-email")
-        config = asyncio.run(complete(answers, config_path, state_dir))
+        config = asyncio.run(offline_setup(answers, config_path, state_dir))
     except (SetupError, OSError) as exc:
         print(f"setup failed: {exc}", file=sys.stderr)
         return 1

@@ -28,7 +28,7 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 WORK=${WORK:-$ROOT/build/vm}
 OUT=${OUT:-$ROOT/dist/vm}
 SIZE_MB=${SIZE_MB:-2048}
-# The one place that names the wizard's token file (appliance/web/setup/token.py: state folder/setup-token).
+# The one place that names the wizard's token file (appliance/services/setup_token.py: state folder/setup-token).
 SETUP_TOKEN_FILE=${SETUP_TOKEN_FILE:-/var/lib/parlour/setup-token}
 HERE=$ROOT/packaging/vm
 export LC_ALL=C.UTF-8

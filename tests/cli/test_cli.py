@@ -130,16 +130,16 @@ def test_password_works_for_login(config_file: Path) -> None:
     """The stored keys verify the password given on stdin (and only that one)."""
     import asyncio
 
+    from appliance.app.offline import offline_services
     from appliance.catalog import load_config
-    from appliance.cli._services import open_accounts
     from appliance.xmpp.jid import JID
 
     cfg = ("--config", str(config_file))
     assert parlour("user", "add", "dave@example.org", *cfg, stdin="s3cret pass\r\n").returncode == 0
 
     async def verify(password: str) -> bool:
-        async with open_accounts(load_config(config_file)) as accounts:
-            return await accounts.verify_plain(JID.parse("dave@example.org"), password)
+        async with offline_services(load_config(config_file)) as services:
+            return await services.accounts.verify("dave@example.org", password) == JID.parse("dave@example.org")
 
     assert asyncio.run(verify("s3cret pass"))
     assert not asyncio.run(verify("s3cret pass\r"))

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from appliance.cli import service
-from appliance.web.setup.token import TOKEN_FILE
+from appliance.services.setup_token import TOKEN_FILE
 from tests.cli.test_cli import parlour
 
 

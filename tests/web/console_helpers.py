@@ -12,9 +12,10 @@ import aiohttp
 import pytest
 
 from appliance.app import Parlour
+from appliance.app.offline import offline_setup
 from appliance.app.setup import SetupMode
 from appliance.config.model import Config
-from appliance.web.setup.answers import SetupAnswers, complete
+from appliance.services.setup import SetupAnswers
 from tests.integration.harness import Harness, free_port
 
 ADMIN_PASSWORD = "admin secret 1"
@@ -41,7 +42,7 @@ async def configured_config(tmp_path: Path, **answers: object) -> Config:
     setup = SetupAnswers(domain="localhost", admin="boss", password=ADMIN_PASSWORD, extra=loopback_listeners())
     for name, value in answers.items():
         setattr(setup, name, value)
-    return await complete(setup, tmp_path / "parlour.toml", tmp_path / "state")
+    return await offline_setup(setup, tmp_path / "parlour.toml", tmp_path / "state")
 
 
 async def configured_server(tmp_path: Path, **answers: object) -> Harness:

@@ -51,6 +51,8 @@ async def test_setup_needs_the_token_and_it_works_only_until_setup_completes(tmp
             await walk_wizard_http(s, url, token)
             await asyncio.wait_for(mode.switched.wait(), 20)
             assert mode.server is not None and mode.failed is None
+            # one database open: the wizard created the administrator in the store the server now runs on
+            assert mode.server.storage is mode.storage is not None
             assert not (tmp_path / "state" / "setup-token").exists()
             assert mode.token.check(token) is False
             async with http_session() as fresh:

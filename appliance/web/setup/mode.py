@@ -6,9 +6,6 @@ import io
 
 from appliance.net.interfaces import lan_addresses
 
-SETUP_PORT = 5280
-SETUP_INTERFACES = ("0.0.0.0", "::")
-
 
 def setup_urls(port: int, token: str, addresses: list[str] | None = None) -> list[str]:
     """One wizard URL per LAN address of this machine (loopback when there is none)."""
@@ -29,4 +26,4 @@ def qr_svg(text: str) -> str:
     return out.getvalue().decode()
 
 
-__all__ = ["SETUP_INTERFACES", "SETUP_PORT", "qr_svg", "setup_urls"]
+__all__ = ["qr_svg", "setup_urls"]

@@ -16,12 +16,12 @@ from typing import Any
 from aiohttp import web
 
 from appliance.config.spec import check_domain
+from appliance.services.setup import SetupAnswers, SetupError, store_uploaded_certificate
+from appliance.services.setup_token import SetupToken
 from appliance.util import i18n
 from appliance.util.i18n import _
 from appliance.web.pages import render
-from appliance.web.setup.answers import SetupAnswers, SetupError
 from appliance.web.setup.namecheck import NameCheck, check_name
-from appliance.web.setup.token import SetupToken
 from appliance.web.transport_security import https_url
 
 COOKIE = "parlour_setup"
@@ -185,23 +185,8 @@ async def _certificate(wizard: Wizard, form: Any) -> str:
 
 
 def _store_upload(state_dir: Path, chain: web.FileField, key: web.FileField) -> tuple[Path, Path]:
-    """Keep the uploaded PEM files (key 0600) after checking that they belong together."""
-    import os
-
-    from appliance.certs.store import CertificateError, CertificateStore
-
-    folder = state_dir / "certs" / "uploaded"
-    folder.mkdir(parents=True, exist_ok=True)
-    chain_path, key_path = folder / "chain.pem", folder / "key.pem"
-    chain_path.write_bytes(chain.file.read(1 << 20))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.file.read(1 << 20))
-    try:
-        CertificateStore(state_dir).add(chain_path, key_path)
-    except CertificateError as exc:
-        raise SetupError(_("The certificate cannot be used: %(why)s", why=str(exc))) from None
-    return chain_path, key_path
+    """Keep the uploaded PEM files after checking that they belong together (at most 1 MiB each)."""
+    return store_uploaded_certificate(state_dir, chain.file.read(1 << 20), key.file.read(1 << 20))
 
 
 async def _admin(wizard: Wizard, form: Any) -> str:
