@@ -7,7 +7,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from appliance.web.admin.auth import ACCOUNT_FACTOR
+from appliance.web.admin.auth import ACCOUNT_FACTOR, PRUNE_EVERY, LoginThrottle
 from tests.integration.harness import Harness
 from tests.web.console_helpers import ADMIN, admin_login
 from tests.web.test_metrics import scrape
@@ -77,3 +77,15 @@ async def test_failures_are_logged_and_counted(server: Harness, caplog: pytest.L
     assert after[failed] == before[failed] + limit
     assert after[throttled] == before[throttled] + 1
     assert caplog.text.count(f"console: failed login as '{ADMIN}' from 127.0.0.3") == limit
+
+
+def test_the_counters_forget_what_left_the_window() -> None:
+    """Every guessed name is a key: a sweep drops those whose failures are all older than the window."""
+    now = [1000.0]
+    throttle = LoginThrottle(limit=5, window=300, block=300, clock=lambda: now[0])
+    for i in range(PRUNE_EVERY - 1):
+        throttle.failed(f"10.0.{i // 250}.{i % 250}", f"guess{i}@localhost")
+    assert throttle.blocked_for("10.0.0.0", "guess0@localhost") == 0  # counted, not blocked
+    now[0] += 301
+    throttle.failed("10.9.9.9", "last@localhost")  # the thousandth failure sweeps
+    assert len(throttle.accounts._failures) == len(throttle.sources._failures) == 1

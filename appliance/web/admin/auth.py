@@ -6,6 +6,7 @@ import hmac
 import ipaddress
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -19,6 +20,7 @@ LOGIN_CSRF_COOKIE = "parlour_login_csrf"
 COOKIE_PATH = "/admin"
 ACCOUNT_FACTOR = 4  # failures on one account from all sources, in multiples of the per-source limit
 KNOWN_SOURCES = 10_000  # (account, source) pairs remembered after a successful login
+PRUNE_EVERY = 1_000  # failures between sweeps of counters whose failures all left the window
 
 
 @dataclass(slots=True)
@@ -77,23 +79,30 @@ class LoginThrottle:
     except from a source that has logged in to it before: the administrator at their usual desk gets in.
     """
 
-    def __init__(self, *, limit: int, window: float, block: float) -> None:
+    def __init__(self, *, limit: int, window: float, block: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.sources = FailureTracker(limit=limit, window=window, block=block)
         self.accounts = FailureTracker(limit=limit * ACCOUNT_FACTOR, window=window, block=block)
         self.known: LruDict[tuple[str, str], bool] = LruDict(KNOWN_SOURCES)
+        self._failures = 0
 
     def blocked_for(self, ip: str, account: str) -> float:
         """Seconds before `ip` may try `account` (a key from `account_key`) again; 0 when it may now."""
-        now, source = time.monotonic(), source_key(ip)
+        now, source = self.clock(), source_key(ip)
         wait = self.sources.blocked_for(source, now)
         if self.known.get((account, source)) is None:
             wait = max(wait, self.accounts.blocked_for(account, now))
         return wait
 
     def failed(self, ip: str, account: str) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.sources.record(source_key(ip), now)
         self.accounts.record(account, now)
+        self._failures += 1
+        if self._failures % PRUNE_EVERY == 0:  # every guessed name is a key: forget the stale ones
+            self.sources.prune(now)
+            self.accounts.prune(now)
 
     def succeeded(self, ip: str, account: str) -> None:
         # The account's own counter stays: the guessing elsewhere has not stopped because its owner got in.
