@@ -7,6 +7,7 @@ handed in (``challenge_listener``): certs know nothing of the web server that se
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
@@ -20,8 +21,10 @@ from lxml import etree
 from appliance.certs.acme.challenges import ChallengeResponder
 from appliance.certs.acme.manager import AcmeManager
 from appliance.certs.acme.renewal import RenewalScheduler, warn_before
+from appliance.certs.acme.request import take_request
 from appliance.certs.acme.state import AcmeState, AcmeStatus
 from appliance.certs.store import CertificateError, CertificateInfo, CertificateStore
+from appliance.certs.watch import WATCH_INTERVAL, FileWatch
 from appliance.config.model import Config
 
 __all__ = ["CertificateCare", "CertificateView", "admin_notifier", "certificate_files", "imported_dir",
@@ -68,15 +71,12 @@ class CertificateCare:
         self.scheduler: RenewalScheduler | None = None
         self._listener_factory = challenge_listener
         self._listener: ChallengeListenerLike | None = None
-        for chain, key in imported_files(config):
-            try:
-                store.add(chain, key)
-            except CertificateError as exc:
-                log.warning("Imported certificate not used: %s", exc)
+        self._acme_state = AcmeState(config.server.state_dir)
         if acme.enabled:
             self.responder = ChallengeResponder(webroot=acme.webroot, set_tls_context=store.set_challenge_context)
             self.manager = AcmeManager(config, store, self.responder, tls_ports=_tls_ports(config, {}))
-            self.manager.load_existing()  # before listeners open: the first clients already get it
+        self._sync_files()  # before listeners open: the first clients already get imported and ACME ones
+        self._watch = FileWatch(self._watched_files, (imported_dir(config), self._acme_state.dir))
 
     async def start(self, ports: Mapping[str, int], *, notify: Notify, spawn: Callable[..., Any]) -> None:
         """Open the port-80 listener if needed and start the maintenance task."""
@@ -95,6 +95,58 @@ class CertificateCare:
             await self._listener.start()
         self.scheduler = RenewalScheduler(self.store, self.manager, notify=notify)
         spawn(self.scheduler.run(), "certificates")
+        spawn(self._watch_files(), "certificate-files")
+
+    def sync(self) -> None:
+        """Serve what is on disk now (imports added or removed, an ACME certificate another process
+        wrote, changed files) and let the renewal task look again (the CLI may have written a status)."""
+        self._sync_files()
+        if self.scheduler is not None:
+            self.scheduler.load_status()
+            self.scheduler.wake()
+
+    def _sync_files(self) -> None:
+        wanted = self._managed_files()
+        served = self.store.chains()
+        for chain, key in wanted:
+            if chain not in served:
+                try:
+                    self.store.add(chain, key)
+                except CertificateError as exc:
+                    log.warning("Certificate not used: %s", exc)
+        keep = {chain for chain, _ in wanted}
+        managed = (imported_dir(self.config), self._acme_state.dir)
+        for chain in served:
+            if chain.parent in managed and chain not in keep:
+                self.store.remove(chain)
+        self.store.reload()
+
+    def _managed_files(self) -> list[tuple[Path, Path]]:
+        """Imported certificates, then the ACME one (with ACME on) and the one kept for names it lacks."""
+        files = imported_files(self.config)
+        if self.manager is not None:
+            files += self._acme_state.served_files()
+        return files
+
+    def _watched_files(self) -> list[Path]:
+        files = [path for pair in self._managed_files() for path in pair]
+        if self.config.tls.certificate and self.config.tls.private_key:
+            files += [self.config.tls.certificate, self.config.tls.private_key]
+        return [*files, self._acme_state.chain, self._acme_state.status_file]
+
+    async def _watch_files(self) -> None:
+        """Pick up files changed by others and renewal requests of `parlour cert renew`, every few seconds."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                if self._watch.changed():
+                    self.sync()
+                request = take_request(self._acme_state) if self.manager is not None else None
+                if request is not None:
+                    log.info("Renewal asked for by `parlour cert renew`%s", " --force" if request.force else "")
+                    await self.renew_now(by="parlour cert renew (through the running server)", request=request.id)
+            except Exception:
+                log.exception("Looking at the certificate files failed")
 
     def certificates(self, now: dt.datetime | None = None) -> list[CertificateView]:
         """Every certificate the store serves, with its kind and the days it has left."""
@@ -120,7 +172,7 @@ class CertificateCare:
         """The outcome of the last ACME attempt (None with ACME off or before the first attempt)."""
         return self.manager.state.load_status() if self.manager is not None else None
 
-    async def renew_now(self, by: str = "console") -> AcmeStatus | None:
+    async def renew_now(self, by: str = "console", *, request: str = "") -> AcmeStatus | None:
         """Order a certificate now, the way ``parlour cert renew --force`` does (``AcmeManager.obtain``),
         through the maintenance task so backoff, status file and warnings stay in one place.
 
@@ -130,7 +182,7 @@ class CertificateCare:
             return None
         if self.scheduler is None:  # not started (yet): the same task object, without its timer
             self.scheduler = RenewalScheduler(self.store, self.manager)
-        await self.scheduler.tick(force=True, by=by)
+        await self.scheduler.renew(by=by, request=request)
         return self.manager.state.load_status()
 
     async def stop(self) -> None:
@@ -156,9 +208,7 @@ def certificate_files(config: Config) -> list[tuple[Path, Path]]:
     if config.tls.certificate and config.tls.private_key:
         files.append((config.tls.certificate, config.tls.private_key))
     files.extend(imported_files(config))
-    acme = AcmeState(config.server.state_dir)
-    if acme.has_certificate():
-        files.append((acme.chain, acme.key))
+    files.extend(AcmeState(config.server.state_dir).served_files())
     certs = config.server.state_dir / "certs"
     for chain in sorted(certs.glob("*.pem")):
         if chain.name != "ca.pem" and chain.with_suffix(".key").exists():

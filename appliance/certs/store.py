@@ -123,6 +123,19 @@ class CertificateStore:
             self._entries = tuple(entries)
         return entry.info
 
+    def remove(self, pem_chain: Path) -> bool:
+        """Stop serving the certificate added from ``pem_chain``; whether there was one."""
+        with self._lock:
+            entries = tuple(e for e in self._entries if e.source.chain != pem_chain or e.source.local)
+            removed, self._entries = len(entries) != len(self._entries), entries
+        if removed:
+            log.info("No longer serving %s", pem_chain)
+        return removed
+
+    def chains(self) -> list[Path]:
+        """The chain file of every certificate served (the local one included)."""
+        return [e.source.chain for e in self._entries]
+
     def reload(self) -> bool:
         """Re-read every certificate's files; return whether any certificate changed.
 

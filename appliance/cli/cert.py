@@ -11,9 +11,14 @@ import datetime as dt
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.cli import _config
 from appliance.config import Config
+
+if TYPE_CHECKING:
+    from appliance.certs.acme.state import AcmeStatus
+    from appliance.certs.store import CertificateInfo
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,7 +88,8 @@ def _status(_args: argparse.Namespace, config: Config) -> int:
     if status is None:
         print(f"ACME: on ({config.acme.directory}), no attempt yet")
         return 1 if problems else 0
-    print(f"ACME: last attempt {status.when:%Y-%m-%d %H:%M} UTC: {'ok' if status.ok else 'failed'}")
+    by = f" by {status.by}" if status.by else ""
+    print(f"ACME: last attempt {status.when:%Y-%m-%d %H:%M} UTC{by}: {'ok' if status.ok else 'failed'}")
     for problem in status.problems:
         print(f"  {problem.severity}: {problem.message}\n    fix: {problem.hint}")
     if status.next_attempt:
@@ -98,6 +104,7 @@ def _local_ca_subject(config: Config) -> str | None:
 
 
 def _renew(args: argparse.Namespace, config: Config) -> int:
+    """Renew here, or (port busy, TLS-ALPN-01) through the running server; recorded in the status."""
     if not config.acme.enabled:
         print("ACME is off: set [acme] enabled = true (with email and agree_tos) first.", file=sys.stderr)
         return 2
@@ -106,40 +113,76 @@ def _renew(args: argparse.Namespace, config: Config) -> int:
 
 async def _renew_async(config: Config, *, force: bool) -> int:
     from appliance.certs.acme.challenges import ChallengeResponder
-    from appliance.certs.acme.client import AcmeFailure
     from appliance.certs.acme.manager import AcmeManager
+    from appliance.certs.acme.renewal import RenewalScheduler, renewal_due
     from appliance.web.acme import ChallengeListener
 
     acme = config.acme
-    if acme.challenge == "tls-alpn-01":
-        print("TLS-ALPN-01 is answered by the running server's TLS listener: it renews by itself. "
-              "Check `parlour cert status`.", file=sys.stderr)
-        return 1
     store = _store(config)
     responder = ChallengeResponder(webroot=acme.webroot)
     manager = AcmeManager(config, store, responder)
+    current = manager.current()
+    if (not force and current is not None and not renewal_due(current, dt.datetime.now(dt.UTC))
+            and set(manager.names) <= set(current.names)):
+        print(f"The current certificate is fine (valid until {current.not_after:%Y-%m-%d %H:%M} UTC); use --force "
+              "to order a new one anyway.")
+        return 0
+    if acme.challenge == "tls-alpn-01":  # answered by the server's own TLS listener
+        return await _ask_server(config, "TLS-ALPN-01 is answered by the running server's TLS listener")
     listener = None
     if acme.webroot is None:
         listener = ChallengeListener(responder, interfaces=config.http.interfaces or config.c2s.interfaces,
                                      port=acme.http_port, https_port=None)
         if await listener.start() is None:
             await listener.stop()
-            print(f"Port {acme.http_port} is busy or not allowed (the running server may hold it; it renews by "
-                  "itself when needed). Stop the server to renew by hand, or use acme.webroot.", file=sys.stderr)
-            return 1
+            return await _ask_server(config, f"Port {acme.http_port} is busy")
     try:
-        info = await manager.obtain(force=force)
-    except AcmeFailure as exc:
-        for problem in exc.problems:
-            print(f"{problem.severity}: {problem.message}\n  fix: {problem.hint}", file=sys.stderr)
-        return 1
+        await RenewalScheduler(store, manager).renew(by="parlour cert renew")
     finally:
         if listener is not None:
             await listener.stop()
-    if info is None:
-        print("The current certificate is fine; use --force to order a new one anyway.")
-    else:
-        print(f"New certificate for {', '.join(info.names)}, valid until {info.not_after:%Y-%m-%d}: {info.chain}")
+    return _report(manager.state.load_status(), manager.current())
+
+
+async def _ask_server(config: Config, why: str) -> int:
+    """Have the running server renew (it holds the challenge port) through a request file it watches."""
+    from appliance.certs.acme.request import wait_for_answer, wait_taken, withdraw_if_untaken, write_request
+    from appliance.certs.acme.state import AcmeState
+    from appliance.certs.watch import WATCH_INTERVAL
+
+    state = AcmeState(config.server.state_dir)
+    request = write_request(state, force=True)
+    print(f"{why}: asking the running Parlour server to renew...", flush=True)
+    if not await wait_taken(state, 3 * WATCH_INTERVAL + 2):
+        withdraw_if_untaken(state)
+        print(f"{why} and no running Parlour server answered: free the port (another program holds it) or start "
+              "Parlour, or use acme.webroot behind a web server.", file=sys.stderr)
+        return 1
+    status = await wait_for_answer(state, request, ANSWER_TIMEOUT)
+    if status is None:
+        print(f"The server is still working on it after {ANSWER_TIMEOUT:.0f} seconds; `parlour cert status` "
+              "shows the outcome.", file=sys.stderr)
+        return 1
+    return _report(status, None)
+
+
+ANSWER_TIMEOUT = 300.0
+
+
+def _report(status: AcmeStatus | None, info: CertificateInfo | None) -> int:
+    """Print the outcome of an attempt the way `cert status` does; the exit code."""
+    if status is None:
+        print("No attempt was recorded.", file=sys.stderr)
+        return 1
+    for problem in status.problems:
+        print(f"{problem.severity}: {problem.message}\n  fix: {problem.hint}",
+              file=sys.stderr if problem.severity == "error" else sys.stdout)
+    if not status.ok:
+        if status.next_attempt:
+            print(f"The server tries again at {status.next_attempt:%Y-%m-%d %H:%M} UTC.", file=sys.stderr)
+        return 1
+    what = f"valid until {info.not_after:%Y-%m-%d %H:%M} UTC: {info.chain}" if info is not None else "in use"
+    print(f"New certificate for {', '.join(status.names)}, {what}")
     return 0
 
 

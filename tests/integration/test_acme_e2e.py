@@ -276,3 +276,72 @@ async def test_short_lived_certificates_are_renewed_by_the_timer_before_they_exp
         finally:
             await server.stop()
     assert "Certificate for xmpp.test" in caplog.text and "renewal due since" in caplog.text
+
+
+async def served_serial(port: int, pebble: Pebble, name: str = DOMAIN) -> int:
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(pebble, ["xmpp-client"]),
+                                              server_hostname=name)
+    try:
+        return peer(writer.get_extra_info("ssl_object")).serial_number
+    finally:
+        writer.close()
+
+
+async def wait_served(server: Parlour, pebble: Pebble, serial: int, timeout: float = 15) -> None:
+    async with asyncio.timeout(timeout):
+        while await served_serial(server.ports["c2s_direct_tls"], pebble) != serial:
+            await asyncio.sleep(0.2)
+
+
+def on_disk(server: Parlour) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(AcmeState(server.config.server.state_dir).chain.read_bytes())[0]
+
+
+async def test_a_webroot_renewal_by_the_cli_is_served_at_once_and_recorded(
+    tmp_path: Path, pebble: Pebble, ports: Ports, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A web server of the admin's publishes the webroot on the port Pebble checks; Parlour writes the
+    # challenge files there, the running server and `parlour cert renew` alike.
+    from aiohttp import web
+
+    webroot = tmp_path / "webroot"
+    (webroot / ".well-known" / "acme-challenge").mkdir(parents=True)
+    app = web.Application()
+    app.router.add_static("/.well-known/acme-challenge/", webroot / ".well-known" / "acme-challenge")
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", ports.http01).start()
+    server = acme_server(tmp_path, pebble, ports, webroot=webroot)
+    await server.start()
+    try:
+        first = await wait_for_acme(server)
+        await wait_for_status(server)
+        assert await asyncio.to_thread(cert_cli._renew, argparse.Namespace(force=True), server.config) == 0
+        renewed = on_disk(server)
+        assert renewed.serial_number != first.serial_number
+        await wait_served(server, pebble, renewed.serial_number)  # within a few seconds, no restart
+        status = server.cert_care.acme_status()
+        assert status.ok and status.by == "parlour cert renew"
+        capsys.readouterr()
+        assert cert_cli._status(argparse.Namespace(), server.config) == 0
+        assert "by parlour cert renew: ok" in capsys.readouterr().out
+    finally:
+        await server.stop()
+        await runner.cleanup()
+
+
+async def test_cert_renew_asks_the_running_server_that_holds_the_port(
+    started: Parlour, pebble: Pebble, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = await wait_for_acme(started)
+    await wait_for_status(started)
+    # The server holds the HTTP-01 port: the CLI cannot bind it and hands the renewal to the server.
+    assert await asyncio.to_thread(cert_cli._renew, argparse.Namespace(force=True), started.config) == 0
+    out = capsys.readouterr().out
+    assert "busy: asking the running Parlour server to renew" in out and "New certificate for xmpp.test" in out
+    renewed = on_disk(started)
+    assert renewed.serial_number != first.serial_number
+    await wait_served(started, pebble, renewed.serial_number)
+    status = started.cert_care.acme_status()
+    assert status.ok and status.by == "parlour cert renew (through the running server)" and status.request
+

@@ -17,7 +17,7 @@ from appliance.certs.acme.preflight import Preflight, Resolver, resolver_for
 from appliance.certs.acme.problems import CertProblem
 from appliance.certs.acme.state import AcmeState
 from appliance.certs.names import hosted_names
-from appliance.certs.store import CertificateError, CertificateInfo, CertificateStore
+from appliance.certs.store import CertificateInfo, CertificateStore
 from appliance.config.model import Config
 
 __all__ = ["AcmeManager"]
@@ -44,16 +44,6 @@ class AcmeManager:
                                    tuple(tls_ports))
         self.client = AcmeClient(acme.directory, self.state, ca_bundle=acme.ca_bundle)
         self.last_problems: tuple[CertProblem, ...] = ()
-
-    def load_existing(self) -> CertificateInfo | None:
-        """Serve the certificate kept from an earlier run, if there is a usable one."""
-        if not self.state.has_certificate():
-            return None
-        try:
-            return self.store.add(self.state.chain, self.state.key)
-        except CertificateError as exc:
-            log.warning("Ignoring the stored ACME certificate: %s", exc)
-            return None
 
     def current(self) -> CertificateInfo | None:
         """The ACME certificate the store serves now."""

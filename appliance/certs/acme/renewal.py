@@ -82,6 +82,7 @@ class RenewalScheduler:
         self.prepare = prepare  # run before each attempt (binds the challenge listener if it is not bound)
         self._sleep = sleep
         self._wake = asyncio.Event()
+        self._attempting = asyncio.Lock()  # the timer, the console and a CLI request never order at once
         self._noticed: dict[str, dt.datetime] = {}
         self.failures = 0
         self.next_attempt: dt.datetime | None = None
@@ -128,10 +129,21 @@ class RenewalScheduler:
         await asyncio.to_thread(self.store.reload)
         await self._warn_expiring(now)
         if self.manager is not None:
-            await self._maybe_attempt(now, force=force, by=by)
+            async with self._attempting:
+                await self._maybe_attempt(now, force=force, by=by)
         return self._next_delay(self.clock())
 
-    async def _maybe_attempt(self, now: dt.datetime, *, force: bool, by: str) -> None:
+    async def renew(self, *, by: str, request: str = "") -> None:
+        """Order now because someone asked (console, CLI), whatever the backoff says; the status
+        written carries ``by`` and ``request``."""
+        if self.manager is None:
+            return
+        await asyncio.to_thread(self.store.reload)
+        async with self._attempting:
+            await self._maybe_attempt(self.clock(), force=True, by=by, request=request)
+        self.wake()  # the timer plans again from the new certificate or failure
+
+    async def _maybe_attempt(self, now: dt.datetime, *, force: bool, by: str, request: str = "") -> None:
         assert self.manager is not None
         if not force and self.next_attempt is not None and now < self.next_attempt:
             return
@@ -149,7 +161,7 @@ class RenewalScheduler:
                      names, f"{renewal_time(current):%Y-%m-%d %H:%M:%S}", f"{current.not_after:%Y-%m-%d %H:%M:%S}")
         else:
             log.info("Certificate for %s: ordering again for the names it lacks", names)
-        await self._attempt(now, force=force or due, by=by)
+        await self._attempt(now, force=force or due, by=by, request=request)
 
     def _next_delay(self, now: dt.datetime) -> float:
         """Seconds until the earliest of: next attempt, renewal time, an expiry warning; capped."""
@@ -167,7 +179,7 @@ class RenewalScheduler:
         assert self.manager is not None
         return current is None or bool(set(self.manager.names) - set(current.names))
 
-    async def _attempt(self, now: dt.datetime, *, force: bool, by: str) -> None:
+    async def _attempt(self, now: dt.datetime, *, force: bool, by: str, request: str) -> None:
         assert self.manager is not None
         names = self.manager.names
         try:
@@ -181,7 +193,7 @@ class RenewalScheduler:
             delay = backoff(self.failures, exc.retry_after, left)
             self.next_attempt = now + dt.timedelta(seconds=delay)
             self.manager.state.save_status(AcmeStatus(False, now, names, exc.problems, self.next_attempt,
-                                                      self.failures, by=by))
+                                                      self.failures, by=by, request=request))
             for problem in exc.problems:
                 log.warning("Certificate for %s: %s", ", ".join(names), problem)
             log.warning("Certificate for %s: attempt %d failed; next attempt at %s UTC", ", ".join(names),
@@ -191,7 +203,8 @@ class RenewalScheduler:
                                + f"\nNext attempt: {self.next_attempt:%Y-%m-%d %H:%M} UTC.")
             return
         self.failures, self.next_attempt = 0, None
-        self.manager.state.save_status(AcmeStatus(True, now, names, self.manager.last_problems, by=by))
+        self.manager.state.save_status(AcmeStatus(True, now, names, self.manager.last_problems, by=by,
+                                                  request=request))
         if info is not None:
             log.info("New certificate for %s, valid until %s; renewal due at %s UTC", ", ".join(info.names),
                      info.not_after, f"{renewal_time(info):%Y-%m-%d %H:%M:%S}")

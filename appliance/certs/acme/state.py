@@ -48,12 +48,20 @@ class AcmeState:
         self.chain = self.dir / "certificate.pem"
         self.key = self.dir / "certificate.key"
         self.status_file = self.dir / "status.json"
+        # The certificate before the newest, kept while it still covers names the newest lacks.
+        self.previous_chain = self.dir / "previous.pem"
+        self.previous_key = self.dir / "previous.key"
 
     def ensure_dir(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def has_certificate(self) -> bool:
         return self.chain.exists() and self.key.exists()
+
+    def served_files(self) -> list[tuple[Path, Path]]:
+        """(chain, key) of the current certificate and of the kept previous one, those that exist."""
+        pairs = [(self.chain, self.key), (self.previous_chain, self.previous_key)]
+        return [(chain, key) for chain, key in pairs if chain.exists() and key.exists()]
 
     def write_certificate(self, chain_pem: bytes, key_pem: bytes) -> None:
         self.ensure_dir()
