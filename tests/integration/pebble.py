@@ -51,8 +51,17 @@ class Pebble:
         return self._get("/roots/0") + self._get("/intermediates/0")
 
     def add_a(self, name: str, address: str = "127.0.0.1") -> None:
-        body = json.dumps({"host": name.rstrip(".") + ".", "addresses": [address]}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.dns_management}/add-a", data=body, method="POST")
+        """Answer A queries for ``name`` with ``address`` too (challtestsrv adds to earlier answers)."""
+        self._dns("add-a", {"host": name.rstrip(".") + ".", "addresses": [address]})
+
+    def move_a(self, name: str, address: str) -> None:
+        """Answer A queries for ``name`` with ``address`` only (the name moved to another machine)."""
+        self._dns("clear-a", {"host": name.rstrip(".") + "."})
+        self.add_a(name, address)
+
+    def _dns(self, action: str, data: dict[str, object]) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.dns_management}/{action}",
+                                         data=json.dumps(data).encode(), method="POST")
         urllib.request.urlopen(request, timeout=10).read()
 
 

@@ -345,3 +345,56 @@ async def test_cert_renew_asks_the_running_server_that_holds_the_port(
     status = started.cert_care.acme_status()
     assert status.ok and status.by == "parlour cert renew (through the running server)" and status.request
 
+
+async def foreign_tls_server(address: str, port: int, name: str, folder: Path) -> asyncio.Server:
+    """Another machine's TLS server on ``address``: its own certificate, no acme-tls/1."""
+    from appliance.certs.selfsigned import ensure_self_signed
+
+    made = ensure_self_signed(folder, [name], hostname="elsewhere")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(made.chain, made.key)
+
+    async def close(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    return await asyncio.start_server(close, address, port, ssl=ctx)
+
+
+async def test_a_name_that_fails_validation_is_left_out_and_keeps_its_old_certificate(
+    tmp_path: Path, pebble: Pebble, ports: Ports, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # TLS-ALPN-01: the pre-flight can only see that the port answers, so a name pointing at another
+    # machine reaches the authority and fails there, which failed the whole order.
+    server = acme_server(tmp_path, pebble, ports, names=(DOMAIN, "other.test"), challenge="tls-alpn-01")
+    await server.start()
+    elsewhere = None
+    try:
+        first = await wait_for_acme(server)
+        assert "other.test" in first.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        # other.test moves to another machine (127.0.0.2), whose TLS server is not Parlour.
+        elsewhere = await foreign_tls_server("127.0.0.2", ports.https, "other.test", tmp_path / "elsewhere")
+        pebble.move_a("other.test", "127.0.0.2")
+        status = await server.cert_care.renew_now()
+        second = on_disk(server)
+        assert second.serial_number != first.serial_number  # the good names got their certificate
+        names = second.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert DOMAIN in names.get_values_for_type(x509.DNSName)
+        assert "other.test" not in names.get_values_for_type(x509.DNSName)
+        port = server.ports["c2s_direct_tls"]
+        assert await served_serial(port, pebble, DOMAIN) == second.serial_number
+        assert await served_serial(port, pebble, "other.test") == first.serial_number  # the old one, kept
+        # Which name is missing, and why, in the status the console and `cert status` show.
+        assert not status.ok
+        by_name = {(p.name, p.severity): p for p in status.problems}
+        assert by_name[("other.test", "error")].message.startswith(
+            "The certificate authority could not verify other.test")
+        assert by_name[("other.test", "warning")].message.startswith(
+            "other.test is missing from the new certificate; the previous certificate still covers it until")
+        capsys.readouterr()
+        assert cert_cli._status(argparse.Namespace(), server.config) == 1
+        assert "other.test is missing from the new certificate" in capsys.readouterr().out
+    finally:
+        await server.stop()
+        if elsewhere is not None:
+            elsewhere.close()

@@ -8,6 +8,7 @@ The composition of preflight, client and store, shared by the server's renewal t
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Sequence
 
@@ -68,12 +69,50 @@ class AcmeManager:
             raise AcmeFailure(problems)  # nothing new could be had: do not spend the CA's rate limit
         acme = self.config.acme
         await asyncio.to_thread(self.client.register, email=acme.email, agree_tos=acme.agree_tos)
-        chain, key = await asyncio.to_thread(
-            self.client.issue, names, self.responder, acme.challenge, port=self.port
-        )
+        try:
+            chain, key = await self._issue(names)
+        except AcmeFailure as exc:
+            # One name the authority could not verify fails the whole order: order the others alone.
+            refused = {p.name for p in exc.problems if p.name is not None and p.severity == "error"}
+            rest = [n for n in names if n not in refused]
+            if not refused or not rest:
+                raise
+            log.warning("Certificate: the authority could not verify %s; ordering %s without it",
+                        ", ".join(sorted(refused)), ", ".join(rest))
+            problems, failing, names = [*problems, *exc.problems], failing | refused, rest
+            chain, key = await self._issue(names)
+        left_out = [n for n in self.names if n not in names]
+        problems += self._keep_previous(current, left_out)
         self.state.write_certificate(chain, key)
         info = self.store.add(self.state.chain, self.state.key)
         self.last_problems = tuple(problems)
         if failing:
             raise AcmeFailure(problems)  # installed, but without some names
         return info
+
+    async def _issue(self, names: Sequence[str]) -> tuple[bytes, bytes]:
+        acme = self.config.acme
+        return await asyncio.to_thread(self.client.issue, names, self.responder, acme.challenge, port=self.port)
+
+    def _keep_previous(self, current: CertificateInfo | None, left_out: Sequence[str]) -> list[CertProblem]:
+        """Before the new certificate replaces ``current``: keep the certificate that still covers names
+        the new one leaves out (served for those names through SNI), or drop it when none are left out.
+
+        Returns a warning per name still covered that way.
+        """
+        state, now = self.state, dt.datetime.now(dt.UTC)
+        previous = next((i for i in self.store.info() if i.chain == state.previous_chain), None)
+        for candidate in (current, previous):
+            if candidate is None or candidate.not_after <= now or not set(left_out) & set(candidate.names):
+                continue
+            if candidate is current:
+                state.keep_previous()
+            info = self.store.add(state.previous_chain, state.previous_key)
+            kept = [n for n in left_out if n in info.names]
+            for name in kept:
+                log.warning("Certificate: %s is left out of the new certificate; the previous one keeps serving "
+                            "it until %s UTC", name, f"{info.not_after:%Y-%m-%d %H:%M}")
+            return [CertProblem.kept_previous(name, info.not_after) for name in kept]
+        self.store.remove(state.previous_chain)
+        state.drop_previous()
+        return []

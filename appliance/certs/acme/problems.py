@@ -6,6 +6,7 @@ running the server. Their texts are part of the documented behaviour (tests asse
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
@@ -103,6 +104,16 @@ class CertProblem:
         else:
             hint = f"Check that {name} resolves to this server and port {port} reaches Parlour."
         return cls(f"The certificate authority could not verify {name}: {detail}", hint, name)
+
+    @classmethod
+    def kept_previous(cls, name: str, until: dt.datetime) -> CertProblem:
+        return cls(
+            f"{name} is missing from the new certificate; the previous certificate still covers it until "
+            f"{until:%Y-%m-%d %H:%M} UTC.",
+            f"Fix the problem with {name} above before then: Parlour keeps trying and adds it back.",
+            name,
+            "warning",
+        )
 
     @classmethod
     def rate_limited(cls, detail: str, retry: str) -> CertProblem:

@@ -68,6 +68,15 @@ class AcmeState:
         write_atomic(self.key, key_pem, _KEY_MODE)
         write_atomic(self.chain, chain_pem, _FILE_MODE)
 
+    def keep_previous(self) -> None:
+        """Copy the current certificate aside (``previous.pem``), before a new one replaces it."""
+        write_atomic(self.previous_key, self.key.read_bytes(), _KEY_MODE)
+        write_atomic(self.previous_chain, self.chain.read_bytes(), _FILE_MODE)
+
+    def drop_previous(self) -> None:
+        self.previous_chain.unlink(missing_ok=True)
+        self.previous_key.unlink(missing_ok=True)
+
     def write_json(self, path: Path, data: dict[str, Any], *, private: bool = False) -> None:
         self.ensure_dir()
         write_atomic(path, json.dumps(data, indent=2).encode(), _KEY_MODE if private else _FILE_MODE)
