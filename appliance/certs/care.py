@@ -72,6 +72,7 @@ class CertificateCare:
         self._listener_factory = challenge_listener
         self._listener: ChallengeListenerLike | None = None
         self._acme_state = AcmeState(config.server.state_dir)
+        store.default_name = config.hosts[0].name if config.hosts else None
         if acme.enabled:
             self.responder = ChallengeResponder(webroot=acme.webroot, set_tls_context=store.set_challenge_context)
             self.manager = AcmeManager(config, store, self.responder, tls_ports=_tls_ports(config, {}))

@@ -5,8 +5,10 @@ them. Every context carries the same SNI callback, which looks at the store's *c
 set, so a listener holding an older context still hands new connections the newest certificate, while
 established connections keep the context (and certificate) they started with.
 
-Order: configured/imported certificates in the order added, then the local self-signed one. The first
-is the default (no SNI, or no name matches); an exact name match beats a wildcard one.
+Order: configured/imported certificates in the order added, then the local self-signed one. An exact
+name match beats a wildcard one, and a certificate still valid beats an expired one. Without SNI (or
+when no name matches) the default is the first valid certificate covering ``default_name`` (the main
+host), so an imported certificate for some other name never becomes what clients without SNI get.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class CertificateStore:
         self._alpns: dict[_Alpn, None] = {(): None}  # every ALPN list asked for, in order
         self._alpn_of: weakref.WeakKeyDictionary[ssl.SSLContext, _Alpn] = weakref.WeakKeyDictionary()
         self._challenges: dict[str, ssl.SSLContext] = {}  # ACME TLS-ALPN-01 answers by name
+        self.default_name: str | None = None  # the name served to clients without SNI (the main host)
         for stale in self._dir.glob(".load.*.pem"):  # private key copies left by a crash
             stale.unlink(missing_ok=True)
 
@@ -165,7 +168,8 @@ class CertificateStore:
                 raise CertificateError("No certificate yet: call ensure_self_signed() or add() first")
             if key not in self._alpns:
                 self._alpns[key] = None
-            return self._variant(self._entries[0], key)
+            entry = _match(self._entries, None, self.default_name) or self._entries[0]
+            return self._variant(entry, key)
 
     def current_context(self, *, alpn: list[str] | None = None) -> ssl.SSLContext:
         """The newest context for a new connection (same as ``server_context``, for per-accept use)."""
@@ -230,7 +234,7 @@ class CertificateStore:
             if challenge is not None:
                 conn.context = challenge
                 return None
-            entry = _match(self._entries, server_name)  # the tuple is swapped whole: no lock to read
+            entry = _match(self._entries, server_name, self.default_name)  # swapped whole: no lock to read
             if entry is not None:
                 alpn = self._alpn_of.get(ctx, ())
                 target = entry.contexts.get(alpn)
@@ -244,22 +248,24 @@ class CertificateStore:
         return None
 
 
-def _match(entries: tuple[_Entry, ...], server_name: str | None) -> _Entry | None:
-    """Exact SAN match first, then a one-label wildcard, else the first certificate."""
+def _match(entries: tuple[_Entry, ...], server_name: str | None, default_name: str | None = None
+           ) -> _Entry | None:
+    """Exact SAN match first, then a one-label wildcard, else the default; valid ones before expired."""
     if not entries:
         return None
-    if server_name:
-        name = server_name.lower().rstrip(".")
-        for entry in entries:
-            if name in entry.info.names:
-                return entry
+    now = dt.datetime.now(dt.UTC)
+    ranked = sorted(entries, key=lambda e: e.info.not_after <= now)  # stable: valid first, in order
+    for name in (server_name, default_name):
+        if not name:
+            continue
+        name = name.lower().rstrip(".")
         _, dot, parent = name.partition(".")
-        if dot and parent:
-            wildcard = f"*.{parent}"
-            for entry in entries:
-                if wildcard in entry.info.names:
+        wanted = (name, f"*.{parent}") if dot and parent else (name,)
+        for candidate in wanted:
+            for entry in ranked:
+                if candidate in entry.info.names:
                     return entry
-    return entries[0]
+    return ranked[0]
 
 
 def _describe(source: _Source, chain_pem: bytes, key_pem: bytes) -> CertificateInfo:

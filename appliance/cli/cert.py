@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,16 +68,19 @@ def _status(_args: argparse.Namespace, config: Config) -> int:
     if not infos:
         print("No certificate yet: the server makes a local one at its first start.")
     local_ca = _local_ca_subject(config)
+    problems = 0
     for info in infos:
         days = (info.not_after - now).days
         kind = "local CA (not trusted by clients out of the box)" if info.issuer == local_ca else info.issuer
-        flag = "EXPIRED" if days < 0 else "expires soon" if info.not_after - now < warn_before(info) else "ok"
+        expired = info.not_after <= now
+        problems += expired
+        flag = "EXPIRED" if expired else "expires soon" if info.not_after - now < warn_before(info) else "ok"
         print(f"{info.chain}\n  names:  {', '.join(info.names)}\n  issuer: {kind}\n"
               f"  valid until {info.not_after:%Y-%m-%d %H:%M} UTC ({days} days left, {flag}"
               + (", renewal due" if renewal_due(info, now) and not info.self_signed else "") + ")")
-    covered = {n for info in infos if info.issuer != local_ca or not config.acme.enabled for n in info.names}
+    covered = {n for info in infos if (info.issuer != local_ca or not config.acme.enabled) and info.not_after > now
+               for n in info.names}
     missing = [n for n in hosted_names(config) if n not in covered]
-    problems = 0
     if missing:
         print(f"Not covered by any certificate: {', '.join(missing)}")
         problems += 1
@@ -187,24 +190,52 @@ def _report(status: AcmeStatus | None, info: CertificateInfo | None) -> int:
 
 
 def _import(args: argparse.Namespace, config: Config) -> int:
+    """Check a certificate (readable, key matches, valid now, for a hosted name) and hand it to the
+    server, which serves it within seconds (it watches the folder)."""
     from appliance.certs.care import imported_dir
+    from appliance.certs.names import hosted_names
+    from appliance.certs.selfsigned import write_atomic
     from appliance.certs.store import CertificateError, CertificateStore
+    from appliance.certs.watch import WATCH_INTERVAL
 
-    folder = imported_dir(config)
     try:
-        info = CertificateStore(config.server.state_dir).add(args.chain, args.key)
-    except CertificateError as exc:
+        chain_pem, key_pem = args.chain.read_bytes(), args.key.read_bytes()  # maybe only root may read them
+        with tempfile.TemporaryDirectory() as scratch:  # checking writes nothing to the state folder
+            info = CertificateStore(Path(scratch)).add(args.chain, args.key)
+    except (OSError, CertificateError) as exc:
         print(f"Cannot import: {exc}", file=sys.stderr)
         return 1
+    problem = _import_problem(info, hosted_names(config), dt.datetime.now(dt.UTC))
+    if problem:
+        print(f"Cannot import {args.chain}: {problem}", file=sys.stderr)
+        return 1
+    folder = imported_dir(config)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     stem = info.names[0].replace("*", "_wildcard") if info.names else "imported"
     chain, key = folder / f"{stem}.pem", folder / f"{stem}.key"
-    shutil.copyfile(args.key, key)
-    key.chmod(0o600)
-    shutil.copyfile(args.chain, chain)
+    write_atomic(key, key_pem, 0o600)
+    write_atomic(chain, chain_pem, 0o644)
     print(f"Imported the certificate for {', '.join(info.names)} (valid until {info.not_after:%Y-%m-%d}) as "
-          f"{chain}; the server uses it after its next start.")
+          f"{chain}; a running server uses it within {WATCH_INTERVAL * 2:.0f} seconds.")
     return 0
+
+
+def _import_problem(info: CertificateInfo, hosted: list[str], now: dt.datetime) -> str | None:
+    """Why a certificate is no use to this server (expired, not yet valid, for none of its names)."""
+    if info.not_after <= now:
+        return f"it expired on {info.not_after:%Y-%m-%d %H:%M} UTC. Get a current one from its authority."
+    if info.not_before > now + dt.timedelta(minutes=5):
+        return (f"it is valid only from {info.not_before:%Y-%m-%d %H:%M} UTC (or this machine's clock is wrong); "
+                "import it then.")
+    if not any(_covers(info.names, name) for name in hosted):
+        return (f"it is for {', '.join(info.names)}, but this server hosts {', '.join(hosted)}. Import a "
+                "certificate for one of those names (add the host to the configuration first if it is new).")
+    return None
+
+
+def _covers(names: tuple[str, ...], name: str) -> bool:
+    _, _, parent = name.partition(".")
+    return name in names or (bool(parent) and f"*.{parent}" in names)
 
 
 def _ca(args: argparse.Namespace, config: Config) -> int:

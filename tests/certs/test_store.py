@@ -226,3 +226,28 @@ def test_info(tmp_path: Path, store: CertificateStore) -> None:
 def test_no_certificate_yet(tmp_path: Path) -> None:
     with pytest.raises(CertificateError, match="No certificate"):
         CertificateStore(tmp_path).server_context()
+
+
+async def test_without_sni_the_main_host_is_served_not_an_unrelated_import(tmp_path: Path,
+                                                                           store: CertificateStore) -> None:
+    chain, key, _other_ca = imported(tmp_path, ["unrelated.example"])
+    store.add(chain, key)  # added before the local one, as imports are
+    store.default_name = "parlour.lan"
+    client = client_context(store.certs_dir / "ca.pem")
+    client.check_hostname = False
+    async with serving(store.server_context()) as port, connected(port, client, None) as (_, _, cert):
+        assert "parlour.lan" in names_of(cert)
+    # A name nobody covers also gets the main host's certificate, not the import.
+    async with serving(store.server_context()) as port, connected(port, client, "nobody.test") as (_, _, cert):
+        assert "parlour.lan" in names_of(cert)
+
+
+async def test_a_valid_certificate_beats_an_expired_one_for_the_same_name(tmp_path: Path,
+                                                                         store: CertificateStore) -> None:
+    import datetime as dt
+
+    old = ensure_self_signed(tmp_path / "old", ["parlour.lan"], now=dt.datetime.now(dt.UTC) - dt.timedelta(days=800))
+    store.add(old.chain, old.key)  # an expired import, ahead of the local certificate in the order
+    client = client_context(store.certs_dir / "ca.pem")
+    async with serving(store.server_context()) as port, connected(port, client, "parlour.lan") as (_, _, cert):
+        assert cert.not_valid_after_utc > dt.datetime.now(dt.UTC)
