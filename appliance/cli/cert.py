@@ -118,6 +118,7 @@ async def _renew_async(config: Config, *, force: bool) -> int:
     from appliance.certs.acme.challenges import ChallengeResponder
     from appliance.certs.acme.manager import AcmeManager
     from appliance.certs.acme.renewal import RenewalScheduler, renewal_due
+    from appliance.platform.owner import become_state_owner
     from appliance.web.acme import ChallengeListener
 
     acme = config.acme
@@ -139,6 +140,7 @@ async def _renew_async(config: Config, *, force: bool) -> int:
         if await listener.start() is None:
             await listener.stop()
             return await _ask_server(config, f"Port {acme.http_port} is busy")
+    become_state_owner(config.server.state_dir)  # after binding port 80: files stay the service's
     try:
         await RenewalScheduler(store, manager).renew(by="parlour cert renew")
     finally:
@@ -152,7 +154,9 @@ async def _ask_server(config: Config, why: str) -> int:
     from appliance.certs.acme.request import wait_for_answer, wait_taken, withdraw_if_untaken, write_request
     from appliance.certs.acme.state import AcmeState
     from appliance.certs.watch import WATCH_INTERVAL
+    from appliance.platform.owner import become_state_owner
 
+    become_state_owner(config.server.state_dir)
     state = AcmeState(config.server.state_dir)
     request = write_request(state, force=True)
     print(f"{why}: asking the running Parlour server to renew...", flush=True)
@@ -197,6 +201,7 @@ def _import(args: argparse.Namespace, config: Config) -> int:
     from appliance.certs.selfsigned import write_atomic
     from appliance.certs.store import CertificateError, CertificateStore
     from appliance.certs.watch import WATCH_INTERVAL
+    from appliance.platform.owner import become_state_owner
 
     try:
         chain_pem, key_pem = args.chain.read_bytes(), args.key.read_bytes()  # maybe only root may read them
@@ -209,6 +214,7 @@ def _import(args: argparse.Namespace, config: Config) -> int:
     if problem:
         print(f"Cannot import {args.chain}: {problem}", file=sys.stderr)
         return 1
+    become_state_owner(config.server.state_dir)  # the service must be able to read what we write
     folder = imported_dir(config)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     stem = info.names[0].replace("*", "_wildcard") if info.names else "imported"

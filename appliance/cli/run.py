@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,7 +58,19 @@ def run(args: argparse.Namespace) -> int:
     except LocalCaError as exc:  # the message names the file and the fix; a traceback would bury it
         log.error("%s", exc)
         return 1
+    except PermissionError as exc:  # typically files left behind by a command run with sudo
+        print(_permission_message(exc, config.server.state_dir), file=sys.stderr, flush=True)
+        return 1
     return 0
+
+
+def _permission_message(exc: PermissionError, state_dir: Path) -> str:
+    """One line naming the file and the fix, instead of a traceback."""
+    from appliance.platform.owner import ownership_fix, user_name
+
+    path = Path(exc.filename) if exc.filename else state_dir
+    return (f"Parlour cannot start: {path}: permission denied for user {user_name()}. "
+            f"Fix: {ownership_fix(path, state_dir)}")
 
 
 def _print_hint(server: object) -> None:
