@@ -205,3 +205,17 @@ def test_network_failures_are_reduced_to_a_plain_reason() -> None:
             ) from inner
     except RuntimeError as exc:
         assert _short(exc) == "the connection was refused"
+
+
+@pytest.mark.parametrize("kind,start", [
+    ("urn:ietf:params:acme:error:caa", "A CAA record in DNS forbids this authority"),
+    ("urn:ietf:params:acme:error:invalidContact", "The authority refuses the contact address: set acme.email"),
+    ("urn:ietf:params:acme:error:rejectedIdentifier", "The authority will not issue a certificate"),
+    ("urn:ietf:params:acme:error:userActionRequired", "The authority needs you to do something first"),
+    ("urn:ietf:params:acme:error:serverInternal", "The authority has a problem of its own"),
+    ("urn:ietf:params:acme:error:somethingNew", "Parlour tries again later; the authority's message above"),
+])
+def test_authority_errors_get_a_hint_per_problem_type(kind: str, start: str) -> None:
+    problem = CertProblem.authority_error("detail", kind)
+    assert problem.message == "The certificate authority refused the request: detail"
+    assert problem.hint.startswith(start)

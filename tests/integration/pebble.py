@@ -91,17 +91,21 @@ def _listener_certificate(folder: Path) -> tuple[Path, Path, Path]:
 
 @contextlib.contextmanager
 def run_pebble(folder: Path, *, http_port: int, tls_port: int, validity: int | None = None,
-               blocklist: tuple[str, ...] = (), acme_port: int | None = None) -> Iterator[Pebble]:
+               blocklist: tuple[str, ...] = (), again: Pebble | None = None) -> Iterator[Pebble]:
     """Start challtestsrv and Pebble validating HTTP-01 on ``http_port`` and TLS-ALPN-01 on ``tls_port``.
 
     ``validity``: lifetime of issued certificates in seconds (Pebble's default is 5 years);
-    ``blocklist``: names Pebble refuses (rejectedIdentifier); ``acme_port``: keep the directory URL of
-    an earlier Pebble (a restarted CA that forgot its accounts).
+    ``blocklist``: names Pebble refuses (rejectedIdentifier); ``again``: an earlier Pebble whose
+    addresses to take over (the same CA restarted: it forgot its accounts and DNS records).
     """
     assert PEBBLE and CHALLTESTSRV, MISSING
     folder.mkdir(parents=True, exist_ok=True)
     ca, cert, key = _listener_certificate(folder)
-    acme_port, management, dns, dns_management = acme_port or free_port(), free_port(), free_port(), free_port()
+    if again is not None:
+        acme_port, management = int(again.directory.split(":")[2].split("/")[0]), again.management
+        dns, dns_management = int(again.dns.rpartition(":")[2]), again.dns_management
+    else:
+        acme_port, management, dns, dns_management = free_port(), free_port(), free_port(), free_port()
     config = folder / "pebble-config.json"
     extra: dict[str, object] = {"domainBlocklist": list(blocklist)}
     if validity is not None:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import shutil
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -398,3 +399,44 @@ async def test_a_name_that_fails_validation_is_left_out_and_keeps_its_old_certif
         await server.stop()
         if elsewhere is not None:
             elsewhere.close()
+
+
+async def test_a_name_the_authority_refuses_gets_its_own_hint(tmp_path: Path, ports: Ports) -> None:
+    with run_pebble(tmp_path / "pebble", http_port=ports.http01, tls_port=ports.https,
+                    blocklist=(DOMAIN,)) as pebble:
+        server = acme_server(tmp_path, pebble, ports)
+        await server.start()
+        try:
+            status = await wait_for_status(server)
+        finally:
+            await server.stop()
+    assert not status.ok
+    [problem] = status.problems
+    assert problem.message.startswith("The certificate authority refused the request: ")
+    assert problem.hint.startswith("The authority will not issue a certificate for one of the hosted names")
+
+
+async def test_a_forgotten_account_is_registered_again_by_itself(
+    tmp_path: Path, ports: Ports, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "appliance.certs.acme.client")
+    first_run = run_pebble(tmp_path / "pebble", http_port=ports.http01, tls_port=ports.https)
+    pebble = first_run.__enter__()
+    server = acme_server(tmp_path, pebble, ports)
+    await server.start()
+    try:
+        first = await wait_for_acme(server)
+        await wait_for_status(server)
+        first_run.__exit__(None, None, None)
+        # The authority restarts at the same address and has forgotten every account.
+        with run_pebble(tmp_path / "pebble-again", http_port=ports.http01, tls_port=ports.https,
+                        again=pebble) as restarted:
+            shutil.copy(restarted.listener_ca, pebble.listener_ca)  # acme.ca_bundle names the first file
+            for name in hosted_names(server.config):
+                restarted.add_a(name)
+            status = await server.cert_care.renew_now()
+            assert status.ok, status.problems
+            assert on_disk(server).serial_number != first.serial_number
+    finally:
+        await server.stop()
+    assert "no longer knows Parlour's account; registering again" in caplog.text

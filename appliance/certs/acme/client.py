@@ -32,17 +32,20 @@ log = logging.getLogger(__name__)
 
 ORDER_TIMEOUT = dt.timedelta(seconds=120)
 _RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
+_ACCOUNT_GONE = "urn:ietf:params:acme:error:accountDoesNotExist"
 _PEM_PRIVATE = (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
 class AcmeFailure(Exception):
     """An attempt failed for the reasons in ``problems``; ``retry_after`` seconds if the CA said so."""
 
-    def __init__(self, problems: Sequence[CertProblem], retry_after: float | None = None) -> None:
+    def __init__(self, problems: Sequence[CertProblem], retry_after: float | None = None, *,
+                 account_gone: bool = False) -> None:
         super().__init__("; ".join(str(p) for p in problems))
         self.problems = tuple(problems)
         self.retry_after = retry_after
         self.rate_limited = any("rate limit" in p.message for p in problems)
+        self.account_gone = account_gone  # the authority no longer knows our account (accountDoesNotExist)
 
 
 class _Network(client.ClientNetwork):
@@ -83,6 +86,14 @@ class AcmeClient:
         regr = self._call(acme.new_account, registration)
         self.state.write_json(self.state.account, {"directory": self.directory_url, "regr": regr.json_dumps()})
         log.info("Registered ACME account %s at %s", regr.uri, self.directory_url)
+
+    def forget_account(self) -> None:
+        """Drop the stored registration (the authority forgot it); the next ``register`` makes a new one."""
+        self.state.account.unlink(missing_ok=True)
+        if self._net is not None:
+            self._net.account = None
+        log.warning("The certificate authority at %s no longer knows Parlour's account; registering again",
+                    self.directory_url)
 
     # -- issuance ---------------------------------------------------------------------------------
 
@@ -170,7 +181,8 @@ class AcmeClient:
             if exc.typ == _RATE_LIMITED:
                 when = f"in {retry / 3600:.1f} hours" if retry else "later"
                 raise AcmeFailure([CertProblem.rate_limited(exc.detail or str(exc), when)], retry) from exc
-            raise AcmeFailure([CertProblem.authority_error(exc.detail or str(exc))], retry) from exc
+            raise AcmeFailure([CertProblem.authority_error(exc.detail or str(exc), exc.typ or "")], retry,
+                              account_gone=exc.typ == _ACCOUNT_GONE) from exc
         except errors.TimeoutError as exc:
             raise AcmeFailure([CertProblem.authority_error("the order was not ready in time")]) from exc
         except requests.RequestException as exc:

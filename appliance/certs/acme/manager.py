@@ -92,6 +92,14 @@ class AcmeManager:
 
     async def _issue(self, names: Sequence[str]) -> tuple[bytes, bytes]:
         acme = self.config.acme
+        try:
+            return await asyncio.to_thread(self.client.issue, names, self.responder, acme.challenge, port=self.port)
+        except AcmeFailure as exc:
+            if not exc.account_gone:
+                raise
+        # The authority forgot the account (reset, deactivated): register again, once, and order again.
+        self.client.forget_account()
+        await asyncio.to_thread(self.client.register, email=acme.email, agree_tos=acme.agree_tos)
         return await asyncio.to_thread(self.client.issue, names, self.responder, acme.challenge, port=self.port)
 
     def _keep_previous(self, current: CertificateInfo | None, left_out: Sequence[str]) -> list[CertProblem]:

@@ -124,11 +124,12 @@ class CertProblem:
         )
 
     @classmethod
-    def authority_error(cls, detail: str) -> CertProblem:
-        return cls(
-            f"The certificate authority refused the request: {detail}",
-            "Check acme.email and the hosted names; Parlour tries again later.",
-        )
+    def authority_error(cls, detail: str, kind: str = "") -> CertProblem:
+        """The authority refused a request; ``kind`` is its ACME problem type (RFC 8555 §6.7)."""
+        short = kind.rpartition(":")[2]
+        return cls(f"The certificate authority refused the request: {detail}",
+                   _AUTHORITY_HINTS.get(short, "Parlour tries again later; the authority's message above says "
+                                               "what it needs."))
 
     @classmethod
     def unreachable_authority(cls, directory: str, reason: str) -> CertProblem:
@@ -137,3 +138,35 @@ class CertProblem:
             "Check this server's internet connection, its clock, and acme.directory (and acme.ca_bundle for "
             "a private ACME server).",
         )
+
+
+# What to do about each ACME problem type (RFC 8555 §6.7 and the registry), in the person's terms.
+_AUTHORITY_HINTS = {
+    "rejectedIdentifier": "The authority will not issue a certificate for one of the hosted names (its policy "
+                          "refuses it, e.g. a name under a non-public or blocked domain): use names under a "
+                          "public domain you own, or import a certificate for them.",
+    "caa": "A CAA record in DNS forbids this authority to issue for the domain: add a CAA record allowing it "
+           "(for Let's Encrypt: 0 issue \"letsencrypt.org\") or remove the CAA records.",
+    "invalidContact": "The authority refuses the contact address: set acme.email to a working address of yours "
+                      "(not one at example.com or a domain without mail).",
+    "unsupportedContact": "The authority refuses the contact address: set acme.email to a plain e-mail address.",
+    "externalAccountRequired": "This authority needs an external account binding from its website, which "
+                               "Parlour does not offer: use an authority without it, such as Let's Encrypt.",
+    "userActionRequired": "The authority needs you to do something first (often: accept new terms of service) "
+                          "on its website; then Parlour tries again.",
+    "accountDoesNotExist": "The authority no longer knows Parlour's account; Parlour registers a new one by "
+                           "itself at the next attempt.",
+    "unauthorized": "The authority does not allow this account to get a certificate for these names: check "
+                    "that every hosted name is yours and resolves to this server.",
+    "serverInternal": "The authority has a problem of its own: nothing to do here, Parlour tries again later.",
+    "badNonce": "A one-time token was refused (a network hiccup): Parlour tries again by itself.",
+    "orderNotReady": "The order was not ready yet: Parlour tries again by itself.",
+    "malformed": "The authority did not understand Parlour's request: update Parlour; if it persists, report "
+                 "it with the message above.",
+    "badCSR": "The authority refused the certificate request Parlour made: update Parlour; if it persists, "
+              "report it with the message above.",
+    "badPublicKey": "The authority refused the key type of the certificate request: update Parlour.",
+    "badSignatureAlgorithm": "The authority refused the account key's signature: update Parlour.",
+    "unsupportedIdentifier": "One of the hosted names is of a kind the authority does not certify (an IP "
+                             "address or a local name): use DNS names under a public domain.",
+}
