@@ -71,6 +71,7 @@ class CertificateCare:
         self.scheduler: RenewalScheduler | None = None
         self._listener_factory = challenge_listener
         self._listener: ChallengeListenerLike | None = None
+        self._listening = False  # whether the port-80 listener is bound (it may be busy at start)
         self._acme_state = AcmeState(config.server.state_dir)
         store.default_name = config.hosts[0].name if config.hosts else None
         if acme.enabled:
@@ -93,8 +94,8 @@ class CertificateCare:
                 self.responder, interfaces=http.interfaces or self.config.c2s.interfaces, port=acme.http_port,
                 https_port=https_port,
             )
-            await self._listener.start()
-        self.scheduler = RenewalScheduler(self.store, self.manager, notify=notify)
+            self._listening = await self._listener.start() is not None
+        self.scheduler = RenewalScheduler(self.store, self.manager, notify=notify, prepare=self._ensure_listening)
         spawn(self.scheduler.run(), "certificates")
         spawn(self._watch_files(), "certificate-files")
 
@@ -182,11 +183,22 @@ class CertificateCare:
         if self.manager is None:
             return None
         if self.scheduler is None:  # not started (yet): the same task object, without its timer
-            self.scheduler = RenewalScheduler(self.store, self.manager)
+            self.scheduler = RenewalScheduler(self.store, self.manager, prepare=self._ensure_listening)
         await self.scheduler.renew(by=by, request=request)
         return self.manager.state.load_status()
 
+    async def _ensure_listening(self) -> None:
+        """Before an attempt: bind the challenge port if it was busy or not allowed at start (another
+        program held it, or the capability was granted since); the attempt explains it if it still fails."""
+        if self._listener is None or self._listening:
+            return
+        await self._listener.stop()
+        self._listening = await self._listener.start() is not None
+        if self._listening:
+            log.info("ACME: the challenge port is free now and Parlour listens on it")
+
     async def stop(self) -> None:
+        self._listening = False
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None

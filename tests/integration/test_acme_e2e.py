@@ -440,3 +440,22 @@ async def test_a_forgotten_account_is_registered_again_by_itself(
     finally:
         await server.stop()
     assert "no longer knows Parlour's account; registering again" in caplog.text
+
+
+async def test_the_challenge_port_is_bound_when_needed_not_only_at_start(tmp_path: Path, pebble: Pebble,
+                                                                         ports: Ports) -> None:
+    # Another program holds the HTTP-01 port while Parlour starts (bound, not listening: refused at once).
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", ports.http01))
+    server = acme_server(tmp_path, pebble, ports)
+    await server.start()
+    try:
+        status = await wait_for_status(server)
+        assert not status.ok and server.cert_care.manager.current() is None
+        blocker.close()  # the port is free now: the next attempt binds it and succeeds
+        status = await server.cert_care.renew_now()
+        assert status.ok, status.problems
+        assert server.cert_care.manager.current() is not None
+    finally:
+        blocker.close()
+        await server.stop()
