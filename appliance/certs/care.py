@@ -170,6 +170,30 @@ class CertificateCare:
             out.append(CertificateView(info, kind, left.days, left < warn_before(info)))
         return out
 
+    def served_for(self, name: str) -> CertificateView | None:
+        """The certificate a client asking for ``name`` gets now, as the console shows it."""
+        info = self.store.info_for(name)
+        return next((v for v in self.certificates() if v.info == info), None)
+
+    def summary(self, name: str) -> str:
+        """One line on the certificate served for ``name`` (the start-up banner): where it comes from."""
+        view = self.served_for(name)
+        if view is None:
+            return "none yet"
+        info = view.info
+        until = f"valid until {info.not_after:%Y-%m-%d %H:%M} UTC"
+        if view.kind == "acme":
+            issuer = info.issuer.partition("CN=")[2].partition(",")[0] or info.issuer
+            return f"from {issuer} over ACME, {until}"
+        if view.kind == "imported":
+            return f"imported ({info.chain}), {until}"
+        if view.kind == "self-signed":
+            return f"self-signed ({info.chain}); clients must accept it"
+        line = f"self-signed by a local CA; trust {self.store.certs_dir / 'ca.pem'} or accept it in the client"
+        if self.manager is not None:
+            line += " (ACME is on: `parlour cert status` shows how getting a certificate goes)"
+        return line
+
     def acme_status(self) -> AcmeStatus | None:
         """The outcome of the last ACME attempt (None with ACME off or before the first attempt)."""
         return self.manager.state.load_status() if self.manager is not None else None

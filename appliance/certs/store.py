@@ -183,6 +183,11 @@ class CertificateStore:
         else:
             self._challenges[name] = context
 
+    def info_for(self, server_name: str | None) -> CertificateInfo | None:
+        """The certificate a handshake asking for ``server_name`` gets now."""
+        entry = _match(self._entries, server_name, self.default_name)
+        return entry.info if entry is not None else None
+
     def info(self) -> list[CertificateInfo]:
         """One record per certificate, default first."""
         return [e.info for e in self._entries]

@@ -78,14 +78,14 @@ def _print_hint(server: object) -> None:
     config = server.config  # type: ignore[attr-defined]
     ports = server.ports  # type: ignore[attr-defined]
     host = config.hosts[0].name
-    ca = config.server.state_dir / "certs" / "ca.pem"
+    care = server.cert_care  # type: ignore[attr-defined]
     dev = " --dev" if config.source is None else f" --config {config.source}"
     print(
         f"\nParlour is running for {host}.\n"
         f"  Add a user:   parlour user add alice@{host}{dev}   (or: python -m appliance user add ...)\n"
         f"  Client:       JID alice@{host}, server 127.0.0.1, port {ports.get('c2s')} (STARTTLS)"
         f" or {ports.get('c2s_direct_tls')} (direct TLS)\n"
-        f"  Certificate:  self-signed by a local CA; trust {ca} or accept it in the client\n"
+        f"  Certificate:  {care.summary(host)}\n"
         "  Stop with Ctrl+C.\n",
         flush=True,
     )

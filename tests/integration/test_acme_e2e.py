@@ -459,3 +459,14 @@ async def test_the_challenge_port_is_bound_when_needed_not_only_at_start(tmp_pat
     finally:
         blocker.close()
         await server.stop()
+
+
+async def test_the_start_up_banner_names_the_certificate_actually_served(
+    started: Parlour, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appliance.cli import run as run_cli
+
+    await wait_for_acme(started)
+    run_cli._print_hint(started)  # also what a restart with the ACME certificate on disk prints
+    line = next(x for x in capsys.readouterr().out.splitlines() if "Certificate:" in x)
+    assert line.startswith("  Certificate:  from Pebble Intermediate CA") and "over ACME, valid until" in line
