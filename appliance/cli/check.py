@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     check_admins(report, config)
     check_encryption(report, config)
     check_open_files(report, config.limits.max_connections, fdlimit.soft_limit())
+    check_acme(report, config)
     return 1 if report.failed else 0
 
 
@@ -147,3 +148,18 @@ def check_open_files(report: Report, max_connections: int, limit: int | None) ->
                     f"from about {max(limit - fdlimit.HEADROOM, 0)}", f"{fdlimit.FIX} (at least {wanted})")
     else:
         report.line(OK, "files", f"open-file limit {limit} covers limits.max_connections = {max_connections}")
+
+
+def check_acme(report: Report, config: Config) -> None:
+    """ACME on without the terms accepted (or without a contact address) cannot get a certificate."""
+    acme = config.acme
+    if not acme.enabled:
+        return
+    if not acme.agree_tos:
+        report.line(WARN, "acme", "agree_tos = false: the certificate authority will not issue any certificate",
+                    f"read the terms of service of {acme.directory} and set acme.agree_tos = true")
+    if not acme.email:
+        report.line(WARN, "acme", "no email: the certificate authority cannot warn you about expiry or problems",
+                    'set acme.email = "you@example.org"')
+    if acme.agree_tos and acme.email:
+        report.line(OK, "acme", f"{acme.directory}, contact {acme.email}")

@@ -159,3 +159,16 @@ def test_user_with_a_malformed_jid_is_a_usage_error(config_file: Path) -> None:
     for jid in ("example.org", "a@example.org/res", "a b@example.org"):
         result = parlour("user", "del", jid, *cfg)
         assert result.returncode == 2, jid
+
+
+def test_check_config_warns_when_acme_terms_are_not_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "parlour.toml"
+    path.write_text('[server]\nstate_dir = "state"\nadmins = ["admin@example.org"]\n\n'
+                    '[acme]\nenabled = true\nemail = "admin@example.org"\n\n[hosts."example.org"]\n')
+    result = parlour("check", "config", "--config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning, not a failure
+    lines = result.stdout.splitlines()
+    at = lines.index("warn acme agree_tos = false: the certificate authority will not issue any certificate")
+    assert lines[at + 1].strip().startswith("fix: read the terms of service of https://acme-v02.api.letsencrypt")
+    path.write_text(path.read_text().replace("enabled = true\n", "enabled = true\nagree_tos = true\n"))
+    assert "warn acme" not in parlour("check", "config", "--config", str(path)).stdout
