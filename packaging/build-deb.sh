@@ -4,6 +4,7 @@
 #   packaging/build-deb.sh              -> dist/parlour_<version>_amd64.deb, lintian --pedantic
 #   DEB_VERSION=0.0.9 OUT=build/old packaging/build-deb.sh
 #                                       -> the same package labelled 0.0.9 (for upgrade tests)
+#   DEFAULT_TOML=file DEB_VERSION=...   -> with another packaged default parlour.toml (upgrade tests)
 #
 # dpkg-buildpackage runs in a staging copy under build/deb, so neither the checkout (debian/parlour/,
 # debian/files, ...) nor its parent folder (where the .deb would land) gets build outputs.
@@ -25,6 +26,7 @@ mkdir -p "$PKG/dist" "$PKG/packaging"
 cp -a debian systemd "$PKG/"
 cp -a dist/parlour "$PKG/dist/"
 cp -a packaging/parlour.toml packaging/parlour.1 "$PKG/packaging/"
+[ -z "${DEFAULT_TOML:-}" ] || cp "$DEFAULT_TOML" "$PKG/packaging/parlour.toml"
 sed -i "1s/\"parlour [^\"]*\"/\"parlour $APP_VERSION\"/" "$PKG/packaging/parlour.1"
 
 CHANGELOG_VERSION=$(dpkg-parsechangelog -l debian/changelog -S Version)

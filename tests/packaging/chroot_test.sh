@@ -62,7 +62,10 @@ check "/usr/bin/parlour executable" test -x "$C/usr/bin/parlour"
 check "unit in /lib/systemd/system" test -f "$C/lib/systemd/system/parlour.service"
 check "unit enabled" test -L "$C/etc/systemd/system/multi-user.target.wants/parlour.service"
 check "man page" test -f "$C/usr/share/man/man1/parlour.1.gz"
-check "parlour.toml is a conffile" sh -c "chroot '$C' dpkg-query -W -f='\${Conffiles}' parlour | grep -q ' /etc/parlour/parlour.toml '"
+# Not a conffile (the wizard rewrites it: a changed default would make every upgrade ask); postinst
+# creates it from the packaged default.
+check "parlour.toml is not a conffile" sh -c "! chroot '$C' dpkg-query -W -f='\${Conffiles}' parlour | grep -q parlour.toml"
+check "parlour.toml created from /usr/share/parlour/parlour.toml" cmp "$C/usr/share/parlour/parlour.toml" "$C/etc/parlour/parlour.toml"
 check "system user _parlour (home /var/lib/parlour, nologin)" sh -c \
     "chroot '$C' getent passwd _parlour | grep -Eq '^_parlour:x:[0-9]+:[0-9]+:Parlour XMPP server:/var/lib/parlour:/usr/sbin/nologin$'"
 check "system group _parlour" sh -c "chroot '$C' getent group _parlour"
@@ -128,6 +131,17 @@ check "no parlour.toml.dpkg-* beside it" sh -c "! ls '$C'/etc/parlour/ | grep -q
 check "parlour.toml still _parlour:_parlour 640" test "$(owner_mode /etc/parlour/parlour.toml)" = "_parlour:_parlour 640"
 check "account bob survived the upgrade" sh -c "chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user list example.test | grep -qx bob@example.test"
 check "/var/lib/parlour still _parlour:_parlour 750" test "$(owner_mode /var/lib/parlour)" = "_parlour:_parlour 750"
+
+step "upgrade to a release whose packaged default parlour.toml changed (non-interactive)"
+newdefault_deb
+cp "$NEW_DEB" "$C/root/"
+apt_c install "/root/$(basename "$NEW_DEB")"   # stdin /dev/null: a conffile prompt would fail this step
+check "upgraded to $NEW_VERSION" test "$(installed_version)" = "install ok installed $NEW_VERSION"
+check "the new default is in /usr/share/parlour" grep -q '^# A later release changed this default' "$C/usr/share/parlour/parlour.toml"
+check "setup's parlour.toml kept as written" test "$(md5sum < "$C/etc/parlour/parlour.toml")" = "$written"
+check "no parlour.toml.dpkg-* beside it" sh -c "! ls '$C'/etc/parlour/ | grep -q dpkg"
+check "dpkg audit: nothing half-installed" sh -c "test -z \"\$(chroot '$C' dpkg --audit)\""
+check "account bob survived" sh -c "chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user list example.test | grep -qx bob@example.test"
 
 step "purge after upgrade"
 apt_c purge parlour

@@ -87,3 +87,18 @@ old_deb() {
             "$ROOT/packaging/build-deb.sh" | sed 's/^/   /'
     fi
 }
+
+# newdefault_deb: the current package as version <app>+newdefault1 whose packaged default parlour.toml
+# changed (a line added), for the upgrade test of the file the wizard rewrites (build/newdefault/).
+newdefault_deb() {
+    NEW_VERSION=${APP_VERSION}+newdefault1
+    NEW_DEB=$ROOT/build/newdefault/parlour_${NEW_VERSION}_amd64.deb
+    if [ ! -s "$NEW_DEB" ] || [ "$DEB" -nt "$NEW_DEB" ]; then
+        mkdir -p "$ROOT/build/newdefault"
+        { cat "$ROOT/packaging/parlour.toml"; echo "# A later release changed this default."; } \
+            > "$ROOT/build/newdefault/parlour.toml"
+        DEFAULT_TOML=$ROOT/build/newdefault/parlour.toml DEB_VERSION=$NEW_VERSION OUT=$ROOT/build/newdefault \
+            LINTIAN=0 DPKG_DEB_COMPRESSOR_TYPE=gzip DPKG_DEB_COMPRESSOR_LEVEL=1 \
+            "$ROOT/packaging/build-deb.sh" | sed 's/^/   /'
+    fi
+}
