@@ -49,15 +49,17 @@ PKG_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' appliance/__ini
 DEB := dist/parlour_$(PKG_VERSION)_amd64.deb
 DIST_INPUTS := $(shell find appliance -type f ! -path '*/__pycache__/*' ! -name '*.pyc') pyproject.toml \
 	packaging/parlour.spec packaging/parlour_entry.py packaging/build-dist.sh
-DEB_INPUTS := dist/parlour $(shell find debian -type f) systemd/parlour.service packaging/parlour.toml \
+DEB_INPUTS := dist/parlour-onedir/parlour $(shell find debian -type f) systemd/parlour.service packaging/parlour.toml \
 	packaging/parlour.1 packaging/build-deb.sh
 
-## The one-file executable dist/parlour (PyInstaller in a build venv under build/; needs PyPI)
-dist: dist/parlour
-dist/parlour: $(DIST_INPUTS)
+## The one-file executable dist/parlour (the portable download) and the one-folder build
+## dist/parlour-onedir/ (what the .deb installs) (PyInstaller in a build venv under build/; needs PyPI)
+dist: dist/parlour dist/parlour-onedir/parlour
+dist/parlour dist/parlour-onedir/parlour &: $(DIST_INPUTS)
 	packaging/build-dist.sh
 
-## Smoke test of dist/parlour: version, check config, run --dev, user add, a client logs in (root; ~3 s)
+## Smoke test of dist/parlour: version, check config, run --dev, user add, a client logs in, unpacked in
+## the cache folder rather than /tmp (root; ~10 s)
 dist-test: dist/parlour
 	tests/packaging/frozen_test.sh dist/parlour
 

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Build the Debian package from dist/parlour (RECIPES.md §3) and lint it. Called by `make deb`.
+# Build the Debian package from dist/parlour-onedir, the one-folder build (RECIPES.md §3), and lint it.
+# Called by `make deb`.
 #
 #   packaging/build-deb.sh              -> dist/parlour_<version>_amd64.deb, lintian --pedantic
 #   DEB_VERSION=0.0.9 OUT=build/old packaging/build-deb.sh
@@ -17,14 +18,14 @@ APP_VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' appliance/__init__.py)
 VERSION=${DEB_VERSION:-$APP_VERSION}
 OUT=${OUT:-dist}
 LINTIAN=${LINTIAN:-1}
-test -x dist/parlour || { echo "build-deb: dist/parlour is missing; run make dist" >&2; exit 1; }
+test -x dist/parlour-onedir/parlour || { echo "build-deb: dist/parlour-onedir is missing; run make dist" >&2; exit 1; }
 
 STAGE=$ROOT/build/deb/$VERSION
 rm -rf "$STAGE"
 PKG=$STAGE/parlour-$VERSION
 mkdir -p "$PKG/dist" "$PKG/packaging"
 cp -a debian systemd "$PKG/"
-cp -a dist/parlour "$PKG/dist/"
+cp -a dist/parlour-onedir "$PKG/dist/"
 cp -a packaging/parlour.toml packaging/parlour.1 "$PKG/packaging/"
 [ -z "${DEFAULT_TOML:-}" ] || cp "$DEFAULT_TOML" "$PKG/packaging/parlour.toml"
 sed -i "1s/\"parlour [^\"]*\"/\"parlour $APP_VERSION\"/" "$PKG/packaging/parlour.1"

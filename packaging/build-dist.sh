@@ -1,5 +1,6 @@
 #!/bin/sh
-# Build dist/parlour, the one-file frozen executable (RECIPES.md §2). Called by `make dist`.
+# Build dist/parlour, the one-file frozen executable (the portable download), and dist/parlour-onedir/,
+# the one-folder build the .deb installs (RECIPES.md §2). Called by `make dist`.
 #
 # A build venv under build/venv gets Parlour's runtime dependencies (from pyproject.toml, without the
 # test extra) and PyInstaller; Parlour itself is frozen from the source tree (packaging/parlour.spec).
@@ -25,5 +26,13 @@ t1=$(date +%s.%N)
 "$VENV/bin/pyinstaller" --noconfirm --clean --log-level WARN \
     --distpath dist --workpath build/pyinstaller packaging/parlour.spec
 t2=$(date +%s.%N)
+mv dist/parlour-onedir/parlour-bin dist/parlour-onedir/parlour   # see parlour.spec
+# A pyenv Python's extensions carry RUNPATH <pyenv>/lib, a path that means nothing on the target
+# (lintian: custom-library-search-path); the bootloader finds _internal/ by itself.
+find dist/parlour-onedir -name '*.so*' -type f | while read -r lib; do
+    if [ -n "$(patchelf --print-rpath "$lib" 2>/dev/null)" ]; then patchelf --remove-rpath "$lib"; fi
+done
 dist/parlour version
+dist/parlour-onedir/parlour version
+echo "dist/parlour-onedir: $(du -sb dist/parlour-onedir | cut -f1) bytes in $(find dist/parlour-onedir -type f | wc -l) files"
 echo "dist/parlour: $(stat -c %s dist/parlour) bytes; venv $(echo "$t1 - $t0" | bc) s, pyinstaller $(echo "$t2 - $t1" | bc) s"

@@ -5,7 +5,7 @@
 set -eu
 missing=
 for pair in dpkg-buildpackage:dpkg-dev dh:debhelper lintian:lintian mmdebstrap:mmdebstrap bc:bc \
-            strip:binutils objdump:binutils systemd-analyze:systemd nsenter:util-linux; do
+            strip:binutils objdump:binutils patchelf:patchelf systemd-analyze:systemd nsenter:util-linux; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
 # `make deb-systemd-test` only

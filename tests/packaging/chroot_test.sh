@@ -18,6 +18,7 @@ need_root_tools
 
 C=$(mktemp -d "${TMPDIR:-/tmp}/parlour-chroot.XXXXXX")
 cleanup() {
+    umount -l "$C/tmp" 2>/dev/null || true
     umount -l "$C/proc" 2>/dev/null || true
     # Only delete the chroot once nothing is mounted inside it.
     rm -f "$C.apt.log"
@@ -59,6 +60,13 @@ step "install $NAME"
 apt_c install "/root/$NAME"
 check "installed $APP_VERSION" test "$(installed_version)" = "install ok installed $APP_VERSION"
 check "/usr/bin/parlour executable" test -x "$C/usr/bin/parlour"
+# The one-folder build under /usr/lib/parlour: nothing unpacked at start (no temp cleaner can delete a
+# running server's files, a noexec /tmp does not matter).
+check "/usr/bin/parlour is a link to /usr/lib/parlour/parlour" test "$(chroot "$C" readlink -f /usr/bin/parlour)" = /usr/lib/parlour/parlour
+check "/usr/lib/parlour/parlour executable" test -x "$C/usr/lib/parlour/parlour"
+check "bundled interpreter in /usr/lib/parlour/_internal" test -f "$C/usr/lib/parlour/_internal/libpython3.11.so.1.0"
+check "the wizard's files are plain files there" test -d "$C/usr/lib/parlour/_internal/appliance/storage/migrations"
+check "packaged default in /usr/share/parlour" test -f "$C/usr/share/parlour/parlour.toml"
 check "unit in /lib/systemd/system" test -f "$C/lib/systemd/system/parlour.service"
 check "unit enabled" test -L "$C/etc/systemd/system/multi-user.target.wants/parlour.service"
 check "man page" test -f "$C/usr/share/man/man1/parlour.1.gz"
@@ -76,9 +84,12 @@ check "systemd-analyze verify --root (unit, ExecStart, user)" systemd-analyze ve
 uid=$(chroot "$C" id -u _parlour)
 check "_parlour is a system uid ($uid < 1000)" test "$uid" -lt 1000
 
-step "parlour version; not set up yet; parlour setup (as _parlour); user add"
+step "parlour version (with /tmp noexec); not set up yet; parlour setup (as _parlour); user add"
+mount -t tmpfs -o noexec,nosuid,nodev tmpfs "$C/tmp"
 out=$(in_c "/usr/bin/parlour version" 2>&1 || true)
-check "parlour version says $APP_VERSION ($out)" test "$out" = "parlour $APP_VERSION"
+check "parlour version says $APP_VERSION with a noexec /tmp ($out)" test "$out" = "parlour $APP_VERSION"
+check "nothing unpacked into /tmp" test -z "$(ls -A "$C/tmp")"
+umount "$C/tmp"
 out=$(as_parlour check config 2>&1) && rc=0 || rc=$?
 printf '%s\n' "$out" | sed 's/^/        /'
 check "check config exits 1 on the packaged file" test "$rc" = 1

@@ -20,10 +20,16 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/parlour-frozen.XXXXXX")
 SERVER=
 trap 'stop_bg "$SERVER"; rm -rf "$W"' EXIT INT TERM
 cd "$W"
+# The one-file build unpacks into its cache folder, not /tmp (temp cleaners age /tmp under a long-running
+# server): here $XDG_CACHE_HOME/parlour, so the test leaves nothing in the host's /var/cache.
+unset TMPDIR
+export XDG_CACHE_HOME=$W/cache
+# new_in_tmp [-mindepth 1]: what one-file runs started after $W/started put into /tmp or /var/tmp.
+new_in_tmp() { find /tmp /var/tmp -maxdepth 1 -name '_MEI*' -newer "$W/started" -exec find {} "$@" \; 2>/dev/null; }
 
 echo "== $BIN ($(stat -c %s "$BIN") bytes)"
 step "version, check config"
-check "version says $APP_VERSION" test "$("$BIN" version)" = "parlour $APP_VERSION"
+check "version says $APP_VERSION (and nothing else: no bootloader warning)" test "$("$BIN" version 2>&1)" = "parlour $APP_VERSION"
 out=$("$BIN" check config --config "$ROOT/packaging/parlour.toml" 2>&1) && rc=0 || rc=$?
 check "check config on packaging/parlour.toml exits 1 (was $rc)" test "$rc" = 1
 contains "check config: not set up yet" "$out" '^FAIL config .*parlour.toml: not set up yet: open the wizard'
@@ -42,6 +48,7 @@ check "GET /setup?token= -> the wizard's first step; css, js, ?lang=de" "$PY" "$
 stop_bg "$SERVER"; SERVER=
 
 step "run --dev until port 5222 answers"
+touch "$W/started"; sleep 0.01
 "$BIN" run --dev >"$W/run.log" 2>&1 &
 SERVER=$!
 t0=$(date +%s.%N)
@@ -54,6 +61,10 @@ while ! "$PY" "$LOGIN" 127.0.0.1 5222 localhost >/dev/null 2>&1; do
     sleep 0.1
 done
 ok "listening after $(printf '%.2f' "$(echo "$(date +%s.%N) - $t0" | bc)") s"
+unpacked=$(ls -d "$XDG_CACHE_HOME"/parlour/_MEI* 2>/dev/null || true)
+check "unpacked under the cache folder ($unpacked)" test -n "$unpacked"
+check "cache folder is private (700)" test "$(stat -c %a "$XDG_CACHE_HOME/parlour")" = 700
+check "nothing of it left in /tmp or /var/tmp (the first unpack emptied)" test -z "$(new_in_tmp -mindepth 1)"
 
 step "user add, client login"
 check "user add alice@localhost" sh -c "echo frozen-test-password | '$BIN' user add alice@localhost --dev"
@@ -63,6 +74,8 @@ step "stop (SIGTERM)"
 kill "$SERVER"; wait "$SERVER" && rc=0 || rc=$?
 SERVER=
 check "exit status 0 on SIGTERM (was $rc)" test "$rc" = 0
+check "the unpacked copy is removed at exit" test -z "$(ls -d "$XDG_CACHE_HOME"/parlour/_MEI* 2>/dev/null)"
+check "the emptied folder in /tmp is gone too" test -z "$(new_in_tmp -maxdepth 0)"
 if [ "$FAILURES" != 0 ]; then sed 's/^/        log: /' "$W/run.log"; fi
 
 total
