@@ -20,6 +20,21 @@ OUT=${OUT:-dist}
 LINTIAN=${LINTIAN:-1}
 test -x dist/parlour-onedir/parlour || { echo "build-deb: dist/parlour-onedir is missing; run make dist" >&2; exit 1; }
 
+# debian/copyright must name everything the build bundles: each top-level entry of _internal/ (shared
+# libraries, packages with binaries or data) and each distribution of the build venv (pure-Python ones
+# live in the archive inside the executable), build tools aside.
+unnamed=
+for name in $( { ls dist/parlour-onedir/_internal | sed -e 's/\.cpython-.*//' -e 's/\.abi3.*//' -e 's/\.so.*//' \
+                     -e 's/-[0-9][0-9.a-z]*\.dist-info$//' -e 's/\.dist-info$//';
+                 build/venv/bin/python -c 'import importlib.metadata as m; print("\n".join(d.metadata["Name"] for d in m.distributions()))';
+               } | sort -u); do
+    case $name in
+        appliance|base_library.zip|python3.11|pip|setuptools|pyinstaller|pyinstaller-hooks-contrib|altgraph) continue ;;
+    esac
+    grep -qiF -- "$name" debian/copyright || unnamed="$unnamed $name"
+done
+[ -z "$unnamed" ] || { echo "build-deb: debian/copyright does not name the bundled:$unnamed" >&2; exit 1; }
+
 STAGE=$ROOT/build/deb/$VERSION
 rm -rf "$STAGE"
 PKG=$STAGE/parlour-$VERSION
