@@ -190,10 +190,6 @@ class StreamMachine:
     def backlog(self) -> int:
         return len(self._inbox)
 
-    def discard_input(self) -> None:
-        """Drop what was read but not handled (pipelined past a TLS or SASL restart, RFC 6120 §5.4.3.3)."""
-        self._inbox.clear()
-
     # -- effects --------------------------------------------------------------------------------
 
     def take_effect(self) -> fx.Effect | None:
