@@ -470,3 +470,21 @@ async def test_the_start_up_banner_names_the_certificate_actually_served(
     run_cli._print_hint(started)  # also what a restart with the ACME certificate on disk prints
     line = next(x for x in capsys.readouterr().out.splitlines() if "Certificate:" in x)
     assert line.startswith("  Certificate:  from Pebble Intermediate CA") and "over ACME, valid until" in line
+
+
+async def test_a_name_refused_by_policy_is_left_out_and_the_others_certified(tmp_path: Path, ports: Ports) -> None:
+    with run_pebble(tmp_path / "pebble", http_port=ports.http01, tls_port=ports.https,
+                    blocklist=("other.test",)) as pebble:
+        server = acme_server(tmp_path, pebble, ports, names=(DOMAIN, "other.test"))
+        await server.start()
+        try:
+            issued = await wait_for_acme(server)
+            status = await wait_for_status(server)
+        finally:
+            await server.stop()
+    names = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert DOMAIN in names.get_values_for_type(x509.DNSName)
+    assert "other.test" not in names.get_values_for_type(x509.DNSName)
+    assert not status.ok
+    [problem] = [p for p in status.problems if p.name == "other.test"]
+    assert problem.hint.startswith("The authority will not issue a certificate for one of the hosted names")

@@ -105,7 +105,15 @@ class AcmeClient:
         cert_key = ec.generate_private_key(ec.SECP256R1())
         key_pem = cert_key.private_bytes(*_PEM_PRIVATE)
         csr = crypto_util.make_csr(key_pem, list(names))
-        order = self._call(acme.new_order, csr)
+        try:
+            order = self._call(acme.new_order, csr)
+        except AcmeFailure as exc:
+            refused = _refused_names(exc.__cause__, names)
+            if not refused:
+                raise
+            # Named, so that the other names can be ordered without them (AcmeManager.obtain).
+            raise AcmeFailure([CertProblem.authority_error(str(exc.__cause__.detail), exc.__cause__.typ, name)
+                               for name in refused], exc.retry_after) from exc.__cause__
         self.state.write_json(self.state.order, {"url": order.uri, "names": list(names),
                                                  "directory": self.directory_url})
         published: list[tuple[str, str]] = []
@@ -187,6 +195,19 @@ class AcmeClient:
             raise AcmeFailure([CertProblem.authority_error("the order was not ready in time")]) from exc
         except requests.RequestException as exc:
             raise AcmeFailure([CertProblem.unreachable_authority(self.directory_url, _short(exc))]) from exc
+
+
+def _refused_names(error: BaseException | None, names: Sequence[str]) -> list[str]:
+    """The names an order was refused for by policy (rejectedIdentifier, caa, unsupportedIdentifier):
+    from the problem's subproblems (RFC 8555 §6.7.1) or, when the authority sends none, the quoted names."""
+    if not isinstance(error, messages.Error) or (error.typ or "").rpartition(":")[2] not in _PER_NAME:
+        return []
+    found = [sub.identifier.value for sub in getattr(error, "subproblems", None) or ()
+             if getattr(sub, "identifier", None) is not None]
+    return [n for n in names if n in found or f'"{n}"' in (error.detail or "")]
+
+
+_PER_NAME = {"rejectedIdentifier", "caa", "unsupportedIdentifier"}
 
 
 def _validation_problems(exc: errors.ValidationError, challenge: str, port: int) -> list[CertProblem]:

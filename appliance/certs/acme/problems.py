@@ -124,12 +124,12 @@ class CertProblem:
         )
 
     @classmethod
-    def authority_error(cls, detail: str, kind: str = "") -> CertProblem:
-        """The authority refused a request; ``kind`` is its ACME problem type (RFC 8555 §6.7)."""
+    def authority_error(cls, detail: str, kind: str = "", name: str | None = None) -> CertProblem:
+        """The authority refused a request (for ``name``); ``kind`` is its ACME problem type (RFC 8555 §6.7)."""
         short = kind.rpartition(":")[2]
         return cls(f"The certificate authority refused the request: {detail}",
                    _AUTHORITY_HINTS.get(short, "Parlour tries again later; the authority's message above says "
-                                               "what it needs."))
+                                               "what it needs."), name)
 
     @classmethod
     def unreachable_authority(cls, directory: str, reason: str) -> CertProblem:
