@@ -14,6 +14,7 @@ from cryptography import x509
 
 from appliance.app import Parlour
 from appliance.certs.care import imported_dir
+from appliance.certs.names import hosted_names
 from appliance.certs.selfsigned import ensure_self_signed
 from appliance.cli import cert as cert_cli
 from tests.integration.harness import make_config
@@ -69,7 +70,7 @@ async def test_import_is_checked_and_served_without_a_restart(tmp_path: Path,
 def test_status_fails_for_an_expired_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = make_config(tmp_path / "state")
     host = config.hosts[0].name
-    ensure_self_signed(config.server.state_dir / "certs", [host])  # the server's own, valid
+    ensure_self_signed(config.server.state_dir / "certs", hosted_names(config))  # the server's own, valid
     expired = ensure_self_signed(tmp_path / "old", [host], hostname="old-ca",
                                  now=dt.datetime.now(dt.UTC) - dt.timedelta(days=800))
     folder = imported_dir(config)
