@@ -21,6 +21,7 @@ import pytest
 from cryptography import x509
 
 from appliance.app import Parlour
+from appliance.certs.acme.problems import CertProblem
 from appliance.certs.acme.state import AcmeState
 from appliance.certs.names import hosted_names
 from appliance.cli import cert as cert_cli
@@ -212,11 +213,8 @@ async def test_tls_alpn01(tmp_path: Path, pebble: Pebble, ports: Ports) -> None:
         await server.stop()
 
 
-async def test_name_that_does_not_resolve_is_explained_and_the_rest_certified(
-    tmp_path: Path, pebble: Pebble, ports: Ports, capsys: pytest.CaptureFixture[str]
-) -> None:
-    server = acme_server(tmp_path, pebble, ports, names=(DOMAIN, "missing.test"),
-                          unresolvable=("missing.test",))
+async def certified_without(server: Parlour, left_out: str) -> CertProblem:
+    """Start ``server``: it must get a certificate for DOMAIN without ``left_out``; the problem named for it."""
     await server.start()
     try:
         issued = await wait_for_acme(server)
@@ -224,10 +222,19 @@ async def test_name_that_does_not_resolve_is_explained_and_the_rest_certified(
     finally:
         await server.stop()
     san = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "missing.test" not in san.get_values_for_type(x509.DNSName)
+    assert left_out not in san.get_values_for_type(x509.DNSName)
     assert DOMAIN in san.get_values_for_type(x509.DNSName)
     assert not status.ok
-    [problem] = [p for p in status.problems if p.name == "missing.test"]
+    [problem] = [p for p in status.problems if p.name == left_out]
+    return problem
+
+
+async def test_name_that_does_not_resolve_is_explained_and_the_rest_certified(
+    tmp_path: Path, pebble: Pebble, ports: Ports, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = acme_server(tmp_path, pebble, ports, names=(DOMAIN, "missing.test"),
+                          unresolvable=("missing.test",))
+    problem = await certified_without(server, "missing.test")
     assert problem.message == "missing.test does not resolve: DNS has no address (A or AAAA record) for it."
     assert problem.hint.startswith("Create an A record (and an AAAA record for IPv6) for missing.test")
     # `parlour cert status` tells the same story, in plain words.
@@ -475,16 +482,6 @@ async def test_the_start_up_banner_names_the_certificate_actually_served(
 async def test_a_name_refused_by_policy_is_left_out_and_the_others_certified(tmp_path: Path, ports: Ports) -> None:
     with run_pebble(tmp_path / "pebble", http_port=ports.http01, tls_port=ports.https,
                     blocklist=("other.test",)) as pebble:
-        server = acme_server(tmp_path, pebble, ports, names=(DOMAIN, "other.test"))
-        await server.start()
-        try:
-            issued = await wait_for_acme(server)
-            status = await wait_for_status(server)
-        finally:
-            await server.stop()
-    names = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert DOMAIN in names.get_values_for_type(x509.DNSName)
-    assert "other.test" not in names.get_values_for_type(x509.DNSName)
-    assert not status.ok
-    [problem] = [p for p in status.problems if p.name == "other.test"]
+        problem = await certified_without(acme_server(tmp_path, pebble, ports, names=(DOMAIN, "other.test")),
+                                          "other.test")
     assert problem.hint.startswith("The authority will not issue a certificate for one of the hosted names")
