@@ -84,7 +84,8 @@ class Presence(Module):
         for item in items:
             if item.subscription in ("from", "both"):
                 await self._send_to_contact(stanza, item.contact)
-        self._to_own_resources(session, data)
+        # RFC 6121 §4.2.2 and §4.4.2: every available resource, the one that sent it included
+        self._to_own_resources(session, data, echo=True)
         if initial:
             # RFC 6121 §4.2.2: probe the contacts we are subscribed to; show our other resources.
             for item in items:
@@ -122,9 +123,9 @@ class Presence(Module):
         out.set("to", contact)
         await self.ctx.route(out)
 
-    def _to_own_resources(self, session: Session, data: bytes) -> None:
+    def _to_own_resources(self, session: Session, data: bytes, *, echo: bool = False) -> None:
         for other in self.ctx.sessions.available(session.jid):
-            if other is not session:
+            if echo or other is not session:
                 other.send_bytes(data)
 
     async def _track_directed(self, session: Session, target: JID, ptype: str | None) -> None:

@@ -101,3 +101,25 @@ async def test_offline_message_delivered_on_login(harness: Harness) -> None:
     msg = await b.next_message()
     assert msg["body"] == "while you were out"
     assert msg["delay"]["stamp"] is not None
+
+
+
+async def presence_from(client, full_jid: str, status: str):
+    """The next presence `full_jid` sent with `status`; others (e.g. of other resources) are skipped."""
+    while True:
+        pres = await client.next_presence()
+        if str(pres["from"]) == full_jid and pres["status"] == status:
+            return pres
+
+
+async def test_own_presence_comes_back_to_the_resource_that_sent_it(harness: Harness) -> None:
+    """RFC 6121 §4.2.2 (initial) and §4.4.2 (subsequent): the sender is one of the account's available
+    resources, so it gets its own broadcast too (slixmpp's avatar test waits for exactly that)."""
+    alice = await harness.user("alice")
+    a = await harness.client(alice, presence=False)
+    other = await harness.client(alice, resource="other")
+    a.send_presence(pstatus="initial")
+    await presence_from(a, f"{alice}/test", "initial")
+    a.send_presence(pstatus="later", pshow="away")
+    assert (await presence_from(a, f"{alice}/test", "later"))["show"] == "away"
+    assert (await presence_from(other, f"{alice}/test", "later"))["show"] == "away"
