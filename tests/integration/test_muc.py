@@ -210,6 +210,25 @@ async def test_nick_conflict_password_and_registration(harness: Harness) -> None
     assert not_joined.value.condition == "not-acceptable"
 
 
+
+async def test_nick_change_names_the_new_nick_on_the_303_item(harness: Harness) -> None:
+    """XEP-0045 §7.6: the unavailable presence under the old nickname carries status 303 and the new
+    nickname as the `nick` attribute of its one <item/> (Example 50), for the changer and the others."""
+    alice, bob = [await muc_client(harness, n) for n in ("alice", "bob")]
+    room = f"lounge@{conference(harness)}"
+    await create_room(alice, room, "Alice")
+    await bob.plugin["xep_0045"].join_muc_wait(JID(room), "Bob", timeout=10)
+    await presence_from(alice, f"{room}/Bob")
+    bob.send_presence(pto=f"{room}/Robert")
+    for client, own in ((bob, {110}), (alice, set())):
+        gone = await presence_from(client, f"{room}/Bob", ptype="unavailable")
+        assert codes(gone) == {303} | own
+        items = gone.xml.findall(f"{{{NS_USER}}}x/{{{NS_USER}}}item")
+        assert [item.get("nick") for item in items] == ["Robert"]
+        assert list(items[0]) == []  # no nested <item/>
+        assert (await presence_from(client, f"{room}/Robert"))["type"] == "available"
+
+
 async def test_invitations_moderation_and_destroy(harness: Harness) -> None:
     alice, bob, carol = [await muc_client(harness, n) for n in ("alice", "bob", "carol")]
     room = f"team@{conference(harness)}"

@@ -147,7 +147,8 @@ class Room:
     # -- presence --------------------------------------------------------------------------------
 
     def _presence_of(self, occ: Occupant, *, jid: JID | None, unavailable: bool = False,
-                     codes: Iterable[int] = (), extra: Iterable[etree._Element] = ()) -> etree._Element:
+                     codes: Iterable[int] = (), extra: Iterable[etree._Element] = (),
+                     new_nick: str | None = None) -> etree._Element:
         pres = stanza(PRESENCE, f"{self.text}/{occ.nick}", "unavailable" if unavailable else None)
         if occ.presence is not None and not unavailable:
             for child in occ.presence:
@@ -155,6 +156,8 @@ class Room:
         item = etree.Element(f"{{{NS_MUC_USER}}}item", affiliation=self.affiliation(occ.bare), role=occ.role)
         if jid is not None:
             item.set("jid", str(jid))
+        if new_nick is not None:
+            item.set("nick", new_nick)  # §7.6: the new nickname is an attribute of this very item
         x = muc_user(item)
         for child in extra:
             if child.tag.startswith(f"{{{NS_MUC_USER}}}") and child.tag != f"{{{NS_MUC_USER}}}status":
@@ -168,24 +171,25 @@ class Room:
 
     async def broadcast_presence(self, occ: Occupant, *, unavailable: bool = False, codes: Iterable[int] = (),
                                  self_codes: Iterable[int] = (), extra: Iterable[etree._Element] = (),
-                                 real: JID | None = None) -> None:
+                                 real: JID | None = None, new_nick: str | None = None) -> None:
         """Tell every occupant about `occ`: real JIDs only to those allowed to see them; the occupant's
         own sessions get 110 and `self_codes` too."""
         codes, extra = tuple(codes), tuple(extra)
         shown = real or (occ.real if occ.sessions else None)
-        with_jid = self._presence_of(occ, jid=shown, unavailable=unavailable, codes=codes, extra=extra)
+        with_jid = self._presence_of(occ, jid=shown, unavailable=unavailable, codes=codes, extra=extra,
+                                     new_nick=new_nick)
         visible = unavailable or occ.role in self.config.presence_broadcast
         templates = {True: Template(with_jid)}
         if visible and not self.config.non_anonymous:
             templates[False] = Template(self._presence_of(occ, jid=None, unavailable=unavailable, codes=codes,
-                                                          extra=extra))
+                                                          extra=extra, new_nick=new_nick))
         for sees in (True, False):
             if visible and sees in templates:
                 await self.host.fanout.send(templates[sees], (
                     (real_jid, attr) for other in self.occupants.values() if other is not occ
                     and self.sees_jids(other) == sees for real_jid, attr in other.sessions.items()))
         mine = self._presence_of(occ, jid=shown, unavailable=unavailable, codes=(*codes, *self_codes, 110),
-                                 extra=extra)
+                                 extra=extra, new_nick=new_nick)
         targets = dict(occ.sessions)
         if real is not None and real not in targets:
             targets[real] = to_attr(real)
@@ -267,8 +271,7 @@ class Room:
             raise StanzaError.conflict("That nickname is registered by another person")
         if len(occ.sessions) > 1:
             raise StanzaError.not_acceptable("Change the nickname from a single session")
-        new_item = etree.Element(f"{{{NS_MUC_USER}}}item", nick=nick)
-        await self.broadcast_presence(occ, unavailable=True, codes=(303,), extra=(new_item,))
+        await self.broadcast_presence(occ, unavailable=True, codes=(303,), new_nick=nick)
         del self.occupants[occ.nick]
         occ.nick = nick
         occ.presence = _payload(pres)
