@@ -115,6 +115,7 @@ class Host:
     features: set[str] = field(default_factory=set)  # disco#info of the server
     account_features: set[str] = field(default_factory=set)  # disco#info of an account's bare JID
     identities: list[Identity] = field(default_factory=list)
+    account_identities: list[Identity] = field(default_factory=list)  # beside account/registered
     stream_features: list[StreamFeature] = field(default_factory=list)  # offered after binding is possible
     services: dict[type, Any] = field(default_factory=dict)
     extensions: list[Callable[[], etree._Element | None]] = field(default_factory=list)  # XEP-0128 forms
@@ -253,10 +254,11 @@ class ModuleContext(Generic[OptionsT]):
             target.add(var)
             self._undo.append(lambda: target.discard(var))
 
-    def identity(self, category: str, type_: str, name: str = "") -> None:
+    def identity(self, category: str, type_: str, name: str = "", *, scope: Scope = Scope.SERVER) -> None:
+        target = self._host.identities if scope is Scope.SERVER else self._host.account_identities
         ident = Identity(category, type_, name)
-        self._host.identities.append(ident)
-        self._undo.append(lambda: self._host.identities.remove(ident))
+        target.append(ident)
+        self._undo.append(lambda: target.remove(ident))
 
     def stream_feature(self, provider: StreamFeature) -> None:
         self._host.stream_features.append(provider)
@@ -303,6 +305,10 @@ class ModuleContext(Generic[OptionsT]):
     @property
     def identities(self) -> list[Identity]:
         return self._host.identities
+
+    @property
+    def account_identities(self) -> list[Identity]:
+        return self._host.account_identities
 
     @property
     def extensions(self) -> list[Callable[[], etree._Element | None]]:

@@ -112,6 +112,8 @@ class Disco(Module):
         _refuse_node(request)
         query = element(NS_DISCO_INFO)
         _add_identity(query, "account", "registered")
+        for ident in self.ctx.account_identities:
+            _add_identity(query, ident.category, ident.type, ident.name)
         _add_features(query, self.ctx.account_features)
         return query
 

@@ -140,6 +140,7 @@ class Pep(Module):
         for var in (NS_PUBSUB, *PEP_FEATURES):
             ctx.feature(var)
             ctx.feature(var, scope=Scope.ACCOUNT)
+        ctx.identity("pubsub", "pep", scope=Scope.ACCOUNT)  # XEP-0163 §6.1: the account is a PEP service
         self.caps.listeners.append(self.on_caps)
         ctx.hook(events.ACCOUNT_DELETED, self.on_account_deleted)
 

@@ -101,7 +101,7 @@ async def test_account_info_for_the_owner(harness: Harness) -> None:
     disco = client.plugin["xep_0030"]
     info = await disco.get_info(jid, cached=False)
     identities = {(c, t) for c, t, _lang, _n in info["disco_info"]["identities"]}
-    assert identities == {("account", "registered")}
+    assert identities == {("account", "registered"), ("pubsub", "pep")}  # XEP-0163 §6.1
     assert NS_DISCO_INFO in info["disco_info"]["features"]
     assert list((await disco.get_items(jid))["disco_items"]["items"]) == []
     assert await error_condition(disco.get_info(jid, node="x", cached=False)) == "item-not-found"
