@@ -1,7 +1,9 @@
 """Host metadata (XEP-0156, RFC 6415): /.well-known/host-meta (XRD) and host-meta.json.
 
 They tell web clients where BOSH and WebSocket live, as absolute URLs built from the scheme and
-Host of the request, so the answer is right behind any name or port the client used.
+Host of the request, so the answer is right behind any name or port the client used. Over plain HTTP
+an endpoint is listed only when a client could log in through it: with encryption required, a plain
+BOSH or WebSocket session offers no SASL mechanism unless a loopback setting exempts this client.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
 
+from appliance.config.model import Config
 from appliance.web import bosh, websocket
+from appliance.web.keys import CONFIG
+from appliance.web.peer import http_peer
 
 REL_BOSH = "urn:xmpp:alt-connections:xbosh"
 REL_WEBSOCKET = "urn:xmpp:alt-connections:websocket"
@@ -19,13 +24,22 @@ NS_XRD = "http://docs.oasis-open.org/ns/xri/xrd-1.0"
 
 
 def connection_links(request: web.Request) -> list[tuple[str, str]]:
-    """(rel, href) for each alternative connection method, for the request's scheme and host."""
-    https = request.transport is not None and request.transport.get_extra_info("ssl_object") is not None
+    """(rel, href) for each alternative connection method this client can log in through, for the
+    request's scheme and host."""
+    config: Config = request.app[CONFIG]
+    peer = http_peer(request)
     host = request.host
-    http_scheme, ws_scheme = ("https", "wss") if https else ("http", "ws")
+    http_scheme, ws_scheme = ("https", "wss") if peer.https else ("http", "ws")
+    candidates = (
+        (REL_BOSH, f"{http_scheme}://{host}{bosh.PATH}", config.http.consider_bosh_secure),
+        (REL_WEBSOCKET, f"{ws_scheme}://{host}{websocket.PATH}", config.http.consider_websocket_secure),
+    )
+    c2s = config.c2s
+    # The same rule as core.c2s.features.tls_required, seen from the web listener before any stream.
+    exempt = not c2s.require_encryption or (c2s.allow_plaintext_on_loopback and peer.loopback)
     return [
-        (REL_BOSH, f"{http_scheme}://{host}{bosh.PATH}"),
-        (REL_WEBSOCKET, f"{ws_scheme}://{host}{websocket.PATH}"),
+        (rel, href) for rel, href, consider in candidates
+        if exempt or peer.secure(consider_plain_secure=consider)
     ]
 
 
