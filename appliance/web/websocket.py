@@ -28,6 +28,7 @@ from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen, Stream
 log = logging.getLogger(__name__)
 
 PATH = "/xmpp-websocket"
+CLOSE_TIMEOUT = 5.0  # seconds to finish sending, then to wait for the client's Close frame
 SUBPROTOCOL = "xmpp"
 OPEN = f"{{{NS_FRAMING}}}open"
 CLOSE = f"{{{NS_FRAMING}}}close"
@@ -167,7 +168,7 @@ class WebSocketTransport:
         self._wakeup.set()
 
     async def run_writer(self) -> None:
-        """Send queued frames in order; after close(), send what is left and close the WebSocket."""
+        """Send queued frames in order until close(), then what is left; the WebSocket stays open (see _run)."""
         ws = self.ws
         try:
             while True:
@@ -184,8 +185,6 @@ class WebSocketTransport:
         finally:
             self._outbox.clear()
             self._outbox_bytes = 0
-            if not ws.closed:
-                await ws.close()
 
 
 async def handle_websocket(request: web.Request) -> web.StreamResponse:
@@ -196,7 +195,8 @@ async def handle_websocket(request: web.Request) -> web.StreamResponse:
                     request.headers.get("Origin"))
         raise web.HTTPForbidden(text="This web page's origin may not connect (http.allowed_origins)\n")
     ws = web.WebSocketResponse(
-        protocols=(SUBPROTOCOL,), max_msg_size=config.limits.max_stanza_size, autoping=True, heartbeat=None
+        protocols=(SUBPROTOCOL,), max_msg_size=config.limits.max_stanza_size, autoping=True, heartbeat=None,
+        timeout=CLOSE_TIMEOUT,
     )
     ready = ws.can_prepare(request)
     if not ready.ok:
@@ -222,26 +222,40 @@ async def _run(transport: WebSocketTransport, registry: set[WebSocketTransport])
     # transport.session, not a local: stream resumption (XEP-0198) moves the transport to another session.
     ws = transport.ws
     registry.add(transport)
-    writer = asyncio.get_running_loop().create_task(
-        transport.run_writer(), name=f"ws-writer-{transport.session.id}"
-    )
+    loop = asyncio.get_running_loop()
+    writer = loop.create_task(transport.run_writer(), name=f"ws-writer-{transport.session.id}")
+    reader = loop.create_task(_read(transport), name=f"ws-reader-{transport.session.id}")
     try:
-        async for message in ws:
-            if message.type is aiohttp.WSMsgType.TEXT:
-                transport.frame_received(message.data)
-            elif message.type is aiohttp.WSMsgType.BINARY:
-                transport.session.receive_error(StreamError.bad_format("RFC 7395 uses text messages only"))
-            elif message.type is aiohttp.WSMsgType.ERROR:
-                log.debug("session %s: WebSocket error %s", transport.session.id, ws.exception())
-                break
+        await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
     finally:
+        # The writer ends after the session closed (its <close/> sent): stop reading here, because
+        # aiohttp's close() from another task than the reader ends TCP at once, before the client's
+        # Close frame, and unread client bytes then turn our FIN into a reset (1006 at the client).
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
         registry.discard(transport)
         transport.session.connection_lost()
         transport.close()
         try:
-            await asyncio.wait_for(writer, 5)
+            await asyncio.wait_for(writer, CLOSE_TIMEOUT)
         except (TimeoutError, asyncio.CancelledError):
             writer.cancel()
+        if not ws.closed:
+            # RFC 6455 §7: our Close frame, then read until the client's Close frame, then end TCP.
+            await ws.close()
+
+
+async def _read(transport: WebSocketTransport) -> None:
+    """Feed the client's messages to the session until the client closes the WebSocket."""
+    ws = transport.ws
+    async for message in ws:
+        if message.type is aiohttp.WSMsgType.TEXT:
+            transport.frame_received(message.data)
+        elif message.type is aiohttp.WSMsgType.BINARY:
+            transport.session.receive_error(StreamError.bad_format("RFC 7395 uses text messages only"))
+        elif message.type is aiohttp.WSMsgType.ERROR:
+            log.debug("session %s: WebSocket error %s", transport.session.id, ws.exception())
+            break
 
 
 def setup(app: web.Application) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import secrets
 import ssl
+import struct
 from collections.abc import Awaitable
 from typing import Any
 
@@ -97,6 +98,67 @@ class WsClient:
         if not self.ws.closed:
             await self.ws.close()
         await self.http.close()
+
+
+class RawWebSocket:
+    """RFC 6455 by hand, to see what aiohttp's client hides: each frame's opcode and when TCP ends."""
+
+    TEXT, CLOSE = 0x1, 0x8
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, host: str, port: int, path: str, protocol: str = "xmpp") -> RawWebSocket:
+        reader, writer = await asyncio.open_connection(host, port)
+        key = base64.b64encode(secrets.token_bytes(16)).decode()
+        writer.write((
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
+        ).encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        """One final frame, masked as a client must (RFC 6455 §5.3)."""
+        mask = secrets.token_bytes(4)
+        length = len(payload)
+        if length < 126:
+            head = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+        else:
+            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+        self.writer.write(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def send_text(self, text: str) -> None:
+        self.send(self.TEXT, text.encode())
+
+    def send_close(self, code: int = 1000) -> None:
+        self.send(self.CLOSE, struct.pack("!H", code))
+
+    async def frame(self, timeout: float = 5.0) -> tuple[int, bytes]:
+        """The next (opcode, payload) from the server (whose frames are never masked)."""
+        async with asyncio.timeout(timeout):
+            first, second = await self.reader.readexactly(2)
+            length = second & 0x7F
+            if length == 126:
+                (length,) = struct.unpack("!H", await self.reader.readexactly(2))
+            elif length == 127:
+                (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
+            return first & 0x0F, await self.reader.readexactly(length)
+
+    async def tcp_closed(self, timeout: float) -> bool:
+        """Whether the server ends TCP within `timeout` seconds (without sending anything more)."""
+        try:
+            extra = await asyncio.wait_for(self.reader.read(1), timeout)
+        except TimeoutError:
+            return False
+        assert extra == b"", f"unexpected bytes after the Close frame: {extra!r}"
+        return True
+
+    def abort(self) -> None:
+        self.writer.close()
 
 
 class BoshClient:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 from pathlib import Path
 
 import aiohttp
@@ -10,7 +11,7 @@ import pytest
 
 from appliance.xmpp.ns import NS_CLIENT, NS_FRAMING, NS_SASL, NS_STREAM, NS_STREAMS
 from tests.integration.harness import PASSWORD, Harness
-from tests.web.clients import WsClient, mechanisms, message, plain_auth
+from tests.web.clients import RawWebSocket, WsClient, mechanisms, message, plain_auth
 from tests.web.conftest import trust, web_harness
 
 MESSAGE = f"{{{NS_CLIENT}}}message"
@@ -129,8 +130,42 @@ async def test_close_is_answered_with_close(harness: Harness) -> None:
         assert close.tag == f"{{{NS_FRAMING}}}close"
         final = await asyncio.wait_for(ws.ws.receive(), 5)
         assert final.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.ws.close_code == aiohttp.WSCloseCode.OK  # a Close frame came, not 1006
     finally:
         await ws.close()
+
+
+async def expect_closing_handshake(raw: RawWebSocket, *texts: str) -> None:
+    """RFC 7395 §3.6 then RFC 6455 §7: the text frames (ending in <close/>), the server's Close frame
+    with 1000, TCP kept open until the client's Close frame arrives, then TCP ended by the server."""
+    for text in (*texts, "<close "):
+        opcode, payload = await raw.frame()
+        assert (opcode, payload.decode()[: len(text)]) == (RawWebSocket.TEXT, text)
+    assert await raw.frame() == (RawWebSocket.CLOSE, struct.pack("!H", 1000))
+    assert not await raw.tcp_closed(0.5), "the server ended TCP before the client's Close frame"
+    raw.send_close()
+    assert await raw.tcp_closed(5)
+
+
+async def test_xmpp_close_then_websocket_close_handshake(harness: Harness) -> None:
+    raw = await RawWebSocket.connect("127.0.0.1", harness.http_port, "/xmpp-websocket")
+    try:
+        raw.send_text(f"<open xmlns='{NS_FRAMING}' to='{harness.domain}' version='1.0'/>")
+        assert (await raw.frame())[1].startswith(b"<open ")
+        assert (await raw.frame())[1].startswith(b"<stream:features")
+        raw.send_text(f"<close xmlns='{NS_FRAMING}'/>")
+        await expect_closing_handshake(raw)
+    finally:
+        raw.abort()
+
+
+async def test_server_initiated_close_waits_for_the_client(harness: Harness) -> None:
+    raw = await RawWebSocket.connect("127.0.0.1", harness.http_port, "/xmpp-websocket")
+    try:
+        raw.send_text(message("someone@localhost", "before any <open/>"))
+        await expect_closing_handshake(raw, "<open ", "<stream:error ")
+    finally:
+        raw.abort()
 
 
 async def test_a_frame_larger_than_max_stanza_size_closes_the_socket(harness: Harness) -> None:
