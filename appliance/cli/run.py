@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -74,19 +76,26 @@ def _permission_message(exc: PermissionError, state_dir: Path) -> str:
 
 
 def _print_hint(server: object) -> None:
-    """Tell a first-time user how to add an account and which client settings to use."""
+    """Tell a first-time user how to add an account and which client settings to use, with a command
+    that works as printed (from a checkout: `.venv/bin/parlour`); a service gets no Ctrl+C advice."""
+    from appliance.platform.invocation import parlour_command, under_service_manager
+
     config = server.config  # type: ignore[attr-defined]
     ports = server.ports  # type: ignore[attr-defined]
     host = config.hosts[0].name
     care = server.cert_care  # type: ignore[attr-defined]
-    dev = " --dev" if config.source is None else f" --config {config.source}"
+    where = " --dev" if config.source is None else f" --config {shlex.quote(str(config.source))}"
+    service = under_service_manager()
+    command = parlour_command()
+    if service and hasattr(os, "geteuid") and os.geteuid() != 0:
+        command = f"sudo -u {shlex.quote(getpass.getuser())} {command}"  # the files belong to the service user
     print(
         f"\nParlour is running for {host}.\n"
-        f"  Add a user:   parlour user add alice@{host}{dev}   (or: python -m appliance user add ...)\n"
+        f"  Add a user:   {command} user add alice@{host}{where}\n"
         f"  Client:       JID alice@{host}, server 127.0.0.1, port {ports.get('c2s')} (STARTTLS)"
         f" or {ports.get('c2s_direct_tls')} (direct TLS)\n"
         f"  Certificate:  {care.summary(host)}\n"
-        "  Stop with Ctrl+C.\n",
+        + ("" if service else "  Stop with Ctrl+C.\n"),
         flush=True,
     )
 
@@ -95,11 +104,15 @@ def _print_hint(server: object) -> None:
 
 def _setup_mode_wanted(args: argparse.Namespace) -> bool:
     """Not set up yet (no config file, or one without hosts, as the package ships it), and not a
-    development run (which has built-in defaults)."""
+    development run (which has built-in defaults). A file named with --config is what the user wants
+    set up, even from a checkout: that is how to try the wizard with a state folder of one's choice."""
     from appliance.platform import paths
 
-    dev = bool(getattr(args, "dev", False)) or paths.current_layout().dev
-    return not dev and _config.not_set_up(_config.config_path(args))
+    if getattr(args, "dev", False):
+        return False
+    if args.config is None and paths.current_layout().dev:
+        return False
+    return _config.not_set_up(_config.config_path(args))
 
 
 def _run_setup_mode(config_path: Path) -> int:

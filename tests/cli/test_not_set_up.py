@@ -74,3 +74,17 @@ def test_setup_mode_uses_the_state_dir_of_a_not_set_up_file(installed: Path, tmp
     assert _config.setup_state_dir(installed) == tmp_path  # only comments: the platform's folder
     installed.write_text('[server]\nstate_dir = "state"\n')
     assert _config.setup_state_dir(installed) == tmp_path / "state"
+
+
+def test_a_named_file_starts_setup_mode_from_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: `parlour run --config DIR/parlour.toml` with a file that only names a state folder (or no
+    file yet) opens the wizard, even where a bare `parlour run` is a development run."""
+    monkeypatch.setenv("PARLOUR_DEV", "1")
+    assert paths.current_layout().dev
+    config = tmp_path / "parlour.toml"
+    config.write_text('[server]\nstate_dir = "my-state"\n')
+    assert _setup_mode_wanted(argparse.Namespace(config=config, dev=False))
+    assert _config.setup_state_dir(config) == tmp_path / "my-state"
+    assert _setup_mode_wanted(argparse.Namespace(config=tmp_path / "missing.toml", dev=False))
+    assert not _setup_mode_wanted(argparse.Namespace(config=None, dev=False))  # built-in defaults
+    assert not _setup_mode_wanted(argparse.Namespace(config=config, dev=True))
