@@ -16,7 +16,7 @@ from appliance.core.c2s import C2SServices
 from appliance.net.tcp import ConnectionLimits
 from appliance.services import Services
 from appliance.web import acme as acme_web
-from appliance.web import bosh, pages, transport_security, websocket, wellknown
+from appliance.web import bosh, landing, pages, transport_security, websocket, wellknown
 from appliance.web import upload as upload_web
 from appliance.web.keys import (
     ADMIN,
@@ -61,6 +61,7 @@ def make_app(
         acme_web.setup(app, acme)
     if admin is not None and config.console.enabled:  # [console]
         _console(app, config, admin)
+    landing.setup(app, console=ADMIN in app, host=config.hosts[0].name if config.hosts else "")
     return app
 
 

@@ -86,6 +86,8 @@ async def test_no_setup_page_is_served_after_completion(tmp_path: Path) -> None:
                         assert "wizard" not in (await r.text()).lower()
             r = await s.get(url + "/admin/login")  # the full server took over the same port
             assert r.status == 200
+            r = await s.get(url + "/", allow_redirects=False)  # no bare 404 at the front door
+            assert (r.status, r.headers.get("Location")) == (302, "/admin/")
     finally:
         await mode.stop()
 
