@@ -13,11 +13,14 @@ from appliance import __version__
 from appliance.catalog import BUILTIN
 from appliance.core.api import Module, Xep
 
+# (RFC, status, where, what it covers and what is missing)
 RFCS = (
-    ("RFC 6120", "XMPP core: streams, STARTTLS, SASL, binding, stanzas", "core/c2s.py, xmpp/"),
-    ("RFC 6121", "Instant messaging and presence", "modules/roster.py, presence.py, message.py"),
-    ("RFC 7622", "Address format (PRECIS)", "xmpp/jid.py"),
-    ("RFC 7395", "XMPP over WebSocket", "web/websocket.py"),
+    ("RFC 6120", "partial", "core/c2s/, xmpp/",
+     "XMPP core for clients: streams, STARTTLS, SASL, binding, stanzas; no server-to-server (§13), so "
+     "remote domains are unreachable"),
+    ("RFC 6121", "complete", "modules/roster.py, presence.py, message.py", "Instant messaging and presence"),
+    ("RFC 7622", "complete", "xmpp/jid.py", "Address format (PRECIS)"),
+    ("RFC 7395", "complete", "web/websocket.py", "XMPP over WebSocket"),
 )
 
 # XEPs implemented by transports and the core rather than by a feature module.
@@ -44,8 +47,8 @@ def markdown(modules: tuple[type[Module], ...] = BUILTIN) -> str:
         "| specification | version | status | module | note |",
         "|---|---|---|---|---|",
     ]
-    for name, what, where in RFCS:
-        lines.append(f"| {name} | - | complete | {where} | {what} |")
+    for name, status, where, what in RFCS:
+        lines.append(f"| {name} | - | {status} | {where} | {what} |")
     for xep, module in declared(modules):
         lines.append(f"| XEP-{xep.number:04d} | {xep.version} | {xep.status} | {module} | {xep.note} |")
     return "\n".join(lines) + "\n"

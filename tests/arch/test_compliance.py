@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lxml import etree
 
 from appliance import compliance
@@ -25,3 +27,15 @@ def test_doap_is_well_formed_and_complete() -> None:
     }
     expected = {f"{x.number:04d}" for m in BUILTIN for x in m.implements}
     assert listed == expected | {f"{x.number:04d}" for x, _ in compliance.CORE_XEPS}
+
+
+def test_the_published_files_are_the_generated_ones() -> None:
+    docs = Path(__file__).parents[2] / "docs"
+    assert (docs / "compliance.md").read_text() == compliance.markdown(), "run `make docs`"
+    assert (docs / "parlour.doap").read_text() == compliance.doap(), "run `make docs`"
+
+
+def test_rfc_6120_is_not_complete_without_server_to_server() -> None:
+    """Federation (RFC 6120 §13) is missing: the table says so instead of claiming the core complete."""
+    (row,) = [line for line in compliance.markdown().splitlines() if line.startswith("| RFC 6120 |")]
+    assert "| partial |" in row and "server-to-server" in row
