@@ -229,6 +229,21 @@ async def test_nick_change_names_the_new_nick_on_the_303_item(harness: Harness) 
         assert (await presence_from(client, f"{room}/Robert"))["type"] == "available"
 
 
+
+async def test_leaving_with_a_status_tells_the_others_why(harness: Harness) -> None:
+    """XEP-0045 §7.14: the unavailable presence the service broadcasts carries the leaver's <status/>
+    (slixmpp's test_nick_change_leave checks it)."""
+    alice, bob = [await muc_client(harness, n) for n in ("alice", "bob")]
+    room = f"exit@{conference(harness)}"
+    await create_room(alice, room, "Alice")
+    await bob.plugin["xep_0045"].join_muc_wait(JID(room), "Bob", timeout=10)
+    await presence_from(alice, f"{room}/Bob")
+    bob.plugin["xep_0045"].leave_muc(JID(room), "Bob", "boooring")
+    gone = await presence_from(alice, f"{room}/Bob", ptype="unavailable")
+    assert gone["status"] == "boooring"
+    assert [item.get("role") for item in gone.xml.iter(f"{{{NS_USER}}}item")] == ["none"]
+
+
 async def test_invitations_moderation_and_destroy(harness: Harness) -> None:
     alice, bob, carol = [await muc_client(harness, n) for n in ("alice", "bob", "carol")]
     room = f"team@{conference(harness)}"

@@ -30,6 +30,7 @@ OCCUPANT_ID = f"{{{NS_OCCUPANT_ID}}}occupant-id"
 STANZA_ID = f"{{{NS_STANZA_ID}}}stanza-id"
 SUBJECT = f"{{{NS_CLIENT}}}subject"
 BODY = f"{{{NS_CLIENT}}}body"
+STATUS = f"{{{NS_CLIENT}}}status"
 
 
 class RoomHost(Protocol):
@@ -148,11 +149,13 @@ class Room:
 
     def _presence_of(self, occ: Occupant, *, jid: JID | None, unavailable: bool = False,
                      codes: Iterable[int] = (), extra: Iterable[etree._Element] = (),
-                     new_nick: str | None = None) -> etree._Element:
+                     new_nick: str | None = None, why: str | None = None) -> etree._Element:
         pres = stanza(PRESENCE, f"{self.text}/{occ.nick}", "unavailable" if unavailable else None)
         if occ.presence is not None and not unavailable:
             for child in occ.presence:
                 pres.append(copy.copy(child))
+        if why:
+            etree.SubElement(pres, STATUS).text = why
         item = etree.Element(f"{{{NS_MUC_USER}}}item", affiliation=self.affiliation(occ.bare), role=occ.role)
         if jid is not None:
             item.set("jid", str(jid))
@@ -171,25 +174,26 @@ class Room:
 
     async def broadcast_presence(self, occ: Occupant, *, unavailable: bool = False, codes: Iterable[int] = (),
                                  self_codes: Iterable[int] = (), extra: Iterable[etree._Element] = (),
-                                 real: JID | None = None, new_nick: str | None = None) -> None:
+                                 real: JID | None = None, new_nick: str | None = None,
+                                 why: str | None = None) -> None:
         """Tell every occupant about `occ`: real JIDs only to those allowed to see them; the occupant's
         own sessions get 110 and `self_codes` too."""
         codes, extra = tuple(codes), tuple(extra)
         shown = real or (occ.real if occ.sessions else None)
         with_jid = self._presence_of(occ, jid=shown, unavailable=unavailable, codes=codes, extra=extra,
-                                     new_nick=new_nick)
+                                     new_nick=new_nick, why=why)
         visible = unavailable or occ.role in self.config.presence_broadcast
         templates = {True: Template(with_jid)}
         if visible and not self.config.non_anonymous:
             templates[False] = Template(self._presence_of(occ, jid=None, unavailable=unavailable, codes=codes,
-                                                          extra=extra, new_nick=new_nick))
+                                                          extra=extra, new_nick=new_nick, why=why))
         for sees in (True, False):
             if visible and sees in templates:
                 await self.host.fanout.send(templates[sees], (
                     (real_jid, attr) for other in self.occupants.values() if other is not occ
                     and self.sees_jids(other) == sees for real_jid, attr in other.sessions.items()))
         mine = self._presence_of(occ, jid=shown, unavailable=unavailable, codes=(*codes, *self_codes, 110),
-                                 extra=extra, new_nick=new_nick)
+                                 extra=extra, new_nick=new_nick, why=why)
         targets = dict(occ.sessions)
         if real is not None and real not in targets:
             targets[real] = to_attr(real)
@@ -290,11 +294,11 @@ class Room:
             mine = self._presence_of(occ, jid=real, unavailable=True, codes=(110,))
             await self.host.fanout.send_one(mine, real)
             return
-        if pres is not None:
-            occ.presence = _payload(pres)
         occ.role = "none"
         self.occupants.pop(occ.nick, None)
-        await self.broadcast_presence(occ, unavailable=True, real=real)
+        # §7.14: the others learn why the occupant left (the <status/> of its unavailable presence)
+        why = pres.findtext(STATUS) if pres is not None else None
+        await self.broadcast_presence(occ, unavailable=True, real=real, why=why)
         occ.sessions.clear()
         await self.vanish_if_empty()
 
