@@ -276,6 +276,11 @@ async def test_invitations_moderation_and_destroy(harness: Harness) -> None:
         if retract is not None:
             break
     assert retract.get("id") == stanza_id
+    # ... and in XEP-0425 0.2's fastening form, for clients (and slixmpp's itests) that read only that
+    legacy = notice.xml.find("{urn:xmpp:fasten:0}apply-to")
+    assert legacy is not None and legacy.get("id") == stanza_id
+    assert legacy.find("{urn:xmpp:message-moderate:0}moderated/{urn:xmpp:message-retract:0}retract") is not None
+    assert legacy.findtext("{urn:xmpp:message-moderate:0}moderated/{urn:xmpp:message-moderate:0}reason") == "spam"
     archived = await bob.plugin["xep_0313"].retrieve(jid=JID(room))
     tombstone = archived["mam"]["results"][-1]["mam_result"]["forwarded"]["stanza"]
     assert tombstone.xml.find("{urn:xmpp:message-retract:1}retracted") is not None

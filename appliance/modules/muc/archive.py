@@ -22,6 +22,11 @@ from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.ns import NS_CLIENT, NS_DELAY, NS_MAM, NS_OCCUPANT_ID, NS_RSM
 
 QUERY = f"{{{NS_MAM}}}query"
+# XEP-0425 before 0.3 wrapped the notice in XEP-0422 fastening; clients of that era (and slixmpp's
+# `apply_to`) still read only this form, so the notice carries it beside the current one, as Prosody does.
+NS_FASTEN = "urn:xmpp:fasten:0"
+NS_MODERATE_0 = "urn:xmpp:message-moderate:0"
+NS_RETRACT_0 = "urn:xmpp:message-retract:0"
 MODERATE = f"{{{NS_MODERATE}}}moderate"
 
 
@@ -129,6 +134,7 @@ class RoomArchive:
         notice.set("id", secrets.token_hex(8))
         retract = etree.SubElement(notice, f"{{{NS_RETRACT}}}retract", nsmap={None: NS_RETRACT}, id=target)
         moderated(retract)
+        notice.append(_legacy_moderation(target, f"{room.text}/{moderator.nick}", reason))
         etree.SubElement(notice, f"{{{NS_CLIENT}}}body").text = "This message was retracted by a moderator."
         await room.broadcast_message(notice)
         for item in page.items:
@@ -146,3 +152,13 @@ class RoomArchive:
             etree.SubElement(delayed, f"{{{NS_DELAY}}}delay", nsmap={None: NS_DELAY},
                              stamp=format_datetime(item.stamp), **{"from": room.text})
             room.history.replace(target, etree.tostring(delayed))
+
+
+def _legacy_moderation(target: str, by: str, reason: str | None) -> etree._Element:
+    """`<apply-to id><moderated by><retract/><reason/></moderated></apply-to>` of XEP-0425 0.2."""
+    apply_to = etree.Element(f"{{{NS_FASTEN}}}apply-to", nsmap={None: NS_FASTEN}, id=target)
+    moderated = etree.SubElement(apply_to, f"{{{NS_MODERATE_0}}}moderated", nsmap={None: NS_MODERATE_0}, by=by)
+    etree.SubElement(moderated, f"{{{NS_RETRACT_0}}}retract", nsmap={None: NS_RETRACT_0})
+    if reason:
+        etree.SubElement(moderated, f"{{{NS_MODERATE_0}}}reason").text = reason
+    return apply_to
