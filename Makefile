@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv bench-quick docs clean conformance-peers
+.PHONY: run test lint venv bench-quick docs clean conformance-peers interop-slixmpp
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 ## The conformance suite (tests/conformance) against Parlour, a private ejabberd and a private Prosody
 conformance-peers: $(STAMP)
 	PARLOUR_CONFORMANCE_PEERS=1 $(PY) -m pytest -q tests/conformance
+
+## slixmpp's own integration tests (its itests/) against Parlour, on the standard ports in a private
+## network namespace as slixmpp's CI runs them against Prosody (root; ~1.5 min); not part of `make test`
+interop-slixmpp: $(STAMP)
+	tests/interop/slixmpp-itests.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check appliance tests
