@@ -36,6 +36,7 @@ from appliance.modules.mam import Mam
 from appliance.modules.message import Message
 from appliance.modules.muc import Muc
 from appliance.modules.offline import Offline
+from appliance.modules.outage_status import OutageStatus
 from appliance.modules.pep import Pep
 from appliance.modules.ping import Ping
 from appliance.modules.presence import Presence
@@ -70,6 +71,7 @@ BUILTIN: tuple[type[Module], ...] = (
     Offline,
     Disco,
     ContactAddresses,
+    OutageStatus,
     Ping,
     Version,
     EntityTime,

@@ -597,6 +597,16 @@ def check_optional_domain(text: str) -> str:
 _HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[^\s?#]*)?$")
 
 
+_WEB_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+
+def check_web_url(text: str) -> str:
+    """An http(s) URL of a document (path and query allowed)."""
+    if not _WEB_URL.match(text):
+        raise ValueError(text)
+    return text
+
+
 def check_url_base(text: str) -> str:
     """An http(s) URL without query or fragment, or "" (trailing slashes are dropped)."""
     text = text.strip().rstrip("/")
@@ -624,6 +634,7 @@ def check_any(text: str) -> str:
 
 OPTIONAL_DOMAIN = Text('a domain name like "upload.example.org" (or "" for the default)', check_optional_domain)
 URL_BASE = Text('an http(s) URL like "https://upload.example.org:5443" (or "" for the default)', check_url_base)
+WEB_URL = Text('an http(s) URL like "https://status.example.org/xmpp.json"', check_web_url)
 SERVICE_URI = Text('a STUN/TURN URI like "turn:turn.example.org:3478?transport=udp"', check_service_uri)
 SECRET = Text("a string", check_any)
 

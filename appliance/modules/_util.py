@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from lxml import etree
 
 from appliance.core.api import IqRequest, ModuleContext
@@ -9,9 +11,11 @@ from appliance.storage.api import RosterStore
 from appliance.util.timestamps import parse_datetime
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
+from appliance.xmpp.ns import NS_DATA
 
 __all__ = [
     "PRESENCE_SHARING",
+    "disco_form",
     "element",
     "encode_limited",
     "parse_stamp",
@@ -31,6 +35,21 @@ _STORED_XML = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree
 def element(namespace: str, local: str = "query") -> etree._Element:
     """A new payload element `{namespace}local` declaring `namespace` as its default namespace."""
     return etree.Element(f"{{{namespace}}}{local}", nsmap={None: namespace})
+
+
+def disco_form(form_type: str, fields: Iterable[tuple[str, tuple[str, ...]]]) -> etree._Element | None:
+    """A XEP-0128 result form: hidden FORM_TYPE, then one list-multi field per (var, values) that has
+    values; None when none has any."""
+    filled = [(var, values) for var, values in fields if values]
+    if not filled:
+        return None
+    form = element(NS_DATA, "x")
+    form.set("type", "result")
+    for var, values, type_ in (("FORM_TYPE", (form_type,), "hidden"), *((v, vs, "list-multi") for v, vs in filled)):
+        field = etree.SubElement(form, f"{{{NS_DATA}}}field", var=var, type=type_)
+        for value in values:
+            etree.SubElement(field, f"{{{NS_DATA}}}value").text = value
+    return form
 
 
 def require_owner(request: IqRequest, what: str) -> None:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, fields
 from lxml import etree
 
 from appliance.core.api import URI, ListOf, Module, ModuleContext, Xep, option
-from appliance.modules._util import element
-from appliance.xmpp.ns import NS_DATA, NS_SERVERINFO
+from appliance.modules._util import disco_form
+from appliance.xmpp.ns import NS_SERVERINFO
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +45,8 @@ def serverinfo_form(addresses: ContactAddressesOptions) -> etree._Element | None
     Each option `<role>` becomes the list-multi field `<role>-addresses`, in the order of the config
     dataclass, and roles without addresses are left out.
     """
-    roles = [(f.name, tuple(getattr(addresses, f.name))) for f in fields(addresses)]
-    roles = [(role, uris) for role, uris in roles if uris]
-    if not roles:
-        return None
-    form = element(NS_DATA, "x")
-    form.set("type", "result")
-    _field(form, "FORM_TYPE", (NS_SERVERINFO,), "hidden")
-    for role, uris in roles:
-        _field(form, f"{role}-addresses", uris, "list-multi")
-    return form
-
-
-def _field(form: etree._Element, var: str, values: tuple[str, ...], type_: str) -> None:
-    field = etree.SubElement(form, f"{{{NS_DATA}}}field", var=var, type=type_)
-    for value in values:
-        etree.SubElement(field, f"{{{NS_DATA}}}value").text = value
+    roles = ((f"{f.name}-addresses", tuple(getattr(addresses, f.name))) for f in fields(addresses))
+    return disco_form(NS_SERVERINFO, roles)
 
 
 __all__ = ["ContactAddresses", "serverinfo_form"]

@@ -38,6 +38,7 @@ NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 NS_CAPS = "http://jabber.org/protocol/caps"  # XEP-0115
 NS_DATA = "jabber:x:data"  # XEP-0004
 NS_SERVERINFO = "http://jabber.org/network/serverinfo"  # XEP-0157
+NS_SOS = "urn:xmpp:sos:0"  # XEP-0455
 NS_EXTDISCO = "urn:xmpp:extdisco:2"  # XEP-0215
 
 # Simple IQ services.

@@ -13,6 +13,7 @@ from appliance.config import Config, ConfigError, spec
 from appliance.config import model as m
 from appliance.modules.contact_addresses import ContactAddressesOptions
 from appliance.modules.offline import OfflineOptions
+from appliance.modules.outage_status import OutageStatusOptions
 from appliance.modules.register import RegisterOptions
 from appliance.modules.roster import RosterOptions
 
@@ -249,6 +250,23 @@ def test_bad_list_items_are_named() -> None:
         'or "::1" (at least one) without duplicates',
     ]
 
+
+
+def test_outage_status_addresses_are_web_urls() -> None:
+    """XEP-0455 clients fetch the status document over http(s); anything else is refused at load."""
+    config = parse("""
+        [modules.outage_status]
+        addresses = ["https://status.example.org/xmpp.json"]
+        [hosts.localhost]
+    """)
+    assert config.hosts[0].modules.of(OutageStatusOptions).addresses == ("https://status.example.org/xmpp.json",)
+    (problem,) = problems("""
+        [modules.outage_status]
+        addresses = ["mailto:ops@example.org"]
+        [hosts.localhost]
+    """)
+    assert problem.startswith('parlour.toml:3: modules.outage_status.addresses = ["mailto:ops@example.org"]: '
+                              "expected a list of http(s) URLs")
 
 def test_unknown_key_suggests_the_closest() -> None:
     assert problems(MINIMAL + "[c2s]\nprot = 5222\n") == [

@@ -11,6 +11,7 @@ from slixmpp.exceptions import IqError
 from appliance.catalog import default_config
 from appliance.modules.contact_addresses import ContactAddressesOptions
 from appliance.modules.disco import DiscoItems
+from appliance.modules.outage_status import OutageStatusOptions
 from appliance.storage.api import RosterItem
 from appliance.xmpp.ns import NS_DATA, NS_DISCO_INFO, NS_PING, NS_SERVERINFO, NS_VCARD
 from tests.integration.harness import Client, Harness, start_harness
@@ -131,3 +132,25 @@ async def test_unknown_account_is_unavailable(harness: Harness) -> None:
     _jid, client = await login(harness, "alice")
     info = client.plugin["xep_0030"].get_info(f"nobody@{harness.domain}", cached=False)
     assert await error_condition(info) == "service-unavailable"
+
+
+async def test_outage_status_addresses(tmp_path: Path) -> None:
+    """XEP-0455: the configured status document addresses, read with slixmpp's own plugin; a server
+    without any publishes no urn:xmpp:sos:0 form at all."""
+    host = default_config(tmp_path).hosts[0]
+    urls = ("https://status.example.org/xmpp.json", "http://backup.example.net/status.json")
+    harness = await start_harness(
+        tmp_path, hosts=(replace(host, modules=host.modules.with_options(OutageStatusOptions(addresses=urls))),)
+    )
+    try:
+        _jid, client = await login(harness, "alice")
+        client.register_plugin("xep_0455")
+        assert await client.plugin["xep_0455"].get_external_status_addresses() == list(urls)
+    finally:
+        await harness.close()
+
+
+async def test_no_outage_status_form_by_default(harness: Harness) -> None:
+    _jid, client = await login(harness, "alice")
+    client.register_plugin("xep_0455")
+    assert await client.plugin["xep_0455"].get_external_status_addresses() == []
