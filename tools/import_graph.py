@@ -1,9 +1,10 @@
 """Print the layer-to-layer import graph of the `appliance` package, read with `ast` (nothing is imported).
 
-A layer is a top-level folder of appliance/ (core, web, certs, ...), or a top-level file (app). For
-every edge it prints how many imports carry it and how many of those sit inside a function (lazy
-imports, which hide a dependency from load time); then the cycles between layers, counted twice: over
-every import, and over top-level imports only (those that run when a module is loaded).
+A layer is a top-level folder of appliance/ (core, web, certs, ...), or a top-level file (compliance,
+__main__). For every edge it prints how many import statements carry it and how many of those sit
+inside a function (lazy imports, which hide a dependency from load time) or under `if TYPE_CHECKING:`;
+then the cycles between layers, counted twice: over every import, and over the imports that run when a
+module is loaded (top level, not type-only). tests/arch/test_layers.py reads the imports the same way.
 
     python tools/import_graph.py [PACKAGE_DIR]     # default: ./appliance
 """
@@ -16,25 +17,35 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+ROOT_CONSTANTS = ("__version__",)  # names of the package itself (appliance/__init__.py), not a layer
+
 
 @dataclass(frozen=True, slots=True)
 class Import:
-    """One `import appliance.x` / `from appliance.x import y` found in a file."""
+    """One appliance import found in a file (`import appliance.x`, `from appliance.x import y`)."""
 
-    source: str  # the importing layer
-    target: str  # the imported layer
+    file: str  # the importing file, relative to the package: "web/app.py"
+    module: str  # the imported module without "appliance.": "core.c2s", "__version__"
     lazy: bool  # inside a function (runs on call, not on load)
     type_only: bool  # under `if TYPE_CHECKING:`
 
+    @property
+    def source(self) -> str:
+        """The importing layer: "web/app.py" -> "web", "compliance.py" -> "compliance"."""
+        first = self.file.split("/")[0]
+        return first.removesuffix(".py")
 
-def layer_of(module: str) -> str:
-    """`appliance.web.admin.service` -> `web`; `appliance.app` -> `app`."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "appliance"
+    @property
+    def target(self) -> str:
+        return self.module.split(".")[0]
+
+    @property
+    def load_time(self) -> bool:
+        return not self.lazy and not self.type_only
 
 
-def _walk(node: ast.AST, in_function: bool, type_only: bool) -> list[tuple[ast.AST, bool, bool]]:
-    out = []
+def _walk(node: ast.AST, in_function: bool, type_only: bool) -> list[tuple[ast.Import | ast.ImportFrom, bool, bool]]:
+    out: list[tuple[ast.Import | ast.ImportFrom, bool, bool]] = []
     for child in ast.iter_child_nodes(node):
         if isinstance(child, ast.Import | ast.ImportFrom):
             out.append((child, in_function, type_only))
@@ -44,32 +55,46 @@ def _walk(node: ast.AST, in_function: bool, type_only: bool) -> list[tuple[ast.A
     return out
 
 
+def _is_module(package: Path, dotted: str) -> bool:
+    path = package.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
 def imports_of(path: Path, package: Path) -> list[Import]:
-    """The appliance imports of one file, relative ones resolved."""
-    relative = path.relative_to(package.parent).with_suffix("")
-    own = ".".join(relative.parts if relative.name != "__init__" else relative.parts[:-1])
-    package_of_file = own if path.name == "__init__.py" else own.rpartition(".")[0]
-    source = layer_of(own)
+    """The appliance imports of one file, relative ones resolved; `from a.b import c` names the module
+    a.b.c when c is a module, else a.b."""
+    relative = path.relative_to(package)
+    own = ".".join(relative.with_suffix("").parts)
+    anchor_parts = own.split(".")[:-1]  # the package a relative import starts from (also for __init__)
     found = []
     for node, lazy, type_only in _walk(ast.parse(path.read_text(encoding="utf-8")), False, False):
-        names: list[str] = []
+        modules: list[str] = []
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
+            modules = [a.name.removeprefix("appliance.") for a in node.names if a.name.startswith("appliance.")]
+        else:
             if node.level:
-                anchor = package_of_file.split(".")[: len(package_of_file.split(".")) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            # `from appliance import web` names the layer in the alias
-            names = [f"{base}.{a.name}" for a in node.names] if base == "appliance" else [base]
-        for name in names:
-            if name.startswith("appliance.") and layer_of(name) not in ("__version__",):
-                found.append(Import(source, layer_of(name), lazy, type_only))
+                kept = anchor_parts[: len(anchor_parts) - node.level + 1]
+                base = ".".join(["appliance", *kept, *([node.module] if node.module else [])])
+            else:
+                base = node.module or ""
+            if base != "appliance" and not base.startswith("appliance."):
+                continue
+            inner = base.removeprefix("appliance").removeprefix(".")
+            for alias in node.names:
+                dotted = f"{inner}.{alias.name}" if inner else alias.name
+                modules.append(dotted if _is_module(package, dotted) or not inner else inner)
+        found += [Import(relative.as_posix(), m, lazy, type_only) for m in dict.fromkeys(modules)]
     return found
 
 
 def collect(package: Path) -> list[Import]:
     return [imp for path in sorted(package.rglob("*.py")) for imp in imports_of(path, package)]
+
+
+def layer_edges(found: list[Import], *, load_time_only: bool = False) -> set[tuple[str, str]]:
+    """(importing layer, imported layer) pairs, the package's own constants left out."""
+    return {(i.source, i.target) for i in found
+            if i.source != i.target and i.module not in ROOT_CONSTANTS and (i.load_time or not load_time_only)}
 
 
 def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
@@ -114,18 +139,17 @@ def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
 def report(found: list[Import]) -> str:
     edges: dict[tuple[str, str], list[Import]] = defaultdict(list)
     for imp in found:
-        if imp.source != imp.target:
+        if imp.source != imp.target and imp.module not in ROOT_CONSTANTS:
             edges[(imp.source, imp.target)].append(imp)
     lines = ["layer -> layer            imports  in functions  type-only"]
     for (a, b), imps in sorted(edges.items()):
         lazy = sum(i.lazy for i in imps)
         typed = sum(i.type_only for i in imps)
         lines.append(f"{a:>10} -> {b:<12} {len(imps):7d}  {lazy:12d}  {typed:9d}")
-    every = set(edges)
-    load_time = {e for e, imps in edges.items() if any(not i.lazy and not i.type_only for i in imps)}
     lines.append("")
-    lines.append(f"cycles between layers, all imports: {_cycles_text(cycles(every))}")
-    lines.append(f"cycles between layers, at load time (top-level imports): {_cycles_text(cycles(load_time))}")
+    lines.append(f"cycles between layers, all imports: {_cycles_text(cycles(layer_edges(found)))}")
+    load_time = cycles(layer_edges(found, load_time_only=True))
+    lines.append(f"cycles between layers, at load time (top-level imports): {_cycles_text(load_time)}")
     lazy_by_layer: dict[str, int] = defaultdict(int)
     for imp in found:
         if imp.lazy:

@@ -25,15 +25,16 @@ class OfflineServices:
 
     accounts: AccountAdmin
     rooms: RoomDesk
+    room_services: dict[str, str]  # host -> its chat service domain
 
 
-def stored_room_managers(config: Config, storage: Storage) -> list[RoomManager]:
-    """A RoomAdmin on the stored rooms of each host's chat service (hosts with group chat off have none)."""
-    out: list[RoomManager] = []
+def stored_room_managers(config: Config, storage: Storage) -> dict[str, RoomManager]:
+    """Host -> a RoomAdmin on the stored rooms of its chat service."""
+    out: dict[str, RoomManager] = {}
     for host in config.hosts:
         options = host.modules.of(MucOptions)
-        out.append(RoomAdmin(storage.stores.muc, options.service_domain(host.name), defaults_from(options),
-                             now=time.time()))
+        out[host.name] = RoomAdmin(storage.stores.muc, options.service_domain(host.name), defaults_from(options),
+                                   now=time.time())
     return out
 
 
@@ -56,7 +57,8 @@ async def offline_services(config: Config) -> AsyncIterator[OfflineServices]:
         managers = stored_room_managers(config, storage)
         yield OfflineServices(
             accounts=AccountAdmin(accounts, SessionDirectory(), [h.name for h in config.hosts], admins=None),
-            rooms=RoomDesk(lambda: managers),
+            rooms=RoomDesk(managers.values),
+            room_services={host: manager.domain for host, manager in managers.items()},
         )
     finally:
         await storage.close()

@@ -19,6 +19,7 @@ from appliance.app.listeners import ClientListeners
 from appliance.app.services import running_services
 from appliance.app.storage import Storage
 from appliance.catalog import BUILTIN
+from appliance.certs.acme.http01 import ChallengeListener
 from appliance.certs.care import CertificateCare, admin_notifier
 from appliance.certs.names import hosted_names
 from appliance.certs.store import CertificateStore
@@ -32,7 +33,6 @@ from appliance.services import Services
 from appliance.util import logbuffer
 from appliance.util.fdlimit import DescriptorWatch
 from appliance.util.tasks import TaskSupervisor
-from appliance.web.acme import ChallengeListener
 from appliance.web.server import WebServer
 
 log = logging.getLogger(__name__)

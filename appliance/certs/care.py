@@ -36,7 +36,7 @@ Notify = Callable[[str], Awaitable[None]]
 
 
 class ChallengeListenerLike(Protocol):
-    """A plain-HTTP listener answering HTTP-01 challenges (web.acme.ChallengeListener)."""
+    """A plain-HTTP listener answering HTTP-01 challenges (certs.acme.http01.ChallengeListener)."""
 
     async def start(self) -> int | None: ...
 

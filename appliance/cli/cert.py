@@ -116,10 +116,10 @@ def _renew(args: argparse.Namespace, config: Config) -> int:
 
 async def _renew_async(config: Config, *, force: bool) -> int:
     from appliance.certs.acme.challenges import ChallengeResponder
+    from appliance.certs.acme.http01 import ChallengeListener
     from appliance.certs.acme.manager import AcmeManager
     from appliance.certs.acme.renewal import RenewalScheduler, renewal_due
     from appliance.platform.owner import become_state_owner
-    from appliance.web.acme import ChallengeListener
 
     acme = config.acme
     store = _store(config)

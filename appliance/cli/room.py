@@ -54,14 +54,13 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, config: Config) -> None:
     from appliance.app.offline import offline_services
-    from appliance.modules.muc import MucOptions
     from appliance.services.errors import ServiceError
 
     host = config.host(args.host)
     if host is None:
         raise RoomCommandError(f"{args.host} is not a host of this server")
-    service = host.modules.of(MucOptions).service_domain(host.name)
     async with offline_services(config) as services:
+        service = services.room_services[host.name]
         rooms = services.rooms
         try:
             if args.action == "list":

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
+from appliance.certs.acme import http01
 from appliance.certs.acme.challenges import ChallengeResponder
 from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
 from appliance.net.tcp import ConnectionLimits
 from appliance.services import Services
-from appliance.web import acme as acme_web
 from appliance.web import bosh, landing, pages, transport_security, websocket, wellknown
 from appliance.web import upload as upload_web
 from appliance.web.keys import (
@@ -58,7 +58,7 @@ def make_app(
     wellknown.setup(app)
     upload_web.setup(app)  # XEP-0363 files (slots come from modules/upload.py)
     if acme is not None:
-        acme_web.setup(app, acme)
+        http01.setup(app, acme)
     if admin is not None and config.console.enabled:  # [console]
         _console(app, config, admin)
     landing.setup(app, console=ADMIN in app, host=config.hosts[0].name if config.hosts else "")

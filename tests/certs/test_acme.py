@@ -12,12 +12,12 @@ from cryptography import x509
 
 from appliance.certs.acme.challenges import ChallengeResponder, tls_alpn_certificate
 from appliance.certs.acme.client import _retry_after
+from appliance.certs.acme.http01 import redirect_app
 from appliance.certs.acme.preflight import Preflight, is_local_address
 from appliance.certs.acme.problems import CertProblem
 from appliance.certs.acme.renewal import BACKOFF_MAX, backoff, renewal_due
 from appliance.certs.acme.state import AcmeState, AcmeStatus
 from appliance.certs.store import CertificateInfo
-from appliance.web.acme import redirect_app
 from tests.integration.harness import free_port
 
 

@@ -1,8 +1,9 @@
-"""ACME HTTP-01 on the web side: the challenge route, and the plain-HTTP listener on port 80.
+"""ACME HTTP-01 over HTTP: the challenge route, and the plain-HTTP listener on port 80.
 
-The route answers ``/.well-known/acme-challenge/{token}`` from the ``ChallengeResponder`` (on every
-web listener). The port-80 listener serves only that route and redirects everything else to HTTPS,
-so port 80 never carries XMPP traffic.
+The route answers ``/.well-known/acme-challenge/{token}`` from the ``ChallengeResponder`` (the web
+server adds it to every web listener). The port-80 listener, opened by the server and by `parlour cert
+renew`, serves only that route and redirects everything else to HTTPS, so port 80 never carries XMPP
+traffic.
 """
 
 from __future__ import annotations
