@@ -136,6 +136,12 @@ def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
     return sorted(groups)
 
 
+def module_edges(found: list[Import]) -> set[tuple[str, str]]:
+    """(importing module, imported module) pairs, a package import counted as its __init__."""
+    return {(i.file.removesuffix(".py").removesuffix("/__init__").replace("/", "."), i.module) for i in found
+            if i.module not in ROOT_CONSTANTS}
+
+
 def report(found: list[Import]) -> str:
     edges: dict[tuple[str, str], list[Import]] = defaultdict(list)
     for imp in found:
@@ -150,6 +156,10 @@ def report(found: list[Import]) -> str:
     lines.append(f"cycles between layers, all imports: {_cycles_text(cycles(layer_edges(found)))}")
     load_time = cycles(layer_edges(found, load_time_only=True))
     lines.append(f"cycles between layers, at load time (top-level imports): {_cycles_text(load_time)}")
+    circles = cycles(module_edges(found))
+    biggest = max(circles, key=len, default=[])
+    lines.append(f"module-level import circles, all imports: {len(circles)}; the largest spans {len(biggest)} "
+                 f"modules in {len({m.split('.')[0] for m in biggest})} layers")
     lazy_by_layer: dict[str, int] = defaultdict(int)
     for imp in found:
         if imp.lazy:
