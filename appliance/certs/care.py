@@ -1,8 +1,8 @@
 """Certificate care for a running server: ACME, the port-80 challenge listener, renewal, warnings.
 
 ``appliance/app`` builds one ``CertificateCare`` after the certificate store and starts it once the
-listeners are open; everything ACME-specific stays behind this one object. The port-80 listener is
-handed in (``challenge_listener``): certs know nothing of the web server that serves it.
+listeners are open; everything ACME-specific stays behind this one object. The composition root hands
+in the port-80 listener (``challenge_listener``, certs/acme/http01.py); without one, none is opened.
 """
 
 from __future__ import annotations
