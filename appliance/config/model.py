@@ -106,10 +106,11 @@ class LimitsConfig:
     max_depth: int = 64
     max_connections_per_ip: int = 50
     max_connections: int = 20_000
-    auth_failures_per_ip: int = 10  # within auth_window before the IP is blocked
-    auth_failures_per_account: int = 5  # within auth_window before the account is blocked
+    auth_failures_per_ip: int = 10  # within auth_window before logins from the IP are slowed down
+    auth_failures_per_account: int = 5  # per address within auth_window before logins are slowed down
     auth_window: float = 300.0
     auth_block_time: float = 300.0
+    auth_max_delay: float = 60.0  # the longest wait a throttled login gets
     auth_failure_delay: float = 1.0
     scram_iterations: int = 4096
 

@@ -571,13 +571,15 @@ LIMITS = _table("limits", model.LimitsConfig, "Limits that keep one client from 
     ("max_depth", Int(8, 1024), "Deepest element nesting accepted in a stanza."),
     ("max_connections_per_ip", Int(1, 1_000_000), "Simultaneous connections from one IP address."),
     ("max_connections", Int(1, 10_000_000), "Simultaneous connections in total."),
-    ("auth_failures_per_ip", Int(1, 1_000_000), "Failed logins from one IP address within auth_window "
-     "before it is blocked."),
-    ("auth_failures_per_account", Int(1, 1_000_000), "Failed logins to one account within auth_window "
-     "before it is blocked."),
+    ("auth_failures_per_ip", Int(1, 1_000_000), "Failed client logins from one IP address within "
+     "auth_window before its further attempts are slowed down (1 s apart, doubling up to auth_max_delay)."),
+    ("auth_failures_per_account", Int(1, 1_000_000), "Failed client logins to one account from one IP "
+     "address within auth_window before they are slowed down; from all addresses together, ten times as "
+     "many (an address the account logged in from before, and FAST tokens, are not slowed by those)."),
     ("auth_window", Duration(1, 7 * ONE_DAY), "Time over which failed logins are counted."),
     ("auth_block_time", Duration(1, 7 * ONE_DAY), "How long a blocked IP address or account stays "
-     "blocked."),
+     "blocked (console logins)."),
+    ("auth_max_delay", Duration(1, ONE_DAY), "Longest wait of a client login that is slowed down."),
     ("auth_failure_delay", Duration(0, 60), "Pause before answering a failed login."),
     ("scram_iterations", Int(4096, 10_000_000), "PBKDF2 iterations for newly stored passwords "
      "(RFC 7677 asks for at least 4096)."),

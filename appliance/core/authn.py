@@ -8,6 +8,7 @@ in the key-value store, per account and client (SASL2 user-agent id).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -95,7 +96,7 @@ class SaslExchange:
         authzid, authcid, password = plain.parse(data)
         self.jid = self.session.account_jid(authcid)
         self._check_authzid(authzid)
-        self.session.check_not_blocked(self.jid)
+        await self._wait_turn()
         if not await self.session.services.accounts.verify_plain(self.jid, password):
             raise SaslFailure("not-authorized")
 
@@ -112,7 +113,7 @@ class SaslExchange:
             downgrade_protection=(self.offered, session.advertised_bindings()),
         )
         self.jid = session.account_jid(server.first(data))
-        session.check_not_blocked(self.jid)
+        await self._wait_turn()
         keys = await session.services.accounts.scram_keys(self.jid, hash_name)
         self._scram = server
         return server.challenge(keys)
@@ -125,7 +126,7 @@ class SaslExchange:
             raise SaslFailure("not-authorized", "FAST needs SASL2 with a user-agent id")
         authcid, proof = ht.parse_initial(data)
         self.jid = session.account_jid(authcid)
-        session.check_not_blocked(self.jid)
+        await self._wait_turn(token=True)
         bindings = session.transport.channel_bindings if session.transport.secure else {}
         now = time.time()
         slots = await tokens.load(self.jid, agent)
@@ -137,6 +138,17 @@ class SaslExchange:
         if updated != slots:
             await tokens.save(self.jid, agent, updated)
         self.additional = ht.responder_proof(self.mechanism, self.token_used.token.encode(), bindings)
+
+    async def _wait_turn(self, *, token: bool = False) -> None:
+        """Hold a throttled attempt back before its credentials are checked (core.auth_throttle)."""
+        session = self.session
+        assert self.jid is not None
+        delay = session.services.auth_throttle.wait(
+            session.transport.peer_ip, str(self.jid), time.monotonic(), token=token
+        )
+        if delay > 0:
+            session.services.stats["auth_delayed"] = session.services.stats.get("auth_delayed", 0) + 1
+            await asyncio.sleep(delay)
 
     def _check_authzid(self, authzid: str) -> None:
         if not authzid:

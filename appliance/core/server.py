@@ -14,13 +14,13 @@ from appliance.config.model import Config
 from appliance.core import c2s
 from appliance.core.accounts import AccountService
 from appliance.core.api import Host, Module, ModuleContext
+from appliance.core.auth_throttle import AuthThrottle
 from appliance.core.authn import FastTokens
 from appliance.core.iq import IqTable, PendingIqs
 from appliance.core.router import Router
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
 from appliance.util.logging import apply_level
-from appliance.util.ratelimit import FailureTracker
 from appliance.util.tasks import TaskSupervisor
 from appliance.xmpp.errors import StreamError
 
@@ -63,11 +63,9 @@ class XmppCore:
             router=self.router,
             accounts=accounts,
             pending=self.pending,
-            ip_failures=FailureTracker(
-                limit=limits.auth_failures_per_ip, window=limits.auth_window, block=limits.auth_block_time
-            ),
-            account_failures=FailureTracker(
-                limit=limits.auth_failures_per_account, window=limits.auth_window, block=limits.auth_block_time
+            auth_throttle=AuthThrottle(
+                per_ip=limits.auth_failures_per_ip, per_account=limits.auth_failures_per_account,
+                window=limits.auth_window, max_delay=limits.auth_max_delay,
             ),
             fake_secret=_fake_secret(config.server.state_dir),
             connections=set(),
@@ -153,8 +151,7 @@ class XmppCore:
     async def _sweep(self) -> None:
         c2s.sweep(self.c2s, time.monotonic())
         now = time.monotonic()
-        self.c2s.ip_failures.prune(now)
-        self.c2s.account_failures.prune(now)
+        self.c2s.auth_throttle.prune(now)
 
     # -- stop -----------------------------------------------------------------------------------
 

@@ -48,12 +48,14 @@ class RawClient:
         self.eof = False
 
     @classmethod
-    async def connect(cls, harness: Harness, *, direct_tls: bool = False) -> RawClient:
+    async def connect(cls, harness: Harness, *, direct_tls: bool = False, source: str | None = None) -> RawClient:
+        """Connect to the server's c2s port (or direct TLS port), optionally from another loopback address."""
         context = tls_context(harness) if direct_tls else None
         port = harness.tls_port if direct_tls else harness.port
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
-                "127.0.0.1", port, ssl=context, server_hostname=harness.domain if context else None
+                "127.0.0.1", port, ssl=context, server_hostname=harness.domain if context else None,
+                local_addr=(source, 0) if source else None,
             ),
             TIMEOUT,
         )

@@ -135,27 +135,6 @@ async def test_server_generated_resource(harness: Harness) -> None:
     assert client.boundjid.resource.startswith("parlour-")
 
 
-async def test_failed_logins_block_the_account_for_a_while(tmp_path: Path) -> None:
-    limits = replace(make_config(tmp_path).limits, auth_failures_per_account=2, auth_failures_per_ip=100)
-    harness = await start_harness(tmp_path, limits=limits)
-    try:
-        alice = await harness.user("alice")
-        for _ in range(2):
-            bad = Client(f"{alice}/x", "wrong password", harness.ca_file)
-            harness.clients.append(bad)
-            bad.connect(host="127.0.0.1", port=harness.port)
-            await asyncio.wait_for(bad.auth_failed.wait(), 15)
-            bad.disconnect()
-        # Even the right password is refused while the account is blocked.
-        good = Client(f"{alice}/y", "correct horse", harness.ca_file)
-        harness.clients.append(good)
-        good.connect(host="127.0.0.1", port=harness.port)
-        await asyncio.wait_for(good.auth_failed.wait(), 15)
-        assert not good.started.is_set()
-    finally:
-        await harness.close()
-
-
 async def test_legacy_session_request_is_answered(harness: Harness) -> None:
     from slixmpp.xmlstream import ET
 

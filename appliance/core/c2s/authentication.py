@@ -25,11 +25,6 @@ async def run(session: ClientSession, effect: fx.Authenticate | fx.SaslResponse)
     how it went: a challenge, success or failure."""
     machine = session.machine
     if isinstance(effect, fx.Authenticate):
-        blocked = session.services.ip_failures.blocked_for(session.transport.peer_ip, time.monotonic())
-        if blocked:
-            machine.sasl_failure("temporary-auth-failure",
-                                 f"Too many failed logins; try again in {int(blocked) + 1} s", counted=False)
-            return
         exchange = session.exchange = SaslExchange(
             session, effect.mechanism, list(effect.offered), request=effect.request
         )
@@ -49,7 +44,7 @@ async def run(session: ClientSession, effect: fx.Authenticate | fx.SaslResponse)
         return
     jid = exchange.jid
     assert jid is not None
-    session.services.account_failures.clear(str(jid))
+    session.services.auth_throttle.succeeded(session.transport.peer_ip, str(jid))
     log.info("session %s: %s authenticated from %s (%s)", session.id, jid, session.transport.peer_ip,
              exchange.mechanism)
     if not exchange.sasl2:
@@ -58,12 +53,8 @@ async def run(session: ClientSession, effect: fx.Authenticate | fx.SaslResponse)
 
 
 def _count_failure(session: ClientSession, jid: JID) -> None:
-    now = time.monotonic()
     session.services.stats["auth_failures"] = session.services.stats.get("auth_failures", 0) + 1
-    if session.services.ip_failures.record(session.transport.peer_ip, now):
-        log.warning("blocking %s after repeated failed logins", session.transport.peer_ip)
-    if session.services.account_failures.record(str(jid), now):
-        log.warning("blocking logins to %s after repeated failures", jid)
+    session.services.auth_throttle.failed(session.transport.peer_ip, str(jid), time.monotonic())
 
 
 async def _failed(session: ClientSession, exchange: SaslExchange, failure: SaslFailure) -> None:

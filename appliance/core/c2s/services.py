@@ -13,11 +13,11 @@ from appliance.core.stream_management import SmRegistry
 if TYPE_CHECKING:
     from appliance.config.model import Config
     from appliance.core.api import Host
+    from appliance.core.auth_throttle import AuthThrottle
     from appliance.core.c2s.session import ClientSession
     from appliance.core.iq import PendingIqs
     from appliance.core.router import Router
     from appliance.core.sessions import SessionDirectory
-    from appliance.util.ratelimit import FailureTracker
 
 SM_MODULE = "stream_management"  # the modules whose presence switches these session features on
 CSI_MODULE = "csi"
@@ -34,8 +34,7 @@ class C2SServices:
     router: Router
     accounts: AccountService
     pending: PendingIqs
-    ip_failures: FailureTracker
-    account_failures: FailureTracker
+    auth_throttle: AuthThrottle
     fake_secret: bytes
     connections: set[ClientSession]
     stats: dict[str, int]

@@ -267,10 +267,6 @@ class ClientSession:
         except JIDError:
             raise SaslFailure("not-authorized") from None
 
-    def check_not_blocked(self, jid: JID) -> None:
-        if self.services.account_failures.blocked_for(str(jid), time.monotonic()) > 0:
-            raise SaslFailure("temporary-auth-failure")
-
     # -- pre-auth IQs and resource binding (RFC 6120 §7) ----------------------------------------------
 
     async def _preauth_iq(self, element: etree._Element) -> None:
