@@ -221,7 +221,7 @@ class _Builder:
             if name not in self.schema.top_level_names:
                 self.unknown((name,), list(self.schema.top_level_names), None)
         values = {t.name: self.read_table(t, data.get(t.name, {}), (t.name,)) for t in sections}
-        hosts = self.build_hosts(data.get("hosts"), values["modules"])
+        hosts = self.build_hosts(data.get("hosts"), values["modules"], values["limits"])
 
         if "state_dir" not in values["server"]:
             from appliance.platform.paths import default_state_dir
@@ -233,7 +233,9 @@ class _Builder:
             return None
         return Config(hosts=hosts, **made)
 
-    def build_hosts(self, data: object, global_modules: dict[str, Any]) -> tuple[model.HostConfig, ...]:
+    def build_hosts(
+        self, data: object, global_modules: dict[str, Any], global_limits: dict[str, Any]
+    ) -> tuple[model.HostConfig, ...]:
         if data is None:
             self.add((), 'no hosts: add at least one table like [hosts."example.org"]')
             return ()
@@ -260,8 +262,14 @@ class _Builder:
             host_modules = self.schema.host.table("modules")
             assert host_modules is not None
             made = self.make(host_modules, modules, (*path, "modules"))
+            limits = None
+            if "limits" in values:
+                host_limits = self.schema.host.table("limits")
+                assert host_limits is not None
+                merged = {k.name: global_limits[k.name] for k in host_limits.keys if k.name in global_limits}
+                limits = self.make(host_limits, merged | values["limits"], (*path, "limits"))
             if made is not None:
-                hosts.append(model.HostConfig(name=name, modules=made))
+                hosts.append(model.HostConfig(name=name, modules=made, limits=limits))
         return tuple(hosts)
 
     def check_together(self, values: dict[str, dict[str, Any]], data: dict[str, Any]) -> None:

@@ -111,8 +111,21 @@ class LimitsConfig:
     auth_window: float = 300.0
     auth_block_time: float = 300.0
     auth_max_delay: float = 60.0  # the longest wait a throttled login gets
+    rate: int = 65_536  # bytes per second a logged-in client may send; see ShapingConfig per host
+    stanza_rate: int = 100
+    preauth_rate: int = 8192  # the same before authentication
+    preauth_stanza_rate: int = 10
+    burst: float = 4.0  # seconds of traffic allowed at once above the rate
     auth_failure_delay: float = 1.0
     scram_iterations: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ShapingConfig:
+    """What one host's logged-in clients may send ([hosts."name".limits] over [limits])."""
+
+    rate: int = 65_536
+    stanza_rate: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +182,7 @@ class HostConfig:
 
     name: str
     modules: ModulesConfig = field(default_factory=ModulesConfig)
+    limits: ShapingConfig | None = None  # None: [limits] applies
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from appliance.config import model
-from appliance.config.spec import CORE_SECTIONS, MODULES_DISABLED, Key, Kind, Table
+from appliance.config.spec import CORE_SECTIONS, HOST_LIMITS, MODULES_DISABLED, Key, Kind, Table
 
 _KIND = "parlour.kind"
 _DOC = "parlour.doc"
@@ -116,6 +116,7 @@ def _schema(modules: tuple[type[ModuleOptions], ...]) -> Schema:
 
     host = Table("hosts.<name>", model.HostConfig, 'One table per virtual host, named by its domain: '
                  '`[hosts."example.org"]`. At least one is required.', (), (
+        HOST_LIMITS,
         modules_table("hosts.<name>.modules", "Per-host module options, merged key by key over "
                       "[modules]; a host's `disabled` replaces the global list."),
     ))

@@ -566,6 +566,12 @@ CONSOLE = _table("console", model.ConsoleConfig, "The admin console at /admin, t
 ])
 # --- end [console] ---
 
+_SHAPING = (  # [limits] and [hosts."name".limits]
+    ("rate", Size(1024, 1024**3), "Bytes per second a logged-in client may send over time; reading from a "
+     "faster one pauses (TCP, WebSocket and BOSH alike)."),
+    ("stanza_rate", Int(1, 1_000_000), "Stanzas per second a logged-in client may send over time."),
+)
+
 LIMITS = _table("limits", model.LimitsConfig, "Limits that keep one client from hurting the others.", [
     ("max_stanza_size", Size(10_000, 64 * 1024**2), "Largest stanza accepted from a client."),
     ("max_depth", Int(8, 1024), "Deepest element nesting accepted in a stanza."),
@@ -580,10 +586,19 @@ LIMITS = _table("limits", model.LimitsConfig, "Limits that keep one client from 
     ("auth_block_time", Duration(1, 7 * ONE_DAY), "How long a blocked IP address or account stays "
      "blocked (console logins)."),
     ("auth_max_delay", Duration(1, ONE_DAY), "Longest wait of a client login that is slowed down."),
+    *_SHAPING,
+    ("preauth_rate", Size(1024, 1024**3), "Bytes per second a client may send before it has logged in."),
+    ("preauth_stanza_rate", Int(1, 1_000_000), "Stanzas per second a client may send before it has "
+     "logged in."),
+    ("burst", Duration(0.1, 3600), "Seconds of traffic at its rate a client may send at once (never less "
+     "than one stanza of max_stanza_size)."),
     ("auth_failure_delay", Duration(0, 60), "Pause before answering a failed login."),
     ("scram_iterations", Int(4096, 10_000_000), "PBKDF2 iterations for newly stored passwords "
      "(RFC 7677 asks for at least 4096)."),
 ])
+
+HOST_LIMITS = _table("hosts.<name>.limits", model.ShapingConfig, "Per-host rates of logged-in clients, key "
+                     "by key over [limits].", _SHAPING)
 
 LOGGING = _table("logging", model.LoggingConfig, "Logging.", [
     ("level", Choice(("debug", "info", "warning", "error")), "Least severe messages that are logged."),

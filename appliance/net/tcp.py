@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from appliance.core.c2s.shaping import InputShaping
 from appliance.net.addresses import peer_is_loopback
 from appliance.util.fdlimit import DescriptorWatch
 from appliance.xmpp.errors import StreamError
@@ -58,6 +60,8 @@ class XmppTcpProtocol(asyncio.Protocol):
         "_limits",
         "_paused",
         "_pending",
+        "_shaping",
+        "_throttled",
         "_tls_context",
         "_transport",
         "channel_bindings",
@@ -88,7 +92,9 @@ class XmppTcpProtocol(asyncio.Protocol):
         limits_cfg = services.config.limits
         self.parser = StreamParser(max_stanza_size=limits_cfg.max_stanza_size, max_depth=limits_cfg.max_depth)
         self._transport: asyncio.Transport | None = None
-        self._paused = False
+        self._paused = False  # by the session: its intake is backed up
+        self._throttled: asyncio.TimerHandle | None = None  # by the shaper: the client sends too fast
+        self._shaping = InputShaping(limits_cfg, time.monotonic())
         self._pending: list[bytes] | None = None
         self._counted = False
         self.session = session_factory(services, self)
@@ -125,11 +131,18 @@ class XmppTcpProtocol(asyncio.Protocol):
             self.session.receive(new_events)
         else:
             self.session.touch()
+        wait = self._shaping.charge(self.session, len(data), len(new_events), time.monotonic())
+        if wait > 0 and self._transport is not None and self._throttled is None:
+            self._throttled = asyncio.get_running_loop().call_later(wait, self._unthrottle)
+            self._update_reading()
 
     def eof_received(self) -> bool:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._throttled is not None:
+            self._throttled.cancel()
+            self._throttled = None
         if self._counted:
             self._counted = False
             self._limits.release(self.peer_ip)
@@ -201,14 +214,27 @@ class XmppTcpProtocol(asyncio.Protocol):
         self.parser.hibernate()
 
     def pause(self) -> None:
-        if self._transport is not None and not self._paused:
-            self._paused = True
-            self._transport.pause_reading()
+        self._paused = True
+        self._update_reading()
 
     def resume(self) -> None:
-        if self._transport is not None and self._paused:
-            self._paused = False
-            self._transport.resume_reading()
+        self._paused = False
+        self._update_reading()
+
+    def _unthrottle(self) -> None:
+        self._throttled = None
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read while neither the session (backed up) nor the shaper (too fast) holds the reader."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        hold = self._paused or self._throttled is not None
+        if hold and transport.is_reading():
+            transport.pause_reading()
+        elif not hold and not transport.is_reading():
+            transport.resume_reading()
 
     def close(self) -> None:
         self.flush()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
@@ -23,6 +24,7 @@ from lxml import etree
 
 from appliance.config.model import Config
 from appliance.core.c2s import C2SServices, ClientSession
+from appliance.core.c2s.shaping import InputShaping
 from appliance.net.tcp import ConnectionLimits
 from appliance.web.keys import BOSH_SESSIONS, CONFIG
 from appliance.web.peer import HttpPeer, cors_headers, http_peer, origin_allowed
@@ -173,25 +175,26 @@ class BoshSession:
         self._finished = False  # the terminate answer went out; the sid is forgotten
         self._flush_scheduled = False
         self._inactivity_timer: asyncio.TimerHandle | None = None
+        self._shaping = InputShaping(services.config.limits, time.monotonic())
         self.session = ClientSession(services, self)
 
     # -- requests -------------------------------------------------------------------------------
 
-    async def handle(self, rid: int, body: BoshBody) -> bytes:
-        """Process one request in rid order and return the response it carries."""
+    async def handle(self, rid: int, body: BoshBody, size: int = 0) -> bytes:
+        """Process one request (`size` bytes) in rid order and return the response it carries."""
         self._active += 1
         if self._inactivity_timer is not None:
             self._inactivity_timer.cancel()
             self._inactivity_timer = None
         try:
-            return await self._handle(rid, body)
+            return await self._handle(rid, body, size)
         finally:
             self._active -= 1
             if self._active == 0 and not self._finished:
                 loop = asyncio.get_running_loop()
                 self._inactivity_timer = loop.call_later(self.inactivity, self._inactive)
 
-    async def _handle(self, rid: int, body: BoshBody) -> bytes:
+    async def _handle(self, rid: int, body: BoshBody, size: int) -> bytes:
         answered = self._answered.get(rid)
         if answered is not None:
             return answered  # the client lost our answer and asks again
@@ -208,6 +211,11 @@ class BoshSession:
         events = self._events(rid, body)
         if events:
             self.session.receive(events)
+        # A client sending too fast has its request answered later: with at most `requests` of them
+        # open, that paces it as pausing the reader paces a TCP client.
+        wait = self._shaping.charge(self.session, size, len(body.payloads), time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
         return await self._hold_request(rid)
 
     async def _wait_turn(self, rid: int) -> None:
@@ -490,7 +498,7 @@ async def handle_bosh(request: web.Request) -> web.StreamResponse:
             bosh = sessions.get(sid)
             if bosh is None:
                 raise BoshError("item-not-found", "Unknown or expired session")
-        answer = await bosh.handle(rid, body)
+        answer = await bosh.handle(rid, body, len(data))
     except BoshError as err:
         if bosh is not None:
             bosh.fail(err)

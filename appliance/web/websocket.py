@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from xml.sax.saxutils import quoteattr
 
@@ -18,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from appliance.core.c2s import C2SServices, ClientSession
+from appliance.core.c2s.shaping import InputShaping
 from appliance.net.tcp import ConnectionLimits
 from appliance.web.keys import CONFIG, CONNECTION_LIMITS, SERVICES, WEBSOCKETS
 from appliance.web.peer import HttpPeer, http_peer, origin_allowed
@@ -47,6 +49,8 @@ class WebSocketTransport:
         "_closing",
         "_outbox",
         "_outbox_bytes",
+        "_readable",
+        "_shaping",
         "_wakeup",
         "channel_bindings",
         "loopback",
@@ -72,10 +76,23 @@ class WebSocketTransport:
         self._outbox: deque[str] = deque()
         self._outbox_bytes = 0
         self._wakeup = asyncio.Event()
+        self._readable = asyncio.Event()  # cleared while the session's intake is backed up
+        self._readable.set()
+        self._shaping = InputShaping(limits, time.monotonic())
         self.parser.feed(SYNTHETIC_HEADER)
         self.session = ClientSession(services, self)
 
     # -- input ----------------------------------------------------------------------------------
+
+    async def pace(self, size: int) -> None:
+        """After a message of `size` bytes: wait while the client sends too fast or the session is behind.
+
+        The reader loop does not take the next message meanwhile, so aiohttp stops reading the socket
+        and the client's own flow control holds the rest."""
+        wait = self._shaping.charge(self.session, size, 1, time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self._readable.wait()
 
     def frame_received(self, text: str) -> None:
         """One WebSocket text message from the client."""
@@ -149,14 +166,15 @@ class WebSocketTransport:
         self.parser.hibernate()
 
     def pause(self) -> None:
-        """Backpressure is left to the WebSocket reader loop, which awaits each message."""
+        self._readable.clear()
 
     def resume(self) -> None:
-        """See `pause`."""
+        self._readable.set()
 
     def close(self) -> None:
         self._closing = True
         self._wakeup.set()
+        self._readable.set()
 
     # -- output ---------------------------------------------------------------------------------
 
@@ -251,6 +269,7 @@ async def _read(transport: WebSocketTransport) -> None:
     async for message in ws:
         if message.type is aiohttp.WSMsgType.TEXT:
             transport.frame_received(message.data)
+            await transport.pace(len(message.data))
         elif message.type is aiohttp.WSMsgType.BINARY:
             transport.session.receive_error(StreamError.bad_format("RFC 7395 uses text messages only"))
         elif message.type is aiohttp.WSMsgType.ERROR:

@@ -1,0 +1,119 @@
+"""One client flooding another must not starve the server (issue 13): traffic shaping per connection.
+
+A logged-in client sends large messages as fast as its connection lets it, over TCP, WebSocket and BOSH.
+The server takes no more from it than its rate allows (a bound that holds however slow the machine is:
+burst + rate x elapsed), the flood keeps going rather than being cut off, and another user logs in
+meanwhile. benchmarks/flood.py shows the memory and login-time figures of the full-size flood.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from appliance.xmpp.ns import NS_CLIENT
+from tests.integration.harness import PASSWORD, Harness, make_config, start_harness
+from tests.integration.test_hostile import RawClient
+from tests.web.clients import BoshClient, WsClient
+
+RATE = 32 * 1024  # bytes per second a logged-in client may send here
+SIZE = 16 * 1024  # body of each flood message
+MAX_STANZA = 64 * 1024  # also the byte burst (larger than RATE x burst)
+TIMEOUT = 15.0
+
+
+async def flood_harness(tmp_path: Path) -> Harness:
+    cfg = make_config(tmp_path)
+    limits = replace(cfg.limits, rate=RATE, burst=1.0, max_stanza_size=MAX_STANZA)
+    http = replace(cfg.http, consider_websocket_secure=True, consider_bosh_secure=True)
+    return await start_harness(tmp_path, limits=limits, http=http)
+
+
+def flood_message(to: str, n: int) -> str:
+    return f"<message xmlns='{NS_CLIENT}' to='{to}' type='chat' id='f{n}'><body>{'x' * SIZE}</body></message>"
+
+
+Sender = Callable[[str], Awaitable[None]]
+
+
+async def tcp_flooder(harness: Harness) -> tuple[Sender, Callable[[], Awaitable[None]]]:
+    raw = await RawClient.connect(harness)
+    await raw.login(harness, "alice", "flood")
+    return raw.send, raw.close
+
+
+async def websocket_flooder(harness: Harness) -> tuple[Sender, Callable[[], Awaitable[None]]]:
+    ws = await WsClient.connect(f"ws://127.0.0.1:{harness.http_port}/xmpp-websocket")
+    await ws.login(harness.domain, "alice", PASSWORD, "flood")
+    return ws.send, ws.close
+
+
+async def bosh_flooder(harness: Harness) -> tuple[Sender, Callable[[], Awaitable[None]]]:
+    bosh = BoshClient(f"http://127.0.0.1:{harness.http_port}/http-bind")
+    await bosh.login(harness.domain, "alice", PASSWORD)
+
+    inflight: set[asyncio.Task[object]] = set()
+
+    async def send(frame: str) -> None:
+        # As many requests open as the session allows (hold + 1): each new one frees the one held before.
+        while len(inflight) >= 2:
+            await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+        task: asyncio.Task[object] = asyncio.ensure_future(bosh.post(frame))
+        inflight.add(task)
+        task.add_done_callback(inflight.discard)
+
+    async def close() -> None:
+        for task in list(inflight):
+            task.cancel()
+        await asyncio.gather(*inflight, return_exceptions=True)
+        await bosh.close()
+
+    return send, close
+
+
+FLOODERS = {"tcp": tcp_flooder, "websocket": websocket_flooder, "bosh": bosh_flooder}
+
+
+@pytest.mark.parametrize("transport", list(FLOODERS))
+async def test_a_flooding_client_is_slowed_to_its_rate_and_others_still_log_in(
+    tmp_path: Path, transport: str
+) -> None:
+    harness = await flood_harness(tmp_path)
+    try:
+        await harness.user("alice")
+        bob = await harness.client(await harness.user("bob"))
+        carol = await harness.user("carol")
+        send, close = await FLOODERS[transport](harness)
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            for n in range(10_000):  # 160 MiB: far more than the test lets through
+                await send(flood_message(str(bob.boundjid.bare), n))
+                sent = n + 1
+
+        stats = harness.server.stats
+        before = stats.get("messages_in", 0)
+        started = time.monotonic()
+        flooding = asyncio.create_task(flood())
+        await asyncio.sleep(1.5)
+        other = await harness.client(carol)  # logs in while the flood goes on
+        assert other.boundjid.bare == carol
+        await bob.next_message(TIMEOUT)  # the flood gets through, slowly
+        elapsed = time.monotonic() - started
+        taken = stats.get("messages_in", 0) - before
+        allowed = MAX_STANZA + RATE * elapsed  # the burst, then the rate
+        assert 1 <= taken <= allowed / SIZE + 2, (taken, elapsed)  # + what is read before the pause
+        assert not flooding.done(), "the flooder should be held back, not cut off or finished"
+        flooding.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await flooding
+        await close()
+    finally:
+        await harness.close()
