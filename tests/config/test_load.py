@@ -494,3 +494,17 @@ def test_a_choice_takes_its_values_from_the_literal_type() -> None:
     assert table.key("policy").kind == spec.Choice(("closed", "open", "loopback"))  # type: ignore[union-attr]
     with pytest.raises(TypeError, match="not a Literal of strings"):
         spec.Choice.of(Literal[1, 2])
+
+
+def test_host_limits_override_the_global_rates_key_by_key() -> None:
+    config = parse(
+        '[server]\nstate_dir = "/srv/parlour"\n\n[limits]\nrate = "128KiB"\n\n'
+        '[hosts."a.example"]\n\n[hosts."b.example".limits]\nstanza_rate = 7\n'
+    )
+    a, b = config.hosts
+    assert a.limits is None and config.limits.rate == 131_072
+    assert b.limits == m.ShapingConfig(rate=131_072, stanza_rate=7)
+    assert problems(f'{MINIMAL}[hosts."x.example".limits]\nrate = 5\n') == [
+        'parlour.toml:6: hosts."x.example".limits.rate = 5: expected a size such as 65536, "64KiB" or "10MiB" '
+        "from 1KiB to 1GiB"
+    ]
