@@ -26,10 +26,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from load import RawClient  # noqa: E402  (a sibling script, not a package)
+
 DOMAIN = "localhost"
 PASSWORD = "flood-password"
-STREAM_NS = "http://etherx.jabber.org/streams"
-HEADER = (f"<stream:stream to='{DOMAIN}' xmlns='jabber:client' xmlns:stream='{STREAM_NS}' version='1.0'>").encode()
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 BIND = "urn:ietf:params:xml:ns:xmpp-bind"
@@ -51,11 +52,10 @@ def plain(user: str) -> str:
 
 
 def serve(state: Path, port: int, http_port: int) -> None:
+    from bench_server import ensure_users  # the benchmarks' account helper
+
     from appliance.app import serve as run
     from appliance.config.load import default_config
-
-    sys.path.insert(0, str(HERE))
-    from bench_server import ensure_users  # the benchmarks' account helper
 
     cfg = default_config(state)
     c2s = replace(cfg.c2s, port=port, direct_tls_port=0, interfaces=("127.0.0.1",),
@@ -78,44 +78,20 @@ def serve(state: Path, port: int, http_port: int) -> None:
 # -- clients -------------------------------------------------------------------------------------------
 
 
-class TcpClient:
-    """Raw XMPP over TCP: PLAIN login (plaintext on loopback), bind, then bytes in and out."""
+class TcpClient(RawClient):
+    """load.py's raw client (PLAIN login without TLS, resource "load"), sending and counting as well."""
 
     def __init__(self, user: str) -> None:
-        self.user = user
-        self.jid = f"{user}@{DOMAIN}"
-        self.buffer = b""
-        self.reader: asyncio.StreamReader
-        self.writer: asyncio.StreamWriter
-
-    async def _want(self, token: bytes) -> None:
-        while token not in self.buffer:
-            chunk = await self.reader.read(65536)
-            if not chunk:
-                raise ConnectionError(f"{self.user}: closed waiting for {token!r}")
-            self.buffer += chunk
-        self.buffer = self.buffer[self.buffer.index(token) + len(token) :]
-
-    async def login(self, port: int, resource: str) -> None:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
-        self.writer.write(HEADER)
-        await self._want(b"</stream:features>")
-        self.writer.write(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{plain(self.user)}</auth>".encode())
-        await self._want(b"<success")
-        self.writer.write(HEADER)
-        await self._want(b"</stream:features>")
-        self.writer.write(f"<iq type='set' id='b'><bind xmlns='{BIND}'><resource>{resource}</resource></bind></iq>"
-                          .encode())
-        await self._want(b"</iq>")
-        self.writer.write(b"<presence/>")
-        self.buffer = b""
+        super().__init__(user, DOMAIN)
 
     async def send(self, data: str) -> None:
+        assert self.writer is not None
         self.writer.write(data.encode())
         await self.writer.drain()
 
     async def count_messages(self, counter: list[int]) -> None:
         """Read forever, counting the ends of messages (no parsing: the reader is not the bottleneck)."""
+        assert self.reader is not None
         tail = b""
         while True:
             chunk = await self.reader.read(1 << 20)
@@ -124,10 +100,6 @@ class TcpClient:
             data = tail + chunk
             counter[0] += data.count(b"</message>")
             tail = data[-9:]
-
-    def close(self) -> None:
-        self.writer.close()
-
 
 class WsClient:
     """Raw XMPP over WebSocket (RFC 7395) with aiohttp."""
@@ -204,13 +176,12 @@ async def probe_logins(port: int, figures: Figures, stop: asyncio.Event, every: 
         started = time.perf_counter()
         try:
             async with asyncio.timeout(10):
-                await client.login(port, f"probe{n}")
+                await client.login(port, PASSWORD)
             figures.logins.append(time.perf_counter() - started)
         except (TimeoutError, OSError, ConnectionError):
             figures.login_failures += 1
         finally:
-            if hasattr(client, "writer"):
-                client.close()
+            client.close()
         await asyncio.sleep(every)
 
 
@@ -218,7 +189,7 @@ async def flood(args: argparse.Namespace, transport: str, ports: tuple[int, int]
     port, http_port = ports
     figures = Figures(transport)
     target = TcpClient("u2")
-    await target.login(port, "reader")
+    await target.login(port, PASSWORD)
     reading = asyncio.create_task(target.count_messages(figures.delivered))
     await asyncio.sleep(2)
     figures.rss_base = rss_mib(pid)
@@ -226,7 +197,10 @@ async def flood(args: argparse.Namespace, transport: str, ports: tuple[int, int]
     sampler = asyncio.create_task(sample_rss(pid, figures, stop))
     prober = asyncio.create_task(probe_logins(port, figures, stop, args.probe_every))
     flooder: TcpClient | WsClient = TcpClient("u1") if transport == "tcp" else WsClient("u1")
-    await flooder.login(port if transport == "tcp" else http_port, "flood")
+    if isinstance(flooder, TcpClient):
+        await flooder.login(port, PASSWORD)
+    else:
+        await flooder.login(http_port, "flood")
     body = "x" * args.size
     xmlns = "" if transport == "tcp" else " xmlns='jabber:client'"
     started = time.perf_counter()
