@@ -48,10 +48,11 @@ _SYNTHETIC_HEADER = f"<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREA
 class BoshError(Exception):
     """A terminal binding condition (XEP-0124 §17): answered with type='terminate', the session ends."""
 
-    def __init__(self, condition: str, text: str = "") -> None:
+    def __init__(self, condition: str, text: str = "", stream_error: StreamError | None = None) -> None:
         super().__init__(f"{condition}: {text}" if text else condition)
         self.condition = condition
         self.text = text
+        self.stream_error = stream_error  # bad XML: said inside the answer (XEP-0206 §8)
 
 
 # -- wire format ------------------------------------------------------------------------------------
@@ -86,12 +87,15 @@ def parse_body(data: bytes, *, max_size: int, max_depth: int) -> BoshBody:
     if data.startswith(b"<?xml"):
         end = data.find(b"?>")
         data = data[end + 2 :] if end > 0 else data
+    if data.startswith((b"<!", b"<?")):  # a DTD, comment or PI before the root: parsed as content otherwise
+        error = StreamError.restricted_xml("DTDs, comments and processing instructions are not allowed")
+        raise BoshError("remote-stream-error", error.text or "", error)
     parser = StreamParser(max_stanza_size=max_size, max_depth=max_depth + 1)
     parser.feed(_SYNTHETIC_HEADER)
     try:
         events = parser.feed(data)
     except StreamError as err:
-        raise BoshError("bad-request", err.text or err.condition) from None
+        raise BoshError("remote-stream-error", err.text or err.condition, err) from None
     if len(events) != 1 or not isinstance(events[0], Stanza) or not parser.can_hibernate:
         raise BoshError("bad-request", "The request must be one complete <body/> element")
     body = events[0].element
@@ -504,7 +508,8 @@ async def handle_bosh(request: web.Request) -> web.StreamResponse:
             bosh.fail(err)
         else:
             log.info("BOSH request from %s refused: %s", http_peer(request).ip, err)
-        answer = render_body({"type": "terminate", "condition": err.condition})
+        error = err.stream_error.to_bytes() if err.stream_error is not None else b""
+        answer = render_body({"type": "terminate", "condition": err.condition}, error)
     headers["Cache-Control"] = "no-store"
     return web.Response(body=answer, content_type="text/xml", charset="utf-8", headers=headers)
 

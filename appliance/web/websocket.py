@@ -100,6 +100,8 @@ class WebSocketTransport:
             self.session.touch()  # RFC 7395 has no whitespace keepalives, but they are harmless
             return
         try:
+            if text.lstrip().startswith(("<!", "<?")):  # a prolog would be parsed as content otherwise
+                raise StreamError.restricted_xml("DTDs, comments and processing instructions are not allowed")
             events = self.parser.feed(text.encode("utf-8"))
             if len(events) != 1 or not self.parser.can_hibernate:
                 raise StreamError.bad_format("Each WebSocket message must hold one complete XML element")
