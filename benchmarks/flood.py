@@ -2,6 +2,7 @@
 
     python benchmarks/flood.py                       # TCP then WebSocket, 1,500 messages of 250 KiB
     python benchmarks/flood.py --code /path/to/other/checkout   # the same against another version
+    python benchmarks/flood.py --rate 1073741824     # shaping out of the way: only the queue bounds hold
 
 A server runs in its own process (default modules, MAM included; plaintext on loopback, a bench
 setting). `flooder` logs in and sends `--messages` chat messages of `--size` bytes to `target`, who is
@@ -51,7 +52,7 @@ def plain(user: str) -> str:
 # -- the server process ------------------------------------------------------------------------------
 
 
-def serve(state: Path, port: int, http_port: int) -> None:
+def serve(state: Path, port: int, http_port: int, rate: int) -> None:
     from bench_server import ensure_users  # the benchmarks' account helper
 
     from appliance.app import serve as run
@@ -63,6 +64,8 @@ def serve(state: Path, port: int, http_port: int) -> None:
     http = replace(cfg.http, port=http_port, https=False, interfaces=("127.0.0.1",),
                    consider_websocket_secure=True)
     limits = replace(cfg.limits, auth_failure_delay=0.0)
+    if rate:  # 0: the default shaping; the old code has no such key
+        limits = replace(limits, rate=rate)
     cfg = replace(cfg, c2s=c2s, http=http, limits=limits)
     asyncio.run(ensure_users(cfg, 3, "u", PASSWORD))
     try:
@@ -254,10 +257,11 @@ def main() -> None:
     parser.add_argument("--probe-every", type=float, default=0.5)
     parser.add_argument("--transports", default="tcp,websocket")
     parser.add_argument("--code", type=Path, help="checkout whose appliance package the server runs")
-    parser.add_argument("--serve", nargs=3, metavar=("STATE", "PORT", "HTTP_PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=int, default=0, help="limits.rate in bytes/s (default: the server's)")
+    parser.add_argument("--serve", nargs=4, metavar=("STATE", "PORT", "HTTP_PORT", "RATE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(Path(args.serve[0]), int(args.serve[1]), int(args.serve[2]))
+        serve(Path(args.serve[0]), int(args.serve[1]), int(args.serve[2]), int(args.serve[3]))
         return
     import socket
 
@@ -271,7 +275,7 @@ def main() -> None:
         env["PYTHONPATH"] = str(args.code.resolve())
     with tempfile.TemporaryDirectory() as state:
         server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", state, str(ports[0]), str(ports[1])],
+            [sys.executable, __file__, "--serve", state, str(ports[0]), str(ports[1]), str(args.rate)],
             stdout=subprocess.PIPE, text=True, env=env,
         )
         try:

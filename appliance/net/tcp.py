@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
+import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -22,6 +25,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READ_LIMIT = 65_536
+LINGER = 2.0  # seconds a connection closed with input unread keeps reading (and dropping) it
+
+
+def reset(transport: asyncio.BaseTransport) -> None:
+    """Cut a connection off at once, dropping what the kernel still holds for it (a TCP reset).
+
+    A plain close would leave unsent data with the kernel, which keeps trying to deliver it to a client
+    that reads nothing for many minutes."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()  # type: ignore[attr-defined]
 
 
 class ConnectionLimits:
@@ -58,6 +74,7 @@ class XmppTcpProtocol(asyncio.Protocol):
     __slots__ = (
         "_counted",
         "_limits",
+        "_lingering",
         "_paused",
         "_pending",
         "_shaping",
@@ -93,6 +110,7 @@ class XmppTcpProtocol(asyncio.Protocol):
         self.parser = StreamParser(max_stanza_size=limits_cfg.max_stanza_size, max_depth=limits_cfg.max_depth)
         self._transport: asyncio.Transport | None = None
         self._paused = False  # by the session: its intake is backed up
+        self._lingering: asyncio.TimerHandle | None = None  # closing: what ends it (see close)
         self._throttled: asyncio.TimerHandle | None = None  # by the shaper: the client sends too fast
         self._shaping = InputShaping(limits_cfg, time.monotonic())
         self._pending: list[bytes] | None = None
@@ -118,6 +136,8 @@ class XmppTcpProtocol(asyncio.Protocol):
         self._counted = True
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:
+            return
         try:
             new_events = self.parser.feed(data)
         except StreamError as err:
@@ -140,6 +160,8 @@ class XmppTcpProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # A closing timer stays: TLS reports the loss before its socket is closed (which would take
+        # up to 30 s when the client reads nothing); aborting an already closed transport does nothing.
         if self._throttled is not None:
             self._throttled.cancel()
             self._throttled = None
@@ -221,6 +243,12 @@ class XmppTcpProtocol(asyncio.Protocol):
         self._paused = False
         self._update_reading()
 
+    def _end_linger(self) -> None:
+        transport = self._transport
+        if transport is not None:
+            transport.close()
+            self._lingering = asyncio.get_running_loop().call_later(LINGER, reset, transport)
+
     def _unthrottle(self) -> None:
         self._throttled = None
         self._update_reading()
@@ -238,5 +266,24 @@ class XmppTcpProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         self.flush()
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._lingering is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if not (self._paused or self._throttled):
+            transport.close()
+            # A client that reads nothing would keep what is still buffered for it, and the
+            # connection, forever: past LINGER it is cut off.
+            self._lingering = loop.call_later(LINGER, reset, transport)
+            return
+        # Input is waiting unread (we stopped reading a client that sent too much or bad XML): closing
+        # now would reset the connection, and the client might never read our stream error. Send our
+        # end, then read and drop its input until it closes too, for LINGER seconds at most.
+        self._lingering = loop.call_later(LINGER, self._end_linger)
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self._throttled is not None:
+            self._throttled.cancel()
+            self._throttled = None
+        self._paused = False
+        self._update_reading()

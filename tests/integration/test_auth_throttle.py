@@ -49,7 +49,7 @@ async def guess(harness: Harness, source: str) -> None:
 
 
 def delayed(harness: Harness) -> int:
-    return harness.server.stats.get("auth_delayed", 0)
+    return harness.server.core.stats.get("auth_delayed", 0)
 
 
 async def until_delayed(harness: Harness, count: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_CLIENT
 from tests.integration.harness import PASSWORD, Harness, make_config, start_harness
 from tests.integration.test_hostile import RawClient
@@ -25,6 +27,7 @@ from tests.web.clients import BoshClient, WsClient
 RATE = 32 * 1024  # bytes per second a logged-in client may send here
 SIZE = 16 * 1024  # body of each flood message
 MAX_STANZA = 64 * 1024  # also the byte burst (larger than RATE x burst)
+ONE_READ = 256 * 1024  # the most asyncio reads from a socket at once
 TIMEOUT = 15.0
 
 
@@ -98,7 +101,7 @@ async def test_a_flooding_client_is_slowed_to_its_rate_and_others_still_log_in(
                 await send(flood_message(str(bob.boundjid.bare), n))
                 sent = n + 1
 
-        stats = harness.server.stats
+        stats = harness.server.core.stats
         before = stats.get("messages_in", 0)
         started = time.monotonic()
         flooding = asyncio.create_task(flood())
@@ -108,12 +111,62 @@ async def test_a_flooding_client_is_slowed_to_its_rate_and_others_still_log_in(
         await bob.next_message(TIMEOUT)  # the flood gets through, slowly
         elapsed = time.monotonic() - started
         taken = stats.get("messages_in", 0) - before
-        allowed = MAX_STANZA + RATE * elapsed  # the burst, then the rate
-        assert 1 <= taken <= allowed / SIZE + 2, (taken, elapsed)  # + what is read before the pause
+        # The burst, then the rate, plus what one read (or two BOSH requests) took before the pause.
+        allowed = MAX_STANZA + RATE * elapsed + ONE_READ
+        assert 1 <= taken <= allowed / SIZE, (taken, elapsed)
         assert not flooding.done(), "the flooder should be held back, not cut off or finished"
         flooding.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
             await flooding
         await close()
+    finally:
+        await harness.close()
+
+
+def established(sock: socket.socket) -> bool:
+    """Whether the kernel still has `sock`'s connection established (Linux: /proc/net/tcp)."""
+    try:
+        port = f"{sock.getsockname()[1]:04X}"
+    except OSError:  # the client has already closed its socket: the server's close reached it
+        return False
+    with open("/proc/net/tcp") as table:
+        return any(line.split()[1].endswith(f":{port}") and line.split()[3] == "01" for line in table)
+
+
+async def tcp_reader(harness: Harness) -> tuple[str, socket.socket]:
+    raw = await RawClient.connect(harness)
+    jid = await raw.login(harness, "bob", "slow")
+    return jid, raw.writer.get_extra_info("socket")
+
+
+async def websocket_reader(harness: Harness) -> tuple[str, socket.socket]:
+    ws = await WsClient.connect(f"ws://127.0.0.1:{harness.http_port}/xmpp-websocket")
+    jid = await ws.login(harness.domain, "bob", PASSWORD, "slow")
+    return jid, ws.ws.get_extra_info("socket")
+
+
+READERS = {"tcp": tcp_reader, "websocket": websocket_reader}
+
+
+@pytest.mark.parametrize("transport", list(READERS))
+async def test_a_reader_that_falls_behind_is_disconnected(tmp_path: Path, transport: str) -> None:
+    cfg = make_config(tmp_path)
+    limits = replace(cfg.limits, rate=1024**3)  # the sender is not what is tested here
+    http = replace(cfg.http, consider_websocket_secure=True)
+    harness = await start_harness(tmp_path, limits=limits, http=http)
+    try:
+        bob = await harness.user("bob")
+        alice = await harness.client(await harness.user("alice"))
+        jid, sock = await READERS[transport](harness)  # logged in, then reads nothing
+        body = "y" * 200_000
+        for _ in range(200):  # 40 MB: more than socket buffers and the session's output bound
+            alice.send_message(mto=jid, mbody=body, mtype="chat")
+        async with asyncio.timeout(60):  # the server gives up on bob's session ...
+            while harness.server.sessions.count_for(JID.parse(bob)):
+                await asyncio.sleep(0.1)
+        async with asyncio.timeout(TIMEOUT):  # ... and on his connection, though he never read a byte
+            while established(sock):
+                await asyncio.sleep(0.1)
+        assert alice.is_connected()
     finally:
         await harness.close()
