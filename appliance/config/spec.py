@@ -569,7 +569,8 @@ CONSOLE = _table("console", model.ConsoleConfig, "The admin console at /admin, t
 _SHAPING = (  # [limits] and [hosts."name".limits]
     ("rate", Size(1024, 1024**3), "Bytes per second a logged-in client may send over time; reading from a "
      "faster one pauses (TCP, WebSocket and BOSH alike)."),
-    ("stanza_rate", Int(1, 1_000_000), "Stanzas per second a logged-in client may send over time."),
+    ("stanza_rate", Int(1, 1_000_000), "Stanzas per second a logged-in client may send over time (a host "
+     "may set both its own way in [hosts.\"name\".limits])."),
 )
 
 LIMITS = _table("limits", model.LimitsConfig, "Limits that keep one client from hurting the others.", [
