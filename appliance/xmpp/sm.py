@@ -45,9 +45,8 @@ class StreamManagement:
         return self.sent - self.acked
 
     def outbound(self, data: bytes) -> None:
-        """Count and keep one stanza on its way to the client."""
-        if self.unacked >= self.max_queue:
-            raise StreamError.resource_constraint("Too many unacknowledged stanzas")
+        """Count and keep one stanza on its way to the client. Past `max_queue` unacknowledged the caller
+        closes the stream (and the stanzas go elsewhere): refusing here would fail whoever is sending."""
         queue = self.queue
         if queue is None:
             queue = self.queue = deque()

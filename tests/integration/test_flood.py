@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.core.session_options import StreamManagementOptions
 from appliance.xmpp.jid import JID
-from appliance.xmpp.ns import NS_CLIENT
+from appliance.xmpp.ns import NS_CLIENT, NS_SM
 from tests.integration.harness import PASSWORD, Harness, make_config, start_harness
 from tests.integration.test_hostile import RawClient
 from tests.web.clients import BoshClient, WsClient
@@ -168,5 +169,32 @@ async def test_a_reader_that_falls_behind_is_disconnected(tmp_path: Path, transp
             while established(sock):
                 await asyncio.sleep(0.1)
         assert alice.is_connected()
+    finally:
+        await harness.close()
+
+
+async def test_a_reader_that_never_acknowledges_is_disconnected_not_its_senders(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    host = cfg.hosts[0]
+    sm_options = replace(host.modules.of(StreamManagementOptions), max_queue=10)
+    host = replace(host, modules=host.modules.with_options(sm_options))
+    http = replace(cfg.http, consider_websocket_secure=True)
+    harness = await start_harness(tmp_path, hosts=(host,), http=http)
+    try:
+        bob = await harness.user("bob")
+        alice = await harness.client(await harness.user("alice"))
+        carol = await harness.client(await harness.user("carol"))
+        ws = await WsClient.connect(f"ws://127.0.0.1:{harness.http_port}/xmpp-websocket")
+        jid = await ws.login(harness.domain, "bob", PASSWORD, "phone")
+        await ws.send(f"<enable xmlns='{NS_SM}' resume='true'/>")  # and never acknowledges anything
+        for n in range(15):
+            alice.send_message(mto=jid, mbody=f"to bob {n}", mtype="chat")
+        async with asyncio.timeout(TIMEOUT):
+            while harness.server.sessions.count_for(JID.parse(bob)):
+                await asyncio.sleep(0.05)
+        alice.send_message(mto=carol.boundjid, mbody="still here", mtype="chat")
+        assert (await carol.next_message(TIMEOUT))["body"] == "still here"
+        assert alice.is_connected()
+        await ws.close()
     finally:
         await harness.close()
