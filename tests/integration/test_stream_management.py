@@ -32,10 +32,14 @@ async def until(condition: Callable[[], bool], what: str) -> None:
             await asyncio.sleep(0.02)
 
 
-async def sm_harness(tmp_path: Path, *, resume_timeout: float = 300.0, plaintext_on_loopback: bool = False) -> Harness:
-    """A server with a short housekeeping interval and the given resumption window."""
+async def sm_harness(
+    tmp_path: Path, *, resume_timeout: float = 300.0, plaintext_on_loopback: bool = False, stanza_rate: int = 0
+) -> Harness:
+    """A server with a short housekeeping interval and the given resumption window (and stanza rate)."""
     cfg = make_config(tmp_path)
     cfg = replace(cfg, c2s=replace(cfg.c2s, allow_plaintext_on_loopback=plaintext_on_loopback))
+    if stanza_rate:
+        cfg = replace(cfg, limits=replace(cfg.limits, stanza_rate=stanza_rate))
     host = cfg.hosts[0]
     sm_options = replace(host.modules.of(StreamManagementOptions), resume_timeout=resume_timeout)
     host = replace(host, modules=host.modules.with_options(sm_options))
@@ -299,7 +303,8 @@ async def test_a_resumed_session_reads_again_after_a_backlog_pipelined_behind_re
     from tests.conformance.client import raw_open
     from tests.conformance.conftest import ServerInfo
 
-    harness = await sm_harness(tmp_path, plaintext_on_loopback=True)  # the raw client does no TLS
+    # The raw client does no TLS; the backlog is meant to hit the session's intake limit, not the shaper.
+    harness = await sm_harness(tmp_path, plaintext_on_loopback=True, stanza_rate=1_000_000)
     try:
         info = ServerInfo("parlour", "127.0.0.1", harness.port, harness.domain, PASSWORD)
         await harness.user("alice")
