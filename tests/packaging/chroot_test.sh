@@ -77,7 +77,7 @@ check "parlour.toml created from /usr/share/parlour/parlour.toml" cmp "$C/usr/sh
 check "system user _parlour (home /var/lib/parlour, nologin)" sh -c \
     "chroot '$C' getent passwd _parlour | grep -Eq '^_parlour:x:[0-9]+:[0-9]+:Parlour XMPP server:/var/lib/parlour:/usr/sbin/nologin$'"
 check "system group _parlour" sh -c "chroot '$C' getent group _parlour"
-check "/var/lib/parlour _parlour:_parlour 750" test "$(owner_mode /var/lib/parlour)" = "_parlour:_parlour 750"
+check "/var/lib/parlour _parlour:_parlour 700" test "$(owner_mode /var/lib/parlour)" = "_parlour:_parlour 700"
 check "/etc/parlour _parlour:_parlour 750 (setup writes there)" test "$(owner_mode /etc/parlour)" = "_parlour:_parlour 750"
 check "parlour.toml _parlour:_parlour 640" test "$(owner_mode /etc/parlour/parlour.toml)" = "_parlour:_parlour 640"
 check "systemd-analyze verify --root (unit, ExecStart, user)" systemd-analyze verify --man=no --root="$C" parlour.service
@@ -141,7 +141,7 @@ check "setup's parlour.toml kept as written" test "$(md5sum < "$C/etc/parlour/pa
 check "no parlour.toml.dpkg-* beside it" sh -c "! ls '$C'/etc/parlour/ | grep -q dpkg"
 check "parlour.toml still _parlour:_parlour 640" test "$(owner_mode /etc/parlour/parlour.toml)" = "_parlour:_parlour 640"
 check "account bob survived the upgrade" sh -c "chroot '$C' setpriv --reuid=_parlour --regid=_parlour --init-groups /usr/bin/parlour user list example.test | grep -qx bob@example.test"
-check "/var/lib/parlour still _parlour:_parlour 750" test "$(owner_mode /var/lib/parlour)" = "_parlour:_parlour 750"
+check "/var/lib/parlour still _parlour:_parlour 700" test "$(owner_mode /var/lib/parlour)" = "_parlour:_parlour 700"
 
 step "upgrade to a release whose packaged default parlour.toml changed (non-interactive)"
 newdefault_deb
