@@ -24,6 +24,7 @@ PASSWORD = "correct horse"
 # server must not be taken meanwhile as the source port of some outgoing connection (a load generator or
 # another test run on the same machine opens thousands of them).
 PICKED_PORTS = range(20_000, 32_768)
+_handed_out: set[int] = set()  # never the same port twice in one run (Pebble's four ports, say)
 
 
 def free_port() -> int:
@@ -31,11 +32,14 @@ def free_port() -> int:
     direct TLS listener, so tests that need one pick it here)."""
     for _ in range(200):
         port = random.choice(PICKED_PORTS)
+        if port in _handed_out:  # free now, but a caller may be about to bind it
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     raise RuntimeError(f"no free loopback port in {PICKED_PORTS}")
 
