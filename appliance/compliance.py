@@ -25,6 +25,7 @@ RFCS = (
 
 # XEPs implemented by transports and the core rather than by a feature module.
 CORE_XEPS: tuple[tuple[Xep, str], ...] = (
+    (Xep(114, "1.6", note="external components: handshake, own domain, disco#items"), "core/component.py"),
     (Xep(124, "1.11.2", note="BOSH transport"), "web/bosh.py"),
     (Xep(156, "1.4.0", note="host-meta XML and JSON"), "web/wellknown.py"),
     (Xep(206, "1.4", note="XMPP over BOSH"), "web/bosh.py"),

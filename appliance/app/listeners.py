@@ -1,4 +1,5 @@
-"""The XMPP client listeners (STARTTLS and direct TLS) of a server, opened on the core's c2s services."""
+"""The XMPP listeners of a server: clients (STARTTLS and direct TLS) on the core's c2s services, and
+external components (XEP-0114) on its component hub when any component has a secret."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 from appliance.config.model import Config
 from appliance.core import c2s
+from appliance.core.component import ComponentHub, ComponentSession
 from appliance.net.tcp import ConnectionLimits, XmppTcpProtocol
 from appliance.util.fdlimit import DescriptorWatch
 
@@ -17,13 +19,15 @@ log = logging.getLogger(__name__)
 
 
 class ClientListeners:
-    """Every c2s socket of one server; `ports` maps "c2s" / "c2s_direct_tls" to the bound port."""
+    """Every XMPP socket of one server; `ports` maps "c2s" / "c2s_direct_tls" / "component" to the bound
+    port."""
 
     def __init__(self, config: Config, services: c2s.C2SServices,
                  tls_context: Callable[[], ssl.SSLContext | None], *,
-                 descriptors: DescriptorWatch | None = None) -> None:
+                 descriptors: DescriptorWatch | None = None, components: ComponentHub | None = None) -> None:
         self.config = config
         self.descriptors = descriptors
+        self.components = components
         self.services = services
         self.tls_context = tls_context
         self.servers: list[asyncio.Server] = []
@@ -35,35 +39,50 @@ class ClientListeners:
             max_per_ip=self.config.limits.max_connections_per_ip, max_total=self.config.limits.max_connections,
             descriptors=self.descriptors,
         )
-        loop = asyncio.get_running_loop()
         wanted = [("c2s", cfg.port, False)]
         if cfg.direct_tls_port:
             wanted.append(("c2s_direct_tls", cfg.direct_tls_port, True))
         for name, port, direct in wanted:
-            context = self.tls_context() if direct else None
 
             def factory(direct: bool = direct) -> XmppTcpProtocol:
                 return XmppTcpProtocol(
                     self.services, limits, self.tls_context, direct_tls=direct, session_factory=c2s.ClientSession
                 )
 
-            bound = port
-            for interface in cfg.interfaces:
-                try:
-                    server = await loop.create_server(
-                        factory, host=interface, port=bound, ssl=context, backlog=4096, reuse_address=True,
-                        ssl_handshake_timeout=30 if context else None,
-                    )
-                except OSError as exc:
-                    if interface == "::" and len(cfg.interfaces) > 1:
-                        log.info("IPv6 listener on %s unavailable: %s", interface, exc)
-                        continue
-                    raise
-                self.servers.append(server)
-                bound = server.sockets[0].getsockname()[1]
-            self.ports[name] = bound
-            log.info("%s listening on %s port %d", name, ", ".join(cfg.interfaces), bound)
+            await self._listen(name, factory, cfg.interfaces, port, self.tls_context() if direct else None)
+        hub = self.components
+        if hub is not None and self.config.components.secrets:
+
+            def component(_services: c2s.C2SServices, transport: XmppTcpProtocol) -> ComponentSession:
+                return ComponentSession(hub, transport)
+
+            def component_factory() -> XmppTcpProtocol:
+                return XmppTcpProtocol(self.services, limits, lambda: None, direct_tls=False,
+                                       session_factory=component)  # type: ignore[arg-type]
+
+            components = self.config.components
+            await self._listen("component", component_factory, components.interfaces, components.port, None)
         return dict(self.ports)
+
+    async def _listen(self, name: str, factory: Callable[[], XmppTcpProtocol], interfaces: tuple[str, ...],
+                      port: int, context: ssl.SSLContext | None) -> None:
+        loop = asyncio.get_running_loop()
+        bound = port
+        for interface in interfaces:
+            try:
+                server = await loop.create_server(
+                    factory, host=interface, port=bound, ssl=context, backlog=4096, reuse_address=True,
+                    ssl_handshake_timeout=30 if context else None,
+                )
+            except OSError as exc:
+                if interface == "::" and len(interfaces) > 1:
+                    log.info("IPv6 listener on %s unavailable: %s", interface, exc)
+                    continue
+                raise
+            self.servers.append(server)
+            bound = server.sockets[0].getsockname()[1]
+        self.ports[name] = bound
+        log.info("%s listening on %s port %d", name, ", ".join(interfaces), bound)
 
     def close(self) -> None:
         """Stop accepting; `wait_closed()` later waits for the sockets to go."""

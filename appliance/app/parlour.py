@@ -90,7 +90,8 @@ class Parlour:
         core = self.core = XmppCore(config, modules=BUILTIN, stores=stores, accounts=self.accounts,
                                     tasks=self.tasks, sweep_interval=self.sweep_interval)
         await core.start()
-        self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors)
+        self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors,
+                                         components=core.components)
         self.ports.update(await self.listeners.open())
         if config.http.enabled:
             self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,

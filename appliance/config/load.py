@@ -283,6 +283,11 @@ class _Builder:
             else:
                 self.bad_value(("c2s", "port"), port,
                                f"must differ from c2s.direct_tls_port ({direct} by default)")
+        hosted = {h.lower() for h in (data.get("hosts") or {}) if isinstance(h, str)}
+        for name, _secret in values["components"].get("secrets", ()):
+            if name in hosted:
+                self.add(("components", "secrets"), f'components.secrets: "{name}" is a host; a component '
+                         "needs a domain of its own")
         tls = values["tls"]
         given = [name for name in ("certificate", "private_key") if tls.get(name) is not None]
         if len(given) == 1:

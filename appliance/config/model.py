@@ -42,6 +42,21 @@ class C2SConfig:
     handshake_timeout: float = 60.0  # seconds from connect to a bound resource
 
 
+# --- [components] (external components, XEP-0114) ---
+@dataclass(frozen=True, slots=True)
+class ComponentsConfig:
+    """External components (XEP-0114): gateways and bots that connect with a shared secret and serve a
+    domain of their own (irc.example.org)."""
+
+    interfaces: tuple[str, ...] = ("127.0.0.1",)  # loopback: components normally run on this machine
+    port: int = 5347  # 0 (tests only, not accepted in a file): any free port
+    secrets: tuple[tuple[str, str], ...] = ()  # (component domain, shared secret); none: no listener
+
+    def secret(self, domain: str) -> str | None:
+        return next((secret for name, secret in self.secrets if name == domain), None)
+# --- end [components] ---
+
+
 # --- [http] (web transports) ---
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
@@ -193,6 +208,7 @@ class Config:
     hosts: tuple[HostConfig, ...]
     c2s: C2SConfig = field(default_factory=C2SConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    components: ComponentsConfig = field(default_factory=ComponentsConfig)  # [components]
     http: HttpConfig = field(default_factory=HttpConfig)  # [http]
     acme: AcmeConfig = field(default_factory=AcmeConfig)  # [acme]
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]

@@ -279,6 +279,34 @@ class ListOf(Kind):
         return toml_literal(list(value))  # type: ignore[call-overload]
 
 
+@dataclass(frozen=True)
+class MapOf(Kind):
+    """A table of names to strings (`{ "irc.example.org" = "secret" }`), each side checked; kept as
+    sorted (name, value) pairs so the model stays frozen."""
+
+    key: Text
+    value: Text
+    type_name = "table"
+
+    def allowed(self) -> str:
+        return f"a table of {_plural(self.key.what)} to {self.value.what} each"
+
+    def convert(self, value: object) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, dict):
+            raise self.fail()
+        pairs: dict[str, str] = {}
+        for name, item in value.items():
+            try:
+                pairs[self.key.convert(name)] = self.value.convert(item)
+            except Invalid:
+                raise Invalid(f"expected {self.allowed()}; {toml_key(name)} = {toml_literal(item, 40)} is not "
+                              "one") from None
+        return tuple(sorted(pairs.items()))
+
+    def to_toml(self, value: object) -> str:
+        return toml_literal(dict(value))  # type: ignore[call-overload]
+
+
 def _plural(what: str) -> str:
     """'a bare JID like "x"' → 'bare JIDs like "x"' (good enough for our own phrases)."""
     head, _, tail = what.partition(" like ")
@@ -453,6 +481,25 @@ TLS = _table("tls", model.TlsConfig, "Certificates. Leave both empty to use a se
      "folder."),
     ("private_key", PathKind(optional=True), "PEM private key for that certificate."),
 ])
+
+# --- [components] (external components, XEP-0114) ---
+def check_component_secret(text: str) -> str:
+    if len(text) < 8 or text != text.strip():
+        raise ValueError(text)
+    return text
+
+
+COMPONENTS = _table("components", model.ComponentsConfig, "External components (XEP-0114): gateways and "
+                    "bots (an IRC gateway such as biboumi) that connect with a shared secret and serve a domain "
+                    "of their own. The listener opens only when a secret is configured.", [
+    ("interfaces", ListOf(IP_ADDRESS), "Addresses to listen on for components; keep them on loopback unless "
+     "the component runs on another machine of a trusted network (the stream is not encrypted)."),
+    ("port", PORT, "Port for component connections."),
+    ("secrets", MapOf(DOMAIN, Text("a secret of at least 8 characters", check_component_secret)),
+     'Each component\'s domain and shared secret, like { "irc.example.org" = "a long random secret" }. '
+     "The domain must not be a host; a component gets every stanza addressed to it or a JID under it."),
+])
+# --- end [components] ---
 
 # --- [http] (web transports) ---
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
@@ -675,7 +722,7 @@ NAME = Text("a name", str.strip)
 MODULES_DISABLED = _key(model.ModulesConfig, "disabled", ListOf(MODULE_NAME), "Modules that are not loaded.")
 """The one key of [modules] itself; every module adds its own table (config/options.py collects them)."""
 
-CORE_SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, ACME, HTTP, CONSOLE, LIMITS, LOGGING)
+CORE_SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, COMPONENTS, ACME, HTTP, CONSOLE, LIMITS, LOGGING)
 """The top-level tables of the core in documentation order; [modules] and `hosts` come after them."""
 
 

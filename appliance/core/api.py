@@ -123,6 +123,7 @@ class Host:
     extensions: list[Callable[[], etree._Element | None]] = field(default_factory=list)  # XEP-0128 forms
     preauth_iq: dict[str, PreAuthIqHandler] = field(default_factory=dict)  # IQs allowed before login
     modules: list[Module] = field(default_factory=list)
+    components: set[str] = field(default_factory=set)  # connected external components listed in disco#items
 
     @property
     def jid(self) -> JID:
@@ -295,6 +296,11 @@ class ModuleContext(Generic[OptionsT]):
         return self._host.services.get(key)
 
     # -- host data for disco ----------------------------------------------------------------
+
+    @property
+    def components(self) -> set[str]:
+        """Domains of the external components (XEP-0114) connected and listed on this host."""
+        return self._host.components
 
     @property
     def features(self) -> set[str]:

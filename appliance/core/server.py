@@ -16,6 +16,7 @@ from appliance.core.accounts import AccountService
 from appliance.core.api import Host, Module, ModuleContext
 from appliance.core.auth_throttle import AuthThrottle
 from appliance.core.authn import FastTokens
+from appliance.core.component import ComponentHub
 from appliance.core.iq import IqTable, PendingIqs
 from appliance.core.router import Router
 from appliance.core.sessions import SessionDirectory
@@ -55,6 +56,7 @@ class XmppCore:
             hosts=self.hosts, sessions=self.sessions, iq_table=self.iq_table, pending=self.pending,
             accounts=accounts,
         )
+        self.components = ComponentHub(config, router=self.router, hosts=self.hosts)  # XEP-0114
         limits = config.limits
         self.c2s = c2s.C2SServices(
             config=config,
@@ -109,6 +111,9 @@ class XmppCore:
         old values until then."""
         old = self.config
         restart = [name for name in ("c2s", "tls", "http", "limits") if getattr(old, name) != getattr(new, name)]
+        if (old.components.interfaces, old.components.port, bool(old.components.secrets)) != (
+                new.components.interfaces, new.components.port, bool(new.components.secrets)):
+            restart.append("components")
         if old.server.state_dir != new.server.state_dir:
             restart.append("server.state_dir")
         if [h.name for h in old.hosts] != [h.name for h in new.hosts]:
@@ -116,10 +121,12 @@ class XmppCore:
         live = dataclasses.replace(
             old, server=dataclasses.replace(old.server, admins=new.server.admins), console=new.console,
             logging=new.logging, source=new.source or old.source,
+            components=dataclasses.replace(old.components, secrets=new.components.secrets),
             hosts=tuple(new.host(h.name) or h for h in old.hosts),
         )
         self.config = live
         self.c2s.config = live
+        self.components.config = live
         if old.logging != new.logging:
             apply_level(new.logging)
         if [h.modules for h in old.hosts] != [h.modules for h in live.hosts]:
@@ -159,6 +166,7 @@ class XmppCore:
         """Tell every client the server shuts down; their unacknowledged messages go offline first."""
         for session in list(self.c2s.connections):
             session.stream_error(StreamError.system_shutdown("The server is shutting down"))
+        self.components.close_all()
         await asyncio.sleep(0.05)
         await c2s.settle(self.c2s)  # XEP-0198: unacknowledged stanzas are stored before storage closes
 

@@ -103,6 +103,8 @@ class Disco(Module):
                 entry.set("node", item.node)
             if item.name is not None:
                 entry.set("name", item.name)
+        for domain in sorted(self.ctx.components):
+            etree.SubElement(query, f"{{{NS_DISCO_ITEMS}}}item", jid=domain)
         return query
 
     # -- an account ---------------------------------------------------------------------------

@@ -165,6 +165,13 @@ class Bind:
 
 
 @dataclass(frozen=True, slots=True)
+class Handshake:
+    """XEP-0114: check a component's digest (feedback: `handshake_accepted` or `handshake_refused`)."""
+
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class Resume:
     """XEP-0198 `<resume/>`: find the named session (feedback: `resume_failed`, or adoption)."""
 
@@ -173,11 +180,11 @@ class Resume:
 
 Effect = (
     Write | Send | OpenStream | SendStreamError | Closed | ClientState | IqResponse | _Marker | Authenticate
-    | SaslResponse | Sasl2Success | PreauthIq | Bind | Resume | Stanza
+    | SaslResponse | Sasl2Success | PreauthIq | Bind | Handshake | Resume | Stanza
 )
 
 __all__ = [
     "BOUND", "CLOSE_STREAM", "FEATURES", "RESTART", "SM_ENABLED", "START_TLS", "Authenticate", "Bind",
-    "ClientState", "Closed", "Effect", "IqResponse", "OpenStream", "PreauthIq", "Resume", "Sasl2Success",
+    "ClientState", "Closed", "Effect", "Handshake", "IqResponse", "OpenStream", "PreauthIq", "Resume", "Sasl2Success",
     "SaslResponse", "Send", "SendStreamError", "Stanza", "Write",
 ]

@@ -31,12 +31,13 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from appliance.xmpp import component as xc
 from appliance.xmpp import effects as fx
 from appliance.xmpp import sm
 from appliance.xmpp import stream as xs
 from appliance.xmpp.errors import StanzaError, StreamError, error_reply
 from appliance.xmpp.jid import JID, JIDError
-from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_SASL2, NS_SESSION, NS_TLS
+from appliance.xmpp.ns import NS_BIND, NS_CLIENT, NS_COMPONENT, NS_SASL2, NS_SESSION, NS_TLS
 from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen
 from appliance.xmpp.stream import C2SState
 
@@ -79,6 +80,8 @@ class Profile:
 
 
 C2S = Profile(Role.CLIENT, NS_CLIENT, xs.ACCEPTS, xs.STANZAS, xs.READY_EXTENSIONS)
+COMPONENT = Profile(Role.COMPONENT, NS_COMPONENT, xc.ACCEPTS, xc.STANZAS, frozenset())
+"""XEP-0114: `hosts` are the component domains configured; one `<handshake/>` instead of SASL and bind."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,10 @@ class StreamMachine:
                 tag = item.element.tag  # type: ignore[union-attr]
                 if tag in self.profile.stanzas:  # the hot path: a stanza on a bound stream
                     try:
+                        if self.profile is COMPONENT:
+                            item = self._component_stanza(item.element)  # type: ignore[union-attr]
+                            self.waiting = item
+                            return item
                         if self._stanza(item.element):  # type: ignore[union-attr]
                             self.waiting = item
                             return item  # type: ignore[return-value]
@@ -266,6 +273,9 @@ class StreamMachine:
     # -- stream header and features -------------------------------------------------------------
 
     def _stream_open(self, event: StreamOpen) -> None:
+        if self.profile is COMPONENT:
+            self._component_open(event)
+            return
         attrs = event.attrs
         to = attrs.get("to", "")
         name = to if to in self.hosts else _domain(to)  # the usual case: exactly a host's name
@@ -341,7 +351,10 @@ class StreamMachine:
 
     def _negotiate(self, element: etree._Element) -> None:
         tag = element.tag
-        if tag == xs.STARTTLS:
+        if tag == xc.HANDSHAKE:
+            self.state = State.AUTHENTICATING
+            self._wait(fx.Handshake(element.text or ""))
+        elif tag == xs.STARTTLS:
             self._starttls()
         elif tag in (xs.AUTH, xs.AUTHENTICATE):
             self._authenticate(element)
@@ -466,6 +479,48 @@ class StreamMachine:
             self._push(fx.Write(xs.features_element([])))
         else:
             self._wait(fx.FEATURES)
+
+    # -- external components (XEP-0114) ------------------------------------------------------------
+
+    def _component_open(self, event: StreamOpen) -> None:
+        """A component names its domain in 'to'; no version and no features (XEP-0114 §3)."""
+        to = event.attrs.get("to", "")
+        known = to in self.hosts
+        self._header(to if known else self.default_host(), event.attrs)
+        if self.state is not State.CONNECTED:
+            raise StreamError.not_authorized("Stream restarted at the wrong time")
+        if event.default_namespace != NS_COMPONENT:
+            raise StreamError.invalid_namespace(f"The content namespace must be {NS_COMPONENT}")
+        if not known:
+            raise StreamError.host_unknown(f"No component '{to}' is configured here")
+        self.host = to
+        self.state = State.UNAUTHENTICATED
+
+    def handshake_accepted(self) -> None:
+        """Feedback to Handshake: the digest matched and the domain is ours to route: stanzas flow."""
+        if not self._feedback(fx.Handshake):
+            return
+        assert self.host is not None
+        self.jid = JID.make(None, self.host, None)
+        self._jid_text = self.host
+        self.state = State.READY
+        self._push(fx.Write(xc.HANDSHAKE_OK))
+
+    def handshake_refused(self, error: StreamError) -> None:
+        """Feedback to Handshake: a wrong digest (not-authorized) or the domain already connected (conflict)."""
+        if self._feedback(fx.Handshake):
+            self.stream_error(error)
+
+    def _component_stanza(self, element: etree._Element) -> Stanza:
+        """Check a component's stanza (from its own domain, to someone) and hand it on in jabber:client."""
+        try:
+            sender = JID.parse(element.get("from", ""))
+            JID.parse(element.get("to", ""))
+        except JIDError:
+            raise StreamError.improper_addressing("A component's stanza needs valid 'from' and 'to'") from None
+        if sender.domain != self.host:
+            raise StreamError.invalid_from(f"A component may only send from {self.host}")
+        return Stanza(xc.to_client(element))
 
     # -- pre-bind IQs and resource binding (RFC 6120 §7) ----------------------------------------
 
@@ -732,4 +787,7 @@ def response_version(initial: dict[str, str] | None) -> str | None:
     return "1.0"
 
 
-__all__ = ["C2S", "NO_OFFER", "LocalProtocolError", "Offer", "Profile", "Role", "SmPolicy", "State", "StreamMachine"]
+__all__ = [
+    "C2S", "COMPONENT", "NO_OFFER", "LocalProtocolError", "Offer", "Profile", "Role", "SmPolicy", "State",
+    "StreamMachine",
+]

@@ -89,22 +89,24 @@ def expect(
 
 
 def stream_header(
-    *, from_: str, stream_id: str, to: str | None = None, lang: str = "en", version: str | None = "1.0"
+    *, from_: str, stream_id: str, to: str | None = None, lang: str = "en", version: str | None = "1.0",
+    namespace: str = NS_CLIENT,
 ) -> bytes:
     """Our response stream header (RFC 6120 §4.7): 'to' echoes the client's 'from' (§4.7.2); 'version' is
-    the lower of the client's and ours, none when the client sent none (§4.7.5)."""
-    start, end = _header_parts(from_, lang, version)
+    the lower of the client's and ours, none when the client sent none (§4.7.5); `namespace` is the
+    stream's content namespace (jabber:component:accept for components)."""
+    start, end = _header_parts(from_, lang, version, namespace)
     to_attr = f" to={quoteattr(to)}".encode() if to else b""
     return start + to_attr + b" id=" + quoteattr(stream_id).encode() + end
 
 
 @functools.lru_cache(maxsize=256)
-def _header_parts(from_: str, lang: str, version: str | None) -> tuple[bytes, bytes]:
+def _header_parts(from_: str, lang: str, version: str | None, namespace: str) -> tuple[bytes, bytes]:
     """The stream header around its 'to' and 'id' attributes (the same for every stream of a host)."""
     version_attr = f" version='{version}'" if version else ""  # digits and a dot only
     return (
         "<?xml version='1.0'?>"
-        f"<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}' from={quoteattr(from_)}"
+        f"<stream:stream xmlns='{namespace}' xmlns:stream='{NS_STREAM}' from={quoteattr(from_)}"
     ).encode(), f"{version_attr} xml:lang={quoteattr(lang)}>".encode()
 
 

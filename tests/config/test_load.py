@@ -288,8 +288,8 @@ def test_unknown_key_without_a_close_match_lists_the_keys() -> None:
 
 def test_unknown_table_and_top_level_key() -> None:
     assert problems("colour = 1\n" + MINIMAL + "[serverr]\n[modules.oflline]\nmax_messages = 1\n") == [
-        'parlour.toml:1: unknown key "colour"; expected one of: server, c2s, tls, acme, http, console, limits, '
-        "logging, modules, hosts",
+        'parlour.toml:1: unknown key "colour"; expected one of: server, c2s, tls, components, acme, http, console, '
+        "limits, logging, modules, hosts",
         'parlour.toml:6: unknown key "serverr"; did you mean "server"?',
         'parlour.toml:7: unknown key "modules.oflline"; did you mean "modules.offline"?',
     ]
@@ -475,13 +475,13 @@ def test_every_default_passes_its_own_validation() -> None:
     for table in builtin_schema().tables():
         for key in table.keys:
             if key.default_doc is None and key.default is not None:
-                assert key.kind.convert(_as_toml_value(key.default)) == key.default, key.name
+                assert key.kind.convert(_as_toml_value(key.kind, key.default)) == key.default, key.name
 
 
-def _as_toml_value(value: object) -> object:
+def _as_toml_value(kind: spec.Kind, value: object) -> object:
     import tomllib
 
-    return tomllib.loads(f"v = {spec.toml_literal(value)}")["v"]
+    return tomllib.loads(f"v = {kind.to_toml(value)}")["v"]
 
 
 def test_a_choice_takes_its_values_from_the_literal_type() -> None:
@@ -507,4 +507,19 @@ def test_host_limits_override_the_global_rates_key_by_key() -> None:
     assert problems(f'{MINIMAL}[hosts."x.example".limits]\nrate = 5\n') == [
         'parlour.toml:6: hosts."x.example".limits.rate = 5: expected a size such as 65536, "64KiB" or "10MiB" '
         "from 1KiB to 1GiB"
+    ]
+
+
+def test_component_secrets_are_a_table_of_domains_to_long_enough_secrets() -> None:
+    config = parse(MINIMAL + '[components]\nport = 5348\n'
+                   'secrets = { "IRC.example.org" = "a long secret", "b.example.org" = "12345678" }\n')
+    assert config.components.secrets == (("b.example.org", "12345678"), ("irc.example.org", "a long secret"))
+    assert config.components.secret("irc.example.org") == "a long secret"
+    assert config.components.interfaces == ("127.0.0.1",) and config.components.port == 5348
+    assert problems(MINIMAL + '[components]\nsecrets = { "irc.example.org" = "short" }\n') == [
+        'parlour.toml:6: components.secrets = { "irc.example.org" = "short" }: expected a table of domain names '
+        'like "example.org" to a secret of at least 8 characters each; "irc.example.org" = "short" is not one'
+    ]
+    assert problems(MINIMAL + '[components]\nsecrets = { "example.org" = "long enough" }\n') == [
+        'parlour.toml:6: components.secrets: "example.org" is a host; a component needs a domain of its own'
     ]
