@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Callable
 
 from appliance import __version__
+from appliance.app.config_watch import CONFIG_WATCH_INTERVAL, ConfigWatch
 from appliance.app.listeners import ClientListeners
 from appliance.app.services import running_services
 from appliance.app.storage import Storage
@@ -101,6 +102,8 @@ class Parlour:
             self.ports.update(await self.web.start())
         await self.cert_care.start(self.ports, notify=admin_notifier(config, core.router.route),
                                    spawn=self.tasks.spawn)
+        if config.source is not None:  # a development run has no file to watch
+            self.tasks.every(CONFIG_WATCH_INTERVAL, ConfigWatch(config.source, self.reload).check, "config-watch")
         log.info("Parlour %s serving %s", __version__, ", ".join(core.hosts))
 
     def tls_context(self) -> ssl.SSLContext | None:

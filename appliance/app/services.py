@@ -12,6 +12,7 @@ from appliance.services import Services
 from appliance.services.accounts import AccountAdmin
 from appliance.services.admins import Administrators
 from appliance.services.certificates import CertificateDesk
+from appliance.services.federation import FederationDesk
 from appliance.services.invitations import Invitations
 from appliance.services.rooms import RoomDesk, RoomManager
 from appliance.services.settings import Reload, Settings
@@ -49,6 +50,7 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
                             log_buffer=log_buffer),
         rooms=RoomDesk(lambda: live_room_managers(core)),
         certificates=CertificateDesk(cert_care, certs, config),
+        federation=FederationDesk(settings),
     )
 
 

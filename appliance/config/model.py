@@ -57,6 +57,22 @@ class ComponentsConfig:
 # --- end [components] ---
 
 
+# --- [federation] (which other servers we talk to) ---
+FederationMode = Literal["blocklist", "allowlist"]
+
+
+@dataclass(frozen=True, slots=True)
+class FederationConfig:
+    """Federation policy: on or off, and which remote domains are refused (or the only ones allowed)."""
+
+    enabled: bool = False  # off until the administrator says so: a LAN-only office talks to nobody outside
+    mode: FederationMode = "blocklist"  # allowlist: only allowed_domains
+    blocked_domains: tuple[str, ...] = ()
+    allowed_domains: tuple[str, ...] = ()
+    silent_drop: bool = False  # True: refused stanzas are dropped without telling the sender
+# --- end [federation] ---
+
+
 # --- [http] (web transports) ---
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
@@ -209,6 +225,7 @@ class Config:
     c2s: C2SConfig = field(default_factory=C2SConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     components: ComponentsConfig = field(default_factory=ComponentsConfig)  # [components]
+    federation: FederationConfig = field(default_factory=FederationConfig)  # [federation]
     http: HttpConfig = field(default_factory=HttpConfig)  # [http]
     acme: AcmeConfig = field(default_factory=AcmeConfig)  # [acme]
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]

@@ -501,6 +501,21 @@ COMPONENTS = _table("components", model.ComponentsConfig, "External components (
 ])
 # --- end [components] ---
 
+# --- [federation] (which other servers we talk to) ---
+FEDERATION = _table("federation", model.FederationConfig, "Which other XMPP servers users here may talk to. "
+                    "Changes apply without a restart (also from `parlour federation` and the console).", [
+    ("enabled", Bool(), "Talk to users of other XMPP servers; off suits a LAN-only office."),
+    ("mode", Choice.of(model.FederationMode), 'blocklist: every domain but blocked_domains; allowlist: only '
+     "allowed_domains."),
+    ("blocked_domains", ListOf(DOMAIN), "Remote domains nothing is sent to or accepted from (their subdomains "
+     "too)."),
+    ("allowed_domains", ListOf(DOMAIN), "In allowlist mode, the only remote domains (and their subdomains) "
+     "users here talk to."),
+    ("silent_drop", Bool(), "Drop refused stanzas without an error to the sender (by default the sender's "
+     "client is told why)."),
+])
+# --- end [federation] ---
+
 # --- [http] (web transports) ---
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
 
@@ -722,7 +737,7 @@ NAME = Text("a name", str.strip)
 MODULES_DISABLED = _key(model.ModulesConfig, "disabled", ListOf(MODULE_NAME), "Modules that are not loaded.")
 """The one key of [modules] itself; every module adds its own table (config/options.py collects them)."""
 
-CORE_SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, COMPONENTS, ACME, HTTP, CONSOLE, LIMITS, LOGGING)
+CORE_SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, COMPONENTS, FEDERATION, ACME, HTTP, CONSOLE, LIMITS, LOGGING)
 """The top-level tables of the core in documentation order; [modules] and `hosts` come after them."""
 
 

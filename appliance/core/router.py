@@ -18,6 +18,7 @@ from appliance.xmpp.ns import NS_CLIENT
 if TYPE_CHECKING:
     from appliance.core.accounts import AccountService
     from appliance.core.api import Host
+    from appliance.core.federation_policy import FederationPolicy
     from appliance.core.sessions import Session, SessionDirectory
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ class Router:
         iq_table: IqTable,
         pending: PendingIqs,
         accounts: AccountService,
+        federation: FederationPolicy | None = None,
     ) -> None:
         self.hosts = hosts
+        self.federation = federation  # which remote domains we may send to ([federation])
         self.sessions = sessions
         self.iq_table = iq_table
         self.pending = pending
@@ -196,8 +199,17 @@ class Router:
         await self.route(reply, origin=None)
 
     async def _route_remote(self, event: StanzaEvent) -> None:
-        # Federation (s2s) is a later milestone: until then remote domains are unreachable.
         stanza = event.stanza
+        # The federation policy comes before any s2s routing: a refused stanza never leaves the server.
+        policy = self.federation
+        refusal = policy.refusal(event.to_jid.domain) if policy is not None else None
+        if refusal is not None:
+            log.info("not sending %s from %s to %s: %s", etree.QName(stanza).localname, event.from_jid,
+                     event.to_jid.domain, refusal.text)
+            if not policy.silent:  # type: ignore[union-attr]  # a refusal comes from a policy
+                await self.bounce(stanza, refusal.stanza_error())
+            return
+        # Federation (s2s) is a later milestone: until then remote domains are unreachable.
         if stanza.tag == PRESENCE and stanza.get("type") not in (None, "probe"):
             return
         await self.bounce(stanza, StanzaError.remote_server_not_found())

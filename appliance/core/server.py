@@ -17,6 +17,7 @@ from appliance.core.api import Host, Module, ModuleContext
 from appliance.core.auth_throttle import AuthThrottle
 from appliance.core.authn import FastTokens
 from appliance.core.component import ComponentHub
+from appliance.core.federation_policy import FederationPolicy
 from appliance.core.iq import IqTable, PendingIqs
 from appliance.core.router import Router
 from appliance.core.sessions import SessionDirectory
@@ -52,9 +53,10 @@ class XmppCore:
         self.hosts: dict[str, Host] = {h.name: Host(h.name, h) for h in config.hosts}
         self.contexts: list[ModuleContext] = []
         self.stats: dict[str, int] = {}
+        self.federation = FederationPolicy(lambda: self.config.federation)  # reads the running settings
         self.router = Router(
             hosts=self.hosts, sessions=self.sessions, iq_table=self.iq_table, pending=self.pending,
-            accounts=accounts,
+            accounts=accounts, federation=self.federation,
         )
         self.components = ComponentHub(config, router=self.router, hosts=self.hosts)  # XEP-0114
         limits = config.limits
@@ -122,6 +124,7 @@ class XmppCore:
             old, server=dataclasses.replace(old.server, admins=new.server.admins), console=new.console,
             logging=new.logging, source=new.source or old.source,
             components=dataclasses.replace(old.components, secrets=new.components.secrets),
+            federation=new.federation,
             hosts=tuple(new.host(h.name) or h for h in old.hosts),
         )
         self.config = live

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from appliance.services.accounts import AccountAdmin
 from appliance.services.admins import Administrators
 from appliance.services.certificates import CertificateDesk
+from appliance.services.federation import FederationDesk
 from appliance.services.invitations import Invitations
 from appliance.services.rooms import RoomDesk
 from appliance.services.settings import Settings
@@ -30,6 +31,7 @@ class Services:
     status: ServerStatus
     rooms: RoomDesk
     certificates: CertificateDesk
+    federation: FederationDesk
 
 
 __all__ = ["Services"]

@@ -55,13 +55,16 @@ SETTING_NAMES = (
     "modules.register.policy", "modules.register.min_password_length", "console.invitations",
     "console.invitation_lifetime", "console.language", "modules.offline.max_messages", "logging.level",
     "server.admins", "modules.mam.retention", "modules.upload.quota", "c2s.require_encryption",
+    "federation.enabled", "federation.mode", "federation.allowed_domains", "federation.silent_drop",
 )
+# Keys other services change through `apply` with a page of their own (not on the settings page).
+SERVICE_KEYS = ("federation.blocked_domains",)
 
 
-def editable() -> list[Setting]:
+def editable(names: tuple[str, ...] = SETTING_NAMES) -> list[Setting]:
     schema = builtin_schema()
     out = []
-    for name in SETTING_NAMES:
+    for name in names:
         table, _sep, key = name.rpartition(".")
         found = schema.table(table)
         entry = found.key(key) if found is not None else None
@@ -103,7 +106,7 @@ class Settings:
         path = self.config().source
         if path is None:
             raise ServiceError(_("This server runs without a configuration file (development run)."))
-        known = {s.name: s for s in editable()}
+        known = {s.name: s for s in editable(SETTING_NAMES + SERVICE_KEYS)}
         text = await asyncio.to_thread(path.read_text, encoding="utf-8")
         changed = []
         for name, value in values.items():

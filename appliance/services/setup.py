@@ -65,6 +65,7 @@ class SetupAnswers:
     file_sharing: bool = True
     upload_quota_mb: int = 1024
     history_days: int = 365  # 0: keep no history
+    federation: bool = False  # talk to users of other XMPP servers; off suits a LAN-only office
     extra: dict[str, dict[str, object]] = field(default_factory=dict)  # more keys per table (listeners)
 
     def admin_jid(self) -> str:
@@ -112,6 +113,10 @@ def setup_document(answers: SetupAnswers, state_dir: Path) -> tomlkit.TOMLDocume
     doc.add(tomlkit.nl())
     _certificate(doc, answers)
     doc["console"] = _table(language=answers.language, invitations=invitations)
+    doc["federation"] = _table(
+        "Users of other XMPP servers: " + ("allowed (block domains with `parlour federation block`)."
+                                           if answers.federation else "off, this server talks only to itself."),
+        enabled=answers.federation)
     for name, keys in answers.extra.items():
         doc[name] = _table(**keys)
     modules = _features(answers)

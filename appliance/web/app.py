@@ -66,7 +66,7 @@ def make_app(
 
 
 def _console(app: web.Application, config: Config, admin: Services) -> None:
-    from appliance.web.admin import api, certificates, console, invite, metrics, rooms
+    from appliance.web.admin import api, certificates, console, federation, invite, metrics, rooms
     from appliance.web.admin.auth import ConsoleSessions
 
     app[pages.LANGUAGE_KEY] = config.console.language
@@ -79,6 +79,7 @@ def _console(app: web.Application, config: Config, admin: Services) -> None:
     console.setup(app)
     api.setup(app)
     rooms.setup(app)
+    federation.setup(app)
     certificates.setup(app)
     metrics.setup(app)
     invite.setup(app)

@@ -122,7 +122,15 @@ async def test_remote_domains_are_unreachable_until_federation(harness: Harness)
     alice = await harness.user("alice")
     a = await harness.client(alice)
     a.send_message(mto="someone@remote.example", mbody="hi", mtype="chat")
-    error = await a.next_message()
+    error = await a.next_message()  # federation is off by default: the sender is told so
+    assert error["error"]["condition"] == "not-allowed"
+    assert "other XMPP servers" in error["error"]["text"]
+    server = harness.server
+    assert server.core is not None
+    on = replace(server.core.config.federation, enabled=True)
+    await server.reload(replace(server.core.config, federation=on))
+    a.send_message(mto="someone@remote.example", mbody="hi", mtype="chat")
+    error = await a.next_message()  # allowed, but no server-to-server connection can be made
     assert error["error"]["condition"] == "remote-server-not-found"
 
 

@@ -39,6 +39,14 @@ def test_the_document_carries_its_comments_and_every_choice(tmp_path: Path) -> N
     assert data["modules"]["upload"] == {"quota": "1024MiB"}
     assert data["limits"] == {"auth_failure_delay": 0}
     assert data["hosts"] == {"chat.example.org": {}}
+    assert data["federation"] == {"enabled": False}  # the wizard's default: a LAN-only office
+    assert "# Users of other XMPP servers: off" in text
+
+
+def test_the_federation_answer_turns_federation_on(tmp_path: Path) -> None:
+    text = tomlkit.dumps(setup_document(answers(federation=True), tmp_path))
+    assert tomlkit.parse(text).unwrap()["federation"] == {"enabled": True}
+    assert "parlour federation block" in text
 
 
 def test_a_bad_domain_is_refused_before_anything_is_built(tmp_path: Path) -> None:

@@ -227,6 +227,7 @@ async def _features(wizard: Wizard, form: Any) -> str:
     a.upload_quota_mb = _number(form, "upload_quota_mb", 1, 1_000_000) if a.file_sharing else a.upload_quota_mb
     history = form.get("history") == "on"
     a.history_days = _number(form, "history_days", 1, 36500) if history else 0
+    a.federation = form.get("federation") == "on"
     return "next"
 
 
