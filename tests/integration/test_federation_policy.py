@@ -130,3 +130,25 @@ async def test_federation_off_allowlist_and_silent_drops(server: Harness) -> Non
     alice.send_message(mto="eve@elsewhere.example", mbody="dropped", mtype="chat")
     await alice.plugin["xep_0199"].ping(server.domain, timeout=5)  # the drop happened before this answer
     assert alice.messages.empty()
+
+
+async def test_an_edited_file_is_applied_and_an_invalid_one_refused(
+    server: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    from appliance.app.config_watch import ConfigWatch
+    from appliance.config.edit import set_key
+
+    path = server.server.config.source
+    assert path is not None
+    watch = ConfigWatch(path, server.server.reload)  # what the running server checks every second
+    await watch.check()
+    text = path.read_text()
+    path.write_text(set_key(text, "federation", "blocked_domains", '["not a domain"]'))
+    await watch.check()
+    assert blocked(server) == ()  # refused: the running configuration stays
+    assert "federation.blocked_domains" in caplog.text and "keeping the running configuration" in caplog.text
+    path.write_text(set_key(text, "federation", "blocked_domains", '["edited.example"]'))
+    await watch.check()
+    assert blocked(server) == ("edited.example",)
+    alice = await server.client(await server.user("alice"))
+    assert (await error_for(alice, "someone@edited.example"))["error"]["condition"] == "not-allowed"
