@@ -53,7 +53,7 @@ from appliance.modules.vcard import VCardTemp
 from appliance.modules.version import Version
 from appliance.platform.paths import database_path
 from appliance.storage import api
-from appliance.storage.migrate import Migration
+from appliance.storage.migrate import Migration, load_migrations
 from appliance.storage.sqlite import Database
 from appliance.storage.stores import accounts, archive, blocklist, kv, muc, offline, pubsub, roster
 from appliance.storage.uploads import UploadFiles
@@ -61,7 +61,7 @@ from appliance.util.files import private_dir
 
 __all__ = [
     "BUILTIN", "STORES", "STORE_MIGRATIONS", "builtin_schema", "default_config", "load_config", "open_database",
-    "open_stores", "parse_config",
+    "open_stores", "parse_config", "schema_version",
 ]
 
 BUILTIN: tuple[type[Module], ...] = (
@@ -112,6 +112,11 @@ STORES: tuple[tuple[type, Callable[[Database], object]], ...] = (
 # Schema changes that stores keep beside their code (a store module's MIGRATIONS), after the numbered
 # files of storage/migrations/.
 STORE_MIGRATIONS: tuple[Migration, ...] = ()
+
+
+def schema_version() -> int:
+    """The database schema version this build migrates to (a backup from a newer one cannot be restored)."""
+    return load_migrations(extra=STORE_MIGRATIONS)[-1].version
 
 
 async def open_database(state_dir: Path) -> Database:

@@ -79,15 +79,16 @@ def current_version(conn: apsw.Connection) -> int:
     return int(row[0]) if row is not None and row[0] is not None else 0
 
 
-def backup(conn: apsw.Connection, destination: Path) -> None:
-    """Online copy of ``conn``'s main database to ``destination`` (written aside, then renamed)."""
+def backup(conn: apsw.Connection, destination: Path, *, pages: int = 1024) -> None:
+    """Online copy of ``conn``'s main database to ``destination`` (written aside, then renamed), `pages`
+    at a time (-1: all in one step, under one read transaction, so writers elsewhere cannot restart it)."""
     partial = destination.with_name(destination.name + ".partial")
     partial.unlink(missing_ok=True)
     target = apsw.Connection(str(partial))
     try:
         with target.backup("main", conn, "main") as copy:
             while not copy.done:
-                copy.step(1024)
+                copy.step(pages)
         target.execute("PRAGMA journal_mode = DELETE").fetchall()  # a single self-contained file
     finally:
         target.close()

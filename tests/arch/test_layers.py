@@ -46,7 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     "certs": {"config", "util", "net.tls"},
     # what the build is made of (modules, stores): opens the database for app/ and the CLI
     "catalog": {"config", "core.api", "core.stores", "modules", "platform", "storage", "util"},
-    "services": BASE | {"core", "storage.api", "storage.tokens", "certs", "catalog"},
+    "services": BASE | {"core", "storage.api", "storage.tokens", "storage.backup", "certs", "catalog"},
     # BOSH and WebSocket are c2s transports; the console and the API call services only
     "web": BASE | {"services", "core.c2s", "net", "certs.acme", "storage.api", "storage.uploads"},
     "cli": BASE | {"app", "services", "certs", "catalog"},
