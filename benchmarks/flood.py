@@ -8,8 +8,9 @@ A server runs in its own process (default modules, MAM included; plaintext on lo
 setting). `flooder` logs in and sends `--messages` chat messages of `--size` bytes to `target`, who is
 online and reads everything, as fast as its connection lets it, for at most `--duration` seconds.
 Meanwhile `probe` logs in afresh every `--probe-every` seconds. Printed per transport: messages sent
-and delivered, the server's RSS before, at its peak and `--settle` seconds after the flood, and the
-probe logins' times (median, worst, and how many took over a second or failed).
+and delivered, the server's RSS before, at its peak, `--settle` seconds after the flood and once
+malloc_trim(0) has run in the server, and the probe logins' times (median, worst, and how many took
+over a second or failed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import ctypes
+import ctypes.util
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,6 +78,10 @@ def serve(state: Path, port: int, http_port: int, rate: int) -> None:
         uvloop.install()
     except ImportError:
         pass
+    # SIGUSR1 asks the C allocator to give free memory back (what it keeps is then live data, not
+    # fragments): the benchmark reads RSS before and after, to tell the two apart.
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    signal.signal(signal.SIGUSR1, lambda *_: libc.malloc_trim(0))
     print("ready", flush=True)
     asyncio.run(run(cfg))
 
@@ -161,6 +169,7 @@ class Figures:
     rss_base: float = 0.0
     rss_peak: float = 0.0
     rss_after: float = 0.0
+    rss_trimmed: float = 0.0
     logins: list[float] = field(default_factory=list)
     login_failures: int = 0
 
@@ -226,6 +235,9 @@ async def flood(args: argparse.Namespace, transport: str, ports: tuple[int, int]
     stop.set()
     await asyncio.gather(sampler, prober)
     figures.rss_after = rss_mib(pid)
+    os.kill(pid, signal.SIGUSR1)
+    await asyncio.sleep(1)
+    figures.rss_trimmed = rss_mib(pid)
     reading.cancel()
     target.close()
     return figures
@@ -238,7 +250,8 @@ def report(f: Figures) -> None:
     worst = logins[-1] * 1000 if logins else float("nan")
     cut_off = f" ({f.cut_off})" if f.cut_off else ""
     print(f"{f.transport}: sent {f.sent} messages in {f.flood_seconds:.1f} s{cut_off}, {f.delivered[0]} delivered")
-    print(f"  server RSS: {f.rss_base:.0f} MiB before, {f.rss_peak:.0f} MiB peak, {f.rss_after:.0f} MiB after")
+    print(f"  server RSS: {f.rss_base:.0f} MiB before, {f.rss_peak:.0f} MiB peak, {f.rss_after:.0f} MiB after, "
+          f"{f.rss_trimmed:.0f} MiB after malloc_trim")
     print(f"  probe logins during the flood: {len(logins)} ok, median {median:.0f} ms, worst {worst:.0f} ms, "
           f"{slow} over 1 s, {f.login_failures} failed")
 

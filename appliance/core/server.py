@@ -22,6 +22,7 @@ from appliance.core.iq import IqTable, PendingIqs
 from appliance.core.router import Router
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
+from appliance.util import memory
 from appliance.util.logging import apply_level
 from appliance.util.tasks import TaskSupervisor
 from appliance.xmpp.errors import StreamError
@@ -81,6 +82,7 @@ class XmppCore:
         """Set up and start every host's modules, then the periodic sweep of idle streams."""
         await self._load_modules()
         self.tasks.every(self.sweep_interval, self._sweep, "c2s-sweep")
+        self.tasks.every(memory.TRIM_INTERVAL, memory.give_back_periodically, "malloc-trim")
 
     async def _load_modules(self) -> None:
         for host in self.hosts.values():
