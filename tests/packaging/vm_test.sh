@@ -18,6 +18,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/tests/packaging/lib.sh"
 IMG=${1:-$ROOT/build/vm/parlour.raw}
 test -s "$IMG" || { echo "no $IMG; run make vm-image" >&2; exit 1; }
+IMG=$(cd "$(dirname "$IMG")" && pwd)/$(basename "$IMG")   # the overlay names it as its backing file
 command -v qemu-system-x86_64 >/dev/null || {
     apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends qemu-system-x86 >/dev/null; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/parlour-vm.XXXXXX")
