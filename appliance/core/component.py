@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_INBOX = 1000
+MAX_SEND_BUFFER = 8 * 1024 * 1024  # unread bytes a component may leave before it is disconnected
 
 
 class ComponentTransport(Protocol):
@@ -43,6 +44,8 @@ class ComponentTransport(Protocol):
     peer_ip: str
 
     def write(self, data: bytes) -> None: ...
+
+    def buffered(self) -> int: ...
 
     def pause(self) -> None: ...
 
@@ -77,6 +80,7 @@ class ComponentHub:
         self.names = SecretNames(lambda: self.config)
         self.connected: dict[str, ComponentSession] = {}
         self.handshake_timeout = handshake_timeout or config.c2s.handshake_timeout
+        self.max_send_buffer = MAX_SEND_BUFFER
 
     def listed_on(self, domain: str) -> list[Host]:
         """The hosts whose disco#items list `domain`: its parent hosts, or all when it has none."""
@@ -229,8 +233,14 @@ class ComponentSession:
         self.send(event.stanza)
 
     def send(self, element: etree._Element) -> None:
-        if self.machine.state is State.READY:
-            self.transport.write(xc.to_component(element))
+        if self.machine.state is not State.READY:
+            return
+        self.transport.write(xc.to_component(element))
+        if self.transport.buffered() > self.hub.max_send_buffer:
+            # A stuck gateway must not grow our memory without bound; it reconnects and goes on.
+            log.warning("component %s does not read; disconnecting", self.machine.host)
+            asyncio.get_running_loop().call_soon(
+                self.stream_error, StreamError.policy_violation("Too much unread data"))
 
     def _closed(self, effect: fx.Closed) -> None:
         self._timer.cancel()

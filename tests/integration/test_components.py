@@ -137,3 +137,31 @@ async def test_a_connection_without_a_handshake_in_time_is_closed(harness: Harne
     writer.close()
     assert b"from=\"bot.localhost\"" in received and b"<connection-timeout " in received
     assert received.endswith(b"</stream:stream>")
+
+
+async def test_a_component_that_does_not_read_is_disconnected(harness: Harness) -> None:
+    import hashlib
+
+    from lxml import etree
+
+    core = harness.server.core
+    assert core is not None
+    core.components.max_send_buffer = 64 * 1024
+    reader, writer = await asyncio.open_connection("127.0.0.1", harness.server.ports["component"])
+    writer.write(b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' "
+                 b"to='bot.localhost'>")
+    header = await reader.readuntil(b">")
+    header += await reader.readuntil(b">")
+    stream_id = header.split(b' id="', 1)[1].split(b'"', 1)[0].decode()
+    digest = hashlib.sha1((stream_id + SECRET).encode()).hexdigest()
+    writer.write(f"<handshake>{digest}</handshake>".encode())
+    assert b"<handshake" in await reader.readuntil(b"/>")
+    # From now on the component reads nothing; the server keeps routing to it until its buffer is full.
+    body = "x" * 1000
+    async with asyncio.timeout(20):
+        while BOT in core.components.connected:
+            message = etree.fromstring(f"<message xmlns='jabber:client' from='alice@localhost/a' to='{BOT}'>"
+                                       f"<body>{body}</body></message>")
+            await core.router.route(message, origin=None)
+            await asyncio.sleep(0)
+    writer.close()
