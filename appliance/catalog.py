@@ -22,6 +22,8 @@ from appliance.config import parse_config as _parse_config
 from appliance.config.options import Schema, schema
 from appliance.core.api import Module
 from appliance.core.stores import Stores
+from appliance.modules.adhoc import Adhoc
+from appliance.modules.admin_commands import AdminCommands
 from appliance.modules.avatar import Avatars
 from appliance.modules.blocking import Blocking
 from appliance.modules.bookmarks import Bookmarks
@@ -94,6 +96,8 @@ BUILTIN: tuple[type[Module], ...] = (
     Pep,
     Bookmarks,
     Avatars,
+    Adhoc,  # issue 15: ad-hoc commands and the XEP-0133 admin commands
+    AdminCommands,
 )
 
 

@@ -26,7 +26,7 @@ from appliance.certs.names import hosted_names
 from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
-from appliance.core.api import Host
+from appliance.core.api import AccountDesk, Host
 from appliance.core.server import SWEEP_INTERVAL, XmppCore
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
@@ -70,7 +70,7 @@ class Parlour:
         self.cert_care: CertificateCare | None = None
         self.listeners: ClientListeners | None = None
         self.web: WebServer | None = None
-        self.services: Services | None = None  # what the console and the API call (with http on)
+        self.services: Services | None = None  # what the console, the API and ad-hoc commands call
         self.log_buffer: logbuffer.RingBufferHandler | None = None
         self.descriptors = DescriptorWatch()  # one warning when connections use up the open-file limit
 
@@ -90,13 +90,15 @@ class Parlour:
         self.certs, self.cert_care = load_certificates(config)
         core = self.core = XmppCore(config, modules=BUILTIN, stores=stores, accounts=self.accounts,
                                     tasks=self.tasks, sweep_interval=self.sweep_interval)
+        # The services exist before the modules start: ad-hoc admin commands reach accounts through them.
+        self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,
+                                         cert_care=self.cert_care, log_buffer=self.log_buffer)
+        core.publish(AccountDesk, self.services.accounts)
         await core.start()
         self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors,
                                          components=core.components)
         self.ports.update(await self.listeners.open())
         if config.http.enabled:
-            self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,
-                                             cert_care=self.cert_care, log_buffer=self.log_buffer)
             self.web = WebServer(config=config, services=core.c2s, tls_context=self._https_context,
                                  admin=self.services, acme=self.cert_care.responder)
             self.ports.update(await self.web.start())

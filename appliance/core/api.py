@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from lxml import etree
 
@@ -55,6 +55,7 @@ __all__ = [
     "URI",
     "URL_BASE",
     "WEB_URL",
+    "AccountDesk",
     "AccountExists",
     "AccountNotFound",
     "Bool",
@@ -84,6 +85,19 @@ __all__ = [
 S = TypeVar("S")
 OptionsT = TypeVar("OptionsT")
 P = TypeVar("P")
+
+
+class AccountDesk(Protocol):
+    """Account administration as the console does it (audited, sessions of a deleted account closed,
+    server.admins kept in step). The composition root publishes it to every host (`ctx.optional`);
+    `actor` is the administrator's bare JID, `account` "alice@host". Each raises ValueError with a
+    message for the administrator when the request cannot be done."""
+
+    async def create(self, actor: str, account: str, password: str) -> str: ...
+
+    async def reset_password(self, actor: str, account: str, password: str) -> None: ...
+
+    async def delete(self, actor: str, account: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

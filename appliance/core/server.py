@@ -78,6 +78,12 @@ class XmppCore:
             fast=FastTokens(stores.kv),  # issue 6: FAST tokens (XEP-0484)
         )
 
+    def publish(self, kind: type, service: object) -> None:
+        """Offer `service` to every host's modules under `kind` (a Protocol of core/api.py), as the
+        composition root's part of what modules may `require`; call it before `start`."""
+        for host in self.hosts.values():
+            host.services[kind] = service
+
     async def start(self) -> None:
         """Set up and start every host's modules, then the periodic sweep of idle streams."""
         await self._load_modules()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from lxml import etree
 
@@ -54,6 +55,24 @@ class DiscoInfoNodes(set[str]):
     """Nodes answered with the server's own disco#info (an entity-capabilities node like NODE#ver)."""
 
 
+class DiscoNode(Protocol):
+    """A module's nodes of the server's disco tree (XEP-0050 command nodes): `owns` says which; `info` and
+    `items` fill the answer to the requester (or raise a StanzaError)."""
+
+    def owns(self, node: str) -> bool: ...
+
+    async def info(self, request: IqRequest, query: etree._Element) -> None: ...
+
+    async def items(self, request: IqRequest, query: etree._Element) -> None: ...
+
+
+class DiscoNodes(list[DiscoNode]):
+    """The node providers of the server's disco tree (`ctx.require(DiscoNodes).append(provider)`)."""
+
+    def owner(self, node: str | None) -> DiscoNode | None:
+        return next((p for p in self if node and p.owns(node)), None)
+
+
 class Disco(Module):
     """Answers disco#info and disco#items addressed to the server or to an account's bare JID."""
 
@@ -69,6 +88,8 @@ class Disco(Module):
         ctx.provide(DiscoItems, self.items)
         self.info_nodes = DiscoInfoNodes()
         ctx.provide(DiscoInfoNodes, self.info_nodes)
+        self.nodes = DiscoNodes()
+        ctx.provide(DiscoNodes, self.nodes)
         ctx.identity("server", "im", SERVER_NAME)
         ctx.iq("get", INFO, self.server_info, scope=Scope.SERVER)
         ctx.iq("get", ITEMS, self.server_items, scope=Scope.SERVER)
@@ -80,6 +101,12 @@ class Disco(Module):
     async def server_info(self, request: IqRequest) -> etree._Element:
         """Identities, every feature of the host and the XEP-0128 forms other modules contribute."""
         node = request.payload.get("node")
+        provider = self.nodes.owner(node)
+        if provider is not None:
+            query = element(NS_DISCO_INFO)
+            query.set("node", node or "")
+            await provider.info(request, query)
+            return query
         if node not in self.info_nodes:
             _refuse_node(request)
         query = element(NS_DISCO_INFO)
@@ -95,6 +122,13 @@ class Disco(Module):
         return query
 
     async def server_items(self, request: IqRequest) -> etree._Element:
+        node = request.payload.get("node")
+        provider = self.nodes.owner(node)
+        if provider is not None:
+            query = element(NS_DISCO_ITEMS)
+            query.set("node", node or "")
+            await provider.items(request, query)
+            return query
         _refuse_node(request)
         query = element(NS_DISCO_ITEMS)
         for item in self.items:
@@ -154,4 +188,4 @@ def _add_features(query: etree._Element, features: set[str]) -> None:
         etree.SubElement(query, f"{{{NS_DISCO_INFO}}}feature", var=var)
 
 
-__all__ = ["Disco", "DiscoInfoNodes", "DiscoItem", "DiscoItems"]
+__all__ = ["Disco", "DiscoInfoNodes", "DiscoItem", "DiscoItems", "DiscoNode", "DiscoNodes"]

@@ -24,6 +24,7 @@ class Field:
     values: tuple[str, ...] = ()
     label: str = ""
     options: tuple[str, ...] = ()
+    required: bool = False
 
 
 def form_type(form: etree._Element) -> str | None:
@@ -52,12 +53,15 @@ def find(parent: etree._Element, namespace: str) -> etree._Element | None:
     return None
 
 
-def build(namespace: str, fields: Iterable[Field], *, type_: str = "form", title: str = "") -> etree._Element:
+def build(namespace: str, fields: Iterable[Field], *, type_: str = "form", title: str = "",
+          instructions: str = "") -> etree._Element:
     """A form of `type_` with a hidden FORM_TYPE and the given fields."""
     form = etree.Element(X, nsmap={None: NS_DATA})
     form.set("type", type_)
     if title:
         etree.SubElement(form, f"{{{NS_DATA}}}title").text = title
+    if instructions:
+        etree.SubElement(form, f"{{{NS_DATA}}}instructions").text = instructions
     hidden = etree.SubElement(form, FIELD, var="FORM_TYPE", type="hidden")
     etree.SubElement(hidden, VALUE).text = namespace
     for spec in fields:
@@ -68,6 +72,8 @@ def build(namespace: str, fields: Iterable[Field], *, type_: str = "form", title
                 field.set("label", spec.label)
             for option in spec.options:
                 etree.SubElement(etree.SubElement(field, OPTION), VALUE).text = option
+            if spec.required and type_ == "form":
+                etree.SubElement(field, f"{{{NS_DATA}}}required")
         for value in spec.values:
             etree.SubElement(field, VALUE).text = value
     return form

@@ -1,0 +1,199 @@
+"""Service administration (XEP-0133): the admin commands of ad-hoc clients (Gajim, Psi, Conversations).
+
+Account changes go through the `AccountDesk` the composition root publishes, so an account made or
+deleted here is audited and handled exactly as from the console. Only server.admins see or run them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+from lxml import etree
+
+from appliance.core.api import AccountDesk, Module, ModuleContext, NoOptions, Xep
+from appliance.modules.adhoc import AdhocCommands, Command, CommandRun, Done
+from appliance.storage.api import RosterStore
+from appliance.xmpp import forms
+from appliance.xmpp.errors import StanzaError
+from appliance.xmpp.forms import Field
+from appliance.xmpp.jid import JID, JIDError
+
+NS_ADMIN = "http://jabber.org/protocol/admin"
+LIST_SIZES = ("25", "50", "75", "100", "150", "200", "none")
+
+
+def node(name: str) -> str:
+    return f"{NS_ADMIN}#{name}"
+
+
+def form(title: str, instructions: str, *fields: Field) -> Callable[[CommandRun], Awaitable[etree._Element]]:
+    """A form step asking for `fields`."""
+
+    async def build(_run: CommandRun) -> etree._Element:
+        return forms.build(NS_ADMIN, fields, title=title, instructions=instructions)
+
+    return build
+
+
+def result(*fields: Field) -> etree._Element:
+    return forms.build(NS_ADMIN, fields, type_="result")
+
+
+ACCOUNT = Field("accountjid", "jid-single", label="The Jabber ID of the account", required=True)
+ACCOUNTS = Field("accountjids", "jid-multi", label="The Jabber IDs of the accounts", required=True)
+PASSWORD = Field("password", "text-private", label="The password for this account", required=True)
+
+
+class AdminCommands(Module):
+    """add-user, delete-user, change-user-password, user-stats, the user counts and online list, and
+    announce, on the server JID of each host."""
+
+    name = "admin_commands"
+    options = NoOptions
+    depends = ("adhoc",)
+    implements = (Xep(133, "1.3.0", status="partial",
+                      note="add/delete/change password, user-stats, counts, online list, announce"),)
+
+    def setup(self, ctx: ModuleContext[NoOptions]) -> None:
+        self.ctx = ctx
+        commands = ctx.require(AdhocCommands)
+        for command in self._commands():
+            commands.add(command)
+
+    def _commands(self) -> Iterable[Command]:
+        yield Command(node("add-user"), "Add a user", self.add_user, (form(
+            "Adding a user", "Fill out this form to add a user.", ACCOUNT, PASSWORD,
+            Field("password-verify", "text-private", label="Retype password", required=True)),))
+        yield Command(node("delete-user"), "Delete users", self.delete_users, (form(
+            "Deleting users", "Fill out this form to delete users and everything stored for them.", ACCOUNTS),))
+        yield Command(node("change-user-password"), "Change a user's password", self.change_password, (form(
+            "Changing a user password", "Fill out this form to change a user's password.", ACCOUNT, PASSWORD),))
+        yield Command(node("user-stats"), "Get user statistics", self.user_stats, (form(
+            "Getting user statistics", "Fill out this form to get a user's statistics.", ACCOUNT),))
+        yield Command(node("get-registered-users-num"), "Get the number of registered users", self.registered_num)
+        yield Command(node("get-online-users-num"), "Get the number of online users", self.online_num)
+        yield Command(node("get-online-users-list"), "Get the list of online users", self.online_list, (form(
+            "Getting the list of online users", "How many users to list at most",
+            Field("max_items", "list-single", ("25",), label="Maximum number of items to report",
+                  options=LIST_SIZES)),))
+        yield Command(node("announce"), "Send an announcement to online users", self.announce, (form(
+            "Making an announcement", "Fill out this form to send a message to every online user.",
+            Field("announcement", "text-multi", label="Announcement", required=True)),))
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _account(self, text: str) -> JID:
+        """A bare account JID of this host; bad-request otherwise."""
+        try:
+            jid = JID.parse(text)
+        except JIDError:
+            raise StanzaError.bad_request(f"{text} is not a Jabber ID") from None
+        if jid.local is None or jid.resource is not None or jid.domain != self.ctx.host:
+            raise StanzaError.bad_request(f"{text} is not an account of {self.ctx.host}")
+        return jid
+
+    def desk(self) -> AccountDesk:
+        desk = self.ctx.optional(AccountDesk)
+        if desk is None:
+            raise StanzaError.service_unavailable("Account administration is not available")
+        return desk
+
+    def online_users(self) -> dict[JID, list[JID]]:
+        """Bare JID -> the full JIDs of its sessions, for everyone online on this host."""
+        out: dict[JID, list[JID]] = {}
+        for session in self.ctx.sessions.all():
+            if session.jid.domain == self.ctx.host:
+                out.setdefault(session.jid.bare(), []).append(session.jid)
+        return out
+
+    # -- accounts -----------------------------------------------------------------------------------
+
+    async def add_user(self, run: CommandRun) -> Done:
+        jid = self._account(run.value("accountjid"))
+        password = run.value("password")
+        if password != run.value("password-verify"):
+            return Done("The two passwords differ.", "error")
+        try:
+            created = await self.desk().create(run.actor, str(jid), password)
+        except ValueError as exc:
+            return Done(str(exc), "error")
+        return Done(f"{created} was created.")
+
+    async def delete_users(self, run: CommandRun) -> Done:
+        jids = [self._account(text) for text in run.values.get("accountjids", ()) if text.strip()]
+        if not jids:
+            run.value("accountjids")  # raises: the field is required
+        failed = []
+        for jid in jids:
+            try:
+                await self.desk().delete(run.actor, str(jid))
+            except ValueError as exc:
+                failed.append(str(exc))
+        if failed:
+            return Done(" ".join(failed), "error")
+        return Done(f"Deleted: {', '.join(map(str, jids))}.")
+
+    async def change_password(self, run: CommandRun) -> Done:
+        jid = self._account(run.value("accountjid"))
+        try:
+            await self.desk().reset_password(run.actor, str(jid), run.value("password"))
+        except ValueError as exc:
+            return Done(str(exc), "error")
+        return Done(f"The password of {jid} was changed.")
+
+    async def user_stats(self, run: CommandRun) -> Done:
+        jid = self._account(run.value("accountjid"))
+        if not await self.ctx.accounts.exists(jid):
+            return Done(f"{jid} does not exist.", "error")
+        assert jid.local is not None
+        roster = await self.ctx.store(RosterStore).count(jid.domain, jid.local)
+        resources = tuple(str(s.jid) for s in self.ctx.sessions.resources(jid))
+        return Done(form=result(
+            Field("accountjid", "jid-single", (str(jid),), label="The Jabber ID of the user"),
+            Field("rostersize", "text-single", (str(roster),), label="Roster size"),
+            Field("onlineresources", "text-multi", resources, label="Online resources"),
+        ))
+
+    # -- who is here ----------------------------------------------------------------------------------
+
+    async def registered_num(self, _run: CommandRun) -> Done:
+        count = await self.ctx.accounts.count(self.ctx.host)
+        return Done(form=result(Field("registeredusersnum", "text-single", (str(count),),
+                                      label="The number of registered users")))
+
+    async def online_num(self, _run: CommandRun) -> Done:
+        return Done(form=result(Field("onlineusersnum", "text-single", (str(len(self.online_users())),),
+                                      label="The number of online users")))
+
+    async def online_list(self, run: CommandRun) -> Done:
+        limit = run.value("max_items", required=False) or "25"
+        if limit not in LIST_SIZES:
+            raise StanzaError.bad_request(f"max_items must be one of {', '.join(LIST_SIZES)}")
+        users = sorted(map(str, self.online_users()))
+        if limit != "none":
+            users = users[: int(limit)]
+        return Done(form=result(Field("onlineuserjids", "jid-multi", tuple(users), label="The online users")))
+
+    # -- announcements ---------------------------------------------------------------------------------
+
+    async def announce(self, run: CommandRun) -> Done:
+        text = "\n".join(run.values.get("announcement", ())).strip()
+        if not text:
+            run.value("announcement")  # raises: the field is required
+        sessions = [full for fulls in self.online_users().values() for full in fulls]
+        for full in sessions:
+            await self.ctx.route(message(self.ctx.host, full, text))
+        return Done(f"The announcement was sent to {len(sessions)} online sessions.")
+
+
+def message(host: str, to: JID, text: str) -> etree._Element:
+    """A normal message from the server: clients show it like a mail, headlines many would hide."""
+    stanza = etree.Element("{jabber:client}message", nsmap={None: "jabber:client"})
+    stanza.set("from", host)
+    stanza.set("to", str(to))
+    stanza.set("type", "normal")
+    etree.SubElement(stanza, "{jabber:client}body").text = text
+    return stanza
+
+
+__all__ = ["NS_ADMIN", "AdminCommands", "message"]
