@@ -24,6 +24,7 @@ from appliance.core.api import Module
 from appliance.core.stores import Stores
 from appliance.modules.adhoc import Adhoc
 from appliance.modules.admin_commands import AdminCommands
+from appliance.modules.announce import Announce
 from appliance.modules.avatar import Avatars
 from appliance.modules.blocking import Blocking
 from appliance.modules.bookmarks import Bookmarks
@@ -57,7 +58,7 @@ from appliance.platform.paths import database_path
 from appliance.storage import api
 from appliance.storage.migrate import Migration, load_migrations
 from appliance.storage.sqlite import Database
-from appliance.storage.stores import accounts, archive, blocklist, kv, muc, offline, pubsub, roster
+from appliance.storage.stores import accounts, archive, blocklist, host_kv, kv, muc, offline, pubsub, roster
 from appliance.storage.uploads import UploadFiles
 from appliance.util.files import private_dir
 
@@ -97,6 +98,7 @@ BUILTIN: tuple[type[Module], ...] = (
     Bookmarks,
     Avatars,
     Adhoc,  # issue 15: ad-hoc commands and the XEP-0133 admin commands
+    Announce,
     AdminCommands,
 )
 
@@ -111,6 +113,7 @@ STORES: tuple[tuple[type, Callable[[Database], object]], ...] = (
     (api.MucStore, muc.MucStore),
     (api.PubSubStore, pubsub.PubSubStore),
     (api.ArchiveStore, archive.ArchiveStore),
+    (api.HostValueStore, host_kv.HostValueStore),
 )
 
 # Schema changes that stores keep beside their code (a store module's MIGRATIONS), after the numbered

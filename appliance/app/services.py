@@ -7,10 +7,12 @@ from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
 from appliance.core.server import XmppCore
+from appliance.modules.announce import Announcements
 from appliance.modules.muc.admin import RoomAdmin
 from appliance.services import Services
 from appliance.services.accounts import AccountAdmin
 from appliance.services.admins import Administrators
+from appliance.services.announcements import AnnouncementDesk, Announcer
 from appliance.services.certificates import CertificateDesk
 from appliance.services.federation import FederationDesk
 from appliance.services.invitations import Invitations
@@ -26,6 +28,12 @@ def live_room_managers(core: XmppCore) -> list[RoomManager]:
     """The RoomAdmin each host's MUC module publishes (hosts with group chat off have none)."""
     managers = (host.services.get(RoomAdmin) for host in core.hosts.values())
     return [manager for manager in managers if manager is not None]
+
+
+def live_announcers(core: XmppCore) -> list[Announcer]:
+    """The Announcements each host's announce module publishes."""
+    found = (host.services.get(Announcements) for host in core.hosts.values())
+    return [announcer for announcer in found if announcer is not None]
 
 
 def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload, certs: CertificateStore,
@@ -51,7 +59,8 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
         rooms=RoomDesk(lambda: live_room_managers(core)),
         certificates=CertificateDesk(cert_care, certs, config),
         federation=FederationDesk(settings),
+        announcements=AnnouncementDesk(lambda: live_announcers(core)),
     )
 
 
-__all__ = ["live_room_managers", "running_services"]
+__all__ = ["live_announcers", "live_room_managers", "running_services"]

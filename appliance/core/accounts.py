@@ -162,6 +162,21 @@ class AccountService:
         host, username = _user(jid)
         return await self._accounts.exists(host, username)
 
+    async def set_disabled(self, jid: JID, disabled: bool) -> None:
+        """Disable (no login, data kept) or re-enable the account; raises ``AccountNotFound``."""
+        host, username = _user(jid)
+        self._verified.forget((host, username))
+        if not await self._accounts.set_disabled(host, username, disabled):
+            raise AccountNotFound(f"{username}@{host}")
+
+    async def is_disabled(self, jid: JID) -> bool:
+        host, username = _user(jid)
+        return await self._accounts.is_disabled(host, username)
+
+    async def disabled(self, host: str) -> list[str]:
+        """The disabled usernames on ``host``, sorted."""
+        return await self._accounts.disabled(host)
+
     async def list(self, host: str, *, prefix: str = "", limit: int = 1000, offset: int = 0) -> list[str]:
         """Usernames on ``host``, sorted."""
         return await self._accounts.list_users(host, prefix=prefix, limit=limit, offset=offset)

@@ -99,6 +99,8 @@ class AccountDesk(Protocol):
 
     async def delete(self, actor: str, account: str) -> None: ...
 
+    async def set_disabled(self, actor: str, account: str, disabled: bool) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Xep:

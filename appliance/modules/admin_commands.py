@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from lxml import etree
 
-from appliance.core.api import AccountDesk, Module, ModuleContext, NoOptions, Xep
+from appliance.core.api import AccountDesk, Module, ModuleContext, Xep
 from appliance.modules.adhoc import AdhocCommands, Command, CommandRun, Done
+from appliance.modules.announce import Announcements
 from appliance.storage.api import RosterStore
 from appliance.xmpp import forms
 from appliance.xmpp.errors import StanzaError
@@ -49,12 +50,12 @@ class AdminCommands(Module):
     announce, on the server JID of each host."""
 
     name = "admin_commands"
-    options = NoOptions
-    depends = ("adhoc",)
+    depends = ("adhoc", "announce")
     implements = (Xep(133, "1.3.0", status="partial",
-                      note="add/delete/change password, user-stats, counts, online list, announce"),)
+                      note="users: add, delete, disable, re-enable, password, stats, counts and lists; "
+                           "announce; message of the day"),)
 
-    def setup(self, ctx: ModuleContext[NoOptions]) -> None:
+    def setup(self, ctx: ModuleContext) -> None:
         self.ctx = ctx
         commands = ctx.require(AdhocCommands)
         for command in self._commands():
@@ -66,11 +67,18 @@ class AdminCommands(Module):
             Field("password-verify", "text-private", label="Retype password", required=True)),))
         yield Command(node("delete-user"), "Delete users", self.delete_users, (form(
             "Deleting users", "Fill out this form to delete users and everything stored for them.", ACCOUNTS),))
+        yield Command(node("disable-user"), "Disable users", self.disable_users, (form(
+            "Disabling users", "Fill out this form to disable users: they cannot log in until re-enabled.",
+            ACCOUNTS),))
+        yield Command(node("reenable-user"), "Re-enable users", self.reenable_users, (form(
+            "Re-enabling users", "Fill out this form to re-enable users.", ACCOUNTS),))
         yield Command(node("change-user-password"), "Change a user's password", self.change_password, (form(
             "Changing a user password", "Fill out this form to change a user's password.", ACCOUNT, PASSWORD),))
         yield Command(node("user-stats"), "Get user statistics", self.user_stats, (form(
             "Getting user statistics", "Fill out this form to get a user's statistics.", ACCOUNT),))
         yield Command(node("get-registered-users-num"), "Get the number of registered users", self.registered_num)
+        yield Command(node("get-disabled-users-num"), "Get the number of disabled users", self.disabled_num)
+        yield Command(node("get-disabled-users-list"), "Get the list of disabled users", self.disabled_list)
         yield Command(node("get-online-users-num"), "Get the number of online users", self.online_num)
         yield Command(node("get-online-users-list"), "Get the list of online users", self.online_list, (form(
             "Getting the list of online users", "How many users to list at most",
@@ -79,6 +87,11 @@ class AdminCommands(Module):
         yield Command(node("announce"), "Send an announcement to online users", self.announce, (form(
             "Making an announcement", "Fill out this form to send a message to every online user.",
             Field("announcement", "text-multi", label="Announcement", required=True)),))
+        yield Command(node("set-motd"), "Set the message of the day", self.set_motd, (form(
+            "Setting the message of the day", "Online users get it now, the others at their next login.",
+            Field("motd", "text-multi", label="Message of the day", required=True)),))
+        yield Command(node("edit-motd"), "Edit the message of the day", self.edit_motd, (self.motd_form,))
+        yield Command(node("delete-motd"), "Delete the message of the day", self.delete_motd)
 
     # -- helpers ------------------------------------------------------------------------------------
 
@@ -119,19 +132,34 @@ class AdminCommands(Module):
             return Done(str(exc), "error")
         return Done(f"{created} was created.")
 
-    async def delete_users(self, run: CommandRun) -> Done:
+    def _accounts(self, run: CommandRun) -> list[JID]:
         jids = [self._account(text) for text in run.values.get("accountjids", ()) if text.strip()]
         if not jids:
             run.value("accountjids")  # raises: the field is required
+        return jids
+
+    async def _each(self, jids: list[JID], change: Callable[[str], Awaitable[None]], done: str) -> Done:
+        """Apply `change` to every account; one note with what failed, else `done` with the list."""
         failed = []
         for jid in jids:
             try:
-                await self.desk().delete(run.actor, str(jid))
+                await change(str(jid))
             except ValueError as exc:
                 failed.append(str(exc))
         if failed:
             return Done(" ".join(failed), "error")
-        return Done(f"Deleted: {', '.join(map(str, jids))}.")
+        return Done(f"{done}: {', '.join(map(str, jids))}.")
+
+    async def delete_users(self, run: CommandRun) -> Done:
+        return await self._each(self._accounts(run), lambda jid: self.desk().delete(run.actor, jid), "Deleted")
+
+    async def disable_users(self, run: CommandRun) -> Done:
+        return await self._each(self._accounts(run), lambda jid: self.desk().set_disabled(run.actor, jid, True),
+                                "Disabled")
+
+    async def reenable_users(self, run: CommandRun) -> Done:
+        return await self._each(self._accounts(run), lambda jid: self.desk().set_disabled(run.actor, jid, False),
+                                "Re-enabled")
 
     async def change_password(self, run: CommandRun) -> Done:
         jid = self._account(run.value("accountjid"))
@@ -161,6 +189,15 @@ class AdminCommands(Module):
         return Done(form=result(Field("registeredusersnum", "text-single", (str(count),),
                                       label="The number of registered users")))
 
+    async def disabled_num(self, _run: CommandRun) -> Done:
+        count = len(await self.ctx.accounts.disabled(self.ctx.host))
+        return Done(form=result(Field("disabledusersnum", "text-single", (str(count),),
+                                      label="The number of disabled users")))
+
+    async def disabled_list(self, _run: CommandRun) -> Done:
+        users = tuple(f"{u}@{self.ctx.host}" for u in await self.ctx.accounts.disabled(self.ctx.host))
+        return Done(form=result(Field("disableduserjids", "jid-multi", users, label="The disabled users")))
+
     async def online_num(self, _run: CommandRun) -> Done:
         return Done(form=result(Field("onlineusersnum", "text-single", (str(len(self.online_users())),),
                                       label="The number of online users")))
@@ -176,24 +213,36 @@ class AdminCommands(Module):
 
     # -- announcements ---------------------------------------------------------------------------------
 
-    async def announce(self, run: CommandRun) -> Done:
-        text = "\n".join(run.values.get("announcement", ())).strip()
+    def _text(self, run: CommandRun, var: str) -> str:
+        """A text-multi field's lines as one text; bad-request when empty."""
+        text = "\n".join(run.values.get(var, ())).strip()
         if not text:
-            run.value("announcement")  # raises: the field is required
-        sessions = [full for fulls in self.online_users().values() for full in fulls]
-        for full in sessions:
-            await self.ctx.route(message(self.ctx.host, full, text))
-        return Done(f"The announcement was sent to {len(sessions)} online sessions.")
+            run.value(var)  # raises: the field is required
+        return text
+
+    async def announce(self, run: CommandRun) -> Done:
+        count = await self.ctx.require(Announcements).announce(self._text(run, "announcement"))
+        return Done(f"The announcement was sent to {count} online sessions.")
+
+    async def set_motd(self, run: CommandRun) -> Done:
+        count = await self.ctx.require(Announcements).set_motd(self._text(run, "motd"), send_now=True)
+        return Done(f"The message of the day was set and sent to {count} online sessions.")
+
+    async def motd_form(self, _run: CommandRun) -> etree._Element:
+        current = await self.ctx.require(Announcements).motd()
+        return forms.build(NS_ADMIN, (Field("motd", "text-multi", tuple(current.text.split("\n")) if current else (),
+                                            label="Message of the day", required=True),),
+                           title="Editing the message of the day",
+                           instructions="Users get the changed message at their next login.")
+
+    async def edit_motd(self, run: CommandRun) -> Done:
+        await self.ctx.require(Announcements).set_motd(self._text(run, "motd"), send_now=False)
+        return Done("The message of the day was changed; users get it at their next login.")
+
+    async def delete_motd(self, _run: CommandRun) -> Done:
+        if await self.ctx.require(Announcements).delete_motd():
+            return Done("The message of the day was deleted.")
+        return Done("There was no message of the day.", "warn")
 
 
-def message(host: str, to: JID, text: str) -> etree._Element:
-    """A normal message from the server: clients show it like a mail, headlines many would hide."""
-    stanza = etree.Element("{jabber:client}message", nsmap={None: "jabber:client"})
-    stanza.set("from", host)
-    stanza.set("to", str(to))
-    stanza.set("type", "normal")
-    etree.SubElement(stanza, "{jabber:client}body").text = text
-    return stanza
-
-
-__all__ = ["NS_ADMIN", "AdminCommands", "message"]
+__all__ = ["NS_ADMIN", "AdminCommands"]

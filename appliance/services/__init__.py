@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from appliance.services.accounts import AccountAdmin
 from appliance.services.admins import Administrators
+from appliance.services.announcements import AnnouncementDesk
 from appliance.services.certificates import CertificateDesk
 from appliance.services.federation import FederationDesk
 from appliance.services.invitations import Invitations
@@ -32,6 +33,7 @@ class Services:
     rooms: RoomDesk
     certificates: CertificateDesk
     federation: FederationDesk
+    announcements: AnnouncementDesk
 
 
 __all__ = ["Services"]

@@ -65,7 +65,9 @@ class AccountAdmin:
             return None
         if jid.local is None or jid.resource is not None:
             return None
-        return jid.bare() if await self.accounts.verify_plain(jid.bare(), password) else None
+        if not await self.accounts.verify_plain(jid.bare(), password):
+            return None
+        return None if await self.accounts.is_disabled(jid.bare()) else jid.bare()
 
     async def count(self, host: str | None = None) -> int:
         """Accounts on `host`, or on every host."""
@@ -114,6 +116,19 @@ class AccountAdmin:
         audit.info("admin %s: deleted account %s", actor, jid)
         if self.admins is not None:
             await self.admins.account_deleted(actor, str(jid))
+
+    async def set_disabled(self, actor: str, account: str, disabled: bool) -> None:
+        """Disable an account (its sessions end, it cannot log in; its data stays) or enable it again."""
+        jid = self.account_jid(account)
+        if disabled and str(jid) == actor:
+            raise ServiceError(_("You cannot disable your own account while logged in with it."))
+        try:
+            await self.accounts.set_disabled(jid, disabled)
+        except AccountNotFound:
+            raise NotFound(_("%(jid)s does not exist.", jid=jid)) from None
+        if disabled:
+            self._close_sessions(jid)
+        audit.info("admin %s: %s account %s", actor, "disabled" if disabled else "re-enabled", jid)
 
     def _close_sessions(self, jid: JID) -> int:
         sessions = self.sessions_directory.resources(jid)

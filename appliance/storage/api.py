@@ -99,6 +99,27 @@ class AccountStore(Protocol):
 
     async def count(self, host: str) -> int: ...
 
+    async def set_disabled(self, host: str, username: str, disabled: bool) -> bool:
+        """Disable (no login) or re-enable an account; False when it does not exist."""
+        ...
+
+    async def is_disabled(self, host: str, username: str) -> bool: ...
+
+    async def disabled(self, host: str) -> list[str]:
+        """The disabled usernames on ``host``, sorted."""
+        ...
+
+
+@runtime_checkable
+class HostValueStore(Protocol):
+    """Small per-host documents (the message of the day), by store name and key."""
+
+    async def get(self, host: str, store: str, key: str) -> bytes | None: ...
+
+    async def put(self, host: str, store: str, key: str, value: bytes) -> None: ...
+
+    async def delete(self, host: str, store: str, key: str) -> bool: ...
+
 
 @runtime_checkable
 class RosterStore(Protocol):

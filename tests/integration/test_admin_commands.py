@@ -205,3 +205,76 @@ async def test_sessions_actions_and_errors(harness: Harness) -> None:
     canceled = await commands.send_command(harness.domain, node, action="cancel", sessionid=sessionid, timeout=5)
     assert canceled["command"]["status"] == "canceled"
     assert await refused(admin, action="complete", sessionid=sessionid) == ("bad-request", "bad-sessionid")
+
+
+async def login_failure(harness: Harness, jid: str) -> str:
+    """Try to log in as `jid`; the SASL failure condition the server answered."""
+    client = Client(f"{jid}/test", PASSWORD, harness.ca_file)
+    harness.clients.append(client)
+    failure: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    client.add_event_handler("failed_auth", lambda stanza: failure.done() or failure.set_result(
+        next((child.tag.split("}")[1] for child in stanza.xml if child.tag.split("}")[1] != "text"), "")))
+    client.connect(host="127.0.0.1", port=harness.port)
+    try:
+        return await asyncio.wait_for(failure, 10)
+    finally:
+        client.disconnect()
+
+
+async def quiet(client: Client, harness: Harness) -> bool:
+    """Whether nothing reached `client` once a ping round trip has passed after its login."""
+    await client.plugin["xep_0199"].ping(harness.domain, timeout=5)
+    await asyncio.sleep(0.2)
+    return client.messages.empty()
+
+
+async def test_a_disabled_user_cannot_log_in_until_re_enabled(harness: Harness) -> None:
+    admin = await commander(harness, "admin")
+    frank_jid = await harness.user("frank")
+    await harness.client(frank_jid)
+    disabled = await run_admin(admin, "disable-user", {"accountjids": [frank_jid]})
+    assert note(disabled) == ("info", f"Disabled: {frank_jid}.")
+    for _ in range(50):
+        if not harness.server.sessions.resources(JID.parse(frank_jid)):
+            break
+        await asyncio.sleep(0.1)
+    assert not harness.server.sessions.resources(JID.parse(frank_jid))
+    assert await login_failure(harness, frank_jid) == "account-disabled"
+    assert result(await run_admin(admin, "get-disabled-users-num")) == {"disabledusersnum": "1"}
+    listed = result(await run_admin(admin, "get-disabled-users-list"))["disableduserjids"]
+    assert [str(jid) for jid in listed] == [frank_jid]
+    assert await harness.server.accounts.exists(JID.parse(frank_jid))  # the data stays
+
+    enabled = await run_admin(admin, "reenable-user", {"accountjids": [frank_jid]})
+    assert note(enabled) == ("info", f"Re-enabled: {frank_jid}.")
+    frank = await harness.client(frank_jid, resource="back")
+    assert frank.boundjid.bare == frank_jid
+    assert result(await run_admin(admin, "get-disabled-users-num")) == {"disabledusersnum": "0"}
+
+
+async def test_message_of_the_day_reaches_each_account_once_per_change(harness: Harness) -> None:
+    admin = await commander(harness, "admin")
+    alice_jid, bob_jid = await harness.user("alice"), await harness.user("bob")
+    alice = await harness.client(alice_jid)
+    answer = await run_admin(admin, "set-motd", {"motd": "Welcome to the office server."})
+    assert note(answer) == ("info", "The message of the day was set and sent to 2 online sessions.")
+    assert (await alice.next_message())["body"] == "Welcome to the office server."
+    alice.disconnect()
+
+    bob = await harness.client(bob_jid, resource="one")
+    got = await bob.next_message()
+    assert (got["from"], got["body"]) == (harness.domain, "Welcome to the office server.")
+    assert await quiet(await harness.client(bob_jid, resource="two"), harness)  # once per account
+    assert await quiet(await harness.client(alice_jid, resource="again"), harness)  # got it while online
+
+    edit = await admin.plugin["xep_0050"].send_command(harness.domain, f"{NS_ADMIN}#edit-motd", timeout=5)
+    assert edit["command"]["form"].get_fields()["motd"]["value"] == ["Welcome to the office server."]
+    edited = await run_admin(admin, "edit-motd", {"motd": "Welcome back.\nLunch at noon."})
+    assert note(edited) == ("info", "The message of the day was changed; users get it at their next login.")
+    assert await quiet(bob, harness)  # an edit waits for the next login
+    later = await harness.client(bob_jid, resource="three")
+    assert (await later.next_message())["body"] == "Welcome back.\nLunch at noon."
+
+    assert note(await run_admin(admin, "delete-motd")) == ("info", "The message of the day was deleted.")
+    assert await quiet(await harness.client(alice_jid, resource="after"), harness)
+    assert note(await run_admin(admin, "delete-motd")) == ("warn", "There was no message of the day.")

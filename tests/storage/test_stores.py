@@ -11,6 +11,7 @@ from appliance.storage.api import AlreadyExists, RosterItem, ScramKeys, UnknownA
 from appliance.storage.sqlite import Database
 from appliance.storage.stores.accounts import AccountStore
 from appliance.storage.stores.blocklist import BlocklistStore
+from appliance.storage.stores.host_kv import HostValueStore
 from appliance.storage.stores.kv import KeyValueStore
 from appliance.storage.stores.offline import OfflineStore
 from appliance.storage.stores.roster import RosterStore
@@ -39,6 +40,7 @@ def test_implementations_satisfy_the_protocols(db: Database) -> None:
     assert isinstance(OfflineStore(db), api.OfflineStore)
     assert isinstance(KeyValueStore(db), api.KeyValueStore)
     assert isinstance(BlocklistStore(db), api.BlocklistStore)
+    assert isinstance(HostValueStore(db), api.HostValueStore)
 
 
 def test_records_validate() -> None:
@@ -66,6 +68,32 @@ async def test_account_lifecycle(accounts: AccountStore) -> None:
     assert await accounts.delete(H, "romeo")
     assert not await accounts.delete(H, "romeo")
     assert not await accounts.exists(H, "romeo")
+
+
+async def test_disabling_an_account_keeps_it(accounts: AccountStore) -> None:
+    assert not await accounts.is_disabled(H, "romeo")
+    assert await accounts.set_disabled(H, "romeo", True)
+    assert await accounts.set_disabled(H, "romeo", True)  # twice is still once
+    assert await accounts.is_disabled(H, "romeo") and await accounts.disabled(H) == ["romeo"]
+    assert await accounts.exists(H, "romeo") and await accounts.get_keys(H, "romeo", "SHA-1") == keys("SHA-1")
+    assert not await accounts.set_disabled(H, "juliet", True)
+    assert await accounts.set_disabled(H, "romeo", False)
+    assert not await accounts.is_disabled(H, "romeo") and await accounts.disabled(H) == []
+    await accounts.set_disabled(H, "romeo", True)
+    await accounts.delete(H, "romeo")
+    await accounts.create(H, "romeo", all_keys())  # a new account under that name starts enabled
+    assert not await accounts.is_disabled(H, "romeo")
+
+
+async def test_host_documents(db: Database) -> None:
+    store = HostValueStore(db)
+    assert await store.get(H, "motd", "current") is None
+    await store.put(H, "motd", "current", b"one")
+    await store.put(H, "motd", "current", b"two")
+    assert await store.get(H, "motd", "current") == b"two"
+    assert await store.get("b.example", "motd", "current") is None
+    assert await store.delete(H, "motd", "current")
+    assert not await store.delete(H, "motd", "current")
 
 
 async def test_list_and_count(db: Database) -> None:

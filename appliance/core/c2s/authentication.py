@@ -44,6 +44,12 @@ async def run(session: ClientSession, effect: fx.Authenticate | fx.SaslResponse)
         return
     jid = exchange.jid
     assert jid is not None
+    # Checked once the credentials are proven, so the answer tells nobody else the account exists.
+    if await session.services.accounts.is_disabled(jid):
+        session.exchange = None
+        log.info("session %s: %s is disabled; login refused", session.id, jid)
+        session.machine.sasl_failure("account-disabled")
+        return
     session.services.auth_throttle.succeeded(session.transport.peer_ip, str(jid))
     log.info("session %s: %s authenticated from %s (%s)", session.id, jid, session.transport.peer_ip,
              exchange.mechanism)

@@ -113,3 +113,36 @@ class AccountStore:
             return int(row[0]) if row else 0
 
         return await self._db.read(count)
+
+    async def set_disabled(self, host: str, username: str, disabled: bool) -> bool:
+        now = time.time()
+
+        def change(conn: apsw.Connection) -> bool:
+            sql = "SELECT 1 FROM accounts WHERE host = ? AND username = ?"
+            if conn.execute(sql, (host, username)).fetchone() is None:
+                return False
+            if disabled:
+                conn.execute(
+                    "INSERT INTO disabled_accounts (host, username, disabled_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (host, username) DO NOTHING",
+                    (host, username, now),
+                )
+            else:
+                conn.execute("DELETE FROM disabled_accounts WHERE host = ? AND username = ?", (host, username))
+            return True
+
+        return await self._db.write(change)
+
+    async def is_disabled(self, host: str, username: str) -> bool:
+        def select(conn: apsw.Connection) -> bool:
+            sql = "SELECT 1 FROM disabled_accounts WHERE host = ? AND username = ?"
+            return conn.execute(sql, (host, username)).fetchone() is not None
+
+        return await self._db.read(select)
+
+    async def disabled(self, host: str) -> list[str]:
+        def select(conn: apsw.Connection) -> list[str]:
+            rows = conn.execute("SELECT username FROM disabled_accounts WHERE host = ? ORDER BY username", (host,))
+            return [username for (username,) in rows]
+
+        return await self._db.read(select)

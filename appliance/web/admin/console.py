@@ -194,6 +194,11 @@ async def _disconnect(s: Services, actor: str, form: Any) -> str:
     return _("%(jid)s disconnected (%(count)s sessions).", jid=form.get("jid", ""), count=count)
 
 
+async def _announce(s: Services, actor: str, form: Any) -> str:
+    count = await s.announcements.send(actor, str(form.get("announcement", "")))
+    return _("Announcement sent to %(count)s online sessions.", count=count)
+
+
 async def _revoke_invitation(s: Services, actor: str, form: Any) -> str:
     await s.invitations.revoke(actor, str(form.get("id", "")))
     return _("Invitation revoked.")
@@ -301,6 +306,7 @@ def setup(app: web.Application) -> None:
     r.add_post("/admin/invitations", create_invitation)
     r.add_post("/admin/invitations/revoke", _action(_revoke_invitation, "/admin/invitations"))
     r.add_get("/admin/sessions", sessions_page)
+    r.add_post("/admin/announce", _action(_announce, "/admin/sessions"))
     r.add_get("/admin/settings", settings)
     r.add_post("/admin/settings", save_settings)
     r.add_get("/admin/logs", logs)
