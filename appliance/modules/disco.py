@@ -100,13 +100,10 @@ class Disco(Module):
 
     async def server_info(self, request: IqRequest) -> etree._Element:
         """Identities, every feature of the host and the XEP-0128 forms other modules contribute."""
+        answer = await self._module_node(request, NS_DISCO_INFO)
+        if answer is not None:
+            return answer
         node = request.payload.get("node")
-        provider = self.nodes.owner(node)
-        if provider is not None:
-            query = element(NS_DISCO_INFO)
-            query.set("node", node or "")
-            await provider.info(request, query)
-            return query
         if node not in self.info_nodes:
             _refuse_node(request)
         query = element(NS_DISCO_INFO)
@@ -122,13 +119,9 @@ class Disco(Module):
         return query
 
     async def server_items(self, request: IqRequest) -> etree._Element:
-        node = request.payload.get("node")
-        provider = self.nodes.owner(node)
-        if provider is not None:
-            query = element(NS_DISCO_ITEMS)
-            query.set("node", node or "")
-            await provider.items(request, query)
-            return query
+        answer = await self._module_node(request, NS_DISCO_ITEMS)
+        if answer is not None:
+            return answer
         _refuse_node(request)
         query = element(NS_DISCO_ITEMS)
         for item in self.items:
@@ -139,6 +132,17 @@ class Disco(Module):
                 entry.set("name", item.name)
         for domain in sorted(self.ctx.components):
             etree.SubElement(query, f"{{{NS_DISCO_ITEMS}}}item", jid=domain)
+        return query
+
+    async def _module_node(self, request: IqRequest, namespace: str) -> etree._Element | None:
+        """The answer of the module that owns the requested node (None when none does)."""
+        node = request.payload.get("node")
+        provider = self.nodes.owner(node)
+        if provider is None:
+            return None
+        query = element(namespace)
+        query.set("node", node or "")
+        await (provider.info if namespace == NS_DISCO_INFO else provider.items)(request, query)
         return query
 
     # -- an account ---------------------------------------------------------------------------
