@@ -31,6 +31,7 @@ from appliance.core.server import SWEEP_INTERVAL, XmppCore
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
 from appliance.services import Services
+from appliance.services.scheduled_backups import BackupSchedule
 from appliance.util import logbuffer
 from appliance.util.fdlimit import DescriptorWatch
 from appliance.util.tasks import TaskSupervisor
@@ -104,6 +105,8 @@ class Parlour:
             self.ports.update(await self.web.start())
         await self.cert_care.start(self.ports, notify=admin_notifier(config, core.router.route),
                                    spawn=self.tasks.spawn)
+        # Always running: it reads [backup] at each turn, so enabling it by a reload takes effect.
+        self.tasks.spawn(BackupSchedule(lambda: self.config).run_forever(), "daily-backup")
         if config.source is not None:  # a development run has no file to watch
             self.tasks.every(CONFIG_WATCH_INTERVAL, ConfigWatch(config.source, self.reload).check, "config-watch")
         log.info("Parlour %s serving %s", __version__, ", ".join(core.hosts))

@@ -129,6 +129,18 @@ class ConsoleConfig:
 # --- end [console] ---
 
 
+# --- [backup] (scheduled backups) ---
+@dataclass(frozen=True, slots=True)
+class BackupConfig:
+    """Daily backups of the whole installation (what `parlour backup` writes), the oldest removed."""
+
+    enabled: bool = True
+    time: str = "03:30"  # HH:MM, the server machine's local time
+    keep: int = 7
+    folder: Path | None = None  # None: <state_dir>/backups
+# --- end [backup] ---
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """Resource limits that keep one client from hurting the others."""
@@ -229,6 +241,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)  # [http]
     acme: AcmeConfig = field(default_factory=AcmeConfig)  # [acme]
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]
+    backup: BackupConfig = field(default_factory=BackupConfig)  # [backup]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = None

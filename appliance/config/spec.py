@@ -628,6 +628,27 @@ CONSOLE = _table("console", model.ConsoleConfig, "The admin console at /admin, t
 ])
 # --- end [console] ---
 
+# --- [backup] (scheduled backups) ---
+def check_time_of_day(text: str) -> str:
+    """A time of day as HH:MM on a 24-hour clock."""
+    match = re.match(r"^([01]?\d|2[0-3]):([0-5]\d)$", text.strip())
+    if match is None:
+        raise ValueError(text)
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
+BACKUP = _table("backup", model.BackupConfig, "Daily backups of the whole installation (database, uploads, "
+                "certificates and keys, this file) into one file each, as `parlour backup` writes them; the "
+                "console shows the last one and offers a fresh one for download.", [
+    ("enabled", Bool(), "Make a backup every day."),
+    ("time", Text('a time of day like "03:30" (24-hour clock)', check_time_of_day), "When, in the server "
+     "machine's local time."),
+    ("keep", Int(1, 365), "How many daily backups to keep; older ones are deleted."),
+    ("folder", PathKind(optional=True), "Where to write them (readable by the server's user only); empty "
+     "means <state_dir>/backups. Another disk or a network share survives the loss of this one."),
+])
+# --- end [backup] ---
+
 _SHAPING = (  # [limits] and [hosts."name".limits]
     ("rate", Size(1024, 1024**3), "Bytes per second a logged-in client may send over time; reading from a "
      "faster one pauses (TCP, WebSocket and BOSH alike)."),
@@ -737,7 +758,8 @@ NAME = Text("a name", str.strip)
 MODULES_DISABLED = _key(model.ModulesConfig, "disabled", ListOf(MODULE_NAME), "Modules that are not loaded.")
 """The one key of [modules] itself; every module adds its own table (config/options.py collects them)."""
 
-CORE_SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, COMPONENTS, FEDERATION, ACME, HTTP, CONSOLE, LIMITS, LOGGING)
+CORE_SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, COMPONENTS, FEDERATION, ACME, HTTP, CONSOLE, BACKUP, LIMITS,
+                                   LOGGING)
 """The top-level tables of the core in documentation order; [modules] and `hosts` come after them."""
 
 

@@ -118,7 +118,7 @@ def make_backup(config: Config, output: Path, *, now: datetime | None = None) ->
             if config.source is not None and config.source.is_file():
                 _add_bytes(tar, CONFIG, config.source.read_bytes(), now)
             tar.add(copy, f"{STATE}/{DATABASE_NAME}", filter=_private)
-            for path in _state_files(state_dir, output):
+            for path in _state_files(state_dir, output, config.backup.folder or state_dir / "backups"):
                 tar.add(path, f"{STATE}/{path.relative_to(state_dir).as_posix()}", recursive=False, filter=_private)
             raw.flush()
             os.fsync(raw.fileno())
@@ -127,11 +127,12 @@ def make_backup(config: Config, output: Path, *, now: datetime | None = None) ->
     return BackupResult(output, output.stat().st_size, manifest)
 
 
-def _state_files(state_dir: Path, output: Path) -> Iterator[Path]:
-    """Regular files and folders of the state folder, in a stable order, without the skipped ones."""
+def _state_files(state_dir: Path, output: Path, backups: Path) -> Iterator[Path]:
+    """Regular files of the state folder in a stable order, without the skipped ones and the backups."""
     for root, dirs, files in os.walk(state_dir):
         here = Path(root)
-        dirs[:] = sorted(d for d in dirs if not _skipped(d) and not os.path.islink(here / d))
+        dirs[:] = sorted(d for d in dirs
+                         if not _skipped(d) and not os.path.islink(here / d) and here / d != backups)
         for name in sorted(files):
             path = here / name
             if not _skipped(name) and path.is_file() and not path.is_symlink() and path != output:
