@@ -28,7 +28,9 @@ _MESSAGE = f"{{{NS_CLIENT}}}message"
 class StreamManagement:
     """Counters and the queue of one managed stream (XEP-0198 §4)."""
 
-    __slots__ = ("acked", "handled", "id", "max_queue", "queue", "requested_at", "resumable", "sent")
+    __slots__ = (
+        "acked", "handled", "id", "max_queue", "queue", "queued_bytes", "requested_at", "resumable", "sent"
+    )
 
     def __init__(self, sm_id: str, *, resumable: bool, max_queue: int) -> None:
         self.id = sm_id
@@ -38,6 +40,7 @@ class StreamManagement:
         self.sent = 0  # stanzas sent to the client
         self.acked = 0  # of those, how many the client acknowledged
         self.queue: deque[bytes] | None = None  # the unacknowledged ones, oldest first
+        self.queued_bytes = 0  # their size
         self.requested_at = 0.0  # when our last <r/> went out (0: none outstanding)
 
     @property
@@ -51,6 +54,7 @@ class StreamManagement:
         if queue is None:
             queue = self.queue = deque()
         queue.append(data)
+        self.queued_bytes += len(data)
         self.sent += 1
 
     def acknowledge(self, h_attr: str | None) -> None:
@@ -63,7 +67,7 @@ class StreamManagement:
             )
         queue = self.queue
         for _ in range(done):
-            queue.popleft()  # type: ignore[union-attr]  # done > 0 implies a queue
+            self.queued_bytes -= len(queue.popleft())  # type: ignore[union-attr]  # done > 0 implies a queue
         self.acked += done
         self.requested_at = 0.0
         if queue is not None and not queue:
@@ -73,6 +77,7 @@ class StreamManagement:
         """Everything not yet acknowledged, oldest first; the queue is emptied."""
         queue, self.queue = self.queue, None
         self.acked = self.sent
+        self.queued_bytes = 0
         return list(queue) if queue else []
 
     def unacked_stanzas(self) -> list[bytes]:

@@ -198,3 +198,29 @@ async def test_a_reader_that_never_acknowledges_is_disconnected_not_its_senders(
         await ws.close()
     finally:
         await harness.close()
+
+
+async def test_a_hibernated_session_keeps_a_bounded_queue(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    limits = replace(cfg.limits, rate=1024**3)  # the sender is not what is tested here
+    harness = await start_harness(tmp_path, limits=limits, http=replace(cfg.http, consider_websocket_secure=True))
+    try:
+        bob = await harness.user("bob")
+        alice = await harness.client(await harness.user("alice"))
+        ws = await WsClient.connect(f"ws://127.0.0.1:{harness.http_port}/xmpp-websocket")
+        jid = await ws.login(harness.domain, "bob", PASSWORD, "phone")
+        await ws.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
+        await ws.recv_tag(f"{{{NS_SM}}}enabled")
+        await ws.http.close()  # gone without a word: the session waits to be resumed
+        async with asyncio.timeout(TIMEOUT):
+            while not getattr(harness.server.sessions.get(JID.parse(jid)), "hibernated_at", 0):
+                await asyncio.sleep(0.05)
+        body = "z" * 200_000
+        for _ in range(60):  # 12 MB, far fewer stanzas than the queue's count limit (1000)
+            alice.send_message(mto=jid, mbody=body, mtype="chat")
+        async with asyncio.timeout(30):  # the session gives up instead of holding it all
+            while harness.server.sessions.count_for(JID.parse(bob)):
+                await asyncio.sleep(0.1)
+        assert alice.is_connected()
+    finally:
+        await harness.close()

@@ -358,8 +358,9 @@ class ClientSession:
             self.transport.write(data)
         else:
             state.outbound(data)
-            if state.unacked > state.max_queue:
-                log.warning("session %s: %d stanzas unacknowledged; closing", self.id, state.unacked)
+            if state.unacked > state.max_queue or state.queued_bytes > MAX_SEND_BUFFER:
+                log.warning("session %s: %d stanzas (%d bytes) unacknowledged; closing", self.id, state.unacked,
+                            state.queued_bytes)
                 self._later(self.stream_error, StreamError.resource_constraint("Too many unacknowledged stanzas"))
                 return
             if self.hibernated_at:
