@@ -17,6 +17,7 @@ from appliance.services.certificates import CertificateDesk
 from appliance.services.federation import FederationDesk
 from appliance.services.invitations import Invitations
 from appliance.services.rooms import RoomDesk, RoomManager
+from appliance.services.scheduled_backups import BackupDesk
 from appliance.services.settings import Reload, Settings
 from appliance.services.status import ServerStatus
 from appliance.services.tokens import ApiTokens
@@ -60,6 +61,7 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
         certificates=CertificateDesk(cert_care, certs, config),
         federation=FederationDesk(settings),
         announcements=AnnouncementDesk(lambda: live_announcers(core)),
+        backups=BackupDesk(config),
     )
 
 

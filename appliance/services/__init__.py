@@ -15,6 +15,7 @@ from appliance.services.certificates import CertificateDesk
 from appliance.services.federation import FederationDesk
 from appliance.services.invitations import Invitations
 from appliance.services.rooms import RoomDesk
+from appliance.services.scheduled_backups import BackupDesk
 from appliance.services.settings import Settings
 from appliance.services.status import ServerStatus
 from appliance.services.tokens import ApiTokens
@@ -34,6 +35,7 @@ class Services:
     certificates: CertificateDesk
     federation: FederationDesk
     announcements: AnnouncementDesk
+    backups: BackupDesk
 
 
 __all__ = ["Services"]

@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from appliance.config import Config
+from appliance.config.model import BackupConfig
 from appliance.services.backup import BackupError, default_name, make_backup
+from appliance.services.errors import ServiceError, audit
 from appliance.util.files import private_dir, write_atomically
+from appliance.util.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -104,4 +108,36 @@ class BackupSchedule:
         return status
 
 
-__all__ = ["STATUS_FILE", "BackupSchedule", "BackupStatus", "backup_folder", "last_status", "next_run", "rotate"]
+
+
+class BackupDesk:
+    """What the console shows and offers: the last scheduled backup, and a fresh one to download."""
+
+    def __init__(self, config: Callable[[], Config]) -> None:
+        self._config = config
+
+    @property
+    def schedule(self) -> BackupConfig:
+        return self._config().backup
+
+    @property
+    def folder(self) -> Path:
+        return backup_folder(self._config())
+
+    def last(self) -> BackupStatus | None:
+        return last_status(self._config())
+
+    async def fresh(self, actor: str) -> Path:
+        """A new backup in the backups folder under a hidden name, for one download: the caller deletes it."""
+        folder = private_dir(self.folder)
+        output = folder / f".download-{secrets.token_hex(8)}.tar.gz"
+        try:
+            await asyncio.to_thread(make_backup, self._config(), output)
+        except BackupError as exc:
+            raise ServiceError(_("The backup failed: %(error)s", error=str(exc))) from None
+        audit.info("%s downloaded a backup", actor)
+        return output
+
+
+__all__ = ["STATUS_FILE", "BackupDesk", "BackupSchedule", "BackupStatus", "backup_folder", "last_status", "next_run",
+           "rotate"]

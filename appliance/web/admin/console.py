@@ -23,7 +23,7 @@ Page = Callable[[web.Request, ConsoleSession], Awaitable[web.StreamResponse]]
 NAV = (("/admin/", lazy("Dashboard")), ("/admin/users", lazy("Users")), ("/admin/invitations", lazy("Invitations")),
        ("/admin/sessions", lazy("Online")), ("/admin/rooms", lazy("Rooms")), ("/admin/federation", lazy("Federation")),
        ("/admin/certificates", lazy("Certificates")), ("/admin/settings", lazy("Settings")),
-       ("/admin/logs", lazy("Logs")), ("/admin/tokens", lazy("API tokens")))
+       ("/admin/backup", lazy("Backup")), ("/admin/logs", lazy("Logs")), ("/admin/tokens", lazy("API tokens")))
 
 
 def _denied(request: web.Request, reason: str, status: int = 403) -> web.Response:
