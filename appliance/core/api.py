@@ -101,6 +101,10 @@ class AccountDesk(Protocol):
 
     async def set_disabled(self, actor: str, account: str, disabled: bool) -> None: ...
 
+    async def disconnect(self, actor: str, account: str) -> int:
+        """End every session of the account; returns how many there were."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Xep:

@@ -40,6 +40,21 @@ def result(*fields: Field) -> etree._Element:
     return forms.build(NS_ADMIN, fields, type_="result")
 
 
+def list_form(title: str) -> Callable[[CommandRun], Awaitable[etree._Element]]:
+    """The first stage of the list commands: how many entries to report."""
+    return form(title, "How many users to list at most",
+                Field("max_items", "list-single", ("25",), label="Maximum number of items to report",
+                      options=LIST_SIZES))
+
+
+def max_items(run: CommandRun) -> int | None:
+    """The submitted max_items (None: no limit); bad-request for a value not offered."""
+    limit = run.value("max_items", required=False) or "25"
+    if limit not in LIST_SIZES:
+        raise StanzaError.bad_request(f"max_items must be one of {', '.join(LIST_SIZES)}")
+    return None if limit == "none" else int(limit)
+
+
 ACCOUNT = Field("accountjid", "jid-single", label="The Jabber ID of the account", required=True)
 ACCOUNTS = Field("accountjids", "jid-multi", label="The Jabber IDs of the accounts", required=True)
 PASSWORD = Field("password", "text-private", label="The password for this account", required=True)
@@ -52,7 +67,7 @@ class AdminCommands(Module):
     name = "admin_commands"
     depends = ("adhoc", "announce")
     implements = (Xep(133, "1.3.0", status="partial",
-                      note="users: add, delete, disable, re-enable, password, stats, counts and lists; "
+                      note="users: add, delete, disable, re-enable, end sessions, password, stats, counts, lists; "
                            "announce; message of the day"),)
 
     def setup(self, ctx: ModuleContext) -> None:
@@ -72,6 +87,8 @@ class AdminCommands(Module):
             ACCOUNTS),))
         yield Command(node("reenable-user"), "Re-enable users", self.reenable_users, (form(
             "Re-enabling users", "Fill out this form to re-enable users.", ACCOUNTS),))
+        yield Command(node("end-user-session"), "End user sessions", self.end_sessions, (form(
+            "Ending user sessions", "Fill out this form to disconnect every session of these users.", ACCOUNTS),))
         yield Command(node("change-user-password"), "Change a user's password", self.change_password, (form(
             "Changing a user password", "Fill out this form to change a user's password.", ACCOUNT, PASSWORD),))
         yield Command(node("user-stats"), "Get user statistics", self.user_stats, (form(
@@ -80,10 +97,10 @@ class AdminCommands(Module):
         yield Command(node("get-disabled-users-num"), "Get the number of disabled users", self.disabled_num)
         yield Command(node("get-disabled-users-list"), "Get the list of disabled users", self.disabled_list)
         yield Command(node("get-online-users-num"), "Get the number of online users", self.online_num)
-        yield Command(node("get-online-users-list"), "Get the list of online users", self.online_list, (form(
-            "Getting the list of online users", "How many users to list at most",
-            Field("max_items", "list-single", ("25",), label="Maximum number of items to report",
-                  options=LIST_SIZES)),))
+        yield Command(node("get-registered-users-list"), "Get the list of registered users",
+                      self.registered_list, (list_form("Getting the list of registered users"),))
+        yield Command(node("get-online-users-list"), "Get the list of online users", self.online_list,
+                      (list_form("Getting the list of online users"),))
         yield Command(node("announce"), "Send an announcement to online users", self.announce, (form(
             "Making an announcement", "Fill out this form to send a message to every online user.",
             Field("announcement", "text-multi", label="Announcement", required=True)),))
@@ -161,6 +178,12 @@ class AdminCommands(Module):
         return await self._each(self._accounts(run), lambda jid: self.desk().set_disabled(run.actor, jid, False),
                                 "Re-enabled")
 
+    async def end_sessions(self, run: CommandRun) -> Done:
+        async def disconnect(jid: str) -> None:
+            await self.desk().disconnect(run.actor, jid)
+
+        return await self._each(self._accounts(run), disconnect, "Ended the sessions of")
+
     async def change_password(self, run: CommandRun) -> Done:
         jid = self._account(run.value("accountjid"))
         try:
@@ -203,13 +226,17 @@ class AdminCommands(Module):
                                       label="The number of online users")))
 
     async def online_list(self, run: CommandRun) -> Done:
-        limit = run.value("max_items", required=False) or "25"
-        if limit not in LIST_SIZES:
-            raise StanzaError.bad_request(f"max_items must be one of {', '.join(LIST_SIZES)}")
-        users = sorted(map(str, self.online_users()))
-        if limit != "none":
-            users = users[: int(limit)]
+        users = sorted(map(str, self.online_users()))[: max_items(run)]
         return Done(form=result(Field("onlineuserjids", "jid-multi", tuple(users), label="The online users")))
+
+    async def registered_list(self, run: CommandRun) -> Done:
+        host = self.ctx.host
+        limit = max_items(run)
+        if limit is None:
+            limit = await self.ctx.accounts.count(host)
+        users = await self.ctx.accounts.list(host, limit=limit)
+        return Done(form=result(Field("registereduserjids", "jid-multi", tuple(f"{u}@{host}" for u in users),
+                                      label="The registered users")))
 
     # -- announcements ---------------------------------------------------------------------------------
 

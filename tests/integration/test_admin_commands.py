@@ -70,6 +70,15 @@ async def run_admin(client: Client, name: str, values: dict[str, Any] | None = N
     return await asyncio.wait_for(done, 10)
 
 
+async def offline(harness: Harness, jid: str) -> None:
+    """Wait until the server has no session of `jid` left (fails after 5 s)."""
+    for _ in range(50):
+        if not harness.server.sessions.resources(JID.parse(jid)):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{jid} still has sessions")
+
+
 def note(iq: slixmpp.Iq) -> tuple[str, str]:
     found = iq["command"]["notes"]
     assert found, f"no note in {iq}"
@@ -148,6 +157,11 @@ async def test_statistics_match_the_server(harness: Harness) -> None:
     assert result(await run_admin(admin, "get-online-users-num"))["onlineusersnum"] == "2"
     listed = result(await run_admin(admin, "get-online-users-list", {"max_items": "none"}))["onlineuserjids"]
     assert sorted(str(j) for j in listed) == [f"admin@{harness.domain}", alice_jid]
+    registered = result(await run_admin(admin, "get-registered-users-list", {"max_items": "none"}))
+    assert [str(j) for j in registered["registereduserjids"]] == [f"admin@{harness.domain}", alice_jid,
+                                                                   f"bob@{harness.domain}"]
+    first = result(await run_admin(admin, "get-registered-users-list", {"max_items": "25"}))
+    assert len(first["registereduserjids"]) == 3
     stats = result(await run_admin(admin, "user-stats", {"accountjid": alice_jid}))
     assert stats["rostersize"] == "1"
     assert sorted(stats["onlineresources"]) == [f"{alice_jid}/pc", f"{alice_jid}/phone"]
@@ -164,11 +178,7 @@ async def test_change_password_and_delete_user(harness: Harness) -> None:
     deleted = await run_admin(admin, "delete-user", {"accountjids": [erin_jid]})
     assert note(deleted) == ("info", f"Deleted: {erin_jid}.")
     assert not await harness.server.accounts.exists(JID.parse(erin_jid))
-    for _ in range(50):  # its session is closed
-        if not harness.server.sessions.resources(JID.parse(erin_jid)):
-            break
-        await asyncio.sleep(0.1)
-    assert not harness.server.sessions.resources(JID.parse(erin_jid))
+    await offline(harness, erin_jid)
     missing = await run_admin(admin, "delete-user", {"accountjids": [erin_jid]})
     assert note(missing) == ("error", f"{erin_jid} does not exist.")
     elsewhere = await run_admin(admin, "delete-user", {"accountjids": ["someone@elsewhere.example"]})
@@ -234,11 +244,7 @@ async def test_a_disabled_user_cannot_log_in_until_re_enabled(harness: Harness) 
     await harness.client(frank_jid)
     disabled = await run_admin(admin, "disable-user", {"accountjids": [frank_jid]})
     assert note(disabled) == ("info", f"Disabled: {frank_jid}.")
-    for _ in range(50):
-        if not harness.server.sessions.resources(JID.parse(frank_jid)):
-            break
-        await asyncio.sleep(0.1)
-    assert not harness.server.sessions.resources(JID.parse(frank_jid))
+    await offline(harness, frank_jid)
     assert await login_failure(harness, frank_jid) == "account-disabled"
     assert result(await run_admin(admin, "get-disabled-users-num")) == {"disabledusersnum": "1"}
     listed = result(await run_admin(admin, "get-disabled-users-list"))["disableduserjids"]
@@ -278,3 +284,15 @@ async def test_message_of_the_day_reaches_each_account_once_per_change(harness: 
     assert note(await run_admin(admin, "delete-motd")) == ("info", "The message of the day was deleted.")
     assert await quiet(await harness.client(alice_jid, resource="after"), harness)
     assert note(await run_admin(admin, "delete-motd")) == ("warn", "There was no message of the day.")
+
+
+async def test_end_user_session_disconnects_every_resource(harness: Harness) -> None:
+    admin = await commander(harness, "admin")
+    gina_jid = await harness.user("gina")
+    for resource in ("phone", "pc"):
+        await harness.client(gina_jid, resource=resource)
+    assert len(harness.server.sessions.resources(JID.parse(gina_jid))) == 2
+    ended = await run_admin(admin, "end-user-session", {"accountjids": [gina_jid]})
+    assert note(ended) == ("info", f"Ended the sessions of: {gina_jid}.")
+    await offline(harness, gina_jid)
+    assert await harness.server.accounts.exists(JID.parse(gina_jid))
