@@ -71,6 +71,31 @@ class FederationConfig:
     allowed_domains: tuple[str, ...] = ()
     silent_drop: bool = False  # True: refused stanzas are dropped without telling the sender
 # --- end [federation] ---
+# --- [s2s] (federation) ---
+@dataclass(frozen=True, slots=True)
+class S2SConfig:
+    """Server-to-server connections (made when federation.enabled): listener, authentication, resolver, limits."""
+
+    interfaces: tuple[str, ...] = ()  # empty: the same as c2s.interfaces
+    port: int = 5269  # 0 (tests only, not accepted in a file): any free port
+    require_encryption: bool = True
+    require_valid_certificates: bool = False  # False: Server Dialback when a certificate does not validate
+    secure_domains: tuple[str, ...] = ()  # always need a valid certificate
+    insecure_domains: tuple[str, ...] = ()  # may use dialback (and no TLS) even when the rules above say no
+    ca_bundle: Path | None = None  # CAs trusted for peer certificates; empty: the system's
+    nameservers: tuple[str, ...] = ()
+    static_routes: tuple[str, ...] = ()  # "domain=host:port" instead of DNS
+    dns_timeout: float = 5.0
+    connect_timeout: float = 10.0
+    tls_timeout: float = 10.0
+    auth_timeout: float = 30.0
+    queue_timeout: float = 60.0  # stanzas waiting longer for a connection bounce to their sender
+    idle_timeout: float = 600.0
+    max_remote_stanza_size: int = 1_048_576
+    max_connections_per_domain: int = 4
+    max_connections_per_ip: int = 8
+    max_queue: int = 1000  # stanzas waiting per remote domain
+# --- end [s2s] ---
 
 
 # --- [http] (web transports) ---
@@ -238,6 +263,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     components: ComponentsConfig = field(default_factory=ComponentsConfig)  # [components]
     federation: FederationConfig = field(default_factory=FederationConfig)  # [federation]
+    s2s: S2SConfig = field(default_factory=S2SConfig)  # [s2s]
     http: HttpConfig = field(default_factory=HttpConfig)  # [http]
     acme: AcmeConfig = field(default_factory=AcmeConfig)  # [acme]
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]

@@ -587,6 +587,8 @@ def check_nameserver(text: str) -> str:
     return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
 
 
+NAMESERVER = Text('an IP address with an optional port like "1.1.1.1" or "127.0.0.1:8053"', check_nameserver)
+
 ACME = _table("acme", model.AcmeConfig, "Automatic certificates from an ACME certificate authority (Let's "
               "Encrypt by default) for every hosted name, renewed when a third of their lifetime is left.", [
     ("enabled", Bool(), "Get certificates automatically. Every hosted name must resolve to this server "
@@ -607,11 +609,55 @@ ACME = _table("acme", model.AcmeConfig, "Automatic certificates from an ACME cer
      "c2s.direct_tls_port must be this port."),
     ("ca_bundle", PathKind(optional=True), "PEM file of CAs to trust for the ACME server's own HTTPS "
      "(a private or test ACME server); empty uses the system's."),
-    ("nameservers", ListOf(Text('an IP address with an optional port like "1.1.1.1" or '
-                                '"127.0.0.1:8053"', check_nameserver)),
+    ("nameservers", ListOf(NAMESERVER),
      "DNS servers for the pre-flight check of every name; empty uses this machine's resolver."),
 ])
 # --- end [acme] ---
+
+# --- [s2s] (federation) ---
+_ROUTE_TARGET = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::(\d{1,5}))?$")
+
+
+def check_static_route(text: str) -> str:
+    """ "domain=host:port" (the port may be left out: 5269; an IPv6 address goes in brackets)."""
+    domain, sep, target = text.partition("=")
+    match = _ROUTE_TARGET.match(target.strip())
+    if not sep or not match or (match[2] and not 1 <= int(match[2]) <= 65535):
+        raise ValueError(text)
+    return f"{check_domain(domain.strip())}={target.strip()}"
+
+
+S2S = _table("s2s", model.S2SConfig, "How server-to-server connections (RFC 6120) are made when "
+             "federation.enabled is on: listener, authentication, DNS, limits.", [
+    ("interfaces", ListOf(IP_ADDRESS), "Addresses to listen on for other servers; empty uses "
+     "c2s.interfaces."),
+    ("port", PORT, "Port for incoming server connections."),
+    ("require_encryption", Bool(), "Refuse server connections without TLS."),
+    ("require_valid_certificates", Bool(), "Accept only servers whose certificate validates (SASL "
+     "EXTERNAL); false also allows Server Dialback (XEP-0220) for the others."),
+    ("secure_domains", ListOf(DOMAIN), "Domains that must always present a valid certificate."),
+    ("insecure_domains", ListOf(DOMAIN), "Domains allowed to use Server Dialback (and no TLS) whatever the "
+     "settings above say."),
+    ("ca_bundle", PathKind(optional=True), "PEM file of CAs trusted for other servers' certificates; empty "
+     "uses the system's."),
+    ("nameservers", ListOf(NAMESERVER),
+     "DNS servers for finding other servers (SRV records); empty uses this machine's resolver."),
+    ("static_routes", ListOf(Text('a route like "example.org=192.0.2.7:5269"', check_static_route)),
+     "Fixed addresses for some domains, used instead of DNS (LANs, tests)."),
+    ("dns_timeout", Duration(0.1, 60), "Time a DNS lookup may take."),
+    ("connect_timeout", Duration(0.1, 300), "Time to open a TCP connection to another server."),
+    ("tls_timeout", Duration(0.1, 300), "Time for the TLS handshake."),
+    ("auth_timeout", Duration(0.1, 600), "Time from connecting to an authenticated stream."),
+    ("queue_timeout", Duration(1, 3600), "Stanzas not delivered within this time are returned to their "
+     "sender with an error."),
+    ("idle_timeout", Duration(10, ONE_DAY), "Silence after which a server connection is closed."),
+    ("max_remote_stanza_size", Size(10_000, 64 * 1024**2), "Largest stanza accepted from another server."),
+    ("max_connections_per_domain", Int(1, 1000), "Simultaneous incoming connections from one domain."),
+    ("max_connections_per_ip", Int(1, 100_000), "Simultaneous incoming server connections from one IP "
+     "address."),
+    ("max_queue", Int(1, 1_000_000), "Stanzas held per remote domain while its connection is made."),
+])
+# --- end [s2s] ---
 
 # --- [console] (setup wizard, admin console, API) ---
 CONSOLE = _table("console", model.ConsoleConfig, "The admin console at /admin, the JSON API at /api/v1 "
@@ -758,8 +804,9 @@ NAME = Text("a name", str.strip)
 MODULES_DISABLED = _key(model.ModulesConfig, "disabled", ListOf(MODULE_NAME), "Modules that are not loaded.")
 """The one key of [modules] itself; every module adds its own table (config/options.py collects them)."""
 
-CORE_SECTIONS: tuple[Table, ...] = (SERVER, C2S, TLS, COMPONENTS, FEDERATION, ACME, HTTP, CONSOLE, BACKUP, LIMITS,
-                                   LOGGING)
+CORE_SECTIONS: tuple[Table, ...] = (
+    SERVER, C2S, TLS, COMPONENTS, FEDERATION, S2S, ACME, HTTP, CONSOLE, BACKUP, LIMITS, LOGGING
+)
 """The top-level tables of the core in documentation order; [modules] and `hosts` come after them."""
 
 

@@ -288,8 +288,8 @@ def test_unknown_key_without_a_close_match_lists_the_keys() -> None:
 
 def test_unknown_table_and_top_level_key() -> None:
     assert problems("colour = 1\n" + MINIMAL + "[serverr]\n[modules.oflline]\nmax_messages = 1\n") == [
-        'parlour.toml:1: unknown key "colour"; expected one of: server, c2s, tls, components, federation, acme, http, '
-        "console, backup, limits, logging, modules, hosts",
+        'parlour.toml:1: unknown key "colour"; expected one of: server, c2s, tls, components, federation, s2s, acme, '
+        "http, console, backup, limits, logging, modules, hosts",
         'parlour.toml:6: unknown key "serverr"; did you mean "server"?',
         'parlour.toml:7: unknown key "modules.oflline"; did you mean "modules.offline"?',
     ]
@@ -522,4 +522,12 @@ def test_component_secrets_are_a_table_of_domains_to_long_enough_secrets() -> No
     ]
     assert problems(MINIMAL + '[components]\nsecrets = { "example.org" = "long enough" }\n') == [
         'parlour.toml:6: components.secrets: "example.org" is a host; a component needs a domain of its own'
+def test_s2s_resolver_settings() -> None:
+    config = parse(MINIMAL + '[s2s]\nstatic_routes = ["a.test=[::1]:5270", "b.test=h.b"]\n'
+                   'nameservers = ["127.0.0.1:8053"]\ndns_timeout = "2s"\n')
+    assert config.s2s.static_routes == ("a.test=[::1]:5270", "b.test=h.b")
+    assert config.s2s.nameservers == ("127.0.0.1:8053",) and config.s2s.dns_timeout == 2.0
+    assert problems(MINIMAL + '[s2s]\nstatic_routes = ["a.test"]\n') == [
+        'parlour.toml:6: s2s.static_routes = ["a.test"]: expected a list of routes like '
+        '"example.org=192.0.2.7:5269"; "a.test" is not one'
     ]
