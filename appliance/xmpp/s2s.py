@@ -1,0 +1,575 @@
+"""Server-to-server streams (RFC 6120, XEP-0220), sans IO: both directions' negotiation and addressing.
+
+`ServerStream` is fed parsed events (`receive`) and yields effects (`next_effect`), like the c2s
+`StreamMachine`, and shares its effect vocabulary (`Write`, `START_TLS`, `SendStreamError`, `Closed`,
+the parser's `Stanza` for "route this"). It is a class of its own rather than a profile of that machine
+because s2s negotiation is not the c2s one: the outgoing side *initiates* (writes the header, reads the
+features, chooses STARTTLS, SASL EXTERNAL or dialback), and authentication is per domain pair, many per
+stream (dialback piggybacking), not one JID per stream.
+
+Incoming (we receive): header -> features (STARTTLS, then SASL EXTERNAL when the peer showed a
+certificate, and dialback) -> `<auth mechanism='EXTERNAL'/>` (effect `CheckExternal`) or `<db:result/>`
+(effect `VerifyDialback`); each success authorizes one (remote, local) pair (`Authorized`). `<db:verify/>`
+questions (we are the authoritative server) are answered on the spot from the dialback secret.
+Outgoing (we initiate): header -> features -> STARTTLS -> restart -> EXTERNAL if offered, else
+`<db:result/>` -> `Authorized`; `<db:verify/>` may be sent (`verify`) once the stream is negotiated and
+the answers come back as `VerifyAnswer`.
+
+Stanzas flow once a pair is authorized, and only between authorized pairs: a stanza whose 'from'
+domain is not authorized on this stream is an `<invalid-from/>` (RFC 6120 §4.9.3.10), one to a domain we
+are not authorized for an `<improper-addressing/>` on our side is refused before it is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import secrets
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from xml.sax.saxutils import quoteattr
+
+from lxml import etree
+
+from appliance.xmpp import dialback as db
+from appliance.xmpp import effects as fx
+from appliance.xmpp.errors import StreamError
+from appliance.xmpp.ns import NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SASL, NS_SERVER, NS_STREAM, NS_TLS
+from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen
+
+STARTTLS = f"{{{NS_TLS}}}starttls"
+PROCEED = f"{{{NS_TLS}}}proceed"
+TLS_FAILURE = f"{{{NS_TLS}}}failure"
+FEATURES = f"{{{NS_STREAM}}}features"
+STREAM_ERROR = f"{{{NS_STREAM}}}error"
+AUTH = f"{{{NS_SASL}}}auth"
+SUCCESS = f"{{{NS_SASL}}}success"
+FAILURE = f"{{{NS_SASL}}}failure"
+MECHANISMS = f"{{{NS_SASL}}}mechanisms"
+STANZAS = frozenset(f"{{{NS_SERVER}}}{name}" for name in ("message", "presence", "iq"))
+STREAM_CLOSE = b"</stream:stream>"
+
+
+class Phase(enum.Enum):
+    """Where a server stream is in its life."""
+
+    CONNECTED = "connected"  # waiting for (incoming) or having sent (outgoing) the stream header
+    NEGOTIATING = "negotiating"  # features sent or awaited: TLS, SASL, dialback
+    TLS = "tls"  # the driver runs the TLS handshake
+    SASL = "sasl"  # an EXTERNAL exchange is running
+    READY = "ready"  # negotiation over: dialback for more pairs and stanzas between authorized pairs
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What this stream may do, from the [s2s] settings for the remote domain and the connection."""
+
+    tls_available: bool  # we have a certificate (incoming) / may start TLS (outgoing)
+    require_tls: bool
+    dialback: bool  # Server Dialback allowed (the certificate alone need not validate)
+    external: bool = False  # incoming: offer SASL EXTERNAL (the peer presented a CA-valid certificate)
+
+
+# -- effects of server streams ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckExternal:
+    """Incoming SASL EXTERNAL for `remote`: does the peer's certificate name it? (feedback `external_result`)"""
+
+    remote: str
+    local: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyDialback:
+    """Incoming `<db:result/>`: verify `key` with the authoritative server of `remote` (or accept the
+    peer's valid certificate for it); feedback `dialback_result`."""
+
+    remote: str
+    local: str
+    stream_id: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyAnswer:
+    """The authoritative server answered our `<db:verify/>` (outgoing stream)."""
+
+    remote: str
+    local: str
+    stream_id: str
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """Stanzas may now flow from `local` to `remote` (outgoing) or from `remote` to `local` (incoming)."""
+
+    remote: str
+    local: str
+    method: str  # "external" or "dialback"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Outgoing: the remote refused `local` (dialback invalid, EXTERNAL failed with no fallback)."""
+
+    local: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TlsNeeded:
+    """Outgoing: TLS is required but the peer does not offer it (the stream closes)."""
+
+    remote: str
+
+
+def _new_id() -> str:
+    return secrets.token_hex(12)
+
+
+def header(*, from_: str | None, to: str | None, stream_id: str | None) -> bytes:
+    """A jabber:server stream header with the dialback prefix declared (XEP-0220 §2.1)."""
+    attrs = "".join(f" {name}={quoteattr(value)}" for name, value in (("from", from_), ("to", to),
+                                                                        ("id", stream_id)) if value)
+    return (f"<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' xmlns:stream='{NS_STREAM}' "
+            f"xmlns:db='{NS_DIALBACK}'{attrs} version='1.0'>").encode()
+
+
+class ServerStream:
+    """One s2s stream, incoming or outgoing, sans IO."""
+
+    def __init__(
+        self,
+        *,
+        outgoing: bool,
+        hosts: Collection[str],
+        secret: bytes,
+        policy: Policy,
+        local: str | None = None,
+        remote: str | None = None,
+        secure: bool = False,
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self.outgoing = outgoing
+        self.hosts = hosts
+        self.secret = secret
+        self.policy = policy
+        self.local = local  # outgoing: the host that opened the stream
+        self.remote = remote  # outgoing: the peer's domain; incoming: the header's 'from' if any
+        self.secure = secure  # TLS is up (direct TLS, or after STARTTLS)
+        self.new_id = new_id
+        self.phase = Phase.CONNECTED
+        self.stream_id: str | None = None  # the id of the receiving side's header (ours when incoming)
+        self.authenticated_external = False
+        self.pairs: set[tuple[str, str]] = set()  # (remote, local) authorized pairs
+        self.pending_results: set[tuple[str, str]] = set()  # outgoing db:result sent, not answered
+        self.waiting: object | None = None
+        self._inbox: deque[Event | StreamError] = deque()
+        self._out: deque[object] = deque()
+        self._verifies: list[bytes] = []  # outgoing db:verify held until the stream is negotiated
+        self._piggyback: list[str] = []  # outgoing: more local hosts to authorize once negotiated
+        self._features_seen = False
+        if outgoing:
+            if local is None or remote is None:
+                raise ValueError("an outgoing stream needs its local and remote domains")
+            self._send_header()
+
+    def __repr__(self) -> str:
+        way = "out" if self.outgoing else "in"
+        return f"<ServerStream {way} {self.local}<->{self.remote} {self.phase.value}>"
+
+    # -- input and effects --------------------------------------------------------------------------
+
+    def receive(self, events: Iterable[Event]) -> int:
+        if self.phase is not Phase.CLOSED:
+            self._inbox.extend(events)
+        return len(self._inbox)
+
+    def receive_error(self, error: StreamError) -> None:
+        if self.phase is not Phase.CLOSED:
+            self._inbox.append(error)
+
+    def next_effect(self) -> object | None:
+        """The next effect; None when nothing is to be done until input or feedback arrives."""
+        out = self._out
+        if out:
+            return out.popleft()
+        if self.waiting is not None:
+            return None
+        while self._inbox and self.phase is not Phase.CLOSED and self.waiting is None:
+            item = self._inbox.popleft()
+            try:
+                self._handle(item)
+            except StreamError as err:
+                self.stream_error(err)
+            if out:
+                return out.popleft()
+        return None
+
+    def _push(self, effect: object) -> None:
+        self._out.append(effect)
+
+    def _wait(self, effect: object) -> None:
+        self._out.append(effect)
+        self.waiting = effect
+
+    def _feedback(self, kind: type | object) -> bool:
+        if self.phase is Phase.CLOSED:
+            self.waiting = None
+            return False
+        if self.waiting is not kind and self.waiting.__class__ is not kind:
+            raise RuntimeError(f"unexpected feedback while waiting for {self.waiting!r}")
+        self.waiting = None
+        return True
+
+    def stream_error(self, error: StreamError) -> None:
+        """Fail the stream: write the error, our close, and end."""
+        if self.phase is Phase.CLOSED:
+            return
+        if self.stream_id is None and not self.outgoing:
+            self._push(fx.Write(header(from_=next(iter(self.hosts), None), to=None, stream_id=self.new_id())))
+        self._push(fx.SendStreamError(error))
+        self._end()
+
+    def close(self) -> None:
+        """Close the stream politely (idle, shutdown, the peer closed)."""
+        if self.phase is not Phase.CLOSED:
+            self._end()
+
+    def _end(self) -> None:
+        self._push(fx.Write(STREAM_CLOSE))
+        self.phase = Phase.CLOSED
+        self._inbox.clear()
+        self._push(fx.Closed(was_ready=bool(self.pairs), disconnect=True))
+
+    def _handle(self, item: Event | StreamError) -> None:
+        if isinstance(item, StreamError):
+            raise item
+        if isinstance(item, StreamOpen):
+            self._stream_open(item)
+        elif isinstance(item, StreamClose):
+            self.close()
+        elif isinstance(item, Stanza):
+            if self.phase is Phase.CONNECTED:
+                raise StreamError.not_authorized("The stream header comes first")
+            self._element(item)
+
+    # -- stream header ------------------------------------------------------------------------------
+
+    def _send_header(self) -> None:
+        self._push(fx.Write(header(from_=self.local, to=self.remote, stream_id=None)))
+
+    def _stream_open(self, event: StreamOpen) -> None:
+        attrs = event.attrs
+        if self.phase not in (Phase.CONNECTED, Phase.NEGOTIATING):
+            raise StreamError.not_authorized("Stream restarted at the wrong time")
+        if self.outgoing:
+            if event.default_namespace != NS_SERVER:
+                raise StreamError.invalid_namespace("Expected a jabber:server stream")
+            self.stream_id = attrs.get("id") or ""
+            self.phase = Phase.NEGOTIATING
+            self._features_seen = False
+            return
+        to = (attrs.get("to") or "").lower()
+        local = to if to in self.hosts else None
+        self.stream_id = self.new_id()
+        self._push(fx.Write(header(from_=local or next(iter(self.hosts), None), to=attrs.get("from") or None,
+                                   stream_id=self.stream_id)))
+        if event.default_namespace != NS_SERVER:
+            raise StreamError.invalid_namespace("Expected a jabber:server stream")
+        if not attrs.get("version", "").startswith("1."):
+            # XEP-0220 streams without version='1.0' have no features; we require 1.0 (TLS first).
+            raise StreamError.unsupported_version("Only XMPP 1.0 server streams are supported")
+        if to and local is None:
+            raise StreamError.host_unknown(f"This server does not serve '{to}'")
+        self.local = local
+        if attrs.get("from"):
+            self.remote = attrs["from"].lower()
+        self.phase = Phase.NEGOTIATING
+        self._push(fx.Write(self._features()))
+
+    def _features(self) -> bytes:
+        policy = self.policy
+        parts: list[bytes] = []
+        if not self.secure and policy.tls_available:
+            required = b"<required/>" if policy.require_tls else b""
+            parts.append(b"<starttls xmlns='" + NS_TLS.encode() + b"'>" + required + b"</starttls>")
+        if not self.authenticated_external and (self.secure or not policy.require_tls):
+            if self.secure and policy.external:
+                parts.append(b"<mechanisms xmlns='" + NS_SASL.encode()
+                             + b"'><mechanism>EXTERNAL</mechanism></mechanisms>")
+            if policy.dialback:
+                parts.append(b"<dialback xmlns='" + NS_DIALBACK_FEATURE.encode() + b"'><errors/></dialback>")
+        return b"<stream:features>" + b"".join(parts) + b"</stream:features>"
+
+    # -- elements -----------------------------------------------------------------------------------
+
+    def _element(self, item: Stanza) -> None:
+        element = item.element
+        tag = element.tag
+        if tag in STANZAS:
+            self._stanza(item)
+        elif tag == db.RESULT:
+            self._result(element)
+        elif tag == db.VERIFY:
+            self._verify(element)
+        elif tag == STREAM_ERROR:
+            error = StreamError.from_element(element)
+            if self.outgoing:
+                self._push(Refused(self.local or "", f"stream error {error.condition}"))
+            self._end()
+        elif self.outgoing:
+            self._outgoing_negotiation(element)
+        else:
+            self._incoming_negotiation(element)
+
+    def _stanza(self, item: Stanza) -> None:
+        if self.outgoing:
+            raise StreamError.unsupported_stanza_type("Stanzas go the other way on this stream")
+        element = item.element
+        sender = _domain(element.get("from", ""))
+        target = _domain(element.get("to", ""))
+        if (sender, target) not in self.pairs:
+            if not any(remote == sender for remote, _ in self.pairs):
+                raise StreamError.invalid_from(f"'{sender}' is not authenticated on this stream")
+            raise StreamError.improper_addressing(f"'{sender}' is not authenticated for '{target}'")
+        self._push(item)
+
+    # incoming negotiation: STARTTLS, SASL EXTERNAL
+
+    def _incoming_negotiation(self, element: etree._Element) -> None:
+        tag = element.tag
+        if tag == STARTTLS and self.phase is Phase.NEGOTIATING and not self.secure and self.policy.tls_available:
+            self._push(fx.Write(f"<proceed xmlns='{NS_TLS}'/>".encode()))
+            self._inbox.clear()  # pipelined input after <starttls/> is discarded (RFC 6120 §5.4.3.3)
+            self.phase = Phase.TLS
+            self._wait(fx.START_TLS)
+            return
+        if tag == AUTH and self.phase is Phase.NEGOTIATING:
+            if element.get("mechanism") != "EXTERNAL" or not (self.secure and self.policy.external):
+                self._push(fx.Write(_sasl_failure("invalid-mechanism")))
+                return
+            try:
+                authzid = base64.b64decode((element.text or "").strip().rstrip("="), validate=False).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                self._push(fx.Write(_sasl_failure("incorrect-encoding")))
+                return
+            remote = (authzid or self.remote or "").lower()
+            if not remote or self.local is None:
+                self._push(fx.Write(_sasl_failure("invalid-authzid")))
+                return
+            self.phase = Phase.SASL
+            self._wait(CheckExternal(remote, self.local))
+            return
+        raise StreamError.unsupported_stanza_type(f"Unexpected element {tag}")
+
+    def tls_done(self, *, external: bool = False) -> None:
+        """Feedback to START_TLS: the handshake succeeded; a new stream begins (the driver reset the
+        parser). `external`: incoming, the peer showed a CA-valid certificate (SASL EXTERNAL is offered).
+        Outgoing streams write their new header now."""
+        if not self._feedback(fx.START_TLS):
+            return
+        self.secure = True
+        if external:
+            self.policy = Policy(self.policy.tls_available, self.policy.require_tls, self.policy.dialback, True)
+        self.phase = Phase.CONNECTED if not self.outgoing else Phase.NEGOTIATING
+        if self.outgoing:
+            self._send_header()
+
+    def external_result(self, ok: bool) -> None:
+        """Feedback to CheckExternal."""
+        effect = self.waiting
+        if not self._feedback(CheckExternal):
+            return
+        assert isinstance(effect, CheckExternal)
+        if not ok:
+            self.phase = Phase.NEGOTIATING
+            self._push(fx.Write(_sasl_failure("not-authorized")))
+            return
+        self.authenticated_external = True
+        self.remote = effect.remote
+        self.pairs.add((effect.remote, effect.local))
+        self._push(fx.Write(f"<success xmlns='{NS_SASL}'/>".encode()))
+        self.phase = Phase.CONNECTED  # the peer restarts the stream
+        self._push(fx.RESTART)
+        self._push(Authorized(effect.remote, effect.local, "external"))
+
+    # incoming and outgoing: dialback
+
+    def _result(self, element: etree._Element) -> None:
+        remote, local = (element.get("from") or "").lower(), (element.get("to") or "").lower()
+        if self.outgoing:
+            kind = element.get("type")
+            # The answer to our <db:result/>: 'to' is our host, 'from' the peer.
+            pair = (remote, local)
+            if pair not in self.pending_results:
+                return  # an answer to nothing we asked: ignore (XEP-0220 §2.4)
+            self.pending_results.discard(pair)
+            if kind == "valid":
+                self.pairs.add(pair)
+                self.phase = Phase.READY
+                self._push(Authorized(remote, local, "dialback"))
+            else:
+                self._push(Refused(local, "dialback refused"))
+            return
+        if self.phase not in (Phase.NEGOTIATING, Phase.READY) or self.stream_id is None:
+            raise StreamError.not_authorized("Dialback before the stream is negotiated")
+        if not self.policy.dialback:
+            self._push(fx.Write(db.element("result", from_=local, to=remote, type_="error")))
+            raise StreamError.not_authorized("Server Dialback is not allowed for this domain")
+        if not self.secure and self.policy.require_tls:
+            raise StreamError.policy_violation("TLS is required")
+        if local not in self.hosts:
+            raise StreamError.host_unknown(f"This server does not serve '{local}'")
+        if not remote or not (element.text or "").strip():
+            raise StreamError.invalid_xml("A dialback request needs 'from', 'to' and a key")
+        self._wait(VerifyDialback(remote, local, self.stream_id, (element.text or "").strip()))
+
+    def dialback_result(self, valid: bool) -> None:
+        """Feedback to VerifyDialback: the authoritative server's answer (or the certificate's)."""
+        effect = self.waiting
+        if not self._feedback(VerifyDialback):
+            return
+        assert isinstance(effect, VerifyDialback)
+        self._push(fx.Write(db.element("result", from_=effect.local, to=effect.remote,
+                                       type_="valid" if valid else "invalid")))
+        if valid:
+            self.pairs.add((effect.remote, effect.local))
+            self.phase = Phase.READY
+            self._push(Authorized(effect.remote, effect.local, "dialback"))
+
+    def _verify(self, element: etree._Element) -> None:
+        receiving, originating = (element.get("from") or "").lower(), (element.get("to") or "").lower()
+        stream_id = element.get("id") or ""
+        if self.outgoing:
+            # The authoritative server's answer to our question: 'from' it, 'to' us.
+            kind = element.get("type")
+            self._push(VerifyAnswer(receiving, originating, stream_id, kind == "valid"))
+            return
+        # We are the authoritative server for 'to' (originating): is this key one we generated?
+        if self.phase is Phase.CONNECTED:
+            raise StreamError.not_authorized("Dialback before the stream is negotiated")
+        valid = originating in self.hosts and db.key_matches(
+            self.secret, receiving, originating, stream_id, element.text or "")
+        self._push(fx.Write(db.element("verify", from_=originating, to=receiving, id_=stream_id,
+                                       type_="valid" if valid else "invalid")))
+
+    # outgoing negotiation
+
+    def _outgoing_negotiation(self, element: etree._Element) -> None:
+        tag = element.tag
+        if tag == FEATURES and self.phase is Phase.NEGOTIATING:
+            self._features_seen = True
+            self._choose(element)
+        elif tag == PROCEED and self.phase is Phase.TLS:
+            self._inbox.clear()
+            self._wait(fx.START_TLS)
+        elif tag == TLS_FAILURE:
+            raise StreamError.undefined_condition("The peer could not start TLS")
+        elif tag == SUCCESS and self.phase is Phase.SASL:
+            self.authenticated_external = True  # announced once the restarted stream's features came
+            self.phase = Phase.NEGOTIATING
+            self._push(fx.RESTART)
+            self._send_header()
+        elif tag == FAILURE and self.phase is Phase.SASL:
+            self.phase = Phase.NEGOTIATING
+            if self._dialback_offered:
+                self._start_dialback()
+            else:
+                self._push(Refused(self.local or "", "SASL EXTERNAL failed and dialback is not offered"))
+                self.close()
+        else:
+            raise StreamError.unsupported_stanza_type(f"Unexpected element {tag}")
+
+    _dialback_offered = False
+
+    def _choose(self, features: etree._Element) -> None:
+        tls = features.find(STARTTLS)
+        if tls is not None and not self.secure and self.policy.tls_available:
+            self._push(fx.Write(f"<starttls xmlns='{NS_TLS}'/>".encode()))
+            self.phase = Phase.TLS
+            return
+        if not self.secure and self.policy.require_tls:
+            self._push(TlsNeeded(self.remote or ""))
+            self.stream_error(StreamError.policy_violation("TLS is required"))
+            return
+        mechanisms = [m.text for m in features.iterfind(f"{MECHANISMS}/{{{NS_SASL}}}mechanism")]
+        self._dialback_offered = features.find(f"{{{NS_DIALBACK_FEATURE}}}dialback") is not None
+        if self.authenticated_external:
+            self.pairs.add((self.remote or "", self.local or ""))
+            self._push(Authorized(self.remote or "", self.local or "", "external"))
+            self._negotiated()
+            return
+        if self.secure and "EXTERNAL" in mechanisms:
+            self.phase = Phase.SASL
+            self._push(fx.Write(f"<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>".encode()))
+            self._flush_verifies()
+            return
+        if self.policy.dialback:
+            # Peers that predate the feature still speak dialback when the header declared it.
+            self._start_dialback()
+            return
+        self._push(Refused(self.local or "", "no usable authentication (the certificate did not validate)"))
+        self.close()
+
+    def _start_dialback(self) -> None:
+        self.phase = Phase.READY
+        self._authorize(self.local or "")
+        self._negotiated()
+
+    def _negotiated(self) -> None:
+        self.phase = Phase.READY
+        self._flush_verifies()
+        for local in self._piggyback:
+            self._authorize(local)
+        self._piggyback.clear()
+
+    def _flush_verifies(self) -> None:
+        for data in self._verifies:
+            self._push(fx.Write(data))
+        self._verifies.clear()
+
+    def _authorize(self, local: str) -> None:
+        pair = (self.remote or "", local)
+        if pair in self.pairs or pair in self.pending_results:
+            return
+        if self.authenticated_external and local == self.local:
+            return
+        self.pending_results.add(pair)
+        key = db.key(self.secret, self.remote or "", local, self.stream_id or "")
+        self._push(fx.Write(db.element("result", from_=local, to=self.remote or "", text=key)))
+
+    def authorize(self, local: str) -> None:
+        """Outgoing: authenticate another of our hosts on this stream (dialback piggybacking)."""
+        if self.phase is Phase.READY:
+            self._authorize(local)
+        elif local not in self._piggyback:
+            self._piggyback.append(local)
+
+    def verify(self, *, local: str, remote: str, stream_id: str, key: str) -> None:
+        """Outgoing: ask the authoritative server whether `key` (offered by `remote` to our host `local`
+        on stream `stream_id`) is one it generated; the answer comes back as `VerifyAnswer`."""
+        data = db.element("verify", from_=local, to=remote, id_=stream_id, text=key)
+        if self.phase in (Phase.READY, Phase.SASL) and self._features_seen:
+            self._push(fx.Write(data))
+        else:
+            self._verifies.append(data)
+
+    def ready_for(self, local: str) -> bool:
+        return (self.remote, local) in self.pairs
+
+
+def _sasl_failure(condition: str) -> bytes:
+    return f"<failure xmlns='{NS_SASL}'><{condition}/></failure>".encode()
+
+
+def _domain(jid: str) -> str:
+    """The domain part of a JID string, lower-cased (stanza addressing on s2s is checked by domain)."""
+    rest = jid.partition("/")[0]
+    return rest.rpartition("@")[2].lower()

@@ -1,0 +1,208 @@
+"""Server streams (xmpp/s2s.py) fed byte by byte: a recorded incoming dialback exchange, and two machines
+negotiating with each other (STARTTLS, SASL EXTERNAL, dialback with piggybacking, addressing checks)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from lxml import etree
+
+from appliance.xmpp import dialback as db
+from appliance.xmpp import effects as fx
+from appliance.xmpp import s2s
+from appliance.xmpp.parser import Stanza, StreamParser
+
+SECRET_A = b"secret of a"
+SECRET_B = b"secret of b"
+OPEN = ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns:db='jabber:server:dialback' {attrs} version='1.0'>")
+
+
+class Side:
+    """A machine with the real parser in front; `feed` gives it bytes (one at a time if asked) and
+    carries out its effects, answering the async ones with `answers`."""
+
+    def __init__(self, machine: s2s.ServerStream, *, bytewise: bool) -> None:
+        self.machine = machine
+        self.parser = StreamParser()
+        self.bytewise = bytewise
+        self.written: list[bytes] = []
+        self.effects: list[object] = []
+        self.pending_tls = False
+
+    def feed(self, data: bytes) -> None:
+        chunks = [data[i:i + 1] for i in range(len(data))] if self.bytewise else [data]
+        for chunk in chunks:
+            events = self.parser.feed(chunk)
+            self.machine.receive(events)
+            self.run()
+
+    def run(self) -> None:
+        while (effect := self.machine.next_effect()) is not None:
+            self.effects.append(effect)
+            if isinstance(effect, fx.Write):
+                self.written.append(effect.data)
+            elif isinstance(effect, fx.SendStreamError):
+                self.written.append(effect.error.to_bytes())
+            elif effect is fx.RESTART:
+                self.parser.reset()
+            elif effect is fx.START_TLS:
+                self.pending_tls = True
+                self.parser.reset()
+            elif isinstance(effect, s2s.CheckExternal):
+                self.machine.external_result(effect.remote == "a.test")
+            elif isinstance(effect, s2s.VerifyDialback):
+                # the authoritative server's answer, computed as it would (its secret, our stream id)
+                self.machine.dialback_result(db.key_matches(SECRET_A, effect.local, effect.remote,
+                                                            effect.stream_id, effect.key))
+
+    def take(self) -> bytes:
+        data, self.written = b"".join(self.written), []
+        return data
+
+    def types(self) -> list[str]:
+        return [type(e).__name__ for e in self.effects]
+
+
+def ids(prefix: str):
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter)}"
+
+
+def pump(a: Side, b: Side, rounds: int = 20) -> None:
+    """Carry bytes both ways until neither side has more to say; TLS "handshakes" complete at once."""
+    for _ in range(rounds):
+        moved = False
+        for sender, receiver in ((a, b), (b, a)):
+            data = sender.take()
+            if data:
+                moved = True
+                receiver.feed(data)
+        for side in (a, b):
+            if side.pending_tls and not side.written:
+                side.pending_tls = False
+                side.machine.tls_done(external=side is b and b.machine.policy.external)
+                side.run()
+                moved = True
+        if not moved:
+            return
+
+
+def pair(*, external: bool, bytewise: bool, require_tls: bool = True, dialback: bool = True) -> tuple[Side, Side]:
+    out = Side(s2s.ServerStream(outgoing=True, hosts=["a.test", "a2.test"], secret=SECRET_A, local="a.test",
+                                remote="b.test", policy=s2s.Policy(True, require_tls, dialback)), bytewise=bytewise)
+    inc = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("sid"),
+                                policy=s2s.Policy(True, require_tls, dialback, external)), bytewise=bytewise)
+    out.run()
+    return out, inc
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_recorded_incoming_dialback(bytewise: bool) -> None:
+    """What Prosody sends when our certificate is not trusted: STARTTLS, then <db:result/>."""
+    side = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("sid"),
+                                 policy=s2s.Policy(True, True, True)), bytewise=bytewise)
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    assert side.take() == OPEN.format(attrs='from="b.test" to="a.test" id="sid1"').encode() + (
+        b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+        b"</stream:features>")
+    side.feed(b"<db:result from='a.test' to='b.test'>x</db:result>")  # before TLS: refused
+    assert b"<policy-violation" in side.take()
+    assert side.machine.phase is s2s.Phase.CLOSED
+
+    side = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("sid"),
+                                 policy=s2s.Policy(True, True, True)), bytewise=bytewise)
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    side.take()
+    side.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    assert side.take() == b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+    side.machine.tls_done()
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    assert side.take().endswith(b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/>"
+                                b"</dialback></stream:features>")
+    key = db.key(SECRET_A, "b.test", "a.test", "sid2")
+    side.feed(f"<db:result from='a.test' to='b.test'>{key}</db:result>".encode())
+    assert side.take() == b'<db:result from="b.test" to="a.test" type="valid"/>'
+    side.feed(b"<message from='juliet@a.test/x' to='romeo@b.test' type='chat'><body>hi</body></message>")
+    routed = [e for e in side.effects if isinstance(e, Stanza)]
+    assert [etree.QName(r.element).localname for r in routed] == ["message"]
+    # the authoritative-server role: a key we made is confirmed, another is not
+    ours = db.key(SECRET_B, "c.test", "b.test", "s9")
+    side.feed(f"<db:verify from='c.test' to='b.test' id='s9'>{ours}</db:verify>".encode())
+    assert side.take() == b'<db:verify from="b.test" to="c.test" id="s9" type="valid"/>'
+    side.feed(b"<db:verify from='c.test' to='b.test' id='s9'>00</db:verify>")
+    assert side.take() == b'<db:verify from="b.test" to="c.test" id="s9" type="invalid"/>'
+    # a domain that never authenticated may not send
+    side.feed(b"<message from='mallory@evil.test' to='romeo@b.test'/>")
+    assert b"<invalid-from" in side.take()
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_two_machines_dialback_and_piggybacking(bytewise: bool) -> None:
+    out, inc = pair(external=False, bytewise=bytewise)
+    out.machine.authorize("a2.test")  # a second virtual host rides on the same stream
+    pump(out, inc)
+    assert out.machine.secure and inc.machine.secure
+    assert out.machine.pairs == {("b.test", "a.test"), ("b.test", "a2.test")}
+    assert inc.machine.pairs == {(local, remote) for remote, local in out.machine.pairs}
+    assert [e.method for e in out.effects if isinstance(e, s2s.Authorized)] == ["dialback", "dialback"]
+    inc.feed(b"<message from='x@a2.test' to='y@b.test'><body>1</body></message>")
+    assert sum(isinstance(e, Stanza) for e in inc.effects) == 1
+    inc.feed(b"<message from='x@a2.test' to='y@elsewhere.test'/>")
+    assert b"<improper-addressing" in inc.take()
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_two_machines_sasl_external(bytewise: bool) -> None:
+    out, inc = pair(external=True, bytewise=bytewise)
+    pump(out, inc)
+    assert out.machine.authenticated_external and inc.machine.authenticated_external
+    assert [(e.remote, e.local, e.method) for e in inc.effects if isinstance(e, s2s.Authorized)] == [
+        ("a.test", "b.test", "external")]
+    assert [(e.remote, e.method) for e in out.effects if isinstance(e, s2s.Authorized)] == [("b.test", "external")]
+    assert out.machine.phase is s2s.Phase.READY
+
+
+def test_external_for_another_name_falls_back_to_dialback() -> None:
+    out = Side(s2s.ServerStream(outgoing=True, hosts=["a.test"], secret=SECRET_A, local="a.test", remote="b.test",
+                                policy=s2s.Policy(True, True, True)), bytewise=False)
+    inc = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("sid"),
+                                policy=s2s.Policy(True, True, True, True)), bytewise=False)
+    inc.machine.external_result = lambda ok: s2s.ServerStream.external_result(inc.machine, False)  # type: ignore[method-assign]
+    out.run()
+    pump(out, inc)
+    assert [e.method for e in out.effects if isinstance(e, s2s.Authorized)] == ["dialback"]
+
+
+def test_dialback_refused_when_certificates_are_required() -> None:
+    out, inc = pair(external=False, bytewise=False, dialback=False)
+    out.machine.policy = s2s.Policy(True, True, True)  # we would try dialback; the peer refuses it
+    pump(out, inc)
+    assert [e.reason for e in out.effects if isinstance(e, s2s.Refused)][0] == "dialback refused"
+    assert not inc.machine.pairs
+
+
+def test_outgoing_refuses_a_peer_without_tls_when_required() -> None:
+    out, inc = pair(external=False, bytewise=False)
+    inc.machine.policy = s2s.Policy(False, False, True)  # the peer cannot do TLS
+    pump(out, inc)
+    assert any(isinstance(e, s2s.TlsNeeded) for e in out.effects)
+    assert not out.machine.pairs
+
+
+def test_verify_waits_for_the_negotiated_stream() -> None:
+    out, inc = pair(external=False, bytewise=False)
+    out.machine.verify(local="a.test", remote="b.test", stream_id="s1", key="00")
+    pump(out, inc)
+    answers = [e for e in out.effects if isinstance(e, s2s.VerifyAnswer)]
+    assert [(a.remote, a.local, a.stream_id, a.valid) for a in answers] == [("b.test", "a.test", "s1", False)]
+
+
+def test_garbage_ends_the_stream_with_an_error() -> None:
+    side = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B,
+                                 policy=s2s.Policy(True, True, True)), bytewise=False)
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    side.feed(b"<message from='x@a.test' to='y@b.test'/>")  # before authentication
+    assert b"<invalid-from" in side.take()
+    assert side.machine.phase is s2s.Phase.CLOSED
