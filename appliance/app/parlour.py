@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from appliance import __version__
 from appliance.app.config_watch import CONFIG_WATCH_INTERVAL, ConfigWatch
+from appliance.app.federation import FederationService
 from appliance.app.listeners import ClientListeners
 from appliance.app.services import running_services
 from appliance.app.storage import Storage
@@ -70,6 +71,7 @@ class Parlour:
         self.certs: CertificateStore | None = None
         self.cert_care: CertificateCare | None = None
         self.listeners: ClientListeners | None = None
+        self.federation: FederationService | None = None  # with [s2s] enabled
         self.web: WebServer | None = None
         self.services: Services | None = None  # what the console, the API and ad-hoc commands call
         self.log_buffer: logbuffer.RingBufferHandler | None = None
@@ -99,6 +101,9 @@ class Parlour:
         self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors,
                                          components=core.components)
         self.ports.update(await self.listeners.open())
+        if config.federation.enabled:
+            self.federation = FederationService(config, core, self.certs, self.tasks)
+            self.ports["s2s"] = await self.federation.start()
         if config.http.enabled:
             self.web = WebServer(config=config, services=core.c2s, tls_context=self._https_context,
                                  admin=self.services, acme=self.cert_care.responder)
@@ -145,6 +150,8 @@ class Parlour:
     async def stop(self) -> None:
         if self.listeners is not None:
             self.listeners.close()
+        if self.federation is not None:
+            await self.federation.stop()
         if self.core is not None:
             await self.core.close_streams()
         if self.web is not None:

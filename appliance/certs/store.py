@@ -188,6 +188,11 @@ class CertificateStore:
         entry = _match(self._entries, server_name, self.default_name)
         return entry.info if entry is not None else None
 
+    def files_for(self, server_name: str | None) -> tuple[Path, Path] | None:
+        """The (chain, key) files of the certificate served for ``server_name`` (s2s presents it as a client)."""
+        entry = _match(self._entries, server_name, self.default_name)
+        return (entry.source.chain, entry.source.key) if entry is not None else None
+
     def info(self) -> list[CertificateInfo]:
         """One record per certificate, default first."""
         return [e.info for e in self._entries]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
 
@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 MESSAGE = f"{{{NS_CLIENT}}}message"
 PRESENCE = f"{{{NS_CLIENT}}}presence"
 IQ = f"{{{NS_CLIENT}}}iq"
+
+class RemoteRoute(Protocol):
+    """Where stanzas for other servers' domains go (core/s2s: Federation)."""
+
+    def send(self, element: etree._Element, local: str, remote: str) -> None: ...
+
 
 LocalService = Callable[[StanzaEvent], Awaitable[None]]
 """A service on its own domain served by this process (conference.<host>, upload.<host>, ...): it gets
@@ -52,6 +58,16 @@ class Router:
         self.pending = pending
         self.accounts = accounts
         self.services: dict[str, LocalService] = {}
+        self.remote: RemoteRoute | None = None  # federation, when on (attach_remote)
+
+    def attach_remote(self, remote: RemoteRoute | None) -> None:
+        """Send stanzas for other domains to `remote` (the federation needs the router too, so it comes
+        after construction)."""
+        self.remote = remote
+
+    def is_served(self, domain: str) -> bool:
+        """A domain this process answers for: a virtual host or a service domain (conference. ...)."""
+        return domain in self.hosts or domain in self.services
 
     def is_local(self, domain: str) -> bool:
         return domain in self.hosts
@@ -209,7 +225,13 @@ class Router:
             if not policy.silent:  # type: ignore[union-attr]  # a refusal comes from a policy
                 await self.bounce(stanza, refusal.stanza_error())
             return
-        # Federation (s2s) is a later milestone: until then remote domains are unreachable.
+        to_jid = event.to_jid
+        if self.remote is not None and to_jid is not None and self.is_served(event.from_jid.domain):
+            if stanza.get("from") is None:
+                stanza.set("from", str(event.from_jid))
+            self.remote.send(stanza, event.from_jid.domain, to_jid.domain)
+            return
+        # Without federation (or from a domain we do not serve) remote domains are unreachable.
         if stanza.tag == PRESENCE and stanza.get("type") not in (None, "probe"):
             return
         await self.bounce(stanza, StanzaError.remote_server_not_found())

@@ -28,6 +28,7 @@ import enum
 import secrets
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
+from copy import deepcopy
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
@@ -169,6 +170,7 @@ class ServerStream:
         self.authenticated_external = False
         self.pairs: set[tuple[str, str]] = set()  # (remote, local) authorized pairs
         self.pending_results: set[tuple[str, str]] = set()  # outgoing db:result sent, not answered
+        self.verifying: set[tuple[str, str]] = set()  # incoming db:result being checked
         self.waiting: object | None = None
         self._inbox: deque[Event | StreamError] = deque()
         self._out: deque[object] = deque()
@@ -429,20 +431,23 @@ class ServerStream:
             raise StreamError.host_unknown(f"This server does not serve '{local}'")
         if not remote or not (element.text or "").strip():
             raise StreamError.invalid_xml("A dialback request needs 'from', 'to' and a key")
-        self._wait(VerifyDialback(remote, local, self.stream_id, (element.text or "").strip()))
+        if (remote, local) in self.pairs or (remote, local) in self.verifying:
+            return  # already done or under way: one answer is enough
+        # Not a waiting effect: while the authoritative server is asked, this stream goes on (it may
+        # have to answer that server's own <db:verify/>, or we would wait for each other).
+        self.verifying.add((remote, local))
+        self._push(VerifyDialback(remote, local, self.stream_id, (element.text or "").strip()))
 
-    def dialback_result(self, valid: bool) -> None:
+    def dialback_result(self, remote: str, local: str, valid: bool) -> None:
         """Feedback to VerifyDialback: the authoritative server's answer (or the certificate's)."""
-        effect = self.waiting
-        if not self._feedback(VerifyDialback):
+        if self.phase is Phase.CLOSED or (remote, local) not in self.verifying:
             return
-        assert isinstance(effect, VerifyDialback)
-        self._push(fx.Write(db.element("result", from_=effect.local, to=effect.remote,
-                                       type_="valid" if valid else "invalid")))
+        self.verifying.discard((remote, local))
+        self._push(fx.Write(db.element("result", from_=local, to=remote, type_="valid" if valid else "invalid")))
         if valid:
-            self.pairs.add((effect.remote, effect.local))
+            self.pairs.add((remote, local))
             self.phase = Phase.READY
-            self._push(Authorized(effect.remote, effect.local, "dialback"))
+            self._push(Authorized(remote, local, "dialback"))
 
     def _verify(self, element: etree._Element) -> None:
         receiving, originating = (element.get("from") or "").lower(), (element.get("to") or "").lower()
@@ -573,3 +578,22 @@ def _domain(jid: str) -> str:
     """The domain part of a JID string, lower-cased (stanza addressing on s2s is checked by domain)."""
     rest = jid.partition("/")[0]
     return rest.rpartition("@")[2].lower()
+
+
+def retag(element: etree._Element, old: str, new: str) -> etree._Element:
+    """A copy of a stanza with its content namespace changed (jabber:client <-> jabber:server): the root
+    declares the new one as default, so neither side sees a prefix for it (RFC 6120 §4.8.5)."""
+    root = etree.Element(f"{{{new}}}{etree.QName(element).localname}", nsmap={None: new})
+    for name, value in element.attrib.items():
+        root.set(name, value)
+    root.text = element.text
+    prefix = f"{{{old}}}"
+    for child in element:
+        copy = deepcopy(child)
+        copy.tail = child.tail
+        for node in copy.iter():
+            if isinstance(node.tag, str) and node.tag.startswith(prefix):
+                node.tag = f"{{{new}}}{node.tag[len(prefix):]}"
+        root.append(copy)
+    etree.cleanup_namespaces(root)
+    return root

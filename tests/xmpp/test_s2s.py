@@ -54,8 +54,8 @@ class Side:
                 self.machine.external_result(effect.remote == "a.test")
             elif isinstance(effect, s2s.VerifyDialback):
                 # the authoritative server's answer, computed as it would (its secret, our stream id)
-                self.machine.dialback_result(db.key_matches(SECRET_A, effect.local, effect.remote,
-                                                            effect.stream_id, effect.key))
+                self.machine.dialback_result(effect.remote, effect.local, db.key_matches(
+                    SECRET_A, effect.local, effect.remote, effect.stream_id, effect.key))
 
     def take(self) -> bytes:
         data, self.written = b"".join(self.written), []
@@ -179,7 +179,7 @@ def test_dialback_refused_when_certificates_are_required() -> None:
     out, inc = pair(external=False, bytewise=False, dialback=False)
     out.machine.policy = s2s.Policy(True, True, True)  # we would try dialback; the peer refuses it
     pump(out, inc)
-    assert [e.reason for e in out.effects if isinstance(e, s2s.Refused)][0] == "dialback refused"
+    assert next(e.reason for e in out.effects if isinstance(e, s2s.Refused)) == "dialback refused"
     assert not inc.machine.pairs
 
 

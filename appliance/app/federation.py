@@ -1,0 +1,79 @@
+"""Federation wiring: the resolver, the network side, the Federation manager and the s2s listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+from appliance.certs.store import CertificateStore
+from appliance.config.model import Config
+from appliance.core.s2s import Federation
+from appliance.core.s2s.domains import LocalDomains
+from appliance.core.server import XmppCore
+from appliance.net.dns import S2SResolver, parse_static
+from appliance.net.s2s import S2SNetwork
+from appliance.util.tasks import TaskSupervisor
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 30.0
+
+
+class FederationService:
+    """The s2s side of one server: `await start()` (returns the bound port), then `await stop()`."""
+
+    def __init__(self, config: Config, core: XmppCore, certs: CertificateStore, tasks: TaskSupervisor) -> None:
+        cfg = config.s2s
+        self.core = core
+        self.tasks = tasks
+        resolver = S2SResolver(nameservers=cfg.nameservers, static=parse_static(cfg.static_routes),
+                               timeout=cfg.dns_timeout)
+        self.network = S2SNetwork(
+            resolver, server_context=certs.current_context, certificate_files=certs.files_for,
+            ca_bundle=cfg.ca_bundle, connect_timeout=cfg.connect_timeout, tls_timeout=cfg.tls_timeout,
+        )
+        router = core.router
+        self.federation = Federation(
+            config=lambda: core.config.s2s, hosts=LocalDomains(router.hosts, router.services), network=self.network,
+            deliver=lambda element: router.route(element, origin=None), bounce=router.bounce,
+            secret=os.urandom(32),  # XEP-0185: a fresh dialback secret per process is enough
+            spawn=tasks.spawn, policy=core.federation,
+        )
+        self.servers: list[asyncio.Server] = []
+        self._stop_sweep = None
+
+    async def start(self) -> int:
+        cfg = self.core.config.s2s
+        interfaces = cfg.interfaces or self.core.config.c2s.interfaces
+        bound = cfg.port
+        for interface in interfaces:
+            try:
+                server = await asyncio.start_server(self.federation.accept, host=interface, port=bound,
+                                                    reuse_address=True, limit=2**20)
+            except OSError as exc:
+                if interface == "::" and len(interfaces) > 1:
+                    log.info("IPv6 s2s listener on %s unavailable: %s", interface, exc)
+                    continue
+                raise
+            self.servers.append(server)
+            bound = server.sockets[0].getsockname()[1]
+        self.core.router.attach_remote(self.federation)
+        self._stop_sweep = self.tasks.every(SWEEP_INTERVAL, self._sweep, "s2s-sweep")
+        log.info("s2s listening on %s port %d", ", ".join(interfaces), bound)
+        return bound
+
+    async def _sweep(self) -> None:
+        self.federation.sweep()
+
+    async def stop(self) -> None:
+        self.core.router.attach_remote(None)
+        if self._stop_sweep is not None:
+            self._stop_sweep()
+        for server in self.servers:
+            server.close()
+        await self.federation.close()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)

@@ -1,0 +1,247 @@
+"""One server-to-server connection: reads bytes into the parser and the `ServerStream`, carries out its effects.
+
+Each connection runs in its own task with its own timeouts, so a remote server that stalls or sends
+garbage ends only its own connection: local sessions never wait on it (writes never await a remote's
+reading; a connection whose unsent output grows past a limit is closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from appliance.xmpp import effects as fx
+from appliance.xmpp import s2s
+from appliance.xmpp.errors import StreamError
+from appliance.xmpp.ns import NS_CLIENT, NS_SERVER
+from appliance.xmpp.parser import Stanza, StreamParser
+
+if TYPE_CHECKING:
+    from appliance.core.s2s.federation import Federation
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65_536
+MAX_UNSENT = 4 * 1024 * 1024  # bytes queued for a remote that does not read: past this the link is dropped
+
+
+class ServerConnection:
+    """A running s2s stream over an asyncio reader/writer pair, in either direction."""
+
+    def __init__(
+        self,
+        machine: s2s.ServerStream,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        federation: Federation,
+        verify_certificate: bool = False,
+        peer_ip: str = "?",
+    ) -> None:
+        self.machine = machine
+        self.reader = reader
+        self.writer = writer
+        self.federation = federation
+        self.verify_certificate = verify_certificate  # outgoing: the TLS handshake checks the peer's name
+        self.peer_ip = peer_ip
+        limits = federation.config
+        self.parser = StreamParser(max_stanza_size=limits.max_remote_stanza_size, max_depth=64)
+        self.since = time.time()
+        self.stanzas_in = 0
+        self.stanzas_out = 0
+        self.tls_version: str | None = None
+        self.certificate_valid = False
+        self.closed = False
+        self._checked = False  # incoming: the header's 'from' went through the federation policy
+        self.tls_failed = False  # the peer's certificate failed the check (outgoing, verifying)
+        self.failure: str | None = None  # why the remote refused us, if it did
+        self.ready = asyncio.Event()  # outgoing: set once our local host is authorized (or the stream failed)
+        self._lock = asyncio.Lock()  # one runner of effects at a time (reading and dialback answers)
+
+    @property
+    def secure_method(self) -> str:
+        """How the peer was authenticated: "external", "dialback", or "none" yet (for status pages)."""
+        if self.machine.authenticated_external:
+            return "external"
+        return "dialback" if self.machine.pairs else "none"
+
+    @property
+    def outgoing(self) -> bool:
+        return self.machine.outgoing
+
+    def __repr__(self) -> str:
+        return f"<ServerConnection {self.machine!r} {self.peer_ip}>"
+
+    # -- writing --------------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.closed or self.writer.is_closing():
+            return
+        self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > MAX_UNSENT:
+            log.warning("s2s %s: the remote server does not read; dropping the connection", self.machine.remote)
+            self.abort()
+
+    def send_stanza(self, element: etree._Element) -> None:
+        """Write a local stanza to the remote server (outgoing streams), in the server namespace."""
+        self.stanzas_out += 1
+        self.write(etree.tostring(s2s.retag(element, NS_CLIENT, NS_SERVER)))
+
+    def abort(self) -> None:
+        self.closed = True
+        self.ready.set()
+        with contextlib.suppress(Exception):
+            self.writer.transport.abort()
+
+    def close(self) -> None:
+        """Close politely (idle, shutdown): our `</stream:stream>`, then the socket."""
+        self.machine.close()
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().create_task(self._carry_out(), name="s2s-close")
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Negotiate and serve until the stream ends; always tells the federation the link is gone."""
+        cfg = self.federation.config
+        try:
+            await self._carry_out()
+            deadline = asyncio.get_running_loop().time() + cfg.auth_timeout
+            while not self.closed:
+                # Until authenticated the whole negotiation has auth_timeout; afterwards silence ends it.
+                authenticated = bool(self.machine.pairs)
+                remaining = cfg.idle_timeout if authenticated else deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(remaining):
+                    data = await self.reader.read(READ_SIZE)
+                if not data:
+                    break
+                try:
+                    events = self.parser.feed(data)
+                except StreamError as err:
+                    self.machine.receive(self.parser.take_events())
+                    self.machine.receive_error(err)
+                else:
+                    self.machine.receive(events)
+                await self._carry_out()
+        except TimeoutError:
+            log.info("s2s %s: %s", self.machine.remote, "idle, closing" if self.machine.pairs else "timed out")
+            if self.machine.pairs:
+                self.machine.close()
+            else:
+                self.machine.stream_error(StreamError.connection_timeout())
+            with contextlib.suppress(Exception):
+                await self._carry_out()
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            log.info("s2s %s: connection lost: %s", self.machine.remote, exc)
+        except Exception:
+            log.exception("s2s %s: driver error", self.machine.remote)
+        finally:
+            self.closed = True
+            self.ready.set()
+            with contextlib.suppress(Exception):
+                self.writer.close()
+            self.federation.lost(self)
+
+    async def _carry_out(self) -> None:
+        async with self._lock:
+            await self._effects()
+            machine = self.machine
+            if not machine.outgoing and not self._checked and machine.remote:
+                # The peer named itself in its header: a refused domain stops here.
+                self._checked = True
+                if self._refused(machine.remote):
+                    await self._effects()
+
+    async def _effects(self) -> None:
+        machine = self.machine
+        while (effect := machine.next_effect()) is not None:
+            if isinstance(effect, fx.Write):
+                self.write(effect.data)
+            elif isinstance(effect, Stanza):
+                await self._deliver(effect.element)
+            elif isinstance(effect, fx.SendStreamError):
+                log.info("s2s %s: stream error %s", machine.remote, effect.error)
+                self.write(effect.error.to_bytes())
+            elif isinstance(effect, fx.Closed):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.writer.drain(), 1)
+                self.closed = True
+                self.ready.set()
+                with contextlib.suppress(Exception):
+                    self.writer.close()
+            elif effect is fx.START_TLS:
+                await self._start_tls()
+            elif effect is fx.RESTART:
+                self.parser.reset()
+            elif isinstance(effect, s2s.VerifyDialback | s2s.CheckExternal) and self._refused(effect.remote):
+                continue
+            elif isinstance(effect, s2s.VerifyDialback):
+                # Asking the authoritative server takes a round trip (maybe a new connection): reading
+                # goes on meanwhile, the machine holds the input until the answer.
+                self.federation.spawn(self._answer_dialback(effect), f"s2s-dialback-{effect.remote}")
+            elif isinstance(effect, s2s.CheckExternal):
+                machine.external_result(self.certificate_valid and effect.remote == machine.remote)
+            elif isinstance(effect, s2s.VerifyAnswer):
+                self.federation.verify_answer(effect)
+            elif isinstance(effect, s2s.Authorized):
+                self.federation.authorized(self, effect)
+            elif isinstance(effect, s2s.Refused | s2s.TlsNeeded):
+                log.warning("s2s %s refused us: %s", machine.remote, effect)
+                self.federation.refused(self, effect)
+
+    def _refused(self, remote: str) -> bool:
+        """A blocked (or, in allowlist mode, unlisted) domain gets a stream error, before anything of
+        theirs is taken ([federation] policy)."""
+        error = self.federation.domain_policy.stream_refusal(remote)
+        if error is None:
+            return False
+        log.info("s2s: refusing %s: %s", remote, error.text)
+        self.machine.stream_error(error)
+        return True
+
+    async def _answer_dialback(self, effect: s2s.VerifyDialback) -> None:
+        valid = await self.federation.verify_dialback(effect)
+        self.machine.dialback_result(effect.remote, effect.local, valid)
+        await self._carry_out()
+
+    async def _deliver(self, element: etree._Element) -> None:
+        self.stanzas_in += 1
+        sender = element.get("from", "").partition("/")[0].rpartition("@")[2].lower()
+        if not self.federation.domain_policy.accepts(sender):
+            return  # blocked after this stream was authenticated: nothing of theirs is taken
+        try:
+            await self.federation.deliver(s2s.retag(element, NS_SERVER, NS_CLIENT))
+        except Exception:
+            log.exception("s2s %s: routing a stanza failed", self.machine.remote)
+
+    async def _start_tls(self) -> None:
+        cfg = self.federation.config
+        machine = self.machine
+        await self.writer.drain()
+        if machine.outgoing:
+            context = self.federation.network.client_context(machine.local or "", verify=self.verify_certificate)
+            hostname = machine.remote
+        else:
+            context = self.federation.network.server_context()
+            hostname = None
+        if context is None:
+            raise StreamError.undefined_condition("TLS is not available")
+        try:
+            await self.writer.start_tls(context, server_hostname=hostname, ssl_handshake_timeout=cfg.tls_timeout)
+        except ssl.SSLCertVerificationError as exc:
+            self.tls_failed = True
+            self.failure = f"certificate not valid: {exc.verify_message}"
+            raise
+        self.parser.reset()
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        self.tls_version = ssl_object.version() if ssl_object is not None else None
+        self.certificate_valid = machine.outgoing and self.verify_certificate
+        machine.tls_done()

@@ -1,0 +1,412 @@
+"""Federation: the s2s connections of one server, outgoing per remote domain and incoming from the listener.
+
+Outgoing, per remote domain: one connection, reused by every local host (dialback piggybacking) and
+closed when idle; stanzas wait in one queue while it is being made; a failed attempt is retried with
+exponential backoff, and stanzas still queued after `queue_timeout` go back to their senders as
+remote-server-not-found (nothing reachable) or remote-server-timeout (reachable but it never got
+through), RFC 6120 §8.3.3. The certificate is checked first (RFC 6125, by OpenSSL against the source
+domain); when it does not validate and the policy allows dialback, the connection is made again
+without the check and authenticated with Server Dialback.
+
+Incoming: the listener hands each accepted socket to `accept`; a `<db:result/>` is verified with the
+authoritative server over our outgoing connection to it (`<db:verify/>`). For domains that need valid
+certificates that connection must itself have validated the peer's certificate, so the identity is
+PKIX-checked either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lxml import etree
+
+from appliance.config.model import S2SConfig
+from appliance.core.federation_policy import FederationPolicy
+from appliance.core.s2s.connection import ServerConnection
+from appliance.xmpp import s2s
+from appliance.xmpp.errors import StanzaError, StreamError
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 300.0
+
+
+class S2SNetwork(Protocol):
+    """What federation needs of the network layer (net/s2s.py): sockets and TLS contexts."""
+
+    async def connect(
+        self, remote: str, local: str, *, verify: bool
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool, str]:
+        """Open a connection to `remote`'s server: (reader, writer, TLS already up, peer address)."""
+        ...
+
+    def client_context(self, local: str, *, verify: bool) -> ssl.SSLContext: ...
+
+    def server_context(self) -> ssl.SSLContext | None: ...
+
+
+class Unreachable(Exception):
+    """No connection to the remote server could be made (DNS, TCP, TLS)."""
+
+
+@dataclass(slots=True)
+class _Queued:
+    element: etree._Element
+    local: str
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Remote:
+    """Our outgoing side towards one remote domain."""
+
+    domain: str
+    connection: ServerConnection | None = None
+    queue: deque[_Queued] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+    failures: int = 0
+    reached: bool = False  # a TCP connection was made at least once in the current attempt series
+    last_used: float = field(default_factory=time.monotonic)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)  # a (new) connection object exists
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPolicy:
+    require_tls: bool
+    dialback: bool  # dialback accepted (the certificate need not validate)
+
+
+class Federation:
+    """Every s2s connection of one server."""
+
+    def __init__(
+        self,
+        *,
+        config: Callable[[], S2SConfig],
+        hosts: Collection[str],
+        network: S2SNetwork,
+        deliver: Callable[[etree._Element], Awaitable[None]],
+        bounce: Callable[[etree._Element, StanzaError], Awaitable[None]],
+        secret: bytes,
+        spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]],
+        policy: FederationPolicy,
+    ) -> None:
+        self._config = config
+        self.domain_policy = policy  # [federation]: which remote domains we talk to at all
+        self.hosts = hosts  # local domains (virtual hosts and their service domains), a live view
+        self.network = network
+        self.deliver = deliver
+        self._bounce = bounce
+        self.secret = secret
+        self.spawn = spawn
+        self.remotes: dict[str, _Remote] = {}
+        self.incoming: set[ServerConnection] = set()
+        self.incoming_per_ip: dict[str, int] = {}
+        self._verifies: dict[tuple[str, str, str], asyncio.Future[bool | None]] = {}  # None: link lost
+        self.failures = 0
+
+    @property
+    def config(self) -> S2SConfig:
+        return self._config()
+
+    def connections(self) -> Iterator[ServerConnection]:
+        """Every live connection, outgoing first (for status pages and metrics)."""
+        for remote in self.remotes.values():
+            if remote.connection is not None and not remote.connection.closed:
+                yield remote.connection
+        yield from self.incoming
+
+    def queued(self) -> int:
+        return sum(len(r.queue) for r in self.remotes.values())
+
+    def policy(self, remote: str) -> DomainPolicy:
+        cfg = self.config
+        insecure = remote in cfg.insecure_domains
+        secure = remote in cfg.secure_domains or (cfg.require_valid_certificates and not insecure)
+        return DomainPolicy(require_tls=cfg.require_encryption and not insecure, dialback=not secure)
+
+    # -- outgoing -------------------------------------------------------------------------------------
+
+    def send(self, element: etree._Element, local: str, remote: str) -> None:
+        """Send a stanza from our domain `local` to `remote`: at once on a ready connection, else queued."""
+        state = self.remotes.get(remote)
+        if state is None:
+            state = self.remotes[remote] = _Remote(remote)
+        state.last_used = time.monotonic()
+        connection = state.connection
+        if connection is not None and not connection.closed and connection.machine.ready_for(local):
+            connection.send_stanza(element)
+            return
+        if len(state.queue) >= self.config.max_queue:
+            self.spawn(self._bounce(element, StanzaError.resource_constraint("Too many stanzas waiting for "
+                                                                               f"{remote}")), "s2s-bounce")
+            return
+        state.queue.append(_Queued(element, local, time.monotonic() + self.config.queue_timeout))
+        if connection is not None and not connection.closed:
+            connection.machine.authorize(local)  # piggyback this host on the existing stream
+            self.spawn(connection._carry_out(), f"s2s-authorize-{remote}")
+        elif state.task is None or state.task.done():
+            state.task = self.spawn(self._keep_trying(state), f"s2s-connect-{remote}")
+
+    async def _keep_trying(self, state: _Remote) -> None:
+        """Connect (with backoff between attempts) while stanzas wait; bounce those past their deadline."""
+        while state.queue:
+            try:
+                await self._open(state, state.queue[0].local)
+                return
+            except Unreachable as exc:
+                state.failures += 1
+                self.failures += 1
+                delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (state.failures - 1))
+                log.info("s2s %s: %s; next attempt in %.0f s", state.domain, exc, delay)
+                await self._expire(state, until=time.monotonic() + delay)
+
+    async def _expire(self, state: _Remote, *, until: float) -> None:
+        """Wait until `until`, bouncing queued stanzas as their deadlines pass."""
+        while state.queue and (now := time.monotonic()) < until:
+            first = state.queue[0].deadline
+            if first <= now:
+                self._bounce_expired(state, now)
+                continue
+            await asyncio.sleep(min(until, first) - now)
+        self._bounce_expired(state, time.monotonic())
+
+    def _bounce_expired(self, state: _Remote, now: float) -> None:
+        condition = StanzaError.remote_server_timeout if state.reached else StanzaError.remote_server_not_found
+        while state.queue and state.queue[0].deadline <= now:
+            item = state.queue.popleft()
+            self.spawn(self._bounce(item.element, condition()), "s2s-bounce")
+
+    async def _open(self, state: _Remote, local: str) -> ServerConnection:
+        """Make the outgoing connection to `state.domain` and start its stream; raises Unreachable."""
+        remote = state.domain
+        policy = self.policy(remote)
+        cfg = self.config
+        verify = True
+        for _ in range(2):
+            try:
+                async with asyncio.timeout(cfg.connect_timeout + cfg.tls_timeout):
+                    reader, writer, secure, ip = await self.network.connect(remote, local, verify=verify)
+            except ssl.SSLCertVerificationError as exc:
+                if not policy.dialback or not verify:
+                    raise Unreachable(f"certificate not valid: {exc.verify_message}") from None
+                verify = False  # try again without the check, then authenticate with dialback
+                continue
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                raise Unreachable(str(exc) or type(exc).__name__) from None
+            state.reached = True
+            connection = self._start_outgoing(state, local, reader, writer, secure=secure, verify=verify, ip=ip)
+            if secure:
+                connection.certificate_valid = verify
+            # A STARTTLS handshake that fails the name check surfaces while the stream runs: retry then.
+            await connection.ready.wait()
+            if connection.closed and connection.tls_failed and verify and policy.dialback:
+                verify = False
+                continue
+            if connection.closed and not connection.machine.pairs:
+                raise Unreachable(connection.failure or "the stream closed before authentication")
+            return connection
+        raise Unreachable("no usable connection")
+
+    def _start_outgoing(
+        self, state: _Remote, local: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+        secure: bool, verify: bool, ip: str,
+    ) -> ServerConnection:
+        policy = self.policy(state.domain)
+        machine = s2s.ServerStream(
+            outgoing=True, hosts=self.hosts, secret=self.secret, local=local, remote=state.domain, secure=secure,
+            # We may always prove our own name by dialback; whether the peer's certificate must validate
+            # was settled by the TLS check in `_open` (no unverified retry for secure domains).
+            policy=s2s.Policy(tls_available=True, require_tls=policy.require_tls, dialback=True),
+        )
+        connection = ServerConnection(machine, reader, writer, federation=self, verify_certificate=verify, peer_ip=ip)
+        for item in state.queue:
+            if item.local != local:
+                machine.authorize(item.local)
+        state.connection = connection
+        state.opened.set()
+        self.spawn(connection.run(), f"s2s-out-{state.domain}")
+        return connection
+
+    async def link(self, remote: str, local: str) -> ServerConnection | None:
+        """An outgoing connection to `remote` for `<db:verify/>`: the live one, else a new one (not yet
+        authenticated: the machine holds the question until the stream is negotiated)."""
+        state = self.remotes.get(remote)
+        if state is None:
+            state = self.remotes[remote] = _Remote(remote)
+        connection = state.connection
+        if connection is not None and not connection.closed:
+            return connection
+        if state.task is None or state.task.done():
+            state.task = self.spawn(self._connect_once(state, local), f"s2s-connect-{remote}")
+        state.opened.clear()
+        opened = asyncio.ensure_future(state.opened.wait())
+        await asyncio.wait({opened, state.task}, return_when=asyncio.FIRST_COMPLETED)
+        opened.cancel()
+        connection = state.connection
+        return connection if connection is not None and not connection.closed else None
+
+    async def _connect_once(self, state: _Remote, local: str) -> None:
+        try:
+            await self._open(state, local)
+        except Unreachable as exc:
+            log.info("s2s %s: %s", state.domain, exc)
+            state.opened.set()
+        if state.queue:
+            await self._keep_trying(state)
+
+    # -- what connections report --------------------------------------------------------------------------
+
+    def authorized(self, connection: ServerConnection, effect: s2s.Authorized) -> None:
+        log.info("s2s %s %s authenticated (%s) for %s", "to" if connection.outgoing else "from",
+                 effect.remote, effect.method, effect.local)
+        if not connection.outgoing:
+            per_domain = sum(1 for c in self.incoming if effect.remote in {r for r, _ in c.machine.pairs})
+            if per_domain > self.config.max_connections_per_domain:
+                log.warning("s2s: too many connections from %s; closing the newest", effect.remote)
+                connection.machine.stream_error(StreamError.policy_violation("Too many connections"))
+            return
+        state = self.remotes.get(effect.remote)
+        if state is None or state.connection is not connection:
+            return
+        state.failures = 0
+        if effect.local == connection.machine.local:
+            connection.ready.set()
+        kept: deque[_Queued] = deque()
+        for item in state.queue:
+            if item.local == effect.local:
+                connection.send_stanza(item.element)
+            else:
+                kept.append(item)
+        state.queue = kept
+
+    def refused(self, connection: ServerConnection, effect: s2s.Refused | s2s.TlsNeeded) -> None:
+        connection.failure = str(effect)
+        if isinstance(effect, s2s.Refused):
+            state = self.remotes.get(connection.machine.remote or "")
+            if state is not None and effect.local != connection.machine.local:
+                # Only that host was refused: its stanzas go back, the others keep the stream.
+                for item in [i for i in state.queue if i.local == effect.local]:
+                    state.queue.remove(item)
+                    self.spawn(self._bounce(item.element, StanzaError.remote_server_not_found()), "s2s-bounce")
+                return
+        connection.ready.set()
+
+    def lost(self, connection: ServerConnection) -> None:
+        if not connection.outgoing:
+            self.incoming.discard(connection)
+            left = self.incoming_per_ip.get(connection.peer_ip, 1) - 1
+            if left > 0:
+                self.incoming_per_ip[connection.peer_ip] = left
+            else:
+                self.incoming_per_ip.pop(connection.peer_ip, None)
+            return
+        state = self.remotes.get(connection.machine.remote or "")
+        if state is None or state.connection is not connection:
+            return
+        state.connection = None
+        for key, future in list(self._verifies.items()):
+            if key[0] == state.domain and not future.done():
+                future.set_result(None)
+        if state.queue and (state.task is None or state.task.done()):
+            # Stanzas are waiting (the link dropped mid-queue): connect again; they are sent once.
+            state.task = self.spawn(self._retry_later(state), f"s2s-connect-{state.domain}")
+
+    async def _retry_later(self, state: _Remote) -> None:
+        state.failures += 1
+        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (state.failures - 1))
+        await self._expire(state, until=time.monotonic() + delay)
+        await self._keep_trying(state)
+
+    # -- dialback ---------------------------------------------------------------------------------------
+
+    async def verify_dialback(self, effect: s2s.VerifyDialback) -> bool:
+        """Is `effect.key` really from `effect.remote`? Ask its authoritative server (XEP-0220 §2.3)."""
+        policy = self.policy(effect.remote)
+        key = (effect.remote, effect.local, effect.stream_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.auth_timeout
+        try:
+            # A connection may end before it answers (its certificate check failed, so it is made again
+            # without): ask again on the next one while time is left.
+            while loop.time() < deadline:
+                connection = await self.link(effect.remote, effect.local)
+                if connection is None:
+                    return False
+                future: asyncio.Future[bool | None] = loop.create_future()
+                self._verifies[key] = future
+                connection.machine.verify(local=effect.local, remote=effect.remote, stream_id=effect.stream_id,
+                                          key=effect.key)
+                await connection._carry_out()
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                        answer = await future
+                except TimeoutError:
+                    return False
+                if answer is None:
+                    continue
+                if answer and not policy.dialback and not connection.certificate_valid:
+                    log.warning("s2s %s: dialback refused, its certificate must validate", effect.remote)
+                    return False
+                return answer
+            return False
+        finally:
+            self._verifies.pop(key, None)
+
+    def verify_answer(self, effect: s2s.VerifyAnswer) -> None:
+        future = self._verifies.get((effect.remote, effect.local, effect.stream_id))
+        if future is not None and not future.done():
+            future.set_result(effect.valid)
+
+    # -- incoming ---------------------------------------------------------------------------------------
+
+    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one accepted connection from another server (the listener's callback)."""
+        peer = writer.get_extra_info("peername")
+        ip = peer[0] if peer else "?"
+        cfg = self.config
+        if self.incoming_per_ip.get(ip, 0) >= cfg.max_connections_per_ip:
+            log.warning("s2s: refusing a connection from %s: connection limit reached", ip)
+            writer.close()
+            return
+        self.incoming_per_ip[ip] = self.incoming_per_ip.get(ip, 0) + 1
+        machine = s2s.ServerStream(
+            outgoing=False, hosts=self.hosts, secret=self.secret,
+            policy=s2s.Policy(tls_available=self.network.server_context() is not None,
+                              require_tls=cfg.require_encryption, dialback=True),
+        )
+        connection = ServerConnection(machine, reader, writer, federation=self, peer_ip=ip)
+        self.incoming.add(connection)
+        await connection.run()
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Close outgoing connections idle for longer than `idle_timeout`."""
+        limit = time.monotonic() - self.config.idle_timeout
+        for state in self.remotes.values():
+            connection = state.connection
+            if connection is not None and not connection.closed and not state.queue and state.last_used < limit:
+                log.info("s2s %s: idle, closing", state.domain)
+                connection.close()
+
+    async def close(self) -> None:
+        """Close every connection (shutdown) and bounce what still waits."""
+        for state in self.remotes.values():
+            if state.task is not None:
+                state.task.cancel()
+            for item in state.queue:
+                with contextlib.suppress(Exception):
+                    await self._bounce(item.element, StanzaError.remote_server_timeout())
+            state.queue.clear()
+        for connection in list(self.connections()):
+            connection.close()

@@ -1,0 +1,111 @@
+"""Two Parlour servers federating over real sockets: a.test and b.test, each with its own local CA,
+found through static routes (the s2s resolver's map), with real slixmpp clients on both sides."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from appliance.app import Parlour
+from appliance.config.model import S2SConfig
+from tests.integration.harness import Harness, free_port, make_config
+
+
+async def _start(state_dir: Path, name: str, s2s: S2SConfig) -> Harness:
+    cfg = make_config(state_dir)
+    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=name),), s2s=s2s)
+    server = Parlour(cfg)
+    await server.start()
+    return Harness(server)
+
+
+def _s2s(port: int, peer: str, peer_port: int, **changes: object) -> S2SConfig:
+    return replace(S2SConfig(enabled=True, interfaces=("127.0.0.1",), port=port,
+                             static_routes=(f"{peer}=127.0.0.1:{peer_port}",), queue_timeout=3.0,
+                             connect_timeout=2.0, auth_timeout=5.0), **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[Harness, Harness]]:
+    port_a, port_b = free_port(), free_port()
+    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b))
+    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a))
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_messages_both_ways_with_dialback(pair: tuple[Harness, Harness]) -> None:
+    a, b = pair
+    juliet = await a.client(await a.user("juliet"))
+    romeo = await b.client(await b.user("romeo"))
+    juliet.send_message(mto="romeo@b.test", mbody="Wherefore art thou?", mtype="chat")
+    got = await romeo.next_message(10)
+    assert got["body"] == "Wherefore art thou?" and got["from"].bare == "juliet@a.test"
+    romeo.send_message(mto="juliet@a.test/test", mbody="Here.", mtype="chat")
+    back = await juliet.next_message(10)
+    assert back["body"] == "Here." and back["from"].bare == "romeo@b.test"
+    methods = {(c.outgoing, c.machine.remote, c.secure_method) for c in a.server.federation.federation.connections()}
+    assert (True, "b.test", "dialback") in methods  # each side's CA is unknown to the other
+    # one outgoing connection each way, reused for the second message
+    juliet.send_message(mto="romeo@b.test", mbody="again", mtype="chat")
+    assert (await romeo.next_message(10))["body"] == "again"
+    assert sum(c.outgoing for c in a.server.federation.federation.connections()) == 1
+
+
+async def test_unreachable_remote_bounces_within_the_timeout(tmp_path: Path) -> None:
+    dead = free_port()  # nobody listens there
+    a = await _start(tmp_path / "a", "a.test", _s2s(free_port(), "nowhere.test", dead, queue_timeout=1.0))
+    try:
+        juliet = await a.client(await a.user("juliet"))
+        juliet.send_message(mto="romeo@nowhere.test", mbody="hello?", mtype="chat")
+        error = await juliet.next_message(10)
+        assert error["type"] == "error"
+        assert error["error"]["condition"] == "remote-server-not-found"
+    finally:
+        await a.close()
+
+
+async def test_certificates_required_and_trusted(tmp_path: Path) -> None:
+    """Both trust each other's CA and require valid certificates: the link is verified, not dialback alone."""
+    port_a, port_b = free_port(), free_port()
+    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b))
+    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a))
+    await a.close()
+    await b.close()
+    bundle = tmp_path / "both.pem"
+    bundle.write_bytes(a.ca_file.read_bytes() + b.ca_file.read_bytes())
+    strict = {"require_valid_certificates": True, "ca_bundle": bundle}
+    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b, **strict))
+    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a, **strict))
+    try:
+        juliet = await a.client(await a.user("juliet2"))
+        romeo = await b.client(await b.user("romeo2"))
+        juliet.send_message(mto="romeo2@b.test", mbody="verified", mtype="chat")
+        assert (await romeo.next_message(10))["body"] == "verified"
+        outgoing = [c for c in a.server.federation.federation.connections() if c.outgoing]
+        assert outgoing and outgoing[0].certificate_valid
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_untrusted_certificate_refused_when_required(tmp_path: Path) -> None:
+    port_a, port_b = free_port(), free_port()
+    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b, require_valid_certificates=True,
+                                                    queue_timeout=2.0))
+    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a))
+    try:
+        juliet = await a.client(await a.user("juliet"))
+        juliet.send_message(mto="romeo@b.test", mbody="x", mtype="chat")
+        error = await juliet.next_message(10)
+        assert error["type"] == "error"
+        assert error["error"]["condition"] in ("remote-server-not-found", "remote-server-timeout")
+    finally:
+        await a.close()
+        await b.close()
