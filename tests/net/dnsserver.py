@@ -33,18 +33,20 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 class DnsServer:
-    """Serve `zone` on 127.0.0.1:<ephemeral>; use as `async with DnsServer(zone) as server`."""
+    """Serve `zone` on host:port (default 127.0.0.1:<ephemeral>); use as `async with DnsServer(zone) as server`."""
 
-    def __init__(self, zone: dict[tuple[str, str], list[str]], *, silent: Iterable[str] = ()) -> None:
+    def __init__(self, zone: dict[tuple[str, str], list[str]], *, silent: Iterable[str] = (),
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         self.zone = zone
         self.silent = set(silent)
         self.asked: list[tuple[str, str]] = []
-        self.port = 0
+        self.host = host
+        self.port = port
         self._transport: asyncio.DatagramTransport | None = None
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def answer(self, query: dns.message.Message) -> dns.message.Message | None:
         question = query.question[0]
@@ -63,7 +65,7 @@ class DnsServer:
 
     async def __aenter__(self) -> DnsServer:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=("127.0.0.1", 0))
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=(self.host, self.port))
         self._transport = transport
         self.port = transport.get_extra_info("sockname")[1]
         return self

@@ -1,0 +1,232 @@
+"""A real Prosody (Debian's package) as a federation peer, in a network namespace of its own.
+
+The namespace has its own address on a veth pair (10.231.N.2, the test process side is 10.231.N.1), so
+Prosody listens on 5269 like any server without taking a port of the machine, and its own resolv.conf
+(/etc/netns/<ns>/resolv.conf) pointing at a DNS server the test runs on 10.231.N.1:53: Prosody finds
+Parlour through real SRV and A records. Each peer gets its config, data and certificates under a temp
+directory and is stopped by PID. `unavailable()` says why the tests must skip (no prosody, no root, no
+`ip netns`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PROSODY = shutil.which("prosody")
+
+
+def unavailable() -> str | None:
+    """Why Prosody federation tests cannot run here, or None."""
+    if PROSODY is None:
+        return "Debian's prosody is not installed (apt-get install prosody)"
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if shutil.which("ip") is None:
+        return "iproute2 (`ip netns`) is not installed"
+    probe = f"pprobe{os.getpid() % 100000}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True)
+    if made.returncode != 0:
+        return f"`ip netns add` failed: {made.stderr.decode().strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+class Namespace:
+    """A network namespace joined to this one by a veth pair: we are .1, the namespace .2."""
+
+    def __init__(self, resolver_line: str = "") -> None:
+        tag = os.getpid() % 100000
+        self.name = f"pp{tag}"
+        self.outer_if, self.inner_if = f"vp{tag}a", f"vp{tag}b"
+        subnet = 10 + os.getpid() % 240
+        self.outer, self.inner = f"10.231.{subnet}.1", f"10.231.{subnet}.2"
+        self.etc = Path("/etc/netns") / self.name
+
+    def __enter__(self) -> Namespace:
+        self.close()  # a run killed before cleaning up left these behind
+        run = _run
+        run("ip", "netns", "add", self.name)
+        run("ip", "link", "add", self.outer_if, "type", "veth", "peer", "name", self.inner_if)
+        run("ip", "link", "set", self.inner_if, "netns", self.name)
+        run("ip", "addr", "add", f"{self.outer}/24", "dev", self.outer_if)
+        run("ip", "link", "set", self.outer_if, "up")
+        run("ip", "-n", self.name, "addr", "add", f"{self.inner}/24", "dev", self.inner_if)
+        run("ip", "-n", self.name, "link", "set", self.inner_if, "up")
+        run("ip", "-n", self.name, "link", "set", "lo", "up")
+        self.etc.mkdir(parents=True, exist_ok=True)
+        (self.etc / "resolv.conf").write_text(f"nameserver {self.outer}\n")
+        (self.etc / "hosts").write_text("127.0.0.1 localhost\n")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        subprocess.run(["ip", "link", "del", self.outer_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        shutil.rmtree(self.etc, ignore_errors=True)
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert: Path
+    key: Path
+
+
+class FederationCA:
+    """A throwaway CA issuing serverAuth-only leaf certificates (what public CAs issue today)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Parlour federation test CA")])
+        now = dt.datetime.now(dt.UTC)
+        self.cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.pem = directory / "ca.pem"
+        self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, domain: str) -> Issued:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
+            .issuer_name(self.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        issued = Issued(self.dir / f"{domain}.crt", self.dir / f"{domain}.key")
+        issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        issued.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+        return issued
+
+
+CONFIG = """\
+pidfile = "{base}/prosody.pid"
+data_path = "{base}/data"
+daemonize = false
+run_as_root = true
+log = {{ debug = "{base}/prosody.log" }}
+network_backend = "epoll"
+interfaces = {{ "{address}" }}
+c2s_ports = {{ 5222 }}
+c2s_direct_tls_ports = {{}}
+s2s_ports = {{ 5269 }}
+s2s_direct_tls_ports = {{}}
+http_ports = {{}}
+https_ports = {{}}
+component_ports = {{}}
+admin_socket = "{base}/admin.sock"
+certificates = "{base}/certs"
+ssl = {{ cafile = "{cafile}" }}
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+s2s_require_encryption = true
+s2s_secure_auth = {secure_auth}
+authentication = "internal_plain"
+storage = "internal"
+modules_enabled = {{
+    "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "offline"; "s2s_auth_certs";
+}}
+modules_disabled = {{ "s2s_bidi" }}
+VirtualHost "{domain}"
+"""
+
+
+class ProsodyPeer:
+    """One Prosody serving `domain` inside namespace `ns`; `await start()`, `await stop()`."""
+
+    def __init__(self, base: Path, ns: Namespace, domain: str, *, certificate: Issued, cafile: Path,
+                 secure_auth: bool = False, users: dict[str, str] | None = None) -> None:
+        self.base = base
+        self.ns = ns
+        self.domain = domain
+        self.certificate = certificate
+        self.cafile = cafile
+        self.secure_auth = secure_auth
+        self.users = users or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return self.ns.inner
+
+    def offline_messages(self, user: str) -> str:
+        """What Prosody stored for `user` while offline (its internal storage, as text)."""
+        path = self.base / "data" / _escape(self.domain) / "offline" / f"{user}.list"
+        return path.read_text() if path.exists() else ""
+
+    async def start(self) -> None:
+        base = self.base
+        (base / "certs").mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.certificate.cert, base / "certs" / f"{self.domain}.crt")
+        shutil.copy(self.certificate.key, base / "certs" / f"{self.domain}.key")
+        accounts = base / "data" / _escape(self.domain) / "accounts"
+        accounts.mkdir(parents=True, exist_ok=True)
+        for user, password in self.users.items():
+            (accounts / f"{user}.dat").write_text(f'return {{ ["password"] = "{password}"; }};\n')
+        config = base / "prosody.cfg.lua"
+        config.write_text(CONFIG.format(base=base, address=self.address, domain=self.domain, cafile=self.cafile,
+                                        secure_auth="true" if self.secure_auth else "false"))
+        with open(base / "stderr.log", "wb") as stderr:
+            self.process = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns.name, PROSODY or "prosody", "--config", str(config), "-F"],
+                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+            )
+        for _ in range(200):
+            try:
+                _, writer = await asyncio.open_connection(self.address, 5222)
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"prosody exited: {(base / 'stderr.log').read_text()[-2000:]}") from None
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+        raise RuntimeError("prosody did not start listening")
+
+    async def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        for _ in range(100):
+            if process.poll() is not None:
+                return
+            await asyncio.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def log(self) -> str:
+        path = self.base / "prosody.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _escape(domain: str) -> str:
+    return domain.replace("%", "%25").replace(".", "%2e").replace("-", "%2d")
