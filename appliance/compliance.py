@@ -15,9 +15,9 @@ from appliance.core.api import Module, Xep
 
 # (RFC, status, where, what it covers and what is missing)
 RFCS = (
-    ("RFC 6120", "partial", "core/c2s/, xmpp/",
-     "XMPP core for clients: streams, STARTTLS, SASL, binding, stanzas; no server-to-server (§13), so "
-     "remote domains are unreachable"),
+    ("RFC 6120", "partial", "core/c2s/, core/s2s/, xmpp/",
+     "XMPP core: client streams complete; server-to-server with STARTTLS, Server Dialback and SASL EXTERNAL "
+     "(outgoing only: incoming peers authenticate by dialback) when [s2s] is enabled (off by default)"),
     ("RFC 6121", "complete", "modules/roster.py, presence.py, message.py", "Instant messaging and presence"),
     ("RFC 7622", "complete", "xmpp/jid.py", "Address format (PRECIS)"),
     ("RFC 7395", "complete", "web/websocket.py", "XMPP over WebSocket"),
@@ -29,7 +29,11 @@ CORE_XEPS: tuple[tuple[Xep, str], ...] = (
     (Xep(124, "1.11.2", note="BOSH transport"), "web/bosh.py"),
     (Xep(156, "1.4.0", note="host-meta XML and JSON"), "web/wellknown.py"),
     (Xep(206, "1.4", note="XMPP over BOSH"), "web/bosh.py"),
-    (Xep(368, "1.1.0", note="direct TLS listener"), "app/listeners.py"),
+    (Xep(185, "1.0", note="dialback keys: HMAC-SHA256 of a per-process secret"), "xmpp/dialback.py"),
+    (Xep(220, "1.1.1", "partial", note="dialback with piggybacking; no dialback error conditions (§2.4), "
+                                        "no XEP-0344 shortcut"), "core/s2s/"),
+    (Xep(368, "1.1.0", note="direct TLS listener (c2s); s2s: outgoing to _xmpps-server targets only"),
+     "app/listeners.py"),
 )
 
 
