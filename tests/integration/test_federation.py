@@ -3,6 +3,7 @@ found through static routes (the s2s resolver's map), with real slixmpp clients 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -109,3 +110,52 @@ async def test_untrusted_certificate_refused_when_required(tmp_path: Path) -> No
     finally:
         await a.close()
         await b.close()
+
+
+async def test_reload_applies_the_policy_and_asks_a_restart_for_the_listener(tmp_path: Path) -> None:
+    port = free_port()
+    a = await _start(tmp_path / "a", "a.test", _s2s(port, "b.test", free_port()))
+    try:
+        assert a.server.federation is not None
+        federation = a.server.federation.federation
+        assert federation.policy("b.test").dialback
+        new = replace(a.server.config, s2s=replace(a.server.config.s2s, secure_domains=("b.test",),
+                                                   port=free_port()))
+        restart = await a.server.reload(new)
+        assert restart == ["s2s.port"]
+        assert not federation.policy("b.test").dialback  # at once, for the next connection
+        assert a.server.config.s2s.port == port  # the listener keeps its port until a restart
+    finally:
+        await a.close()
+
+
+async def test_garbage_and_stalling_servers_do_not_touch_local_sessions(tmp_path: Path) -> None:
+    """A peer sending garbage is cut off; one that accepts and then says nothing makes stanzas for it
+    bounce with remote-server-timeout; local chat goes on meanwhile."""
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)  # accepts, never answers
+    silent_port = silent.sockets[0].getsockname()[1]
+    port = free_port()
+    a = await _start(tmp_path / "a", "a.test", _s2s(port, "stall.test", silent_port, queue_timeout=1.5,
+                                                    auth_timeout=1.0))
+    try:
+        juliet = await a.client(await a.user("juliet"))
+        nurse = await a.client(await a.user("nurse"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                     b"xmlns:stream='http://etherx.jabber.org/streams' to='a.test' version='1.0'><<<&garbage")
+        reply = await asyncio.wait_for(reader.read(65536), 5)
+        while not reply.endswith(b"</stream:stream>"):
+            more = await asyncio.wait_for(reader.read(65536), 5)
+            if not more:
+                break
+            reply += more
+        assert b"<not-well-formed" in reply
+        writer.close()
+        juliet.send_message(mto="romeo@stall.test", mbody="anyone?", mtype="chat")
+        juliet.send_message(mto="nurse@a.test", mbody="still here", mtype="chat")
+        assert (await nurse.next_message(5))["body"] == "still here"  # not held up by the stalled peer
+        error = await juliet.next_message(15)
+        assert error["type"] == "error" and error["error"]["condition"] == "remote-server-timeout"
+    finally:
+        await a.close()
+        silent.close()
