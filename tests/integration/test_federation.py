@@ -159,3 +159,31 @@ async def test_garbage_and_stalling_servers_do_not_touch_local_sessions(tmp_path
     finally:
         await a.close()
         silent.close()
+
+
+async def test_idle_connection_closes_and_the_next_stanza_reconnects(tmp_path: Path) -> None:
+    port_a, port_b = free_port(), free_port()
+    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b, idle_timeout=0.3))
+    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a))
+    try:
+        juliet = await a.client(await a.user("juliet"))
+        romeo = await b.client(await b.user("romeo"))
+        juliet.send_message(mto="romeo@b.test", mbody="one", mtype="chat")
+        assert (await romeo.next_message(10))["body"] == "one"
+        assert a.server.federation is not None
+        federation = a.server.federation.federation
+        [first] = [c for c in federation.connections() if c.outgoing]
+        await asyncio.sleep(0.4)
+        federation.sweep()
+        for _ in range(50):
+            if first.closed:
+                break
+            await asyncio.sleep(0.05)
+        assert first.closed
+        juliet.send_message(mto="romeo@b.test", mbody="two", mtype="chat")
+        assert (await romeo.next_message(10))["body"] == "two"
+        [second] = [c for c in federation.connections() if c.outgoing]
+        assert second is not first
+    finally:
+        await a.close()
+        await b.close()

@@ -124,6 +124,11 @@ async def test_messages_presence_and_offline_with_dialback(untrusted: World) -> 
     await juliet.get_roster()
     assert juliet.client_roster[f"romeo@{PROSODY}"]["subscription"] in ("to", "both")
 
+    # a new login of juliet probes her contacts (RFC 6121 §4.3): Prosody answers with romeo's presence
+    tablet = await world.parlour.client(f"juliet@{PARLOUR}", resource="tablet")
+    while (await tablet.next_presence(20))["from"].bare != f"romeo@{PROSODY}":
+        pass
+
     # romeo offline: Prosody keeps the message and hands it over at his next login
     romeo.disconnect()
     await asyncio.sleep(0.5)
@@ -145,5 +150,8 @@ async def test_sasl_external_with_trusted_certificates(trusted: World) -> None:
     assert (await romeo.next_message(20))["body"] == "Certified"
     romeo.send_message(mto=f"juliet@{PARLOUR}", mbody="Verified", mtype="chat")
     assert (await juliet.next_message(20))["body"] == "Verified"
+    # IQs both ways: each server answers a ping from the other's user (XEP-0199)
+    await juliet.plugin["xep_0199"].ping(jid=PROSODY, timeout=10)
+    await romeo.plugin["xep_0199"].ping(jid=PARLOUR, timeout=10)
     [link] = world.outgoing()
     assert link.secure_method == "external" and link.certificate_valid and link.tls_version in ("TLSv1.2", "TLSv1.3")
