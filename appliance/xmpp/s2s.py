@@ -550,12 +550,17 @@ class ServerStream:
         key = db.key(self.secret, self.remote or "", local, self.stream_id or "")
         self._push(fx.Write(db.element("result", from_=local, to=self.remote or "", text=key)))
 
-    def authorize(self, local: str) -> None:
-        """Outgoing: authenticate another of our hosts on this stream (dialback piggybacking)."""
+    def authorize(self, local: str) -> bool:
+        """Outgoing: authenticate another of our hosts on this stream (dialback piggybacking); whether
+        that wrote something (the driver then carries out the effects)."""
+        pair = (self.remote or "", local)
+        if pair in self.pairs or pair in self.pending_results or local in self._piggyback:
+            return False
         if self.phase is Phase.READY:
             self._authorize(local)
-        elif local not in self._piggyback:
-            self._piggyback.append(local)
+            return bool(self._out)
+        self._piggyback.append(local)
+        return False
 
     def verify(self, *, local: str, remote: str, stream_id: str, key: str) -> None:
         """Outgoing: ask the authoritative server whether `key` (offered by `remote` to our host `local`

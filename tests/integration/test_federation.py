@@ -12,7 +12,8 @@ import pytest
 
 from appliance.app import Parlour
 from appliance.config.model import S2SConfig
-from tests.integration.harness import Harness, free_port, make_config
+from appliance.xmpp.jid import JID
+from tests.integration.harness import PASSWORD, Harness, free_port, make_config
 
 
 async def _start(state_dir: Path, name: str, s2s: S2SConfig) -> Harness:
@@ -184,6 +185,35 @@ async def test_idle_connection_closes_and_the_next_stanza_reconnects(tmp_path: P
         assert (await romeo.next_message(10))["body"] == "two"
         [second] = [c for c in federation.connections() if c.outgoing]
         assert second is not first
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_two_virtual_hosts_share_one_connection(tmp_path: Path) -> None:
+    """Dialback piggybacking: a2.test authenticates on the stream a.test opened to b.test."""
+    port_a, port_b = free_port(), free_port()
+    cfg = make_config(tmp_path / "a")
+    s2s = _s2s(port_a, "b.test", port_b)
+    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name="a.test"), replace(cfg.hosts[0], name="a2.test")), s2s=s2s)
+    server = Parlour(cfg)
+    await server.start()
+    a = Harness(server)
+    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a, static_routes=(
+        f"a.test=127.0.0.1:{port_a}", f"a2.test=127.0.0.1:{port_a}")))
+    try:
+        juliet = await a.client(await a.user("juliet"))
+        await server.accounts.create(JID.parse("mercutio@a2.test"), PASSWORD)
+        mercutio = await a.client("mercutio@a2.test")
+        romeo = await b.client(await b.user("romeo"))
+        juliet.send_message(mto="romeo@b.test", mbody="from a", mtype="chat")
+        assert (await romeo.next_message(10))["body"] == "from a"
+        mercutio.send_message(mto="romeo@b.test", mbody="from a2", mtype="chat")
+        got = await romeo.next_message(10)
+        assert got["body"] == "from a2" and got["from"].bare == "mercutio@a2.test"
+        assert server.federation is not None
+        [link] = [c for c in server.federation.federation.connections() if c.outgoing]
+        assert link.machine.pairs == {("b.test", "a.test"), ("b.test", "a2.test")}
     finally:
         await a.close()
         await b.close()

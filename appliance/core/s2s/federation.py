@@ -152,8 +152,8 @@ class Federation:
             return
         state.queue.append(_Queued(element, local, time.monotonic() + self.config.queue_timeout))
         if connection is not None and not connection.closed:
-            connection.machine.authorize(local)  # piggyback this host on the existing stream
-            self.spawn(connection._carry_out(), f"s2s-authorize-{remote}")
+            if connection.machine.authorize(local):  # piggyback this host on the existing stream
+                self.spawn(connection._carry_out(), f"s2s-authorize-{remote}")
         elif state.task is None or state.task.done():
             state.task = self.spawn(self._keep_trying(state), f"s2s-connect-{remote}")
 
