@@ -102,8 +102,7 @@ class ServerConnection:
     def close(self) -> None:
         """Close politely (idle, shutdown): our `</stream:stream>`, then the socket."""
         self.machine.close()
-        with contextlib.suppress(Exception):
-            asyncio.get_running_loop().create_task(self._carry_out(), name="s2s-close")
+        self.federation.spawn(self._carry_out(), f"s2s-close-{self.machine.remote}")
 
     # -- reading --------------------------------------------------------------------------------------
 
