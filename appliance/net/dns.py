@@ -45,7 +45,11 @@ class Target:
     direct_tls: bool = False
 
 
-class ServiceRefused(Exception):
+class NoAddress(LookupError):
+    """DNS gave no address for any target of the domain (it does not exist, or has no server)."""
+
+
+class ServiceRefused(NoAddress):
     """The domain publishes "." as its only SRV target: it offers no server-to-server service."""
 
 
@@ -218,13 +222,13 @@ class Connected:
 
 async def connect(resolver: S2SResolver, domain: str, *, timeout: float) -> Connected:
     """Open a TCP connection to `domain`'s server: each SRV target in turn, each one's addresses raced
-    (happy eyeballs), `timeout` per target. Raises OSError (or ServiceRefused) when none answers."""
+    (happy eyeballs), `timeout` per target. Raises NoAddress (ServiceRefused: a "." SRV) when DNS has
+    no address at all, OSError when no address answers."""
     loop = asyncio.get_running_loop()
-    last: BaseException = OSError(f"{domain}: no address")
+    last: BaseException = NoAddress(f"{domain}: no address")
     for target in await resolver.targets(domain):
         addresses = await resolver.addresses(target.host)
         if not addresses:
-            last = OSError(f"{target.host}: no address")
             continue
 
         def attempt(address: str, port: int = target.port) -> Callable[[], Awaitable[tuple[socket.socket, str]]]:
@@ -247,4 +251,4 @@ async def connect(resolver: S2SResolver, domain: str, *, timeout: float) -> Conn
         except (OSError, TimeoutError) as exc:
             log.info("s2s: %s (%s:%s) unreachable: %s", domain, target.host, target.port, exc or "timeout")
             last = exc
-    raise last if isinstance(last, OSError) else OSError(str(last))
+    raise last if isinstance(last, OSError | NoAddress) else OSError(str(last))

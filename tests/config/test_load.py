@@ -522,6 +522,9 @@ def test_component_secrets_are_a_table_of_domains_to_long_enough_secrets() -> No
     ]
     assert problems(MINIMAL + '[components]\nsecrets = { "example.org" = "long enough" }\n') == [
         'parlour.toml:6: components.secrets: "example.org" is a host; a component needs a domain of its own'
+    ]
+
+
 def test_s2s_resolver_settings() -> None:
     config = parse(MINIMAL + '[s2s]\nstatic_routes = ["a.test=[::1]:5270", "b.test=h.b"]\n'
                    'nameservers = ["127.0.0.1:8053"]\ndns_timeout = "2s"\n')

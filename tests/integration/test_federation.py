@@ -11,21 +11,21 @@ from pathlib import Path
 import pytest
 
 from appliance.app import Parlour
-from appliance.config.model import S2SConfig
+from appliance.config.model import FederationConfig, S2SConfig
 from appliance.xmpp.jid import JID
 from tests.integration.harness import PASSWORD, Harness, free_port, make_config
 
 
 async def _start(state_dir: Path, name: str, s2s: S2SConfig) -> Harness:
     cfg = make_config(state_dir)
-    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=name),), s2s=s2s)
+    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=name),), s2s=s2s, federation=FederationConfig(enabled=True))
     server = Parlour(cfg)
     await server.start()
     return Harness(server)
 
 
 def _s2s(port: int, peer: str, peer_port: int, **changes: object) -> S2SConfig:
-    return replace(S2SConfig(enabled=True, interfaces=("127.0.0.1",), port=port,
+    return replace(S2SConfig(interfaces=("127.0.0.1",), port=port,
                              static_routes=(f"{peer}=127.0.0.1:{peer_port}",), queue_timeout=3.0,
                              connect_timeout=2.0, auth_timeout=5.0), **changes)  # type: ignore[arg-type]
 
@@ -195,7 +195,8 @@ async def test_two_virtual_hosts_share_one_connection(tmp_path: Path) -> None:
     port_a, port_b = free_port(), free_port()
     cfg = make_config(tmp_path / "a")
     s2s = _s2s(port_a, "b.test", port_b)
-    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name="a.test"), replace(cfg.hosts[0], name="a2.test")), s2s=s2s)
+    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name="a.test"), replace(cfg.hosts[0], name="a2.test")), s2s=s2s,
+                  federation=FederationConfig(enabled=True))
     server = Parlour(cfg)
     await server.start()
     a = Harness(server)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from appliance.app import Parlour
-from appliance.config.model import S2SConfig, TlsConfig
+from appliance.config.model import FederationConfig, S2SConfig, TlsConfig
 from tests.integration.harness import PASSWORD, Client, Harness, make_config
 from tests.integration.prosody_peer import FederationCA, Namespace, ProsodyPeer, unavailable
 from tests.net.dnsserver import DnsServer
@@ -72,10 +72,11 @@ async def _world(tmp_path: Path, *, trusted: bool) -> AsyncIterator[World]:
         async with DnsServer(zone, host=ns.outer, port=53):
             prosody = ProsodyPeer(tmp_path / "prosody", ns, PROSODY, certificate=ca.issue(PROSODY), cafile=ca.pem,
                                   secure_auth=trusted, users={"romeo": "r0me0"})
-            s2s = S2SConfig(enabled=True, interfaces=(ns.outer,), port=5269, nameservers=(f"{ns.outer}:53",),
+            s2s = S2SConfig(interfaces=(ns.outer,), port=5269, nameservers=(f"{ns.outer}:53",),
                             dns_timeout=2.0, connect_timeout=3.0, auth_timeout=10.0, queue_timeout=15.0)
             cfg = make_config(tmp_path / "parlour")
-            cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=PARLOUR),), s2s=s2s)
+            cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=PARLOUR),), s2s=s2s,
+                          federation=FederationConfig(enabled=True))
             if trusted:
                 mine = ca.issue(PARLOUR)
                 cfg = replace(cfg, tls=TlsConfig(certificate=mine.cert, private_key=mine.key),

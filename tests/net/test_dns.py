@@ -8,7 +8,16 @@ import socket
 
 import pytest
 
-from appliance.net.dns import S2SResolver, ServiceRefused, Target, connect, interleave, order_srv, parse_static
+from appliance.net.dns import (
+    NoAddress,
+    S2SResolver,
+    ServiceRefused,
+    Target,
+    connect,
+    interleave,
+    order_srv,
+    parse_static,
+)
 from tests.net.dnsserver import DnsServer
 
 
@@ -96,6 +105,13 @@ async def test_connect_races_addresses_and_skips_dead_targets() -> None:
         connected.sock.close()
     finally:
         listener.close()
+
+
+async def test_connect_says_when_dns_has_no_address() -> None:
+    async with DnsServer({}) as server:
+        resolver = S2SResolver(nameservers=[server.address], timeout=2)
+        with pytest.raises(NoAddress):
+            await connect(resolver, "nowhere.test", timeout=2)
 
 
 async def test_connect_fails_when_nothing_answers() -> None:

@@ -58,6 +58,10 @@ class Unreachable(Exception):
     """No connection to the remote server could be made (DNS, TCP, TLS)."""
 
 
+class NotFound(Unreachable):
+    """DNS knows no address for the remote domain: its stanzas bounce at once, nothing to retry."""
+
+
 @dataclass(slots=True)
 class _Queued:
     element: etree._Element
@@ -163,6 +167,13 @@ class Federation:
             try:
                 await self._open(state, state.queue[0].local)
                 return
+            except NotFound as exc:
+                log.info("s2s %s: %s; returning %d stanza(s)", state.domain, exc, len(state.queue))
+                self.failures += 1
+                while state.queue:
+                    item = state.queue.popleft()
+                    self.spawn(self._bounce(item.element, StanzaError.remote_server_not_found()), "s2s-bounce")
+                return
             except Unreachable as exc:
                 state.failures += 1
                 self.failures += 1
@@ -201,6 +212,8 @@ class Federation:
                     raise Unreachable(f"certificate not valid: {exc.verify_message}") from None
                 verify = False  # try again without the check, then authenticate with dialback
                 continue
+            except LookupError as exc:
+                raise NotFound(str(exc)) from None
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 raise Unreachable(str(exc) or type(exc).__name__) from None
             state.reached = True
