@@ -15,10 +15,12 @@ from appliance.config.model import FederationConfig, S2SConfig
 from appliance.xmpp.jid import JID
 from tests.integration.harness import PASSWORD, Harness, free_port, make_config
 
+FEDERATION_ON = FederationConfig(enabled=True)
 
-async def _start(state_dir: Path, name: str, s2s: S2SConfig) -> Harness:
+
+async def _start(state_dir: Path, name: str, s2s: S2SConfig, federation: FederationConfig = FEDERATION_ON) -> Harness:
     cfg = make_config(state_dir)
-    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=name),), s2s=s2s, federation=FederationConfig(enabled=True))
+    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=name),), s2s=s2s, federation=federation)
     server = Parlour(cfg)
     await server.start()
     return Harness(server)
@@ -215,6 +217,30 @@ async def test_two_virtual_hosts_share_one_connection(tmp_path: Path) -> None:
         assert server.federation is not None
         [link] = [c for c in server.federation.federation.connections() if c.outgoing]
         assert link.machine.pairs == {("b.test", "a.test"), ("b.test", "a2.test")}
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_blocked_peer_is_refused_at_stream_open(tmp_path: Path) -> None:
+    """b.test is blocked on a.test: b.test's stream gets <policy-violation/>, romeo's message comes back
+    to him, and juliet (offline) finds nothing stored."""
+    port_a, port_b = free_port(), free_port()
+    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b),
+                     federation=FederationConfig(enabled=True, blocked_domains=("b.test",)))
+    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a, queue_timeout=2.0))
+    try:
+        await a.user("juliet")
+        romeo = await b.client(await b.user("romeo"))
+        romeo.send_message(mto="juliet@a.test", mbody="let me in", mtype="chat")
+        error = await romeo.next_message(15)
+        assert error["type"] == "error"
+        assert error["error"]["condition"] in ("remote-server-not-found", "remote-server-timeout")
+        assert a.server.federation is not None
+        assert not [c for c in a.server.federation.federation.connections() if not c.outgoing and c.machine.pairs]
+        juliet = await a.client("juliet@a.test")
+        with pytest.raises(TimeoutError):
+            await juliet.next_message(1)  # nothing was stored for her
     finally:
         await a.close()
         await b.close()
