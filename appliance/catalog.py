@@ -19,6 +19,7 @@ from appliance.config import Config, docs
 from appliance.config import default_config as _default_config
 from appliance.config import load_config as _load_config
 from appliance.config import parse_config as _parse_config
+from appliance.config.model import StorageConfig
 from appliance.config.options import Schema, schema
 from appliance.core.api import Module
 from appliance.core.stores import Stores
@@ -56,10 +57,11 @@ from appliance.modules.vcard import VCardTemp
 from appliance.modules.version import Version
 from appliance.platform.paths import database_path
 from appliance.storage import api
+from appliance.storage.connect import open_database as _open_database
 from appliance.storage.migrate import Migration, load_migrations
-from appliance.storage.sqlite import Database
 from appliance.storage.stores import accounts, archive, blocklist, host_kv, kv, muc, offline, pubsub, roster
 from appliance.storage.uploads import UploadFiles
+from appliance.storage.workers import Database
 from appliance.util.files import private_dir
 
 __all__ = [
@@ -126,11 +128,13 @@ def schema_version() -> int:
     return load_migrations(extra=STORE_MIGRATIONS)[-1].version
 
 
-async def open_database(state_dir: Path) -> Database:
-    """`<state_dir>/parlour.db`, migrated to the schema of every store of this build; the state folder is
-    kept to the server's user (0700) whatever the umask."""
+async def open_database(state_dir: Path, storage: StorageConfig | None = None) -> Database:
+    """The database `[storage]` names (`<state_dir>/parlour.db` by default), migrated to the schema of every
+    store of this build; the state folder is kept to the server's user (0700) whatever the umask."""
     private_dir(state_dir)
-    return await Database.open(database_path(state_dir), store_migrations=STORE_MIGRATIONS)
+    storage = storage or StorageConfig()
+    location = storage.url or database_path(state_dir)
+    return await _open_database(location, pool_size=storage.pool_size, store_migrations=STORE_MIGRATIONS)
 
 
 def open_stores(db: Database, state_dir: Path) -> Stores:

@@ -4,9 +4,11 @@ without chromium, the npm modules or Pebble does not look like a complete run.""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pytest
+
+from tests.pgserver import PostgresServer, binaries, running_postgres
 
 
 def skip_summary(reasons: Iterable[str]) -> str:
@@ -29,3 +31,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     line = skip_summary(_reason(report) for report in terminalreporter.stats.get("skipped", []))
     if line:
         terminalreporter.write_line(line, yellow=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL for the whole session (skipped when Debian's postgresql is not installed)."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
+    with running_postgres(bin_dir) as server:
+        yield server

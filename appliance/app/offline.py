@@ -51,7 +51,7 @@ async def offline_setup(answers: SetupAnswers, config_path: Path, state_dir: Pat
 @asynccontextmanager
 async def offline_services(config: Config) -> AsyncIterator[OfflineServices]:
     """The services on `<state_dir>/parlour.db`, opened once and closed (all writes committed) on exit."""
-    storage = await Storage.open(config.server.state_dir)
+    storage = await Storage.open(config.server.state_dir, config.storage)
     try:
         accounts = AccountService(storage.stores.accounts, iterations=config.limits.scram_iterations)
         managers = stored_room_managers(config, storage)

@@ -87,7 +87,7 @@ class Parlour:
         self.log_buffer = logbuffer.install()
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
         if self.storage is None:
-            self.storage = await Storage.open(config.server.state_dir)
+            self.storage = await Storage.open(config.server.state_dir, config.storage)
         stores = self.storage.stores
         self.accounts = AccountService(stores.accounts, iterations=config.limits.scram_iterations)
         self.certs, self.cert_care = load_certificates(config)

@@ -197,6 +197,14 @@ class ShapingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Where accounts, rosters, archives … are stored: the embedded SQLite file, or a PostgreSQL server."""
+
+    url: str = ""  # "": <state_dir>/parlour.db; "postgresql://…": that database
+    pool_size: int = 5  # PostgreSQL connections: one writer, the others readers
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     """Log level and optional stanza tracing."""
 
@@ -269,6 +277,7 @@ class Config:
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]
     backup: BackupConfig = field(default_factory=BackupConfig)  # [backup]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)  # [storage]
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = None
 

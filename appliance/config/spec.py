@@ -730,6 +730,26 @@ LIMITS = _table("limits", model.LimitsConfig, "Limits that keep one client from 
 HOST_LIMITS = _table("hosts.<name>.limits", model.ShapingConfig, "Per-host rates of logged-in clients, key "
                      "by key over [limits].", _SHAPING)
 
+_POSTGRES_URL = re.compile(r"^postgres(ql)?://[^\s]*$")
+
+
+def check_storage_url(text: str) -> str:
+    """"" (the embedded SQLite file) or a libpq URL of a PostgreSQL database."""
+    text = text.strip()
+    if text and not _POSTGRES_URL.match(text):
+        raise ValueError(text)
+    return text
+
+
+STORAGE = _table("storage", model.StorageConfig, "Where the server's data lives (docs/postgresql.md).", [
+    ("url", Text('"" (the embedded SQLite database, parlour.db in the state folder) or a PostgreSQL URL like '
+                 '"postgresql://parlour@db.example.org/parlour"', check_storage_url),
+     "The database: empty for the embedded SQLite file, or a postgresql:// URL (libpq syntax; a password "
+     "may also come from ~/.pgpass or PGPASSWORD). `parlour db migrate` moves the data over."),
+    ("pool_size", Int(2, 200), "Connections to PostgreSQL: one writer that group-commits, the others "
+     "readers. Unused with SQLite."),
+])
+
 LOGGING = _table("logging", model.LoggingConfig, "Logging.", [
     ("level", Choice(("debug", "info", "warning", "error")), "Least severe messages that are logged."),
     ("stanzas", Bool(), "Log every stanza at debug level (contains private messages)."),
@@ -805,7 +825,7 @@ MODULES_DISABLED = _key(model.ModulesConfig, "disabled", ListOf(MODULE_NAME), "M
 """The one key of [modules] itself; every module adds its own table (config/options.py collects them)."""
 
 CORE_SECTIONS: tuple[Table, ...] = (
-    SERVER, C2S, TLS, COMPONENTS, FEDERATION, S2S, ACME, HTTP, CONSOLE, BACKUP, LIMITS, LOGGING
+    SERVER, C2S, TLS, COMPONENTS, FEDERATION, S2S, ACME, HTTP, CONSOLE, BACKUP, LIMITS, STORAGE, LOGGING,
 )
 """The top-level tables of the core in documentation order; [modules] and `hosts` come after them."""
 

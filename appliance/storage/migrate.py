@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
-_CREATE_VERSION_TABLE = """
+CREATE_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL PRIMARY KEY,
     name TEXT NOT NULL,
@@ -46,9 +46,9 @@ class Migration:
     sql: str
 
 
-def packaged_migrations() -> Traversable:
-    """The migration directory shipped inside the package."""
-    return importlib.resources.files("appliance.storage").joinpath("migrations")
+def packaged_migrations(folder: str = "migrations") -> Traversable:
+    """A migration directory shipped inside the package (SQLite's, or ``migrations_postgresql``)."""
+    return importlib.resources.files("appliance.storage").joinpath(folder)
 
 
 def load_migrations(source: Traversable | None = None, extra: Sequence[Migration] = ()) -> list[Migration]:
@@ -115,7 +115,7 @@ def migrate(
         target = db_path.with_name(f"{db_path.name}.pre-migration-{pending[0].version}.bak")
         log.info("backing up %s to %s before migrating", db_path, target)
         backup(conn, target)
-    conn.execute(_CREATE_VERSION_TABLE)
+    conn.execute(CREATE_VERSION_TABLE)
     for migration in pending:
         _apply(conn, migration)
         log.info("applied migration %04d_%s to %s", migration.version, migration.name, db_path)

@@ -115,7 +115,7 @@ def test_only_the_composition_root_opens_the_database() -> None:
                     and node.value.id == "Database"):
                 opened.append(str(path.relative_to(PACKAGE)))
         concrete = [i.module for i in graph.imports_of(path, PACKAGE)
-                    if i.module.startswith(("storage.sqlite", "storage.stores"))]
+                    if i.module.startswith(("storage.sqlite", "storage.postgres", "storage.connect", "storage.stores"))]
         opened += [f"{path.relative_to(PACKAGE)} imports {m}" for m in concrete]
     assert opened == []
 

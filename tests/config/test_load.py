@@ -289,10 +289,21 @@ def test_unknown_key_without_a_close_match_lists_the_keys() -> None:
 def test_unknown_table_and_top_level_key() -> None:
     assert problems("colour = 1\n" + MINIMAL + "[serverr]\n[modules.oflline]\nmax_messages = 1\n") == [
         'parlour.toml:1: unknown key "colour"; expected one of: server, c2s, tls, components, federation, s2s, acme, '
-        "http, console, backup, limits, logging, modules, hosts",
+        "http, console, backup, limits, storage, logging, modules, hosts",
         'parlour.toml:6: unknown key "serverr"; did you mean "server"?',
         'parlour.toml:7: unknown key "modules.oflline"; did you mean "modules.offline"?',
     ]
+
+
+def test_storage_url_is_empty_or_a_postgresql_url() -> None:
+    assert problems(MINIMAL + '[storage]\nurl = "mysql://db.example.org/parlour"\n') == [
+        'parlour.toml:6: storage.url = "mysql://db.example.org/parlour": expected "" (the embedded SQLite '
+        'database, parlour.db in the state folder) or a PostgreSQL URL like '
+        '"postgresql://parlour@db.example.org/parlour"',
+    ]
+    config = parse(MINIMAL + '[storage]\nurl = "postgresql://parlour@db.example.org/parlour"\n')
+    assert config.storage.url == "postgresql://parlour@db.example.org/parlour"
+    assert parse(MINIMAL).storage.url == ""  # the embedded SQLite file
 
 
 def test_problems_in_hosts_dotted_keys_and_inline_tables() -> None:

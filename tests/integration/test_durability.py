@@ -17,15 +17,17 @@ PASSWORD = "correct horse"
 N = 50
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+@contextlib.asynccontextmanager
+async def running_server(tmp_path: Path, extra_config: str = "") -> AsyncIterator[ServerProcess]:
+    """A server with the accounts sender and recipient (added by `parlour user add`), stopped on exit;
+    `extra_config` is TOML added before the host table (a [storage] section, say)."""
     config = tmp_path / "parlour.toml"
     config.write_text(
         '[server]\nstate_dir = "state"\n\n'
         f'[c2s]\ninterfaces = ["127.0.0.1"]\nport = {free_port()}\ndirect_tls_port = 0\n\n'
         "[limits]\nscram_iterations = 4096\nauth_failure_delay = 0\n\n"
         "[http]\nenabled = false\n\n"
-        f'[hosts."{DOMAIN}"]\n'
+        f'{extra_config}[hosts."{DOMAIN}"]\n'
     )
     for user in ("sender", "recipient"):
         added = parlour("user", "add", f"{user}@{DOMAIN}", "--config", str(config), stdin=PASSWORD + "\n")
@@ -36,6 +38,12 @@ async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
         yield process
     finally:
         await process.stop()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    async with running_server(tmp_path) as process:
+        yield process
 
 
 def c2s_port(config: Path) -> int:
@@ -55,6 +63,11 @@ async def connect(server: ServerProcess, user: str) -> Client:
 async def test_offline_messages_survive_kill_9_after_the_answer(server: ServerProcess) -> None:
     # `parlour run` serves on uvloop where it is installed (a dependency on Linux), as this run shows.
     assert "event loop: uvloop" in server.log.read_text()
+    await check_kill_9_loses_nothing(server)
+
+
+async def check_kill_9_loses_nothing(server: ServerProcess) -> None:
+    """N offline messages to recipient, a ping, kill -9, restart: recipient gets all N in order."""
     sender = await connect(server, "sender")
     bodies = [f"message {i:02d} of {N}: durable \N{SNOWMAN}" for i in range(N)]
     for body in bodies:

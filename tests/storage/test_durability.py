@@ -1,4 +1,4 @@
-"""Acknowledged means durable: SIGKILL a writer mid-stream, every acknowledged message survives."""
+"""Acknowledged means durable: SIGKILL a writer mid-stream, every acknowledged message survives (both engines)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.storage.sqlite import Database
 from appliance.storage.stores.offline import OfflineStore
+from tests.storage.conftest import OpenDb
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
@@ -20,12 +20,12 @@ REPO = Path(__file__).resolve().parents[2]
 WRITER = """
 import asyncio, itertools, sys
 from appliance.storage.api import ScramKeys
-from appliance.storage.sqlite import Database
+from appliance.storage.connect import open_database
 from appliance.storage.stores.accounts import AccountStore
 from appliance.storage.stores.offline import OfflineStore
 
-async def main(path):
-    db = await Database.open(path)
+async def main(location):
+    db = await open_database(location)
     await AccountStore(db).create("a.example", "romeo", [ScramKeys("SHA-256", b"s" * 16, 1, b"k", b"k")])
     offline = OfflineStore(db)
     numbers = itertools.count()
@@ -43,14 +43,13 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-async def test_acknowledged_offline_messages_survive_sigkill(tmp_path: Path) -> None:
-    path = tmp_path / "parlour.db"
+async def test_acknowledged_offline_messages_survive_sigkill(location: str, open_db: OpenDb) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         WRITER,
-        str(path),
+        location,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
@@ -70,9 +69,6 @@ async def test_acknowledged_offline_messages_survive_sigkill(tmp_path: Path) -> 
     acknowledged.update(int(line) for line in rest.split())  # printed before the kill: also acknowledged
     assert proc.returncode == -signal.SIGKILL
 
-    db = await Database.open(path)
-    try:
-        stored = {int(m.stanza.split(b"'")[1]) for m in await OfflineStore(db).fetch("a.example", "romeo")}
-    finally:
-        await db.close()
+    db = await open_db()
+    stored = {int(m.stanza.split(b"'")[1]) for m in await OfflineStore(db).fetch("a.example", "romeo")}
     assert acknowledged <= stored, f"lost acknowledged messages: {sorted(acknowledged - stored)[:10]}"

@@ -1,13 +1,12 @@
-"""Translate apsw constraint failures into the storage API's exceptions."""
+"""Translate constraint failures of either engine into the storage API's exceptions."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import apsw
-
 from appliance.storage.api import UnknownAccount
+from appliance.storage.engine import CONSTRAINT_ERRORS, foreign_key_failed
 
 
 @contextmanager
@@ -15,7 +14,7 @@ def account_required(host: str, username: str) -> Iterator[None]:
     """Turn a foreign-key failure on (host, username) into ``UnknownAccount``."""
     try:
         yield
-    except apsw.ConstraintError as exc:
-        if exc.extendedresult == apsw.SQLITE_CONSTRAINT_FOREIGNKEY:
+    except CONSTRAINT_ERRORS as exc:
+        if foreign_key_failed(exc):
             raise UnknownAccount(f"no account {username}@{host}") from exc
         raise

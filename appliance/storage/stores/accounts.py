@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 
-import apsw
-
 from appliance.storage.api import AlreadyExists, ScramKeys
-from appliance.storage.sqlite import Database
+from appliance.storage.engine import CONSTRAINT_ERRORS, Connection
+from appliance.storage.workers import Database
 
 _INSERT_KEYS = (
     "INSERT INTO scram_keys (host, username, hash_name, salt, iterations, stored_key, server_key) "
@@ -31,7 +30,7 @@ class AccountStore:
     async def create_many(self, host: str, items: list[tuple[str, list[ScramKeys]]]) -> None:
         now = time.time()
 
-        def insert(conn: apsw.Connection) -> None:
+        def insert(conn: Connection) -> None:
             for username, _ in items:
                 if conn.execute(
                     "SELECT 1 FROM accounts WHERE host = ? AND username = ?", (host, username)
@@ -42,7 +41,7 @@ class AccountStore:
                     "INSERT INTO accounts (host, username, created_at) VALUES (?, ?, ?)",
                     [(host, username, now) for username, _ in items],
                 )
-            except apsw.ConstraintError as exc:  # the same username twice within ``items``
+            except CONSTRAINT_ERRORS as exc:  # the same username twice within ``items``
                 raise AlreadyExists(f"duplicate username in a bulk create on {host}") from exc
             conn.executemany(_INSERT_KEYS, [row for u, keys in items for row in _key_rows(host, u, keys)])
 
@@ -50,21 +49,21 @@ class AccountStore:
             await self._db.write(insert)
 
     async def delete(self, host: str, username: str) -> bool:
-        def delete(conn: apsw.Connection) -> bool:
+        def delete(conn: Connection) -> bool:
             conn.execute("DELETE FROM accounts WHERE host = ? AND username = ?", (host, username))
             return conn.changes() > 0
 
         return await self._db.write(delete)
 
     async def exists(self, host: str, username: str) -> bool:
-        def exists(conn: apsw.Connection) -> bool:
+        def exists(conn: Connection) -> bool:
             sql = "SELECT 1 FROM accounts WHERE host = ? AND username = ?"
             return conn.execute(sql, (host, username)).fetchone() is not None
 
         return await self._db.read(exists)
 
     async def get_keys(self, host: str, username: str, hash_name: str) -> ScramKeys | None:
-        def get(conn: apsw.Connection) -> ScramKeys | None:
+        def get(conn: Connection) -> ScramKeys | None:
             row = conn.execute(
                 "SELECT salt, iterations, stored_key, server_key FROM scram_keys "
                 "WHERE host = ? AND username = ? AND hash_name = ?",
@@ -78,7 +77,7 @@ class AccountStore:
         return await self._db.read(get)
 
     async def set_keys(self, host: str, username: str, keys: list[ScramKeys]) -> bool:
-        def replace(conn: apsw.Connection) -> bool:
+        def replace(conn: Connection) -> bool:
             sql = "SELECT 1 FROM accounts WHERE host = ? AND username = ?"
             if conn.execute(sql, (host, username)).fetchone() is None:
                 return False
@@ -91,7 +90,7 @@ class AccountStore:
     async def list_users(
         self, host: str, *, prefix: str = "", limit: int = 1000, offset: int = 0
     ) -> list[str]:
-        def select(conn: apsw.Connection) -> list[str]:
+        def select(conn: Connection) -> list[str]:
             if prefix:
                 rows = conn.execute(
                     "SELECT username FROM accounts WHERE host = ? AND substr(username, 1, ?) = ? "
@@ -108,7 +107,7 @@ class AccountStore:
         return await self._db.read(select)
 
     async def count(self, host: str) -> int:
-        def count(conn: apsw.Connection) -> int:
+        def count(conn: Connection) -> int:
             row = conn.execute("SELECT count(*) FROM accounts WHERE host = ?", (host,)).fetchone()
             return int(row[0]) if row else 0
 
@@ -117,7 +116,7 @@ class AccountStore:
     async def set_disabled(self, host: str, username: str, disabled: bool) -> bool:
         now = time.time()
 
-        def change(conn: apsw.Connection) -> bool:
+        def change(conn: Connection) -> bool:
             sql = "SELECT 1 FROM accounts WHERE host = ? AND username = ?"
             if conn.execute(sql, (host, username)).fetchone() is None:
                 return False
@@ -134,14 +133,14 @@ class AccountStore:
         return await self._db.write(change)
 
     async def is_disabled(self, host: str, username: str) -> bool:
-        def select(conn: apsw.Connection) -> bool:
+        def select(conn: Connection) -> bool:
             sql = "SELECT 1 FROM disabled_accounts WHERE host = ? AND username = ?"
             return conn.execute(sql, (host, username)).fetchone() is not None
 
         return await self._db.read(select)
 
     async def disabled(self, host: str) -> list[str]:
-        def select(conn: apsw.Connection) -> list[str]:
+        def select(conn: Connection) -> list[str]:
             rows = conn.execute("SELECT username FROM disabled_accounts WHERE host = ? ORDER BY username", (host,))
             return [username for (username,) in rows]
 

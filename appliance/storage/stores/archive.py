@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import apsw
-
 from appliance.storage.api import ArchivedMessage, ArchiveFilter, ArchivePage, ArchivePrefs, UnknownArchiveId
-from appliance.storage.sqlite import Database
+from appliance.storage.engine import Connection
+from appliance.storage.workers import Database
 
 _COLUMNS = "id, archive_id, with_jid, stamp, stanza"
 
 
-def _row_id(conn: apsw.Connection, owner: str, archive_id: str) -> int:
+def _row_id(conn: Connection, owner: str, archive_id: str) -> int:
     row = conn.execute(
         "SELECT id FROM archive WHERE owner = ? AND archive_id = ?", (owner, archive_id)
     ).fetchone()
@@ -22,7 +21,7 @@ def _row_id(conn: apsw.Connection, owner: str, archive_id: str) -> int:
     return int(row[0])
 
 
-def _conditions(conn: apsw.Connection, owner: str, where: ArchiveFilter) -> tuple[str, list[Any]]:
+def _conditions(conn: Connection, owner: str, where: ArchiveFilter) -> tuple[str, list[Any]]:
     """The WHERE clause (without the keyword) and its parameters for one owner and filter."""
     with_resource = where.with_resource if where.with_jid is not None else None
     after = _row_id(conn, owner, where.after_id) if where.after_id is not None else None
@@ -50,7 +49,7 @@ class ArchiveStore:
     async def append(
         self, owner: str, archive_id: str, with_jid: str, with_resource: str, stamp: float, stanza: bytes
     ) -> None:
-        def insert(conn: apsw.Connection) -> None:
+        def insert(conn: Connection) -> None:
             conn.execute(
                 "INSERT INTO archive (owner, archive_id, with_jid, with_resource, stamp, stanza) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -63,7 +62,7 @@ class ArchiveStore:
         self, owner: str, where: ArchiveFilter, *, limit: int, after: str | None = None,
         before: str | None = None,
     ) -> ArchivePage:
-        def select(conn: apsw.Connection) -> ArchivePage:
+        def select(conn: Connection) -> ArchivePage:
             cond, params = _conditions(conn, owner, where)
             count = int(conn.execute(f"SELECT count(*) FROM archive WHERE {cond}", params).fetchone()[0])
             page_cond, page_params = cond, list(params)
@@ -93,7 +92,7 @@ class ArchiveStore:
         return await self._db.read(select)
 
     async def bounds(self, owner: str) -> tuple[ArchivedMessage | None, ArchivedMessage | None]:
-        def select(conn: apsw.Connection) -> tuple[ArchivedMessage | None, ArchivedMessage | None]:
+        def select(conn: Connection) -> tuple[ArchivedMessage | None, ArchivedMessage | None]:
             ends = []
             for order in ("ASC", "DESC"):
                 row = conn.execute(
@@ -105,7 +104,7 @@ class ArchiveStore:
         return await self._db.read(select)
 
     async def replace(self, owner: str, archive_id: str, stanza: bytes) -> bool:
-        def update(conn: apsw.Connection) -> bool:
+        def update(conn: Connection) -> bool:
             conn.execute(
                 "UPDATE archive SET stanza = ? WHERE owner = ? AND archive_id = ?", (stanza, owner, archive_id)
             )
@@ -114,14 +113,14 @@ class ArchiveStore:
         return await self._db.write(update)
 
     async def purge_before(self, stamp: float) -> int:
-        def delete(conn: apsw.Connection) -> int:
+        def delete(conn: Connection) -> int:
             conn.execute("DELETE FROM archive WHERE stamp < ?", (stamp,))
             return conn.changes()
 
         return await self._db.write(delete)
 
     async def delete_owner(self, owner: str) -> int:
-        def delete(conn: apsw.Connection) -> int:
+        def delete(conn: Connection) -> int:
             conn.execute("DELETE FROM archive WHERE owner = ?", (owner,))
             removed = conn.changes()
             conn.execute("DELETE FROM archive_prefs WHERE owner = ?", (owner,))
@@ -130,7 +129,7 @@ class ArchiveStore:
         return await self._db.write(delete)
 
     async def prefs(self, owner: str) -> ArchivePrefs | None:
-        def select(conn: apsw.Connection) -> ArchivePrefs | None:
+        def select(conn: Connection) -> ArchivePrefs | None:
             row = conn.execute(
                 "SELECT default_mode, always_jids, never_jids FROM archive_prefs WHERE owner = ?", (owner,)
             ).fetchone()
@@ -141,7 +140,7 @@ class ArchiveStore:
         return await self._db.read(select)
 
     async def set_prefs(self, owner: str, prefs: ArchivePrefs) -> None:
-        def upsert(conn: apsw.Connection) -> None:
+        def upsert(conn: Connection) -> None:
             conn.execute(
                 "INSERT INTO archive_prefs (owner, default_mode, always_jids, never_jids) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (owner) DO UPDATE SET default_mode = excluded.default_mode, "

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import apsw
-
-from appliance.storage.sqlite import Database
+from appliance.storage.engine import Connection
 from appliance.storage.stores._errors import account_required
+from appliance.storage.workers import Database
 
 
 class BlocklistStore:
@@ -15,14 +14,14 @@ class BlocklistStore:
         self._db = db
 
     async def items(self, host: str, user: str) -> list[str]:
-        def select(conn: apsw.Connection) -> list[str]:
+        def select(conn: Connection) -> list[str]:
             sql = "SELECT jid FROM blocklist WHERE host = ? AND username = ? ORDER BY jid"
             return [str(jid) for (jid,) in conn.execute(sql, (host, user))]
 
         return await self._db.read(select)
 
     async def add(self, host: str, user: str, jids: list[str]) -> None:
-        def insert(conn: apsw.Connection) -> None:
+        def insert(conn: Connection) -> None:
             with account_required(host, user):
                 conn.executemany(
                     "INSERT INTO blocklist (host, username, jid) VALUES (?, ?, ?) "
@@ -34,7 +33,7 @@ class BlocklistStore:
             await self._db.write(insert)
 
     async def remove(self, host: str, user: str, jids: list[str]) -> None:
-        def delete(conn: apsw.Connection) -> None:
+        def delete(conn: Connection) -> None:
             conn.executemany(
                 "DELETE FROM blocklist WHERE host = ? AND username = ? AND jid = ?",
                 [(host, user, jid) for jid in jids],
@@ -44,7 +43,7 @@ class BlocklistStore:
             await self._db.write(delete)
 
     async def clear(self, host: str, user: str) -> None:
-        def delete(conn: apsw.Connection) -> None:
+        def delete(conn: Connection) -> None:
             conn.execute("DELETE FROM blocklist WHERE host = ? AND username = ?", (host, user))
 
         await self._db.write(delete)

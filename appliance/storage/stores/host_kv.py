@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-import apsw
-
-from appliance.storage.sqlite import Database
+from appliance.storage.engine import Connection
+from appliance.storage.workers import Database
 
 
 class HostValueStore:
@@ -16,7 +15,7 @@ class HostValueStore:
         self._db = db
 
     async def get(self, host: str, store: str, key: str) -> bytes | None:
-        def select(conn: apsw.Connection) -> bytes | None:
+        def select(conn: Connection) -> bytes | None:
             row = conn.execute(
                 "SELECT value FROM host_kv WHERE host = ? AND store = ? AND key_name = ?", (host, store, key)
             ).fetchone()
@@ -27,7 +26,7 @@ class HostValueStore:
     async def put(self, host: str, store: str, key: str, value: bytes) -> None:
         now = time.time()
 
-        def upsert(conn: apsw.Connection) -> None:
+        def upsert(conn: Connection) -> None:
             conn.execute(
                 "INSERT INTO host_kv (host, store, key_name, value, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (host, store, key_name) DO UPDATE SET value = excluded.value, "
@@ -38,7 +37,7 @@ class HostValueStore:
         await self._db.write(upsert)
 
     async def delete(self, host: str, store: str, key: str) -> bool:
-        def delete(conn: apsw.Connection) -> bool:
+        def delete(conn: Connection) -> bool:
             conn.execute("DELETE FROM host_kv WHERE host = ? AND store = ? AND key_name = ?", (host, store, key))
             return conn.changes() > 0
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 
-import apsw
-
-from appliance.storage.sqlite import Database
+from appliance.storage.engine import Connection
 from appliance.storage.stores._errors import account_required
+from appliance.storage.workers import Database
 
 
 class KeyValueStore:
@@ -17,7 +16,7 @@ class KeyValueStore:
         self._db = db
 
     async def get(self, host: str, user: str, store: str, key: str) -> bytes | None:
-        def select(conn: apsw.Connection) -> bytes | None:
+        def select(conn: Connection) -> bytes | None:
             row = conn.execute(
                 "SELECT value FROM kv WHERE host = ? AND username = ? AND store = ? AND key_name = ?",
                 (host, user, store, key),
@@ -29,7 +28,7 @@ class KeyValueStore:
     async def put(self, host: str, user: str, store: str, key: str, value: bytes) -> None:
         now = time.time()
 
-        def upsert(conn: apsw.Connection) -> None:
+        def upsert(conn: Connection) -> None:
             with account_required(host, user):
                 conn.execute(
                     "INSERT INTO kv (host, username, store, key_name, value, updated_at) "
@@ -42,7 +41,7 @@ class KeyValueStore:
         await self._db.write(upsert)
 
     async def delete(self, host: str, user: str, store: str, key: str) -> bool:
-        def delete(conn: apsw.Connection) -> bool:
+        def delete(conn: Connection) -> bool:
             conn.execute(
                 "DELETE FROM kv WHERE host = ? AND username = ? AND store = ? AND key_name = ?",
                 (host, user, store, key),
@@ -52,7 +51,7 @@ class KeyValueStore:
         return await self._db.write(delete)
 
     async def all(self, host: str, user: str, store: str) -> dict[str, bytes]:
-        def select(conn: apsw.Connection) -> dict[str, bytes]:
+        def select(conn: Connection) -> dict[str, bytes]:
             rows = conn.execute(
                 "SELECT key_name, value FROM kv WHERE host = ? AND username = ? AND store = ? "
                 "ORDER BY key_name",

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import apsw
-
 from appliance.storage.api import MucAffiliation, MucRoom
-from appliance.storage.sqlite import Database
+from appliance.storage.engine import Connection
+from appliance.storage.workers import Database
 
 _ROOM = "SELECT service, name, config, subject, subject_by, created_at FROM muc_rooms"
 _AFFS = "SELECT name, jid, affiliation, nick, reason FROM muc_affiliations WHERE service = ?"
 
 
-def _affiliations(conn: apsw.Connection, service: str, name: str | None) -> dict[str, list[MucAffiliation]]:
+def _affiliations(conn: Connection, service: str, name: str | None) -> dict[str, list[MucAffiliation]]:
     sql, args = (_AFFS, (service,)) if name is None else (_AFFS + " AND name = ?", (service, name))
     out: dict[str, list[MucAffiliation]] = {}
     for room, jid, aff, nick, reason in conn.execute(sql + " ORDER BY name, jid", args):
@@ -32,7 +31,7 @@ class MucStore:
         self._db = db
 
     async def rooms(self, service: str) -> list[MucRoom]:
-        def select(conn: apsw.Connection) -> list[MucRoom]:
+        def select(conn: Connection) -> list[MucRoom]:
             affs = _affiliations(conn, service, None)
             rows = conn.execute(_ROOM + " WHERE service = ? ORDER BY name", (service,)).fetchall()
             return [_room(row, affs) for row in rows]
@@ -40,14 +39,14 @@ class MucStore:
         return await self._db.read(select)
 
     async def room(self, service: str, name: str) -> MucRoom | None:
-        def select(conn: apsw.Connection) -> MucRoom | None:
+        def select(conn: Connection) -> MucRoom | None:
             row = conn.execute(_ROOM + " WHERE service = ? AND name = ?", (service, name)).fetchone()
             return None if row is None else _room(row, _affiliations(conn, service, name))
 
         return await self._db.read(select)
 
     async def save(self, room: MucRoom) -> None:
-        def upsert(conn: apsw.Connection) -> None:
+        def upsert(conn: Connection) -> None:
             conn.execute(
                 "INSERT INTO muc_rooms (service, name, config, subject, subject_by, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service, name) DO UPDATE SET "
@@ -70,7 +69,7 @@ class MucStore:
         ))
 
     async def set_affiliation(self, service: str, name: str, item: MucAffiliation) -> None:
-        def put(conn: apsw.Connection) -> None:
+        def put(conn: Connection) -> None:
             if item.affiliation == "none":
                 conn.execute(
                     "DELETE FROM muc_affiliations WHERE service = ? AND name = ? AND jid = ?",
@@ -87,14 +86,14 @@ class MucStore:
         await self._db.write(put)
 
     async def delete(self, service: str, name: str) -> bool:
-        def delete(conn: apsw.Connection) -> bool:
+        def delete(conn: Connection) -> bool:
             conn.execute("DELETE FROM muc_rooms WHERE service = ? AND name = ?", (service, name))
             return conn.changes() > 0
 
         return await self._db.write(delete)
 
     async def owned_by(self, service: str, jid: str) -> list[str]:
-        def select(conn: apsw.Connection) -> list[str]:
+        def select(conn: Connection) -> list[str]:
             rows = conn.execute(
                 "SELECT name FROM muc_affiliations WHERE service = ? AND jid = ? AND affiliation = 'owner' "
                 "ORDER BY name",

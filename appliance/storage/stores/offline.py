@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import time
 
-import apsw
-
 from appliance.storage.api import OfflineMessage
-from appliance.storage.sqlite import Database
+from appliance.storage.engine import Connection
 from appliance.storage.stores._errors import account_required
+from appliance.storage.workers import Database
 
 _COUNT = "SELECT count(*) FROM offline_messages WHERE host = ? AND username = ?"
 
 
-def _count(conn: apsw.Connection, host: str, user: str) -> int:
+def _count(conn: Connection, host: str, user: str) -> int:
     row = conn.execute(_COUNT, (host, user)).fetchone()
     return int(row[0]) if row else 0
 
@@ -27,7 +26,7 @@ class OfflineStore:
     async def push(self, host: str, user: str, stanza: bytes, limit: int) -> bool:
         now = time.time()
 
-        def insert(conn: apsw.Connection) -> bool:
+        def insert(conn: Connection) -> bool:
             if _count(conn, host, user) >= limit:
                 return False
             with account_required(host, user):
@@ -40,7 +39,7 @@ class OfflineStore:
         return await self._db.write(insert)
 
     async def fetch(self, host: str, user: str) -> list[OfflineMessage]:
-        def select(conn: apsw.Connection) -> list[OfflineMessage]:
+        def select(conn: Connection) -> list[OfflineMessage]:
             rows = conn.execute(
                 "SELECT id, stanza, stored_at FROM offline_messages WHERE host = ? AND username = ? "
                 "ORDER BY id",
@@ -51,7 +50,7 @@ class OfflineStore:
         return await self._db.read(select)
 
     async def delete(self, host: str, user: str, ids: list[int]) -> None:
-        def delete(conn: apsw.Connection) -> None:
+        def delete(conn: Connection) -> None:
             conn.executemany(
                 "DELETE FROM offline_messages WHERE host = ? AND username = ? AND id = ?",
                 [(host, user, i) for i in ids],

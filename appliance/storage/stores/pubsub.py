@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 
-import apsw
-
 from appliance.storage.api import AlreadyExists, PubSubItem, PubSubNode, PubSubSubscription
-from appliance.storage.sqlite import Database
+from appliance.storage.engine import CONSTRAINT_ERRORS, Connection
+from appliance.storage.workers import Database
 
 _SUB_COLUMNS = "node, jid, subid, state, options"
 _ITEM_COLUMNS = "node, item_id, publisher, payload, published_at"
@@ -28,6 +27,9 @@ def _item(row: tuple[object, ...]) -> PubSubItem:
     return PubSubItem(str(node), str(item_id), str(publisher), bytes(payload), float(published_at))  # type: ignore[arg-type]
 
 
+_NO_LIMIT = 2**62
+
+
 class PubSubStore:
     """``storage.api.PubSubStore`` on a ``Database``."""
 
@@ -37,7 +39,7 @@ class PubSubStore:
     # -- nodes ----------------------------------------------------------------------------------
 
     async def node(self, service: str, node: str) -> PubSubNode | None:
-        def select(conn: apsw.Connection) -> PubSubNode | None:
+        def select(conn: Connection) -> PubSubNode | None:
             row = conn.execute(
                 "SELECT service, node, config, created_at FROM pubsub_nodes WHERE service = ? AND node = ?",
                 (service, node),
@@ -47,7 +49,7 @@ class PubSubStore:
         return await self._db.read(select)
 
     async def nodes(self, service: str) -> list[PubSubNode]:
-        def select(conn: apsw.Connection) -> list[PubSubNode]:
+        def select(conn: Connection) -> list[PubSubNode]:
             rows = conn.execute(
                 "SELECT service, node, config, created_at FROM pubsub_nodes WHERE service = ? ORDER BY node",
                 (service,),
@@ -59,13 +61,13 @@ class PubSubStore:
     async def create_node(self, service: str, node: str, config: str, owner: str) -> None:
         now = time.time()
 
-        def insert(conn: apsw.Connection) -> None:
+        def insert(conn: Connection) -> None:
             try:
                 conn.execute(
                     "INSERT INTO pubsub_nodes (service, node, config, created_at) VALUES (?, ?, ?, ?)",
                     (service, node, config, now),
                 )
-            except apsw.ConstraintError as exc:
+            except CONSTRAINT_ERRORS as exc:
                 raise AlreadyExists(f"node {node!r} exists on {service}") from exc
             conn.execute(
                 "INSERT INTO pubsub_affiliations (service, node, jid, affiliation) VALUES (?, ?, ?, 'owner')",
@@ -75,7 +77,7 @@ class PubSubStore:
         await self._db.write(insert)
 
     async def configure_node(self, service: str, node: str, config: str) -> bool:
-        def update(conn: apsw.Connection) -> bool:
+        def update(conn: Connection) -> bool:
             conn.execute(
                 "UPDATE pubsub_nodes SET config = ? WHERE service = ? AND node = ?", (config, service, node)
             )
@@ -84,14 +86,14 @@ class PubSubStore:
         return await self._db.write(update)
 
     async def delete_node(self, service: str, node: str) -> bool:
-        def delete(conn: apsw.Connection) -> bool:
+        def delete(conn: Connection) -> bool:
             conn.execute("DELETE FROM pubsub_nodes WHERE service = ? AND node = ?", (service, node))
             return conn.changes() > 0
 
         return await self._db.write(delete)
 
     async def delete_service(self, service: str) -> int:
-        def delete(conn: apsw.Connection) -> int:
+        def delete(conn: Connection) -> int:
             conn.execute("DELETE FROM pubsub_nodes WHERE service = ?", (service,))
             return conn.changes()
 
@@ -100,7 +102,7 @@ class PubSubStore:
     # -- affiliations ---------------------------------------------------------------------------
 
     async def affiliations(self, service: str, node: str) -> dict[str, str]:
-        def select(conn: apsw.Connection) -> dict[str, str]:
+        def select(conn: Connection) -> dict[str, str]:
             rows = conn.execute(
                 "SELECT jid, affiliation FROM pubsub_affiliations WHERE service = ? AND node = ? ORDER BY jid",
                 (service, node),
@@ -110,7 +112,7 @@ class PubSubStore:
         return await self._db.read(select)
 
     async def affiliations_of(self, service: str, jid: str) -> dict[str, str]:
-        def select(conn: apsw.Connection) -> dict[str, str]:
+        def select(conn: Connection) -> dict[str, str]:
             rows = conn.execute(
                 "SELECT node, affiliation FROM pubsub_affiliations WHERE service = ? AND jid = ? ORDER BY node",
                 (service, jid),
@@ -120,7 +122,7 @@ class PubSubStore:
         return await self._db.read(select)
 
     async def set_affiliation(self, service: str, node: str, jid: str, affiliation: str) -> None:
-        def upsert(conn: apsw.Connection) -> None:
+        def upsert(conn: Connection) -> None:
             if affiliation == "none":
                 conn.execute(
                     "DELETE FROM pubsub_affiliations WHERE service = ? AND node = ? AND jid = ?",
@@ -138,7 +140,7 @@ class PubSubStore:
     # -- subscriptions --------------------------------------------------------------------------
 
     async def subscriptions(self, service: str, node: str) -> list[PubSubSubscription]:
-        def select(conn: apsw.Connection) -> list[PubSubSubscription]:
+        def select(conn: Connection) -> list[PubSubSubscription]:
             rows = conn.execute(
                 f"SELECT {_SUB_COLUMNS} FROM pubsub_subscriptions WHERE service = ? AND node = ? ORDER BY jid",
                 (service, node),
@@ -148,7 +150,7 @@ class PubSubStore:
         return await self._db.read(select)
 
     async def subscriptions_of(self, service: str, jid: str) -> list[PubSubSubscription]:
-        def select(conn: apsw.Connection) -> list[PubSubSubscription]:
+        def select(conn: Connection) -> list[PubSubSubscription]:
             rows = conn.execute(
                 f"SELECT {_SUB_COLUMNS} FROM pubsub_subscriptions "
                 "WHERE service = ? AND (jid = ? OR substr(jid, 1, ?) = ?) ORDER BY node, jid",
@@ -159,7 +161,7 @@ class PubSubStore:
         return await self._db.read(select)
 
     async def put_subscription(self, service: str, sub: PubSubSubscription) -> None:
-        def upsert(conn: apsw.Connection) -> None:
+        def upsert(conn: Connection) -> None:
             conn.execute(
                 f"INSERT INTO pubsub_subscriptions (service, {_SUB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (service, node, jid) DO UPDATE SET subid = excluded.subid, "
@@ -170,7 +172,7 @@ class PubSubStore:
         await self._db.write(upsert)
 
     async def delete_subscription(self, service: str, node: str, jid: str) -> bool:
-        def delete(conn: apsw.Connection) -> bool:
+        def delete(conn: Connection) -> bool:
             conn.execute(
                 "DELETE FROM pubsub_subscriptions WHERE service = ? AND node = ? AND jid = ?",
                 (service, node, jid),
@@ -182,7 +184,7 @@ class PubSubStore:
     # -- items ----------------------------------------------------------------------------------
 
     async def put_item(self, service: str, item: PubSubItem, max_items: int) -> list[str]:
-        def upsert(conn: apsw.Connection) -> list[str]:
+        def upsert(conn: Connection) -> list[str]:
             conn.execute(
                 "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
                 (service, item.node, item.item_id),
@@ -195,8 +197,8 @@ class PubSubStore:
                 (int(seq), str(item_id))
                 for seq, item_id in conn.execute(
                     "SELECT seq, item_id FROM pubsub_items WHERE service = ? AND node = ? "
-                    "ORDER BY seq DESC LIMIT -1 OFFSET ?",
-                    (service, item.node, max_items),
+                    "ORDER BY seq DESC LIMIT ? OFFSET ?",  # no shared spelling of "no limit"
+                    (service, item.node, _NO_LIMIT, max_items),
                 )
             ]
             for seq, _item_id in stale:
@@ -208,7 +210,7 @@ class PubSubStore:
     async def items(
         self, service: str, node: str, *, limit: int | None = None, ids: list[str] | None = None
     ) -> list[PubSubItem]:
-        def select(conn: apsw.Connection) -> list[PubSubItem]:
+        def select(conn: Connection) -> list[PubSubItem]:
             sql = f"SELECT {_ITEM_COLUMNS} FROM pubsub_items WHERE service = ? AND node = ?"
             args: list[object] = [service, node]
             if ids is not None:
@@ -223,7 +225,7 @@ class PubSubStore:
         return await self._db.read(select)
 
     async def delete_item(self, service: str, node: str, item_id: str) -> bool:
-        def delete(conn: apsw.Connection) -> bool:
+        def delete(conn: Connection) -> bool:
             conn.execute(
                 "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
                 (service, node, item_id),
@@ -233,7 +235,7 @@ class PubSubStore:
         return await self._db.write(delete)
 
     async def purge(self, service: str, node: str) -> int:
-        def delete(conn: apsw.Connection) -> int:
+        def delete(conn: Connection) -> int:
             conn.execute("DELETE FROM pubsub_items WHERE service = ? AND node = ?", (service, node))
             return conn.changes()
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import apsw
-
 from appliance.storage.api import RosterItem
-from appliance.storage.sqlite import Database
+from appliance.storage.engine import Connection
 from appliance.storage.stores._errors import account_required
+from appliance.storage.workers import Database
 
 _COLUMNS = "contact, name, subscription, ask, approved, group_names"
 
@@ -32,7 +31,7 @@ def _item(row: tuple[object, ...]) -> RosterItem:
     )
 
 
-def _bump(conn: apsw.Connection, host: str, user: str) -> int:
+def _bump(conn: Connection, host: str, user: str) -> int:
     row = conn.execute(_BUMP_VERSION, (host, user)).fetchone()
     assert row is not None
     return int(row[0])
@@ -45,14 +44,14 @@ class RosterStore:
         self._db = db
 
     async def items(self, host: str, user: str) -> list[RosterItem]:
-        def select(conn: apsw.Connection) -> list[RosterItem]:
+        def select(conn: Connection) -> list[RosterItem]:
             sql = f"SELECT {_COLUMNS} FROM roster_items WHERE host = ? AND username = ? ORDER BY contact"
             return [_item(row) for row in conn.execute(sql, (host, user))]
 
         return await self._db.read(select)
 
     async def item(self, host: str, user: str, contact: str) -> RosterItem | None:
-        def select(conn: apsw.Connection) -> RosterItem | None:
+        def select(conn: Connection) -> RosterItem | None:
             sql = f"SELECT {_COLUMNS} FROM roster_items WHERE host = ? AND username = ? AND contact = ?"
             row = conn.execute(sql, (host, user, contact)).fetchone()
             return None if row is None else _item(row)
@@ -62,7 +61,7 @@ class RosterStore:
     async def put(self, host: str, user: str, item: RosterItem) -> int:
         groups = json.dumps(list(item.groups), ensure_ascii=False)
 
-        def upsert(conn: apsw.Connection) -> int:
+        def upsert(conn: Connection) -> int:
             with account_required(host, user):
                 conn.execute(
                     f"INSERT INTO roster_items (host, username, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -76,7 +75,7 @@ class RosterStore:
         return await self._db.write(upsert)
 
     async def remove(self, host: str, user: str, contact: str) -> int | None:
-        def delete(conn: apsw.Connection) -> int | None:
+        def delete(conn: Connection) -> int | None:
             conn.execute(
                 "DELETE FROM roster_items WHERE host = ? AND username = ? AND contact = ?",
                 (host, user, contact),
@@ -86,7 +85,7 @@ class RosterStore:
         return await self._db.write(delete)
 
     async def version(self, host: str, user: str) -> int:
-        def select(conn: apsw.Connection) -> int:
+        def select(conn: Connection) -> int:
             sql = "SELECT version FROM roster_versions WHERE host = ? AND username = ?"
             row = conn.execute(sql, (host, user)).fetchone()
             return 0 if row is None else int(row[0])
@@ -94,7 +93,7 @@ class RosterStore:
         return await self._db.read(select)
 
     async def count(self, host: str, user: str) -> int:
-        def count(conn: apsw.Connection) -> int:
+        def count(conn: Connection) -> int:
             sql = "SELECT count(*) FROM roster_items WHERE host = ? AND username = ?"
             row = conn.execute(sql, (host, user)).fetchone()
             return int(row[0]) if row else 0
