@@ -63,7 +63,30 @@ def run(args: argparse.Namespace) -> int:
     check_encryption(report, config)
     check_open_files(report, config.limits.max_connections, fdlimit.soft_limit())
     check_acme(report, config)
+    check_database(report, config)
     return 1 if report.failed else 0
+
+
+def check_database(report: Report, config: Config) -> None:
+    """The database `[storage]` names answers, and its schema is one this build can run (or migrate)."""
+    from appliance.app.storage import database_status
+
+    try:
+        name, status = database_status(config)
+    except Exception as exc:  # psycopg's or apsw's error, whichever engine: the message says what failed
+        report.line(FAIL, "database", f"cannot connect: {str(exc).strip()}",
+                    "check [storage] url, that the server runs and accepts this user (pg_hba.conf, ~/.pgpass)")
+        return
+    if status.version > status.latest:
+        report.line(FAIL, "database", f"{name} is at schema version {status.version}, newer than this "
+                    f"Parlour's {status.latest}", "run the Parlour that wrote it, or restore a backup")
+    elif status.version == 0:
+        report.line(OK, "database", f"{name} holds no schema yet: the server creates it when it starts")
+    elif status.version < status.latest:
+        report.line(WARN, "database", f"{name} is at schema version {status.version} of {status.latest}: "
+                    "the server migrates it when it starts (back it up first)")
+    else:
+        report.line(OK, "database", f"{name} answers, schema version {status.version} (current)")
 
 
 def check_state_dir(report: Report, state_dir: Path) -> None:
