@@ -77,6 +77,7 @@ class XmppTcpProtocol(asyncio.Protocol):
         "_lingering",
         "_paused",
         "_pending",
+        "_pending_size",
         "_shaping",
         "_throttled",
         "_tls_context",
@@ -114,6 +115,7 @@ class XmppTcpProtocol(asyncio.Protocol):
         self._throttled: asyncio.TimerHandle | None = None  # by the shaper: the client sends too fast
         self._shaping = InputShaping(limits_cfg, time.monotonic())
         self._pending: list[bytes] | None = None
+        self._pending_size = 0  # bytes in _pending: buffered() is asked once per stanza sent
         self._counted = False
         self.session = session_factory(services, self)
 
@@ -179,12 +181,15 @@ class XmppTcpProtocol(asyncio.Protocol):
             return
         if self._pending is None:
             self._pending = [data]
+            self._pending_size = len(data)
             asyncio.get_running_loop().call_soon(self.flush)
         else:
             self._pending.append(data)
+            self._pending_size += len(data)
 
     def flush(self) -> None:
         pending, self._pending = self._pending, None
+        self._pending_size = 0
         if pending and self._transport is not None and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
@@ -198,8 +203,7 @@ class XmppTcpProtocol(asyncio.Protocol):
         self.write(error.to_bytes())
 
     def buffered(self) -> int:
-        queued = sum(map(len, self._pending)) if self._pending else 0
-        return queued + (self._transport.get_write_buffer_size() if self._transport is not None else 0)
+        return self._pending_size + (self._transport.get_write_buffer_size() if self._transport is not None else 0)
 
     def can_start_tls(self) -> bool:
         return not self.secure and self._tls_context() is not None
