@@ -46,6 +46,10 @@ class CarbonsService:
     def enabled(self, session: Any) -> bool:
         return session in self._enabled
 
+    def any_enabled(self) -> bool:
+        """Whether some session has carbons on: while none has, no message is copied (the hot path skips)."""
+        return bool(self._enabled)
+
 
 def eligible(stanza: etree._Element) -> bool:
     """Whether a message is copied at all (XEP-0280 §6, with <private/> and the XEP-0334 no-copy hint)."""
@@ -125,12 +129,14 @@ class Carbons(Module):
 
     def on_outgoing(self, event: StanzaEvent) -> None:
         sender = event.from_jid
-        if event.session is None or _to_self(event) or not eligible(event.stanza):
+        if not self.service.any_enabled() or event.session is None or _to_self(event) or not eligible(event.stanza):
             return
         others = [s for s in self.ctx.sessions.resources(sender) if s.jid != sender]
         self._copy("sent", event.stanza, sender.bare(), others)
 
     def on_full(self, event: StanzaEvent) -> None:
+        if not self.service.any_enabled():
+            return
         target = self.ctx.sessions.get(event.to_jid)
         if target is None:
             self.on_bare(event)  # delivered as if to the bare JID (RFC 6121 §8.5.3.2.1)
@@ -138,7 +144,7 @@ class Carbons(Module):
             self._copy_received(event, [target])
 
     def on_bare(self, event: StanzaEvent) -> None:
-        if self._receivable(event):
+        if self.service.any_enabled() and self._receivable(event):
             user = event.to_jid.bare()
             self._copy_received(event, self.ctx.sessions.message_targets(user, event.stanza.get("type", "normal")))
 
