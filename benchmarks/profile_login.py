@@ -24,7 +24,9 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -35,8 +37,9 @@ HEADER = (
 WARM_UP = 50
 
 
-async def login(port: int, user: int) -> None:
-    """One full login and logout over a raw socket."""
+async def bound(port: int, user: int) -> tuple[asyncio.StreamWriter, Callable[[bytes], Awaitable[None]]]:
+    """Connect, SASL PLAIN as user<N>/pass, bind and start the session; returns the writer and a reader
+    that waits for a token and drops what came before it."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     buf = b""
 
@@ -62,6 +65,12 @@ async def login(port: int, user: int) -> None:
     await want(b"</iq>")
     writer.write(b"<iq type='set' id='s'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
     await want(b'id="s"')
+    return writer, want
+
+
+async def login(port: int, user: int) -> None:
+    """One full login and logout over a raw socket."""
+    writer, want = await bound(port, user)
     writer.write(b"<presence/></stream:stream>")
     await want(b"</stream:stream>")
     writer.close()
@@ -115,6 +124,23 @@ def thread_cpu() -> dict[str, float]:
     return totals
 
 
+async def measured_pass(
+    child: asyncio.subprocess.Process, *, profile: bool
+) -> tuple[bytes, float, cProfile.Profile | None]:
+    """Tell the client to go and wait for its closing line; returns it, the server's CPU seconds meanwhile
+    and the profiler that ran (thread CPU time, not wall time: other threads share the core)."""
+    assert child.stdout is not None and child.stdin is not None
+    profiler = cProfile.Profile(time.thread_time_ns, 1e-9) if profile else None
+    cpu_before = cpu_seconds()
+    if profiler:
+        profiler.enable()
+    child.stdin.write(b"go\n")
+    line = await child.stdout.readline()
+    if profiler:
+        profiler.disable()
+    return line, cpu_seconds() - cpu_before, profiler
+
+
 async def server_main(args: argparse.Namespace) -> None:
     from bench_server import bench_config, ensure_users
 
@@ -137,15 +163,8 @@ async def server_main(args: argparse.Namespace) -> None:
         raise SystemExit("client failed during the warm pass")
     await asyncio.sleep(0.5)  # let logouts of the warm pass settle
     # thread CPU time, not wall time: the database and PBKDF2 threads share the core with the event loop
-    profiler = cProfile.Profile(time.thread_time_ns, 1e-9) if args.profile else None
-    cpu_before, threads_before = cpu_seconds(), thread_cpu()
-    if profiler:
-        profiler.enable()
-    child.stdin.write(b"go\n")
-    line = await child.stdout.readline()
-    if profiler:
-        profiler.disable()
-    cpu = cpu_seconds() - cpu_before
+    threads_before = thread_cpu()
+    line, cpu, profiler = await measured_pass(child, profile=bool(args.profile))
     threads = {name: spent - threads_before.get(name, 0.0) for name, spent in thread_cpu().items()}
     await child.wait()
     if not line.startswith(b"done"):
@@ -167,35 +186,52 @@ async def server_main(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=15488)
-    parser.add_argument("--logins", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--state", type=Path, default=Path("/tmp/profile-login-state"))
+    parser = profiling_options(__doc__, port=15488, state=Path("/tmp/profile-login-state"), logins=2000, concurrency=20)
+    parser.add_argument("--warm", action="store_true", help="measure the warm-up accounts again (cached PLAIN)")
+    args = parser.parse_args()
+    run_pinned(
+        lambda: client_main(args.port, args.logins, args.concurrency, args.warm), lambda: server_main(args),
+        client=args.client, uvloop=not args.no_uvloop,
+    )
+
+
+def profiling_options(doc: str | None, *, port: int, state: Path, **counts: int) -> argparse.ArgumentParser:
+    """The options both profiling scripts take (port, state folder, cProfile, event loop, client side) and
+    the script's own counts, --NAME N each."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in counts.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--state", type=Path, default=state)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="run under cProfile, print top N")
     parser.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative)")
-    parser.add_argument("--warm", action="store_true", help="measure the warm-up accounts again (cached PLAIN)")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def run_pinned(
+    client_main: Callable[[], Coroutine[Any, Any, None]], server_main: Callable[[], Coroutine[Any, Any, None]],
+    *, client: bool, uvloop: bool,
+) -> None:
+    """Run the client side on CPU 1 or the server side on CPU 0 (when there are two CPUs)."""
     two_cpus = len(os.sched_getaffinity(0)) >= 2
-    if args.client:
+    if client:
         if two_cpus:
             os.sched_setaffinity(0, {1})
-        asyncio.run(client_main(args.port, args.logins, args.concurrency, args.warm))
+        asyncio.run(client_main())
         return
     logging.basicConfig(level=logging.ERROR)
     if two_cpus:
         os.sched_setaffinity(0, {0})
-    if not args.no_uvloop:
+    if uvloop:
         try:
-            import uvloop
+            import uvloop as loops
 
-            uvloop.install()
+            loops.install()
         except ImportError:
             pass
-    asyncio.run(server_main(args))
-
+    asyncio.run(server_main())
 
 if __name__ == "__main__":
     main()

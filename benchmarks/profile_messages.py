@@ -12,62 +12,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import cProfile
-import logging
-import os
 import pstats
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from profile_login import HEADER, cpu_seconds
+from profile_login import bound, measured_pass, profiling_options, run_pinned
 
 
-async def online(port: int, user: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def online(port: int, user: int) -> tuple[asyncio.StreamWriter, Callable[[bytes], Awaitable[None]]]:
     """Log one account in and leave it online with its initial presence sent."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    buf = b""
-
-    async def want(token: bytes) -> None:
-        nonlocal buf
-        while token not in buf:
-            data = await reader.read(65536)
-            if not data:
-                raise RuntimeError(f"connection closed waiting for {token!r}: {buf!r}")
-            buf += data
-        buf = buf[buf.index(token) + len(token) :]
-
-    writer.write(HEADER)
-    await want(b"</stream:features>")
-    cred = base64.b64encode(f"\0user{user}\0pass".encode()).decode()
-    writer.write(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{cred}</auth>".encode())
-    await want(b"<success")
-    writer.write(HEADER)
-    await want(b"</stream:features>")
-    writer.write(
-        b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>x</resource></bind></iq>"
-    )
-    await want(b"</iq>")
-    writer.write(b"<iq type='set' id='s'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
-    await want(b'id="s"')
+    writer, want = await bound(port, user)
     writer.write(b"<presence/>")
     await asyncio.sleep(0.2)
-    return reader, writer
+    return writer, want
 
 
-async def receive(reader: asyncio.StreamReader, count: int) -> None:
-    seen = 0
-    tail = b""
-    while seen < count:
-        data = await reader.read(65536)
-        if not data:
-            raise RuntimeError("connection closed while receiving")
-        chunk = tail + data
-        seen += chunk.count(b"<body>")
-        tail = chunk[-5:]  # shorter than the token: a token cut across reads is counted once
+async def receive(want: Callable[[bytes], Awaitable[None]], count: int) -> None:
+    for _ in range(count):
+        await want(b"<body>")
 
 
 async def client_main(port: int, pairs: int, messages: int) -> None:
@@ -76,10 +42,10 @@ async def client_main(port: int, pairs: int, messages: int) -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     each = messages // pairs
     started = time.perf_counter()
-    receivers = [asyncio.create_task(receive(conns[2 * p + 1][0], each)) for p in range(pairs)]
+    receivers = [asyncio.create_task(receive(conns[2 * p + 1][1], each)) for p in range(pairs)]
     for start in range(0, each, 50):  # bursts of 50 per sender, then let the server catch up
         for p in range(pairs):
-            writer = conns[2 * p][1]
+            writer = conns[2 * p][0]
             to = f"user{2 * p + 2}@bench.local"
             writer.write(b"".join(
                 f"<message to='{to}' type='chat' id='m{i}'><body>hello {i}</body></message>".encode()
@@ -88,7 +54,7 @@ async def client_main(port: int, pairs: int, messages: int) -> None:
         await asyncio.sleep(0.002)
     await asyncio.wait_for(asyncio.gather(*receivers), 120)
     print(f"done {time.perf_counter() - started:.3f} {each * pairs}", flush=True)
-    for _, writer in conns:
+    for writer, _want in conns:
         writer.close()
 
 
@@ -112,15 +78,7 @@ async def server_main(args: argparse.Namespace) -> None:
     if await child.stdout.readline() != b"ready\n":
         raise SystemExit("client failed to log in")
     await asyncio.sleep(0.5)
-    profiler = cProfile.Profile(time.thread_time_ns, 1e-9) if args.profile else None
-    cpu_before = cpu_seconds()
-    if profiler:
-        profiler.enable()
-    child.stdin.write(b"go\n")
-    line = await child.stdout.readline()
-    if profiler:
-        profiler.disable()
-    cpu = cpu_seconds() - cpu_before
+    line, cpu, profiler = await measured_pass(child, profile=bool(args.profile))
     await child.wait()
     if not line.startswith(b"done"):
         raise SystemExit("client failed during the measured pass")
@@ -136,32 +94,12 @@ async def server_main(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=15487)
-    parser.add_argument("--pairs", type=int, default=10)
-    parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--state", type=Path, default=Path("/tmp/profile-messages-state"))
-    parser.add_argument("--profile", type=int, default=0, metavar="N", help="run under cProfile, print top N")
-    parser.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative)")
-    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    two_cpus = len(os.sched_getaffinity(0)) >= 2
-    if args.client:
-        if two_cpus:
-            os.sched_setaffinity(0, {1})
-        asyncio.run(client_main(args.port, args.pairs, args.messages))
-        return
-    logging.basicConfig(level=logging.ERROR)
-    if two_cpus:
-        os.sched_setaffinity(0, {0})
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(server_main(args))
-
+    state = Path("/tmp/profile-messages-state")
+    args = profiling_options(__doc__, port=15487, state=state, pairs=10, messages=20000).parse_args()
+    run_pinned(
+        lambda: client_main(args.port, args.pairs, args.messages), lambda: server_main(args),
+        client=args.client, uvloop=not args.no_uvloop,
+    )
 
 if __name__ == "__main__":
     main()
