@@ -22,10 +22,12 @@ test -x dist/parlour-onedir/parlour || { echo "build-deb: dist/parlour-onedir is
 
 # debian/copyright must name everything the build bundles: each top-level entry of _internal/ (shared
 # libraries, packages with binaries or data) and each distribution of the build venv (pure-Python ones
-# live in the archive inside the executable), build tools aside.
+# live in the archive inside the executable), build tools aside. Libraries a wheel brings (auditwheel
+# names them lib<name>-<8 hex digits>) are named without that hash.
 unnamed=
 for name in $( { ls dist/parlour-onedir/_internal | sed -e 's/\.cpython-.*//' -e 's/\.abi3.*//' -e 's/\.so.*//' \
-                     -e 's/-[0-9][0-9.a-z]*\.dist-info$//' -e 's/\.dist-info$//';
+                     -e 's/-[0-9][0-9.a-z]*\.dist-info$//' -e 's/\.dist-info$//' \
+                     -e 's/-[0-9a-f]\{8\}$//';
                  build/venv/bin/python -c 'import importlib.metadata as m; print("\n".join(d.metadata["Name"] for d in m.distributions()))';
                } | sort -u); do
     case $name in
