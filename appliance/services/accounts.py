@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from appliance.core.accounts import AccountExists, AccountNotFound, AccountService, WeakPassword
@@ -86,22 +87,20 @@ class AccountAdmin:
     async def create(self, actor: str, account: str, password: str) -> str:
         jid = self.account_jid(account)
         try:
-            await self.accounts.create(jid, password)
+            with _password_rules():
+                await self.accounts.create(jid, password)
         except AccountExists:
             raise Conflict(_("%(jid)s already exists.", jid=jid)) from None
-        except WeakPassword as exc:
-            raise Refused(_(WEAK_PASSWORD), str(exc)) from None
         audit.info("admin %s: created account %s", actor, jid)
         return str(jid)
 
     async def reset_password(self, actor: str, account: str, password: str) -> None:
         jid = self.account_jid(account)
         try:
-            await self.accounts.set_password(jid, password)
+            with _password_rules():
+                await self.accounts.set_password(jid, password)
         except AccountNotFound:
             raise NotFound(_("%(jid)s does not exist.", jid=jid)) from None
-        except WeakPassword as exc:
-            raise Refused(_(WEAK_PASSWORD), str(exc)) from None
         audit.info("admin %s: reset the password of %s", actor, jid)
 
     async def delete(self, actor: str, account: str) -> None:
@@ -155,3 +154,12 @@ class AccountAdmin:
 
 
 __all__ = ["WEAK_PASSWORD", "AccountAdmin", "SessionInfo"]
+
+
+@contextlib.contextmanager
+def _password_rules() -> Iterator[None]:
+    """A password the account rules refuse becomes the administrator's `Refused` message."""
+    try:
+        yield
+    except WeakPassword as exc:
+        raise Refused(_(WEAK_PASSWORD), str(exc)) from None
