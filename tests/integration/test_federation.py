@@ -11,37 +11,16 @@ from pathlib import Path
 import pytest
 
 from appliance.app import Parlour
-from appliance.config.model import FederationConfig, S2SConfig
+from appliance.config.model import FederationConfig
 from appliance.xmpp.jid import JID
+from tests.integration.federated import parlour_pair, s2s_route, start_server
 from tests.integration.harness import PASSWORD, Harness, free_port, make_config
-
-FEDERATION_ON = FederationConfig(enabled=True)
-
-
-async def _start(state_dir: Path, name: str, s2s: S2SConfig, federation: FederationConfig = FEDERATION_ON) -> Harness:
-    cfg = make_config(state_dir)
-    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=name),), s2s=s2s, federation=federation)
-    server = Parlour(cfg)
-    await server.start()
-    return Harness(server)
-
-
-def _s2s(port: int, peer: str, peer_port: int, **changes: object) -> S2SConfig:
-    return replace(S2SConfig(interfaces=("127.0.0.1",), port=port,
-                             static_routes=(f"{peer}=127.0.0.1:{peer_port}",), queue_timeout=3.0,
-                             connect_timeout=2.0, auth_timeout=5.0), **changes)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[Harness, Harness]]:
-    port_a, port_b = free_port(), free_port()
-    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b))
-    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a))
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
+    async with parlour_pair(tmp_path, "a.test", "b.test") as servers:
+        yield servers
 
 
 async def test_messages_both_ways_with_dialback(pair: tuple[Harness, Harness]) -> None:
@@ -64,7 +43,7 @@ async def test_messages_both_ways_with_dialback(pair: tuple[Harness, Harness]) -
 
 async def test_unreachable_remote_bounces_within_the_timeout(tmp_path: Path) -> None:
     dead = free_port()  # nobody listens there
-    a = await _start(tmp_path / "a", "a.test", _s2s(free_port(), "nowhere.test", dead, queue_timeout=1.0))
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(free_port(), "nowhere.test", dead, queue_timeout=1.0))
     try:
         juliet = await a.client(await a.user("juliet"))
         juliet.send_message(mto="romeo@nowhere.test", mbody="hello?", mtype="chat")
@@ -78,15 +57,15 @@ async def test_unreachable_remote_bounces_within_the_timeout(tmp_path: Path) -> 
 async def test_certificates_required_and_trusted(tmp_path: Path) -> None:
     """Both trust each other's CA and require valid certificates: the link is verified, not dialback alone."""
     port_a, port_b = free_port(), free_port()
-    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b))
-    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a))
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b))
+    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a))
     await a.close()
     await b.close()
     bundle = tmp_path / "both.pem"
     bundle.write_bytes(a.ca_file.read_bytes() + b.ca_file.read_bytes())
     strict = {"require_valid_certificates": True, "ca_bundle": bundle}
-    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b, **strict))
-    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a, **strict))
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b, **strict))
+    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a, **strict))
     try:
         juliet = await a.client(await a.user("juliet2"))
         romeo = await b.client(await b.user("romeo2"))
@@ -101,9 +80,9 @@ async def test_certificates_required_and_trusted(tmp_path: Path) -> None:
 
 async def test_untrusted_certificate_refused_when_required(tmp_path: Path) -> None:
     port_a, port_b = free_port(), free_port()
-    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b, require_valid_certificates=True,
-                                                    queue_timeout=2.0))
-    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a))
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b,
+                                                               require_valid_certificates=True, queue_timeout=2.0))
+    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a))
     try:
         juliet = await a.client(await a.user("juliet"))
         juliet.send_message(mto="romeo@b.test", mbody="x", mtype="chat")
@@ -117,7 +96,7 @@ async def test_untrusted_certificate_refused_when_required(tmp_path: Path) -> No
 
 async def test_reload_applies_the_policy_and_asks_a_restart_for_the_listener(tmp_path: Path) -> None:
     port = free_port()
-    a = await _start(tmp_path / "a", "a.test", _s2s(port, "b.test", free_port()))
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(port, "b.test", free_port()))
     try:
         assert a.server.federation is not None
         federation = a.server.federation.federation
@@ -138,8 +117,8 @@ async def test_garbage_and_stalling_servers_do_not_touch_local_sessions(tmp_path
     silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)  # accepts, never answers
     silent_port = silent.sockets[0].getsockname()[1]
     port = free_port()
-    a = await _start(tmp_path / "a", "a.test", _s2s(port, "stall.test", silent_port, queue_timeout=1.5,
-                                                    auth_timeout=1.0))
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(port, "stall.test", silent_port,
+                                                             queue_timeout=1.5, auth_timeout=1.0))
     try:
         juliet = await a.client(await a.user("juliet"))
         nurse = await a.client(await a.user("nurse"))
@@ -166,8 +145,8 @@ async def test_garbage_and_stalling_servers_do_not_touch_local_sessions(tmp_path
 
 async def test_idle_connection_closes_and_the_next_stanza_reconnects(tmp_path: Path) -> None:
     port_a, port_b = free_port(), free_port()
-    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b, idle_timeout=0.3))
-    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a))
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b, idle_timeout=0.3))
+    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a))
     try:
         juliet = await a.client(await a.user("juliet"))
         romeo = await b.client(await b.user("romeo"))
@@ -196,13 +175,13 @@ async def test_two_virtual_hosts_share_one_connection(tmp_path: Path) -> None:
     """Dialback piggybacking: a2.test authenticates on the stream a.test opened to b.test."""
     port_a, port_b = free_port(), free_port()
     cfg = make_config(tmp_path / "a")
-    s2s = _s2s(port_a, "b.test", port_b)
+    s2s = s2s_route(port_a, "b.test", port_b)
     cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name="a.test"), replace(cfg.hosts[0], name="a2.test")), s2s=s2s,
                   federation=FederationConfig(enabled=True))
     server = Parlour(cfg)
     await server.start()
     a = Harness(server)
-    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a, static_routes=(
+    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a, static_routes=(
         f"a.test=127.0.0.1:{port_a}", f"a2.test=127.0.0.1:{port_a}")))
     try:
         juliet = await a.client(await a.user("juliet"))
@@ -226,9 +205,9 @@ async def test_a_blocked_peer_is_refused_at_stream_open(tmp_path: Path) -> None:
     """b.test is blocked on a.test: b.test's stream gets <policy-violation/>, romeo's message comes back
     to him, and juliet (offline) finds nothing stored."""
     port_a, port_b = free_port(), free_port()
-    a = await _start(tmp_path / "a", "a.test", _s2s(port_a, "b.test", port_b),
-                     federation=FederationConfig(enabled=True, blocked_domains=("b.test",)))
-    b = await _start(tmp_path / "b", "b.test", _s2s(port_b, "a.test", port_a, queue_timeout=2.0))
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b),
+                           federation=FederationConfig(enabled=True, blocked_domains=("b.test",)))
+    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a, queue_timeout=2.0))
     try:
         await a.user("juliet")
         romeo = await b.client(await b.user("romeo"))

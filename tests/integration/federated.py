@@ -1,0 +1,52 @@
+"""Two Parlour servers federating over real sockets on loopback, each with its own local CA, finding each
+other through static routes (the s2s resolver's map). Shared by the Parlour-to-Parlour federation tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from appliance.app import Parlour
+from appliance.config.model import FederationConfig, S2SConfig
+from tests.integration.harness import Harness, free_port, make_config
+
+FEDERATION_ON = FederationConfig(enabled=True)
+
+
+async def start_server(state_dir: Path, name: str, s2s: S2SConfig,
+                       federation: FederationConfig = FEDERATION_ON) -> Harness:
+    """A started Parlour serving `name` with federation on."""
+    cfg = make_config(state_dir)
+    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=name),), s2s=s2s, federation=federation)
+    server = Parlour(cfg)
+    await server.start()
+    return Harness(server)
+
+
+def s2s_route(port: int, peer: str, peer_port: int, **changes: object) -> S2SConfig:
+    """An s2s listener on 127.0.0.1:`port` reaching `peer` at 127.0.0.1:`peer_port`, with short timeouts."""
+    return replace(S2SConfig(interfaces=("127.0.0.1",), port=port,
+                             static_routes=(f"{peer}=127.0.0.1:{peer_port}",), queue_timeout=3.0,
+                             connect_timeout=2.0, auth_timeout=5.0), **changes)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def parlour_pair(base: Path, first: str, second: str, *,
+                       first_federation: FederationConfig = FEDERATION_ON,
+                       second_federation: FederationConfig = FEDERATION_ON,
+                       **s2s: object) -> AsyncIterator[tuple[Harness, Harness]]:
+    """Two Parlours serving `first` and `second`, each routing to the other; `s2s` changes both [s2s]."""
+    port_a, port_b = free_port(), free_port()
+    a = await start_server(base / first, first, s2s_route(port_a, second, port_b, **s2s), first_federation)
+    try:
+        b = await start_server(base / second, second, s2s_route(port_b, first, port_a, **s2s), second_federation)
+    except BaseException:
+        await a.close()
+        raise
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
