@@ -46,12 +46,13 @@ def unavailable() -> str | None:
 class Namespace:
     """A network namespace joined to this one by a veth pair: we are .1, the namespace .2."""
 
-    def __init__(self, resolver_line: str = "") -> None:
-        tag = os.getpid() % 100000
+    def __init__(self, index: int = 0) -> None:
+        """`index` (0-9) tells apart several namespaces of one test process."""
+        tag = f"{os.getpid() % 100000}{index}"
         self.name = f"pp{tag}"
         self.outer_if, self.inner_if = f"vp{tag}a", f"vp{tag}b"
         subnet = 10 + os.getpid() % 240
-        self.outer, self.inner = f"10.231.{subnet}.1", f"10.231.{subnet}.2"
+        self.outer, self.inner = f"10.{231 + index}.{subnet}.1", f"10.{231 + index}.{subnet}.2"
         self.etc = Path("/etc/netns") / self.name
 
     def __enter__(self) -> Namespace:
@@ -109,7 +110,10 @@ class FederationCA:
         self.pem = directory / "ca.pem"
         self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, domain: str) -> Issued:
+    def issue(self, domain: str, *, client_auth: bool = False) -> Issued:
+        """A leaf for `domain`; `client_auth` adds clientAuth to serverAuth (ejabberd 23.01 checks the
+        certificate of an incoming SASL EXTERNAL for the TLS client purpose)."""
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         cert = (
@@ -117,7 +121,7 @@ class FederationCA:
             .issuer_name(self.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .sign(self.key, hashes.SHA256())
         )
         issued = Issued(self.dir / f"{domain}.crt", self.dir / f"{domain}.key")
@@ -212,20 +216,24 @@ class ProsodyPeer:
         raise RuntimeError("prosody did not start listening")
 
     async def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        for _ in range(100):
-            if process.poll() is not None:
-                return
-            await asyncio.sleep(0.05)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        await stop_group(self.process, grace=5.0)
 
     def log(self) -> str:
         path = self.base / "prosody.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+async def stop_group(process: subprocess.Popen[bytes] | None, *, grace: float) -> None:
+    """TERM the process group a peer was started in (start_new_session), KILL it after `grace` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    for _ in range(int(grace / 0.05)):
+        if process.poll() is not None:
+            return
+        await asyncio.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _escape(domain: str) -> str:
