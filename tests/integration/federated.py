@@ -25,10 +25,14 @@ async def start_server(state_dir: Path, name: str, s2s: S2SConfig,
     return Harness(server)
 
 
+SERVICES = ("conference", "pubsub")  # the peer's service domains reached over s2s too
+
+
 def s2s_route(port: int, peer: str, peer_port: int, **changes: object) -> S2SConfig:
-    """An s2s listener on 127.0.0.1:`port` reaching `peer` at 127.0.0.1:`peer_port`, with short timeouts."""
-    return replace(S2SConfig(interfaces=("127.0.0.1",), port=port,
-                             static_routes=(f"{peer}=127.0.0.1:{peer_port}",), queue_timeout=3.0,
+    """An s2s listener on 127.0.0.1:`port` reaching `peer` (and its chat and pubsub services) at
+    127.0.0.1:`peer_port`, with short timeouts."""
+    routes = tuple(f"{domain}=127.0.0.1:{peer_port}" for domain in (peer, *(f"{s}.{peer}" for s in SERVICES)))
+    return replace(S2SConfig(interfaces=("127.0.0.1",), port=port, static_routes=routes, queue_timeout=3.0,
                              connect_timeout=2.0, auth_timeout=5.0), **changes)  # type: ignore[arg-type]
 
 

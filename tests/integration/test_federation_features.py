@@ -1,0 +1,236 @@
+"""Everything local stanzas do, remote JIDs do too: two real Parlours, capulet.test and montague.test,
+with real slixmpp clients on both. A remote user in a local room and the reverse, PEP notifications to a
+remote contact, a remote PubSub subscriber, carbons and MAM of a conversation with a remote user,
+vCard/last activity/version/disco queries to remote JIDs, blocking a remote JID, and the remote server's
+IQ errors coming back to the local sender. One pair of servers serves the module; each test has its own
+accounts and rooms."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from xml.etree import ElementTree as ET
+
+import pytest
+import pytest_asyncio
+from slixmpp import JID
+
+from appliance.storage.api import RosterItem
+from tests.integration.federated import parlour_pair
+from tests.integration.harness import Client, Harness
+from tests.integration.pubsub_helpers import caps_client, items_of, next_event, on_node, payload
+from tests.integration.stanzas import condition, iq, iq_error, raw_messages, send_message
+from tests.integration.test_muc import codes, create_room, groupchat, muc_client, presence_from
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CAPULET, MONTAGUE = "capulet.test", "montague.test"
+CARBONS, FORWARD, MAM = "urn:xmpp:carbons:2", "urn:xmpp:forward:0", "urn:xmpp:mam:2"
+NICK, AVATAR_METADATA = "http://jabber.org/protocol/nick", "urn:xmpp:avatar:metadata"
+
+
+async def befriend_across(one: Harness, first: str, other: Harness, second: str) -> None:
+    """A mutual presence subscription between users of the two servers, straight in both roster stores
+    (what the handshake of test_federation_ejabberd leaves behind)."""
+    for h, user, contact in ((one, first, second), (other, second, first)):
+        assert h.server.stores is not None
+        local = JID(user).user
+        await h.server.stores.roster.put(h.domain, local, RosterItem(contact, subscription="both"))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Harness, Harness]]:
+    async with parlour_pair(tmp_path_factory.mktemp("federated"), CAPULET, MONTAGUE, queue_timeout=10.0) as pair:
+        yield pair
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def pair(shared: tuple[Harness, Harness]) -> AsyncIterator[tuple[Harness, Harness]]:
+    try:
+        yield shared
+    finally:
+        for h in shared:
+            for client in h.clients:
+                if client.is_connected():
+                    client.disconnect()
+            h.clients.clear()
+
+
+async def test_a_remote_user_in_a_local_room_and_a_local_user_in_a_remote_room(pair: tuple[Harness, Harness]) -> None:
+    capulet, montague = pair
+    juliet, nurse = await muc_client(capulet, "juliet"), await muc_client(capulet, "nurse")
+    romeo = await muc_client(montague, "romeo")
+    room = f"balcony@conference.{CAPULET}"
+    await create_room(juliet, room, "Juliet")
+    juliet.send_message(mto=room, mbody="before romeo came", mtype="groupchat")
+    await groupchat(juliet, body="before romeo came")
+
+    # romeo@montague.test joins: occupant list (juliet), history with its delay, his own presence (110)
+    own, _subject, occupants, history = await romeo.plugin["xep_0045"].join_muc_wait(JID(room), "Romeo",
+                                                                                     maxstanzas=5, timeout=15)
+    assert 110 in codes(own) and own["muc"]["role"] == "participant"
+    assert {str(p["from"]) for p in occupants} == {f"{room}/Juliet", f"{room}/Romeo"}
+    assert [m["body"] for m in history] == ["before romeo came"]
+    assert history[0]["delay"]["stamp"] is not None
+    seen = await presence_from(juliet, f"{room}/Romeo")
+    assert seen["muc"]["jid"].bare == f"romeo@{MONTAGUE}"  # the owner sees his real JID
+
+    romeo.send_message(mto=room, mbody="from Mantua", mtype="groupchat")
+    assert (await groupchat(juliet, body="from Mantua"))["from"] == JID(f"{room}/Romeo")
+    juliet.send_message(mto=room, mbody="from Verona", mtype="groupchat")
+    await groupchat(romeo, body="from Verona")
+
+    # the owner kicks the remote occupant: he and the others get 307
+    await nurse.plugin["xep_0045"].join_muc_wait(JID(room), "Nurse", maxstanzas=0, timeout=10)
+    await juliet.plugin["xep_0045"].set_role(room, "Romeo", "none", reason="banished")
+    kicked = await presence_from(romeo, f"{room}/Romeo", ptype="unavailable", timeout=15)
+    assert {110, 307} <= codes(kicked)
+    assert 307 in codes(await presence_from(nurse, f"{room}/Romeo", ptype="unavailable"))
+
+    # the reverse: juliet joins a room on montague.test, created by romeo
+    other = f"market@conference.{MONTAGUE}"
+    await create_room(romeo, other, "Romeo")
+    own, _subject, occupants, _history = await juliet.plugin["xep_0045"].join_muc_wait(JID(other), "Juliet",
+                                                                                       maxstanzas=0, timeout=15)
+    assert 110 in codes(own) and {str(p["from"]) for p in occupants} == {f"{other}/Romeo", f"{other}/Juliet"}
+    juliet.send_message(mto=other, mbody="in Mantua now", mtype="groupchat")
+    assert (await groupchat(romeo, body="in Mantua now"))["from"] == JID(f"{other}/Juliet")
+
+
+@pytest.mark.xfail(strict=True, reason="PEP notifies local sessions only: the caps module learns the features of "
+                   "local clients (their outgoing presence), not of remote contacts, so no remote JID is interested")
+async def test_pep_notifications_reach_a_remote_contact_with_notify(pair: tuple[Harness, Harness]) -> None:
+    capulet, montague = pair
+    juliet_jid, romeo_jid = await capulet.user("juliet2"), await montague.user("romeo2")
+    await befriend_across(capulet, juliet_jid, montague, romeo_jid)
+    juliet = await capulet.client(juliet_jid)
+    for plugin in ("xep_0004", "xep_0060"):
+        juliet.register_plugin(plugin)
+    romeo = await caps_client(montague, romeo_jid, interests=(NICK, AVATAR_METADATA))
+    ps = juliet.plugin["xep_0060"]
+    await ps.publish(juliet_jid, NICK, payload=payload(f"<nick xmlns='{NICK}'>Jules</nick>"))
+    event = await next_event(romeo, on_node(NICK), timeout=4)
+    [item] = items_of(event, NICK)
+    assert item[0].text == "Jules"
+    metadata = (f"<metadata xmlns='{AVATAR_METADATA}'><info bytes='3' id='abc' type='image/png'/></metadata>")
+    await ps.publish(juliet_jid, AVATAR_METADATA, id="abc", payload=payload(metadata))
+    event = await next_event(romeo, on_node(AVATAR_METADATA), timeout=15)
+    assert items_of(event, AVATAR_METADATA)[0].get("id") == "abc"
+
+
+async def test_a_remote_user_subscribes_to_a_pubsub_node(pair: tuple[Harness, Harness]) -> None:
+    capulet, montague = pair
+    owner = await capulet.client(await capulet.user("friar"))
+    reader = await montague.client(await montague.user("balthasar"))
+    for client in (owner, reader):
+        client.register_plugin("xep_0004")
+        client.register_plugin("xep_0060")
+    events = raw_messages(reader)
+    service = f"pubsub.{CAPULET}"
+    await owner.plugin["xep_0060"].create_node(service, "letters")
+    await reader.plugin["xep_0060"].subscribe(service, "letters", timeout=15)
+    await owner.plugin["xep_0060"].publish(service, "letters", id="l1",
+                                           payload=payload("<letter xmlns='urn:example:letters'>Potion</letter>"))
+    async with asyncio.timeout(15):
+        while (item := (await events.get()).find(".//{http://jabber.org/protocol/pubsub#event}item")) is None:
+            pass
+    assert item.get("id") == "l1" and item.findtext("{urn:example:letters}letter") == "Potion"
+
+
+async def test_carbons_and_mam_cover_a_conversation_with_a_remote_user(pair: tuple[Harness, Harness]) -> None:
+    capulet, montague = pair
+    juliet_jid, romeo_jid = await capulet.user("juliet3"), await montague.user("romeo3")
+    phone = await capulet.client(juliet_jid, resource="phone")
+    laptop = await capulet.client(juliet_jid, resource="laptop")
+    romeo = await montague.client(romeo_jid)
+    for client in (phone, laptop):
+        await iq(client, "set", f"<enable xmlns='{CARBONS}'/>")
+    copies = raw_messages(laptop)
+    send_message(phone, romeo_jid, "sent from the phone")
+    assert (await romeo.next_message(15))["body"] == "sent from the phone"
+    sent = await _carbon(copies, "sent")
+    assert sent.get("to") == romeo_jid and sent.findtext("{jabber:client}body") == "sent from the phone"
+    romeo.send_message(mto=f"{juliet_jid}/phone", mbody="to the phone only", mtype="chat")
+    assert (await phone.next_message(15))["body"] == "to the phone only"
+    received = await _carbon(copies, "received")
+    assert JID(received.get("from")).bare == romeo_jid
+
+    # both directions are in juliet's archive, and in romeo's on his own server
+    for client, peer, server in ((phone, romeo_jid, capulet), (romeo, juliet_jid, montague)):
+        found = await _archived(client, peer)
+        assert found == ["sent from the phone", "to the phone only"], server.domain
+
+
+async def _carbon(queue: asyncio.Queue[ET.Element], kind: str) -> ET.Element:
+    async with asyncio.timeout(15):
+        while True:
+            holder = (await queue.get()).find(f"{{{CARBONS}}}{kind}")
+            if holder is not None:
+                return holder.find(f"{{{FORWARD}}}forwarded/{{jabber:client}}message")
+
+
+async def _archived(client: Client, peer: str) -> list[str]:
+    results = raw_messages(client)
+    fields = (f"<field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field>"
+              f"<field var='with'><value>{peer}</value></field>")
+    await iq(client, "set", f"<query xmlns='{MAM}' queryid='q'><x xmlns='jabber:x:data' type='submit'>"
+                            f"{fields}</x></query>")
+    bodies = []
+    while not results.empty():
+        result = results.get_nowait().find(f"{{{MAM}}}result")
+        if result is not None:
+            bodies.append(result.findtext(f"{{{FORWARD}}}forwarded/{{jabber:client}}message/{{jabber:client}}body"))
+    return bodies
+
+
+async def test_vcard_last_activity_version_and_disco_of_remote_jids(pair: tuple[Harness, Harness]) -> None:
+    capulet, montague = pair
+    juliet_jid, romeo_jid = await capulet.user("juliet4"), await montague.user("romeo4")
+    await befriend_across(capulet, juliet_jid, montague, romeo_jid)  # last activity needs a subscription
+    romeo = await montague.client(romeo_jid)
+    await iq(romeo, "set", "<vCard xmlns='vcard-temp'><FN>Romeo Montague</FN></vCard>")
+    romeo.disconnect()
+    juliet = await capulet.client(juliet_jid)
+    card = await iq(juliet, "get", "<vCard xmlns='vcard-temp'/>", to=romeo_jid)
+    assert card.findtext("{vcard-temp}vCard/{vcard-temp}FN") == "Romeo Montague"
+    last = await iq(juliet, "get", "<query xmlns='jabber:iq:last'/>", to=romeo_jid)
+    assert int(last.find("{jabber:iq:last}query").get("seconds")) >= 0
+    version = await iq(juliet, "get", "<query xmlns='jabber:iq:version'/>", to=MONTAGUE)
+    assert version.findtext("{jabber:iq:version}query/{jabber:iq:version}name")
+    info = await juliet.plugin["xep_0030"].get_info(jid=MONTAGUE, timeout=15)
+    assert "urn:xmpp:ping" in info["disco_info"]["features"]
+    items = await juliet.plugin["xep_0030"].get_items(jid=MONTAGUE, timeout=15)
+    assert f"conference.{MONTAGUE}" in {str(item[0]) for item in items["disco_items"]["items"]}
+
+
+async def test_blocking_a_remote_jid_works_both_ways(pair: tuple[Harness, Harness]) -> None:
+    capulet, montague = pair
+    juliet_jid, romeo_jid = await capulet.user("juliet5"), await montague.user("romeo5")
+    juliet = await capulet.client(juliet_jid)
+    romeo = await montague.client(romeo_jid)
+    juliet.register_plugin("xep_0191")
+    await juliet.plugin["xep_0191"].block(romeo_jid)
+    romeo.send_message(mto=juliet_jid, mbody="let me in", mtype="chat")
+    error = await romeo.next_message(15)  # XEP-0191 §3.2: not delivered, the sender gets an error
+    assert error["type"] == "error" and error["error"]["condition"] == "service-unavailable"
+    juliet.send_message(mto=romeo_jid, mbody="to a blocked contact", mtype="chat")
+    own = await juliet.next_message(5)  # §3.2: juliet's own server refuses it, naming the block
+    assert own["type"] == "error" and own["error"]["condition"] == "not-acceptable"
+    assert own.xml.find(".//{urn:xmpp:blocking:errors}blocked") is not None
+    await juliet.plugin["xep_0191"].unblock(romeo_jid)
+    romeo.send_message(mto=juliet_jid, mbody="again", mtype="chat")
+    assert (await juliet.next_message(15))["body"] == "again"
+
+
+async def test_iq_errors_of_the_remote_server_come_back_to_the_sender(pair: tuple[Harness, Harness]) -> None:
+    capulet, montague = pair
+    juliet = await capulet.client(await capulet.user("juliet6"))
+    romeo_jid = await montague.user("romeo6")
+    unknown = "<query xmlns='urn:example:nothing'/>"
+    # RFC 6120 §8.4: the server answers for itself; RFC 6121 §8.5: for accounts and resources that do not exist
+    assert condition(await iq_error(juliet, "get", unknown, to=MONTAGUE)) == "service-unavailable"
+    assert condition(await iq_error(juliet, "get", unknown, to=f"nobody@{MONTAGUE}")) == "service-unavailable"
+    assert condition(await iq_error(juliet, "get", unknown, to=f"{romeo_jid}/gone")) == "service-unavailable"
+    error = await iq_error(juliet, "get", "<vCard xmlns='vcard-temp'/>", to=f"nobody@{MONTAGUE}")
+    assert condition(error) in ("item-not-found", "service-unavailable")
+    assert error.get("type") == "cancel"
