@@ -50,6 +50,7 @@ from appliance.modules.push import Push
 from appliance.modules.register import Register
 from appliance.modules.roster import Roster
 from appliance.modules.sasl2 import Sasl2
+from appliance.modules.shared_roster import SharedRoster
 from appliance.modules.stream_management import StreamManagement
 from appliance.modules.time import EntityTime
 from appliance.modules.upload import Upload
@@ -59,7 +60,18 @@ from appliance.platform.paths import database_path
 from appliance.storage import api
 from appliance.storage.connect import open_database as _open_database
 from appliance.storage.migrate import Migration, load_migrations
-from appliance.storage.stores import accounts, archive, blocklist, host_kv, kv, muc, offline, pubsub, roster
+from appliance.storage.stores import (
+    accounts,
+    archive,
+    blocklist,
+    host_kv,
+    kv,
+    muc,
+    offline,
+    pubsub,
+    roster,
+    shared_groups,
+)
 from appliance.storage.uploads import UploadFiles
 from appliance.storage.workers import Database
 from appliance.util.files import private_dir
@@ -102,6 +114,7 @@ BUILTIN: tuple[type[Module], ...] = (
     Adhoc,  # issue 15: ad-hoc commands and the XEP-0133 admin commands
     Announce,
     AdminCommands,
+    SharedRoster,  # issue 15: shared-roster groups
 )
 
 
@@ -116,6 +129,7 @@ STORES: tuple[tuple[type, Callable[[Database], object]], ...] = (
     (api.PubSubStore, pubsub.PubSubStore),
     (api.ArchiveStore, archive.ArchiveStore),
     (api.HostValueStore, host_kv.HostValueStore),
+    (api.SharedGroupStore, shared_groups.SharedGroupStore),
 )
 
 # Schema changes that stores keep beside their code (a store module's MIGRATIONS), after the numbered

@@ -14,9 +14,11 @@ from appliance.core.accounts import AccountService
 from appliance.core.sessions import SessionDirectory
 from appliance.modules.muc import MucOptions, defaults_from
 from appliance.modules.muc.admin import RoomAdmin
+from appliance.modules.shared_roster import GroupAdmin, SharedRoster
 from appliance.services.accounts import AccountAdmin
 from appliance.services.rooms import RoomDesk, RoomManager
 from appliance.services.setup import SetupAnswers, SetupService
+from appliance.services.shared_groups import GroupManager, SharedGroupDesk
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,7 @@ class OfflineServices:
     accounts: AccountAdmin
     rooms: RoomDesk
     room_services: dict[str, str]  # host -> its chat service domain
+    groups: SharedGroupDesk
 
 
 def stored_room_managers(config: Config, storage: Storage) -> dict[str, RoomManager]:
@@ -36,6 +39,12 @@ def stored_room_managers(config: Config, storage: Storage) -> dict[str, RoomMana
         out[host.name] = RoomAdmin(storage.stores.muc, options.service_domain(host.name), defaults_from(options),
                                    now=time.time())
     return out
+
+
+def stored_group_managers(config: Config, storage: Storage) -> dict[str, GroupManager]:
+    """Host -> a GroupAdmin on its stored shared groups (hosts with the module turned off have none)."""
+    return {host.name: GroupAdmin(storage.stores.shared_groups, host.name) for host in config.hosts
+            if SharedRoster.name not in host.modules.disabled}
 
 
 async def offline_setup(answers: SetupAnswers, config_path: Path, state_dir: Path) -> Config:
@@ -59,9 +68,10 @@ async def offline_services(config: Config) -> AsyncIterator[OfflineServices]:
             accounts=AccountAdmin(accounts, SessionDirectory(), [h.name for h in config.hosts], admins=None),
             rooms=RoomDesk(managers.values),
             room_services={host: manager.domain for host, manager in managers.items()},
+            groups=SharedGroupDesk(lambda: stored_group_managers(config, storage)),
         )
     finally:
         await storage.close()
 
 
-__all__ = ["OfflineServices", "offline_services", "offline_setup", "stored_room_managers"]
+__all__ = ["OfflineServices", "offline_services", "offline_setup", "stored_group_managers", "stored_room_managers"]

@@ -9,6 +9,7 @@ from appliance.core.accounts import AccountService
 from appliance.core.server import XmppCore
 from appliance.modules.announce import Announcements
 from appliance.modules.muc.admin import RoomAdmin
+from appliance.modules.shared_roster import GroupAdmin
 from appliance.services import Services
 from appliance.services.accounts import AccountAdmin
 from appliance.services.admins import Administrators
@@ -19,6 +20,7 @@ from appliance.services.invitations import Invitations
 from appliance.services.rooms import RoomDesk, RoomManager
 from appliance.services.scheduled_backups import BackupDesk
 from appliance.services.settings import Reload, Settings
+from appliance.services.shared_groups import GroupManager, SharedGroupDesk
 from appliance.services.status import ServerStatus
 from appliance.services.tokens import ApiTokens
 from appliance.storage.tokens import TokenFile
@@ -35,6 +37,12 @@ def live_announcers(core: XmppCore) -> list[Announcer]:
     """The Announcements each host's announce module publishes."""
     found = (host.services.get(Announcements) for host in core.hosts.values())
     return [announcer for announcer in found if announcer is not None]
+
+
+def live_group_managers(core: XmppCore) -> dict[str, GroupManager]:
+    """Host -> the GroupAdmin its shared-roster module publishes (hosts with it turned off have none)."""
+    found = ((name, host.services.get(GroupAdmin)) for name, host in core.hosts.items())
+    return {name: admin for name, admin in found if admin is not None}
 
 
 def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload, certs: CertificateStore,
@@ -62,7 +70,8 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
         federation=FederationDesk(settings),
         announcements=AnnouncementDesk(lambda: live_announcers(core)),
         backups=BackupDesk(config),
+        groups=SharedGroupDesk(lambda: live_group_managers(core)),
     )
 
 
-__all__ = ["live_announcers", "live_room_managers", "running_services"]
+__all__ = ["live_announcers", "live_group_managers", "live_room_managers", "running_services"]

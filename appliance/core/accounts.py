@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from appliance.storage.api import HASH_NAMES, AccountStore, AlreadyExists, ScramKeys
 from appliance.util.lru import LruDict
 from appliance.xmpp.jid import JID
 from appliance.xmpp.sasl import scram
+
+log = logging.getLogger(__name__)
 
 SALT_BYTES = 16
 PLAIN_HASH = "SHA-256"  # the key set PLAIN passwords are checked against
@@ -98,6 +102,20 @@ class AccountService:
         self._iterations = iterations
         self._min_length = max(1, min_password_length)
         self._verified = VerifiedPasswords()
+        self._watchers: list[Callable[[str], Awaitable[None]]] = []
+
+    def watch(self, watcher: Callable[[str], Awaitable[None]]) -> Callable[[], None]:
+        """Call `watcher(host)` after an account of `host` is created or deleted (shared rosters follow);
+        returns the undo."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher) if watcher in self._watchers else None
+
+    async def _changed(self, host: str) -> None:
+        for watcher in list(self._watchers):
+            try:
+                await watcher(host)
+            except Exception:  # the account change itself is done; a watcher's bug must not undo it
+                log.exception("account watcher %r failed", watcher)
 
     def check_password(self, password: str) -> None:
         """Raise ``WeakPassword`` unless the password may be set."""
@@ -121,6 +139,7 @@ class AccountService:
             await self._accounts.create(host, username, keys)
         except AlreadyExists as exc:  # lost a race with another create
             raise AccountExists(f"{username}@{host}") from exc
+        await self._changed(host)
 
     async def create_many(self, host: str, items: list[tuple[str, str]]) -> None:
         """Register many ``(username, password)`` accounts at once, all or none (bulk import, benchmarks)."""
@@ -143,6 +162,7 @@ class AccountService:
             await self._accounts.create_many(domain, rows)
         except AlreadyExists as exc:
             raise AccountExists(str(exc)) from exc
+        await self._changed(domain)
 
     async def delete(self, jid: JID) -> None:
         """Delete the account and everything stored for it; raises ``AccountNotFound``."""
@@ -150,6 +170,7 @@ class AccountService:
         self._verified.forget((host, username))
         if not await self._accounts.delete(host, username):
             raise AccountNotFound(f"{username}@{host}")
+        await self._changed(host)
 
     async def set_password(self, jid: JID, password: str) -> None:
         """Replace all SCRAM keys; raises ``AccountNotFound`` or ``WeakPassword``."""

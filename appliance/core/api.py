@@ -365,6 +365,10 @@ class ModuleContext(Generic[OptionsT]):
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.spawn(coro, f"{self.module.name}:{name}")
 
+    def on_account_change(self, watcher: Callable[[str], Awaitable[None]]) -> None:
+        """Call `watcher(host)` after an account of any host is created or deleted."""
+        self._undo.append(self.accounts.watch(watcher))
+
     def every(self, seconds: float, job: Callable[[], Awaitable[None]], name: str) -> None:
         """Run `job` every `seconds` until the module stops."""
         self._undo.append(self._tasks.every(seconds, job, f"{self.module.name}:{name}"))

@@ -19,6 +19,7 @@ from appliance.storage.api import (
     OfflineStore,
     PubSubStore,
     RosterStore,
+    SharedGroupStore,
     UploadArea,
 )
 
@@ -77,3 +78,4 @@ class Stores:
     archive = _Named(ArchiveStore)
     uploads = _Named(UploadArea)
     muc = _Named(MucStore)
+    shared_groups = _Named(SharedGroupStore)

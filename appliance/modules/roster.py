@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from lxml import etree
 
@@ -20,31 +21,99 @@ GROUP = f"{{{NS_ROSTER}}}group"
 MAX_TEXT = 1023
 
 
+class SharedContacts(Protocol):
+    """Contacts an administrator shares with a user (modules/shared_roster.py publishes it): on the roster
+    with subscription "both" in their shared groups, without being stored in the user's roster."""
+
+    def contacts(self, user: JID) -> dict[str, tuple[str, ...]]:
+        """Bare JID of each shared contact of `user` -> the names of the groups they share."""
+        ...
+
+    def digest(self, user: JID) -> str:
+        """A short fingerprint of `user`'s shared contacts ("" for none): part of the roster version."""
+        ...
+
+
+def with_shared(item: RosterItem | None, contact: str, groups: tuple[str, ...]) -> RosterItem:
+    """A roster item as a user sees it when `contact` is also shared with them in `groups`."""
+    if item is None:
+        return RosterItem(contact, subscription="both", groups=groups)
+    merged = tuple(dict.fromkeys(item.groups + groups))
+    return RosterItem(item.contact, item.name, "both", False, item.approved, merged)
+
+
 class RosterService:
-    """Roster reads and changes for other modules (presence); every change is pushed."""
+    """Roster reads and changes for other modules (presence); every change is pushed. Reads include the
+    contacts shared with the user (SharedContacts), as if both were subscribed to each other."""
 
     def __init__(self, ctx: ModuleContext[RosterOptions]) -> None:
         self._ctx = ctx
         self._versioning = ctx.options.versioning
 
+    def _shared(self) -> SharedContacts | None:
+        return self._ctx.optional(SharedContacts)  # type: ignore[type-abstract]
+
+    def shared(self, user: JID) -> dict[str, tuple[str, ...]]:
+        """The contacts shared with `user` (none without the shared_roster module)."""
+        shared = self._shared()
+        return shared.contacts(user) if shared is not None else {}
+
     async def items(self, user: JID) -> list[RosterItem]:
-        return await self._ctx.store(RosterStore).items(user.domain, user.local or "")
+        stored = await self._ctx.store(RosterStore).items(user.domain, user.local or "")
+        shared = self.shared(user)
+        if not shared:
+            return stored
+        items = {item.contact: item for item in stored}
+        for contact, groups in shared.items():
+            items[contact] = with_shared(items.get(contact), contact, groups)
+        return sorted(items.values(), key=lambda item: item.contact)
 
     async def item(self, user: JID, contact: JID) -> RosterItem | None:
-        return await self._ctx.store(RosterStore).item(user.domain, user.local or "", str(contact.bare()))
+        bare = str(contact.bare())
+        stored = await self._ctx.store(RosterStore).item(user.domain, user.local or "", bare)
+        groups = self.shared(user).get(bare)
+        return stored if groups is None else with_shared(stored, bare, groups)
+
+    async def version(self, user: JID) -> str:
+        """The roster version (XEP-0237, an opaque string): the stored roster's counter, followed by the
+        fingerprint of the shared contacts, so a change of either makes clients fetch the roster again."""
+        stored = await self._ctx.store(RosterStore).version(user.domain, user.local or "")
+        return self.version_string(user, stored)
+
+    def version_string(self, user: JID, stored: int) -> str:
+        shared = self._shared()
+        digest = shared.digest(user) if shared is not None else ""
+        return f"{stored}-{digest}" if digest else str(stored)
 
     async def put(self, user: JID, item: RosterItem) -> None:
         version = await self._ctx.store(RosterStore).put(user.domain, user.local or "", item)
-        self.push(user, item, version)
+        groups = self.shared(user).get(item.contact)
+        shown = item if groups is None else with_shared(item, item.contact, groups)
+        self.push(user, shown, self.version_string(user, version))
 
     async def remove(self, user: JID, contact: JID) -> bool:
         version = await self._ctx.store(RosterStore).remove(user.domain, user.local or "", str(contact.bare()))
         if version is None:
             return False
-        self.push(user, RosterItem(str(contact.bare()), subscription="none"), version, removed=True)
+        self.push(user, RosterItem(str(contact.bare()), subscription="none"), self.version_string(user, version),
+                  removed=True)
         return True
 
-    def push(self, user: JID, item: RosterItem, version: int, *, removed: bool = False) -> None:
+    async def push_current(self, user: JID, contact: str) -> None:
+        """Push `contact` as `user` now sees it (after their shared groups changed): the merged item, or a
+        removal when it is neither stored nor shared any more."""
+        store = self._ctx.store(RosterStore)
+        stored = await store.item(user.domain, user.local or "", contact)
+        version = self.version_string(user, await store.version(user.domain, user.local or ""))
+        groups = self.shared(user).get(contact)
+        if groups is not None:
+            self.push(user, with_shared(stored, contact, groups), version)
+        elif stored is not None:
+            self.push(user, stored, version)
+        else:
+            self.push(user, RosterItem(contact), version, removed=True)
+
+    def push(self, user: JID, item: RosterItem, version: str, *, removed: bool = False) -> None:
         """Send a roster push to every resource of `user` that has requested the roster."""
         for session in self._ctx.sessions.resources(user):
             if not session.interested:
@@ -55,7 +124,7 @@ class RosterService:
             iq.set("to", str(session.jid))
             query = etree.SubElement(iq, QUERY, nsmap={None: NS_ROSTER})
             if self._versioning:
-                query.set("ver", str(version))
+                query.set("ver", version)
             query.append(item_element(item, removed=removed))
             session.send(iq)
 
@@ -113,14 +182,14 @@ class Roster(Module):
         req.session.interested = True
         await self.ctx.fire(events.ROSTER_REQUESTED, events.SessionEvent(req.session))
         if self.versioning:
-            version = await self.ctx.store(RosterStore).version(user.domain, user.local or "")
-            if req.payload.get("ver") == str(version):
+            version = await self.service.version(user)
+            if req.payload.get("ver") == version:
                 return None  # RFC 6121 §2.6.3: unchanged, the client keeps its cached roster
         else:
             version = None
         query = etree.Element(QUERY, nsmap={None: NS_ROSTER})
         if version is not None:
-            query.set("ver", str(version))
+            query.set("ver", version)
         for item in await self.service.items(user):
             query.append(item_element(item))
         return query
@@ -165,6 +234,8 @@ class Roster(Module):
         return None
 
     async def _remove(self, user: JID, contact: JID) -> None:
+        if str(contact) in self.service.shared(user):
+            raise StanzaError.not_allowed("This contact is in a group the administrator shares with you")
         existing = await self.service.item(user, contact)
         if existing is None:
             raise StanzaError.item_not_found("That contact is not on the roster")

@@ -17,6 +17,7 @@ from appliance.services.invitations import Invitations
 from appliance.services.rooms import RoomDesk
 from appliance.services.scheduled_backups import BackupDesk
 from appliance.services.settings import Settings
+from appliance.services.shared_groups import SharedGroupDesk
 from appliance.services.status import ServerStatus
 from appliance.services.tokens import ApiTokens
 
@@ -36,6 +37,7 @@ class Services:
     federation: FederationDesk
     announcements: AnnouncementDesk
     backups: BackupDesk
+    groups: SharedGroupDesk
 
 
 __all__ = ["Services"]

@@ -121,6 +121,46 @@ class HostValueStore(Protocol):
     async def delete(self, host: str, store: str, key: str) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class SharedGroup:
+    """A shared-roster group of one host: its members see each other on their rosters, with presence."""
+
+    host: str
+    name: str
+    everyone: bool = False  # every account of the host is a member
+    directory_group: str = ""  # the DN of an LDAP group whose members are members
+    members: tuple[str, ...] = ()  # usernames added by an administrator, sorted
+
+
+@runtime_checkable
+class SharedGroupStore(Protocol):
+    """Shared-roster groups and their members, by (host, group name)."""
+
+    async def groups(self, host: str) -> list[SharedGroup]:
+        """Every group of ``host`` with its members, by name."""
+        ...
+
+    async def create(self, group: SharedGroup) -> None:
+        """Create a group (its members too); raises ``AlreadyExists`` or ``UnknownAccount``."""
+        ...
+
+    async def rename(self, host: str, name: str, new_name: str) -> bool:
+        """Rename a group; False when it does not exist, ``AlreadyExists`` when the new name is taken."""
+        ...
+
+    async def update(self, host: str, name: str, *, everyone: bool, directory_group: str) -> bool:
+        """Change what makes accounts members besides the listed ones; False when the group is absent."""
+        ...
+
+    async def delete(self, host: str, name: str) -> bool: ...
+
+    async def add_member(self, host: str, name: str, username: str) -> bool:
+        """Add an account; False when the group does not exist; raises ``UnknownAccount``."""
+        ...
+
+    async def remove_member(self, host: str, name: str, username: str) -> bool: ...
+
+
 @runtime_checkable
 class RosterStore(Protocol):
     """Roster items plus a per-user version counter (XEP-0237 roster versioning)."""

@@ -13,6 +13,8 @@ from appliance.storage.api import (
     PubSubItem,
     PubSubSubscription,
     ScramKeys,
+    SharedGroup,
+    UnknownAccount,
     UnknownArchiveId,
 )
 from appliance.storage.stores.accounts import AccountStore
@@ -20,9 +22,11 @@ from appliance.storage.stores.archive import ArchiveStore
 from appliance.storage.stores.host_kv import HostValueStore
 from appliance.storage.stores.muc import MucStore
 from appliance.storage.stores.pubsub import PubSubStore
+from appliance.storage.stores.shared_groups import SharedGroupStore
 from appliance.storage.workers import Database
 
 SERVICE = "pubsub.a.example"
+H = "a.example"
 
 
 async def test_pubsub_nodes_affiliations_and_subscriptions(db: Database) -> None:
@@ -131,3 +135,34 @@ async def test_disabled_accounts_and_host_documents(db: Database) -> None:
     assert await documents.get("a.example", "motd", "text") == b"Hello again"
     assert await documents.delete("a.example", "motd", "text")
     assert await documents.get("a.example", "motd", "text") is None
+
+
+async def test_shared_groups_members_rename_and_cascades(db: Database) -> None:
+    accounts = AccountStore(db)
+    for name in ("romeo", "juliet"):
+        await accounts.create(H, name, [])
+    store = SharedGroupStore(db)
+    await store.create(SharedGroup(H, "Staff", members=("romeo",)))
+    await store.create(SharedGroup(H, "All", everyone=True))
+    with pytest.raises(AlreadyExists):
+        await store.create(SharedGroup(H, "Staff"))
+    with pytest.raises(UnknownAccount):
+        await store.create(SharedGroup(H, "Ghosts", members=("nobody",)))
+    assert [g.name for g in await store.groups(H)] == ["All", "Staff"]  # the failed create left nothing
+    assert await store.add_member(H, "Staff", "juliet")
+    assert not await store.add_member(H, "Nope", "juliet")
+    with pytest.raises(UnknownAccount):
+        await store.add_member(H, "Staff", "nobody")
+    with pytest.raises(AlreadyExists):
+        await store.rename(H, "Staff", "All")
+    assert await store.rename(H, "Staff", "Crew")  # the members follow the new name
+    assert await store.update(H, "Crew", everyone=False, directory_group="cn=crew,dc=example")
+    assert await store.groups(H) == [SharedGroup(H, "All", everyone=True),
+                                     SharedGroup(H, "Crew", False, "cn=crew,dc=example", ("juliet", "romeo"))]
+    await accounts.delete(H, "juliet")  # a deleted account leaves every group
+    assert (await store.groups(H))[1].members == ("romeo",)
+    assert await store.remove_member(H, "Crew", "romeo")
+    assert not await store.remove_member(H, "Crew", "romeo")
+    assert await store.delete(H, "Crew")
+    assert not await store.delete(H, "Crew")
+    assert await store.groups("other.example") == []
