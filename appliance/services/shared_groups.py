@@ -158,8 +158,9 @@ class SharedGroupDesk:
     async def remove_member(self, actor: str, host: str, name: str, account: str) -> None:
         username = self._username(host, account)
         group = await self.group(host, name)
-        if f"{username}@{host}" not in group.members:
-            raise NotFound(_("%(account)s is not a member of %(name)s.", account=f"{username}@{host}", name=name))
+        account = JID.make(username, host).bare()
+        if str(account) not in group.members:
+            raise NotFound(_("%(account)s is not a member of %(name)s.", account=account, name=name))
         await self._do(self._manager(host).remove_member(name, username))
         audit.info("admin %s: removed %s@%s from shared group %r", actor, username, host, name)
 

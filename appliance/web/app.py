@@ -66,7 +66,7 @@ def make_app(
 
 
 def _console(app: web.Application, config: Config, admin: Services) -> None:
-    from appliance.web.admin import api, backup, certificates, console, federation, invite, metrics, rooms
+    from appliance.web.admin import api, backup, certificates, console, federation, groups, invite, metrics, rooms
     from appliance.web.admin.auth import ConsoleSessions
 
     app[pages.LANGUAGE_KEY] = config.console.language
@@ -79,6 +79,7 @@ def _console(app: web.Application, config: Config, admin: Services) -> None:
     console.setup(app)
     api.setup(app)
     rooms.setup(app)
+    groups.setup(app)
     federation.setup(app)
     certificates.setup(app)
     backup.setup(app)

@@ -21,7 +21,8 @@ from appliance.web.pages import render
 Page = Callable[[web.Request, ConsoleSession], Awaitable[web.StreamResponse]]
 
 NAV = (("/admin/", lazy("Dashboard")), ("/admin/users", lazy("Users")), ("/admin/invitations", lazy("Invitations")),
-       ("/admin/sessions", lazy("Online")), ("/admin/rooms", lazy("Rooms")), ("/admin/federation", lazy("Federation")),
+       ("/admin/sessions", lazy("Online")), ("/admin/rooms", lazy("Rooms")),
+       ("/admin/groups", lazy("Shared groups")), ("/admin/federation", lazy("Federation")),
        ("/admin/certificates", lazy("Certificates")), ("/admin/settings", lazy("Settings")),
        ("/admin/backup", lazy("Backup")), ("/admin/logs", lazy("Logs")), ("/admin/tokens", lazy("API tokens")))
 
