@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 import tomllib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from appliance.catalog import default_config, load_config
@@ -77,3 +80,25 @@ def load(args: argparse.Namespace) -> Config:
             + ("" if args.config is not None else ", or use --dev for a development run")
         ])
     return load_config(path, default_state_dir=state_dir)
+
+
+class CommandError(Exception):
+    """A failure of a subcommand, reported in one line (`parlour room create: ...`); exit status 1."""
+
+
+def run_for_host(args: argparse.Namespace, command: str,
+                 job: Callable[[argparse.Namespace, Config, str], Awaitable[None]]) -> int:
+    """Load the config, check that args.host is one of its hosts, run `job(args, config, host)`; a
+    CommandError or a service's refusal (ServiceError) becomes one line on stderr and exit status 1."""
+    from appliance.services.errors import ServiceError
+
+    config = load(args)
+    try:
+        host = config.host(args.host)
+        if host is None:
+            raise CommandError(f"{args.host} is not a host of this server")
+        asyncio.run(job(args, config, host.name))
+    except (CommandError, ServiceError) as exc:
+        print(f"parlour {command} {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0

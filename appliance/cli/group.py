@@ -8,17 +8,11 @@ changes groups through the running server, which tells online members at once).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 
 from appliance.cli import _config
 from appliance.config import Config
 
 ACTOR = "command line"  # who the audit log names for changes made here
-
-
-class GroupCommandError(Exception):
-    """A failure to report in one line."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,43 +44,30 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    config = _config.load(args)
-    try:
-        asyncio.run(_run(args, config))
-    except GroupCommandError as exc:
-        print(f"parlour group {args.action}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _config.run_for_host(args, "group", _run)
 
 
-async def _run(args: argparse.Namespace, config: Config) -> None:
+async def _run(args: argparse.Namespace, config: Config, host: str) -> None:
     from appliance.app.offline import offline_services
-    from appliance.services.errors import ServiceError
 
-    host = config.host(args.host)
-    if host is None:
-        raise GroupCommandError(f"{args.host} is not a host of this server")
     async with offline_services(config) as services:
         desk = services.groups
-        try:
-            if args.action == "list":
-                for group in await desk.groups(host.name):
-                    print(f"{group.name}\t{group.kind}\t{', '.join(group.members) or '-'}")
-            elif args.action == "add":
-                name = await desk.create(ACTOR, host.name, args.group, everyone=args.everyone,
-                                         directory_group=args.directory_group, members=args.members)
-                print(f"created group {name}")
-            elif args.action == "del":
-                await desk.delete(ACTOR, host.name, args.group)
-                print(f"deleted group {args.group}")
-            elif args.action == "rename":
-                name = await desk.rename(ACTOR, host.name, args.group, args.new_name)
-                print(f"renamed {args.group} to {name}")
-            else:
-                change = desk.add_member if args.action == "join" else desk.remove_member
-                for member in args.members:
-                    await change(ACTOR, host.name, args.group, member)
-                print(f"{'added to' if args.action == 'join' else 'removed from'} {args.group}: "
-                      f"{', '.join(args.members)}")
-        except ServiceError as exc:
-            raise GroupCommandError(str(exc)) from None
+        if args.action == "list":
+            for group in await desk.groups(host):
+                print(f"{group.name}\t{group.kind}\t{', '.join(group.members) or '-'}")
+        elif args.action == "add":
+            name = await desk.create(ACTOR, host, args.group, everyone=args.everyone,
+                                     directory_group=args.directory_group, members=args.members)
+            print(f"created group {name}")
+        elif args.action == "del":
+            await desk.delete(ACTOR, host, args.group)
+            print(f"deleted group {args.group}")
+        elif args.action == "rename":
+            name = await desk.rename(ACTOR, host, args.group, args.new_name)
+            print(f"renamed {args.group} to {name}")
+        else:
+            change = desk.add_member if args.action == "join" else desk.remove_member
+            for member in args.members:
+                await change(ACTOR, host, args.group, member)
+            print(f"{'added to' if args.action == 'join' else 'removed from'} {args.group}: "
+                  f"{', '.join(args.members)}")

@@ -7,17 +7,11 @@ server keeps its rooms in memory; the admin console changes rooms through the li
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 
 from appliance.cli import _config
 from appliance.config import Config
 
 ACTOR = "command line"  # who the audit log names for changes made here
-
-
-class RoomCommandError(Exception):
-    """A failure to report in one line."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,41 +37,28 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    config = _config.load(args)
-    try:
-        asyncio.run(_run(args, config))
-    except RoomCommandError as exc:
-        print(f"parlour room {args.action}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _config.run_for_host(args, "room", _run)
 
 
-async def _run(args: argparse.Namespace, config: Config) -> None:
+async def _run(args: argparse.Namespace, config: Config, host: str) -> None:
     from appliance.app.offline import offline_services
-    from appliance.services.errors import ServiceError
 
-    host = config.host(args.host)
-    if host is None:
-        raise RoomCommandError(f"{args.host} is not a host of this server")
     async with offline_services(config) as services:
-        service = services.room_services[host.name]
+        service = services.room_services[host]
         rooms = services.rooms
-        try:
-            if args.action == "list":
-                for room in await rooms.rooms():
-                    if not room.jid.endswith(f"@{service}"):
-                        continue
-                    visibility = "public" if room.public else "hidden"
-                    print(f"{room.jid}\t{room.name or '-'}\t{visibility}\towners: {', '.join(room.owners)}")
-            elif args.action == "create":
-                jid = await rooms.create(ACTOR, f"{args.room}@{service}", args.owners, title=args.title,
-                                         public=not args.hidden)
-                print(f"created {jid}")
-            elif args.action == "destroy":
-                await rooms.destroy(ACTOR, f"{args.room}@{service}")
-                print(f"destroyed {args.room}@{service}")
-            else:
-                await rooms.set_owners(ACTOR, f"{args.room}@{service}", args.owners)
-                print(f"owners of {args.room}@{service}: {', '.join(args.owners)}")
-        except ServiceError as exc:
-            raise RoomCommandError(str(exc)) from None
+        if args.action == "list":
+            for room in await rooms.rooms():
+                if not room.jid.endswith(f"@{service}"):
+                    continue
+                visibility = "public" if room.public else "hidden"
+                print(f"{room.jid}\t{room.name or '-'}\t{visibility}\towners: {', '.join(room.owners)}")
+        elif args.action == "create":
+            jid = await rooms.create(ACTOR, f"{args.room}@{service}", args.owners, title=args.title,
+                                     public=not args.hidden)
+            print(f"created {jid}")
+        elif args.action == "destroy":
+            await rooms.destroy(ACTOR, f"{args.room}@{service}")
+            print(f"destroyed {args.room}@{service}")
+        else:
+            await rooms.set_owners(ACTOR, f"{args.room}@{service}", args.owners)
+            print(f"owners of {args.room}@{service}: {', '.join(args.owners)}")

@@ -27,6 +27,11 @@ NAV = (("/admin/", lazy("Dashboard")), ("/admin/users", lazy("Users")), ("/admin
        ("/admin/backup", lazy("Backup")), ("/admin/logs", lazy("Logs")), ("/admin/tokens", lazy("API tokens")))
 
 
+def addresses(text: object) -> list[str]:
+    """Account addresses as a form field holds them: separated by commas, spaces or new lines."""
+    return [part for part in str(text or "").replace("\n", ",").replace(" ", ",").split(",") if part]
+
+
 def _denied(request: web.Request, reason: str, status: int = 403) -> web.Response:
     return render(request, "admin/denied.html", status=status, reason=reason)
 

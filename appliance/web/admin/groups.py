@@ -16,7 +16,7 @@ from appliance.services.shared_groups import GroupSummary, SharedGroupDesk
 from appliance.util.i18n import _
 from appliance.web.admin.api import _body, endpoint
 from appliance.web.admin.auth import ConsoleSession
-from appliance.web.admin.console import _action, _page, admin_page
+from appliance.web.admin.console import _action, _page, addresses, admin_page
 from appliance.web.keys import ADMIN
 
 PAGE = "/admin/groups"
@@ -25,9 +25,6 @@ PAGE = "/admin/groups"
 def desk(request: web.Request) -> SharedGroupDesk:
     return request.app[ADMIN].groups
 
-
-def _members(text: object) -> list[str]:
-    return [part for part in str(text or "").replace("\n", ",").replace(" ", ",").split(",") if part]
 
 
 def _field(form: Any, name: str) -> str:
@@ -44,7 +41,7 @@ async def groups_page(request: web.Request, session: ConsoleSession) -> web.Resp
 
 async def _create(d: SharedGroupDesk, actor: str, form: Any) -> str:
     name = await d.create(actor, _field(form, "host"), _field(form, "name"), everyone=form.get("everyone") == "on",
-                          members=_members(form.get("members")))
+                          members=addresses(form.get("members")))
     return _("Group %(name)s created.", name=name)
 
 
@@ -59,7 +56,7 @@ async def _delete(d: SharedGroupDesk, actor: str, form: Any) -> str:
 
 
 async def _add(d: SharedGroupDesk, actor: str, form: Any) -> str:
-    members = _members(form.get("members"))
+    members = addresses(form.get("members"))
     for member in members:
         await d.add_member(actor, _field(form, "host"), _field(form, "group"), member)
     return _("Added to %(name)s: %(members)s.", name=_field(form, "group"), members=", ".join(members))

@@ -15,7 +15,7 @@ from appliance.services.rooms import RoomDesk, RoomView
 from appliance.util.i18n import _
 from appliance.web.admin.api import _body, endpoint
 from appliance.web.admin.auth import ConsoleSession
-from appliance.web.admin.console import _action, _page, admin_page
+from appliance.web.admin.console import _action, _page, addresses, admin_page
 from appliance.web.keys import ADMIN
 
 PAGE = "/admin/rooms"
@@ -24,9 +24,6 @@ PAGE = "/admin/rooms"
 def desk(request: web.Request) -> RoomDesk:
     return request.app[ADMIN].rooms
 
-
-def _split(text: object) -> list[str]:
-    return [part for part in str(text or "").replace("\n", ",").replace(" ", ",").split(",") if part]
 
 
 # -- console ----------------------------------------------------------------------------------------
@@ -41,7 +38,7 @@ async def _create(d: RoomDesk, actor: str, form: Any) -> str:
     name = str(form.get("name", "")).strip()
     service = str(form.get("service", "")).strip()
     room = f"{name}@{service}" if service and "@" not in name else name
-    jid = await d.create(actor, room, _split(form.get("owners")), title=str(form.get("title", "")),
+    jid = await d.create(actor, room, addresses(form.get("owners")), title=str(form.get("title", "")),
                          public=form.get("public") == "on")
     return _("Room %(jid)s created.", jid=jid)
 
@@ -53,7 +50,7 @@ async def _destroy(d: RoomDesk, actor: str, form: Any) -> str:
 
 
 async def _owners(d: RoomDesk, actor: str, form: Any) -> str:
-    jid, owners = await d.set_owners(actor, str(form.get("room", "")), _split(form.get("owners")))
+    jid, owners = await d.set_owners(actor, str(form.get("room", "")), addresses(form.get("owners")))
     return _("Owners of %(jid)s: %(owners)s.", jid=jid, owners=", ".join(owners))
 
 
