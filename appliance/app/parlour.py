@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Callable
 
 from appliance import __version__
+from appliance.app.calls import CallRelay
 from appliance.app.config_watch import CONFIG_WATCH_INTERVAL, ConfigWatch
 from appliance.app.federation import FederationService
 from appliance.app.listeners import ClientListeners
@@ -27,7 +28,7 @@ from appliance.certs.names import hosted_names
 from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
-from appliance.core.api import AccountDesk, Host
+from appliance.core.api import AccountDesk, BuiltinTurn, Host
 from appliance.core.server import SWEEP_INTERVAL, XmppCore
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
@@ -73,6 +74,7 @@ class Parlour:
         self.listeners: ClientListeners | None = None
         self.federation: FederationService | None = None  # with [s2s] enabled
         self.web: WebServer | None = None
+        self.calls: CallRelay | None = None  # with [turn] enabled
         self.services: Services | None = None  # what the console, the API and ad-hoc commands call
         self.log_buffer: logbuffer.RingBufferHandler | None = None
         self.descriptors = DescriptorWatch()  # one warning when connections use up the open-file limit
@@ -97,6 +99,10 @@ class Parlour:
         self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,
                                          cert_care=self.cert_care, log_buffer=self.log_buffer)
         core.publish(AccountDesk, self.services.accounts)
+        if config.turn.enabled:  # before the modules start: XEP-0215 announces it with its real ports
+            self.calls = CallRelay(config, self._turn_tls_context)
+            self.ports.update(await self.calls.start())
+            core.publish(BuiltinTurn, self.calls.announced)
         await core.start()
         self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors,
                                          components=core.components)
@@ -118,6 +124,9 @@ class Parlour:
 
     def tls_context(self) -> ssl.SSLContext | None:
         return self.certs.current_context() if self.certs is not None else None
+
+    def _turn_tls_context(self) -> ssl.SSLContext | None:
+        return self.certs.server_context() if self.certs is not None else None
 
     def _https_context(self) -> ssl.SSLContext | None:
         return self.certs.server_context(alpn=["http/1.1"]) if self.certs is not None else None
@@ -158,6 +167,8 @@ class Parlour:
             await self.web.stop()
         if self.cert_care is not None:
             await self.cert_care.stop()
+        if self.calls is not None:
+            await self.calls.stop()
         if self.core is not None:
             await self.core.stop()
         await self.tasks.close()

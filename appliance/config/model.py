@@ -166,6 +166,32 @@ class BackupConfig:
 # --- end [backup] ---
 
 
+# --- [turn] (built-in STUN/TURN server for calls) ---
+DEFAULT_DENIED_PEERS = ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128", "224.0.0.0/4", "ff00::/8",
+                        "169.254.0.0/16", "fe80::/10")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    """The built-in STUN and TURN server (RFC 8489, RFC 8656) that audio and video calls go through."""
+
+    enabled: bool = False
+    host: str = ""  # the name clients are told; "": each XMPP host's own domain
+    interfaces: tuple[str, ...] = ("0.0.0.0",)
+    port: int = 3478  # UDP and TCP
+    tls_port: int = 0  # TURN over TLS (5349 by convention); 0: off
+    relay_address: str = ""  # the address relays are opened on; "": this machine's first LAN address
+    external_address: str = ""  # the public address of a NAT in front, announced instead of relay_address
+    min_port: int = 49152
+    max_port: int = 65535
+    user_quota: int = 10  # allocations one user may hold at once
+    total_quota: int = 1000
+    max_lifetime: float = 3600.0
+    secret: str = ""  # "": generated once into <state_dir>/turn.secret
+    denied_peers: tuple[str, ...] = DEFAULT_DENIED_PEERS
+# --- end [turn] ---
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """Resource limits that keep one client from hurting the others."""
@@ -276,6 +302,7 @@ class Config:
     acme: AcmeConfig = field(default_factory=AcmeConfig)  # [acme]
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]
     backup: BackupConfig = field(default_factory=BackupConfig)  # [backup]
+    turn: TurnConfig = field(default_factory=TurnConfig)  # [turn]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)  # [storage]
     logging: LoggingConfig = field(default_factory=LoggingConfig)

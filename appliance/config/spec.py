@@ -695,6 +695,47 @@ BACKUP = _table("backup", model.BackupConfig, "Daily backups of the whole instal
 ])
 # --- end [backup] ---
 
+# --- [turn] (built-in STUN/TURN server for calls) ---
+def check_network(text: str) -> str:
+    """An IP network like "10.0.0.0/8" or one address."""
+    return str(ipaddress.ip_network(text.strip(), strict=False))
+
+
+def check_optional_ip(text: str) -> str:
+    return check_ip(text) if text.strip() else ""
+
+
+def check_host_or_ip(text: str) -> str:
+    """A domain name, an IP address, or empty."""
+    text = text.strip()
+    return check_ip(text) if _is_ip(text) else check_domain(text) if text else ""
+
+
+TURN = _table("turn", model.TurnConfig, "The built-in STUN and TURN server for audio and video calls "
+              "(docs/calls.md). Clients learn it, with credentials valid for a day, through XEP-0215.", [
+    ("enabled", Bool(), "Run the STUN/TURN server and announce it to clients."),
+    ("host", Text("a domain name or an IP address", check_host_or_ip), "The name clients reach it "
+     "by; empty means each XMPP domain's own name."),
+    ("interfaces", ListOf(IP_ADDRESS), "Addresses to listen on."),
+    ("port", PORT, "Port for STUN and TURN over UDP and TCP."),
+    ("tls_port", Int(0, 65535), "Port for TURN over TLS (5349 by convention), with the server's "
+     "certificate; 0 turns it off."),
+    ("relay_address", Text("an IP address or empty", check_optional_ip), "Address relays are opened on; "
+     "empty means this machine's first LAN address."),
+    ("external_address", Text("an IP address or empty", check_optional_ip), "Public address of a NAT "
+     "router in front of this server (its relay ports forwarded here), announced to clients instead."),
+    ("min_port", Int(1024, 65535), "Lowest port of the relay range (open it in the firewall)."),
+    ("max_port", Int(1024, 65535), "Highest port of the relay range."),
+    ("user_quota", Int(1, 10_000), "Relays one user may hold at once (a call needs one or two)."),
+    ("total_quota", Int(1, 1_000_000), "Relays the server holds at once."),
+    ("max_lifetime", Duration(60, 86400), "Longest time a relay lives without being refreshed."),
+    ("secret", Text("a string", str), "Shared secret of the credentials; empty generates one into "
+     "<state_dir>/turn.secret. Set it to share it with another TURN server (coturn: static-auth-secret)."),
+    ("denied_peers", ListOf(Text('a network like "10.0.0.0/8"', check_network)), "Networks relays never send "
+     "to; the default keeps this machine's loopback, link-local and multicast out of reach."),
+])
+# --- end [turn] ---
+
 _SHAPING = (  # [limits] and [hosts."name".limits]
     ("rate", Size(1024, 1024**3), "Bytes per second a logged-in client may send over time; reading from a "
      "faster one pauses (TCP, WebSocket and BOSH alike)."),
@@ -825,7 +866,7 @@ MODULES_DISABLED = _key(model.ModulesConfig, "disabled", ListOf(MODULE_NAME), "M
 """The one key of [modules] itself; every module adds its own table (config/options.py collects them)."""
 
 CORE_SECTIONS: tuple[Table, ...] = (
-    SERVER, C2S, TLS, COMPONENTS, FEDERATION, S2S, ACME, HTTP, CONSOLE, BACKUP, LIMITS, STORAGE, LOGGING,
+    SERVER, C2S, TLS, COMPONENTS, FEDERATION, S2S, ACME, HTTP, CONSOLE, BACKUP, TURN, LIMITS, STORAGE, LOGGING,
 )
 """The top-level tables of the core in documentation order; [modules] and `hosts` come after them."""
 

@@ -59,6 +59,7 @@ __all__ = [
     "AccountExists",
     "AccountNotFound",
     "Bool",
+    "BuiltinTurn",
     "Choice",
     "CsiOptions",
     "Duration",
@@ -85,6 +86,17 @@ __all__ = [
 S = TypeVar("S")
 OptionsT = TypeVar("OptionsT")
 P = TypeVar("P")
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinTurn:
+    """The STUN/TURN server running in this process ([turn]), published by the composition root for
+    external service discovery (XEP-0215) to announce with credentials made from its secret."""
+
+    secret: str
+    port: int
+    tls_port: int = 0  # 0: no TURN over TLS
+    host: str = ""  # "": the XMPP host's own name
 
 
 class AccountDesk(Protocol):

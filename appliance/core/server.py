@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from appliance.core.router import Router
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
 from appliance.util import memory
+from appliance.util.files import secret_file
 from appliance.util.logging import apply_level
 from appliance.util.tasks import TaskSupervisor
 from appliance.xmpp.errors import StreamError
@@ -216,9 +216,4 @@ def _ordered(modules: tuple[type, ...]) -> list[type]:
 
 def _fake_secret(state_dir: Path) -> bytes:
     """A per-installation secret that makes SCRAM salts of unknown users stable but unguessable."""
-    path = state_dir / "secret.key"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(os.urandom(32))
-    return hashlib.sha256(path.read_bytes()).digest()
+    return hashlib.sha256(secret_file(state_dir / "secret.key")).digest()

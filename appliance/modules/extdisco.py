@@ -6,17 +6,26 @@ implement: username = "<expiry unix time>:<bare JID>", password = base64(HMAC-SH
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import math
 from dataclasses import dataclass
 
 from lxml import etree
 
-from appliance.core.api import SECRET, SERVICE_URI, Duration, IqRequest, ListOf, Module, ModuleContext, Xep, option
+from appliance.core.api import (
+    SECRET,
+    SERVICE_URI,
+    BuiltinTurn,
+    Duration,
+    IqRequest,
+    ListOf,
+    Module,
+    ModuleContext,
+    Xep,
+    option,
+)
 from appliance.modules._util import element
 from appliance.util.timestamps import format_datetime
+from appliance.util.turn_rest import rest_credentials
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
 from appliance.xmpp.ns import NS_EXTDISCO
@@ -32,6 +41,7 @@ class ExternalService:
     host: str
     port: int
     transport: str
+    secret: str = ""  # the built-in server's own; "": the module's `secret` option
 
     @classmethod
     def parse(cls, uri: str) -> ExternalService:
@@ -51,10 +61,20 @@ class ExternalService:
 
 
 def turn_credentials(secret: str, user: JID, expires: float) -> tuple[str, str]:
-    """(username, password) of the TURN REST scheme, valid until `expires` (seconds since the epoch)."""
-    username = f"{math.ceil(expires)}:{user.bare()}"
-    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
-    return username, base64.b64encode(digest).decode("ascii")
+    """(username, password) of the TURN REST scheme for `user`'s bare JID, valid until `expires`."""
+    return rest_credentials(secret, str(user.bare()), expires)
+
+
+def builtin_services(turn: BuiltinTurn, host: str) -> list[ExternalService]:
+    """What Parlour's own STUN/TURN server offers: STUN, TURN over UDP and TCP, and TURN over TLS."""
+    services = [
+        ExternalService("stun", host, turn.port, "udp"),
+        ExternalService("turn", host, turn.port, "udp", turn.secret),
+        ExternalService("turn", host, turn.port, "tcp", turn.secret),
+    ]
+    if turn.tls_port:
+        services.append(ExternalService("turns", host, turn.tls_port, "tcp", turn.secret))
+    return services
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +99,9 @@ class ExternalServices(Module):
         self.ctx = ctx
         self.options = ctx.options
         self.services = [ExternalService.parse(uri) for uri in self.options.services]
+        builtin = ctx.optional(BuiltinTurn)
+        if builtin is not None:
+            self.services += builtin_services(builtin, builtin.host or ctx.host)
         ctx.iq("get", f"{{{NS_EXTDISCO}}}services", self.on_services)
         ctx.iq("get", f"{{{NS_EXTDISCO}}}credentials", self.on_credentials, feature=None)
 
@@ -113,9 +136,10 @@ class ExternalServices(Module):
         entry.set("host", service.host)
         entry.set("port", str(service.port))
         entry.set("transport", service.transport)
-        if service.needs_credentials and self.options.secret:
+        secret = service.secret or self.options.secret
+        if service.needs_credentials and secret:
             expires = self.ctx.now() + self.options.credential_lifetime
-            username, password = turn_credentials(self.options.secret, user, expires)
+            username, password = turn_credentials(secret, user, expires)
             entry.set("expires", format_datetime(math.ceil(expires), milliseconds=False))
             entry.set("username", username)
             entry.set("password", password)

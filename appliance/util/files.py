@@ -51,3 +51,15 @@ def private_file(path: Path, *, create: bool = True) -> None:
 
 
 __all__ = ["private_dir", "private_file", "write_atomically"]
+
+
+def secret_file(path: Path, size: int = 32) -> bytes:
+    """The random secret kept in `path` (owner-only), made on first use; concurrent first uses agree."""
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(size))
+                f.flush()
+                os.fsync(f.fileno())
+    return path.read_bytes()

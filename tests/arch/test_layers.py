@@ -44,6 +44,8 @@ ALLOWED: dict[str, set[str]] = {
     # beside core: the c2s driver is handed to the TCP shell; core never imports net or certs
     "net": {"xmpp", "util", "config", "core.c2s"},
     "certs": {"config", "util", "net.tls"},
+    # the STUN/TURN server for calls: a network service of its own beside the XMPP core
+    "turn": {"util"},
     # what the build is made of (modules, stores): opens the database for app/ and the CLI
     "catalog": {"config", "core.api", "core.stores", "modules", "platform", "storage", "util"},
     "services": BASE | {"core", "storage.api", "storage.tokens", "storage.backup", "certs", "catalog"},
@@ -51,7 +53,7 @@ ALLOWED: dict[str, set[str]] = {
     "web": BASE | {"services", "core.c2s", "net", "certs.acme", "storage.api", "storage.uploads"},
     "cli": BASE | {"app", "services", "certs", "catalog"},
     # the composition root: builds and wires every layer
-    "app": BASE | {"catalog", "core", "modules", "storage", "net", "certs", "services", "web"},
+    "app": BASE | {"catalog", "core", "modules", "storage", "net", "certs", "services", "web", "turn"},
     "__main__": {"cli"},
     "compliance": {"catalog", "core.api", "modules"},
 }
