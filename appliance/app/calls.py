@@ -4,6 +4,7 @@ what external service discovery (XEP-0215) is told about it."""
 from __future__ import annotations
 
 import base64
+import logging
 import ssl
 from collections.abc import Callable
 
@@ -12,6 +13,8 @@ from appliance.core.api import BuiltinTurn
 from appliance.net.interfaces import lan_addresses
 from appliance.turn.server import TurnServer, TurnSettings
 from appliance.util.files import secret_file
+
+log = logging.getLogger(__name__)
 
 
 def turn_secret(config: Config) -> str:
@@ -46,7 +49,18 @@ class CallRelay:
         self.server = TurnServer(turn_settings(config, self.secret), tls_context=tls_context)
 
     async def start(self) -> dict[str, int]:
-        return await self.server.start()
+        """Open the listeners; a port already taken is logged and leaves calls off, not the whole server."""
+        try:
+            return await self.server.start()
+        except OSError as exc:
+            log.error("The STUN/TURN server cannot listen on port %d (%s): calls relay through this server "
+                      "only once [turn] port is free or changed", self.config.turn.port, exc)
+            await self.server.stop()
+            return {}
+
+    @property
+    def running(self) -> bool:
+        return "turn_udp" in self.server.ports
 
     @property
     def announced(self) -> BuiltinTurn:

@@ -102,7 +102,8 @@ class Parlour:
         if config.turn.enabled:  # before the modules start: XEP-0215 announces it with its real ports
             self.calls = CallRelay(config, self._turn_tls_context)
             self.ports.update(await self.calls.start())
-            core.publish(BuiltinTurn, self.calls.announced)
+            if self.calls.running:
+                core.publish(BuiltinTurn, self.calls.announced)
         await core.start()
         self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors,
                                          components=core.components)

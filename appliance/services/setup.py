@@ -66,6 +66,7 @@ class SetupAnswers:
     upload_quota_mb: int = 1024
     history_days: int = 365  # 0: keep no history
     federation: bool = False  # talk to users of other XMPP servers; off suits a LAN-only office
+    calls: bool = True  # the built-in STUN/TURN server for audio and video calls
     extra: dict[str, dict[str, object]] = field(default_factory=dict)  # more keys per table (listeners)
 
     def admin_jid(self) -> str:
@@ -117,8 +118,17 @@ def setup_document(answers: SetupAnswers, state_dir: Path) -> tomlkit.TOMLDocume
         "Users of other XMPP servers: " + ("allowed (block domains with `parlour federation block`)."
                                            if answers.federation else "off, this server talks only to itself."),
         enabled=answers.federation)
+    if _schema_has("turn", "enabled"):
+        doc["turn"] = _table(
+            "Audio and video calls through this server (STUN/TURN): " + (
+                "on; open port 3478 (UDP and TCP) and UDP ports 49152-65535 in the firewall (docs/calls.md)."
+                if answers.calls else "off."),
+            enabled=answers.calls)
     for name, keys in answers.extra.items():
-        doc[name] = _table(**keys)
+        if name in doc:  # a table setup wrote itself: the extra keys go into it
+            doc[name].update(keys)  # type: ignore[union-attr]
+        else:
+            doc[name] = _table(**keys)
     modules = _features(answers)
     modules["register"] = _table(policy=policy)
     doc["modules"] = modules

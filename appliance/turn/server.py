@@ -123,6 +123,9 @@ class TurnServer:
         for server in self._tcp:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
+        self._udp.clear()
+        self._tcp.clear()
+        self.ports.clear()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -157,7 +160,7 @@ class TurnServer:
     async def handle(self, data: bytes, five_tuple: FiveTuple, send: Callable[[bytes], None], *,
                      padded: bool) -> None:
         if is_channel_data(data):
-            self._channel_from_client(data, five_tuple)
+            self.relay_channel_data(data, five_tuple)
             return
         try:
             message = parse(data)
@@ -317,7 +320,7 @@ class TurnServer:
         if allocation.permitted(peer[0], time.monotonic()):
             self._relay(allocation, data, peer)
 
-    def _channel_from_client(self, data: bytes, five_tuple: FiveTuple) -> None:
+    def relay_channel_data(self, data: bytes, five_tuple: FiveTuple) -> None:
         allocation = self.allocations.get(five_tuple)
         if allocation is None:
             return
@@ -386,7 +389,7 @@ class _UdpListener(asyncio.DatagramProtocol):
             transport.sendto(reply, client)
 
         if is_channel_data(data):  # the hot path: no task for relayed media
-            self.server._channel_from_client(data, ("udp", client, self.local))
+            self.server.relay_channel_data(data, ("udp", client, self.local))
             return
         asyncio.get_running_loop().create_task(self.server.handle(data, ("udp", client, self.local), send,
                                                                   padded=False))

@@ -41,6 +41,13 @@ def test_the_document_carries_its_comments_and_every_choice(tmp_path: Path) -> N
     assert data["hosts"] == {"chat.example.org": {}}
     assert data["federation"] == {"enabled": False}  # the wizard's default: a LAN-only office
     assert "# Users of other XMPP servers: off" in text
+    assert data["turn"] == {"enabled": True}  # calls are on unless the wizard's box is cleared
+    assert "open port 3478 (UDP and TCP)" in text
+
+
+def test_clearing_calls_turns_the_turn_server_off(tmp_path: Path) -> None:
+    text = tomlkit.dumps(setup_document(answers(calls=False), tmp_path))
+    assert tomlkit.parse(text).unwrap()["turn"] == {"enabled": False}
 
 
 def test_the_federation_answer_turns_federation_on(tmp_path: Path) -> None:

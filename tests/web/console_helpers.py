@@ -34,6 +34,8 @@ def loopback_listeners() -> dict[str, dict[str, object]]:
         "c2s": {"interfaces": ["127.0.0.1"], "port": free_port(), "direct_tls_port": free_port()},
         "http": {"interfaces": ["127.0.0.1"], "port": free_port(), "tls_port": free_port()},
         "limits": {"auth_failure_delay": 0},
+        # Calls are on by default after setup: the STUN/TURN server on loopback too, relaying on loopback.
+        "turn": {"interfaces": ["127.0.0.1"], "port": free_port(), "relay_address": "127.0.0.1"},
         # With federation on: the s2s listener on a free loopback port, and a resolver that answers
         # nothing at once (no DNS lookups leave the test; unknown domains bounce as not found).
         "s2s": {"interfaces": ["127.0.0.1"], "port": free_port(), "nameservers": ["127.0.0.1:9"],

@@ -228,6 +228,7 @@ async def _features(wizard: Wizard, form: Any) -> str:
     history = form.get("history") == "on"
     a.history_days = _number(form, "history_days", 1, 36500) if history else 0
     a.federation = form.get("federation") == "on"
+    a.calls = form.get("calls") == "on"
     return "next"
 
 
