@@ -45,6 +45,7 @@ from appliance.modules.pep import Pep
 from appliance.modules.ping import Ping
 from appliance.modules.presence import Presence
 from appliance.modules.private import PrivateStorage
+from appliance.modules.proxy65 import Proxy65
 from appliance.modules.pubsub.service import PubSubService
 from appliance.modules.push import Push
 from appliance.modules.register import Register
@@ -104,6 +105,7 @@ BUILTIN: tuple[type[Module], ...] = (
     Push,
     ExternalServices,
     Upload,
+    Proxy65,  # issue 16: SOCKS5 bytestreams proxy
     StreamManagement,  # issue 6: session-level protocols
     ClientStateIndication,
     Sasl2,

@@ -15,6 +15,7 @@ import slixmpp
 from appliance.app import Parlour
 from appliance.catalog import default_config
 from appliance.config.model import Config
+from appliance.modules.proxy65 import Proxy65Options
 from appliance.xmpp.jid import JID
 
 PASSWORD = "correct horse"
@@ -50,7 +51,10 @@ def make_config(state_dir: Path, **overrides: Any) -> Config:
     c2s = replace(cfg.c2s, port=0, direct_tls_port=free_port(), interfaces=("127.0.0.1",))
     limits = replace(cfg.limits, scram_iterations=4096, auth_failure_delay=0.0)
     http = replace(cfg.http, port=0, tls_port=0, interfaces=("127.0.0.1",))  # web listener, same idea
-    cfg = replace(cfg, c2s=c2s, limits=limits, http=http)
+    host = cfg.hosts[0]  # the SOCKS5 proxy on any free port, not 7777 that parallel tests would share
+    proxy = replace(host.modules.of(Proxy65Options), port=0, address="127.0.0.1")
+    hosts = (replace(host, modules=host.modules.with_options(proxy)),)
+    cfg = replace(cfg, c2s=c2s, limits=limits, http=http, hosts=hosts)
     return replace(cfg, **overrides) if overrides else cfg
 
 
