@@ -65,7 +65,9 @@ class Proxy65Options:
         "How long a connection may wait for the other side and the activation.")
     max_transfers: int = option(100, Int(1, 100_000), "Transfers relayed at once.")
 
-    def service_domain(self, host: str) -> str:
+    # Not `service_domain`: that would put proxy.<host> in the certificate (and ACME orders), which SOCKS5
+    # does not use; the name only has to resolve for local clients.
+    def proxy_domain(self, host: str) -> str:
         return self.domain or f"proxy.{host}"
 
 
@@ -80,7 +82,7 @@ class Proxy65(Module):
     def setup(self, ctx: ModuleContext[Proxy65Options]) -> None:
         self.ctx = ctx
         self.options = opts = ctx.options
-        self.domain = opts.service_domain(ctx.host)
+        self.domain = opts.proxy_domain(ctx.host)
         self.relay = Socks5Relay(pending_timeout=opts.pending_timeout, max_transfers=opts.max_transfers)
         self.items = ctx.optional(DiscoItems)
         ctx.serve_domain(self.domain, self.on_stanza)
