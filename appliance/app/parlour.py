@@ -33,6 +33,7 @@ from appliance.core.server import SWEEP_INTERVAL, XmppCore
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
 from appliance.services import Services
+from appliance.services.activity import SAMPLE_INTERVAL as ACTIVITY_SAMPLE_INTERVAL
 from appliance.services.scheduled_backups import BackupSchedule
 from appliance.util import logbuffer
 from appliance.util.fdlimit import DescriptorWatch
@@ -117,6 +118,8 @@ class Parlour:
             self.ports.update(await self.web.start())
         await self.cert_care.start(self.ports, notify=admin_notifier(config, core.router.route),
                                    spawn=self.tasks.spawn)
+        self.services.activity.load()
+        self.tasks.every(ACTIVITY_SAMPLE_INTERVAL, self.services.activity.sample_periodically, "activity")
         # Always running: it reads [backup] at each turn, so enabling it by a reload takes effect.
         self.tasks.spawn(BackupSchedule(lambda: self.config).run_forever(), "daily-backup")
         if config.source is not None:  # a development run has no file to watch
@@ -173,6 +176,9 @@ class Parlour:
         if self.core is not None:
             await self.core.stop()
         await self.tasks.close()
+        if self.services is not None:
+            self.services.activity.sample()
+            self.services.activity.save()
         if self.listeners is not None:
             await self.listeners.wait_closed()
         if self.storage is not None:

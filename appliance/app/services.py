@@ -12,6 +12,7 @@ from appliance.modules.muc.admin import RoomAdmin
 from appliance.modules.shared_roster import GroupAdmin
 from appliance.services import Services
 from appliance.services.accounts import AccountAdmin
+from appliance.services.activity import ActivityHistory
 from appliance.services.admins import Administrators
 from appliance.services.announcements import AnnouncementDesk, Announcer
 from appliance.services.certificates import CertificateDesk
@@ -71,6 +72,8 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
         announcements=AnnouncementDesk(lambda: live_announcers(core)),
         backups=BackupDesk(config),
         groups=SharedGroupDesk(lambda: live_group_managers(core)),
+        activity=ActivityHistory(core.config.server.state_dir / "activity.json", core.stats,
+                                 lambda: len(core.sessions)),
     )
 
 

@@ -20,6 +20,7 @@ class Session(Protocol):
     presence: etree._Element | None  # last broadcast available presence
     interested: bool  # requested the roster (RFC 6121 "interested resource")
     directed: set[JID]  # entities that got directed presence from this session
+    client: str  # the client software as it names itself (SASL2 user-agent, else its caps node); "" unknown
 
     def send(self, element: etree._Element) -> None: ...
 

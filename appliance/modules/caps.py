@@ -145,6 +145,8 @@ class EntityCapabilities(Module):
                 await self._announce(session)
             return
         ver, node, algo = c.get("ver", ""), c.get("node", ""), c.get("hash")
+        if not session.client:  # clients without SASL2's user-agent name themselves by their caps node
+            session.client = node[:100]
         key = ver if algo else f"{node}#{ver}"  # legacy caps (no hash) are only valid per node
         if self.caps.known(key) is not None:
             if self.caps.assign(session.jid, key):

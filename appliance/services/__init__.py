@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.services.accounts import AccountAdmin
+from appliance.services.activity import ActivityHistory
 from appliance.services.admins import Administrators
 from appliance.services.announcements import AnnouncementDesk
 from appliance.services.certificates import CertificateDesk
@@ -38,6 +39,7 @@ class Services:
     announcements: AnnouncementDesk
     backups: BackupDesk
     groups: SharedGroupDesk
+    activity: ActivityHistory  # the dashboard graphs' hourly figures
 
 
 __all__ = ["Services"]

@@ -23,6 +23,24 @@ class SessionInfo:
     priority: int
     transport: str
     address: str
+    client: str = ""  # the client software, e.g. "Conversations on Pixel 7" or "Gajim"; "" unknown
+
+
+# Caps nodes (XEP-0115) of common clients -> their names; others show the node's host name.
+KNOWN_CLIENTS = {
+    "conversations.im": "Conversations", "gajim.org": "Gajim", "dino.im": "Dino", "monal-im.org": "Monal",
+    "monal.im": "Monal", "psi-im.org": "Psi", "profanity-im.github.io": "Profanity", "slixmpp.com": "slixmpp",
+    "poez.io": "Poezio", "movim.eu": "Movim", "conversejs.org": "Converse.js", "siskin.im": "Siskin IM",
+    "beagle.im": "BeagleIM", "cheogram.com": "Cheogram", "blabber.im": "blabber.im", "pidgin.im": "Pidgin",
+}
+
+
+def client_name(raw: str) -> str:
+    """What to show for a session's client: SASL2's own words, or a caps node's client name or host."""
+    if "://" not in raw:
+        return raw
+    host = raw.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0].lower().removeprefix("www.")
+    return KNOWN_CLIENTS.get(host, host)
 
 
 class AccountAdmin:
@@ -149,7 +167,8 @@ class AccountAdmin:
             peer = getattr(transport, "peer", None) or ""
             address = peer[0] if isinstance(peer, tuple) and peer else str(peer)
             out.append(SessionInfo(str(session.jid), session.available, session.priority,
-                                   kind.replace("xmpptcpprotocol", "tcp"), address))
+                                   kind.replace("xmpptcpprotocol", "tcp"), address,
+                                   client_name(getattr(session, "client", ""))))
         return sorted(out, key=lambda s: s.jid)
 
 

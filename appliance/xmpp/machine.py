@@ -144,6 +144,7 @@ class StreamMachine:
         "state",
         "stream_id",
         "user_agent",
+        "user_agent_software",
         "username",
         "waiting",
     )
@@ -163,6 +164,7 @@ class StreamMachine:
         self.jid: JID | None = None
         self._jid_text = ""
         self.user_agent: str | None = None  # SASL2 <user-agent id=.../>
+        self.user_agent_software = ""  # SASL2 <user-agent>: "<software> on <device>", as the client says
         self.offer = NO_OFFER
         self.sm: sm.StreamManagement | None = None  # once the client enabled stream management
         self.waiting: object | None = None  # the async effect whose feedback is due
@@ -390,6 +392,7 @@ class StreamMachine:
                 raise StreamError.unsupported_stanza_type("SASL2 is not offered here")
             agent = sasl2.find(f"{{{NS_SASL2}}}user-agent")
             self.user_agent = agent.get("id") if agent is not None else None
+            self.user_agent_software = _software(agent)
         if mechanism not in offer.mechanisms and (sasl2 is None or mechanism not in offer.fast):
             if offer.encryption_required:
                 self._sasl_failure(sasl2, "encryption-required", "Use STARTTLS first")
@@ -791,3 +794,13 @@ __all__ = [
     "C2S", "COMPONENT", "NO_OFFER", "LocalProtocolError", "Offer", "Profile", "Role", "SmPolicy", "State",
     "StreamMachine",
 ]
+
+
+def _software(agent: etree._Element | None) -> str:
+    """XEP-0388's <software/> and <device/>, as "Conversations on Pixel 7" (at most 100 characters)."""
+    if agent is None:
+        return ""
+    software = (agent.findtext(f"{{{NS_SASL2}}}software") or "").strip()
+    device = (agent.findtext(f"{{{NS_SASL2}}}device") or "").strip()
+    text = f"{software} on {device}" if software and device else software or device
+    return " ".join(text.split())[:100]

@@ -34,7 +34,8 @@ async def test_a_new_account_under_a_deleted_administrators_name_is_no_administr
     async with http_session() as boss:
         await admin_login(boss, url)
         page = await boss.get(f"{url}/admin/users")
-        r = await boss.post(f"{url}/admin/users/delete", data={"jid": DEPUTY, "csrf": csrf_of(await page.text())})
+        r = await boss.post(f"{url}/admin/users/delete", data={"jid": DEPUTY, "csrf": csrf_of(await page.text()),
+                                                                "confirmed": "yes"})
         assert r.status == 200 and "deleted" in await r.text()
     assert server.server.config.server.admins == (ADMIN,)
     assert DEPUTY not in (server.server.config.source or "").read_text()  # type: ignore[union-attr]

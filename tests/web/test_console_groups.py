@@ -58,6 +58,8 @@ async def test_create_add_remove_rename_and_delete_in_the_console(
 
         await page.locator("tr.group-row", has_text="Sales team").get_by_role(
             "button", name="Delete Sales team").click()
+        assert "Delete the group Sales team?" in await page.locator("#confirm-question").inner_text()
+        await page.get_by_role("button", name="Yes, do it").click()  # deleting asks first
         await page.wait_for_selector("text=Group Sales team deleted.")
         assert await next_push(a) == ("carol@localhost", "remove", [])
         assert "No shared groups yet." in await page.content()

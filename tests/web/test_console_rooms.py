@@ -76,6 +76,8 @@ async def test_create_join_change_owners_and_destroy_in_the_console(
         await row.get_by_placeholder("Reason (optional)").fill("moving house")
         await row.get_by_placeholder("Alternate room (optional)").fill("hall@conference.localhost")
         await row.get_by_role("button", name=f"Destroy {ROOM}").click()
+        assert f"Destroy the room {ROOM}?" in await page.locator("#confirm-question").inner_text()
+        await page.get_by_role("button", name="Yes, do it").click()  # destroying asks first
         await page.wait_for_selector(f"text=Room {ROOM} destroyed.")
         gone = await presence_from(alice, f"{ROOM}/Alice", ptype="unavailable")
         destroy = gone.xml.find(f"{{{NS_USER}}}x/{{{NS_USER}}}destroy")
@@ -104,7 +106,8 @@ async def test_room_forms_need_the_csrf_token_and_explain_mistakes(server: Harne
         ):
             r = await s.post(f"{base}/admin/rooms/create", data={"csrf": csrf, **data})
             assert error in await r.text()
-        r = await s.post(f"{base}/admin/rooms/destroy", data={"csrf": csrf, "room": "nowhere@conference.localhost"})
+        r = await s.post(f"{base}/admin/rooms/destroy", data={"csrf": csrf, "room": "nowhere@conference.localhost",
+                                                              "confirmed": "yes"})
         assert "There is no room nowhere@conference.localhost." in await r.text()
         r = await s.get(f"{base}/admin/rooms", headers={"Accept-Language": "fr"})
         assert "Créer un salon" in await r.text()

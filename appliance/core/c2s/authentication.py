@@ -51,8 +51,11 @@ async def run(session: ClientSession, effect: fx.Authenticate | fx.SaslResponse)
         session.machine.sasl_failure("account-disabled")
         return
     session.services.auth_throttle.succeeded(session.transport.peer_ip, str(jid))
-    log.info("session %s: %s authenticated from %s (%s)", session.id, jid, session.transport.peer_ip,
-             exchange.mechanism)
+    session.client = machine.user_agent_software or session.client
+    stats = session.services.stats
+    stats["logins"] = stats.get("logins", 0) + 1
+    log.info("session %s: %s authenticated from %s (%s%s)", session.id, jid, session.transport.peer_ip,
+             exchange.mechanism, f", {session.client}" if session.client else "")
     if not exchange.sasl2:
         session.exchange = None
     machine.sasl_success(jid, exchange.additional)
@@ -61,6 +64,8 @@ async def run(session: ClientSession, effect: fx.Authenticate | fx.SaslResponse)
 def _count_failure(session: ClientSession, jid: JID) -> None:
     session.services.stats["auth_failures"] = session.services.stats.get("auth_failures", 0) + 1
     session.services.auth_throttle.failed(session.transport.peer_ip, str(jid), time.monotonic())
+    # Warning level: the console's log page and fail2ban-style tools look for these.
+    log.warning("session %s: failed login for %s from %s", session.id, jid, session.transport.peer_ip)
 
 
 async def _failed(session: ClientSession, exchange: SaslExchange, failure: SaslFailure) -> None:

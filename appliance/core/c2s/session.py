@@ -54,6 +54,7 @@ class ClientSession:
         "_reading_paused",
         "_worker",
         "available",
+        "client",
         "directed",
         "exchange",
         "hibernated_at",
@@ -75,6 +76,7 @@ class ClientSession:
         self.machine = StreamMachine(C2S, services.hosts)
         self.host: Host | None = None
         self.available = False
+        self.client = ""  # the client software, as SASL2's user-agent or the caps node names it
         self.priority = 0
         self.presence: etree._Element | None = None
         self.interested = False

@@ -119,6 +119,14 @@ async def sessions(_request: web.Request, s: Services, _actor: str) -> Any:
     return {"sessions": s.accounts.sessions()}
 
 
+@endpoint
+async def activity(request: web.Request, s: Services, _actor: str) -> Any:
+    """The dashboard's figures: ?range=day (24 hours, default) or week (7 days)."""
+    week = request.query.get("range") == "week"
+    points = s.activity.days(7) if week else s.activity.series(24)
+    return {"range": "week" if week else "day", "unit": "day" if week else "hour", "points": points}
+
+
 def _invitation(record: Any) -> dict[str, Any]:
     return {"id": record.id, "host": record.host, "creator": record.creator, "created": record.created,
             "expires": record.expires, "used_by": record.used_by or None,
@@ -176,6 +184,7 @@ def setup(app: web.Application) -> None:
     r.add_put("/api/v1/users/{jid}/password", set_password)
     r.add_post("/api/v1/users/{jid}/disconnect", disconnect)
     r.add_get("/api/v1/sessions", sessions)
+    r.add_get("/api/v1/activity", activity)
     r.add_get("/api/v1/invitations", list_invitations)
     r.add_post("/api/v1/invitations", create_invitation)
     r.add_delete("/api/v1/invitations/{id}", revoke_invitation)

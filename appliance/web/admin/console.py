@@ -146,9 +146,15 @@ async def logout(request: web.Request, session: ConsoleSession) -> web.StreamRes
 
 @admin_page
 async def dashboard(request: web.Request, session: ConsoleSession) -> web.Response:
-    status = await request.app[ADMIN].status.status()
+    services = request.app[ADMIN]
+    status = await services.status.status()
     now = time.time()
-    return _page(request, session, "admin/dashboard.html", st=status, now=now)
+    week = request.query.get("range") == "week"
+    if week:
+        points = [(time.strftime("%a %d", time.gmtime(d.start)), d) for d in services.activity.days(7)]
+    else:
+        points = [(time.strftime("%H:00", time.gmtime(h.start)), h) for h in services.activity.series(24)]
+    return _page(request, session, "admin/dashboard.html", st=status, now=now, week=week, points=points)
 
 
 @admin_page
@@ -163,14 +169,22 @@ def _services(request: web.Request) -> Services:
     return request.app[ADMIN]
 
 
+Confirm = Callable[[Any], str]  # the form -> the question asked before a destructive action
+
+
 def _action(do: Callable[[Any, str, Any], Awaitable[str]], to: str,
-            target: Callable[[web.Request], Any] = _services) -> Callable[..., Any]:
+            target: Callable[[web.Request], Any] = _services, *, confirm: Confirm | None = None) -> Callable[..., Any]:
     """A POST that runs one call on `target` (default: the Services) and comes back to `to` with its
-    result as a notice."""
+    result as a notice. With `confirm`, a page first asks the question and posts the same form again
+    with confirmed=yes (no script needed, so it works under the console's strict CSP)."""
 
     @admin_page
     async def handler(request: web.Request, session: ConsoleSession) -> web.StreamResponse:
         form = await request.post()
+        if confirm is not None and form.get("confirmed") != "yes":
+            fields = [(k, str(v)) for k, v in form.items() if k not in ("csrf", "confirmed")]
+            return _page(request, session, "admin/confirm.html", question=confirm(form), action=request.path,
+                         fields=fields, back=to)
         try:
             message = await do(target(request), session.jid, form)
         except ServiceError as exc:
@@ -306,11 +320,14 @@ def setup(app: web.Application) -> None:
     r.add_get("/admin/users", users)
     r.add_post("/admin/users/create", _action(_create_user, "/admin/users"))
     r.add_post("/admin/users/password", _action(_reset_password, "/admin/users"))
-    r.add_post("/admin/users/delete", _action(_delete_user, "/admin/users"))
+    r.add_post("/admin/users/delete", _action(_delete_user, "/admin/users", confirm=lambda form: _(
+        "Delete the account %(jid)s with its contacts, messages and files? This cannot be undone.",
+        jid=form.get("jid", ""))))
     r.add_post("/admin/users/disconnect", _action(_disconnect, "/admin/sessions"))
     r.add_get("/admin/invitations", invitations)
     r.add_post("/admin/invitations", create_invitation)
-    r.add_post("/admin/invitations/revoke", _action(_revoke_invitation, "/admin/invitations"))
+    r.add_post("/admin/invitations/revoke", _action(_revoke_invitation, "/admin/invitations", confirm=lambda _form: _(
+        "Revoke this invitation? Its link stops working at once.")))
     r.add_get("/admin/sessions", sessions_page)
     r.add_post("/admin/announce", _action(_announce, "/admin/sessions"))
     r.add_get("/admin/settings", settings)
@@ -318,7 +335,8 @@ def setup(app: web.Application) -> None:
     r.add_get("/admin/logs", logs)
     r.add_get("/admin/tokens", tokens)
     r.add_post("/admin/tokens", create_token)
-    r.add_post("/admin/tokens/revoke", _action(_revoke_token, "/admin/tokens"))
+    r.add_post("/admin/tokens/revoke", _action(_revoke_token, "/admin/tokens", confirm=lambda _form: _(
+        "Revoke this API token? Programs that use it are refused from now on.")))
 
 
 __all__ = ["setup"]

@@ -116,9 +116,10 @@ async def remove_member(request: web.Request, _s: Services, actor: str) -> Any:
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_get(PAGE, groups_page)
-    for action, do in (("create", _create), ("rename", _rename), ("delete", _delete), ("add", _add),
-                       ("remove", _remove)):
+    for action, do in (("create", _create), ("rename", _rename), ("add", _add), ("remove", _remove)):
         r.add_post(f"{PAGE}/{action}", _action(do, PAGE, desk))
+    r.add_post(f"{PAGE}/delete", _action(_delete, PAGE, desk, confirm=lambda form: _(
+        "Delete the group %(name)s? Its members stop seeing each other through it.", name=form.get("group", ""))))
     r.add_get("/api/v1/groups", list_groups)
     r.add_post("/api/v1/groups", create_group)
     r.add_delete("/api/v1/groups/{host}/{name}", delete_group)

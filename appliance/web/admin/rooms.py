@@ -99,7 +99,9 @@ def setup(app: web.Application) -> None:
     r = app.router
     r.add_get(PAGE, rooms_page)
     r.add_post(f"{PAGE}/create", _action(_create, PAGE, desk))
-    r.add_post(f"{PAGE}/destroy", _action(_destroy, PAGE, desk))
+    r.add_post(f"{PAGE}/destroy", _action(_destroy, PAGE, desk, confirm=lambda form: _(
+        "Destroy the room %(jid)s? Everyone in it is sent out, and its history is deleted.",
+        jid=form.get("room", ""))))
     r.add_post(f"{PAGE}/owners", _action(_owners, PAGE, desk))
     r.add_get("/api/v1/rooms", list_rooms)
     r.add_post("/api/v1/rooms", create_room)
