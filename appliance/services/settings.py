@@ -14,9 +14,45 @@ from appliance.config import Config, ConfigError, spec
 from appliance.config.edit import set_key
 from appliance.services.errors import ServiceError, audit
 from appliance.util.files import write_atomically
-from appliance.util.i18n import _
+from appliance.util.i18n import _, lazy
 
 Reload = Callable[[Config], Awaitable[list[str]]]
+
+
+# What the console shows for each key: a label and a line of help, in plain words (translated when shown).
+LABELS: dict[str, tuple[str, str]] = {
+    "modules.register.policy": (lazy("Who may create accounts"), lazy(
+        "closed: only administrators (the console, the CLI); invite: people with an invitation link; open: "
+        "anyone, from their app.")),
+    "modules.register.min_password_length": (lazy("Shortest password"), lazy(
+        "New passwords must have at least this many characters.")),
+    "console.invitations": (lazy("Invitation links"), lazy(
+        "Administrators may create links that let someone make an account.")),
+    "console.invitation_lifetime": (lazy("Invitation links stay valid for"), lazy(
+        "For example 7d (seven days) or 12h.")),
+    "console.language": (lazy("Language of the web pages"), lazy(
+        "auto follows each visitor's browser.")),
+    "modules.offline.max_messages": (lazy("Messages kept for someone offline"), lazy(
+        "Older ones are not stored once a user has this many waiting.")),
+    "logging.level": (lazy("Log detail"), lazy(
+        "info suits everyday use; debug shows much more, for finding a problem.")),
+    "server.admins": (lazy("Administrators"), lazy(
+        "Addresses of the accounts that may use this console, separated by commas.")),
+    "modules.mam.retention": (lazy("Keep message history for"), lazy(
+        "For example 365d; 0 keeps it forever.")),
+    "modules.upload.quota": (lazy("Storage for shared files, per user"), lazy(
+        "For example 1GiB or 500MiB.")),
+    "c2s.require_encryption": (lazy("Require encrypted connections"), lazy(
+        "Apps must use TLS; leave it on.")),
+    "federation.enabled": (lazy("Talk to users of other XMPP servers"), lazy(
+        "Off keeps everyone on this server only.")),
+    "federation.mode": (lazy("Which other servers"), lazy(
+        "blocklist: all but the blocked ones (Federation page); allowlist: only the allowed domains below.")),
+    "federation.allowed_domains": (lazy("Allowed domains"), lazy(
+        "In allowlist mode, the only other servers users here talk to, separated by commas.")),
+    "federation.silent_drop": (lazy("Drop refused messages silently"), lazy(
+        "Off tells the sender why a message was refused.")),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +66,40 @@ class Setting:
     @property
     def name(self) -> str:
         return f"{self.table}.{self.key.name}"
+
+    @property
+    def label(self) -> str:
+        return _(LABELS[self.name][0]) if self.name in LABELS else self.name
+
+    @property
+    def help(self) -> str:
+        return _(LABELS[self.name][1]) if self.name in LABELS else self.key.doc
+
+
+def field_problem(setting: Setting, value: object) -> str | None:
+    """Why a form value is refused, in the visitor's language; None when the key's kind accepts it."""
+    kind = setting.key.kind
+    try:
+        kind.convert(list(value) if isinstance(value, tuple) else value)
+    except spec.Invalid:
+        pass
+    else:
+        return None
+    if isinstance(kind, spec.Int):
+        return _("Enter a whole number from %(lo)s to %(hi)s.", lo=kind.lo, hi=kind.hi)
+    if isinstance(kind, spec.Duration):
+        return _("Enter a time such as 30d, 12h or 90m.")
+    if isinstance(kind, spec.Size):
+        return _("Enter a size such as 500MiB or 2GiB.")
+    if isinstance(kind, spec.Choice):
+        return _("Choose one of the listed values.")
+    if isinstance(kind, spec.ListOf) and isinstance(value, list):
+        for entry in value:
+            try:
+                kind.item.convert(entry)
+            except spec.Invalid:
+                return _("%(entry)s is not valid here.", entry=entry)
+    return _("This value is not valid here.")
 
 
 def form_value(setting: Setting, raw: str | None) -> object:
@@ -125,4 +195,4 @@ class Settings:
         return restart
 
 
-__all__ = ["Setting", "Settings", "editable", "form_value", "parse_file_text"]
+__all__ = ["LABELS", "Setting", "Settings", "editable", "field_problem", "form_value", "parse_file_text"]

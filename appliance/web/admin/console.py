@@ -9,9 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from appliance.config.spec import Bool
 from appliance.services import Services
 from appliance.services.errors import ServiceError, audit
-from appliance.services.settings import form_value
+from appliance.services.settings import field_problem, form_value
 from appliance.util.i18n import _, lazy
 from appliance.web.admin import auth
 from appliance.web.admin.auth import ConsoleSession, ConsoleSessions
@@ -255,7 +256,8 @@ async def sessions_page(request: web.Request, session: ConsoleSession) -> web.Re
 
 @admin_page
 async def settings(request: web.Request, session: ConsoleSession) -> web.Response:
-    return _page(request, session, "admin/settings.html", settings=request.app[ADMIN].settings.current(), restart=None)
+    return _page(request, session, "admin/settings.html", settings=request.app[ADMIN].settings.current(), restart=None,
+                 problems={})
 
 
 @admin_page
@@ -263,11 +265,26 @@ async def save_settings(request: web.Request, session: ConsoleSession) -> web.Re
     settings_service = request.app[ADMIN].settings
     form = await request.post()
     values: dict[str, object] = {}
+    problems: dict[str, str] = {}
+    shown: list[tuple[Any, str]] = []  # what the visitor typed, to show again beside a problem
+    for setting, current in settings_service.current():
+        raw = form.get(setting.name)
+        try:
+            value = form_value(setting, raw)  # type: ignore[arg-type]
+        except ServiceError:
+            value = raw
+        problem = field_problem(setting, value)
+        if problem is not None:
+            problems[setting.name] = problem
+        elif _toml_differs(setting, value, current):
+            values[setting.name] = value
+        typed = setting.key.kind.to_toml(True) if isinstance(setting.key.kind, Bool) and raw else str(raw or "")
+        shown.append((setting, typed if setting.name in problems else current))
+    if problems:  # nothing is written until every field is right
+        response = _page(request, session, "admin/settings.html", settings=shown, restart=None, problems=problems)
+        response.set_status(400)
+        return response
     try:
-        for setting, current in settings_service.current():
-            value = form_value(setting, form.get(setting.name))  # type: ignore[arg-type]
-            if _toml_differs(setting, value, current):
-                values[setting.name] = value
         restart = await settings_service.apply(session.jid, values) if values else []
     except ServiceError as exc:
         raise _back(session, "/admin/settings", "error", str(exc)) from None
