@@ -69,6 +69,10 @@ async def test_dashboard_graphs_clients_and_failed_logins(tmp_path: Path) -> Non
             assert any("bob@localhost" in r and "Gajim" in r for r in rows), rows
             await screenshot(page, "console-online")
 
+            metrics = await page.request.get(f"{base}/metrics")
+            text = await metrics.text()
+            assert "parlour_auth_failures_total 1" in text and "parlour_logins_total 2" in text, text
+
             await page.goto(f"{base}/admin/logs?q=failed+login")
             assert "failed login for mallory@localhost from 127.0.0.1" in await page.locator("main").inner_text()
         await raw.close()

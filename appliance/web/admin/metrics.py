@@ -42,6 +42,8 @@ async def metrics(request: web.Request) -> web.Response:
                      [("", stats.get("stanzas_out", 0))])
     lines += _metric("parlour_messages_in_total", "counter", "Message stanzas received from clients.",
                      [("", stats.get("messages_in", 0))])
+    lines += _metric("parlour_logins_total", "counter", "Successful client logins.",
+                     [("", stats.get("logins", 0))])
     lines += _metric("parlour_auth_failures_total", "counter", "Failed client logins.",
                      [("", stats.get("auth_failures", 0))])
     lines += _metric("parlour_console_login_failures_total", "counter",
