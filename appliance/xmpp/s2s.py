@@ -15,9 +15,10 @@ Outgoing (we initiate): header -> features -> STARTTLS -> restart -> EXTERNAL if
 `<db:result/>` -> `Authorized`; `<db:verify/>` may be sent (`verify`) once the stream is negotiated and
 the answers come back as `VerifyAnswer`.
 
-Stanzas flow once a pair is authorized, and only between authorized pairs: a stanza whose 'from'
-domain is not authorized on this stream is an `<invalid-from/>` (RFC 6120 §4.9.3.10), one to a domain we
-are not authorized for an `<improper-addressing/>` on our side is refused before it is written.
+Stanzas flow once a pair is authorized: a stanza whose 'from' domain is not authorized on this stream is
+an `<invalid-from/>` (RFC 6120 §4.9.3.10), one to a domain we do not serve an `<improper-addressing/>`; one
+from an authorized remote to another of our domains is accepted (peers send so). On our side a stanza
+for a pair we are not authorized for is refused before it is written.
 """
 
 from __future__ import annotations
@@ -340,7 +341,11 @@ class ServerStream:
         if (sender, target) not in self.pairs:
             if not any(remote == sender for remote, _ in self.pairs):
                 raise StreamError.invalid_from(f"'{sender}' is not authenticated on this stream")
-            raise StreamError.improper_addressing(f"'{sender}' is not authenticated for '{target}'")
+            # The sender proved its domain; a stanza to another of our domains is taken like Prosody and
+            # ejabberd do (Prosody sends a reply to parlour.test over the stream it opened to
+            # conference.parlour.test). A domain we do not serve is still refused.
+            if target not in self.hosts:
+                raise StreamError.improper_addressing(f"'{sender}' is not authenticated for '{target}'")
         self._push(item)
 
     # incoming negotiation: STARTTLS, SASL EXTERNAL

@@ -153,6 +153,22 @@ def test_two_machines_dialback_and_piggybacking(bytewise: bool) -> None:
     assert b"<improper-addressing" in inc.take()
 
 
+def test_an_authenticated_peer_may_address_another_of_our_domains() -> None:
+    """Prosody replies to b.test over the stream it opened to conference.b.test (authorized for that pair
+    only): taken, as Prosody and ejabberd take it; a domain we do not serve is still improper."""
+    inc = Side(s2s.ServerStream(outgoing=False, hosts=["b.test", "conference.b.test"], secret=SECRET_B,
+                                new_id=ids("sid"), policy=s2s.Policy(True, False, True)), bytewise=False)
+    inc.feed(OPEN.format(attrs="from='a.test' to='conference.b.test'").encode())
+    inc.take()
+    key = db.key(SECRET_A, "conference.b.test", "a.test", "sid1")
+    inc.feed(f"<db:result from='a.test' to='conference.b.test'>{key}</db:result>".encode())
+    assert inc.machine.pairs == {("a.test", "conference.b.test")}
+    inc.feed(b"<iq type='result' id='1' from='romeo@a.test' to='juliet@b.test/x'/>")
+    assert [etree.QName(e.element).localname for e in inc.effects if isinstance(e, Stanza)] == ["iq"]
+    inc.feed(b"<message from='romeo@a.test' to='y@elsewhere.test'/>")
+    assert b"<improper-addressing" in inc.take()
+
+
 @pytest.mark.parametrize("bytewise", [False, True])
 def test_two_machines_sasl_external(bytewise: bool) -> None:
     out, inc = pair(external=True, bytewise=bytewise)
