@@ -136,7 +136,7 @@ pidfile = "{base}/prosody.pid"
 data_path = "{base}/data"
 daemonize = false
 run_as_root = true
-log = {{ debug = "{base}/prosody.log" }}
+log = {{ {log_level} = "{base}/prosody.log" }}
 network_backend = "epoll"
 interfaces = {{ "{address}" }}
 c2s_ports = {{ 5222 }}
@@ -156,10 +156,18 @@ s2s_secure_auth = {secure_auth}
 authentication = "internal_plain"
 storage = "internal"
 modules_enabled = {{
-    "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "offline"; "s2s_auth_certs";
+    "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "offline"; "s2s_auth_certs";{services_modules}
 }}
 modules_disabled = {{ "s2s_bidi" }}
 VirtualHost "{domain}"
+{components}"""
+
+# With `services=True`: what the cross-server feature tests talk to, on the account host and on components
+SERVICES_MODULES = ' "pep"; "vcard"; "version"; "lastactivity"; "blocklist"; "carbons"; "uptime";'
+COMPONENTS = """\
+Component "rooms.{domain}" "muc"
+Component "pubsub.{domain}" "pubsub"
+    admins = {{ "mercutio@{domain}" }} -- creates the nodes of the tests
 """
 
 
@@ -167,7 +175,8 @@ class ProsodyPeer:
     """One Prosody serving `domain` inside namespace `ns`; `await start()`, `await stop()`."""
 
     def __init__(self, base: Path, ns: Namespace, domain: str, *, certificate: Issued, cafile: Path,
-                 secure_auth: bool = False, users: dict[str, str] | None = None) -> None:
+                 secure_auth: bool = False, users: dict[str, str] | None = None, log_level: str = "debug",
+                 services: bool = False) -> None:
         self.base = base
         self.ns = ns
         self.domain = domain
@@ -175,6 +184,8 @@ class ProsodyPeer:
         self.cafile = cafile
         self.secure_auth = secure_auth
         self.users = users or {}
+        self.log_level = log_level
+        self.services = services
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -197,6 +208,9 @@ class ProsodyPeer:
             (accounts / f"{user}.dat").write_text(f'return {{ ["password"] = "{password}"; }};\n')
         config = base / "prosody.cfg.lua"
         config.write_text(CONFIG.format(base=base, address=self.address, domain=self.domain, cafile=self.cafile,
+                                        log_level=self.log_level,
+                                        services_modules=SERVICES_MODULES if self.services else "",
+                                        components=COMPONENTS.format(domain=self.domain) if self.services else "",
                                         secure_auth="true" if self.secure_auth else "false"))
         with open(base / "stderr.log", "wb") as stderr:
             self.process = subprocess.Popen(

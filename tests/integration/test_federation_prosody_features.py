@@ -1,0 +1,238 @@
+"""Cross-server features with a real Prosody: juliet@parlour.test on Parlour, romeo@prosody.test on Prosody
+(with its MUC on rooms.prosody.test and PubSub on pubsub.prosody.test), in a network namespace with its
+own DNS view as in test_federation_prosody. One Prosody and one Parlour serve the module; each test has
+its own accounts. Covered: a Prosody user in a Parlour room and a Parlour user in a Prosody room
+(occupants, history, messages, kick), PEP from a Prosody user to a Parlour contact with +notify, a
+Parlour user subscribed to a Prosody PubSub node, carbons and MAM of a conversation with a Prosody user,
+vCard/last activity/version/disco of Prosody JIDs, blocking a Prosody JID, and Prosody's IQ errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import pytest
+import pytest_asyncio
+from slixmpp import JID
+
+from appliance.app import Parlour
+from appliance.config.model import FederationConfig, S2SConfig
+from tests.integration.harness import Client, Harness, make_config
+from tests.integration.prosody_peer import FederationCA, Namespace, ProsodyPeer, unavailable
+from tests.integration.pubsub_helpers import caps_client, items_of, next_event, on_node, payload, watch_events
+from tests.integration.stanzas import condition, iq, iq_error, raw_messages, send_message
+from tests.integration.test_federation_features import _archived, _carbon
+from tests.integration.test_muc import codes, create_room, groupchat, muc_client, presence_from
+from tests.net.dnsserver import DnsServer
+
+REASON = unavailable()
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"Prosody federation tests: {REASON}"),
+              pytest.mark.asyncio(loop_scope="module")]
+
+PARLOUR, PROSODY = "parlour.test", "prosody.test"
+ROOMS, PUBSUB = f"rooms.{PROSODY}", f"pubsub.{PROSODY}"
+ACCOUNTS = {name: f"{name}-pw" for name in ("romeo", "benvolio", "mercutio", "tybalt", "balthasar", "abram")}
+CARBONS, NICK = "urn:xmpp:carbons:2", "http://jabber.org/protocol/nick"
+
+
+@dataclass
+class World:
+    parlour: Harness
+    prosody: ProsodyPeer
+    ca: FederationCA
+
+    async def remote(self, name: str, resource: str = "phone") -> Client:
+        """`name`@prosody.test logged in to Prosody, with the MUC and PubSub plugins."""
+        client = Client(f"{name}@{PROSODY}/{resource}", ACCOUNTS[name], self.ca.pem)
+        for plugin in ("xep_0004", "xep_0045", "xep_0060", "xep_0163"):
+            client.register_plugin(plugin)
+        client.add_event_handler("groupchat_presence", client.presences.put_nowait)
+        self.parlour.clients.append(client)
+        client.connect(host=self.prosody.address, port=5222)
+        await asyncio.wait_for(client.started.wait(), 15)
+        await client.get_roster()
+        client.send_presence()
+        return client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    base = tmp_path_factory.mktemp("prosody-features")
+    ca = FederationCA(base / "ca")
+    with Namespace(index=2) as ns:
+        zone = {
+            (f"_xmpp-server._tcp.{PROSODY}.", "SRV"): [f"0 5 5269 {PROSODY}."],
+            **{(f"{name}.", "A"): [ns.inner] for name in (PROSODY, ROOMS, PUBSUB)},
+            **{(f"{name}.", "A"): [ns.outer] for name in (PARLOUR, f"conference.{PARLOUR}", f"pubsub.{PARLOUR}")},
+        }
+        async with DnsServer(zone, host=ns.outer, port=53):
+            prosody = ProsodyPeer(base / "prosody", ns, PROSODY, certificate=ca.issue(PROSODY), cafile=ca.pem,
+                                  users=ACCOUNTS, services=True)
+            s2s = S2SConfig(interfaces=(ns.outer,), port=5269, nameservers=(f"{ns.outer}:53",), dns_timeout=2.0,
+                            connect_timeout=3.0, auth_timeout=10.0, queue_timeout=15.0)
+            cfg = make_config(base / "parlour")
+            cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=PARLOUR),), s2s=s2s,
+                          federation=FederationConfig(enabled=True))
+            server = Parlour(cfg)
+            await server.start()
+            parlour = Harness(server)
+            try:
+                await prosody.start()
+                yield World(parlour, prosody, ca)
+            finally:
+                await parlour.close()
+                await prosody.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def world(shared: World) -> AsyncIterator[World]:
+    try:
+        yield shared
+    finally:
+        for client in shared.parlour.clients:
+            if client.is_connected():
+                client.disconnect()
+        shared.parlour.clients.clear()
+
+
+async def test_rooms_across_servers(world: World) -> None:
+    parlour = world.parlour
+    juliet, nurse = await muc_client(parlour, "juliet"), await muc_client(parlour, "nurse")
+    romeo = await world.remote("romeo")
+    room = f"balcony@conference.{PARLOUR}"
+    await create_room(juliet, room, "Juliet")
+    juliet.send_message(mto=room, mbody="before romeo came", mtype="groupchat")
+    await groupchat(juliet, body="before romeo came")
+
+    own, _subject, occupants, history = await romeo.plugin["xep_0045"].join_muc_wait(JID(room), "Romeo",
+                                                                                     maxstanzas=5, timeout=20)
+    assert 110 in codes(own)
+    assert {str(p["from"]) for p in occupants} == {f"{room}/Juliet", f"{room}/Romeo"}
+    assert [m["body"] for m in history] == ["before romeo came"]
+    assert (await presence_from(juliet, f"{room}/Romeo", timeout=10))["muc"]["jid"].bare == f"romeo@{PROSODY}"
+    romeo.send_message(mto=room, mbody="from Prosody", mtype="groupchat")
+    await groupchat(juliet, body="from Prosody", timeout=10)
+    await nurse.plugin["xep_0045"].join_muc_wait(JID(room), "Nurse", maxstanzas=0, timeout=10)
+    await juliet.plugin["xep_0045"].set_role(room, "Romeo", "none", reason="banished")
+    kicked = await presence_from(romeo, f"{room}/Romeo", ptype="unavailable", timeout=15)
+    assert {110, 307} <= codes(kicked)
+    assert 307 in codes(await presence_from(nurse, f"{room}/Romeo", ptype="unavailable"))
+
+    # the reverse: a room on Prosody's MUC, created by romeo, joined from Parlour
+    other = f"market@{ROOMS}"
+    await create_room(romeo, other, "Romeo")
+    romeo.send_message(mto=other, mbody="Prosody history", mtype="groupchat")
+    await groupchat(romeo, body="Prosody history", timeout=10)
+    own, _subject, occupants, history = await juliet.plugin["xep_0045"].join_muc_wait(JID(other), "Juliet",
+                                                                                       maxstanzas=5, timeout=20)
+    assert 110 in codes(own) and {str(p["from"]) for p in occupants} == {f"{other}/Romeo", f"{other}/Juliet"}
+    assert [m["body"] for m in history] == ["Prosody history"]
+    juliet.send_message(mto=other, mbody="from Parlour", mtype="groupchat")
+    assert (await groupchat(romeo, body="from Parlour", timeout=10))["from"] == JID(f"{other}/Juliet")
+    await romeo.plugin["xep_0045"].set_role(other, "Juliet", "none", reason="out")
+    assert 307 in codes(await presence_from(juliet, f"{other}/Juliet", ptype="unavailable", timeout=15))
+
+
+async def subscribed_both_ways(juliet: Client, romeo: Client) -> None:
+    """The subscription handshake through the clients (slixmpp approves and subscribes back)."""
+    juliet.send_presence(pto=romeo.boundjid.bare, ptype="subscribe")
+    async with asyncio.timeout(20):
+        while True:
+            await juliet.get_roster()
+            await romeo.get_roster()
+            if (juliet.client_roster[romeo.boundjid.bare]["subscription"] == "both"
+                    and romeo.client_roster[juliet.boundjid.bare]["subscription"] == "both"):
+                return
+            await asyncio.sleep(0.2)
+
+
+async def test_pep_of_a_prosody_user_reaches_a_parlour_contact_with_notify(world: World) -> None:
+    parlour = world.parlour
+    juliet_jid = await parlour.user("juliet2")
+    juliet = await caps_client(parlour, juliet_jid, interests=(NICK,))
+    romeo = await world.remote("benvolio")
+    await subscribed_both_ways(juliet, romeo)
+    juliet.send_presence()  # caps again, now that Prosody may route them to benvolio's server
+    # Prosody asks juliet's client for the features behind her caps hash before it notifies her: a
+    # publication made before the answer reaches nobody, so publish again until one arrives
+    for _ in range(4):
+        await romeo.plugin["xep_0060"].publish(f"benvolio@{PROSODY}", NICK, id="current",
+                                               payload=payload(f"<nick xmlns='{NICK}'>Ben</nick>"))
+        try:
+            event = await next_event(juliet, on_node(NICK), timeout=4)
+        except TimeoutError:
+            continue
+        assert items_of(event, NICK)[0][0].text == "Ben"
+        return
+    raise AssertionError("no PEP notification from Prosody reached juliet")
+
+
+async def test_a_parlour_user_subscribes_to_a_prosody_pubsub_node(world: World) -> None:
+    parlour = world.parlour
+    reader = await parlour.client(await parlour.user("friar"))
+    for plugin in ("xep_0004", "xep_0060"):
+        reader.register_plugin(plugin)
+    watch_events(reader)
+    owner = await world.remote("mercutio")
+    await owner.plugin["xep_0060"].create_node(PUBSUB, "letters")
+    await reader.plugin["xep_0060"].subscribe(PUBSUB, "letters", timeout=15)
+    await owner.plugin["xep_0060"].publish(PUBSUB, "letters", id="l1",
+                                           payload=payload("<letter xmlns='urn:example:letters'>Potion</letter>"))
+    event = await next_event(reader, on_node("letters"), timeout=15)
+    [item] = items_of(event, "letters")
+    assert item.get("id") == "l1" and item.findtext("{urn:example:letters}letter") == "Potion"
+
+
+async def test_carbons_and_mam_of_a_conversation_with_a_prosody_user(world: World) -> None:
+    parlour = world.parlour
+    juliet_jid = await parlour.user("juliet3")
+    phone = await parlour.client(juliet_jid, resource="phone")
+    laptop = await parlour.client(juliet_jid, resource="laptop")
+    romeo = await world.remote("tybalt")
+    for client in (phone, laptop):
+        await iq(client, "set", f"<enable xmlns='{CARBONS}'/>")
+    copies = raw_messages(laptop)
+    send_message(phone, f"tybalt@{PROSODY}", "sent from the phone")
+    assert (await romeo.next_message(15))["body"] == "sent from the phone"
+    assert (await _carbon(copies, "sent")).get("to") == f"tybalt@{PROSODY}"
+    romeo.send_message(mto=f"{juliet_jid}/phone", mbody="to the phone only", mtype="chat")
+    assert (await phone.next_message(15))["body"] == "to the phone only"
+    assert JID((await _carbon(copies, "received")).get("from")).bare == f"tybalt@{PROSODY}"
+    assert await _archived(phone, f"tybalt@{PROSODY}") == ["sent from the phone", "to the phone only"]
+
+
+async def test_queries_blocking_and_errors_with_prosody_jids(world: World) -> None:
+    parlour = world.parlour
+    balthasar = await world.remote("balthasar")
+    await iq(balthasar, "set", "<vCard xmlns='vcard-temp'><FN>Balthasar</FN></vCard>")
+    juliet_jid = await parlour.user("juliet4")
+    juliet = await parlour.client(juliet_jid)
+    card = await iq(juliet, "get", "<vCard xmlns='vcard-temp'/>", to=f"balthasar@{PROSODY}")
+    assert card.findtext("{vcard-temp}vCard/{vcard-temp}FN") == "Balthasar"
+    version = await iq(juliet, "get", "<query xmlns='jabber:iq:version'/>", to=PROSODY)
+    assert version.findtext("{jabber:iq:version}query/{jabber:iq:version}name") == "Prosody"
+    uptime = await iq(juliet, "get", "<query xmlns='jabber:iq:last'/>", to=PROSODY)
+    assert int(uptime.find("{jabber:iq:last}query").get("seconds")) >= 0
+    info = await juliet.plugin["xep_0030"].get_info(jid=PROSODY, timeout=15)
+    assert "urn:xmpp:blocking" in info["disco_info"]["features"]
+    items = await juliet.plugin["xep_0030"].get_items(jid=PROSODY, timeout=15)
+    assert {ROOMS, PUBSUB} <= {str(item[0]) for item in items["disco_items"]["items"]}
+
+    # Prosody's errors come back to the sender
+    unknown = "<query xmlns='urn:example:nothing'/>"
+    assert condition(await iq_error(juliet, "get", unknown, to=PROSODY)) == "service-unavailable"
+    assert condition(await iq_error(juliet, "get", unknown, to=f"nobody@{PROSODY}")) == "service-unavailable"
+    assert condition(await iq_error(juliet, "get", unknown, to=f"balthasar@{PROSODY}/gone")) == "service-unavailable"
+
+    # blocking balthasar: his messages are refused, hers to him too
+    juliet.register_plugin("xep_0191")
+    await juliet.plugin["xep_0191"].block(f"balthasar@{PROSODY}")
+    balthasar.send_message(mto=juliet_jid, mbody="let me in", mtype="chat")
+    error = await balthasar.next_message(15)
+    assert error["type"] == "error" and error["error"]["condition"] == "service-unavailable"
+    juliet.send_message(mto=f"balthasar@{PROSODY}", mbody="to a blocked contact", mtype="chat")
+    assert (await juliet.next_message(5))["error"]["condition"] == "not-acceptable"
+    await juliet.plugin["xep_0191"].unblock(f"balthasar@{PROSODY}")
+    balthasar.send_message(mto=juliet_jid, mbody="again", mtype="chat")
+    assert (await juliet.next_message(15))["body"] == "again"
