@@ -2,7 +2,8 @@
 server's own capabilities in stream features.
 
 A client's <c/> names a hash of its disco#info; unknown hashes are looked up once with a disco#info
-query to that client, checked, and cached per hash. Other modules ask `Capabilities` whether a
+query to that client, checked, and cached per hash. Remote contacts' resources are learned the same way
+from the presence they send to local accounts, so PEP notifies them too. Other modules ask `Capabilities` whether a
 resource wants notifications for a PEP node (NODE+notify) and hear when a resource's caps become known.
 """
 
@@ -37,6 +38,7 @@ class Capabilities:
     def __init__(self, cache_size: int) -> None:
         self._cache: LruDict[str, frozenset[str]] = LruDict(cache_size)  # ver → features
         self._by_jid: dict[str, str] = {}  # full JID → ver
+        self._remote: dict[str, set[str]] = {}  # bare JID of a remote contact → its full JIDs with caps
         self.listeners: list[CapsListener] = []
 
     def features(self, jid: JID) -> frozenset[str]:
@@ -53,6 +55,22 @@ class Capabilities:
 
     def learn(self, ver: str, features: frozenset[str]) -> None:
         self._cache.put(ver, features)
+
+    def remote_wanting(self, contact: JID, node: str) -> list[JID]:
+        """The available resources of remote `contact` whose caps ask for PEP node `node`."""
+        return [JID.parse(full) for full in self._remote.get(str(contact.bare()), ()) if
+                self.wants(JID.parse(full), node)]
+
+    def assign_remote(self, jid: JID, ver: str | None) -> None:
+        """Record (or with None forget) the caps of a remote contact's resource, from its presence."""
+        self.assign(jid, ver)
+        bare, full = str(jid.bare()), str(jid)
+        if ver is not None:
+            self._remote.setdefault(bare, set()).add(full)
+        elif bare in self._remote:
+            self._remote[bare].discard(full)
+            if not self._remote[bare]:
+                del self._remote[bare]
 
     def assign(self, jid: JID, ver: str | None) -> bool:
         """Record the caps of a resource; True when they changed."""
@@ -100,6 +118,8 @@ class EntityCapabilities(Module):
         self._ver_key: tuple[object, ...] = ()
         self._ver = ""
         ctx.hook(events.PRESENCE_OUTGOING, self.on_presence, events.TRANSFORM)
+        # a remote contact's presence to a local account: PEP notifies it too (XEP-0163 §4.3.1)
+        ctx.hook(events.PRESENCE_BARE, self.on_remote_presence, events.TRANSFORM)
         ctx.hook(events.SESSION_CLOSED, self.on_closed)
 
     async def stop(self) -> None:
@@ -154,19 +174,46 @@ class EntityCapabilities(Module):
             return
         self.ctx.spawn(self._discover(session, node, ver, algo, key), f"discover-{session.jid}")
 
-    async def _discover(self, session: Any, node: str, ver: str, algo: str | None, key: str) -> None:
+    async def on_remote_presence(self, event: StanzaEvent) -> None:
+        sender = event.from_jid
+        if sender is None or sender.resource is None or self.ctx.is_local(sender.domain):
+            return  # local resources are known from their own outgoing presence
+        ptype = event.stanza.get("type")
+        c = event.stanza.find(caps.C)
+        if ptype == "unavailable" or (ptype is None and (c is None or not c.get("ver") or not c.get("node"))):
+            self.caps.assign_remote(sender, None)
+            return
+        if ptype is not None or c is None:
+            return
+        ver, node, algo = c.get("ver", ""), c.get("node", ""), c.get("hash")
+        key = ver if algo else f"{node}#{ver}"
+        if self.caps.known(key) is not None:
+            self.caps.assign_remote(sender, key)
+            return
+        self.ctx.spawn(self._discover_remote(sender, node, ver, algo, key), f"discover-{sender}")
+
+    async def _discover_remote(self, jid: JID, node: str, ver: str, algo: str | None, key: str) -> None:
+        if await self._features(jid, node, ver, algo, key) is not None:
+            self.caps.assign_remote(jid, key)
+
+    async def _features(self, jid: JID, node: str, ver: str, algo: str | None, key: str) -> frozenset[str] | None:
+        """The features behind caps `key`: asked of `jid` once (concurrent askers share the answer), cached."""
         waiting = self.pending.get(key)
         if waiting is None:
             waiting = asyncio.get_running_loop().create_future()
             self.pending[key] = waiting
             try:
-                waiting.set_result(await self._query(session.jid, node, ver, algo))
+                waiting.set_result(await self._query(jid, node, ver, algo))
             finally:
                 self.pending.pop(key, None)
         features = await waiting
-        if features is None:
+        if features is not None:
+            self.caps.learn(key, features)
+        return features
+
+    async def _discover(self, session: Any, node: str, ver: str, algo: str | None, key: str) -> None:
+        if await self._features(session.jid, node, ver, algo, key) is None:
             return
-        self.caps.learn(key, features)
         current = self.ctx.sessions.get(session.jid)
         if current is session and session.available and self.caps.assign(session.jid, key):
             await self._announce(session)

@@ -169,7 +169,10 @@ class Pep(Module):
             if item.subscription not in INTERESTED:
                 continue
             contact = JID.parse(item.contact)
-            wanting = [s.jid for s in self.ctx.sessions.available(contact) if self.caps.wants(s.jid, view.name)]
+            if self.ctx.is_local(contact.domain):
+                wanting = [s.jid for s in self.ctx.sessions.available(contact) if self.caps.wants(s.jid, view.name)]
+            else:
+                wanting = self.caps.remote_wanting(contact, view.name)
             if wanting and await self.engine.may_read(svc, view, contact):
                 found.extend(wanting)
         return found

@@ -15,7 +15,9 @@ import pytest
 import pytest_asyncio
 from slixmpp import JID
 
+from appliance.modules.caps import Capabilities
 from appliance.storage.api import RosterItem
+from appliance.xmpp.jid import JID as ParlourJID
 from tests.integration.federated import parlour_pair
 from tests.integration.harness import Client, Harness
 from tests.integration.pubsub_helpers import caps_client, items_of, next_event, on_node, payload
@@ -97,8 +99,6 @@ async def test_a_remote_user_in_a_local_room_and_a_local_user_in_a_remote_room(p
     assert (await groupchat(romeo, body="in Mantua now"))["from"] == JID(f"{other}/Juliet")
 
 
-@pytest.mark.xfail(strict=True, reason="PEP notifies local sessions only: the caps module learns the features of "
-                   "local clients (their outgoing presence), not of remote contacts, so no remote JID is interested")
 async def test_pep_notifications_reach_a_remote_contact_with_notify(pair: tuple[Harness, Harness]) -> None:
     capulet, montague = pair
     juliet_jid, romeo_jid = await capulet.user("juliet2"), await montague.user("romeo2")
@@ -107,9 +107,14 @@ async def test_pep_notifications_reach_a_remote_contact_with_notify(pair: tuple[
     for plugin in ("xep_0004", "xep_0060"):
         juliet.register_plugin(plugin)
     romeo = await caps_client(montague, romeo_jid, interests=(NICK, AVATAR_METADATA))
+    # capulet learns romeo's caps from the presence montague sends juliet, asking his client over s2s
+    caps = capulet.server.hosts[CAPULET].services[Capabilities]
+    async with asyncio.timeout(15):
+        while not caps.remote_wanting(ParlourJID.parse(romeo_jid), NICK):
+            await asyncio.sleep(0.05)
     ps = juliet.plugin["xep_0060"]
     await ps.publish(juliet_jid, NICK, payload=payload(f"<nick xmlns='{NICK}'>Jules</nick>"))
-    event = await next_event(romeo, on_node(NICK), timeout=4)
+    event = await next_event(romeo, on_node(NICK), timeout=15)
     [item] = items_of(event, NICK)
     assert item[0].text == "Jules"
     metadata = (f"<metadata xmlns='{AVATAR_METADATA}'><info bytes='3' id='abc' type='image/png'/></metadata>")
