@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv bench-quick docs clean conformance-peers interop-slixmpp
+.PHONY: run test lint venv bench-quick bench-s2s docs clean conformance-peers interop-slixmpp
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ docs: $(STAMP)
 ## Quick load figures for development (see benchmarks/README.md)
 bench-quick: $(STAMP)
 	$(PY) benchmarks/load.py
+
+## s2s throughput, latency and CPU per message: two Parlours, two Prosodys, two ejabberds federating in a
+## network namespace (root, Debian's prosody and ejabberd; ~2 min); figures in benchmarks/RESULTS-*-s2s.md
+bench-s2s: $(STAMP)
+	$(PY) benchmarks/s2s_bench.py --users 50 --messages 200
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

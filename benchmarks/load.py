@@ -54,8 +54,8 @@ class RawClient:
             self.buffer += chunk
         self.buffer = self.buffer[self.buffer.index(token) + len(token) :]
 
-    async def login(self, port: int, password: str) -> None:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+    async def login(self, port: int, password: str, host: str = "127.0.0.1") -> None:
+        self.reader, self.writer = await asyncio.open_connection(host, port)
         header = HEADER.format(domain=self.domain).encode()
         self.writer.write(header)
         await self._want(b"</stream:features>")

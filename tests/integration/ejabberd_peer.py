@@ -107,7 +107,9 @@ class EjabberdPeer:
     """One ejabberd serving `domain` inside namespace `ns`; `await start()`, `await stop()`."""
 
     def __init__(self, base: Path, ns: Namespace, domain: str, *, certificate: Issued, cafile: Path,
-                 users: dict[str, str] | None = None, loglevel: str = "info") -> None:
+                 users: dict[str, str] | None = None, loglevel: str = "info", node: str | None = None,
+                 dist_port: int = DIST_PORT) -> None:
+        """`node` and `dist_port` tell apart several ejabberds in one namespace."""
         self.base = base
         self.ns = ns
         self.domain = domain
@@ -115,7 +117,8 @@ class EjabberdPeer:
         self.cafile = cafile
         self.users = users or {}
         self.loglevel = loglevel
-        self.node = f"ejabberd{ns.name}@localhost"
+        self.node = node or f"ejabberd{ns.name}@localhost"
+        self.dist_port = dist_port
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -131,7 +134,7 @@ class EjabberdPeer:
         pem.chmod(0o600)
         (base / "ejabberd.yml").write_text(CONFIG.format(
             loglevel=self.loglevel, domain=self.domain, base=base, cafile=self.cafile, address=self.address))
-        (base / "ejabberdctl.cfg").write_text(CTL_CONFIG.format(node=self.node, dist_port=DIST_PORT,
+        (base / "ejabberdctl.cfg").write_text(CTL_CONFIG.format(node=self.node, dist_port=self.dist_port,
                                                                 cookie=COOKIE, base=base))
         shutil.copy("/etc/ejabberd/inetrc", base / "inetrc")
         # Debian's ejabberdctl switches to the ejabberd user when run as root; this copy runs as we do
@@ -173,8 +176,8 @@ class EjabberdPeer:
         code = REGISTER.format(node=self.node, domain=self.domain, accounts=listing)
         proc = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", self.ns.name, "env", f"HOME={self.base}", ERL or "erl",
-            "-sname", f"reg{self.ns.name}@localhost", "-hidden", "-noinput", "-setcookie", COOKIE,
-            "-erl_epmd_port", str(DIST_PORT), "-start_epmd", "false", "-dist_listen", "false", "-eval", code,
+            "-sname", f"reg{self.node.partition('@')[0]}@localhost", "-hidden", "-noinput", "-setcookie", COOKIE,
+            "-erl_epmd_port", str(self.dist_port), "-start_epmd", "false", "-dist_listen", "false", "-eval", code,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         text = out.decode(errors="replace")
