@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from appliance.app import Parlour
-from appliance.config.model import FederationConfig, S2SConfig, TlsConfig
+from appliance.config.model import TlsConfig
+from tests.integration.cross_server import disconnect_all, parlour_facing, peer_client, running
 from tests.integration.ejabberd_peer import EjabberdPeer, unavailable
-from tests.integration.harness import Client, Harness, make_config
+from tests.integration.harness import Client, Harness
 from tests.integration.prosody_peer import FederationCA, Namespace
 from tests.net.dnsserver import DnsServer
 
@@ -44,14 +44,8 @@ class World:
 
     async def remote(self, name: str, resource: str = "phone", *, presence: bool = True) -> Client:
         """`name`@ejabberd.test logged in to ejabberd (STARTTLS with the test CA's certificate)."""
-        client = Client(f"{name}@{EJABBERD}/{resource}", ACCOUNTS[name], self.ca.pem)
-        self.clients.append(client)
-        client.connect(host=self.ejabberd.address, port=5222)
-        await asyncio.wait_for(client.started.wait(), 15)
-        await client.get_roster()
-        if presence:
-            client.send_presence()
-        return client
+        return await peer_client(f"{name}@{EJABBERD}/{resource}", ACCOUNTS[name], self.ca.pem,
+                                 self.ejabberd.address, self.clients, presence=presence)
 
     async def local(self, name: str, resource: str = "test", *, create: bool = True,
                     server: Harness | None = None) -> Client:
@@ -60,22 +54,6 @@ class World:
         client = await server.client(jid, resource=resource)
         self.clients.append(client)
         return client
-
-
-def _s2s(ns: Namespace, port: int) -> S2SConfig:
-    return S2SConfig(interfaces=(ns.outer,), port=port, nameservers=(f"{ns.outer}:53",), dns_timeout=2.0,
-                     connect_timeout=3.0, auth_timeout=10.0, queue_timeout=15.0)
-
-
-async def _parlour(base: Path, domain: str, s2s: S2SConfig, tls: TlsConfig | None = None) -> Harness:
-    cfg = make_config(base)
-    cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=domain),), s2s=s2s,
-                  federation=FederationConfig(enabled=True))
-    if tls is not None:
-        cfg = replace(cfg, tls=tls)
-    server = Parlour(cfg)
-    await server.start()
-    return Harness(server)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -93,13 +71,9 @@ async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Worl
         async with DnsServer(zone, host=ns.outer, port=53):
             ejabberd = EjabberdPeer(base / "ejabberd", ns, EJABBERD, certificate=ca.issue(EJABBERD),
                                     cafile=ca.pem, users=ACCOUNTS)
-            parlour = await _parlour(base / "parlour", PARLOUR, _s2s(ns, 5269))
-            try:
-                await ejabberd.start()
+            parlour = await parlour_facing(ns, base / "parlour", PARLOUR)
+            async with running(parlour, ejabberd):
                 yield World(ns, ca, ejabberd, parlour, base)
-            finally:
-                await parlour.close()
-                await ejabberd.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -107,10 +81,7 @@ async def world(shared: World) -> AsyncIterator[World]:
     try:
         yield shared
     finally:
-        for client in shared.clients:
-            if client.is_connected():
-                client.disconnect()
-        shared.clients.clear()
+        disconnect_all(shared.clients)
 
 
 def links(h: Harness) -> list:
@@ -237,9 +208,9 @@ async def test_offline_messages_are_stored_on_both_sides(world: World) -> None:
 
 async def test_sasl_external_with_certificates_from_a_shared_ca(world: World) -> None:
     mine = world.ca.issue(VERIFIED, client_auth=True)
-    s2s = replace(_s2s(world.ns, VERIFIED_PORT), ca_bundle=world.ca.pem, require_valid_certificates=True)
-    verified = await _parlour(world.base / "verified", VERIFIED, s2s, TlsConfig(certificate=mine.cert,
-                                                                                 private_key=mine.key))
+    verified = await parlour_facing(world.ns, world.base / "verified", VERIFIED, port=VERIFIED_PORT,
+                                    tls=TlsConfig(certificate=mine.cert, private_key=mine.key),
+                                    ca_bundle=world.ca.pem, require_valid_certificates=True)
     try:
         jid = await verified.user("rosaline")
         rosaline = Client(f"{jid}/test", "correct horse", world.ca.pem)

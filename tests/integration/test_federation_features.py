@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from xml.etree import ElementTree as ET
 
 import pytest
 import pytest_asyncio
@@ -18,16 +17,16 @@ from slixmpp import JID
 from appliance.modules.caps import Capabilities
 from appliance.storage.api import RosterItem
 from appliance.xmpp.jid import JID as ParlourJID
+from tests.integration.cross_server import archived, carbons_across, disconnect_all, rooms_across
 from tests.integration.federated import parlour_pair
-from tests.integration.harness import Client, Harness
+from tests.integration.harness import Harness
 from tests.integration.pubsub_helpers import caps_client, items_of, next_event, on_node, payload
-from tests.integration.stanzas import condition, iq, iq_error, raw_messages, send_message
-from tests.integration.test_muc import codes, create_room, groupchat, muc_client, presence_from
+from tests.integration.stanzas import condition, iq, iq_error, raw_messages
+from tests.integration.test_muc import muc_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CAPULET, MONTAGUE = "capulet.test", "montague.test"
-CARBONS, FORWARD, MAM = "urn:xmpp:carbons:2", "urn:xmpp:forward:0", "urn:xmpp:mam:2"
 NICK, AVATAR_METADATA = "http://jabber.org/protocol/nick", "urn:xmpp:avatar:metadata"
 
 
@@ -52,51 +51,14 @@ async def pair(shared: tuple[Harness, Harness]) -> AsyncIterator[tuple[Harness, 
         yield shared
     finally:
         for h in shared:
-            for client in h.clients:
-                if client.is_connected():
-                    client.disconnect()
-            h.clients.clear()
+            disconnect_all(h.clients)
 
 
 async def test_a_remote_user_in_a_local_room_and_a_local_user_in_a_remote_room(pair: tuple[Harness, Harness]) -> None:
     capulet, montague = pair
     juliet, nurse = await muc_client(capulet, "juliet"), await muc_client(capulet, "nurse")
     romeo = await muc_client(montague, "romeo")
-    room = f"balcony@conference.{CAPULET}"
-    await create_room(juliet, room, "Juliet")
-    juliet.send_message(mto=room, mbody="before romeo came", mtype="groupchat")
-    await groupchat(juliet, body="before romeo came")
-
-    # romeo@montague.test joins: occupant list (juliet), history with its delay, his own presence (110)
-    own, _subject, occupants, history = await romeo.plugin["xep_0045"].join_muc_wait(JID(room), "Romeo",
-                                                                                     maxstanzas=5, timeout=15)
-    assert 110 in codes(own) and own["muc"]["role"] == "participant"
-    assert {str(p["from"]) for p in occupants} == {f"{room}/Juliet", f"{room}/Romeo"}
-    assert [m["body"] for m in history] == ["before romeo came"]
-    assert history[0]["delay"]["stamp"] is not None
-    seen = await presence_from(juliet, f"{room}/Romeo")
-    assert seen["muc"]["jid"].bare == f"romeo@{MONTAGUE}"  # the owner sees his real JID
-
-    romeo.send_message(mto=room, mbody="from Mantua", mtype="groupchat")
-    assert (await groupchat(juliet, body="from Mantua"))["from"] == JID(f"{room}/Romeo")
-    juliet.send_message(mto=room, mbody="from Verona", mtype="groupchat")
-    await groupchat(romeo, body="from Verona")
-
-    # the owner kicks the remote occupant: he and the others get 307
-    await nurse.plugin["xep_0045"].join_muc_wait(JID(room), "Nurse", maxstanzas=0, timeout=10)
-    await juliet.plugin["xep_0045"].set_role(room, "Romeo", "none", reason="banished")
-    kicked = await presence_from(romeo, f"{room}/Romeo", ptype="unavailable", timeout=15)
-    assert {110, 307} <= codes(kicked)
-    assert 307 in codes(await presence_from(nurse, f"{room}/Romeo", ptype="unavailable"))
-
-    # the reverse: juliet joins a room on montague.test, created by romeo
-    other = f"market@conference.{MONTAGUE}"
-    await create_room(romeo, other, "Romeo")
-    own, _subject, occupants, _history = await juliet.plugin["xep_0045"].join_muc_wait(JID(other), "Juliet",
-                                                                                       maxstanzas=0, timeout=15)
-    assert 110 in codes(own) and {str(p["from"]) for p in occupants} == {f"{other}/Romeo", f"{other}/Juliet"}
-    juliet.send_message(mto=other, mbody="in Mantua now", mtype="groupchat")
-    assert (await groupchat(romeo, body="in Mantua now"))["from"] == JID(f"{other}/Juliet")
+    await rooms_across(juliet, nurse, romeo, f"balcony@conference.{CAPULET}", f"market@conference.{MONTAGUE}")
 
 
 async def test_pep_notifications_reach_a_remote_contact_with_notify(pair: tuple[Harness, Harness]) -> None:
@@ -148,44 +110,9 @@ async def test_carbons_and_mam_cover_a_conversation_with_a_remote_user(pair: tup
     phone = await capulet.client(juliet_jid, resource="phone")
     laptop = await capulet.client(juliet_jid, resource="laptop")
     romeo = await montague.client(romeo_jid)
-    for client in (phone, laptop):
-        await iq(client, "set", f"<enable xmlns='{CARBONS}'/>")
-    copies = raw_messages(laptop)
-    send_message(phone, romeo_jid, "sent from the phone")
-    assert (await romeo.next_message(15))["body"] == "sent from the phone"
-    sent = await _carbon(copies, "sent")
-    assert sent.get("to") == romeo_jid and sent.findtext("{jabber:client}body") == "sent from the phone"
-    romeo.send_message(mto=f"{juliet_jid}/phone", mbody="to the phone only", mtype="chat")
-    assert (await phone.next_message(15))["body"] == "to the phone only"
-    received = await _carbon(copies, "received")
-    assert JID(received.get("from")).bare == romeo_jid
-
-    # both directions are in juliet's archive, and in romeo's on his own server
-    for client, peer, server in ((phone, romeo_jid, capulet), (romeo, juliet_jid, montague)):
-        found = await _archived(client, peer)
-        assert found == ["sent from the phone", "to the phone only"], server.domain
-
-
-async def _carbon(queue: asyncio.Queue[ET.Element], kind: str) -> ET.Element:
-    async with asyncio.timeout(15):
-        while True:
-            holder = (await queue.get()).find(f"{{{CARBONS}}}{kind}")
-            if holder is not None:
-                return holder.find(f"{{{FORWARD}}}forwarded/{{jabber:client}}message")
-
-
-async def _archived(client: Client, peer: str) -> list[str]:
-    results = raw_messages(client)
-    fields = (f"<field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field>"
-              f"<field var='with'><value>{peer}</value></field>")
-    await iq(client, "set", f"<query xmlns='{MAM}' queryid='q'><x xmlns='jabber:x:data' type='submit'>"
-                            f"{fields}</x></query>")
-    bodies = []
-    while not results.empty():
-        result = results.get_nowait().find(f"{{{MAM}}}result")
-        if result is not None:
-            bodies.append(result.findtext(f"{{{FORWARD}}}forwarded/{{jabber:client}}message/{{jabber:client}}body"))
-    return bodies
+    await carbons_across(phone, laptop, romeo)
+    # romeo's own server archived the conversation too
+    assert await archived(romeo, juliet_jid) == ["sent from the phone", "to the phone only"]
 
 
 async def test_vcard_last_activity_version_and_disco_of_remote_jids(pair: tuple[Harness, Harness]) -> None:

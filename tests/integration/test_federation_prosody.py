@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from appliance.app import Parlour
-from appliance.config.model import FederationConfig, S2SConfig, TlsConfig
-from tests.integration.harness import PASSWORD, Client, Harness, make_config
+from appliance.config.model import TlsConfig
+from tests.integration.cross_server import parlour_facing, peer_client, running
+from tests.integration.harness import PASSWORD, Client, Harness
 from tests.integration.prosody_peer import FederationCA, Namespace, ProsodyPeer, unavailable
 from tests.net.dnsserver import DnsServer
 
@@ -35,13 +35,8 @@ class World:
     ca: FederationCA
 
     async def romeo(self, resource: str = "phone") -> Client:
-        client = Client(f"romeo@{PROSODY}/{resource}", "r0me0", self.ca.pem)
-        self.parlour.clients.append(client)
-        client.connect(host=self.prosody.address, port=5222)
-        await asyncio.wait_for(client.started.wait(), 15)
-        await client.get_roster()
-        client.send_presence()
-        return client
+        return await peer_client(f"romeo@{PROSODY}/{resource}", "r0me0", self.ca.pem, self.prosody.address,
+                                 self.parlour.clients)
 
     async def juliet(self) -> Client:
         """juliet@parlour.test, trusting whichever CA signed Parlour's certificate."""
@@ -72,24 +67,15 @@ async def _world(tmp_path: Path, *, trusted: bool) -> AsyncIterator[World]:
         async with DnsServer(zone, host=ns.outer, port=53):
             prosody = ProsodyPeer(tmp_path / "prosody", ns, PROSODY, certificate=ca.issue(PROSODY), cafile=ca.pem,
                                   secure_auth=trusted, users={"romeo": "r0me0"})
-            s2s = S2SConfig(interfaces=(ns.outer,), port=5269, nameservers=(f"{ns.outer}:53",),
-                            dns_timeout=2.0, connect_timeout=3.0, auth_timeout=10.0, queue_timeout=15.0)
-            cfg = make_config(tmp_path / "parlour")
-            cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=PARLOUR),), s2s=s2s,
-                          federation=FederationConfig(enabled=True))
             if trusted:
                 mine = ca.issue(PARLOUR)
-                cfg = replace(cfg, tls=TlsConfig(certificate=mine.cert, private_key=mine.key),
-                              s2s=replace(s2s, ca_bundle=ca.pem, require_valid_certificates=True))
-            server = Parlour(cfg)
-            await server.start()
-            parlour = Harness(server)
-            try:
-                await prosody.start()
+                parlour = await parlour_facing(ns, tmp_path / "parlour", PARLOUR,
+                                               tls=TlsConfig(certificate=mine.cert, private_key=mine.key),
+                                               ca_bundle=ca.pem, require_valid_certificates=True)
+            else:
+                parlour = await parlour_facing(ns, tmp_path / "parlour", PARLOUR)
+            async with running(parlour, prosody):
                 yield World(parlour, prosody, ca)
-            finally:
-                await parlour.close()
-                await prosody.stop()
 
 
 @pytest.fixture

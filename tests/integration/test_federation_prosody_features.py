@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
-from slixmpp import JID
 
-from appliance.app import Parlour
-from appliance.config.model import FederationConfig, S2SConfig
-from tests.integration.harness import Client, Harness, make_config
+from tests.integration.cross_server import (
+    carbons_across,
+    disconnect_all,
+    parlour_facing,
+    peer_client,
+    rooms_across,
+    running,
+)
+from tests.integration.harness import Client, Harness
 from tests.integration.prosody_peer import FederationCA, Namespace, ProsodyPeer, unavailable
 from tests.integration.pubsub_helpers import caps_client, items_of, next_event, on_node, payload, watch_events
-from tests.integration.stanzas import condition, iq, iq_error, raw_messages, send_message
-from tests.integration.test_federation_features import _archived, _carbon
-from tests.integration.test_muc import codes, create_room, groupchat, muc_client, presence_from
+from tests.integration.stanzas import condition, iq, iq_error
+from tests.integration.test_muc import muc_client
 from tests.net.dnsserver import DnsServer
 
 REASON = unavailable()
@@ -33,7 +37,7 @@ pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"Prosody federation
 PARLOUR, PROSODY = "parlour.test", "prosody.test"
 ROOMS, PUBSUB = f"rooms.{PROSODY}", f"pubsub.{PROSODY}"
 ACCOUNTS = {name: f"{name}-pw" for name in ("romeo", "benvolio", "mercutio", "tybalt", "balthasar", "abram")}
-CARBONS, NICK = "urn:xmpp:carbons:2", "http://jabber.org/protocol/nick"
+NICK = "http://jabber.org/protocol/nick"
 
 
 @dataclass
@@ -44,15 +48,10 @@ class World:
 
     async def remote(self, name: str, resource: str = "phone") -> Client:
         """`name`@prosody.test logged in to Prosody, with the MUC and PubSub plugins."""
-        client = Client(f"{name}@{PROSODY}/{resource}", ACCOUNTS[name], self.ca.pem)
-        for plugin in ("xep_0004", "xep_0045", "xep_0060", "xep_0163"):
-            client.register_plugin(plugin)
+        client = await peer_client(f"{name}@{PROSODY}/{resource}", ACCOUNTS[name], self.ca.pem,
+                                   self.prosody.address, self.parlour.clients,
+                                   plugins=("xep_0004", "xep_0045", "xep_0060", "xep_0163"))
         client.add_event_handler("groupchat_presence", client.presences.put_nowait)
-        self.parlour.clients.append(client)
-        client.connect(host=self.prosody.address, port=5222)
-        await asyncio.wait_for(client.started.wait(), 15)
-        await client.get_roster()
-        client.send_presence()
         return client
 
 
@@ -69,20 +68,9 @@ async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Worl
         async with DnsServer(zone, host=ns.outer, port=53):
             prosody = ProsodyPeer(base / "prosody", ns, PROSODY, certificate=ca.issue(PROSODY), cafile=ca.pem,
                                   users=ACCOUNTS, services=True)
-            s2s = S2SConfig(interfaces=(ns.outer,), port=5269, nameservers=(f"{ns.outer}:53",), dns_timeout=2.0,
-                            connect_timeout=3.0, auth_timeout=10.0, queue_timeout=15.0)
-            cfg = make_config(base / "parlour")
-            cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=PARLOUR),), s2s=s2s,
-                          federation=FederationConfig(enabled=True))
-            server = Parlour(cfg)
-            await server.start()
-            parlour = Harness(server)
-            try:
-                await prosody.start()
+            parlour = await parlour_facing(ns, base / "parlour", PARLOUR)
+            async with running(parlour, prosody):
                 yield World(parlour, prosody, ca)
-            finally:
-                await parlour.close()
-                await prosody.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -90,48 +78,14 @@ async def world(shared: World) -> AsyncIterator[World]:
     try:
         yield shared
     finally:
-        for client in shared.parlour.clients:
-            if client.is_connected():
-                client.disconnect()
-        shared.parlour.clients.clear()
+        disconnect_all(shared.parlour.clients)
 
 
 async def test_rooms_across_servers(world: World) -> None:
     parlour = world.parlour
     juliet, nurse = await muc_client(parlour, "juliet"), await muc_client(parlour, "nurse")
     romeo = await world.remote("romeo")
-    room = f"balcony@conference.{PARLOUR}"
-    await create_room(juliet, room, "Juliet")
-    juliet.send_message(mto=room, mbody="before romeo came", mtype="groupchat")
-    await groupchat(juliet, body="before romeo came")
-
-    own, _subject, occupants, history = await romeo.plugin["xep_0045"].join_muc_wait(JID(room), "Romeo",
-                                                                                     maxstanzas=5, timeout=20)
-    assert 110 in codes(own)
-    assert {str(p["from"]) for p in occupants} == {f"{room}/Juliet", f"{room}/Romeo"}
-    assert [m["body"] for m in history] == ["before romeo came"]
-    assert (await presence_from(juliet, f"{room}/Romeo", timeout=10))["muc"]["jid"].bare == f"romeo@{PROSODY}"
-    romeo.send_message(mto=room, mbody="from Prosody", mtype="groupchat")
-    await groupchat(juliet, body="from Prosody", timeout=10)
-    await nurse.plugin["xep_0045"].join_muc_wait(JID(room), "Nurse", maxstanzas=0, timeout=10)
-    await juliet.plugin["xep_0045"].set_role(room, "Romeo", "none", reason="banished")
-    kicked = await presence_from(romeo, f"{room}/Romeo", ptype="unavailable", timeout=15)
-    assert {110, 307} <= codes(kicked)
-    assert 307 in codes(await presence_from(nurse, f"{room}/Romeo", ptype="unavailable"))
-
-    # the reverse: a room on Prosody's MUC, created by romeo, joined from Parlour
-    other = f"market@{ROOMS}"
-    await create_room(romeo, other, "Romeo")
-    romeo.send_message(mto=other, mbody="Prosody history", mtype="groupchat")
-    await groupchat(romeo, body="Prosody history", timeout=10)
-    own, _subject, occupants, history = await juliet.plugin["xep_0045"].join_muc_wait(JID(other), "Juliet",
-                                                                                       maxstanzas=5, timeout=20)
-    assert 110 in codes(own) and {str(p["from"]) for p in occupants} == {f"{other}/Romeo", f"{other}/Juliet"}
-    assert [m["body"] for m in history] == ["Prosody history"]
-    juliet.send_message(mto=other, mbody="from Parlour", mtype="groupchat")
-    assert (await groupchat(romeo, body="from Parlour", timeout=10))["from"] == JID(f"{other}/Juliet")
-    await romeo.plugin["xep_0045"].set_role(other, "Juliet", "none", reason="out")
-    assert 307 in codes(await presence_from(juliet, f"{other}/Juliet", ptype="unavailable", timeout=15))
+    await rooms_across(juliet, nurse, romeo, f"balcony@conference.{PARLOUR}", f"market@{ROOMS}")
 
 
 async def subscribed_both_ways(juliet: Client, romeo: Client) -> None:
@@ -189,17 +143,7 @@ async def test_carbons_and_mam_of_a_conversation_with_a_prosody_user(world: Worl
     juliet_jid = await parlour.user("juliet3")
     phone = await parlour.client(juliet_jid, resource="phone")
     laptop = await parlour.client(juliet_jid, resource="laptop")
-    romeo = await world.remote("tybalt")
-    for client in (phone, laptop):
-        await iq(client, "set", f"<enable xmlns='{CARBONS}'/>")
-    copies = raw_messages(laptop)
-    send_message(phone, f"tybalt@{PROSODY}", "sent from the phone")
-    assert (await romeo.next_message(15))["body"] == "sent from the phone"
-    assert (await _carbon(copies, "sent")).get("to") == f"tybalt@{PROSODY}"
-    romeo.send_message(mto=f"{juliet_jid}/phone", mbody="to the phone only", mtype="chat")
-    assert (await phone.next_message(15))["body"] == "to the phone only"
-    assert JID((await _carbon(copies, "received")).get("from")).bare == f"tybalt@{PROSODY}"
-    assert await _archived(phone, f"tybalt@{PROSODY}") == ["sent from the phone", "to the phone only"]
+    await carbons_across(phone, laptop, await world.remote("tybalt"))
 
 
 async def test_queries_blocking_and_errors_with_prosody_jids(world: World) -> None:
