@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
+from appliance.modules.caps import Capabilities
+from appliance.xmpp.jid import JID as ParlourJID
 from tests.integration.cross_server import (
     carbons_across,
     disconnect_all,
@@ -50,7 +52,7 @@ class World:
         """`name`@prosody.test logged in to Prosody, with the MUC and PubSub plugins."""
         client = await peer_client(f"{name}@{PROSODY}/{resource}", ACCOUNTS[name], self.ca.pem,
                                    self.prosody.address, self.parlour.clients,
-                                   plugins=("xep_0004", "xep_0045", "xep_0060", "xep_0163"))
+                                   plugins=("xep_0004", "xep_0045", "xep_0060", "xep_0115", "xep_0163"))
         client.add_event_handler("groupchat_presence", client.presences.put_nowait)
         return client
 
@@ -101,11 +103,12 @@ async def subscribed_both_ways(juliet: Client, romeo: Client) -> None:
             await asyncio.sleep(0.2)
 
 
-async def test_pep_of_a_prosody_user_reaches_a_parlour_contact_with_notify(world: World) -> None:
+async def test_pep_notifications_both_ways_with_prosody(world: World) -> None:
     parlour = world.parlour
     juliet_jid = await parlour.user("juliet2")
     juliet = await caps_client(parlour, juliet_jid, interests=(NICK,))
     romeo = await world.remote("benvolio")
+    watch_events(romeo)
     await subscribed_both_ways(juliet, romeo)
     juliet.send_presence()  # caps again, now that Prosody may route them to benvolio's server
     # Prosody asks juliet's client for the features behind her caps hash before it notifies her: a
@@ -118,8 +121,22 @@ async def test_pep_of_a_prosody_user_reaches_a_parlour_contact_with_notify(world
         except TimeoutError:
             continue
         assert items_of(event, NICK)[0][0].text == "Ben"
-        return
-    raise AssertionError("no PEP notification from Prosody reached juliet")
+        break
+    else:
+        raise AssertionError("no PEP notification from Prosody reached juliet")
+
+    # the other way: benvolio's client asks for nicks; Parlour learns it from his presence (asking his
+    # client over s2s) and notifies him of juliet's
+    romeo.plugin["xep_0030"].add_feature(f"{NICK}+notify")
+    await romeo.plugin["xep_0115"].update_caps()
+    caps = parlour.server.hosts[PARLOUR].services[Capabilities]
+    async with asyncio.timeout(15):
+        while not caps.remote_wanting(ParlourJID.parse(f"benvolio@{PROSODY}"), NICK):
+            await asyncio.sleep(0.05)
+    await juliet.plugin["xep_0060"].publish(juliet_jid, NICK, payload=payload(f"<nick xmlns='{NICK}'>Jules</nick>"))
+    # (his own nick comes back to him from Prosody too: only juliet's is looked for)
+    event = await next_event(romeo, lambda e: [i[0].text for i in items_of(e, NICK)] == ["Jules"], timeout=15)
+    assert items_of(event, NICK)[0].get("id")
 
 
 async def test_a_parlour_user_subscribes_to_a_prosody_pubsub_node(world: World) -> None:
