@@ -3,7 +3,6 @@ the relay port range and the per-user and total quotas."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from appliance.turn.stun import Address
+from appliance.turn.udp import UdpEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +38,6 @@ Sender = Callable[[bytes], None]  # sends bytes to the client over its own trans
 PeerHandler = Callable[["Allocation", bytes, Address], None]
 
 
-class RelayProtocol(asyncio.DatagramProtocol):
-    """The relayed transport address: datagrams from peers go to the allocation's handler."""
-
-    def __init__(self, on_datagram: Callable[[bytes, Address], None]) -> None:
-        self.on_datagram = on_datagram
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        self.on_datagram(data, (addr[0], addr[1]))
-
-    def error_received(self, exc: Exception) -> None:  # ICMP errors on a relay socket are not the client's
-        log.debug("relay socket error: %s", exc)
-
-
 @dataclass(eq=False)
 class Allocation:
     """One allocation: the relay socket, the client's transport, permissions and channels."""
@@ -63,7 +46,7 @@ class Allocation:
     user: str
     username: str
     key: bytes
-    relay: asyncio.DatagramTransport
+    relay: UdpEndpoint  # the relayed transport address: datagrams from peers go to Allocations.on_peer_data
     relayed: Address
     send_to_client: Sender
     expires: float
@@ -106,8 +89,7 @@ class Allocation:
 class Reservation:
     """The odd port kept after an EVEN-PORT allocation with the R bit, until its token is used."""
 
-    relay: asyncio.DatagramTransport
-    protocol: RelayProtocol
+    relay: UdpEndpoint
     address: Address
     expires: float
 
@@ -151,15 +133,14 @@ class Allocations:
             if reserved is None:
                 raise NoRelayPort
             transport, relayed = reserved.relay, reserved.address
-            reserved.protocol.on_datagram = deliver
+            transport.on_datagram = deliver
         else:
             transport, relayed = await self._bind(deliver, even=even_port, pair=reserve_next)
             if reserve_next:
                 new_token = os.urandom(8)
-                odd_transport, odd_protocol = await self._bind_port(relayed[1] + 1, lambda _d, _a: None)
+                odd = UdpEndpoint.bind(self.relay_ip, relayed[1] + 1, lambda _d, _a: None)
                 until = time.monotonic() + RESERVATION_LIFETIME
-                self.reservations[new_token] = Reservation(odd_transport, odd_protocol,
-                                                           (self.relay_ip, relayed[1] + 1), until)
+                self.reservations[new_token] = Reservation(odd, (self.relay_ip, relayed[1] + 1), until)
         if dont_fragment:
             _set_dont_fragment(transport)
         allocation = Allocation(five_tuple, user, username, key, transport, relayed, send_to_client,
@@ -192,7 +173,7 @@ class Allocations:
         self.reservations.clear()
 
     async def _bind(self, deliver: Callable[[bytes, Address], None], *, even: bool,
-                    pair: bool) -> tuple[asyncio.DatagramTransport, Address]:
+                    pair: bool) -> tuple[UdpEndpoint, Address]:
         for _ in range(PORT_TRIES):
             port = random.randint(self.min_port, self.max_port - (1 if pair else 0))
             if even or pair:
@@ -202,8 +183,7 @@ class Allocations:
             if pair and not self._port_free(port + 1):
                 continue
             with contextlib.suppress(OSError):
-                transport, _ = await self._bind_port(port, deliver)
-                return transport, (self.relay_ip, port)
+                return UdpEndpoint.bind(self.relay_ip, port, deliver), (self.relay_ip, port)
         raise NoRelayPort
 
     def _port_free(self, port: int) -> bool:
@@ -215,15 +195,8 @@ class Allocations:
                 return False
         return True
 
-    async def _bind_port(self, port: int, deliver: Callable[[bytes, Address], None]
-                         ) -> tuple[asyncio.DatagramTransport, RelayProtocol]:
-        loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: RelayProtocol(deliver), local_addr=(self.relay_ip, port))
-        return transport, protocol
 
-
-def _set_dont_fragment(transport: asyncio.DatagramTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family == socket.AF_INET and hasattr(socket, "IP_MTU_DISCOVER"):
+def _set_dont_fragment(relay: UdpEndpoint) -> None:
+    sock = relay.sock
+    if sock.family == socket.AF_INET and hasattr(socket, "IP_MTU_DISCOVER"):
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MTU_DISCOVER, socket.IP_PMTUDISC_DO)

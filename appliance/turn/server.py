@@ -34,6 +34,7 @@ from appliance.turn.stun import (
     parse,
     parse_channel_data,
 )
+from appliance.turn.udp import UdpEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +86,18 @@ class TurnServer:
         self.tls_context = tls_context
         self.stats = TurnStats()
         self.ports: dict[str, int] = {}
-        self._udp: list[asyncio.DatagramTransport] = []
+        self._udp: list[UdpEndpoint] = []
         self._tcp: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> dict[str, int]:
-        loop = asyncio.get_running_loop()
         s = self.settings
         for host in s.listen:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpListener(self), local_addr=(host, s.port or self.ports.get("turn_udp", 0)))
-            self._udp.append(transport)
-            self.ports.setdefault("turn_udp", transport.get_extra_info("sockname")[1])
+            listener = UdpListener(self)
+            endpoint = UdpEndpoint.bind(host, s.port or self.ports.get("turn_udp", 0), listener.datagram_received)
+            listener.endpoint = endpoint
+            self._udp.append(endpoint)
+            self.ports.setdefault("turn_udp", endpoint.sockname[1])
             server = await asyncio.start_server(self._serve_stream, host, s.port or self.ports.get("turn_tcp", 0))
             self._tcp.append(server)
             self.ports.setdefault("turn_tcp", server.sockets[0].getsockname()[1])
@@ -367,35 +368,25 @@ class TurnServer:
         return response.add_text(Attr.SOFTWARE, SOFTWARE).encode(key)
 
 
-class _UdpListener(asyncio.DatagramProtocol):
+class UdpListener:
     """The UDP listener: each datagram is one STUN message or one ChannelData message."""
 
     def __init__(self, server: TurnServer) -> None:
         self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
-        self.local: Address = ("", 0)
+        self.endpoint: UdpEndpoint | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        name = transport.get_extra_info("sockname")
-        self.local = (name[0], name[1])
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        client = (addr[0], addr[1])
-        transport = self.transport
-        assert transport is not None
+    def datagram_received(self, data: bytes, client: Address) -> None:
+        endpoint = self.endpoint
+        assert endpoint is not None
+        five_tuple: FiveTuple = ("udp", client, endpoint.sockname)
+        if is_channel_data(data):  # the hot path: no task for relayed media
+            self.server.relay_channel_data(data, five_tuple)
+            return
 
         def send(reply: bytes) -> None:
-            transport.sendto(reply, client)
+            endpoint.sendto(reply, client)
 
-        if is_channel_data(data):  # the hot path: no task for relayed media
-            self.server.relay_channel_data(data, ("udp", client, self.local))
-            return
-        asyncio.get_running_loop().create_task(self.server.handle(data, ("udp", client, self.local), send,
-                                                                  padded=False))
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("TURN UDP listener: %s", exc)
+        asyncio.get_running_loop().create_task(self.server.handle(data, five_tuple, send, padded=False))
 
 
 def default_denied_peers(extra: Iterable[str] = ()) -> tuple[str, ...]:
