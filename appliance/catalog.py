@@ -33,6 +33,7 @@ from appliance.modules.caps import EntityCapabilities
 from appliance.modules.carbons import Carbons
 from appliance.modules.contact_addresses import ContactAddresses
 from appliance.modules.csi import ClientStateIndication
+from appliance.modules.directory import DirectoryProfiles
 from appliance.modules.disco import Disco
 from appliance.modules.extdisco import ExternalServices
 from appliance.modules.last import LastActivity
@@ -117,6 +118,7 @@ BUILTIN: tuple[type[Module], ...] = (
     Announce,
     AdminCommands,
     SharedRoster,  # issue 15: shared-roster groups
+    DirectoryProfiles,  # issue 15: vCards from the company directory ([ldap])
 )
 
 

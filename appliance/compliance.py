@@ -21,6 +21,9 @@ RFCS = (
     ("RFC 6121", "complete", "modules/roster.py, presence.py, message.py", "Instant messaging and presence"),
     ("RFC 7622", "complete", "xmpp/jid.py", "Address format (PRECIS)"),
     ("RFC 7395", "complete", "web/websocket.py", "XMPP over WebSocket"),
+    ("RFC 4513", "partial", "directory/ldap.py",
+     "LDAP client for directory logins ([ldap]): simple bind after a search, StartTLS or LDAPS with certificate "
+     "checks; no SASL binds to the directory (docs/directory.md)"),
 )
 
 # XEPs implemented by transports and the core rather than by a feature module.

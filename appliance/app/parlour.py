@@ -28,10 +28,11 @@ from appliance.certs.names import hosted_names
 from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
-from appliance.core.api import AccountDesk, BuiltinTurn, Host
+from appliance.core.api import AccountDesk, BuiltinTurn, Directory, Host
 from appliance.core.server import SWEEP_INTERVAL, XmppCore
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
+from appliance.directory.ldap import LdapDirectory, describe
 from appliance.services import Services
 from appliance.services.activity import SAMPLE_INTERVAL as ACTIVITY_SAMPLE_INTERVAL
 from appliance.services.scheduled_backups import BackupSchedule
@@ -79,6 +80,7 @@ class Parlour:
         self.services: Services | None = None  # what the console, the API and ad-hoc commands call
         self.log_buffer: logbuffer.RingBufferHandler | None = None
         self.descriptors = DescriptorWatch()  # one warning when connections use up the open-file limit
+        self.directory: LdapDirectory | None = None  # with [ldap] enabled
 
     # The running configuration is the core's (reload swaps it there).
     @property
@@ -92,19 +94,25 @@ class Parlour:
         if self.storage is None:
             self.storage = await Storage.open(config.server.state_dir, config.storage)
         stores = self.storage.stores
-        self.accounts = AccountService(stores.accounts, iterations=config.limits.scram_iterations)
+        if config.ldap.enabled:
+            self.directory = LdapDirectory(config.ldap)
+        self.accounts = AccountService(stores.accounts, iterations=config.limits.scram_iterations,
+                                       directory=self.directory)
         self.certs, self.cert_care = load_certificates(config)
         core = self.core = XmppCore(config, modules=BUILTIN, stores=stores, accounts=self.accounts,
                                     tasks=self.tasks, sweep_interval=self.sweep_interval)
         # The services exist before the modules start: ad-hoc admin commands reach accounts through them.
         self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,
-                                         cert_care=self.cert_care, log_buffer=self.log_buffer)
+                                         cert_care=self.cert_care, log_buffer=self.log_buffer,
+                                         directory=self.directory)
         core.publish(AccountDesk, self.services.accounts)
         if config.turn.enabled:  # before the modules start: XEP-0215 announces it with its real ports
             self.calls = CallRelay(config, self._turn_tls_context)
             self.ports.update(await self.calls.start())
             if self.calls.running:
                 core.publish(BuiltinTurn, self.calls.announced)
+        if self.directory is not None:
+            core.publish(Directory, self.directory)
         await core.start()
         self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors,
                                          components=core.components)
@@ -120,11 +128,21 @@ class Parlour:
                                    spawn=self.tasks.spawn)
         self.services.activity.load()
         self.tasks.every(ACTIVITY_SAMPLE_INTERVAL, self.services.activity.sample_periodically, "activity")
+        if self.directory is not None:  # its state for the console and one log line on what works
+            self.tasks.spawn(self._check_directory(self.directory), "directory-check")
         # Always running: it reads [backup] at each turn, so enabling it by a reload takes effect.
         self.tasks.spawn(BackupSchedule(lambda: self.config).run_forever(), "daily-backup")
         if config.source is not None:  # a development run has no file to watch
             self.tasks.every(CONFIG_WATCH_INTERVAL, ConfigWatch(config.source, self.reload).check, "config-watch")
         log.info("Parlour %s serving %s", __version__, ", ".join(core.hosts))
+
+    @staticmethod
+    async def _check_directory(directory: LdapDirectory) -> None:
+        result = await directory.check()
+        if result.ok:
+            log.info("company directory: %s", describe(result))
+        else:
+            log.warning("company directory: %s", describe(result))
 
     def tls_context(self) -> ssl.SSLContext | None:
         return self.certs.current_context() if self.certs is not None else None
@@ -183,6 +201,8 @@ class Parlour:
             await self.listeners.wait_closed()
         if self.storage is not None:
             await self.storage.close()
+        if self.directory is not None:
+            self.directory.close()
         log.info("Parlour stopped")
 
 

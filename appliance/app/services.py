@@ -7,6 +7,7 @@ from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
 from appliance.core.server import XmppCore
+from appliance.directory.ldap import LdapDirectory
 from appliance.modules.announce import Announcements
 from appliance.modules.muc.admin import RoomAdmin
 from appliance.modules.shared_roster import GroupAdmin
@@ -16,6 +17,7 @@ from appliance.services.activity import ActivityHistory
 from appliance.services.admins import Administrators
 from appliance.services.announcements import AnnouncementDesk, Announcer
 from appliance.services.certificates import CertificateDesk
+from appliance.services.directory import DirectoryDesk
 from appliance.services.federation import FederationDesk
 from appliance.services.invitations import Invitations
 from appliance.services.rooms import RoomDesk, RoomManager
@@ -47,7 +49,8 @@ def live_group_managers(core: XmppCore) -> dict[str, GroupManager]:
 
 
 def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload, certs: CertificateStore,
-                     cert_care: CertificateCare, log_buffer: RingBufferHandler | None) -> Services:
+                     cert_care: CertificateCare, log_buffer: RingBufferHandler | None,
+                     directory: LdapDirectory | None = None) -> Services:
     """Every service the console and the API call, on the running core."""
 
     def config() -> Config:  # the running configuration: reload replaces it
@@ -74,6 +77,7 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
         groups=SharedGroupDesk(lambda: live_group_managers(core)),
         activity=ActivityHistory(core.config.server.state_dir / "activity.json", core.stats,
                                  lambda: len(core.sessions)),
+        directory=DirectoryDesk(directory),
     )
 
 

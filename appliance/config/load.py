@@ -288,6 +288,11 @@ class _Builder:
             if name in hosted:
                 self.add(("components", "secrets"), f'components.secrets: "{name}" is a host; a component '
                          "needs a domain of its own")
+        ldap = values.get("ldap", {})
+        if ldap.get("enabled") and not ldap.get("uri"):
+            self.bad_value(("ldap", "enabled"), True, "ldap.uri must be set too")
+        if ldap.get("enabled") and not ldap.get("base"):
+            self.bad_value(("ldap", "enabled"), True, "ldap.base must be set too")
         tls = values["tls"]
         given = [name for name in ("certificate", "private_key") if tls.get(name) is not None]
         if len(given) == 1:

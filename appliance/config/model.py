@@ -192,6 +192,36 @@ class TurnConfig:
 # --- end [turn] ---
 
 
+# --- [ldap] (directory login) ---
+@dataclass(frozen=True, slots=True)
+class LdapConfig:
+    """Logins, vCards and shared groups from an LDAP directory (OpenLDAP, Active Directory, Samba)."""
+
+    enabled: bool = False
+    uri: str = ""  # ldap://dc1.example.org or ldaps://dc1.example.org:636
+    starttls: bool = True  # for ldap:// URIs
+    ca_file: Path | None = None  # None: the system's CAs
+    bind_dn: str = ""  # the service account that searches; "" binds anonymously
+    bind_password: str = ""
+    base: str = ""  # where users are searched
+    user_filter: str = "(objectClass=person)"
+    user_attribute: str = "uid"  # the attribute whose value is the XMPP username
+    group_base: str = ""  # "": base
+    group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+    login_group: str = ""  # DN of a group whose (nested) members may log in; "": every user found
+    active_directory: bool = False  # nested groups by LDAP_MATCHING_RULE_IN_CHAIN
+    hosts: tuple[str, ...] = ()  # hosts whose users the directory provides; (): every host
+    connect_timeout: float = 5.0
+    timeout: float = 10.0
+    pool_size: int = 4
+    vcards: bool = True
+    sync_interval: float = 300.0  # seconds between reads of directory groups for shared groups
+
+    def serves(self, host: str) -> bool:
+        return self.enabled and (not self.hosts or host in self.hosts)
+# --- end [ldap] ---
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """Resource limits that keep one client from hurting the others."""
@@ -303,6 +333,7 @@ class Config:
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]
     backup: BackupConfig = field(default_factory=BackupConfig)  # [backup]
     turn: TurnConfig = field(default_factory=TurnConfig)  # [turn]
+    ldap: LdapConfig = field(default_factory=LdapConfig)  # [ldap]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)  # [storage]
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -736,6 +736,70 @@ TURN = _table("turn", model.TurnConfig, "The built-in STUN and TURN server for a
 ])
 # --- end [turn] ---
 
+# --- [ldap] (directory login) ---
+_LDAP_URI = re.compile(r"^ldaps?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?/?$")
+
+
+def check_ldap_uri(text: str) -> str:
+    """"" or an LDAP URI like "ldap://dc1.example.org" or "ldaps://dc1.example.org:636"."""
+    text = text.strip()
+    if text and not _LDAP_URI.match(text):
+        raise ValueError(text)
+    return text.rstrip("/")
+
+
+def check_ldap_filter(text: str) -> str:
+    """An LDAP search filter in parentheses (RFC 4515), balanced."""
+    text = text.strip()
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            raise ValueError(text)
+    if not text.startswith("(") or depth != 0:
+        raise ValueError(text)
+    return text
+
+
+LDAP_FILTER = Text('an LDAP filter like "(objectClass=person)"', check_ldap_filter)
+
+LDAP = _table("ldap", model.LdapConfig, "Log in with the company directory (OpenLDAP, Active Directory, Samba; "
+              "docs/directory.md): directory users keep their directory password, which is never stored "
+              "here; their vCards and shared groups come from the directory. Local accounts (the "
+              "administrator) keep working beside them.", [
+    ("enabled", Bool(), "Check passwords of accounts without a local password against the directory."),
+    ("uri", Text('an LDAP URI like "ldap://dc1.example.org" or "ldaps://dc1.example.org:636"', check_ldap_uri),
+     "The directory server; ldaps:// is TLS from the first byte (port 636)."),
+    ("starttls", Bool(), "For ldap:// URIs: switch to TLS before sending any password (StartTLS). Turn it "
+     "off only for a directory on this machine."),
+    ("ca_file", PathKind(optional=True), "PEM file of the CA that signed the directory's certificate; empty "
+     "uses the system's CAs. The certificate is always checked."),
+    ("bind_dn", Text("a DN", str.strip), 'The service account that searches, e.g. "cn=parlour,ou=services,'
+     'dc=example,dc=org" (Active Directory also takes "parlour@example.org"); empty binds anonymously.'),
+    ("bind_password", Text("a password", str), "Its password (keep this file readable by the server only)."),
+    ("base", Text("a DN", str.strip), 'Where users are searched, e.g. "ou=people,dc=example,dc=org".'),
+    ("user_filter", LDAP_FILTER, 'Which entries are users; may use {username}, e.g. "(&(objectClass=user)'
+     '(userPrincipalName={username}@example.org))", else user_attribute=username is added.'),
+    ("user_attribute", Text("an attribute name", str.strip), 'The attribute holding the username (the part '
+     'before @ in the chat address): "uid" for OpenLDAP, "sAMAccountName" for Active Directory.'),
+    ("group_base", Text("a DN", str.strip), "Where groups are searched; empty uses base."),
+    ("group_filter", LDAP_FILTER, "Which entries are groups (their member, uniqueMember or memberUid values "
+     "are the members)."),
+    ("login_group", Text("a DN", str.strip), "Only members of this group (nested groups count) may log in; "
+     "empty lets every user found log in."),
+    ("active_directory", Bool(), "Active Directory: nested groups are read in one search with "
+     "LDAP_MATCHING_RULE_IN_CHAIN instead of group by group."),
+    ("hosts", ListOf(DOMAIN), "Hosts whose users are in the directory; empty means every host."),
+    ("connect_timeout", Duration(0.1, 120), "Time to open a connection to the directory."),
+    ("timeout", Duration(0.1, 600), "Time one directory request may take."),
+    ("pool_size", Int(1, 100), "Connections of the service account kept open for searches."),
+    ("vcards", Bool(), "Fill each directory user's vCard (name, mail, phone, photo) from the directory "
+     "when they log in."),
+    ("sync_interval", Duration(10, ONE_DAY), "How often the members of directory groups are read again "
+     "for shared groups."),
+])
+# --- end [ldap] ---
+
 _SHAPING = (  # [limits] and [hosts."name".limits]
     ("rate", Size(1024, 1024**3), "Bytes per second a logged-in client may send over time; reading from a "
      "faster one pauses (TCP, WebSocket and BOSH alike)."),
@@ -866,7 +930,8 @@ MODULES_DISABLED = _key(model.ModulesConfig, "disabled", ListOf(MODULE_NAME), "M
 """The one key of [modules] itself; every module adds its own table (config/options.py collects them)."""
 
 CORE_SECTIONS: tuple[Table, ...] = (
-    SERVER, C2S, TLS, COMPONENTS, FEDERATION, S2S, ACME, HTTP, CONSOLE, BACKUP, TURN, LIMITS, STORAGE, LOGGING,
+    SERVER, C2S, TLS, COMPONENTS, FEDERATION, S2S, ACME, HTTP, CONSOLE, BACKUP, TURN, LDAP, LIMITS, STORAGE,
+    LOGGING,
 )
 """The top-level tables of the core in documentation order; [modules] and `hosts` come after them."""
 

@@ -14,6 +14,7 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from appliance.storage.api import HASH_NAMES, AccountStore, AlreadyExists, ScramKeys
 from appliance.util.lru import LruDict
@@ -64,6 +65,23 @@ class VerifiedPasswords:
         self._entries.pop(user)
 
 
+class PasswordDirectory(Protocol):
+    """A directory (LDAP, appliance/directory) that checks the passwords of accounts without local keys."""
+
+    def serves(self, host: str) -> bool:
+        """Whether the users of `host` may be in the directory."""
+        ...
+
+    async def verify(self, username: str, password: str) -> str | None:
+        """The user's entry (DN) when the password is theirs, else None; raises ConnectionError when the
+        directory cannot answer."""
+        ...
+
+
+class DirectoryUnavailable(Exception):
+    """The directory could not check a password now (the client should try again later)."""
+
+
 class AccountExists(Exception):
     """The account to create is already registered."""
 
@@ -74,6 +92,10 @@ class AccountNotFound(Exception):
 
 class WeakPassword(ValueError):
     """The password is empty, too short, or not usable for SCRAM."""
+
+
+class ManagedByDirectory(WeakPassword):
+    """The account's password is kept in the directory; it is changed there, never stored here."""
 
 
 def derive_all(password: str, iterations: int) -> list[ScramKeys]:
@@ -95,10 +117,12 @@ def _user(jid: JID) -> tuple[str, str]:
 class AccountService:
     """Create, delete and authenticate accounts over an ``AccountStore``."""
 
-    def __init__(self, accounts: AccountStore, *, iterations: int, min_password_length: int = 8) -> None:
+    def __init__(self, accounts: AccountStore, *, iterations: int, min_password_length: int = 8,
+                 directory: PasswordDirectory | None = None) -> None:
         if iterations < 1:
             raise ValueError("SCRAM iterations must be positive")
         self._accounts = accounts
+        self.directory = directory
         self._iterations = iterations
         self._min_length = max(1, min_password_length)
         self._verified = VerifiedPasswords()
@@ -173,8 +197,11 @@ class AccountService:
         await self._changed(host)
 
     async def set_password(self, jid: JID, password: str) -> None:
-        """Replace all SCRAM keys; raises ``AccountNotFound`` or ``WeakPassword``."""
+        """Replace all SCRAM keys; raises ``AccountNotFound``, ``WeakPassword`` or ``ManagedByDirectory``."""
         host, username = _user(jid)
+        if await self._accounts.directory_dn(host, username) is not None:
+            raise ManagedByDirectory(f"the password of {username}@{host} is kept in the company directory; "
+                                     "change it there")
         keys = await self._derive(password)
         if not await self._accounts.set_keys(host, username, keys):
             raise AccountNotFound(f"{username}@{host}")
@@ -210,9 +237,43 @@ class AccountService:
         host, username = _user(jid)
         return await self._accounts.get_keys(host, username, hash_name)
 
+    def directory_serves(self, host: str) -> bool:
+        """Whether passwords of `host`'s accounts without local keys are checked by a directory."""
+        return self.directory is not None and self.directory.serves(host)
+
+    async def directory_dn(self, jid: JID) -> str | None:
+        """The directory entry of an account the directory authenticates; None for a local one."""
+        host, username = _user(jid)
+        return await self._accounts.directory_dn(host, username)
+
+    async def provision(self, jid: JID, dn: str, *, notify: bool = True) -> bool:
+        """Make sure the account of a directory user exists (no password is stored for it); True when it
+        was created now. `notify` tells the account watchers (shared rosters) of a new account."""
+        host, username = _user(jid)
+        created = await self._accounts.provision(host, username, dn)
+        if created and notify:
+            await self._changed(host)
+        return created
+
+    async def _verify_in_directory(self, jid: JID, password: str) -> bool:
+        assert self.directory is not None and jid.local is not None
+        try:
+            dn = await self.directory.verify(jid.local, password)
+        except ConnectionError as exc:
+            log.warning("login of %s: the directory cannot check passwords now: %s", jid, exc)
+            raise DirectoryUnavailable(str(exc)) from None
+        if dn is None:
+            return False
+        await self.provision(jid, dn)
+        return True
+
     async def verify_plain(self, jid: JID, password: str) -> bool:
-        """Check a cleartext password (SASL PLAIN, web login) in comparable time for unknown users."""
+        """Check a cleartext password (SASL PLAIN, web login) in comparable time for unknown users; an
+        account without local keys on a host with a directory is checked there (raises
+        ``DirectoryUnavailable`` when the directory cannot answer)."""
         keys = None if jid.local is None else await self.scram_keys(jid, PLAIN_HASH)
+        if keys is None and jid.local is not None and self.directory_serves(jid.domain):
+            return await self._verify_in_directory(jid, password)
         user = (jid.domain, jid.local or "")
         if keys is not None and self._verified.check(user, password, keys.stored_key):
             return True

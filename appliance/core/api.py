@@ -62,6 +62,8 @@ __all__ = [
     "BuiltinTurn",
     "Choice",
     "CsiOptions",
+    "Directory",
+    "DirectoryProfile",
     "Duration",
     "Host",
     "Int",
@@ -115,6 +117,48 @@ class AccountDesk(Protocol):
 
     async def disconnect(self, actor: str, account: str) -> int:
         """End every session of the account; returns how many there were."""
+        ...
+
+
+class DirectoryProfile(Protocol):
+    """A directory user's entry as modules see it (appliance/directory's DirectoryUser)."""
+
+    @property
+    def username(self) -> str: ...
+    @property
+    def dn(self) -> str: ...
+    @property
+    def full_name(self) -> str: ...
+    @property
+    def given_name(self) -> str: ...
+    @property
+    def family_name(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def phone(self) -> str: ...
+    @property
+    def photo(self) -> bytes: ...
+    @property
+    def photo_type(self) -> str: ...
+
+
+class Directory(Protocol):
+    """The company directory (LDAP) as modules see it; the composition root publishes it to every host
+    (`ctx.optional(Directory)`) when [ldap] is enabled. Requests raise ConnectionError when the directory
+    cannot answer."""
+
+    @property
+    def vcards(self) -> bool: ...
+    @property
+    def sync_interval(self) -> float: ...
+
+    def serves(self, host: str) -> bool: ...
+
+    async def user(self, username: str) -> DirectoryProfile | None: ...
+
+    async def members(self, group_dn: str) -> dict[str, str]:
+        """Username -> DN of every user of a directory group, nested groups included."""
         ...
 
 

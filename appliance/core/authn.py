@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from appliance.core.accounts import DirectoryUnavailable
 from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.sasl import SaslFailure, ht, plain, scram
 from appliance.xmpp.sasl.fast import FastToken, TokenSlots
@@ -97,7 +98,11 @@ class SaslExchange:
         self.jid = self.session.account_jid(authcid)
         self._check_authzid(authzid)
         await self._wait_turn()
-        if not await self.session.services.accounts.verify_plain(self.jid, password):
+        try:
+            verified = await self.session.services.accounts.verify_plain(self.jid, password)
+        except DirectoryUnavailable:
+            raise SaslFailure("temporary-auth-failure", "The directory cannot check passwords now") from None
+        if not verified:
             raise SaslFailure("not-authorized")
 
     async def _scram_first(self, data: bytes) -> bytes:

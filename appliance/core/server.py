@@ -121,7 +121,8 @@ class XmppCore:
         settings that need a restart (listeners, TLS, limits, hosts, state folder); those keep their
         old values until then."""
         old = self.config
-        restart = [name for name in ("c2s", "tls", "http", "limits") if getattr(old, name) != getattr(new, name)]
+        restart = [name for name in ("c2s", "tls", "http", "limits", "ldap")
+                   if getattr(old, name) != getattr(new, name)]
         if (old.components.interfaces, old.components.port, bool(old.components.secrets)) != (
                 new.components.interfaces, new.components.port, bool(new.components.secrets)):
             restart.append("components")

@@ -11,24 +11,17 @@ import copy
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable
 
-from appliance.core.api import Module, ModuleContext
+from appliance.core.api import Directory, Module, ModuleContext
 from appliance.modules.presence import presence
 from appliance.modules.roster import RosterService, SharedContacts
 from appliance.storage.api import AccountStore, AlreadyExists, SharedGroup, SharedGroupStore, UnknownAccount
-from appliance.xmpp.jid import JID
+from appliance.xmpp.jid import JID, JIDError
 
 _PAGE = 1000
 
 
 class GroupError(ValueError):
     """A group operation that cannot be done, in words for an administrator."""
-
-
-class DirectoryMembers:
-    """Members of directory groups by group DN, as the directory module last read them (usernames)."""
-
-    def __init__(self) -> None:
-        self.by_group: dict[str, frozenset[str]] = {}
 
 
 class SharedIndex:
@@ -160,25 +153,57 @@ class SharedRoster(Module):
         self.ctx = ctx
         self.roster = ctx.require(RosterService)
         self.view = SharedRosterView(ctx.host)
-        self.directory = DirectoryMembers()
         self.admin = GroupAdmin(ctx.store(SharedGroupStore), ctx.host, self.refresh)
         self._lock = asyncio.Lock()
+        directory = ctx.optional(Directory)  # type: ignore[type-abstract]
+        self.directory = directory if directory is not None and directory.serves(ctx.host) else None
+        self.directory_members: dict[str, frozenset[str]] = {}  # group DN -> usernames, as last read
         ctx.provide(SharedContacts, self.view)  # type: ignore[type-abstract]
         ctx.provide(GroupAdmin, self.admin)
-        ctx.provide(DirectoryMembers, self.directory)
         ctx.on_account_change(self.on_account_change)
+        if self.directory is not None:
+            ctx.every(self.directory.sync_interval, self.sync_directory, "directory-groups")
 
     async def start(self) -> None:
         self.view.index = await self._load()
 
+    async def sync_directory(self) -> None:
+        """Read the members of every directory group again (they change in the directory), then refresh."""
+        self.directory_members.clear()
+        await self.refresh()
+
+    async def _read_directory_group(self, dn: str) -> frozenset[str]:
+        """The usernames of a directory group's (nested) members; their accounts are made as needed, so
+        messages to colleagues who never logged in wait for them as offline messages."""
+        assert self.directory is not None
+        try:
+            members = await self.directory.members(dn)
+        except ConnectionError as exc:
+            self.ctx.log.warning("members of directory group %s not read: %s", dn, exc)
+            return self.directory_members.get(dn, frozenset())
+        out = set()
+        for username, user_dn in members.items():
+            try:
+                jid = JID.make(username, self.ctx.host)
+            except (JIDError, ValueError):
+                self.ctx.log.warning("directory user %r (%s) has no valid chat address; left out", username, user_dn)
+                continue
+            await self.ctx.accounts.provision(jid, user_dn, notify=False)
+            out.add(jid.local or "")
+        return frozenset(out)
+
     async def _load(self) -> SharedIndex:
         groups = await self.ctx.store(SharedGroupStore).groups(self.ctx.host)
+        if self.directory is not None:
+            for dn in {group.directory_group for group in groups if group.directory_group}:
+                if dn not in self.directory_members:
+                    self.directory_members[dn] = await self._read_directory_group(dn)
         everyone: list[str] = []
         if any(group.everyone for group in groups):  # only then is every account of the host read
             accounts = self.ctx.store(AccountStore)
             while page := await accounts.list_users(self.ctx.host, limit=_PAGE, offset=len(everyone)):
                 everyone += page
-        return SharedIndex(self.ctx.host, groups, everyone, self.directory.by_group)
+        return SharedIndex(self.ctx.host, groups, everyone, self.directory_members)
 
     async def on_account_change(self, host: str) -> None:
         """An account of `host` was created or deleted: "everyone" groups and listed members change."""

@@ -13,6 +13,7 @@ from appliance.services.activity import ActivityHistory
 from appliance.services.admins import Administrators
 from appliance.services.announcements import AnnouncementDesk
 from appliance.services.certificates import CertificateDesk
+from appliance.services.directory import DirectoryDesk
 from appliance.services.federation import FederationDesk
 from appliance.services.invitations import Invitations
 from appliance.services.rooms import RoomDesk
@@ -40,6 +41,7 @@ class Services:
     backups: BackupDesk
     groups: SharedGroupDesk
     activity: ActivityHistory  # the dashboard graphs' hourly figures
+    directory: DirectoryDesk
 
 
 __all__ = ["Services"]

@@ -6,7 +6,13 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from appliance.core.accounts import AccountExists, AccountNotFound, AccountService, WeakPassword
+from appliance.core.accounts import (
+    AccountExists,
+    AccountNotFound,
+    AccountService,
+    DirectoryUnavailable,
+    WeakPassword,
+)
 from appliance.core.sessions import SessionDirectory
 from appliance.services.admins import Administrators
 from appliance.services.errors import Conflict, NotFound, Refused, ServiceError, audit
@@ -84,8 +90,12 @@ class AccountAdmin:
             return None
         if jid.local is None or jid.resource is not None:
             return None
-        if not await self.accounts.verify_plain(jid.bare(), password):
-            return None
+        try:
+            if not await self.accounts.verify_plain(jid.bare(), password):
+                return None
+        except DirectoryUnavailable as exc:
+            raise ServiceError(_("The company directory cannot check passwords now; try again later or log in "
+                                 "with a local account.")) from exc
         return None if await self.accounts.is_disabled(jid.bare()) else jid.bare()
 
     async def count(self, host: str | None = None) -> int:

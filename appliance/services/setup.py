@@ -20,6 +20,7 @@ from tomlkit.items import Table
 from appliance.catalog import builtin_schema
 from appliance.certs.store import CertificateError, CertificateStore
 from appliance.config import Config, ConfigError
+from appliance.config.model import LdapConfig
 from appliance.config.spec import check_bare_jid, check_domain
 from appliance.core.accounts import AccountExists, AccountService, WeakPassword
 from appliance.services.settings import parse_file_text
@@ -67,6 +68,7 @@ class SetupAnswers:
     history_days: int = 365  # 0: keep no history
     federation: bool = False  # talk to users of other XMPP servers; off suits a LAN-only office
     calls: bool = True  # the built-in STUN/TURN server for audio and video calls
+    ldap: LdapConfig | None = None  # the company directory, when the wizard's directory step set one up
     extra: dict[str, dict[str, object]] = field(default_factory=dict)  # more keys per table (listeners)
 
     def admin_jid(self) -> str:
@@ -124,6 +126,8 @@ def setup_document(answers: SetupAnswers, state_dir: Path) -> tomlkit.TOMLDocume
                 "on; open port 3478 (UDP and TCP) and UDP ports 49152-65535 in the firewall (docs/calls.md)."
                 if answers.calls else "off."),
             enabled=answers.calls)
+    if answers.ldap is not None:
+        doc["ldap"] = _ldap_table(answers.ldap)
     for name, keys in answers.extra.items():
         if name in doc:  # a table setup wrote itself: the extra keys go into it
             doc[name].update(keys)  # type: ignore[union-attr]
@@ -136,6 +140,18 @@ def setup_document(answers: SetupAnswers, state_dir: Path) -> tomlkit.TOMLDocume
     hosts[domain] = tomlkit.table()
     doc["hosts"] = hosts
     return doc
+
+
+def _ldap_table(ldap: LdapConfig) -> Table:
+    """[ldap] as the directory step chose it (only the keys that differ from the defaults)."""
+    defaults = LdapConfig()
+    table = _table("Logins, vCards and shared groups from the company directory (docs/directory.md).", enabled=True)
+    for key in ("uri", "starttls", "ca_file", "bind_dn", "bind_password", "base", "user_filter", "user_attribute",
+                "active_directory"):
+        value = getattr(ldap, key)
+        if value != getattr(defaults, key) and value is not None:
+            table[key] = str(value) if isinstance(value, Path) else value
+    return table
 
 
 def _certificate(doc: tomlkit.TOMLDocument, answers: SetupAnswers) -> None:

@@ -66,7 +66,18 @@ def make_app(
 
 
 def _console(app: web.Application, config: Config, admin: Services) -> None:
-    from appliance.web.admin import api, backup, certificates, console, federation, groups, invite, metrics, rooms
+    from appliance.web.admin import (
+        api,
+        backup,
+        certificates,
+        console,
+        directory,
+        federation,
+        groups,
+        invite,
+        metrics,
+        rooms,
+    )
     from appliance.web.admin.auth import ConsoleSessions
 
     app[pages.LANGUAGE_KEY] = config.console.language
@@ -80,6 +91,7 @@ def _console(app: web.Application, config: Config, admin: Services) -> None:
     api.setup(app)
     rooms.setup(app)
     groups.setup(app)
+    directory.setup(app)
     federation.setup(app)
     certificates.setup(app)
     backup.setup(app)

@@ -46,14 +46,17 @@ ALLOWED: dict[str, set[str]] = {
     "certs": {"config", "util", "net.tls"},
     # the STUN/TURN server for calls: a network service of its own beside the XMPP core
     "turn": {"util"},
+    # the company directory (LDAP): an IO client beside core, handed to it by app/ (core sees a Protocol)
+    "directory": {"config", "util"},
     # what the build is made of (modules, stores): opens the database for app/ and the CLI
     "catalog": {"config", "core.api", "core.stores", "modules", "platform", "storage", "util"},
-    "services": BASE | {"core", "storage.api", "storage.tokens", "storage.backup", "certs", "catalog"},
+    "services": BASE | {"core", "storage.api", "storage.tokens", "storage.backup", "certs", "catalog", "directory"},
     # BOSH and WebSocket are c2s transports; the console and the API call services only
     "web": BASE | {"services", "core.c2s", "net", "certs.acme", "storage.api", "storage.uploads"},
     "cli": BASE | {"app", "services", "certs", "catalog"},
     # the composition root: builds and wires every layer
-    "app": BASE | {"catalog", "core", "modules", "storage", "net", "certs", "services", "web", "turn"},
+    "app": BASE | {"catalog", "core", "modules", "storage", "net", "certs", "services", "web", "turn",
+            "directory"},
     "__main__": {"cli"},
     "compliance": {"catalog", "core.api", "modules"},
 }

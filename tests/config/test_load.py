@@ -289,7 +289,7 @@ def test_unknown_key_without_a_close_match_lists_the_keys() -> None:
 def test_unknown_table_and_top_level_key() -> None:
     assert problems("colour = 1\n" + MINIMAL + "[serverr]\n[modules.oflline]\nmax_messages = 1\n") == [
         'parlour.toml:1: unknown key "colour"; expected one of: server, c2s, tls, components, federation, s2s, acme, '
-        "http, console, backup, turn, limits, storage, logging, modules, hosts",
+        "http, console, backup, turn, ldap, limits, storage, logging, modules, hosts",
         'parlour.toml:6: unknown key "serverr"; did you mean "server"?',
         'parlour.toml:7: unknown key "modules.oflline"; did you mean "modules.offline"?',
     ]

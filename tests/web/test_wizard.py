@@ -66,6 +66,7 @@ async def test_wizard_to_working_server_console_and_chat(tmp_path: Path, web_pag
                 await next_step("registration")
                 await page.get_by_label("By invitation").check()
                 await shot("wizard-5-registration")
+                await next_step("directory")  # optional, left off here (tests/web/test_wizard_directory.py)
                 await next_step("features")
                 await shot("wizard-6-features")
                 await next_step("review")

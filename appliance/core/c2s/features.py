@@ -32,6 +32,12 @@ def mechanisms(session: ClientSession) -> list[str]:
     if not secure and tls_required(session):
         return []
     names = scram.mechanism_names(secure, session.transport.channel_bindings if secure else {})
+    host = session.host
+    if host is not None and session.services.accounts.directory_serves(host.name):
+        # Directory users have no stored SCRAM keys (their password stays in the directory), so only PLAIN
+        # can log them in, and only inside TLS; local accounts log in with PLAIN too (checked against their
+        # stored keys). Without TLS only SCRAM is left: directory passwords never cross the network in clear.
+        return ["PLAIN"] if secure else [name for name in names if name != "PLAIN"]
     if not secure and "PLAIN" not in names:
         names.append("PLAIN")  # only reachable when plaintext is explicitly allowed
     return names

@@ -48,6 +48,32 @@ class AccountStore:
         if items:
             await self._db.write(insert)
 
+    async def provision(self, host: str, username: str, dn: str) -> bool:
+        now = time.time()
+
+        def upsert(conn: Connection) -> bool:
+            conn.execute(
+                "INSERT INTO accounts (host, username, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (host, username) DO NOTHING", (host, username, now),
+            )
+            created = conn.changes() > 0
+            conn.execute(
+                "INSERT INTO directory_accounts (host, username, dn, synced_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (host, username) DO UPDATE SET dn = excluded.dn, synced_at = excluded.synced_at",
+                (host, username, dn, now),
+            )
+            return created
+
+        return await self._db.write(upsert)
+
+    async def directory_dn(self, host: str, username: str) -> str | None:
+        def select(conn: Connection) -> str | None:
+            sql = "SELECT dn FROM directory_accounts WHERE host = ? AND username = ?"
+            row = conn.execute(sql, (host, username)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._db.read(select)
+
     async def delete(self, host: str, username: str) -> bool:
         def delete(conn: Connection) -> bool:
             conn.execute("DELETE FROM accounts WHERE host = ? AND username = ?", (host, username))

@@ -23,7 +23,8 @@ Page = Callable[[web.Request, ConsoleSession], Awaitable[web.StreamResponse]]
 
 NAV = (("/admin/", lazy("Dashboard")), ("/admin/users", lazy("Users")), ("/admin/invitations", lazy("Invitations")),
        ("/admin/sessions", lazy("Online")), ("/admin/rooms", lazy("Rooms")),
-       ("/admin/groups", lazy("Shared groups")), ("/admin/federation", lazy("Federation")),
+       ("/admin/groups", lazy("Shared groups")), ("/admin/directory", lazy("Directory")),
+       ("/admin/federation", lazy("Federation")),
        ("/admin/certificates", lazy("Certificates")), ("/admin/settings", lazy("Settings")),
        ("/admin/backup", lazy("Backup")), ("/admin/logs", lazy("Logs")), ("/admin/tokens", lazy("API tokens")))
 
@@ -112,7 +113,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         _count_failure(service, "throttled")
         minutes = max(1, round(blocked / 60))
         return again(_("Too many failed logins. Try again in %(minutes)s minutes.", minutes=minutes), 429)
-    jid = await service.accounts.verify(account, password)
+    try:
+        jid = await service.accounts.verify(account, password)
+    except ServiceError as exc:  # the directory cannot answer: not a wrong password, nothing counted
+        return again(str(exc), 503)
     if jid is None:
         sessions.throttle.failed(ip, key)
         _count_failure(service, "password")

@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from appliance.config.spec import check_domain
+from appliance.services.directory import CheckResult, DirectoryDesk, directory_settings
+from appliance.services.errors import ServiceError
 from appliance.services.setup import SetupAnswers, SetupError, store_uploaded_certificate
 from appliance.services.setup_token import SetupToken
 from appliance.util import i18n
@@ -25,13 +27,14 @@ from appliance.web.setup.namecheck import NameCheck, check_name
 from appliance.web.transport_security import https_url
 
 COOKIE = "parlour_setup"
-STEPS = ("language", "name", "certificate", "admin", "registration", "features", "review")
+STEPS = ("language", "name", "certificate", "admin", "registration", "directory", "features", "review")
 STEP_TITLES = {
     "language": i18n.lazy("Language"),
     "name": i18n.lazy("Server name"),
     "certificate": i18n.lazy("Certificate"),
     "admin": i18n.lazy("Administrator"),
     "registration": i18n.lazy("Accounts"),
+    "directory": i18n.lazy("Company directory"),
     "features": i18n.lazy("Features"),
     "review": i18n.lazy("Review"),
 }
@@ -50,6 +53,7 @@ class Wizard:
     answers: SetupAnswers = field(default_factory=SetupAnswers)
     sessions: dict[str, str] = field(default_factory=dict)  # session id → CSRF token
     name_check: NameCheck | None = None
+    directory_check: CheckResult | None = None  # the directory step's last live test
     completed: bool = False
 
 
@@ -89,7 +93,8 @@ async def start(request: web.Request) -> web.StreamResponse:
 def _step_page(request: web.Request, step: str, csrf: str, status: int = 200, **context: Any) -> web.Response:
     wizard = request.app[WIZARD]
     return render(request, f"setup/{step}.html", status=status, step=step, steps=STEPS, titles=STEP_TITLES,
-                  csrf=csrf, a=wizard.answers, check=wizard.name_check, advice=ADVICE, **context)
+                  csrf=csrf, a=wizard.answers, check=wizard.name_check, advice=ADVICE,
+                  directory_check=wizard.directory_check, **context)
 
 
 async def step(request: web.Request) -> web.StreamResponse:
@@ -210,6 +215,45 @@ async def _registration(wizard: Wizard, form: Any) -> str:
     return "next"
 
 
+DIRECTORY_CA = "directory-ca.pem"  # in <state_dir>/certs: the CA the directory step was given
+
+
+async def _directory(wizard: Wizard, form: Any) -> str:
+    """The optional company directory: its settings, and a live test that finds one user (Openfire's
+    "Test settings"); Continue keeps the settings (a failed test does not stop a setup)."""
+    answers = wizard.answers
+    if form.get("use_directory") != "on":
+        answers.ldap = None
+        wizard.directory_check = None
+        return "next"
+    ca_file = answers.ldap.ca_file if answers.ldap is not None else None
+    upload = form.get("ca")
+    if isinstance(upload, web.FileField) and upload.filename:
+        ca_file = _store_directory_ca(wizard.state_dir, upload.file.read(1 << 20))
+    try:
+        settings = directory_settings(
+            uri=str(form.get("uri", "")), starttls=form.get("starttls") == "on", ca_file=ca_file,
+            bind_dn=str(form.get("bind_dn", "")), bind_password=str(form.get("bind_password", "")),
+            base=str(form.get("base", "")), active_directory=form.get("kind") == "ad")
+    except ServiceError as exc:
+        raise SetupError(str(exc)) from None
+    answers.ldap = settings
+    if form.get("action") == "test":
+        wizard.directory_check = await DirectoryDesk.test(settings, str(form.get("test_user", "")))
+        return "stay"
+    return "next"
+
+
+def _store_directory_ca(state_dir: Path, pem: bytes) -> Path:
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise SetupError(_("The directory's CA certificate must be a PEM file (-----BEGIN CERTIFICATE-----)."))
+    folder = state_dir / "certs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / DIRECTORY_CA
+    path.write_bytes(pem)
+    return path
+
+
 def _number(form: Any, name: str, lo: int, hi: int) -> int:
     try:
         value = int(str(form.get(name, "")).strip())
@@ -238,7 +282,7 @@ async def _review(wizard: Wizard, form: Any) -> str:
 
 STEP_HANDLERS: dict[str, Callable[[Wizard, Any], Awaitable[Any]]] = {
     "language": _language, "name": _name, "certificate": _certificate, "admin": _admin,
-    "registration": _registration, "features": _features, "review": _review,
+    "registration": _registration, "directory": _directory, "features": _features, "review": _review,
 }
 
 

@@ -1,0 +1,117 @@
+"""Parlour with [ldap] against a real slapd over StartTLS: real slixmpp clients log in with their directory
+passwords (never stored here) beside a local account, get vCards filled from the directory, and see the
+members of a nested directory group as a shared group."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from appliance.core.accounts import DirectoryUnavailable
+from appliance.xmpp.jid import JID
+from tests.directory.slapd import GROUPS, PASSWORDS, PHOTO, Slapd
+from tests.directory.test_ldap import ldap_config
+from tests.integration.harness import PASSWORD, Client, Harness, free_port, start_harness
+
+ADMIN = "admin@localhost"
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, slapd: Slapd) -> AsyncIterator[Harness]:
+    h = await start_harness(tmp_path, ldap=ldap_config(slapd))
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+async def failed_login(harness: Harness, jid: str, password: str) -> str:
+    """Log in with a refused password; returns the SASL failure's condition."""
+    client = Client(f"{jid}/test", password, harness.ca_file)
+    harness.clients.append(client)
+    failure: asyncio.Queue[Any] = asyncio.Queue()
+    client.add_event_handler("failed_auth", failure.put_nowait)
+    client.connect(host="127.0.0.1", port=harness.port)
+    stanza = await asyncio.wait_for(failure.get(), 15)
+    client.disconnect()
+    return str(stanza["condition"])
+
+
+async def test_directory_users_and_a_local_account_log_in(harness: Harness) -> None:
+    alice = await harness.client("alice@localhost", PASSWORDS["alice"])
+    assert alice.plugin["feature_mechanisms"].mech.name == "PLAIN"  # SCRAM cannot work without stored keys
+    assert harness.server.stores is not None
+    accounts = harness.server.stores.accounts
+    assert await accounts.exists("localhost", "alice")  # made at the first login ...
+    assert await accounts.get_keys("localhost", "alice", "SHA-256") is None  # ... with no password stored
+    assert await accounts.directory_dn("localhost", "alice") == "uid=alice,ou=people,dc=example,dc=test"
+
+    local = await harness.user("admin")  # a local account keeps its own password beside the directory
+    await harness.client(local)
+    assert await failed_login(harness, "alice@localhost", "not her password") == "not-authorized"
+    assert await failed_login(harness, "nobody@localhost", "whatever") == "not-authorized"
+    # a local account's password is never checked in the directory
+    assert await failed_login(harness, local, PASSWORDS["alice"]) == "not-authorized"
+
+    # The password lives in the directory: it cannot be set here.
+    assert harness.server.services is not None
+    from appliance.services.errors import Refused
+
+    with pytest.raises(Refused):
+        await harness.server.services.accounts.reset_password(ADMIN, "alice@localhost", "a new password")
+
+
+async def test_vcard_filled_from_the_directory(harness: Harness) -> None:
+    await harness.client("alice@localhost", PASSWORDS["alice"])
+    bob = await harness.client("bob@localhost", PASSWORDS["bob"])
+    bob.register_plugin("xep_0054")
+    for _ in range(100):  # the login does not wait for the vCard; it follows at once
+        try:
+            vcard = (await bob.plugin["xep_0054"].get_vcard("alice@localhost"))["vcard_temp"]
+        except IqError:
+            vcard = None
+        if vcard is not None and vcard["FN"]:
+            break
+        await asyncio.sleep(0.05)
+    assert vcard is not None
+    assert vcard["FN"] == "Alice Liddell"
+    assert (vcard["N"]["GIVEN"], vcard["N"]["FAMILY"]) == ("Alice", "Liddell")
+    assert vcard["EMAIL"]["USERID"] == "alice@example.test"
+    assert vcard["TEL"]["NUMBER"] == "+1 555 0100"
+    assert vcard["PHOTO"]["TYPE"] == "image/jpeg"
+    assert vcard["PHOTO"]["BINVAL"] == PHOTO
+
+
+async def test_shared_group_from_a_nested_directory_group(harness: Harness) -> None:
+    assert harness.server.services is not None
+    desk = harness.server.services.groups
+    await desk.create(ADMIN, "localhost", "Staff", directory_group=f"cn=staff,{GROUPS}")
+    # bob (engineering > backend) and carol (sales) never logged in: their accounts exist now, so messages
+    # to them wait as offline messages.
+    assert harness.server.stores is not None
+    assert await harness.server.stores.accounts.exists("localhost", "carol")
+    alice = await harness.client("alice@localhost", PASSWORDS["alice"])
+    assert set(alice.client_roster) == {"bob@localhost", "carol@localhost"}
+    assert alice.client_roster["bob@localhost"]["groups"] == ["Staff"]
+    assert "dave@localhost" not in alice.client_roster
+
+
+async def test_directory_down_is_a_temporary_failure(tmp_path: Path, slapd: Slapd) -> None:
+    harness = await start_harness(tmp_path, ldap=ldap_config(slapd, uri=f"ldap://127.0.0.1:{free_port()}"))
+    try:
+        local = await harness.user("admin")
+        await harness.client(local, PASSWORD)  # local accounts do not need the directory
+        assert await failed_login(harness, "alice@localhost", PASSWORDS["alice"]) == "temporary-auth-failure"
+        assert harness.server.directory is not None
+        assert "cannot be reached" in harness.server.directory.status.last_error
+        assert not await harness.server.stores.accounts.exists("localhost", "alice")  # type: ignore[union-attr]
+        assert harness.server.accounts is not None
+        with pytest.raises(DirectoryUnavailable, match="cannot be reached"):
+            await harness.server.accounts.verify_plain(JID.parse("alice@localhost"), PASSWORDS["alice"])
+    finally:
+        await harness.close()
