@@ -6,6 +6,7 @@ Prints one line per check, `ok`, `warn` or `FAIL`, each problem followed by a fi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import os
 from pathlib import Path
@@ -64,7 +65,21 @@ def run(args: argparse.Namespace) -> int:
     check_open_files(report, config.limits.max_connections, fdlimit.soft_limit())
     check_acme(report, config)
     check_database(report, config)
+    check_directory(report, config)
     return 1 if report.failed else 0
+
+
+def check_directory(report: Report, config: Config) -> None:
+    """With [ldap] on: connect, bind as the service account and count the users, as the server will."""
+    if not config.ldap.enabled:
+        return
+    from appliance.services.directory import DirectoryDesk
+
+    result = asyncio.run(DirectoryDesk.test(config.ldap))
+    if result.ok:
+        report.line(OK, "ldap", "; ".join(result.steps))
+    else:
+        report.line(FAIL, "ldap", result.error, "fix [ldap] as the message says (docs/directory.md lists each failure)")
 
 
 def check_database(report: Report, config: Config) -> None:

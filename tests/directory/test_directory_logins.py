@@ -13,10 +13,12 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from appliance.core.accounts import DirectoryUnavailable
+from appliance.modules.shared_roster import SharedRoster
 from appliance.xmpp.jid import JID
-from tests.directory.slapd import GROUPS, PASSWORDS, PHOTO, Slapd
+from tests.directory.slapd import GROUPS, PASSWORDS, PEOPLE, PHOTO, Slapd
 from tests.directory.test_ldap import ldap_config
 from tests.integration.harness import PASSWORD, Client, Harness, free_port, start_harness
+from tests.integration.test_shared_roster import next_push, pushing_client
 
 ADMIN = "admin@localhost"
 
@@ -99,6 +101,23 @@ async def test_shared_group_from_a_nested_directory_group(harness: Harness) -> N
     assert set(alice.client_roster) == {"bob@localhost", "carol@localhost"}
     assert alice.client_roster["bob@localhost"]["groups"] == ["Staff"]
     assert "dave@localhost" not in alice.client_roster
+
+
+async def test_directory_group_changes_reach_online_members(harness: Harness, slapd: Slapd) -> None:
+    assert harness.server.services is not None
+    await harness.server.services.groups.create(ADMIN, "localhost", "Sales", directory_group=f"cn=sales,{GROUPS}")
+    carol = await pushing_client(harness, "carol@localhost", PASSWORDS["carol"])
+    assert set(carol.client_roster) == set()  # alone in sales so far
+    module = next(m for m in harness.server.hosts["localhost"].modules if isinstance(m, SharedRoster))
+    change = f"dn: cn=sales,{GROUPS}\nchangetype: modify\n%s: member\nmember: uid=dave,{PEOPLE}\n"
+    slapd.ldapmodify(change % "add")
+    try:
+        await module.sync_directory()  # what the server does every ldap.sync_interval
+        assert await next_push(carol) == ("dave@localhost", "both", ["Sales"])
+    finally:
+        slapd.ldapmodify(change % "delete")
+    await module.sync_directory()
+    assert await next_push(carol) == ("dave@localhost", "remove", [])
 
 
 async def test_directory_down_is_a_temporary_failure(tmp_path: Path, slapd: Slapd) -> None:

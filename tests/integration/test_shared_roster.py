@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from slixmpp.exceptions import IqError
 
-from tests.integration.harness import Client, Harness
+from tests.integration.harness import PASSWORD, Client, Harness
 
 ADMIN = "admin@localhost"
 
@@ -20,9 +20,9 @@ def groups_desk(harness: Harness) -> Any:
     return harness.server.services.groups
 
 
-async def pushing_client(harness: Harness, jid: str) -> Client:
+async def pushing_client(harness: Harness, jid: str, password: str = PASSWORD) -> Client:
     """A logged-in client whose roster pushes land in `client.pushes` as (jid, subscription, groups)."""
-    client = await harness.client(jid)
+    client = await harness.client(jid, password)
     pushes: asyncio.Queue[tuple[str, str, list[str]]] = asyncio.Queue()
 
     def on_push(iq: Any) -> None:
