@@ -166,3 +166,16 @@ async def test_shared_groups_members_rename_and_cascades(db: Database) -> None:
     assert await store.delete(H, "Crew")
     assert not await store.delete(H, "Crew")
     assert await store.groups("other.example") == []
+
+
+async def test_directory_accounts_have_no_keys_and_follow_their_entry(db: Database) -> None:
+    accounts = AccountStore(db)
+    assert await accounts.provision(H, "alice", "uid=alice,ou=people,dc=example")  # made now
+    assert not await accounts.provision(H, "alice", "uid=alice,ou=staff,dc=example")  # moved in the directory
+    assert await accounts.exists(H, "alice")
+    assert await accounts.get_keys(H, "alice", "SHA-256") is None
+    assert await accounts.directory_dn(H, "alice") == "uid=alice,ou=staff,dc=example"
+    await accounts.create(H, "bob", [])
+    assert await accounts.directory_dn(H, "bob") is None  # a local account
+    assert await accounts.delete(H, "alice")
+    assert await accounts.directory_dn(H, "alice") is None  # the link went with the account
