@@ -1,18 +1,21 @@
 """vCards of directory users (name, mail, phone, photo) filled from the company directory when they log in,
-so colleagues see them without anyone typing them in."""
+so colleagues see them without anyone typing them in; the photo is also published as the user's PEP avatar
+(XEP-0084), which clients such as Conversations show."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 
 from lxml import etree
 
 from appliance.core import events
 from appliance.core.api import Directory, DirectoryProfile, Module, ModuleContext
 from appliance.core.events import SessionEvent
+from appliance.modules.pep import PersonalEventing
 from appliance.modules.vcard import VCards
 from appliance.xmpp.jid import JID
-from appliance.xmpp.ns import NS_VCARD
+from appliance.xmpp.ns import NS_AVATAR_DATA, NS_AVATAR_METADATA, NS_VCARD
 
 
 def _child(parent: etree._Element, name: str, text: str = "") -> etree._Element:
@@ -60,6 +63,7 @@ class DirectoryProfiles(Module):
         self.directory = directory if directory is not None and directory.serves(ctx.host) else None
         if self.directory is not None and self.directory.vcards:
             self.vcards = ctx.require(VCards)
+            self.pep = ctx.optional(PersonalEventing)
             ctx.hook(events.SESSION_BOUND, self.on_bound)
 
     async def on_bound(self, event: SessionEvent) -> None:
@@ -83,4 +87,23 @@ class DirectoryProfiles(Module):
         if current is not None and etree.tostring(current, method="c14n") == etree.tostring(vcard, method="c14n"):
             return False
         await self.vcards.put(user, vcard)
+        if profile.photo and self.pep is not None:
+            await self._publish_avatar(user, profile)
         return True
+
+    async def _publish_avatar(self, user: JID, profile: DirectoryProfile) -> None:
+        """The directory photo as the user's XEP-0084 avatar (data, then metadata), unless it is already."""
+        assert self.pep is not None
+        avatar_id = hashlib.sha1(profile.photo).hexdigest()  # XEP-0084 §4.2: the SHA-1 of the image bytes
+        current = await self.pep.items(user, NS_AVATAR_METADATA, limit=1)
+        if current and current[0].item_id == avatar_id:
+            return
+        data = etree.Element(f"{{{NS_AVATAR_DATA}}}data", nsmap={None: NS_AVATAR_DATA})
+        data.text = base64.b64encode(profile.photo).decode("ascii")
+        await self.pep.publish(user, NS_AVATAR_DATA, avatar_id, data)
+        metadata = etree.Element(f"{{{NS_AVATAR_METADATA}}}metadata", nsmap={None: NS_AVATAR_METADATA})
+        info = etree.SubElement(metadata, f"{{{NS_AVATAR_METADATA}}}info")
+        info.set("id", avatar_id)
+        info.set("bytes", str(len(profile.photo)))
+        info.set("type", profile.photo_type)
+        await self.pep.publish(user, NS_AVATAR_METADATA, avatar_id, metadata)

@@ -5,6 +5,7 @@ members of a nested directory group as a shared group."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,8 @@ async def test_directory_users_and_a_local_account_log_in(harness: Harness) -> N
         await harness.server.services.accounts.reset_password(ADMIN, "alice@localhost", "a new password")
 
 
-async def test_vcard_filled_from_the_directory(harness: Harness) -> None:
-    await harness.client("alice@localhost", PASSWORDS["alice"])
+async def test_vcard_and_avatar_filled_from_the_directory(harness: Harness) -> None:
+    alice = await harness.client("alice@localhost", PASSWORDS["alice"])
     bob = await harness.client("bob@localhost", PASSWORDS["bob"])
     bob.register_plugin("xep_0054")
     for _ in range(100):  # the login does not wait for the vCard; it follows at once
@@ -87,6 +88,12 @@ async def test_vcard_filled_from_the_directory(harness: Harness) -> None:
     assert vcard["TEL"]["NUMBER"] == "+1 555 0100"
     assert vcard["PHOTO"]["TYPE"] == "image/jpeg"
     assert vcard["PHOTO"]["BINVAL"] == PHOTO
+    # The photo is her PEP avatar too (XEP-0084), for clients that show only those.
+    alice.register_plugin("xep_0060")
+    items = await alice.plugin["xep_0060"].get_items(jid="alice@localhost", node="urn:xmpp:avatar:metadata")
+    info = items.xml.find(".//{urn:xmpp:avatar:metadata}info")
+    assert info is not None and info.get("id") == hashlib.sha1(PHOTO).hexdigest()
+    assert (info.get("type"), info.get("bytes")) == ("image/jpeg", str(len(PHOTO)))
 
 
 async def test_shared_group_from_a_nested_directory_group(harness: Harness) -> None:
