@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.directory.slapd import PASSWORDS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd, slapd  # noqa: F401
+from tests.directory.slapd import GROUPS, PASSWORDS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd, slapd  # noqa: F401
 from tests.directory.test_ldap import ldap_config
 from tests.integration.harness import Client, Harness
 from tests.web.console_helpers import (
@@ -112,5 +112,16 @@ async def test_console_shows_the_directory_status_and_tests_it(tmp_path: Path, s
             await page.get_by_role("button", name="Test now").click()
             await page.wait_for_selector("text=no user 'zed' found")
             assert "no user 'zed' found" in await page.locator(".directory-error").inner_text()
+
+            # A shared group from a nested directory group, made in the console: alice sees bob and carol.
+            await page.goto(f"{base}/admin/groups")
+            await page.get_by_label("Group name").fill("Staff")
+            await page.get_by_label("Directory group (optional)").fill(f"cn=staff,{GROUPS}")
+            await page.get_by_role("button", name="Create group").click()
+            await page.wait_for_selector("text=Group Staff created.")
+            assert f"directory group cn=staff,{GROUPS}" in await page.locator("tr.group-row").inner_text()
+        alice = await server.client("alice@localhost", PASSWORDS["alice"])
+        assert set(alice.client_roster) == {"bob@localhost", "carol@localhost"}
+        assert alice.client_roster["carol@localhost"]["groups"] == ["Staff"]
     finally:
         await server.close()

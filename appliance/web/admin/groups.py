@@ -41,7 +41,7 @@ async def groups_page(request: web.Request, session: ConsoleSession) -> web.Resp
 
 async def _create(d: SharedGroupDesk, actor: str, form: Any) -> str:
     name = await d.create(actor, _field(form, "host"), _field(form, "name"), everyone=form.get("everyone") == "on",
-                          members=addresses(form.get("members")))
+                          directory_group=_field(form, "directory_group"), members=addresses(form.get("members")))
     return _("Group %(name)s created.", name=name)
 
 
