@@ -158,6 +158,7 @@ class SharedRoster(Module):
         directory = ctx.optional(Directory)  # type: ignore[type-abstract]
         self.directory = directory if directory is not None and directory.serves(ctx.host) else None
         self.directory_members: dict[str, frozenset[str]] = {}  # group DN -> usernames, as last read
+        self._reread = False  # the next load reads every directory group again
         ctx.provide(SharedContacts, self.view)  # type: ignore[type-abstract]
         ctx.provide(GroupAdmin, self.admin)
         ctx.on_account_change(self.on_account_change)
@@ -168,8 +169,10 @@ class SharedRoster(Module):
         self.view.index = await self._load()
 
     async def sync_directory(self) -> None:
-        """Read the members of every directory group again (they change in the directory), then refresh."""
-        self.directory_members.clear()
+        """Read the members of every directory group again (they change in the directory), then refresh. A
+        group that cannot be read now keeps the members read last: an outage of the directory must not
+        take everyone's colleagues off their rosters."""
+        self._reread = True
         await self.refresh()
 
     async def _read_directory_group(self, dn: str) -> frozenset[str]:
@@ -196,8 +199,9 @@ class SharedRoster(Module):
         groups = await self.ctx.store(SharedGroupStore).groups(self.ctx.host)
         if self.directory is not None:
             for dn in {group.directory_group for group in groups if group.directory_group}:
-                if dn not in self.directory_members:
+                if self._reread or dn not in self.directory_members:
                     self.directory_members[dn] = await self._read_directory_group(dn)
+            self._reread = False
         everyone: list[str] = []
         if any(group.everyone for group in groups):  # only then is every account of the host read
             accounts = self.ctx.store(AccountStore)

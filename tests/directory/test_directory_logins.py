@@ -5,6 +5,7 @@ members of a nested directory group as a shared group."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from appliance.xmpp.jid import JID
 from tests.directory.slapd import GROUPS, PASSWORDS, PEOPLE, PHOTO, Slapd
 from tests.directory.test_ldap import ldap_config
 from tests.integration.harness import PASSWORD, Client, Harness, free_port, start_harness
-from tests.integration.test_shared_roster import next_push, pushing_client
+from tests.integration.test_shared_roster import next_push, pushing_client, roster_items
 
 ADMIN = "admin@localhost"
 
@@ -125,6 +126,20 @@ async def test_directory_group_changes_reach_online_members(harness: Harness, sl
         slapd.ldapmodify(change % "delete")
     await module.sync_directory()
     assert await next_push(carol) == ("dave@localhost", "remove", [])
+
+    # The directory goes away: the next sync keeps the members it read last (no removal pushes).
+    await harness.server.services.groups.create(ADMIN, "localhost", "Staff", directory_group=f"cn=staff,{GROUPS}")
+    assert sorted([await next_push(carol), await next_push(carol)]) == [
+        ("alice@localhost", "both", ["Staff"]), ("bob@localhost", "both", ["Staff"])]
+    directory = harness.server.directory
+    assert directory is not None
+    directory.config = dataclasses.replace(directory.config, uri=f"ldap://127.0.0.1:{free_port()}")
+    directory.port = int(directory.config.uri.rsplit(":", 1)[1])
+    directory.close()  # the pooled connections to the real slapd go; new ones fail
+    await module.sync_directory()
+    assert "cannot be reached" in directory.status.last_error
+    assert set(await roster_items(carol)) == {"alice@localhost", "bob@localhost"}
+    assert carol.pushes.empty()  # type: ignore[attr-defined]
 
 
 async def test_directory_down_is_a_temporary_failure(tmp_path: Path, slapd: Slapd) -> None:
