@@ -782,7 +782,8 @@ LDAP = _table("ldap", model.LdapConfig, "Log in with the company directory (Open
      '(userPrincipalName={username}@example.org))", else user_attribute=username is added.'),
     ("user_attribute", Text("an attribute name", str.strip), 'The attribute holding the username (the part '
      'before @ in the chat address): "uid" for OpenLDAP, "sAMAccountName" for Active Directory.'),
-    ("group_base", Text("a DN", str.strip), "Where groups are searched; empty uses base."),
+    ("group_base", Text("a DN", str.strip), "Where the console looks for groups a shared group can follow; "
+     "empty uses base."),
     ("group_filter", LDAP_FILTER, "Which entries are groups (their member, uniqueMember or memberUid values "
      "are the members)."),
     ("login_group", Text("a DN", str.strip), "Only members of this group (nested groups count) may log in; "

@@ -97,6 +97,7 @@ class CheckResult:
 
 
 COUNT_LIMIT = 1000  # a check counts users up to this many (a size limit keeps it cheap on big directories)
+GROUP_LIST_LIMIT = 500  # groups offered to pick from in the console
 
 
 def _dn_key(dn: str) -> str:
@@ -425,6 +426,15 @@ class LdapDirectory:
     async def user(self, username: str) -> DirectoryUser | None:
         """The entry of `username` with its profile attributes; None when there is none."""
         return await self._run(lambda: self._with_service(lambda conn: self._user(conn, username)))
+
+    def _groups(self, conn: ldap3.Connection) -> list[tuple[str, str]]:
+        base = self.config.group_base or self.config.base
+        found = self._search(conn, base, self.config.group_filter, ("cn",), size_limit=GROUP_LIST_LIMIT)
+        return sorted(((dn, _text(raw.get("cn")) or dn) for dn, raw in found), key=lambda g: g[1].lower())
+
+    async def groups(self) -> list[tuple[str, str]]:
+        """(DN, name) of the directory's groups under group_base, by name: what a shared group can follow."""
+        return await self._run(lambda: self._with_service(self._groups))
 
     async def members(self, group_dn: str) -> dict[str, str]:
         """Username -> DN of every user of a group, nested groups included."""

@@ -82,6 +82,15 @@ class DirectoryDesk:
         audit.info("admin %s: tested the directory: %s", actor, describe(result))
         return result
 
+    async def groups(self) -> list[tuple[str, str]]:
+        """(DN, name) of the directory's groups for the console to offer; none when it is off or silent."""
+        if self.directory is None:
+            return []
+        try:
+            return await self.directory.groups()
+        except ConnectionError:  # the page still works; the directory page says what is wrong
+            return []
+
     @staticmethod
     async def test(settings: LdapConfig, username: str = "") -> CheckResult:
         """Test settings that are not saved yet (the wizard's button), with a directory made for it."""

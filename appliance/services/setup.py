@@ -146,8 +146,8 @@ def _ldap_table(ldap: LdapConfig) -> Table:
     """[ldap] as the directory step chose it (only the keys that differ from the defaults)."""
     defaults = LdapConfig()
     table = _table("Logins, vCards and shared groups from the company directory (docs/directory.md).", enabled=True)
-    for key in ("uri", "starttls", "ca_file", "bind_dn", "bind_password", "base", "user_filter", "user_attribute",
-                "active_directory"):
+    for key in ("uri", "starttls", "ca_file", "bind_dn", "bind_password", "base", "group_base", "user_filter",
+                "user_attribute", "active_directory"):
         value = getattr(ldap, key)
         if value != getattr(defaults, key) and value is not None:
             table[key] = str(value) if isinstance(value, Path) else value

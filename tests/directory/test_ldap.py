@@ -85,6 +85,8 @@ async def test_nested_groups_and_login_group(slapd: Slapd) -> None:
         staff = await directory.members(f"cn=staff,{GROUPS}")  # staff > engineering > backend
         assert staff == {"alice": f"uid=alice,{PEOPLE}", "bob": f"uid=bob,{PEOPLE}", "carol": f"uid=carol,{PEOPLE}"}
         assert set(await directory.members(f"cn=loop,{GROUPS}")) == {"dave"}  # contains itself: no hang
+        assert [name for _dn, name in await directory.groups()] == ["backend", "engineering", "loop", "sales",
+                                                                     "staff"]  # under group_base, by name
     finally:
         directory.close()
     only_engineering = LdapDirectory(ldap_config(slapd, login_group=f"cn=engineering,{GROUPS}"))

@@ -116,6 +116,8 @@ async def test_console_shows_the_directory_status_and_tests_it(tmp_path: Path, s
             # A shared group from a nested directory group, made in the console: alice sees bob and carol.
             await page.goto(f"{base}/admin/groups")
             await page.get_by_label("Group name").fill("Staff")
+            offered = page.locator("#directory-groups option")  # the directory's groups, to pick from
+            assert f"cn=staff,{GROUPS}" in [await o.get_attribute("value") for o in await offered.all()]
             await page.get_by_label("Directory group (optional)").fill(f"cn=staff,{GROUPS}")
             await page.get_by_role("button", name="Create group").click()
             await page.wait_for_selector("text=Group Staff created.")

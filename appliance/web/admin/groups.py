@@ -36,7 +36,8 @@ def _field(form: Any, name: str) -> str:
 @admin_page
 async def groups_page(request: web.Request, session: ConsoleSession) -> web.Response:
     groups = desk(request)
-    return _page(request, session, "admin/groups.html", groups=await groups.groups(), hosts=groups.hosts())
+    return _page(request, session, "admin/groups.html", groups=await groups.groups(), hosts=groups.hosts(),
+                 directory_groups=await request.app[ADMIN].directory.groups())
 
 
 async def _create(d: SharedGroupDesk, actor: str, form: Any) -> str:
