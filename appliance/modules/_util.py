@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from lxml import etree
 
 from appliance.core.api import IqRequest, ModuleContext
+from appliance.core.events import StanzaEvent
 from appliance.storage.api import RosterStore
 from appliance.util.timestamps import parse_datetime
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID
-from appliance.xmpp.ns import NS_DATA
+from appliance.xmpp.ns import NS_CLIENT, NS_DATA
+from appliance.xmpp.stanza import iq_result
 
 __all__ = [
     "PRESENCE_SHARING",
@@ -22,6 +24,7 @@ __all__ = [
     "parse_stored",
     "require_owner",
     "sees_presence",
+    "serve_service_iq",
 ]
 
 # Subscription states on the target's roster under which the contact receives the target's presence.
@@ -89,3 +92,29 @@ def parse_stamp(text: str) -> float:
 def parse_stored(data: bytes) -> etree._Element:
     """Parse an XML document written by `encode_limited`."""
     return etree.fromstring(data, _STORED_XML)
+
+
+ServiceIqHandler = Callable[[IqRequest], Awaitable[etree._Element | None]]
+
+
+async def serve_service_iq(ctx: ModuleContext, event: StanzaEvent, domain: str,
+                           handlers: Mapping[tuple[str, str], ServiceIqHandler]) -> None:
+    """A stanza to a service domain of a module (upload.<host>, proxy.<host>): an IQ get or set to the
+    domain itself goes to the handler for (type, payload tag) and its result is sent back from `domain`;
+    a message is refused with service-unavailable; presence, results and errors are ignored."""
+    stanza = event.stanza
+    if stanza.tag != f"{{{NS_CLIENT}}}iq" or stanza.get("type") not in ("get", "set"):
+        if stanza.tag == f"{{{NS_CLIENT}}}message" and stanza.get("type") != "error":
+            raise StanzaError.service_unavailable()
+        return
+    if event.to_jid.local is not None or event.to_jid.resource is not None:
+        raise StanzaError.service_unavailable()
+    if len(stanza) != 1:
+        raise StanzaError.bad_request("An IQ carries exactly one payload element")
+    request = IqRequest(stanza, stanza[0], event.from_jid, event.to_jid, event.session)
+    handler = handlers.get((stanza.get("type", ""), request.payload.tag))
+    if handler is None:
+        raise StanzaError.service_unavailable()
+    reply = iq_result(stanza, await handler(request), from_=domain)
+    reply.set("to", str(event.from_jid))
+    await ctx.route(reply)

@@ -16,17 +16,14 @@ from lxml import etree
 
 from appliance.core.api import OPTIONAL_DOMAIN, URL_BASE, Duration, IqRequest, Module, ModuleContext, Size, Xep, option
 from appliance.core.events import StanzaEvent
-from appliance.modules._util import element
+from appliance.modules._util import element, serve_service_iq
 from appliance.modules.disco import DiscoItems
 from appliance.storage.api import UploadArea
 from appliance.xmpp import forms
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.forms import Field
-from appliance.xmpp.ns import NS_CLIENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_UPLOAD
-from appliance.xmpp.stanza import iq_result
+from appliance.xmpp.ns import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_UPLOAD
 
-IQ = f"{{{NS_CLIENT}}}iq"
-MESSAGE = f"{{{NS_CLIENT}}}message"
 REQUEST = f"{{{NS_UPLOAD}}}request"
 NAME = "HTTP File Upload"
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
@@ -95,27 +92,11 @@ class Upload(Module):
     # -- stanzas to upload.<host> -----------------------------------------------------------------
 
     async def on_stanza(self, event: StanzaEvent) -> None:
-        stanza = event.stanza
-        if stanza.tag != IQ or stanza.get("type") not in ("get", "set"):
-            if stanza.tag == MESSAGE and stanza.get("type") != "error":
-                raise StanzaError.service_unavailable()
-            return  # presence, results and errors: nothing to do
-        if event.to_jid.local is not None or event.to_jid.resource is not None or stanza.get("type") != "get":
-            raise StanzaError.service_unavailable()
-        if len(stanza) != 1:
-            raise StanzaError.bad_request("An IQ get carries exactly one payload element")
-        request = IqRequest(stanza, stanza[0], event.from_jid, event.to_jid, event.session)
-        handlers = {
-            f"{{{NS_DISCO_INFO}}}query": self.disco_info,
-            f"{{{NS_DISCO_ITEMS}}}query": self.disco_items,
-            REQUEST: self.slot,
-        }
-        handler = handlers.get(request.payload.tag)
-        if handler is None:
-            raise StanzaError.service_unavailable()
-        reply = iq_result(stanza, await handler(request), from_=self.domain)
-        reply.set("to", str(event.from_jid))
-        await self.ctx.route(reply)
+        await serve_service_iq(self.ctx, event, self.domain, {
+            ("get", f"{{{NS_DISCO_INFO}}}query"): self.disco_info,
+            ("get", f"{{{NS_DISCO_ITEMS}}}query"): self.disco_items,
+            ("get", REQUEST): self.slot,
+        })
 
     async def disco_info(self, request: IqRequest) -> etree._Element:
         if request.payload.get("node"):

@@ -27,16 +27,13 @@ from appliance.core.api import (
     option,
 )
 from appliance.core.events import StanzaEvent
-from appliance.modules._util import element
+from appliance.modules._util import element, serve_service_iq
 from appliance.modules.disco import DiscoItems
 from appliance.modules.proxy65.relay import Socks5Relay
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID, JIDError
-from appliance.xmpp.ns import NS_BYTESTREAMS, NS_CLIENT, NS_DISCO_INFO, NS_DISCO_ITEMS
-from appliance.xmpp.stanza import iq_result
+from appliance.xmpp.ns import NS_BYTESTREAMS, NS_DISCO_INFO, NS_DISCO_ITEMS
 
-IQ = f"{{{NS_CLIENT}}}iq"
-MESSAGE = f"{{{NS_CLIENT}}}message"
 QUERY = f"{{{NS_BYTESTREAMS}}}query"
 NAME = "SOCKS5 Bytestreams Service"
 
@@ -108,26 +105,12 @@ class Proxy65(Module):
     # -- stanzas to proxy.<host> ------------------------------------------------------------------
 
     async def on_stanza(self, event: StanzaEvent) -> None:
-        stanza = event.stanza
-        if stanza.tag != IQ or stanza.get("type") not in ("get", "set"):
-            if stanza.tag == MESSAGE and stanza.get("type") != "error":
-                raise StanzaError.service_unavailable()
-            return
-        if event.to_jid.local is not None or event.to_jid.resource is not None or len(stanza) != 1:
-            raise StanzaError.service_unavailable()
-        request = IqRequest(stanza, stanza[0], event.from_jid, event.to_jid, event.session)
-        handlers = {
+        await serve_service_iq(self.ctx, event, self.domain, {
             ("get", f"{{{NS_DISCO_INFO}}}query"): self.disco_info,
             ("get", f"{{{NS_DISCO_ITEMS}}}query"): self.disco_items,
             ("get", QUERY): self.streamhost,
             ("set", QUERY): self.activate,
-        }
-        handler = handlers.get((stanza.get("type"), request.payload.tag))
-        if handler is None:
-            raise StanzaError.service_unavailable()
-        reply = iq_result(stanza, await handler(request), from_=self.domain)
-        reply.set("to", str(event.from_jid))
-        await self.ctx.route(reply)
+        })
 
     async def disco_info(self, request: IqRequest) -> etree._Element:
         if request.payload.get("node"):
