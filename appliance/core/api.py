@@ -63,6 +63,7 @@ __all__ = [
     "Choice",
     "CsiOptions",
     "Directory",
+    "DirectoryMember",
     "DirectoryProfile",
     "Duration",
     "Host",
@@ -143,6 +144,15 @@ class DirectoryProfile(Protocol):
     def photo_type(self) -> str: ...
 
 
+class DirectoryMember(Protocol):
+    """A user found in a directory group: their entry and the name to show for them ("" if none)."""
+
+    @property
+    def dn(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
 class Directory(Protocol):
     """The company directory (LDAP) as modules see it; the composition root publishes it to every host
     (`ctx.optional(Directory)`) when [ldap] is enabled. Requests raise ConnectionError when the directory
@@ -157,8 +167,8 @@ class Directory(Protocol):
 
     async def user(self, username: str) -> DirectoryProfile | None: ...
 
-    async def members(self, group_dn: str) -> dict[str, str]:
-        """Username -> DN of every user of a directory group, nested groups included."""
+    async def members(self, group_dn: str) -> dict[str, DirectoryMember]:
+        """Username -> entry and name of every user of a directory group, nested groups included."""
         ...
 
 

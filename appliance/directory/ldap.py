@@ -29,6 +29,7 @@ T = TypeVar("T")
 
 IN_CHAIN = "1.2.840.113556.1.4.1941"  # Active Directory's LDAP_MATCHING_RULE_IN_CHAIN (transitive membership)
 MEMBER_ATTRIBUTES = ("member", "uniqueMember", "memberUid")
+NAME_ATTRIBUTES = ("displayName", "cn")
 PROFILE_ATTRIBUTES = ("cn", "displayName", "givenName", "sn", "mail", "telephoneNumber", "mobile", "jpegPhoto",
                       "thumbnailPhoto")
 INVALID_CREDENTIALS = 49
@@ -72,6 +73,14 @@ class DirectoryUser:
     photo_type: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A user found in a directory group: their entry and the name to show for them."""
+
+    dn: str
+    name: str = ""
+
+
 @dataclass(slots=True)
 class DirectoryStatus:
     """What the console shows: is the directory answering, how many users, what went wrong last."""
@@ -109,6 +118,10 @@ def _text(values: list[bytes] | None) -> str:
     if not values:
         return ""
     return values[0].decode("utf-8", "replace").strip()
+
+
+def _name(raw: dict[str, list[bytes]]) -> str:
+    return _text(raw.get("displayname")) or _text(raw.get("cn"))
 
 
 def _photo_type(data: bytes) -> str:
@@ -338,20 +351,21 @@ class LdapDirectory:
         photo = (raw.get("jpegphoto") or raw.get("thumbnailphoto") or [b""])[0]
         return DirectoryUser(
             username=_text(raw.get(self.config.user_attribute.lower())) or username, dn=dn,
-            full_name=_text(raw.get("displayname")) or _text(raw.get("cn")), given_name=_text(raw.get("givenname")),
+            full_name=_name(raw), given_name=_text(raw.get("givenname")),
             family_name=_text(raw.get("sn")), email=_text(raw.get("mail")),
             phone=_text(raw.get("telephonenumber")) or _text(raw.get("mobile")), photo=photo,
             photo_type=_photo_type(photo) if photo else "",
         )
 
-    def _members(self, conn: ldap3.Connection, group_dn: str) -> dict[str, str]:
-        """Username -> DN of every user in the group, nested groups included."""
+    def _members(self, conn: ldap3.Connection, group_dn: str) -> dict[str, Member]:
+        """Username -> entry and name of every user in the group, nested groups included."""
         attribute = self.config.user_attribute
         if self.config.active_directory:
             query = f"(&{self._user_filter(None)}(memberOf:{IN_CHAIN}:={escape_filter_chars(group_dn)}))"
-            found = self._search(conn, self.config.base, query, (attribute,))
-            return {_text(raw.get(attribute.lower())): dn for dn, raw in found if raw.get(attribute.lower())}
-        out: dict[str, str] = {}
+            found = self._search(conn, self.config.base, query, (attribute, *NAME_ATTRIBUTES))
+            return {_text(raw.get(attribute.lower())): Member(dn, _name(raw)) for dn, raw in found
+                    if raw.get(attribute.lower())}
+        out: dict[str, Member] = {}
         seen: set[str] = set()
         level = [group_dn]
         for _depth in range(MAX_GROUP_DEPTH):
@@ -366,7 +380,7 @@ class LdapDirectory:
             level = next_level
         return out
 
-    def _expand(self, conn: ldap3.Connection, dn: str, out: dict[str, str], groups: list[str]) -> None:
+    def _expand(self, conn: ldap3.Connection, dn: str, out: dict[str, Member], groups: list[str]) -> None:
         """Sort the entry at `dn`: a group adds its member DNs to `groups` (memberUid values are usernames);
         a user is added to `out`."""
         attribute = self.config.user_attribute
@@ -379,17 +393,17 @@ class LdapDirectory:
             for uid in raw.get("memberuid", ()):
                 user = self._user(conn, uid.decode("utf-8", "replace"))
                 if user is not None:
-                    out[user.username] = user.dn
+                    out[user.username] = Member(user.dn, user.full_name)
             return
-        user = self._search(conn, dn, self._user_filter(None), (attribute,), scope=ldap3.BASE)
+        user = self._search(conn, dn, self._user_filter(None), (attribute, *NAME_ATTRIBUTES), scope=ldap3.BASE)
         if user and user[0][1].get(attribute.lower()):
-            out[_text(user[0][1][attribute.lower()])] = user[0][0]
+            out[_text(user[0][1][attribute.lower()])] = Member(user[0][0], _name(user[0][1]))
 
     def _is_member(self, conn: ldap3.Connection, user_dn: str, group_dn: str) -> bool:
         if self.config.active_directory:
             query = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(group_dn)})"
             return bool(self._search(conn, user_dn, query, ("objectClass",), scope=ldap3.BASE))
-        return _dn_key(user_dn) in {_dn_key(dn) for dn in self._members(conn, group_dn).values()}
+        return _dn_key(user_dn) in {_dn_key(m.dn) for m in self._members(conn, group_dn).values()}
 
     # -- what Parlour asks ------------------------------------------------------------------------
 
@@ -436,8 +450,8 @@ class LdapDirectory:
         """(DN, name) of the directory's groups under group_base, by name: what a shared group can follow."""
         return await self._run(lambda: self._with_service(self._groups))
 
-    async def members(self, group_dn: str) -> dict[str, str]:
-        """Username -> DN of every user of a group, nested groups included."""
+    async def members(self, group_dn: str) -> dict[str, Member]:
+        """Username -> entry and name of every user of a group, nested groups included."""
         return await self._run(lambda: self._with_service(lambda conn: self._members(conn, group_dn)))
 
     def _check(self, username: str) -> CheckResult:
@@ -488,4 +502,4 @@ def describe(result: CheckResult) -> str:
 
 
 __all__ = ["CheckResult", "DirectoryBindRefused", "DirectoryError", "DirectoryRequestFailed", "DirectoryStatus",
-           "DirectoryTlsFailure", "DirectoryUnreachable", "DirectoryUser", "LdapDirectory", "describe"]
+           "DirectoryTlsFailure", "DirectoryUnreachable", "DirectoryUser", "LdapDirectory", "Member", "describe"]

@@ -140,6 +140,8 @@ class Presence(Module):
 
     async def _outbound_subscription(self, user: JID, contact: JID, ptype: str, stanza: etree._Element) -> None:
         """The user's side of Appendix A (outbound), then route the request with a bare 'from'."""
+        if str(contact) in self.roster.shared(user):
+            return  # a shared group subscribes them both ways; only the administrator changes that
         item = await self.roster.item(user, contact) or RosterItem(str(contact))
         sub, ask, approved = item.subscription, item.ask, item.approved
         route = True

@@ -33,13 +33,18 @@ class SharedContacts(Protocol):
         """A short fingerprint of `user`'s shared contacts ("" for none): part of the roster version."""
         ...
 
+    def name(self, contact: str) -> str | None:
+        """The name to show for a shared contact (from the directory), None when there is none."""
+        ...
 
-def with_shared(item: RosterItem | None, contact: str, groups: tuple[str, ...]) -> RosterItem:
-    """A roster item as a user sees it when `contact` is also shared with them in `groups`."""
+
+def with_shared(item: RosterItem | None, contact: str, groups: tuple[str, ...], name: str | None = None) -> RosterItem:
+    """A roster item as a user sees it when `contact` is also shared with them in `groups`; `name` is shown
+    unless the user named the contact themselves."""
     if item is None:
-        return RosterItem(contact, subscription="both", groups=groups)
+        return RosterItem(contact, name=name, subscription="both", groups=groups)
     merged = tuple(dict.fromkeys(item.groups + groups))
-    return RosterItem(item.contact, item.name, "both", False, item.approved, merged)
+    return RosterItem(item.contact, item.name or name, "both", False, item.approved, merged)
 
 
 class RosterService:
@@ -53,6 +58,10 @@ class RosterService:
     def _shared(self) -> SharedContacts | None:
         return self._ctx.optional(SharedContacts)  # type: ignore[type-abstract]
 
+    def _merge(self, item: RosterItem | None, contact: str, groups: tuple[str, ...]) -> RosterItem:
+        shared = self._shared()
+        return with_shared(item, contact, groups, shared.name(contact) if shared is not None else None)
+
     def shared(self, user: JID) -> dict[str, tuple[str, ...]]:
         """The contacts shared with `user` (none without the shared_roster module)."""
         shared = self._shared()
@@ -65,14 +74,14 @@ class RosterService:
             return stored
         items = {item.contact: item for item in stored}
         for contact, groups in shared.items():
-            items[contact] = with_shared(items.get(contact), contact, groups)
+            items[contact] = self._merge(items.get(contact), contact, groups)
         return sorted(items.values(), key=lambda item: item.contact)
 
     async def item(self, user: JID, contact: JID) -> RosterItem | None:
         bare = str(contact.bare())
         stored = await self._ctx.store(RosterStore).item(user.domain, user.local or "", bare)
         groups = self.shared(user).get(bare)
-        return stored if groups is None else with_shared(stored, bare, groups)
+        return stored if groups is None else self._merge(stored, bare, groups)
 
     async def version(self, user: JID) -> str:
         """The roster version (XEP-0237, an opaque string): the stored roster's counter, followed by the
@@ -88,7 +97,7 @@ class RosterService:
     async def put(self, user: JID, item: RosterItem) -> None:
         version = await self._ctx.store(RosterStore).put(user.domain, user.local or "", item)
         groups = self.shared(user).get(item.contact)
-        shown = item if groups is None else with_shared(item, item.contact, groups)
+        shown = item if groups is None else self._merge(item, item.contact, groups)
         self.push(user, shown, self.version_string(user, version))
 
     async def remove(self, user: JID, contact: JID) -> bool:
@@ -107,7 +116,7 @@ class RosterService:
         version = self.version_string(user, await store.version(user.domain, user.local or ""))
         groups = self.shared(user).get(contact)
         if groups is not None:
-            self.push(user, with_shared(stored, contact, groups), version)
+            self.push(user, self._merge(stored, contact, groups), version)
         elif stored is not None:
             self.push(user, stored, version)
         else:
@@ -219,7 +228,9 @@ class Roster(Module):
             raise StanzaError.not_acceptable("A group name is too long")
         if len(set(groups)) != len(groups):
             raise StanzaError.bad_request("Duplicate group names")
-        existing = await self.service.item(user, contact)
+        # The stored item, not the shared view: a shared contact's "both" is not the user's own subscription
+        # and must not outlive the shared group.
+        existing = await self.ctx.store(RosterStore).item(user.domain, user.local or "", str(contact))
         if existing is None:
             count = await self.ctx.store(RosterStore).count(user.domain, user.local or "")
             if count >= self.max_items:

@@ -28,8 +28,9 @@ class SharedIndex:
     """Who shares which contacts, computed from the groups of one host (pure, in memory)."""
 
     def __init__(self, host: str, groups: Iterable[SharedGroup], everyone: Iterable[str] = (),
-                 directory: dict[str, frozenset[str]] | None = None) -> None:
+                 directory: dict[str, frozenset[str]] | None = None, names: dict[str, str] | None = None) -> None:
         self.host = host
+        self.names = dict(names or {})  # username -> display name (from the directory)
         self.members: dict[str, frozenset[str]] = {}
         everyone = frozenset(everyone)
         directory = directory or {}
@@ -59,7 +60,8 @@ class SharedIndex:
         found = self._digests.get(username)
         if found is None:
             contacts = self.contacts(username)
-            text = "\n".join(f"{c}\0{chr(0).join(g)}" for c, g in sorted(contacts.items()))
+            text = "\n".join(f"{c}\0{self.names.get(c.partition('@')[0], '')}\0{chr(0).join(g)}"
+                             for c, g in sorted(contacts.items()))  # a renamed colleague changes it too
             found = hashlib.sha256(text.encode()).hexdigest()[:12] if contacts else ""
             self._digests[username] = found
         return found
@@ -142,6 +144,10 @@ class SharedRosterView(SharedContacts):
             return ""
         return self.index.digest(user.local)
 
+    def name(self, contact: str) -> str | None:
+        local, _, domain = contact.partition("@")
+        return self.index.names.get(local) if domain == self.index.host else None
+
 
 class SharedRoster(Module):
     """Shared-roster groups of one host, kept in memory and applied to rosters and presence."""
@@ -159,6 +165,7 @@ class SharedRoster(Module):
         self.directory = directory if directory is not None and directory.serves(ctx.host) else None
         self.directory_members: dict[str, frozenset[str]] = {}  # group DN -> usernames, as last read
         self._reread = False  # the next load reads every directory group again
+        self.directory_names: dict[str, str] = {}  # username -> the name the directory gives them
         ctx.provide(SharedContacts, self.view)  # type: ignore[type-abstract]
         ctx.provide(GroupAdmin, self.admin)
         ctx.on_account_change(self.on_account_change)
@@ -185,14 +192,16 @@ class SharedRoster(Module):
             self.ctx.log.warning("members of directory group %s not read: %s", dn, exc)
             return self.directory_members.get(dn, frozenset())
         out = set()
-        for username, user_dn in members.items():
+        for username, member in members.items():
             try:
                 jid = JID.make(username, self.ctx.host)
             except (JIDError, ValueError):
-                self.ctx.log.warning("directory user %r (%s) has no valid chat address; left out", username, user_dn)
+                self.ctx.log.warning("directory user %r (%s) has no valid chat address; left out", username, member.dn)
                 continue
-            await self.ctx.accounts.provision(jid, user_dn, notify=False)
+            await self.ctx.accounts.provision(jid, member.dn, notify=False)
             out.add(jid.local or "")
+            if member.name:
+                self.directory_names[jid.local or ""] = member.name
         return frozenset(out)
 
     async def _load(self) -> SharedIndex:
@@ -207,7 +216,7 @@ class SharedRoster(Module):
             accounts = self.ctx.store(AccountStore)
             while page := await accounts.list_users(self.ctx.host, limit=_PAGE, offset=len(everyone)):
                 everyone += page
-        return SharedIndex(self.ctx.host, groups, everyone, self.directory_members)
+        return SharedIndex(self.ctx.host, groups, everyone, self.directory_members, self.directory_names)
 
     async def on_account_change(self, host: str) -> None:
         """An account of `host` was created or deleted: "everyone" groups and listed members change."""

@@ -108,6 +108,7 @@ async def test_shared_group_from_a_nested_directory_group(harness: Harness) -> N
     alice = await harness.client("alice@localhost", PASSWORDS["alice"])
     assert set(alice.client_roster) == {"bob@localhost", "carol@localhost"}
     assert alice.client_roster["bob@localhost"]["groups"] == ["Staff"]
+    assert alice.client_roster["bob@localhost"]["name"] == "Bob Builder"  # the directory's name for him
     assert "dave@localhost" not in alice.client_roster
 
 

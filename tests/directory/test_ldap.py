@@ -14,6 +14,7 @@ from appliance.directory.ldap import (
     DirectoryTlsFailure,
     DirectoryUnreachable,
     LdapDirectory,
+    Member,
 )
 from tests.directory.slapd import (
     BASE,
@@ -83,7 +84,9 @@ async def test_nested_groups_and_login_group(slapd: Slapd) -> None:
     directory = LdapDirectory(ldap_config(slapd))
     try:
         staff = await directory.members(f"cn=staff,{GROUPS}")  # staff > engineering > backend
-        assert staff == {"alice": f"uid=alice,{PEOPLE}", "bob": f"uid=bob,{PEOPLE}", "carol": f"uid=carol,{PEOPLE}"}
+        assert staff == {"alice": Member(f"uid=alice,{PEOPLE}", "Alice Liddell"),
+                         "bob": Member(f"uid=bob,{PEOPLE}", "Bob Builder"),
+                         "carol": Member(f"uid=carol,{PEOPLE}", "Carol Danvers")}
         assert set(await directory.members(f"cn=loop,{GROUPS}")) == {"dave"}  # contains itself: no hang
         assert [name for _dn, name in await directory.groups()] == ["backend", "engineering", "loop", "sales",
                                                                      "staff"]  # under group_base, by name

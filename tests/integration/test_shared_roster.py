@@ -155,6 +155,11 @@ async def test_own_roster_beside_shared_and_version_changes(harness: Harness) ->
         await a.del_roster_item(bob)
     assert caught.value.iq["error"]["condition"] == "not-allowed"
 
+    # Out of the group, bob stays where alice put him, without the subscription only the group gave.
+    await groups_desk(harness).remove_member(ADMIN, "localhost", "Staff", bob)
+    items = await roster_items(a)
+    assert (items[bob]["groups"], items[bob]["subscription"]) == (["Mine"], "none"), dict(items[bob])
+
 
 async def test_desk_refusals(harness: Harness) -> None:
     from appliance.services.errors import Conflict, NotFound, ServiceError
