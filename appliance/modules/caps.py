@@ -30,6 +30,7 @@ SERVER_NODE = "https://parlour.chat/caps"
 IQ = f"{{{NS_CLIENT}}}iq"
 
 CapsListener = Callable[[Any], Awaitable[None]]  # gets the session whose caps became known
+RemoteCapsListener = Callable[[JID, JID], Awaitable[None]]  # (local account, remote resource it heard)
 
 
 class Capabilities:
@@ -39,7 +40,9 @@ class Capabilities:
         self._cache: LruDict[str, frozenset[str]] = LruDict(cache_size)  # ver → features
         self._by_jid: dict[str, str] = {}  # full JID → ver
         self._remote: dict[str, set[str]] = {}  # bare JID of a remote contact → its full JIDs with caps
+        self._heard: dict[str, dict[str, str]] = {}  # remote full JID → local account → ver it was heard with
         self.listeners: list[CapsListener] = []
+        self.remote_listeners: list[RemoteCapsListener] = []
 
     def features(self, jid: JID) -> frozenset[str]:
         ver = self._by_jid.get(str(jid))
@@ -67,10 +70,22 @@ class Capabilities:
         bare, full = str(jid.bare()), str(jid)
         if ver is not None:
             self._remote.setdefault(bare, set()).add(full)
-        elif bare in self._remote:
-            self._remote[bare].discard(full)
-            if not self._remote[bare]:
-                del self._remote[bare]
+        else:
+            self._heard.pop(full, None)
+            if bare in self._remote:
+                self._remote[bare].discard(full)
+                if not self._remote[bare]:
+                    del self._remote[bare]
+
+    def first_heard(self, account: JID, jid: JID) -> bool:
+        """True the first time local `account` hears remote `jid` with its current caps (until it goes
+        unavailable or changes them): when the last PEP items are due to it."""
+        ver = self._by_jid.get(str(jid))
+        heard = self._heard.setdefault(str(jid), {})
+        if ver is None or heard.get(str(account)) == ver:
+            return False
+        heard[str(account)] = ver
+        return True
 
     def assign(self, jid: JID, ver: str | None) -> bool:
         """Record the caps of a resource; True when they changed."""
@@ -187,14 +202,27 @@ class EntityCapabilities(Module):
             return
         ver, node, algo = c.get("ver", ""), c.get("node", ""), c.get("hash")
         key = ver if algo else f"{node}#{ver}"
+        account = event.to_jid.bare()
         if self.caps.known(key) is not None:
             self.caps.assign_remote(sender, key)
+            await self._announce_remote(account, sender)
             return
-        self.ctx.spawn(self._discover_remote(sender, node, ver, algo, key), f"discover-{sender}")
+        self.ctx.spawn(self._discover_remote(account, sender, node, ver, algo, key), f"discover-{sender}")
 
-    async def _discover_remote(self, jid: JID, node: str, ver: str, algo: str | None, key: str) -> None:
+    async def _discover_remote(self, account: JID, jid: JID, node: str, ver: str, algo: str | None,
+                               key: str) -> None:
         if await self._features(jid, node, ver, algo, key) is not None:
             self.caps.assign_remote(jid, key)
+            await self._announce_remote(account, jid)
+
+    async def _announce_remote(self, account: JID, jid: JID) -> None:
+        if not self.caps.first_heard(account, jid):
+            return  # a status change, not news: the last items went out already
+        for listener in list(self.caps.remote_listeners):
+            try:
+                await listener(account, jid)
+            except Exception:
+                self.ctx.log.exception("a remote capabilities listener failed")
 
     async def _features(self, jid: JID, node: str, ver: str, algo: str | None, key: str) -> frozenset[str] | None:
         """The features behind caps `key`: asked of `jid` once (concurrent askers share the answer), cached."""

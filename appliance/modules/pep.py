@@ -142,11 +142,14 @@ class Pep(Module):
             ctx.feature(var, scope=Scope.ACCOUNT)
         ctx.identity("pubsub", "pep", scope=Scope.ACCOUNT)  # XEP-0163 §6.1: the account is a PEP service
         self.caps.listeners.append(self.on_caps)
+        self.caps.remote_listeners.append(self.on_remote_caps)
         ctx.hook(events.ACCOUNT_DELETED, self.on_account_deleted)
 
     async def stop(self) -> None:
         if self.on_caps in self.caps.listeners:
             self.caps.listeners.remove(self.on_caps)
+        if self.on_remote_caps in self.caps.remote_listeners:
+            self.caps.remote_listeners.remove(self.on_remote_caps)
 
     def service(self, owner: JID) -> Service:
         bare = str(owner.bare())
@@ -188,19 +191,30 @@ class Pep(Module):
                     if contact.local is not None and contact.domain == self.ctx.host:
                         owners.append(contact)
         for owner in owners:
-            svc = self.service(owner)
-            for record in await self.ctx.store(PubSubStore).nodes(svc.jid):
-                if not self.caps.wants(user, record.node):
-                    continue
-                view = await self.engine.find(svc, record.node)
-                if view is None or view.config.send_last_published_item != "on_sub_and_presence":
-                    continue
-                if owner != user.bare() and not await self.engine.may_read(svc, view, user):
-                    continue
-                last = await self.engine.last_item(svc, record.node)
-                if last is not None:
-                    event = items_event(record.node, [last], payloads=view.config.deliver_payloads)
-                    await self.ctx.route(message(svc.jid, str(user), event, view.config.notification_type))
+            await self._send_last(owner, user)
+
+    async def on_remote_caps(self, owner: JID, user: JID) -> None:
+        """A remote contact's resource told `owner` its caps: the last items of `owner`'s nodes it wants."""
+        if owner.local is None:
+            return
+        item = await self.ctx.store(RosterStore).item(owner.domain, owner.local, str(user.bare()))
+        if item is not None and item.subscription in INTERESTED:
+            await self._send_last(owner, user)
+
+    async def _send_last(self, owner: JID, user: JID) -> None:
+        svc = self.service(owner)
+        for record in await self.ctx.store(PubSubStore).nodes(svc.jid):
+            if not self.caps.wants(user, record.node):
+                continue
+            view = await self.engine.find(svc, record.node)
+            if view is None or view.config.send_last_published_item != "on_sub_and_presence":
+                continue
+            if owner != user.bare() and not await self.engine.may_read(svc, view, user):
+                continue
+            last = await self.engine.last_item(svc, record.node)
+            if last is not None:
+                event = items_event(record.node, [last], payloads=view.config.deliver_payloads)
+                await self.ctx.route(message(svc.jid, str(user), event, view.config.notification_type))
 
     async def on_account_deleted(self, event: AccountEvent) -> None:
         await self.ctx.store(PubSubStore).delete_service(str(event.jid.bare()))

@@ -68,21 +68,29 @@ async def test_pep_notifications_reach_a_remote_contact_with_notify(pair: tuple[
     juliet = await capulet.client(juliet_jid)
     for plugin in ("xep_0004", "xep_0060"):
         juliet.register_plugin(plugin)
-    romeo = await caps_client(montague, romeo_jid, interests=(NICK, AVATAR_METADATA))
-    # capulet learns romeo's caps from the presence montague sends juliet, asking his client over s2s
-    caps = capulet.server.hosts[CAPULET].services[Capabilities]
-    async with asyncio.timeout(15):
-        while not caps.remote_wanting(ParlourJID.parse(romeo_jid), NICK):
-            await asyncio.sleep(0.05)
     ps = juliet.plugin["xep_0060"]
     await ps.publish(juliet_jid, NICK, payload=payload(f"<nick xmlns='{NICK}'>Jules</nick>"))
+
+    # romeo comes online asking for nicks and avatars: capulet learns his caps from the presence
+    # montague sends juliet (asking his client over s2s) and sends him juliet's last nick (XEP-0163 §4.3.2)
+    romeo = await caps_client(montague, romeo_jid, interests=(NICK, AVATAR_METADATA))
     event = await next_event(romeo, on_node(NICK), timeout=15)
-    [item] = items_of(event, NICK)
-    assert item[0].text == "Jules"
+    assert [item[0].text for item in items_of(event, NICK)] == ["Jules"]
+    caps = capulet.server.hosts[CAPULET].services[Capabilities]
+    assert caps.remote_wanting(ParlourJID.parse(romeo_jid), NICK)
+
     metadata = (f"<metadata xmlns='{AVATAR_METADATA}'><info bytes='3' id='abc' type='image/png'/></metadata>")
     await ps.publish(juliet_jid, AVATAR_METADATA, id="abc", payload=payload(metadata))
     event = await next_event(romeo, on_node(AVATAR_METADATA), timeout=15)
     assert items_of(event, AVATAR_METADATA)[0].get("id") == "abc"
+
+    # a status change is not news: no last items again, only what juliet publishes next
+    romeo.send_presence(pshow="away")
+    while (await juliet.next_presence(15))["show"] != "away":
+        pass
+    await ps.publish(juliet_jid, NICK, payload=payload(f"<nick xmlns='{NICK}'>Juliet</nick>"))
+    event = await next_event(romeo, on_node(NICK), timeout=15)
+    assert [item[0].text for item in items_of(event, NICK)] == ["Juliet"]
 
 
 async def test_a_remote_user_subscribes_to_a_pubsub_node(pair: tuple[Harness, Harness]) -> None:
