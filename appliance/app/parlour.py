@@ -119,7 +119,7 @@ class Parlour:
         self.ports.update(await self.listeners.open())
         if config.federation.enabled:
             self.federation = FederationService(config, core, self.certs, self.tasks)
-            self.ports["s2s"] = await self.federation.start()
+            self.ports.update(await self.federation.start())
         if config.http.enabled:
             self.web = WebServer(config=config, services=core.c2s, tls_context=self._https_context,
                                  admin=self.services, acme=self.cert_care.responder)

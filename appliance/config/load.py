@@ -274,15 +274,8 @@ class _Builder:
 
     def check_together(self, values: dict[str, dict[str, Any]], data: dict[str, Any]) -> None:
         """Rules that involve more than one key."""
-        c2s = values["c2s"]
-        port = c2s.get("port", _default(spec.C2S, "port"))
-        direct = c2s.get("direct_tls_port", _default(spec.C2S, "direct_tls_port"))
-        if direct and direct == port:
-            if "direct_tls_port" in c2s:
-                self.bad_value(("c2s", "direct_tls_port"), direct, f"must differ from c2s.port ({port})")
-            else:
-                self.bad_value(("c2s", "port"), port,
-                               f"must differ from c2s.direct_tls_port ({direct} by default)")
+        for table in (spec.C2S, spec.S2S):
+            self.check_ports_differ(values, table)
         hosted = {h.lower() for h in (data.get("hosts") or {}) if isinstance(h, str)}
         for name, _secret in values["components"].get("secrets", ()):
             if name in hosted:
@@ -298,6 +291,19 @@ class _Builder:
         if len(given) == 1:
             other = "private_key" if given[0] == "certificate" else "certificate"
             self.bad_value(("tls", given[0]), data["tls"][given[0]], f"tls.{other} must be set too")
+
+    def check_ports_differ(self, values: dict[str, dict[str, Any]], table: spec.Table) -> None:
+        """The STARTTLS port and the direct TLS port of a listener table ([c2s], [s2s]) must differ."""
+        name = table.name
+        given = values[name]
+        port = given.get("port", _default(table, "port"))
+        direct = given.get("direct_tls_port", _default(table, "direct_tls_port"))
+        if direct and direct == port:
+            if "direct_tls_port" in given:
+                self.bad_value((name, "direct_tls_port"), direct, f"must differ from {name}.port ({port})")
+            else:
+                self.bad_value((name, "port"), port,
+                               f"must differ from {name}.direct_tls_port ({direct} by default)")
 
 
 def _default(table: spec.Table, name: str) -> Any:

@@ -78,6 +78,7 @@ class S2SConfig:
 
     interfaces: tuple[str, ...] = ()  # empty: the same as c2s.interfaces
     port: int = 5269  # 0 (tests only, not accepted in a file): any free port
+    direct_tls_port: int = 5270  # XEP-0368: TLS from the first byte; 0 turns that listener off
     require_encryption: bool = True
     require_valid_certificates: bool = False  # False: Server Dialback when a certificate does not validate
     secure_domains: tuple[str, ...] = ()  # always need a valid certificate

@@ -631,7 +631,9 @@ S2S = _table("s2s", model.S2SConfig, "How server-to-server connections (RFC 6120
              "federation.enabled is on: listener, authentication, DNS, limits.", [
     ("interfaces", ListOf(IP_ADDRESS), "Addresses to listen on for other servers; empty uses "
      "c2s.interfaces."),
-    ("port", PORT, "Port for incoming server connections."),
+    ("port", PORT, "Port for incoming server connections (STARTTLS)."),
+    ("direct_tls_port", Int(0, 65535), "Port for incoming server connections with direct TLS (XEP-0368, "
+     "published as _xmpps-server._tcp); 0 turns it off."),
     ("require_encryption", Bool(), "Refuse server connections without TLS."),
     ("require_valid_certificates", Bool(), "Accept only servers whose certificate validates (SASL "
      "EXTERNAL); false also allows Server Dialback (XEP-0220) for the others."),

@@ -131,7 +131,8 @@ class XmppCore:
         # s2s policy, resolver and timeouts apply at once (read per connection); its listener needs a
         # restart, and so does turning federation on when it was off at start (turning it off is at once:
         # the federation policy refuses every domain).
-        restart += [f"s2s.{key}" for key in ("interfaces", "port") if getattr(old.s2s, key) != getattr(new.s2s, key)]
+        restart += [f"s2s.{key}" for key in ("interfaces", "port", "direct_tls_port")
+                    if getattr(old.s2s, key) != getattr(new.s2s, key)]
         if new.federation.enabled and not self.started_with_federation:
             restart.append("federation.enabled")
         if [h.name for h in old.hosts] != [h.name for h in new.hosts]:
@@ -141,7 +142,8 @@ class XmppCore:
             logging=new.logging, source=new.source or old.source,
             components=dataclasses.replace(old.components, secrets=new.components.secrets),
             federation=new.federation,
-            s2s=dataclasses.replace(new.s2s, interfaces=old.s2s.interfaces, port=old.s2s.port),
+            s2s=dataclasses.replace(new.s2s, interfaces=old.s2s.interfaces, port=old.s2s.port,
+                                    direct_tls_port=old.s2s.direct_tls_port),
             hosts=tuple(new.host(h.name) or h for h in old.hosts),
         )
         self.config = live

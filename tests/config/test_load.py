@@ -386,6 +386,10 @@ def test_rules_across_keys() -> None:
     assert problems(MINIMAL + "[c2s]\ndirect_tls_port = 5222\n") == [
         "parlour.toml:6: c2s.direct_tls_port = 5222: must differ from c2s.port (5222)",
     ]
+    assert problems(MINIMAL + "[s2s]\nport = 5270\n") == [
+        "parlour.toml:6: s2s.port = 5270: must differ from s2s.direct_tls_port (5270 by default)",
+    ]
+    assert parse(MINIMAL + "[s2s]\ndirect_tls_port = 0\n").s2s.direct_tls_port == 0  # the listener off
 
 
 def test_all_problems_at_once_in_file_order() -> None:

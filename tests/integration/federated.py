@@ -30,9 +30,10 @@ SERVICES = ("conference", "pubsub")  # the peer's service domains reached over s
 
 def s2s_route(port: int, peer: str, peer_port: int, **changes: object) -> S2SConfig:
     """An s2s listener on 127.0.0.1:`port` reaching `peer` (and its chat and pubsub services) at
-    127.0.0.1:`peer_port`, with short timeouts."""
+    127.0.0.1:`peer_port`, with short timeouts (the direct TLS listener on a free port)."""
     routes = tuple(f"{domain}=127.0.0.1:{peer_port}" for domain in (peer, *(f"{s}.{peer}" for s in SERVICES)))
-    return replace(S2SConfig(interfaces=("127.0.0.1",), port=port, static_routes=routes, queue_timeout=3.0,
+    return replace(S2SConfig(interfaces=("127.0.0.1",), port=port, direct_tls_port=free_port(),
+                             static_routes=routes, queue_timeout=3.0,
                              connect_timeout=2.0, auth_timeout=5.0), **changes)  # type: ignore[arg-type]
 
 

@@ -54,7 +54,8 @@ def make_config(state_dir: Path, **overrides: Any) -> Config:
     host = cfg.hosts[0]  # the SOCKS5 proxy on any free port, not 7777 that parallel tests would share
     proxy = replace(host.modules.of(Proxy65Options), port=0, address="127.0.0.1")
     hosts = (replace(host, modules=host.modules.with_options(proxy)),)
-    cfg = replace(cfg, c2s=c2s, limits=limits, http=http, hosts=hosts)
+    s2s = replace(cfg.s2s, port=free_port(), direct_tls_port=free_port(), interfaces=("127.0.0.1",))
+    cfg = replace(cfg, c2s=c2s, limits=limits, http=http, hosts=hosts, s2s=s2s)
     return replace(cfg, **overrides) if overrides else cfg
 
 

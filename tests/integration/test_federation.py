@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from appliance.app import Parlour
-from appliance.config.model import FederationConfig
+from appliance.config.model import FederationConfig, S2SConfig
 from appliance.xmpp.jid import JID
 from tests.integration.federated import parlour_pair, s2s_route, start_server
 from tests.integration.harness import PASSWORD, Harness, free_port, make_config
+from tests.net.dnsserver import DnsServer
 
 
 @pytest.fixture
@@ -39,6 +40,38 @@ async def test_messages_both_ways_with_dialback(pair: tuple[Harness, Harness]) -
     juliet.send_message(mto="romeo@b.test", mbody="again", mtype="chat")
     assert (await romeo.next_message(10))["body"] == "again"
     assert sum(c.outgoing for c in a.server.federation.federation.connections()) == 1
+
+
+async def test_direct_tls_only_both_ways(tmp_path: Path) -> None:
+    """XEP-0368: DNS publishes only _xmpps-server records, pointing at each server's direct TLS listener;
+    both directions connect there with TLS from the first byte (no STARTTLS) and chat works both ways."""
+    tls_a, tls_b = free_port(), free_port()
+    zone = {("_xmpps-server._tcp.a.test.", "SRV"): [f"0 5 {tls_a} a.test."], ("a.test.", "A"): ["127.0.0.1"],
+            ("_xmpps-server._tcp.b.test.", "SRV"): [f"0 5 {tls_b} b.test."], ("b.test.", "A"): ["127.0.0.1"]}
+    async with DnsServer(zone) as dns:
+        def s2s(direct_tls_port: int) -> S2SConfig:
+            return s2s_route(free_port(), "nobody.test", free_port(), direct_tls_port=direct_tls_port, static_routes=(),
+                        nameservers=(dns.address,), dns_timeout=2.0)
+        a = await start_server(tmp_path / "a", "a.test", s2s(tls_a))
+        b = await start_server(tmp_path / "b", "b.test", s2s(tls_b))
+        try:
+            assert (a.server.ports["s2s_direct_tls"], b.server.ports["s2s_direct_tls"]) == (tls_a, tls_b)
+            juliet = await a.client(await a.user("juliet"))
+            romeo = await b.client(await b.user("romeo"))
+            juliet.send_message(mto="romeo@b.test", mbody="over direct TLS", mtype="chat")
+            assert (await romeo.next_message(10))["body"] == "over direct TLS"
+            romeo.send_message(mto="juliet@a.test/test", mbody="likewise", mtype="chat")
+            assert (await juliet.next_message(10))["body"] == "likewise"
+            for server in (a.server, b.server):
+                assert server.federation is not None
+                links = [c for c in server.federation.federation.connections() if c.machine.pairs]
+                assert {c.outgoing for c in links} == {True, False}  # one each way
+                for link in links:
+                    assert link.direct_tls and link.tls_version in ("TLSv1.2", "TLSv1.3"), link
+            assert ("_xmpps-server._tcp.b.test.", "SRV") in dns.asked
+        finally:
+            await a.close()
+            await b.close()
 
 
 async def test_unreachable_remote_bounces_within_the_timeout(tmp_path: Path) -> None:

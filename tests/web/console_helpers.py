@@ -39,7 +39,8 @@ def loopback_listeners() -> dict[str, dict[str, object]]:
         "modules": {"proxy65": {"port": 0, "address": "127.0.0.1"}},  # SOCKS5 proxy: any free port, not 7777
         # With federation on: the s2s listener on a free loopback port, and a resolver that answers
         # nothing at once (no DNS lookups leave the test; unknown domains bounce as not found).
-        "s2s": {"interfaces": ["127.0.0.1"], "port": free_port(), "nameservers": ["127.0.0.1:9"],
+        "s2s": {"interfaces": ["127.0.0.1"], "port": free_port(), "direct_tls_port": free_port(),
+                "nameservers": ["127.0.0.1:9"],
                 "dns_timeout": 0.2},
     }
 

@@ -55,7 +55,9 @@ class ServerConnection:
         self.since = time.time()
         self.stanzas_in = 0
         self.stanzas_out = 0
-        self.tls_version: str | None = None
+        ssl_object = writer.get_extra_info("ssl_object")
+        self.direct_tls = ssl_object is not None  # XEP-0368: TLS came before the stream
+        self.tls_version: str | None = ssl_object.version() if ssl_object is not None else None
         self.certificate_valid = False
         self.closed = False
         self._checked = False  # incoming: the header's 'from' went through the federation policy

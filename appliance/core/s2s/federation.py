@@ -383,7 +383,8 @@ class Federation:
     # -- incoming ---------------------------------------------------------------------------------------
 
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve one accepted connection from another server (the listener's callback)."""
+        """Serve one accepted connection from another server (the listeners' callback); on the direct
+        TLS listener (XEP-0368) the handshake is done already and the stream starts secure."""
         peer = writer.get_extra_info("peername")
         ip = peer[0] if peer else "?"
         cfg = self.config
@@ -394,6 +395,7 @@ class Federation:
         self.incoming_per_ip[ip] = self.incoming_per_ip.get(ip, 0) + 1
         machine = s2s.ServerStream(
             outgoing=False, hosts=self.hosts, secret=self.secret,
+            secure=writer.get_extra_info("ssl_object") is not None,
             policy=s2s.Policy(tls_available=self.network.server_context() is not None,
                               require_tls=cfg.require_encryption, dialback=True),
         )
