@@ -117,9 +117,7 @@ class Parlour:
         self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors,
                                          components=core.components)
         self.ports.update(await self.listeners.open())
-        if config.federation.enabled:
-            self.federation = FederationService(config, core, self.certs, self.tasks)
-            self.ports.update(await self.federation.start())
+        await self._follow_federation(starting=True)
         if config.http.enabled:
             self.web = WebServer(config=config, services=core.c2s, tls_context=self._https_context,
                                  admin=self.services, acme=self.cert_care.responder)
@@ -143,6 +141,29 @@ class Parlour:
             log.info("company directory: %s", describe(result))
         else:
             log.warning("company directory: %s", describe(result))
+
+    async def _follow_federation(self, *, starting: bool = False) -> None:
+        """Start the s2s side when [federation] enabled is on and stop it when off, at start and on
+        every reload: switching federation needs no restart. Stopping closes every s2s stream politely
+        and returns what still waited for a remote server to its senders."""
+        assert self.core is not None and self.certs is not None
+        wanted = self.core.config.federation.enabled
+        if wanted and self.federation is None:
+            service = FederationService(self.core.config, self.core, self.certs, self.tasks)
+            try:
+                self.ports.update(await service.start())
+            except OSError as exc:
+                await service.stop()
+                if starting:
+                    raise
+                log.error("federation switched on, but its listeners could not open: %s", exc)
+                return
+            self.federation = service
+        elif not wanted and self.federation is not None:
+            service, self.federation = self.federation, None
+            await service.stop()
+            for name in ("s2s", "s2s_direct_tls"):
+                self.ports.pop(name, None)
 
     def tls_context(self) -> ssl.SSLContext | None:
         return self.certs.current_context() if self.certs is not None else None
@@ -173,6 +194,7 @@ class Parlour:
         """Apply a validated config to the core (see XmppCore.reload) and the web server."""
         assert self.core is not None
         restart = await self.core.reload(new)
+        await self._follow_federation()
         if self.web is not None:
             self.web.config = self.core.config
         log.info("configuration reloaded%s", f"; restart required for {', '.join(restart)}" if restart else "")

@@ -1,7 +1,8 @@
-"""`parlour federation list|block|unblock`: which other XMPP servers users here may talk to.
+"""`parlour federation list|enable|disable|block|unblock`: which other XMPP servers users here may talk to.
 
-The change is written to parlour.toml ([federation] blocked_domains, validated first); a running
-server notices the file within a second and applies it to the next stanza, without a restart.
+The change is written to parlour.toml ([federation], validated first); a running server notices the
+file within a second and applies it without a restart (switched on or off, it opens or closes its
+server-to-server listeners).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", parents=[common], help="show the federation settings and blocked domains"
                        ).set_defaults(func=run)
+    for name, text in (("enable", "talk to users of other XMPP servers (open the s2s listeners)"),
+                       ("disable", "talk only to this server's users (close every s2s connection)")):
+        actions.add_parser(name, parents=[common], help=text).set_defaults(func=run)
     for name, text in (("block", "refuse a remote domain (and its subdomains) both ways"),
                        ("unblock", "talk to a blocked domain again")):
         action = actions.add_parser(name, parents=[common], help=text)
@@ -44,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     desk = FederationDesk(Settings(lambda: config, _written))
     try:
+        if args.action in ("enable", "disable"):
+            asyncio.run(desk.switch(ACTOR, args.action == "enable"))
+            print(f"federation {'on' if args.action == 'enable' else 'off'} in {config.source}; "
+                  "a running server applies it within seconds")
+            return 0
         domain = asyncio.run(desk.block(ACTOR, args.domain) if args.action == "block"
                              else desk.unblock(ACTOR, args.domain))
     except ServiceError as exc:

@@ -48,7 +48,6 @@ class XmppCore:
         self.tasks = tasks
         self.sweep_interval = sweep_interval  # tests shorten it to see timeouts quickly
         self.started_at = time.time()
-        self.started_with_federation = config.federation.enabled  # the s2s listener exists only then
         self.sessions = SessionDirectory()
         self.iq_table = IqTable()
         self.pending = PendingIqs()
@@ -128,13 +127,14 @@ class XmppCore:
             restart.append("components")
         if old.server.state_dir != new.server.state_dir:
             restart.append("server.state_dir")
-        # s2s policy, resolver and timeouts apply at once (read per connection); its listener needs a
-        # restart, and so does turning federation on when it was off at start (turning it off is at once:
-        # the federation policy refuses every domain).
-        restart += [f"s2s.{key}" for key in ("interfaces", "port", "direct_tls_port")
-                    if getattr(old.s2s, key) != getattr(new.s2s, key)]
-        if new.federation.enabled and not self.started_with_federation:
-            restart.append("federation.enabled")
+        # s2s policy, resolver and timeouts apply at once (read per connection). Federation switched on or
+        # off starts or stops the s2s listeners (the composition root follows the switch); while they run,
+        # their addresses and ports need a restart.
+        s2s = new.s2s
+        if old.federation.enabled and new.federation.enabled:
+            listener_keys = ("interfaces", "port", "direct_tls_port")
+            restart += [f"s2s.{key}" for key in listener_keys if getattr(old.s2s, key) != getattr(new.s2s, key)]
+            s2s = dataclasses.replace(new.s2s, **{key: getattr(old.s2s, key) for key in listener_keys})
         if [h.name for h in old.hosts] != [h.name for h in new.hosts]:
             restart.append("hosts")
         live = dataclasses.replace(
@@ -142,8 +142,7 @@ class XmppCore:
             logging=new.logging, source=new.source or old.source,
             components=dataclasses.replace(old.components, secrets=new.components.secrets),
             federation=new.federation,
-            s2s=dataclasses.replace(new.s2s, interfaces=old.s2s.interfaces, port=old.s2s.port,
-                                    direct_tls_port=old.s2s.direct_tls_port),
+            s2s=s2s,
             hosts=tuple(new.host(h.name) or h for h in old.hosts),
         )
         self.config = live

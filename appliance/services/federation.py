@@ -16,6 +16,7 @@ from appliance.services.settings import Settings
 from appliance.util.i18n import _
 
 BLOCKED = "federation.blocked_domains"
+ENABLED = "federation.enabled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,10 @@ class FederationDesk:
     def view(self) -> FederationView:
         cfg = self._current()
         return FederationView(cfg.enabled, cfg.mode, cfg.blocked_domains, cfg.allowed_domains, cfg.silent_drop)
+
+    async def switch(self, actor: str, enabled: bool) -> None:
+        """Turn federation on or off; a running server opens or closes its s2s listeners on the reload."""
+        await self.settings.apply(actor, {ENABLED: enabled})
 
     async def block(self, actor: str, text: str) -> str:
         """Block a remote domain (and its subdomains); returns the domain as stored."""

@@ -13,7 +13,8 @@ import pytest
 from appliance.app import Parlour
 from appliance.config.model import FederationConfig, S2SConfig
 from appliance.xmpp.jid import JID
-from tests.integration.federated import parlour_pair, s2s_route, start_server
+from appliance.xmpp.s2s import Phase
+from tests.integration.federated import FEDERATION_ON, parlour_pair, s2s_route, start_server
 from tests.integration.harness import PASSWORD, Harness, free_port, make_config
 from tests.net.dnsserver import DnsServer
 
@@ -122,6 +123,57 @@ async def test_untrusted_certificate_refused_when_required(tmp_path: Path) -> No
         error = await juliet.next_message(10)
         assert error["type"] == "error"
         assert error["error"]["condition"] in ("remote-server-not-found", "remote-server-timeout")
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _refused(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:`port` any more."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except ConnectionRefusedError:
+        return True
+    writer.close()
+    return False
+
+
+async def test_federation_switched_on_and_off_without_a_restart(tmp_path: Path) -> None:
+    """a.test starts with federation off: no s2s listener. Switched on by a reload (what the file watcher,
+    the console and `parlour federation enable` end in), its listeners open and chat with b.test works both
+    ways; switched off, they close, and the streams between the two end with a stream close on both sides."""
+    port_a, port_b = free_port(), free_port()
+    off = FederationConfig(enabled=False)
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b), federation=off)
+    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a, queue_timeout=1.0))
+    try:
+        direct_a = a.server.config.s2s.direct_tls_port
+        assert a.server.federation is None and "s2s" not in a.server.ports
+        assert await _refused(port_a) and await _refused(direct_a)
+
+        assert await a.server.reload(replace(a.server.config, federation=FEDERATION_ON)) == []
+        assert a.server.federation is not None
+        assert (a.server.ports["s2s"], a.server.ports["s2s_direct_tls"]) == (port_a, direct_a)
+        juliet = await a.client(await a.user("juliet"))
+        romeo = await b.client(await b.user("romeo"))
+        juliet.send_message(mto="romeo@b.test", mbody="switched on", mtype="chat")
+        assert (await romeo.next_message(10))["body"] == "switched on"
+        romeo.send_message(mto="juliet@a.test/test", mbody="heard you", mtype="chat")
+        assert (await juliet.next_message(10))["body"] == "heard you"
+        assert b.server.federation is not None
+        links = [c for c in b.server.federation.federation.connections() if c.machine.pairs]
+        assert {c.outgoing for c in links} == {True, False}
+
+        assert await a.server.reload(replace(a.server.config, federation=off)) == []
+        assert a.server.federation is None and "s2s" not in a.server.ports
+        assert await _refused(port_a) and await _refused(direct_a)
+        for link in links:  # b.test saw a's </stream:stream> on both streams, not a dropped socket
+            await asyncio.wait_for(link.finished.wait(), 5)
+            assert link.machine.phase is Phase.CLOSED
+        assert not list(b.server.federation.federation.connections())
+        romeo.send_message(mto="juliet@a.test/test", mbody="still there?", mtype="chat")
+        error = await romeo.next_message(10)
+        assert error["type"] == "error" and error["error"]["condition"] == "remote-server-not-found"
     finally:
         await a.close()
         await b.close()

@@ -152,3 +152,30 @@ async def test_an_edited_file_is_applied_and_an_invalid_one_refused(
     assert blocked(server) == ("edited.example",)
     alice = await server.client(await server.user("alice"))
     assert (await error_for(alice, "someone@edited.example"))["error"]["condition"] == "not-allowed"
+
+
+async def test_the_command_line_switches_federation_on_and_off(tmp_path: Path) -> None:
+    """`parlour federation enable|disable` on a server set up without federation: the running server
+    opens its s2s listener within seconds and closes it again, without a restart."""
+    h = await configured_server(tmp_path, federation=False)
+    try:
+        path = h.server.config.source
+        assert path is not None and h.server.federation is None
+        port = h.server.config.s2s.port
+        done = await asyncio.to_thread(parlour, "federation", "enable", config=path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("federation on in ")
+        await until(lambda: h.server.federation is not None)
+        assert h.server.ports["s2s"] == port
+        _, writer = await asyncio.open_connection("127.0.0.1", port)  # someone listens now
+        writer.close()
+        listed = await asyncio.to_thread(parlour, "federation", "list", config=path)
+        assert "federation: on, with every server except those blocked" in listed.stdout
+
+        done = await asyncio.to_thread(parlour, "federation", "disable", config=path)
+        assert done.returncode == 0, done.stderr
+        await until(lambda: h.server.federation is None)
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", port)
+    finally:
+        await h.close()

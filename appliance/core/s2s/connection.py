@@ -64,6 +64,7 @@ class ServerConnection:
         self.tls_failed = False  # the peer's certificate failed the check (outgoing, verifying)
         self.failure: str | None = None  # why the remote refused us, if it did
         self.ready = asyncio.Event()  # outgoing: set once our local host is authorized (or the stream failed)
+        self.finished = asyncio.Event()  # `run` has ended and the federation was told
         self._lock = asyncio.Lock()  # one runner of effects at a time (reading and dialback answers)
 
     @property
@@ -150,6 +151,7 @@ class ServerConnection:
             with contextlib.suppress(Exception):
                 self.writer.close()
             self.federation.lost(self)
+            self.finished.set()
 
     async def _carry_out(self) -> None:
         async with self._lock:

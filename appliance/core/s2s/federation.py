@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
+CLOSE_GRACE = 2.0  # seconds closing connections get to end before the federation stops waiting
 
 
 class S2SNetwork(Protocol):
@@ -159,6 +160,7 @@ class Federation:
             if connection.machine.authorize(local):  # piggyback this host on the existing stream
                 self.spawn(connection._carry_out(), f"s2s-authorize-{remote}")
         elif state.task is None or state.task.done():
+            state.reached = False  # a new series of attempts: what happened to the last one is over
             state.task = self.spawn(self._keep_trying(state), f"s2s-connect-{remote}")
 
     async def _keep_trying(self, state: _Remote) -> None:
@@ -415,7 +417,8 @@ class Federation:
                 connection.close()
 
     async def close(self) -> None:
-        """Close every connection (shutdown) and bounce what still waits."""
+        """Close every connection politely (shutdown, federation switched off): our `</stream:stream>`
+        on each, then wait a moment for them to end; what still waits for a remote bounces."""
         for state in self.remotes.values():
             if state.task is not None:
                 state.task.cancel()
@@ -423,5 +426,11 @@ class Federation:
                 with contextlib.suppress(Exception):
                     await self._bounce(item.element, StanzaError.remote_server_timeout())
             state.queue.clear()
-        for connection in list(self.connections()):
+        connections = list(self.connections())
+        for connection in connections:
             connection.close()
+        if connections:
+            waiters = [asyncio.ensure_future(c.finished.wait()) for c in connections]
+            _, late = await asyncio.wait(waiters, timeout=CLOSE_GRACE)
+            for waiter in late:
+                waiter.cancel()
