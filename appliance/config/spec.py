@@ -658,6 +658,8 @@ S2S = _table("s2s", model.S2SConfig, "How server-to-server connections (RFC 6120
     ("max_connections_per_ip", Int(1, 100_000), "Simultaneous incoming server connections from one IP "
      "address."),
     ("max_queue", Int(1, 1_000_000), "Stanzas held per remote domain while its connection is made."),
+    ("stream_management", Bool(), "Use Stream Management (XEP-0198) with servers that offer it, and offer "
+     "it: stanzas unconfirmed when a connection breaks are sent again on the next one."),
 ])
 # --- end [s2s] ---
 

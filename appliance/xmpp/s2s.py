@@ -15,6 +15,13 @@ Outgoing (we initiate): header -> features -> STARTTLS -> restart -> EXTERNAL if
 `<db:result/>` -> `Authorized`; `<db:verify/>` may be sent (`verify`) once the stream is negotiated and
 the answers come back as `VerifyAnswer`.
 
+Stream Management (XEP-0198) on server streams: the receiving side offers `<sm/>`, counts the stanzas it
+handled once `<enable/>` came and answers `<r/>`; it remembers the count of a stream that ended so the
+sender can `<resume/>` (the driver keeps that memory: effect `ResumeCheck`). The sending side, once its
+first domain is authorized, asks to `<enable resume='true'/>` or to `<resume/>` an earlier stream, and
+reports the peer's counts (`SmStarted`, `Acked`, `SmFailed`); which stanzas those cover is the driver's
+bookkeeping, since on an s2s stream all stanzas go one way.
+
 Stanzas flow once a pair is authorized: a stanza whose 'from' domain is not authorized on this stream is
 an `<invalid-from/>` (RFC 6120 §4.9.3.10), one to a domain we do not serve an `<improper-addressing/>`; one
 from an authorized remote to another of our domains is accepted (peers send so). On our side a stanza
@@ -37,8 +44,9 @@ from lxml import etree
 
 from appliance.xmpp import dialback as db
 from appliance.xmpp import effects as fx
+from appliance.xmpp import sm
 from appliance.xmpp.errors import StreamError
-from appliance.xmpp.ns import NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SASL, NS_SERVER, NS_STREAM, NS_TLS
+from appliance.xmpp.ns import NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SASL, NS_SERVER, NS_SM, NS_STREAM, NS_TLS
 from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen
 
 STARTTLS = f"{{{NS_TLS}}}starttls"
@@ -52,6 +60,11 @@ FAILURE = f"{{{NS_SASL}}}failure"
 MECHANISMS = f"{{{NS_SASL}}}mechanisms"
 STANZAS = frozenset(f"{{{NS_SERVER}}}{name}" for name in ("message", "presence", "iq"))
 STREAM_CLOSE = b"</stream:stream>"
+SM_FEATURE = f"{{{NS_SM}}}sm"
+SM_ENABLED = f"{{{NS_SM}}}enabled"
+SM_RESUMED = f"{{{NS_SM}}}resumed"
+SM_FAILED = f"{{{NS_SM}}}failed"
+SM_ELEMENTS = sm.ELEMENTS | {SM_ENABLED, SM_RESUMED, SM_FAILED}
 
 
 class Phase(enum.Enum):
@@ -73,6 +86,7 @@ class Policy:
     require_tls: bool
     dialback: bool  # Server Dialback allowed (the certificate alone need not validate)
     external: bool = False  # incoming: offer SASL EXTERNAL (the peer presented a CA-valid certificate)
+    stream_management: bool = True  # XEP-0198: offer it (incoming) / use it when offered (outgoing)
 
 
 # -- effects of server streams ----------------------------------------------------------------------
@@ -131,6 +145,39 @@ class TlsNeeded:
     remote: str
 
 
+@dataclass(frozen=True, slots=True)
+class ResumeCheck:
+    """Incoming `<resume/>`: how many stanzas of stream `previd` from `remote` did we handle? (feedback
+    `resume_result`: the count, or None when that stream is unknown, expired or from someone else)"""
+
+    previd: str
+    remote: str
+
+
+@dataclass(frozen=True, slots=True)
+class SmStarted:
+    """Outgoing: the peer counts our stanzas from now on; `handled` (when resumed) is how many of the
+    earlier stream `sm_id` it had handled."""
+
+    sm_id: str | None
+    handled: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """Outgoing: the peer has handled `h` (modulo 2^32) stanzas of this stream management session."""
+
+    h: int
+
+
+@dataclass(frozen=True, slots=True)
+class SmFailed:
+    """Outgoing: the peer refused `<enable/>` (nothing is counted on this stream) or, `resuming`, the
+    `<resume/>` (its count is lost; a fresh `<enable/>` went out, stanzas count from there)."""
+
+    resuming: bool
+
+
 def _new_id() -> str:
     return secrets.token_hex(12)
 
@@ -157,6 +204,7 @@ class ServerStream:
         remote: str | None = None,
         secure: bool = False,
         new_id: Callable[[], str] = _new_id,
+        resume: str | None = None,
     ) -> None:
         self.outgoing = outgoing
         self.hosts = hosts
@@ -178,6 +226,13 @@ class ServerStream:
         self._verifies: list[bytes] = []  # outgoing db:verify held until the stream is negotiated
         self._piggyback: list[str] = []  # outgoing: more local hosts to authorize once negotiated
         self._features_seen = False
+        # XEP-0198. Incoming: the id and count of a managed stream. Outgoing: `resume` is the earlier
+        # stream to resume; `sm_requested` once <enable/> or <resume/> went out (stanzas count from there).
+        self.sm_id: str | None = None
+        self.sm_handled: int | None = None
+        self.resume = resume
+        self.sm_requested = False
+        self._sm_offered = False
         if outgoing:
             if local is None or remote is None:
                 raise ValueError("an outgoing stream needs its local and remote domains")
@@ -241,8 +296,11 @@ class ServerStream:
         self._end()
 
     def close(self) -> None:
-        """Close the stream politely (idle, shutdown, the peer closed)."""
+        """Close the stream politely (idle, shutdown, the peer closed); a managed incoming stream says
+        first how many stanzas it handled, so the sender need not send those again."""
         if self.phase is not Phase.CLOSED:
+            if self.sm_handled is not None:
+                self._push(fx.Write(sm.ack(self.sm_handled)))
             self._end()
 
     def _end(self) -> None:
@@ -309,6 +367,8 @@ class ServerStream:
                              + b"'><mechanism>EXTERNAL</mechanism></mechanisms>")
             if policy.dialback:
                 parts.append(b"<dialback xmlns='" + NS_DIALBACK_FEATURE.encode() + b"'><errors/></dialback>")
+        if policy.stream_management and (self.secure or not policy.require_tls):
+            parts.append(b"<sm xmlns='" + NS_SM.encode() + b"'/>")
         return b"<stream:features>" + b"".join(parts) + b"</stream:features>"
 
     # -- elements -----------------------------------------------------------------------------------
@@ -322,6 +382,8 @@ class ServerStream:
             self._result(element)
         elif tag == db.VERIFY:
             self._verify(element)
+        elif tag in SM_ELEMENTS:
+            self._stream_management(element)
         elif tag == STREAM_ERROR:
             error = StreamError.from_element(element)
             if self.outgoing:
@@ -346,6 +408,10 @@ class ServerStream:
             # conference.parlour.test). A domain we do not serve is still refused.
             if target not in self.hosts:
                 raise StreamError.improper_addressing(f"'{sender}' is not authenticated for '{target}'")
+        if self.sm_handled is not None:
+            # Counted as it goes to the driver: an <r/> behind it is answered only after the driver
+            # finished routing it (effects are carried out in order), so `h` covers handled stanzas only.
+            self.sm_handled += 1
         self._push(item)
 
     # incoming negotiation: STARTTLS, SASL EXTERNAL
@@ -421,6 +487,7 @@ class ServerStream:
             if kind == "valid":
                 self.pairs.add(pair)
                 self.phase = Phase.READY
+                self._start_sm()
                 self._push(Authorized(remote, local, "dialback"))
             else:
                 self._push(Refused(local, "dialback refused"))
@@ -511,8 +578,10 @@ class ServerStream:
             return
         mechanisms = [m.text for m in features.iterfind(f"{MECHANISMS}/{{{NS_SASL}}}mechanism")]
         self._dialback_offered = features.find(f"{{{NS_DIALBACK_FEATURE}}}dialback") is not None
+        self._sm_offered = features.find(SM_FEATURE) is not None
         if self.authenticated_external:
             self.pairs.add((self.remote or "", self.local or ""))
+            self._start_sm()
             self._push(Authorized(self.remote or "", self.local or "", "external"))
             self._negotiated()
             return
@@ -575,6 +644,69 @@ class ServerStream:
             self._push(fx.Write(data))
         else:
             self._verifies.append(data)
+
+    # stream management (XEP-0198)
+
+    def _start_sm(self) -> None:
+        """Outgoing, at the first authorized pair: enable (or resume) stream management when offered."""
+        if self.sm_requested or not (self._sm_offered and self.policy.stream_management):
+            return
+        self.sm_requested = True
+        if self.resume is not None:
+            # Our own count of their stanzas is 0: on an s2s stream nothing comes our way.
+            self._push(fx.Write(f"<resume xmlns='{NS_SM}' previd={quoteattr(self.resume)} h='0'/>".encode()))
+        else:
+            self._push(fx.Write(f"<enable xmlns='{NS_SM}' resume='true'/>".encode()))
+
+    def _stream_management(self, element: etree._Element) -> None:
+        tag = element.tag
+        if self.outgoing:
+            if not self.sm_requested:
+                raise StreamError.unsupported_stanza_type("Stream management was not asked for")
+            if tag == SM_ENABLED:
+                self._push(SmStarted(element.get("id") if element.get("resume") in ("true", "1") else None, None))
+            elif tag == SM_RESUMED and self.resume is not None:
+                previd, self.resume = self.resume, None
+                self._push(SmStarted(previd, sm.parse_h(element.get("h"))))
+            elif tag == SM_FAILED:
+                resuming, self.resume = self.resume is not None, None
+                if resuming:
+                    self._push(fx.Write(f"<enable xmlns='{NS_SM}' resume='true'/>".encode()))
+                else:
+                    self.sm_requested = False
+                self._push(SmFailed(resuming))
+            elif tag == sm.ACK:
+                self._push(Acked(sm.parse_h(element.get("h"))))
+            elif tag == sm.REQUEST:
+                self._push(fx.Write(sm.ack(0)))
+            return
+        if tag == sm.REQUEST and self.sm_handled is not None:
+            self._push(fx.Write(sm.ack(self.sm_handled)))
+        elif tag in (sm.ENABLE, sm.RESUME) and not self.pairs:
+            self._push(fx.Write(sm.failed("unexpected-request")))
+        elif tag in (sm.ENABLE, sm.RESUME) and (self.sm_handled is not None or not self.policy.stream_management):
+            self._push(fx.Write(sm.failed("unexpected-request" if self.sm_handled is not None
+                                          else "feature-not-implemented")))
+        elif tag == sm.ENABLE:
+            self.sm_id, self.sm_handled = self.new_id(), 0
+            self._push(fx.Write(sm.enabled(self.sm_id, max_seconds=None)))
+        elif tag == sm.RESUME:
+            remote = next(iter(self.pairs))[0]
+            self._wait(ResumeCheck(element.get("previd") or "", remote))
+        elif tag != sm.ACK:  # an <a/> we never asked for is harmless
+            raise StreamError.unsupported_stanza_type(f"Unexpected element {tag}")
+
+    def resume_result(self, handled: int | None) -> None:
+        """Feedback to ResumeCheck: resume the earlier stream's count, or refuse."""
+        effect = self.waiting
+        if not self._feedback(ResumeCheck):
+            return
+        assert isinstance(effect, ResumeCheck)
+        if handled is None:
+            self._push(fx.Write(sm.failed("item-not-found")))
+            return
+        self.sm_id, self.sm_handled = effect.previd, handled
+        self._push(fx.Write(sm.resumed(effect.previd, handled)))
 
     def ready_for(self, local: str) -> bool:
         return (self.remote, local) in self.pairs

@@ -30,6 +30,7 @@ class Side:
         self.written: list[bytes] = []
         self.effects: list[object] = []
         self.pending_tls = False
+        self.resumable: dict[str, int] = {}  # what the driver remembers of broken managed streams
 
     def feed(self, data: bytes) -> None:
         chunks = [data[i:i + 1] for i in range(len(data))] if self.bytewise else [data]
@@ -50,6 +51,8 @@ class Side:
             elif effect is fx.START_TLS:
                 self.pending_tls = True
                 self.parser.reset()
+            elif isinstance(effect, s2s.ResumeCheck):
+                self.machine.resume_result(self.resumable.get(effect.previd))
             elif isinstance(effect, s2s.CheckExternal):
                 self.machine.external_result(effect.remote == "a.test")
             elif isinstance(effect, s2s.VerifyDialback):
@@ -120,7 +123,7 @@ def test_recorded_incoming_dialback(bytewise: bool) -> None:
     side.machine.tls_done()
     side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
     assert side.take().endswith(b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/>"
-                                b"</dialback></stream:features>")
+                                b"</dialback><sm xmlns='urn:xmpp:sm:3'/></stream:features>")
     key = db.key(SECRET_A, "b.test", "a.test", "sid2")
     side.feed(f"<db:result from='a.test' to='b.test'>{key}</db:result>".encode())
     assert side.take() == b'<db:result from="b.test" to="a.test" type="valid"/>'
@@ -222,3 +225,52 @@ def test_garbage_ends_the_stream_with_an_error() -> None:
     side.feed(b"<message from='x@a.test' to='y@b.test'/>")  # before authentication
     assert b"<invalid-from" in side.take()
     assert side.machine.phase is s2s.Phase.CLOSED
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_stream_management_counts_acknowledges_and_resumes(bytewise: bool) -> None:
+    out, inc = pair(external=False, bytewise=bytewise)
+    pump(out, inc)
+    [started] = [e for e in out.effects if isinstance(e, s2s.SmStarted)]
+    assert started.sm_id == inc.machine.sm_id and started.handled is None and out.machine.sm_requested
+    for n in range(3):
+        inc.feed(f"<message from='x@a.test' to='y@b.test'><body>{n}</body></message>".encode())
+    inc.feed(b"<r xmlns='urn:xmpp:sm:3'/>")
+    assert inc.take() == b"<a xmlns='urn:xmpp:sm:3' h='3'/>"
+    out.feed(b"<a xmlns='urn:xmpp:sm:3' h='3'/>")
+    assert [e.h for e in out.effects if isinstance(e, s2s.Acked)] == [3]
+
+    # the connection broke; a new one resumes the session and learns the peer's count
+    out2 = Side(s2s.ServerStream(outgoing=True, hosts=["a.test"], secret=SECRET_A, local="a.test", remote="b.test",
+                                 policy=s2s.Policy(True, True, True), resume=started.sm_id), bytewise=bytewise)
+    inc2 = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("new"),
+                                 policy=s2s.Policy(True, True, True)), bytewise=bytewise)
+    inc2.resumable[started.sm_id] = 3
+    out2.run()
+    pump(out2, inc2)
+    assert [(e.sm_id, e.handled) for e in out2.effects if isinstance(e, s2s.SmStarted)] == [(started.sm_id, 3)]
+    assert inc2.machine.sm_handled == 3 and inc2.machine.sm_id == started.sm_id
+
+    # a peer that forgot the session: the resume fails and a fresh session starts at once
+    out3 = Side(s2s.ServerStream(outgoing=True, hosts=["a.test"], secret=SECRET_A, local="a.test", remote="b.test",
+                                 policy=s2s.Policy(True, True, True), resume="forgotten"), bytewise=bytewise)
+    inc3 = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("n3"),
+                                 policy=s2s.Policy(True, True, True)), bytewise=bytewise)
+    out3.run()
+    pump(out3, inc3)
+    sm_effects = [e for e in out3.effects if isinstance(e, s2s.SmStarted | s2s.SmFailed)]
+    assert sm_effects == [s2s.SmFailed(resuming=True), s2s.SmStarted(inc3.machine.sm_id, None)]
+    assert inc3.machine.sm_handled == 0
+
+
+def test_stream_management_off_or_before_authentication() -> None:
+    out, inc = pair(external=False, bytewise=False)
+    inc.machine.policy = s2s.Policy(True, True, True, stream_management=False)  # the peer does not offer it
+    pump(out, inc)
+    assert out.machine.pairs and not out.machine.sm_requested
+    early = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("e"),
+                                  policy=s2s.Policy(True, False, True)), bytewise=False)
+    early.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    early.take()
+    early.feed(b"<enable xmlns='urn:xmpp:sm:3'/>")  # nobody is authenticated yet
+    assert b"<unexpected-request" in early.take() and early.machine.sm_handled is None

@@ -1,5 +1,10 @@
 """One server-to-server connection: reads bytes into the parser and the `ServerStream`, carries out its effects.
 
+Outgoing, every stanza written stays in `unacked` until the peer confirms it: by Stream Management
+(XEP-0198) `<a h/>` when the peer offers it; without it nothing ever confirms, so only the stanzas of the
+last `IN_FLIGHT_WINDOW` seconds are kept, to be returned to their senders should the connection break
+(the federation decides: resend, resume or bounce).
+
 Each connection runs in its own task with its own timeouts, so a remote server that stalls or sends
 garbage ends only its own connection: local sessions never wait on it (writes never await a remote's
 reading; a connection whose unsent output grows past a limit is closed).
@@ -12,12 +17,14 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lxml import etree
 
 from appliance.xmpp import effects as fx
-from appliance.xmpp import s2s
+from appliance.xmpp import s2s, sm
 from appliance.xmpp.errors import StreamError
 from appliance.xmpp.ns import NS_CLIENT, NS_SERVER
 from appliance.xmpp.parser import Stanza, StreamParser
@@ -29,6 +36,20 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 65_536
 MAX_UNSENT = 4 * 1024 * 1024  # bytes queued for a remote that does not read: past this the link is dropped
+# Without stream management a broken connection leaves the fate of what was written unknown; what went
+# out this recently may still have been in a buffer on either side (TCP notices a dead peer within seconds
+# when it has data to send), so it goes back to its senders as possibly undelivered.
+IN_FLIGHT_WINDOW = 10.0
+
+
+@dataclass(slots=True)
+class Sent:
+    """A stanza written on an outgoing stream and not confirmed yet."""
+
+    element: etree._Element
+    local: str
+    seq: int  # its number in the stream management session (0 without stream management)
+    at: float  # when it was written (monotonic)
 
 
 class ServerConnection:
@@ -65,6 +86,12 @@ class ServerConnection:
         self.failure: str | None = None  # why the remote refused us, if it did
         self.ready = asyncio.Event()  # outgoing: set once our local host is authorized (or the stream failed)
         self.finished = asyncio.Event()  # `run` has ended and the federation was told
+        # Outgoing: stanzas written, not yet confirmed, oldest first; with stream management the counts.
+        self.unacked: deque[Sent] = deque()
+        self.sm_id: str | None = None  # the peer's id for resuming this session, once it gave one
+        self.sm_sent = 0  # numbers of the last stanza sent and the last one the peer confirmed
+        self.sm_acked = 0
+        self._ack_requested = False
         self._lock = asyncio.Lock()  # one runner of effects at a time (reading and dialback answers)
 
     @property
@@ -91,10 +118,42 @@ class ServerConnection:
             log.warning("s2s %s: the remote server does not read; dropping the connection", self.machine.remote)
             self.abort()
 
-    def send_stanza(self, element: etree._Element) -> None:
-        """Write a local stanza to the remote server (outgoing streams), in the server namespace."""
+    def send_stanza(self, element: etree._Element, local: str) -> None:
+        """Write a stanza of our domain `local` to the remote server (outgoing streams), in the server
+        namespace, and keep it until confirmed."""
         self.stanzas_out += 1
         self.write(etree.tostring(s2s.retag(element, NS_CLIENT, NS_SERVER)))
+        now = time.monotonic()
+        if self.machine.sm_requested:
+            self.sm_sent += 1
+            self.unacked.append(Sent(element, local, self.sm_sent, now))
+            if not self._ack_requested:
+                # One <r/> after whatever else is written in this turn of the loop, one outstanding at a time.
+                self._ack_requested = True
+                asyncio.get_running_loop().call_soon(self.write, sm.REQUEST_BYTES)
+            return
+        unacked = self.unacked
+        while unacked and unacked[0].at < now - IN_FLIGHT_WINDOW:
+            unacked.popleft()
+        unacked.append(Sent(element, local, 0, now))
+
+    def acked(self, h: int) -> None:
+        """The peer handled `h` (modulo 2^32) stanzas of the session: forget those."""
+        handled = self.sm_acked + (h - self.sm_acked) % sm.MODULUS
+        if handled > self.sm_sent:
+            raise StreamError.undefined_condition(f"Acknowledged {h} stanzas but only {self.sm_sent} were sent")
+        unacked = self.unacked
+        while unacked and unacked[0].seq <= handled:
+            unacked.popleft()
+        self.sm_acked = handled
+        self._ack_requested = bool(unacked)
+        if unacked:
+            self.write(sm.REQUEST_BYTES)
+
+    def count_from(self, handled: int) -> None:
+        """Stream management starts (fresh: 0) or resumes (the peer's count) on this stream."""
+        self.sm_sent = self.sm_acked = handled
+        self._ack_requested = False
 
     def abort(self) -> None:
         self.closed = True
@@ -196,6 +255,15 @@ class ServerConnection:
                 self.federation.verify_answer(effect)
             elif isinstance(effect, s2s.Authorized):
                 self.federation.authorized(self, effect)
+            elif isinstance(effect, s2s.Acked):
+                try:
+                    self.acked(effect.h)
+                except StreamError as err:
+                    machine.stream_error(err)
+            elif isinstance(effect, s2s.SmStarted | s2s.SmFailed):
+                self.federation.managed(self, effect)
+            elif isinstance(effect, s2s.ResumeCheck):
+                machine.resume_result(self.federation.resume_check(effect))
             elif isinstance(effect, s2s.Refused | s2s.TlsNeeded):
                 log.warning("s2s %s refused us: %s", machine.remote, effect)
                 self.federation.refused(self, effect)

@@ -8,6 +8,12 @@ through), RFC 6120 §8.3.3. The certificate is checked first (RFC 6125, by OpenS
 domain); when it does not validate and the policy allows dialback, the connection is made again
 without the check and authenticated with Server Dialback.
 
+A connection that breaks before the peer confirmed what was written (XEP-0198 `<a/>`): with stream
+management its unconfirmed stanzas go back to the head of the queue and the next connection resumes the
+session (`<resume/>`: the peer says how many it had, only the rest is sent again) or, when the peer
+forgot it, sends them all again; without stream management the stanzas of the last seconds bounce to
+their senders as remote-server-timeout (they may not have arrived), since nothing says what did.
+
 Incoming: the listener hands each accepted socket to `accept`; a `<db:result/>` is verified with the
 authoritative server over our outgoing connection to it (`<db:verify/>`). For domains that need valid
 certificates that connection must itself have validated the peer's certificate, so the identity is
@@ -30,8 +36,8 @@ from lxml import etree
 
 from appliance.config.model import S2SConfig
 from appliance.core.federation_policy import FederationPolicy
-from appliance.core.s2s.connection import ServerConnection
-from appliance.xmpp import s2s
+from appliance.core.s2s.connection import IN_FLIGHT_WINDOW, ServerConnection
+from appliance.xmpp import s2s, sm
 from appliance.xmpp.errors import StanzaError, StreamError
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
 CLOSE_GRACE = 2.0  # seconds closing connections get to end before the federation stops waiting
+RESUME_WINDOW = 300.0  # seconds we remember the count of a broken incoming managed stream, for <resume/>
 
 
 class S2SNetwork(Protocol):
@@ -68,6 +75,7 @@ class _Queued:
     element: etree._Element
     local: str
     deadline: float
+    seq: int = 0  # sent before on a managed stream that broke: its number there (for resuming)
 
 
 @dataclass(slots=True)
@@ -82,6 +90,7 @@ class _Remote:
     reached: bool = False  # a TCP connection was made at least once in the current attempt series
     last_used: float = field(default_factory=time.monotonic)
     opened: asyncio.Event = field(default_factory=asyncio.Event)  # a (new) connection object exists
+    resume: tuple[str, int] | None = None  # a broken managed stream: its id and the last count confirmed
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,7 @@ class Federation:
         self.incoming: set[ServerConnection] = set()
         self.incoming_per_ip: dict[str, int] = {}
         self._verifies: dict[tuple[str, str, str], asyncio.Future[bool | None]] = {}  # None: link lost
+        self.resumable: dict[str, tuple[str, int, float]] = {}  # incoming sm id -> (remote, handled, until)
         self.failures = 0
 
     @property
@@ -148,8 +158,9 @@ class Federation:
             state = self.remotes[remote] = _Remote(remote)
         state.last_used = time.monotonic()
         connection = state.connection
-        if connection is not None and not connection.closed and connection.machine.ready_for(local):
-            connection.send_stanza(element)
+        if connection is not None and not connection.closed and connection.machine.ready_for(local) \
+                and not _resuming(connection):
+            connection.send_stanza(element, local)
             return
         if len(state.queue) >= self.config.max_queue:
             self.spawn(self._bounce(element, StanzaError.resource_constraint("Too many stanzas waiting for "
@@ -241,9 +252,13 @@ class Federation:
             outgoing=True, hosts=self.hosts, secret=self.secret, local=local, remote=state.domain, secure=secure,
             # We may always prove our own name by dialback; whether the peer's certificate must validate
             # was settled by the TLS check in `_open` (no unverified retry for secure domains).
-            policy=s2s.Policy(tls_available=True, require_tls=policy.require_tls, dialback=True),
+            policy=s2s.Policy(tls_available=True, require_tls=policy.require_tls, dialback=True,
+                              stream_management=self.config.stream_management),
+            resume=state.resume[0] if state.resume else None,
         )
         connection = ServerConnection(machine, reader, writer, federation=self, verify_certificate=verify, peer_ip=ip)
+        if state.resume is not None:
+            connection.count_from(state.resume[1])
         for item in state.queue:
             if item.local != local:
                 machine.authorize(item.local)
@@ -296,13 +311,42 @@ class Federation:
         state.failures = 0
         if effect.local == connection.machine.local:
             connection.ready.set()
+        if not _resuming(connection):  # else the peer's count comes first: `managed`
+            self._flush(state, connection)
+
+    def _flush(self, state: _Remote, connection: ServerConnection) -> None:
+        """Send what waits for `state.domain` from every local domain authorized on `connection`."""
         kept: deque[_Queued] = deque()
         for item in state.queue:
-            if item.local == effect.local:
-                connection.send_stanza(item.element)
+            if connection.machine.ready_for(item.local):
+                connection.send_stanza(item.element, item.local)
             else:
                 kept.append(item)
         state.queue = kept
+
+    def managed(self, connection: ServerConnection, effect: s2s.SmStarted | s2s.SmFailed) -> None:
+        """Stream management on an outgoing stream: started, resumed (the peer says how many of the broken
+        stream's stanzas it had: those are done, the rest go again), or refused."""
+        state = self.remotes.get(connection.machine.remote or "")
+        if state is None or state.connection is not connection:
+            return
+        if isinstance(effect, s2s.SmStarted):
+            connection.sm_id = effect.sm_id
+            if effect.handled is not None and state.resume is not None:
+                base = state.resume[1]
+                handled = base + (effect.handled - base) % sm.MODULUS
+                state.queue = deque(item for item in state.queue if not 0 < item.seq <= handled)
+                connection.count_from(handled)
+                log.info("s2s %s: stream resumed; %d stanza(s) to send again", state.domain,
+                         sum(1 for item in state.queue if item.seq))
+        else:
+            connection.count_from(0)
+            if effect.resuming:
+                log.info("s2s %s: the peer could not resume the stream; sending its stanzas again", state.domain)
+        state.resume = None
+        for item in state.queue:
+            item.seq = 0
+        self._flush(state, connection)
 
     def refused(self, connection: ServerConnection, effect: s2s.Refused | s2s.TlsNeeded) -> None:
         connection.failure = str(effect)
@@ -316,8 +360,47 @@ class Federation:
                 return
         connection.ready.set()
 
+    def _unconfirmed(self, state: _Remote, connection: ServerConnection) -> None:
+        """What a broken outgoing connection wrote without the peer confirming it: with stream management,
+        back to the head of the queue (the next connection resumes or resends); without, bounced."""
+        unacked = connection.unacked
+        if not unacked:
+            return
+        if connection.machine.sm_requested:
+            deadline = time.monotonic() + self.config.queue_timeout
+            state.queue.extendleft(_Queued(s.element, s.local, deadline, s.seq) for s in reversed(unacked))
+            state.resume = (connection.sm_id, connection.sm_acked) if connection.sm_id else None
+            log.info("s2s %s: connection lost with %d unconfirmed stanza(s); they go again", state.domain,
+                     len(unacked))
+        elif connection.machine.phase is not s2s.Phase.CLOSED:  # a stream close means all was read
+            now = time.monotonic()
+            text = f"The connection to {state.domain} broke; this may not have arrived"
+            for sent in unacked:
+                if sent.at >= now - IN_FLIGHT_WINDOW:
+                    self.spawn(self._bounce(sent.element, StanzaError.remote_server_timeout(text)), "s2s-bounce")
+        unacked.clear()
+
+    def resume_check(self, effect: s2s.ResumeCheck) -> int | None:
+        """Incoming `<resume/>`: the count of the broken (or not yet noticed broken) stream it names."""
+        now = time.monotonic()
+        for connection in list(self.incoming):
+            machine = connection.machine
+            if machine.sm_id == effect.previd and machine.sm_handled is not None:
+                if machine.remote != effect.remote:
+                    return None
+                machine.sm_id = None  # the new stream carries on; the old one must not be remembered
+                connection.abort()
+                return machine.sm_handled
+        remote, handled, until = self.resumable.pop(effect.previd, ("", 0, 0.0))
+        return handled if remote == effect.remote and until > now else None
+
     def lost(self, connection: ServerConnection) -> None:
         if not connection.outgoing:
+            machine = connection.machine
+            if machine.sm_id is not None and machine.sm_handled is not None and machine.remote:
+                now = time.monotonic()
+                self.resumable = {k: v for k, v in self.resumable.items() if v[2] > now}
+                self.resumable[machine.sm_id] = (machine.remote, machine.sm_handled, now + RESUME_WINDOW)
             self.incoming.discard(connection)
             left = self.incoming_per_ip.get(connection.peer_ip, 1) - 1
             if left > 0:
@@ -329,6 +412,7 @@ class Federation:
         if state is None or state.connection is not connection:
             return
         state.connection = None
+        self._unconfirmed(state, connection)
         for key, future in list(self._verifies.items()):
             if key[0] == state.domain and not future.done():
                 future.set_result(None)
@@ -399,7 +483,8 @@ class Federation:
             outgoing=False, hosts=self.hosts, secret=self.secret,
             secure=writer.get_extra_info("ssl_object") is not None,
             policy=s2s.Policy(tls_available=self.network.server_context() is not None,
-                              require_tls=cfg.require_encryption, dialback=True),
+                              require_tls=cfg.require_encryption, dialback=True,
+                              stream_management=cfg.stream_management),
         )
         connection = ServerConnection(machine, reader, writer, federation=self, peer_ip=ip)
         self.incoming.add(connection)
@@ -434,3 +519,8 @@ class Federation:
             _, late = await asyncio.wait(waiters, timeout=CLOSE_GRACE)
             for waiter in late:
                 waiter.cancel()
+
+
+def _resuming(connection: ServerConnection) -> bool:
+    """Whether `connection` waits for the peer's answer to `<resume/>` (stanzas wait until then)."""
+    return connection.machine.resume is not None and connection.machine.sm_requested

@@ -1,0 +1,81 @@
+"""A connection to another server that breaks mid-stream, two Parlours over real sockets: what was written
+but not confirmed is neither lost nor delivered twice.
+
+The break is made on b.test's side: it stops reading a.test's stream (stanzas pile up unread, as on a
+server that hangs) and then drops the socket without a word (as a crash or a cut network does)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from appliance.core.s2s import ServerConnection
+from tests.integration.federated import parlour_pair
+from tests.integration.harness import Client, Harness
+
+
+def _link(h: Harness, *, outgoing: bool) -> ServerConnection:
+    assert h.server.federation is not None
+    [link] = [c for c in h.server.federation.federation.connections() if c.outgoing == outgoing and c.machine.pairs]
+    return link
+
+
+async def _until(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.02)
+
+
+async def _break_mid_stream(a: Harness, b: Harness, juliet: Client, romeo: Client) -> list[str]:
+    """m0-m9 arrive; then b.test stops reading, m10-m29 are written unread, and b.test drops the socket.
+    Returns the bodies sent."""
+    bodies = [f"m{i}" for i in range(30)]
+    for body in bodies[:10]:
+        juliet.send_message(mto="romeo@b.test", mbody=body, mtype="chat")
+    for body in bodies[:10]:
+        assert (await romeo.next_message(10))["body"] == body
+    out, incoming = _link(a, outgoing=True), _link(b, outgoing=False)
+    incoming.writer.transport.pause_reading()
+    for body in bodies[10:]:
+        juliet.send_message(mto="romeo@b.test", mbody=body, mtype="chat")
+    await _until(lambda: out.stanzas_out >= 30)  # all written by a.test, none read by b.test
+    incoming.abort()
+    return bodies
+
+
+async def test_with_stream_management_the_stream_resumes_and_nothing_is_lost_or_repeated(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="appliance.core.s2s.federation")
+    async with parlour_pair(tmp_path, "a.test", "b.test") as (a, b):
+        juliet = await a.client(await a.user("juliet"))
+        romeo = await b.client(await b.user("romeo"))
+        bodies = await _break_mid_stream(a, b, juliet, romeo)
+        got = [(await romeo.next_message(15))["body"] for _ in bodies[10:]]
+        assert got == bodies[10:]  # all of them, in order
+        with pytest.raises(TimeoutError):
+            await romeo.next_message(1.5)  # and none twice
+        assert "stream resumed; 20 stanza(s) to send again" in caplog.text
+        assert juliet.messages.empty()  # nothing bounced
+        second = _link(a, outgoing=True)
+        assert second.machine.sm_requested and not second.unacked  # the peer confirmed everything
+
+
+async def test_without_stream_management_what_may_be_lost_bounces(tmp_path: Path) -> None:
+    async with parlour_pair(tmp_path, "a.test", "b.test", stream_management=False) as (a, b):
+        juliet = await a.client(await a.user("juliet"))
+        romeo = await b.client(await b.user("romeo"))
+        bodies = await _break_mid_stream(a, b, juliet, romeo)
+        assert not _link(a, outgoing=True).machine.sm_requested
+        bounced: set[str] = set()
+        while not set(bodies[10:]) <= bounced:
+            error = await juliet.next_message(15)
+            assert error["type"] == "error" and error["error"]["condition"] == "remote-server-timeout"
+            assert error["error"]["text"] == "The connection to b.test broke; this may not have arrived"
+            bounced.add(error["body"])
+        # nothing silently lost: the unread ones came back to juliet; the link works again afterwards
+        juliet.send_message(mto="romeo@b.test", mbody="after", mtype="chat")
+        assert (await romeo.next_message(15))["body"] == "after"
