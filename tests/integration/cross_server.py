@@ -26,9 +26,10 @@ CARBONS, FORWARD, MAM = "urn:xmpp:carbons:2", "urn:xmpp:forward:0", "urn:xmpp:ma
 async def parlour_facing(ns: Namespace, base: Path, domain: str, *, port: int = 5269, tls: TlsConfig | None = None,
                          **s2s: object) -> Harness:
     """A started Parlour serving `domain`, its s2s on the namespace's outer address, asking the test's DNS
-    server there; `s2s` changes [s2s] (ca_bundle, require_valid_certificates ...)."""
-    config = S2SConfig(interfaces=(ns.outer,), port=port, nameservers=(f"{ns.outer}:53",), dns_timeout=2.0,
-                       connect_timeout=3.0, auth_timeout=10.0, queue_timeout=15.0)
+    server there; `s2s` changes [s2s] (ca_bundle, require_valid_certificates ...). The direct TLS listener
+    is off: a second Parlour on the same address takes port 5270."""
+    config = S2SConfig(interfaces=(ns.outer,), port=port, direct_tls_port=0, nameservers=(f"{ns.outer}:53",),
+                       dns_timeout=2.0, connect_timeout=3.0, auth_timeout=10.0, queue_timeout=15.0)
     cfg = make_config(base)
     cfg = replace(cfg, hosts=(replace(cfg.hosts[0], name=domain),), federation=FederationConfig(enabled=True),
                   s2s=replace(config, **s2s))  # type: ignore[arg-type]
