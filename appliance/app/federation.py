@@ -41,7 +41,7 @@ class FederationService:
             config=lambda: core.config.s2s, hosts=LocalDomains(router.hosts, router.services), network=self.network,
             deliver=lambda element: router.route(element, origin=None), bounce=router.bounce,
             secret=os.urandom(32),  # XEP-0185: a fresh dialback secret per process is enough
-            spawn=tasks.spawn, policy=core.federation,
+            spawn=tasks.spawn, policy=core.federation, stats=core.stats,
         )
         self.servers: list[asyncio.Server] = []
         self._stop_sweep = None

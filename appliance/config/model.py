@@ -97,6 +97,7 @@ class S2SConfig:
     max_connections_per_ip: int = 8
     max_queue: int = 1000  # stanzas waiting per remote domain
     stream_management: bool = True  # XEP-0198 on server streams: confirmations, resuming after a break
+    bidi: bool = True  # XEP-0288: one connection carries stanzas both ways when the peer agrees
 # --- end [s2s] ---
 
 

@@ -660,6 +660,8 @@ S2S = _table("s2s", model.S2SConfig, "How server-to-server connections (RFC 6120
     ("max_queue", Int(1, 1_000_000), "Stanzas held per remote domain while its connection is made."),
     ("stream_management", Bool(), "Use Stream Management (XEP-0198) with servers that offer it, and offer "
      "it: stanzas unconfirmed when a connection breaks are sent again on the next one."),
+    ("bidi", Bool(), "Bidirectional server connections (XEP-0288): with servers that agree, one connection "
+     "carries stanzas both ways instead of one connection each way."),
 ])
 # --- end [s2s] ---
 

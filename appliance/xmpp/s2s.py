@@ -15,6 +15,10 @@ Outgoing (we initiate): header -> features -> STARTTLS -> restart -> EXTERNAL if
 `<db:result/>` -> `Authorized`; `<db:verify/>` may be sent (`verify`) once the stream is negotiated and
 the answers come back as `VerifyAnswer`.
 
+Bidirectional streams (XEP-0288): the receiving side offers `<bidi/>`; the initiating side asks for it
+after TLS and before authenticating, and from then on stanzas may also flow back, from each authorized
+pair's local domain to its remote one, on the same connection (`may_send`).
+
 Stream Management (XEP-0198) on server streams: the receiving side offers `<sm/>`, counts the stanzas it
 handled once `<enable/>` came and answers `<r/>`; it remembers the count of a stream that ended so the
 sender can `<resume/>` (the driver keeps that memory: effect `ResumeCheck`). The sending side, once its
@@ -46,7 +50,17 @@ from appliance.xmpp import dialback as db
 from appliance.xmpp import effects as fx
 from appliance.xmpp import sm
 from appliance.xmpp.errors import StreamError
-from appliance.xmpp.ns import NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SASL, NS_SERVER, NS_SM, NS_STREAM, NS_TLS
+from appliance.xmpp.ns import (
+    NS_BIDI,
+    NS_BIDI_FEATURE,
+    NS_DIALBACK,
+    NS_DIALBACK_FEATURE,
+    NS_SASL,
+    NS_SERVER,
+    NS_SM,
+    NS_STREAM,
+    NS_TLS,
+)
 from appliance.xmpp.parser import Event, Stanza, StreamClose, StreamOpen
 
 STARTTLS = f"{{{NS_TLS}}}starttls"
@@ -61,6 +75,8 @@ MECHANISMS = f"{{{NS_SASL}}}mechanisms"
 STANZAS = frozenset(f"{{{NS_SERVER}}}{name}" for name in ("message", "presence", "iq"))
 STREAM_CLOSE = b"</stream:stream>"
 SM_FEATURE = f"{{{NS_SM}}}sm"
+BIDI = f"{{{NS_BIDI}}}bidi"
+BIDI_FEATURE = f"{{{NS_BIDI_FEATURE}}}bidi"
 SM_ENABLED = f"{{{NS_SM}}}enabled"
 SM_RESUMED = f"{{{NS_SM}}}resumed"
 SM_FAILED = f"{{{NS_SM}}}failed"
@@ -87,6 +103,7 @@ class Policy:
     dialback: bool  # Server Dialback allowed (the certificate alone need not validate)
     external: bool = False  # incoming: offer SASL EXTERNAL (the peer presented a CA-valid certificate)
     stream_management: bool = True  # XEP-0198: offer it (incoming) / use it when offered (outgoing)
+    bidi: bool = True  # XEP-0288: offer it (incoming) / ask for it when offered (outgoing)
 
 
 # -- effects of server streams ----------------------------------------------------------------------
@@ -233,6 +250,7 @@ class ServerStream:
         self.resume = resume
         self.sm_requested = False
         self._sm_offered = False
+        self.bidi = False  # XEP-0288 in force: stanzas go both ways on this stream
         if outgoing:
             if local is None or remote is None:
                 raise ValueError("an outgoing stream needs its local and remote domains")
@@ -369,6 +387,8 @@ class ServerStream:
                 parts.append(b"<dialback xmlns='" + NS_DIALBACK_FEATURE.encode() + b"'><errors/></dialback>")
         if policy.stream_management and (self.secure or not policy.require_tls):
             parts.append(b"<sm xmlns='" + NS_SM.encode() + b"'/>")
+        if policy.bidi and not self.bidi:
+            parts.append(b"<bidi xmlns='" + NS_BIDI_FEATURE.encode() + b"'/>")
         return b"<stream:features>" + b"".join(parts) + b"</stream:features>"
 
     # -- elements -----------------------------------------------------------------------------------
@@ -395,7 +415,7 @@ class ServerStream:
             self._incoming_negotiation(element)
 
     def _stanza(self, item: Stanza) -> None:
-        if self.outgoing:
+        if self.outgoing and not self.bidi:
             raise StreamError.unsupported_stanza_type("Stanzas go the other way on this stream")
         element = item.element
         sender = _domain(element.get("from", ""))
@@ -423,6 +443,10 @@ class ServerStream:
             self._inbox.clear()  # pipelined input after <starttls/> is discarded (RFC 6120 §5.4.3.3)
             self.phase = Phase.TLS
             self._wait(fx.START_TLS)
+            return
+        if tag == BIDI and self.phase is Phase.NEGOTIATING and self.policy.bidi \
+                and (self.secure or not self.policy.require_tls):
+            self.bidi = True  # no answer (XEP-0288 §2.2); stanzas may go back once a pair is authorized
             return
         if tag == AUTH and self.phase is Phase.NEGOTIATING:
             if element.get("mechanism") != "EXTERNAL" or not (self.secure and self.policy.external):
@@ -579,6 +603,9 @@ class ServerStream:
         mechanisms = [m.text for m in features.iterfind(f"{MECHANISMS}/{{{NS_SASL}}}mechanism")]
         self._dialback_offered = features.find(f"{{{NS_DIALBACK_FEATURE}}}dialback") is not None
         self._sm_offered = features.find(SM_FEATURE) is not None
+        if not self.bidi and self.policy.bidi and features.find(BIDI_FEATURE) is not None:
+            self.bidi = True  # before authenticating (XEP-0288 §2.2)
+            self._push(fx.Write(f"<bidi xmlns='{NS_BIDI}'/>".encode()))
         if self.authenticated_external:
             self.pairs.add((self.remote or "", self.local or ""))
             self._start_sm()
@@ -707,6 +734,12 @@ class ServerStream:
             return
         self.sm_id, self.sm_handled = effect.previd, handled
         self._push(fx.Write(sm.resumed(effect.previd, handled)))
+
+    def may_send(self, local: str, remote: str) -> bool:
+        """Whether a stanza from our domain `local` to `remote` may be written on this stream: an
+        outgoing one authorized for the pair, or a bidirectional incoming one the peer authorized
+        `remote` on towards `local`."""
+        return (remote, local) in self.pairs and (self.outgoing or self.bidi)
 
     def ready_for(self, local: str) -> bool:
         return (self.remote, local) in self.pairs

@@ -309,3 +309,39 @@ async def test_a_blocked_peer_is_refused_at_stream_open(tmp_path: Path) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_bidirectional_stream_carries_the_replies(tmp_path: Path) -> None:
+    """XEP-0288: once b.test's own connection to a.test (made to check a.test's dialback key) is gone,
+    a.test's stream carries romeo's replies back: one TCP connection serves both ways and no other is
+    opened."""
+    async with parlour_pair(tmp_path, "a.test", "b.test") as (a, b):
+        juliet, romeo = await _chat_both_ways(a, b)
+        assert a.server.federation is not None and b.server.federation is not None
+        fa, fb = a.server.federation.federation, b.server.federation.federation
+        [a_out] = [c for c in fa.connections() if c.outgoing]
+        assert a_out.machine.bidi
+        for link in [c for c in fb.connections() if c.outgoing]:  # idle: it goes
+            link.close()
+            await asyncio.wait_for(link.finished.wait(), 5)
+        opened = {k: v for k, v in (fa.stats | fb.stats).items() if k.startswith("s2s_connections")}
+        replies_before = a_out.stanzas_in
+        for n in range(3):
+            juliet.send_message(mto="romeo@b.test", mbody=f"there {n}", mtype="chat")
+            assert (await romeo.next_message(10))["body"] == f"there {n}"
+            romeo.send_message(mto="juliet@a.test/test", mbody=f"back {n}", mtype="chat")
+            assert (await juliet.next_message(10))["body"] == f"back {n}"
+        assert a_out.stanzas_in == replies_before + 3  # the replies came back on a's own stream
+        assert [(c.outgoing, c.machine.bidi) for c in fa.connections()] == [(True, True)]
+        assert [(c.outgoing, c.machine.bidi) for c in fb.connections()] == [(False, True)]
+        assert {k: v for k, v in (fa.stats | fb.stats).items() if k.startswith("s2s_connections")} == opened
+
+
+async def test_without_bidi_replies_take_a_connection_of_their_own(tmp_path: Path) -> None:
+    async with parlour_pair(tmp_path, "a.test", "b.test", bidi=False) as (a, b):
+        await _chat_both_ways(a, b)
+        assert a.server.federation is not None
+        [a_out] = [c for c in a.server.federation.federation.connections() if c.outgoing]
+        assert not a_out.machine.bidi and a_out.stanzas_in == 0
+        [a_in] = [c for c in a.server.federation.federation.connections() if not c.outgoing]
+        assert a_in.stanzas_in == 1

@@ -109,7 +109,7 @@ def test_recorded_incoming_dialback(bytewise: bool) -> None:
     side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
     assert side.take() == OPEN.format(attrs='from="b.test" to="a.test" id="sid1"').encode() + (
         b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
-        b"</stream:features>")
+        b"<bidi xmlns='urn:xmpp:features:bidi'/></stream:features>")
     side.feed(b"<db:result from='a.test' to='b.test'>x</db:result>")  # before TLS: refused
     assert b"<policy-violation" in side.take()
     assert side.machine.phase is s2s.Phase.CLOSED
@@ -123,7 +123,8 @@ def test_recorded_incoming_dialback(bytewise: bool) -> None:
     side.machine.tls_done()
     side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
     assert side.take().endswith(b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/>"
-                                b"</dialback><sm xmlns='urn:xmpp:sm:3'/></stream:features>")
+                                b"</dialback><sm xmlns='urn:xmpp:sm:3'/><bidi xmlns='urn:xmpp:features:bidi'/>"
+                                b"</stream:features>")
     key = db.key(SECRET_A, "b.test", "a.test", "sid2")
     side.feed(f"<db:result from='a.test' to='b.test'>{key}</db:result>".encode())
     assert side.take() == b'<db:result from="b.test" to="a.test" type="valid"/>'
@@ -274,3 +275,20 @@ def test_stream_management_off_or_before_authentication() -> None:
     early.take()
     early.feed(b"<enable xmlns='urn:xmpp:sm:3'/>")  # nobody is authenticated yet
     assert b"<unexpected-request" in early.take() and early.machine.sm_handled is None
+
+
+@pytest.mark.parametrize("bidi", [True, False])
+def test_bidirectional_streams(bidi: bool) -> None:
+    out, inc = pair(external=False, bytewise=False)
+    inc.machine.policy = s2s.Policy(True, True, True, bidi=bidi)
+    pump(out, inc)
+    assert out.machine.bidi is bidi and inc.machine.bidi is bidi
+    assert inc.machine.may_send("b.test", "a.test") is bidi and out.machine.may_send("a.test", "b.test")
+    assert not inc.machine.may_send("b.test", "c.test")  # only the pairs authorized on the stream
+    out.feed(b"<message from='romeo@b.test' to='juliet@a.test'><body>back</body></message>")
+    if bidi:
+        assert [etree.QName(e.element).localname for e in out.effects if isinstance(e, Stanza)] == ["message"]
+        out.feed(b"<message from='eve@c.test' to='juliet@a.test'/>")  # not the peer's domain
+        assert b"<invalid-from" in out.take()
+    else:
+        assert b"<unsupported-stanza-type" in out.take()

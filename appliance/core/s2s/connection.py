@@ -122,6 +122,7 @@ class ServerConnection:
         """Write a stanza of our domain `local` to the remote server (outgoing streams), in the server
         namespace, and keep it until confirmed."""
         self.stanzas_out += 1
+        self.federation.count("stanzas_out")
         self.write(etree.tostring(s2s.retag(element, NS_CLIENT, NS_SERVER)))
         now = time.monotonic()
         if self.machine.sm_requested:
@@ -285,6 +286,7 @@ class ServerConnection:
 
     async def _deliver(self, element: etree._Element) -> None:
         self.stanzas_in += 1
+        self.federation.count("stanzas_in")
         sender = element.get("from", "").partition("/")[0].rpartition("@")[2].lower()
         if not self.federation.domain_policy.accepts(sender):
             return  # blocked after this stream was authenticated: nothing of theirs is taken

@@ -14,6 +14,11 @@ session (`<resume/>`: the peer says how many it had, only the rest is sent again
 forgot it, sends them all again; without stream management the stanzas of the last seconds bounce to
 their senders as remote-server-timeout (they may not have arrived), since nothing says what did.
 
+Bidirectional streams (XEP-0288): an incoming stream on which the peer asked for bidi carries our
+stanzas back to it, for the domain pairs it authorized there, whenever we have no outgoing connection of
+our own to that domain (so none is opened); outgoing streams ask for it when offered, and take the peer's
+stanzas on them likewise.
+
 Incoming: the listener hands each accepted socket to `accept`; a `<db:result/>` is verified with the
 authoritative server over our outgoing connection to it (`<db:verify/>`). For domains that need valid
 certificates that connection must itself have validated the peer's certificate, so the identity is
@@ -91,6 +96,7 @@ class _Remote:
     last_used: float = field(default_factory=time.monotonic)
     opened: asyncio.Event = field(default_factory=asyncio.Event)  # a (new) connection object exists
     resume: tuple[str, int] | None = None  # a broken managed stream: its id and the last count confirmed
+    bidi: ServerConnection | None = None  # an incoming bidirectional stream from the domain (XEP-0288)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,7 @@ class Federation:
         secret: bytes,
         spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]],
         policy: FederationPolicy,
+        stats: dict[str, int] | None = None,
     ) -> None:
         self._config = config
         self.domain_policy = policy  # [federation]: which remote domains we talk to at all
@@ -128,6 +135,18 @@ class Federation:
         self._verifies: dict[tuple[str, str, str], asyncio.Future[bool | None]] = {}  # None: link lost
         self.resumable: dict[str, tuple[str, int, float]] = {}  # incoming sm id -> (remote, handled, until)
         self.failures = 0
+        # Totals since the server started (the core's stats, so a runtime switch does not reset them).
+        self.stats: dict[str, int] = stats if stats is not None else {}
+
+    def count(self, name: str) -> None:
+        """Add one to the s2s counter `name` (connections_in/out, stanzas_in/out, bounces, dialback_failures)."""
+        key = "s2s_" + name
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+    def _return(self, element: etree._Element, error: StanzaError) -> None:
+        """Bounce a stanza that will not reach the remote server to its sender (in a task of its own)."""
+        self.count("bounces")
+        self.spawn(self._bounce(element, error), "s2s-bounce")
 
     @property
     def config(self) -> S2SConfig:
@@ -162,9 +181,13 @@ class Federation:
                 and not _resuming(connection):
             connection.send_stanza(element, local)
             return
+        bidi = state.bidi
+        if connection is None and bidi is not None and not bidi.closed and bidi.machine.may_send(local, remote):
+            bidi.send_stanza(element, local)  # the peer's own stream carries it back: no connection of ours
+            return
         if len(state.queue) >= self.config.max_queue:
-            self.spawn(self._bounce(element, StanzaError.resource_constraint("Too many stanzas waiting for "
-                                                                               f"{remote}")), "s2s-bounce")
+            self._return(element, StanzaError.resource_constraint("Too many stanzas waiting for "
+                                                                               f"{remote}"))
             return
         state.queue.append(_Queued(element, local, time.monotonic() + self.config.queue_timeout))
         if connection is not None and not connection.closed:
@@ -185,7 +208,7 @@ class Federation:
                 self.failures += 1
                 while state.queue:
                     item = state.queue.popleft()
-                    self.spawn(self._bounce(item.element, StanzaError.remote_server_not_found()), "s2s-bounce")
+                    self._return(item.element, StanzaError.remote_server_not_found())
                 return
             except Unreachable as exc:
                 state.failures += 1
@@ -208,7 +231,7 @@ class Federation:
         condition = StanzaError.remote_server_timeout if state.reached else StanzaError.remote_server_not_found
         while state.queue and state.queue[0].deadline <= now:
             item = state.queue.popleft()
-            self.spawn(self._bounce(item.element, condition()), "s2s-bounce")
+            self._return(item.element, condition())
 
     async def _open(self, state: _Remote, local: str) -> ServerConnection:
         """Make the outgoing connection to `state.domain` and start its stream; raises Unreachable."""
@@ -253,10 +276,11 @@ class Federation:
             # We may always prove our own name by dialback; whether the peer's certificate must validate
             # was settled by the TLS check in `_open` (no unverified retry for secure domains).
             policy=s2s.Policy(tls_available=True, require_tls=policy.require_tls, dialback=True,
-                              stream_management=self.config.stream_management),
+                              stream_management=self.config.stream_management, bidi=self.config.bidi),
             resume=state.resume[0] if state.resume else None,
         )
         connection = ServerConnection(machine, reader, writer, federation=self, verify_certificate=verify, peer_ip=ip)
+        self.count("connections_out")
         if state.resume is not None:
             connection.count_from(state.resume[1])
         for item in state.queue:
@@ -304,6 +328,13 @@ class Federation:
             if per_domain > self.config.max_connections_per_domain:
                 log.warning("s2s: too many connections from %s; closing the newest", effect.remote)
                 connection.machine.stream_error(StreamError.policy_violation("Too many connections"))
+            elif connection.machine.bidi:
+                state = self.remotes.get(effect.remote)
+                if state is None:
+                    state = self.remotes[effect.remote] = _Remote(effect.remote)
+                if state.bidi is None or state.bidi.closed:
+                    state.bidi = connection
+                self._flush(state, state.bidi)
             return
         state = self.remotes.get(effect.remote)
         if state is None or state.connection is not connection:
@@ -318,7 +349,7 @@ class Federation:
         """Send what waits for `state.domain` from every local domain authorized on `connection`."""
         kept: deque[_Queued] = deque()
         for item in state.queue:
-            if connection.machine.ready_for(item.local):
+            if connection.machine.may_send(item.local, state.domain):
                 connection.send_stanza(item.element, item.local)
             else:
                 kept.append(item)
@@ -350,13 +381,15 @@ class Federation:
 
     def refused(self, connection: ServerConnection, effect: s2s.Refused | s2s.TlsNeeded) -> None:
         connection.failure = str(effect)
+        if isinstance(effect, s2s.Refused) and effect.reason.startswith("dialback"):
+            self.count("dialback_failures")  # the peer did not believe our key
         if isinstance(effect, s2s.Refused):
             state = self.remotes.get(connection.machine.remote or "")
             if state is not None and effect.local != connection.machine.local:
                 # Only that host was refused: its stanzas go back, the others keep the stream.
                 for item in [i for i in state.queue if i.local == effect.local]:
                     state.queue.remove(item)
-                    self.spawn(self._bounce(item.element, StanzaError.remote_server_not_found()), "s2s-bounce")
+                    self._return(item.element, StanzaError.remote_server_not_found())
                 return
         connection.ready.set()
 
@@ -377,7 +410,7 @@ class Federation:
             text = f"The connection to {state.domain} broke; this may not have arrived"
             for sent in unacked:
                 if sent.at >= now - IN_FLIGHT_WINDOW:
-                    self.spawn(self._bounce(sent.element, StanzaError.remote_server_timeout(text)), "s2s-bounce")
+                    self._return(sent.element, StanzaError.remote_server_timeout(text))
         unacked.clear()
 
     def resume_check(self, effect: s2s.ResumeCheck) -> int | None:
@@ -402,6 +435,11 @@ class Federation:
                 self.resumable = {k: v for k, v in self.resumable.items() if v[2] > now}
                 self.resumable[machine.sm_id] = (machine.remote, machine.sm_handled, now + RESUME_WINDOW)
             self.incoming.discard(connection)
+            state = self.remotes.get(machine.remote or "")
+            if state is not None and state.bidi is connection:
+                state.bidi = None
+                self._unconfirmed(state, connection)
+                self._reconnect_if_waiting(state)
             left = self.incoming_per_ip.get(connection.peer_ip, 1) - 1
             if left > 0:
                 self.incoming_per_ip[connection.peer_ip] = left
@@ -416,7 +454,10 @@ class Federation:
         for key, future in list(self._verifies.items()):
             if key[0] == state.domain and not future.done():
                 future.set_result(None)
-        if state.queue and (state.task is None or state.task.done()):
+        self._reconnect_if_waiting(state)
+
+    def _reconnect_if_waiting(self, state: _Remote) -> None:
+        if state.queue and (state.task is None or state.task.done()) and state.connection is None:
             # Stanzas are waiting (the link dropped mid-queue): connect again; they are sent once.
             state.task = self.spawn(self._retry_later(state), f"s2s-connect-{state.domain}")
 
@@ -430,6 +471,12 @@ class Federation:
 
     async def verify_dialback(self, effect: s2s.VerifyDialback) -> bool:
         """Is `effect.key` really from `effect.remote`? Ask its authoritative server (XEP-0220 §2.3)."""
+        valid = await self._ask_authoritative(effect)
+        if not valid:
+            self.count("dialback_failures")
+        return valid
+
+    async def _ask_authoritative(self, effect: s2s.VerifyDialback) -> bool:
         policy = self.policy(effect.remote)
         key = (effect.remote, effect.local, effect.stream_id)
         loop = asyncio.get_running_loop()
@@ -484,9 +531,10 @@ class Federation:
             secure=writer.get_extra_info("ssl_object") is not None,
             policy=s2s.Policy(tls_available=self.network.server_context() is not None,
                               require_tls=cfg.require_encryption, dialback=True,
-                              stream_management=cfg.stream_management),
+                              stream_management=cfg.stream_management, bidi=cfg.bidi),
         )
         connection = ServerConnection(machine, reader, writer, federation=self, peer_ip=ip)
+        self.count("connections_in")
         self.incoming.add(connection)
         await connection.run()
 
@@ -508,6 +556,7 @@ class Federation:
             if state.task is not None:
                 state.task.cancel()
             for item in state.queue:
+                self.count("bounces")
                 with contextlib.suppress(Exception):
                     await self._bounce(item.element, StanzaError.remote_server_timeout())
             state.queue.clear()
