@@ -17,6 +17,7 @@ from collections.abc import Callable
 from appliance import __version__
 from appliance.app.calls import CallRelay
 from appliance.app.config_watch import CONFIG_WATCH_INTERVAL, ConfigWatch
+from appliance.app.control import ControlSocket
 from appliance.app.federation import FederationService
 from appliance.app.listeners import ClientListeners
 from appliance.app.services import running_services
@@ -29,10 +30,12 @@ from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
 from appliance.core.api import AccountDesk, BuiltinTurn, Directory, Host
+from appliance.core.s2s import Federation
 from appliance.core.server import SWEEP_INTERVAL, XmppCore
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
 from appliance.directory.ldap import LdapDirectory, describe
+from appliance.platform.paths import control_socket_path
 from appliance.services import Services
 from appliance.services.activity import SAMPLE_INTERVAL as ACTIVITY_SAMPLE_INTERVAL
 from appliance.services.scheduled_backups import BackupSchedule
@@ -77,6 +80,7 @@ class Parlour:
         self.federation: FederationService | None = None  # with [s2s] enabled
         self.web: WebServer | None = None
         self.calls: CallRelay | None = None  # with [turn] enabled
+        self.control: ControlSocket | None = None  # answers `parlour federation status`
         self.services: Services | None = None  # what the console, the API and ad-hoc commands call
         self.log_buffer: logbuffer.RingBufferHandler | None = None
         self.descriptors = DescriptorWatch()  # one warning when connections use up the open-file limit
@@ -104,7 +108,7 @@ class Parlour:
         # The services exist before the modules start: ad-hoc admin commands reach accounts through them.
         self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,
                                          cert_care=self.cert_care, log_buffer=self.log_buffer,
-                                         directory=self.directory)
+                                         directory=self.directory, federation=self._live_federation)
         core.publish(AccountDesk, self.services.accounts)
         if config.turn.enabled:  # before the modules start: XEP-0215 announces it with its real ports
             self.calls = CallRelay(config, self._turn_tls_context)
@@ -113,6 +117,10 @@ class Parlour:
                 core.publish(BuiltinTurn, self.calls.announced)
         if self.directory is not None:
             core.publish(Directory, self.directory)
+        self.control = ControlSocket(control_socket_path(config.server.state_dir), {
+            "federation status": self._federation_status,
+        })
+        await self.control.start()
         await core.start()
         self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors,
                                          components=core.components)
@@ -141,6 +149,16 @@ class Parlour:
             log.info("company directory: %s", describe(result))
         else:
             log.warning("company directory: %s", describe(result))
+
+    def _federation_status(self) -> dict[str, object]:
+        """What `parlour federation status` shows: the switch, the live connections, the totals."""
+        assert self.services is not None
+        desk = self.services.federation
+        return {"enabled": self.config.federation.enabled, "links": [link.as_json() for link in desk.links()],
+                "counters": desk.counters()}
+
+    def _live_federation(self) -> Federation | None:
+        return self.federation.federation if self.federation is not None else None
 
     async def _follow_federation(self, *, starting: bool = False) -> None:
         """Start the s2s side when [federation] enabled is on and stop it when off, at start and on
@@ -201,6 +219,8 @@ class Parlour:
         return restart
 
     async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
         if self.listeners is not None:
             self.listeners.close()
         if self.federation is not None:

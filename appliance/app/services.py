@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from appliance.certs.care import CertificateCare
 from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
+from appliance.core.s2s import Federation
 from appliance.core.server import XmppCore
 from appliance.directory.ldap import LdapDirectory
 from appliance.modules.announce import Announcements
@@ -50,7 +53,8 @@ def live_group_managers(core: XmppCore) -> dict[str, GroupManager]:
 
 def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload, certs: CertificateStore,
                      cert_care: CertificateCare, log_buffer: RingBufferHandler | None,
-                     directory: LdapDirectory | None = None) -> Services:
+                     directory: LdapDirectory | None = None,
+                     federation: Callable[[], Federation | None] = lambda: None) -> Services:
     """Every service the console and the API call, on the running core."""
 
     def config() -> Config:  # the running configuration: reload replaces it
@@ -71,7 +75,7 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
                             log_buffer=log_buffer),
         rooms=RoomDesk(lambda: live_room_managers(core)),
         certificates=CertificateDesk(cert_care, certs, config),
-        federation=FederationDesk(settings),
+        federation=FederationDesk(settings, federation, core.stats),
         announcements=AnnouncementDesk(lambda: live_announcers(core)),
         backups=BackupDesk(config),
         groups=SharedGroupDesk(lambda: live_group_managers(core)),

@@ -93,6 +93,14 @@ def is_dev_run() -> bool:
 DATABASE_NAME = "parlour.db"
 
 
+CONTROL_SOCKET = "control.sock"
+
+
+def control_socket_path(state_dir: Path) -> Path:
+    """Where a running server answers `parlour` commands about its live state (a Unix socket)."""
+    return state_dir / CONTROL_SOCKET
+
+
 def database_path(state_dir: Path) -> Path:
     """The SQLite database inside a state folder (never named after a host)."""
     return state_dir / DATABASE_NAME

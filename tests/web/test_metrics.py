@@ -31,7 +31,7 @@ async def scrape(h: Harness) -> dict[str, float]:
         text = await r.text()
     for line in text.splitlines():  # every sample has its HELP and TYPE
         if line and not line.startswith("#"):
-            name = re.match(r"[a-z_]+", line)[0]  # type: ignore[index]
+            name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line)[0]  # type: ignore[index]
             assert f"# TYPE {name} " in text
     return samples(text)
 

@@ -1,10 +1,12 @@
 """Federation in the console (/admin/federation) and the API (/api/v1/federation): which other XMPP
-servers users here talk to; block and unblock remote domains. Thin handlers over
+servers users here talk to; block and unblock remote domains; the live connections to other servers
+(/api/v1/federation/connections). Thin handlers over
 `services.federation.FederationDesk` (validation, parlour.toml, reload and the audit log live there).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +28,13 @@ def desk(request: web.Request) -> FederationDesk:
 
 @admin_page
 async def federation_page(request: web.Request, session: ConsoleSession) -> web.Response:
-    return _page(request, session, "admin/federation.html", federation=desk(request).view())
+    d = desk(request)
+    return _page(request, session, "admin/federation.html", federation=d.view(), links=d.links(),
+                 since=_since)
+
+
+def _since(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
 async def _block(d: FederationDesk, actor: str, form: Any) -> str:
@@ -50,6 +58,12 @@ async def show(request: web.Request, _s: Services, _actor: str) -> Any:
 
 
 @endpoint
+async def connections(request: web.Request, _s: Services, _actor: str) -> Any:
+    d = desk(request)
+    return {"connections": [link.as_json() for link in d.links()], "counters": d.counters()}
+
+
+@endpoint
 async def block(request: web.Request, _s: Services, actor: str) -> Any:
     domain = await desk(request).block(actor, str((await _body(request)).get("domain", "")))
     return web.json_response({"blocked": domain}, status=201)
@@ -66,6 +80,7 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PAGE}/block", _action(_block, PAGE, desk))
     r.add_post(f"{PAGE}/unblock", _action(_unblock, PAGE, desk))
     r.add_get("/api/v1/federation", show)
+    r.add_get("/api/v1/federation/connections", connections)
     r.add_post("/api/v1/federation/blocked", block)
     r.add_delete("/api/v1/federation/blocked/{domain}", unblock)
 

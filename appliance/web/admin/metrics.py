@@ -1,4 +1,5 @@
-"""/metrics in the Prometheus text format: sessions, stanzas, auth failures, accounts, database size.
+"""/metrics in the Prometheus text format: sessions, stanzas, auth failures, accounts, database size,
+server-to-server connections.
 
 Open to loopback (a local Prometheus or node exporter); from elsewhere it needs an API bearer token.
 """
@@ -54,10 +55,32 @@ async def metrics(request: web.Request) -> web.Response:
                      [("", await asyncio.to_thread(status.database_size))])
     lines += _metric("parlour_uptime_seconds", "gauge", "Seconds since the server started.",
                      [("", round(status.uptime(), 3))])
+    lines += _s2s_metrics(request, stats)
     for cert in status.certificates():
         lines += _metric("parlour_certificate_expiry_timestamp_seconds", "gauge", "When a certificate expires.",
                          [(f'{{name="{cert.names[0] if cert.names else cert.subject}"}}', cert.not_after.timestamp())])
     return web.Response(text="\n".join(lines) + "\n", headers={"Content-Type": CONTENT_TYPE})
+
+
+def _s2s_metrics(request: web.Request, stats: dict[str, int]) -> list[str]:
+    """Server-to-server: live connections and waiting stanzas (gauges), and the totals since start."""
+    links = request.app[ADMIN].federation.links()
+    live = [link.direction for link in links if link.state == "connected"]
+    lines = _metric("parlour_s2s_connections", "gauge", "Live connections to other servers.",
+                    [(f'{{direction="{d}"}}', live.count(d)) for d in ("in", "out")])
+    lines += _metric("parlour_s2s_queued_stanzas", "gauge", "Stanzas waiting for a connection to another server.",
+                     [("", sum(link.queued for link in links))])
+    lines += _metric("parlour_s2s_connections_opened_total", "counter", "Connections to or from other servers.",
+                     [(f'{{direction="{d}"}}', stats.get(f"s2s_connections_{d}", 0)) for d in ("in", "out")])
+    lines += _metric("parlour_s2s_stanzas_total", "counter", "Stanzas received from and sent to other servers.",
+                     [(f'{{direction="{d}"}}', stats.get(f"s2s_stanzas_{d}", 0)) for d in ("in", "out")])
+    lines += _metric("parlour_s2s_bounces_total", "counter",
+                     "Stanzas returned to their senders because another server could not be reached.",
+                     [("", stats.get("s2s_bounces", 0))])
+    lines += _metric("parlour_s2s_dialback_failures_total", "counter",
+                     "Server Dialback keys that did not verify, ours or theirs.",
+                     [("", stats.get("s2s_dialback_failures", 0))])
+    return lines
 
 
 def setup(app: web.Application) -> None:
