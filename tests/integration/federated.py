@@ -10,7 +10,7 @@ from pathlib import Path
 
 from appliance.app import Parlour
 from appliance.config.model import FederationConfig, S2SConfig
-from tests.integration.harness import Harness, free_port, make_config
+from tests.integration.harness import Client, Harness, free_port, make_config
 
 FEDERATION_ON = FederationConfig(enabled=True)
 
@@ -55,3 +55,14 @@ async def parlour_pair(base: Path, first: str, second: str, *,
     finally:
         await a.close()
         await b.close()
+
+
+async def chat_both_ways(a: Harness, b: Harness) -> tuple[Client, Client]:
+    """juliet on `a` and romeo on `b` log in and exchange a message each way; returns both clients."""
+    juliet = await a.client(await a.user("juliet"))
+    romeo = await b.client(await b.user("romeo"))
+    juliet.send_message(mto=f"romeo@{b.domain}", mbody="Wherefore art thou?", mtype="chat")
+    assert (await romeo.next_message(10))["body"] == "Wherefore art thou?"
+    romeo.send_message(mto=f"juliet@{a.domain}/test", mbody="Here.", mtype="chat")
+    assert (await juliet.next_message(10))["body"] == "Here."
+    return juliet, romeo

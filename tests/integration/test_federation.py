@@ -14,8 +14,8 @@ from appliance.app import Parlour
 from appliance.config.model import FederationConfig, S2SConfig
 from appliance.xmpp.jid import JID
 from appliance.xmpp.s2s import Phase
-from tests.integration.federated import FEDERATION_ON, parlour_pair, s2s_route, start_server
-from tests.integration.harness import PASSWORD, Client, Harness, free_port, make_config
+from tests.integration.federated import FEDERATION_ON, chat_both_ways, parlour_pair, s2s_route, start_server
+from tests.integration.harness import PASSWORD, Harness, free_port, make_config
 from tests.net.dnsserver import DnsServer
 
 
@@ -43,17 +43,6 @@ async def test_messages_both_ways_with_dialback(pair: tuple[Harness, Harness]) -
     assert sum(c.outgoing for c in a.server.federation.federation.connections()) == 1
 
 
-async def _chat_both_ways(a: Harness, b: Harness) -> tuple[Client, Client]:
-    """juliet@a.test and romeo@b.test log in and exchange a message each way; returns both clients."""
-    juliet = await a.client(await a.user("juliet"))
-    romeo = await b.client(await b.user("romeo"))
-    juliet.send_message(mto="romeo@b.test", mbody="Wherefore art thou?", mtype="chat")
-    assert (await romeo.next_message(10))["body"] == "Wherefore art thou?"
-    romeo.send_message(mto="juliet@a.test/test", mbody="Here.", mtype="chat")
-    assert (await juliet.next_message(10))["body"] == "Here."
-    return juliet, romeo
-
-
 async def test_direct_tls_only_both_ways(tmp_path: Path) -> None:
     """XEP-0368: DNS publishes only _xmpps-server records, pointing at each server's direct TLS listener;
     both directions connect there with TLS from the first byte (no STARTTLS) and chat works both ways."""
@@ -68,7 +57,7 @@ async def test_direct_tls_only_both_ways(tmp_path: Path) -> None:
         b = await start_server(tmp_path / "b", "b.test", s2s(tls_b))
         try:
             assert (a.server.ports["s2s_direct_tls"], b.server.ports["s2s_direct_tls"]) == (tls_a, tls_b)
-            await _chat_both_ways(a, b)
+            await chat_both_ways(a, b)
             for server in (a.server, b.server):
                 assert server.federation is not None
                 links = [c for c in server.federation.federation.connections() if c.machine.pairs]
@@ -160,7 +149,7 @@ async def test_federation_switched_on_and_off_without_a_restart(tmp_path: Path) 
         assert await a.server.reload(replace(a.server.config, federation=FEDERATION_ON)) == []
         assert a.server.federation is not None
         assert (a.server.ports["s2s"], a.server.ports["s2s_direct_tls"]) == (port_a, direct_a)
-        _, romeo = await _chat_both_ways(a, b)
+        _, romeo = await chat_both_ways(a, b)
         assert b.server.federation is not None
         links = [c for c in b.server.federation.federation.connections() if c.machine.pairs]
         assert {c.outgoing for c in links} == {True, False}
@@ -316,7 +305,7 @@ async def test_a_bidirectional_stream_carries_the_replies(tmp_path: Path) -> Non
     a.test's stream carries romeo's replies back: one TCP connection serves both ways and no other is
     opened."""
     async with parlour_pair(tmp_path, "a.test", "b.test") as (a, b):
-        juliet, romeo = await _chat_both_ways(a, b)
+        juliet, romeo = await chat_both_ways(a, b)
         assert a.server.federation is not None and b.server.federation is not None
         fa, fb = a.server.federation.federation, b.server.federation.federation
         [a_out] = [c for c in fa.connections() if c.outgoing]
@@ -339,7 +328,7 @@ async def test_a_bidirectional_stream_carries_the_replies(tmp_path: Path) -> Non
 
 async def test_without_bidi_replies_take_a_connection_of_their_own(tmp_path: Path) -> None:
     async with parlour_pair(tmp_path, "a.test", "b.test", bidi=False) as (a, b):
-        await _chat_both_ways(a, b)
+        await chat_both_ways(a, b)
         assert a.server.federation is not None
         [a_out] = [c for c in a.server.federation.federation.connections() if c.outgoing]
         assert not a_out.machine.bidi and a_out.stanzas_in == 0

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from appliance.app import Parlour
-from tests.integration.federated import s2s_route, start_server
+from tests.integration.federated import chat_both_ways, s2s_route, start_server
 from tests.integration.harness import Harness, free_port
 from tests.web.console_helpers import admin_login, configured_config, http_session
 from tests.web.test_api import api  # noqa: F401 (fixture)
@@ -34,12 +34,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[Harness, Harness]]:
     a = Harness(server)
     b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "localhost", config.s2s.port))
     try:
-        alice = await a.client(await a.user("alice"))
-        romeo = await b.client(await b.user("romeo"))
-        alice.send_message(mto="romeo@b.test", mbody="hello", mtype="chat")
-        assert (await romeo.next_message(10))["body"] == "hello"
-        romeo.send_message(mto="alice@localhost/test", mbody="hi", mtype="chat")
-        assert (await alice.next_message(10))["body"] == "hi"
+        await chat_both_ways(a, b)
         yield a, b
     finally:
         await a.close()
