@@ -16,11 +16,20 @@ from appliance.core.api import Module, Xep
 # (RFC, status, where, what it covers and what is missing)
 RFCS = (
     ("RFC 6120", "partial", "core/c2s/, core/s2s/, xmpp/",
-     "XMPP core: client streams complete; server-to-server with STARTTLS, Server Dialback and SASL EXTERNAL "
-     "(outgoing only: incoming peers authenticate by dialback) when [s2s] is enabled (off by default)"),
+     "XMPP core: client streams complete; server-to-server (§13, with [federation] enabled, off by default): "
+     "STARTTLS and direct TLS (XEP-0368) both ways, SRV lookup with fallback to 5269 (§3.2), Server Dialback "
+     "both ways, SASL EXTERNAL outgoing only (incoming peers authenticate by dialback: Python's ssl cannot "
+     "ask for a client certificate without refusing the ones it cannot verify), stanza addressing checks "
+     "per authenticated domain pair (§4.9.3.10), bounces with remote-server-not-found / -timeout (§8.3.3)"),
     ("RFC 6121", "complete", "modules/roster.py, presence.py, message.py", "Instant messaging and presence"),
-    ("RFC 7622", "complete", "xmpp/jid.py", "Address format (PRECIS)"),
+    ("RFC 6125", "partial", "net/s2s.py, core/s2s/",
+     "server identity of remote servers checked against the source domain (never the SRV target), by "
+     "OpenSSL's DNS-ID matching (wildcards in the left-most label); no XmppAddr or SRV-ID matching"),
     ("RFC 7395", "complete", "web/websocket.py", "XMPP over WebSocket"),
+    ("RFC 7590", "complete", "net/tls.py, net/s2s.py",
+     "TLS 1.2 and 1.3 only, Mozilla intermediate cipher suites (ECDHE, AEAD), no compression or "
+     "renegotiation; certificates of remote servers verified against the system's or s2s.ca_bundle's CAs"),
+    ("RFC 7622", "complete", "xmpp/jid.py", "Address format (PRECIS)"),
     ("RFC 4513", "partial", "directory/ldap.py",
      "LDAP client for directory logins ([ldap]): simple bind after a search, StartTLS or LDAPS with certificate "
      "checks; no SASL binds to the directory (docs/directory.md)"),
@@ -31,12 +40,15 @@ CORE_XEPS: tuple[tuple[Xep, str], ...] = (
     (Xep(114, "1.6", note="external components: handshake, own domain, disco#items"), "core/component.py"),
     (Xep(124, "1.11.2", note="BOSH transport"), "web/bosh.py"),
     (Xep(156, "1.4.0", note="host-meta XML and JSON"), "web/wellknown.py"),
+    (Xep(198, "1.6.1", note="on server-to-server streams: acks, resumption after a broken connection, "
+                            "resending what the peer had not handled"), "core/s2s/"),
     (Xep(206, "1.4", note="XMPP over BOSH"), "web/bosh.py"),
     (Xep(185, "1.0", note="dialback keys: HMAC-SHA256 of a per-process secret"), "xmpp/dialback.py"),
-    (Xep(220, "1.1.1", "partial", note="dialback with piggybacking; no dialback error conditions (§2.4), "
-                                        "no XEP-0344 shortcut"), "core/s2s/"),
-    (Xep(368, "1.1.0", note="direct TLS listener (c2s); s2s: outgoing to _xmpps-server targets only"),
-     "app/listeners.py"),
+    (Xep(220, "1.1.1", "partial", note="dialback both ways with piggybacking; no dialback error conditions "
+                                        "(§2.4), no XEP-0344 shortcut"), "core/s2s/"),
+    (Xep(288, "1.0.1", note="bidirectional server-to-server streams, offered and requested"), "core/s2s/"),
+    (Xep(368, "1.1.0", note="direct TLS listeners for clients (5223) and servers (5270); outgoing s2s to "
+                            "_xmpps-server targets first"), "app/listeners.py, app/federation.py"),
 )
 
 
