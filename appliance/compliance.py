@@ -18,13 +18,14 @@ RFCS = (
     ("RFC 6120", "partial", "core/c2s/, core/s2s/, xmpp/",
      "XMPP core: client streams complete; server-to-server (§13, with [federation] enabled, off by default): "
      "STARTTLS and direct TLS (XEP-0368) both ways, SRV lookup with fallback to 5269 (§3.2), Server Dialback "
-     "both ways, SASL EXTERNAL outgoing only (incoming peers authenticate by dialback: Python's ssl cannot "
-     "ask for a client certificate without refusing the ones it cannot verify), stanza addressing checks "
-     "per authenticated domain pair (§4.9.3.10), bounces with remote-server-not-found / -timeout (§8.3.3)"),
+     "both ways, SASL EXTERNAL both ways (incoming: the peer's certificate is asked for without refusing "
+     "any, then checked per RFC 6125, falling back to dialback), stanza addressing checks per authenticated "
+     "domain pair (§4.9.3.10), bounces with remote-server-not-found / -timeout (§8.3.3)"),
     ("RFC 6121", "complete", "modules/roster.py, presence.py, message.py", "Instant messaging and presence"),
-    ("RFC 6125", "partial", "net/s2s.py, core/s2s/",
-     "server identity of remote servers checked against the source domain (never the SRV target), by "
-     "OpenSSL's DNS-ID matching (wildcards in the left-most label); no XmppAddr or SRV-ID matching"),
+    ("RFC 6125", "partial", "net/s2s.py, net/s2s_tls.py, core/s2s/",
+     "server identity of remote servers checked against the source domain (never the SRV target) by DNS-ID "
+     "(wildcards in the left-most label): by OpenSSL for servers we connect to, by cryptography's verifier "
+     "for the certificates of servers connecting to us (serverAuth-only accepted); no XmppAddr or SRV-ID"),
     ("RFC 7395", "complete", "web/websocket.py", "XMPP over WebSocket"),
     ("RFC 7590", "complete", "net/tls.py, net/s2s.py",
      "TLS 1.2 and 1.3 only, Mozilla intermediate cipher suites (ECDHE, AEAD), no compression or "

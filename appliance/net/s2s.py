@@ -13,7 +13,10 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography import x509
+
 from appliance.net.dns import S2SResolver, connect
+from appliance.net.s2s_tls import TlsAcceptor, TlsStream
 from appliance.net.tls import MOZILLA_INTERMEDIATE_CIPHERS
 
 ALPN = ["xmpp-server"]  # XEP-0368
@@ -31,16 +34,27 @@ class S2SNetwork:
         ca_bundle: Path | None,
         connect_timeout: float,
         tls_timeout: float,
+        current_ca_bundle: Callable[[], Path | None] | None = None,
     ) -> None:
         self.resolver = resolver
         self._server_context = server_context
         self._certificate_files = certificate_files
         self.ca_bundle = ca_bundle
+        self.acceptor = TlsAcceptor(certificate_files, current_ca_bundle or (lambda: ca_bundle))
         self.connect_timeout = connect_timeout
         self.tls_timeout = tls_timeout
 
     def server_context(self) -> ssl.SSLContext | None:
         return self._server_context()
+
+    async def accept_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> TlsStream:
+        """TLS on a connection another server made to us (direct TLS, or after STARTTLS), asking for its
+        certificate without refusing any (see net/s2s_tls.py)."""
+        return await self.acceptor.accept(reader, writer, timeout=self.tls_timeout)
+
+    def verify_server(self, chain: list[x509.Certificate], domain: str) -> bool:
+        """Whether a peer's certificate chain validates for `domain` (RFC 6125, our trust anchors)."""
+        return self.acceptor.verify_server(chain, domain)
 
     def client_context(self, local: str, *, verify: bool) -> ssl.SSLContext:
         """A client context presenting our certificate for `local`; `verify`: check the peer's name and chain."""

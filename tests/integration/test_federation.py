@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.app import Parlour
 from appliance.config.model import FederationConfig, S2SConfig
@@ -36,7 +38,8 @@ async def test_messages_both_ways_with_dialback(pair: tuple[Harness, Harness]) -
     back = await juliet.next_message(10)
     assert back["body"] == "Here." and back["from"].bare == "romeo@b.test"
     methods = {(c.outgoing, c.machine.remote, c.secure_method) for c in a.server.federation.federation.connections()}
-    assert (True, "b.test", "dialback") in methods  # each side's CA is unknown to the other
+    # each side's CA is unknown to the other: EXTERNAL offered for the certificate shown, refused, dialback
+    assert {(True, "b.test", "dialback"), (False, "b.test", "dialback")} <= methods
     # one outgoing connection each way, reused for the second message
     juliet.send_message(mto="romeo@b.test", mbody="again", mtype="chat")
     assert (await romeo.next_message(10))["body"] == "again"
@@ -102,6 +105,39 @@ async def test_certificates_required_and_trusted(tmp_path: Path) -> None:
         assert (await romeo.next_message(10))["body"] == "verified"
         outgoing = [c for c in a.server.federation.federation.connections() if c.outgoing]
         assert outgoing and outgoing[0].certificate_valid
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_incoming_sasl_external_with_server_auth_only_certificates(tmp_path: Path) -> None:
+    """Each side trusts the other's CA, whose certificates carry only the serverAuth key usage (as public
+    CAs' do now): the receiving side asks for the initiator's certificate, checks it itself and accepts
+    SASL EXTERNAL, so no dialback round trip is needed and, with bidi, one TCP connection serves both ways."""
+    port_a, port_b = free_port(), free_port()
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b))
+    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a))
+    await a.close()
+    await b.close()
+    for h in (a, b):
+        files = h.server.certs.files_for(h.domain) if h.server.certs is not None else None
+        assert files is not None
+        leaf = x509.load_pem_x509_certificates(files[0].read_bytes())[0]
+        usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    bundle = tmp_path / "both.pem"
+    bundle.write_bytes(a.ca_file.read_bytes() + b.ca_file.read_bytes())
+    strict = {"require_valid_certificates": True, "ca_bundle": bundle}
+    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b, **strict))
+    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a, **strict))
+    try:
+        await chat_both_ways(a, b)
+        for h in (a, b):
+            assert h.server.federation is not None
+            links = list(h.server.federation.federation.connections())
+            assert [(c.secure_method, c.certificate_valid, c.machine.bidi) for c in links] == [
+                ("external", True, True)], links
+            assert h.server.federation.federation.stats.get("s2s_dialback_failures", 0) == 0
     finally:
         await a.close()
         await b.close()

@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cryptography import x509
 from lxml import etree
 
 from appliance.xmpp import effects as fx
@@ -30,7 +31,7 @@ from appliance.xmpp.ns import NS_CLIENT, NS_SERVER
 from appliance.xmpp.parser import Stanza, StreamParser
 
 if TYPE_CHECKING:
-    from appliance.core.s2s.federation import Federation
+    from appliance.core.s2s.federation import Federation, TlsSession
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class ServerConnection:
         self.closed = False
         self._checked = False  # incoming: the header's 'from' went through the federation policy
         self.tls_failed = False  # the peer's certificate failed the check (outgoing, verifying)
+        self.peer_chain: list[x509.Certificate] = []  # incoming: the certificate chain the peer showed
         self.failure: str | None = None  # why the remote refused us, if it did
         self.ready = asyncio.Event()  # outgoing: set once our local host is authorized (or the stream failed)
         self.finished = asyncio.Event()  # `run` has ended and the federation was told
@@ -251,7 +253,10 @@ class ServerConnection:
                 # goes on meanwhile, the machine holds the input until the answer.
                 self.federation.spawn(self._answer_dialback(effect), f"s2s-dialback-{effect.remote}")
             elif isinstance(effect, s2s.CheckExternal):
-                machine.external_result(self.certificate_valid and effect.remote == machine.remote)
+                # RFC 6120 §6.4.4 / RFC 6125: the certificate must name the domain the peer authenticates as.
+                valid = self.federation.network.verify_server(self.peer_chain, effect.remote)
+                self.certificate_valid = self.certificate_valid or valid
+                machine.external_result(valid)
             elif isinstance(effect, s2s.VerifyAnswer):
                 self.federation.verify_answer(effect)
             elif isinstance(effect, s2s.Authorized):
@@ -295,20 +300,26 @@ class ServerConnection:
         except Exception:
             log.exception("s2s %s: routing a stanza failed", self.machine.remote)
 
+    def secured(self, stream: TlsSession) -> None:
+        """Incoming TLS is up on `stream` (net/s2s_tls.py): read and write through it from now on; the
+        peer's certificate, if it showed one, is checked when it asks for SASL EXTERNAL."""
+        self.reader = self.writer = stream  # type: ignore[assignment]
+        self.tls_version = stream.version
+        self.peer_chain = stream.peer_chain
+
     async def _start_tls(self) -> None:
         cfg = self.federation.config
         machine = self.machine
         await self.writer.drain()
-        if machine.outgoing:
-            context = self.federation.network.client_context(machine.local or "", verify=self.verify_certificate)
-            hostname = machine.remote
-        else:
-            context = self.federation.network.server_context()
-            hostname = None
-        if context is None:
-            raise StreamError.undefined_condition("TLS is not available")
+        if not machine.outgoing:
+            self.secured(await self.federation.network.accept_tls(self.reader, self.writer))
+            self.parser.reset()
+            machine.tls_done(external=bool(self.peer_chain))
+            return
+        context = self.federation.network.client_context(machine.local or "", verify=self.verify_certificate)
         try:
-            await self.writer.start_tls(context, server_hostname=hostname, ssl_handshake_timeout=cfg.tls_timeout)
+            await self.writer.start_tls(context, server_hostname=machine.remote,
+                                        ssl_handshake_timeout=cfg.tls_timeout)
         except ssl.SSLCertVerificationError as exc:
             self.tls_failed = True
             self.failure = f"certificate not valid: {exc.verify_message}"
@@ -316,5 +327,5 @@ class ServerConnection:
         self.parser.reset()
         ssl_object = self.writer.get_extra_info("ssl_object")
         self.tls_version = ssl_object.version() if ssl_object is not None else None
-        self.certificate_valid = machine.outgoing and self.verify_certificate
+        self.certificate_valid = self.verify_certificate
         machine.tls_done()

@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cryptography import x509
 from lxml import etree
 
 from appliance.config.model import S2SConfig
@@ -65,6 +66,25 @@ class S2SNetwork(Protocol):
     def client_context(self, local: str, *, verify: bool) -> ssl.SSLContext: ...
 
     def server_context(self) -> ssl.SSLContext | None: ...
+
+    async def accept_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> TlsSession:
+        """TLS on an incoming connection, asking for the peer's certificate without refusing any."""
+        ...
+
+    def verify_server(self, chain: list[x509.Certificate], domain: str) -> bool:
+        """Whether a peer's certificate chain validates for `domain` (RFC 6125)."""
+        ...
+
+
+class TlsSession(Protocol):
+    """An incoming TLS session (net/s2s_tls.py): a stream to read and write, what was negotiated."""
+
+    version: str | None
+    peer_chain: list[x509.Certificate]
+
+    async def read(self, n: int = ...) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
 
 
 class Unreachable(Exception):
@@ -440,11 +460,7 @@ class Federation:
                 state.bidi = None
                 self._unconfirmed(state, connection)
                 self._reconnect_if_waiting(state)
-            left = self.incoming_per_ip.get(connection.peer_ip, 1) - 1
-            if left > 0:
-                self.incoming_per_ip[connection.peer_ip] = left
-            else:
-                self.incoming_per_ip.pop(connection.peer_ip, None)
+            self._left(connection.peer_ip)
             return
         state = self.remotes.get(connection.machine.remote or "")
         if state is None or state.connection is not connection:
@@ -460,6 +476,14 @@ class Federation:
         if state.queue and (state.task is None or state.task.done()) and state.connection is None:
             # Stanzas are waiting (the link dropped mid-queue): connect again; they are sent once.
             state.task = self.spawn(self._retry_later(state), f"s2s-connect-{state.domain}")
+
+    def _left(self, ip: str) -> None:
+        """An incoming connection from `ip` ended (for the per-address limit)."""
+        left = self.incoming_per_ip.get(ip, 1) - 1
+        if left > 0:
+            self.incoming_per_ip[ip] = left
+        else:
+            self.incoming_per_ip.pop(ip, None)
 
     async def _retry_later(self, state: _Remote) -> None:
         state.failures += 1
@@ -515,7 +539,8 @@ class Federation:
 
     # -- incoming ---------------------------------------------------------------------------------------
 
-    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                     direct_tls: bool = False) -> None:
         """Serve one accepted connection from another server (the listeners' callback); on the direct
         TLS listener (XEP-0368) the handshake is done already and the stream starts secure."""
         peer = writer.get_extra_info("peername")
@@ -526,14 +551,26 @@ class Federation:
             writer.close()
             return
         self.incoming_per_ip[ip] = self.incoming_per_ip.get(ip, 0) + 1
+        tls: TlsSession | None = None
+        if direct_tls:
+            try:
+                tls = await self.network.accept_tls(reader, writer)
+            except (OSError, ssl.SSLError, TimeoutError) as exc:
+                log.info("s2s: direct TLS from %s failed: %s", ip, exc)
+                self._left(ip)
+                writer.close()
+                return
         machine = s2s.ServerStream(
-            outgoing=False, hosts=self.hosts, secret=self.secret,
-            secure=writer.get_extra_info("ssl_object") is not None,
+            outgoing=False, hosts=self.hosts, secret=self.secret, secure=tls is not None,
             policy=s2s.Policy(tls_available=self.network.server_context() is not None,
                               require_tls=cfg.require_encryption, dialback=True,
+                              external=bool(tls and tls.peer_chain),
                               stream_management=cfg.stream_management, bidi=cfg.bidi),
         )
         connection = ServerConnection(machine, reader, writer, federation=self, peer_ip=ip)
+        if tls is not None:
+            connection.secured(tls)
+            connection.direct_tls = True
         self.count("connections_in")
         self.incoming.add(connection)
         await connection.run()
