@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -86,51 +87,49 @@ async def test_unreachable_remote_bounces_within_the_timeout(tmp_path: Path) -> 
         await a.close()
 
 
+@asynccontextmanager
+async def trusting_each_other(tmp_path: Path) -> AsyncIterator[tuple[Harness, Harness]]:
+    """a.test and b.test, each trusting the other's local CA and requiring valid certificates (a first
+    start makes the CAs; the certificates stay for the second)."""
+    port_a, port_b = free_port(), free_port()
+    first = [await start_server(tmp_path / d, d, s2s_route(p, peer, q)) for d, peer, p, q in (
+        ("a.test", "b.test", port_a, port_b), ("b.test", "a.test", port_b, port_a))]
+    for h in first:
+        await h.close()
+    bundle = tmp_path / "both.pem"
+    bundle.write_bytes(b"".join(h.ca_file.read_bytes() for h in first))
+    strict = {"require_valid_certificates": True, "ca_bundle": bundle}
+    a = await start_server(tmp_path / "a.test", "a.test", s2s_route(port_a, "b.test", port_b, **strict))
+    b = await start_server(tmp_path / "b.test", "b.test", s2s_route(port_b, "a.test", port_a, **strict))
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_certificates_required_and_trusted(tmp_path: Path) -> None:
     """Both trust each other's CA and require valid certificates: the link is verified, not dialback alone."""
-    port_a, port_b = free_port(), free_port()
-    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b))
-    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a))
-    await a.close()
-    await b.close()
-    bundle = tmp_path / "both.pem"
-    bundle.write_bytes(a.ca_file.read_bytes() + b.ca_file.read_bytes())
-    strict = {"require_valid_certificates": True, "ca_bundle": bundle}
-    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b, **strict))
-    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a, **strict))
-    try:
+    async with trusting_each_other(tmp_path) as (a, b):
         juliet = await a.client(await a.user("juliet2"))
         romeo = await b.client(await b.user("romeo2"))
         juliet.send_message(mto="romeo2@b.test", mbody="verified", mtype="chat")
         assert (await romeo.next_message(10))["body"] == "verified"
         outgoing = [c for c in a.server.federation.federation.connections() if c.outgoing]
         assert outgoing and outgoing[0].certificate_valid
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_incoming_sasl_external_with_server_auth_only_certificates(tmp_path: Path) -> None:
     """Each side trusts the other's CA, whose certificates carry only the serverAuth key usage (as public
     CAs' do now): the receiving side asks for the initiator's certificate, checks it itself and accepts
     SASL EXTERNAL, so no dialback round trip is needed and, with bidi, one TCP connection serves both ways."""
-    port_a, port_b = free_port(), free_port()
-    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b))
-    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a))
-    await a.close()
-    await b.close()
-    for h in (a, b):
-        files = h.server.certs.files_for(h.domain) if h.server.certs is not None else None
-        assert files is not None
-        leaf = x509.load_pem_x509_certificates(files[0].read_bytes())[0]
-        usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
-    bundle = tmp_path / "both.pem"
-    bundle.write_bytes(a.ca_file.read_bytes() + b.ca_file.read_bytes())
-    strict = {"require_valid_certificates": True, "ca_bundle": bundle}
-    a = await start_server(tmp_path / "a", "a.test", s2s_route(port_a, "b.test", port_b, **strict))
-    b = await start_server(tmp_path / "b", "b.test", s2s_route(port_b, "a.test", port_a, **strict))
-    try:
+    async with trusting_each_other(tmp_path) as (a, b):
+        for h in (a, b):
+            files = h.server.certs.files_for(h.domain) if h.server.certs is not None else None
+            assert files is not None
+            leaf = x509.load_pem_x509_certificates(files[0].read_bytes())[0]
+            usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
         await chat_both_ways(a, b)
         for h in (a, b):
             assert h.server.federation is not None
@@ -138,9 +137,6 @@ async def test_incoming_sasl_external_with_server_auth_only_certificates(tmp_pat
             assert [(c.secure_method, c.certificate_valid, c.machine.bidi) for c in links] == [
                 ("external", True, True)], links
             assert h.server.federation.federation.stats.get("s2s_dialback_failures", 0) == 0
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_untrusted_certificate_refused_when_required(tmp_path: Path) -> None:
