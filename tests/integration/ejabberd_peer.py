@@ -74,6 +74,16 @@ modules:
   mod_vcard:
     search: false
   mod_version: {{}}
+{services}"""
+
+# With `services=True`: rooms and PubSub (PEP on the account host) for the cross-server feature tests
+SERVICES = """\
+  mod_muc:
+    hosts: ["rooms.@HOST@"]
+    history_size: 20
+  mod_pubsub:
+    hosts: ["pubsub.@HOST@"]
+    plugins: ["flat", "pep"]
 """
 
 CTL_CONFIG = """\
@@ -108,7 +118,7 @@ class EjabberdPeer:
 
     def __init__(self, base: Path, ns: Namespace, domain: str, *, certificate: Issued, cafile: Path,
                  users: dict[str, str] | None = None, loglevel: str = "info", node: str | None = None,
-                 dist_port: int = DIST_PORT) -> None:
+                 dist_port: int = DIST_PORT, services: bool = False) -> None:
         """`node` and `dist_port` tell apart several ejabberds in one namespace."""
         self.base = base
         self.ns = ns
@@ -119,6 +129,7 @@ class EjabberdPeer:
         self.loglevel = loglevel
         self.node = node or f"ejabberd{ns.name}@localhost"
         self.dist_port = dist_port
+        self.services = services
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -133,7 +144,8 @@ class EjabberdPeer:
         pem.write_bytes(self.certificate.cert.read_bytes() + self.certificate.key.read_bytes())
         pem.chmod(0o600)
         (base / "ejabberd.yml").write_text(CONFIG.format(
-            loglevel=self.loglevel, domain=self.domain, base=base, cafile=self.cafile, address=self.address))
+            loglevel=self.loglevel, domain=self.domain, base=base, cafile=self.cafile, address=self.address,
+            services=SERVICES if self.services else ""))
         (base / "ejabberdctl.cfg").write_text(CTL_CONFIG.format(node=self.node, dist_port=self.dist_port,
                                                                 cookie=COOKIE, base=base))
         shutil.copy("/etc/ejabberd/inetrc", base / "inetrc")
