@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 import pytest
 
 from tests.pgserver import PostgresServer, binaries, running_postgres
+from tests.redisserver import RedisServer, binary, running_redis
 
 
 def skip_summary(reasons: Iterable[str]) -> str:
@@ -40,4 +41,14 @@ def postgres() -> Iterator[PostgresServer]:
     if bin_dir is None:
         pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
     with running_postgres(bin_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real Redis for the whole session (skipped when Debian's redis-server is not installed); tests
+    empty it before use."""
+    if binary() is None:
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    with running_redis() as server:
         yield server

@@ -40,11 +40,14 @@ def _free_port() -> int:
 
 @dataclass
 class PostgresServer:
-    """A running test cluster; `create_database()` gives each test a fresh, empty one."""
+    """A running test cluster; `create_database()` gives each test a fresh, empty one; `stop()` and `start()`
+    take the server away for a while (fault tests), on the same port and data."""
 
     port: int
     folder: Path
     _names: Iterator[int] = field(default_factory=itertools.count)
+    command: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
@@ -56,6 +59,32 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{name}"')
         return f"{self.url()}?options=-csearch_path%3D{name}"
+
+    def start(self) -> None:
+        with open(self.folder / "postgres.log", "ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = (self.folder / "postgres.log").read_text()
+                    raise RuntimeError(f"postgres did not start: {log}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Fast shutdown: clients connected (a server a failed test left open, say) are cut off too."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
 
 @contextlib.contextmanager
@@ -74,30 +103,12 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
         check=True, capture_output=True, cwd=folder,
     )
     port = _free_port()
-    log = open(folder / "postgres.log", "wb")  # noqa: SIM115 - the server writes it until it stops
-    server = subprocess.Popen(
-        [*prefix, str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-         "-k", str(folder), "-c", "fsync=on", "-c", "max_connections=200"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=folder,
-    )
+    command = [*prefix, str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+               "-k", str(folder), "-c", "fsync=on", "-c", "max_connections=200"]
+    pg = PostgresServer(port, folder, command=command)
     try:
-        pg = PostgresServer(port, folder)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(pg.url(), connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"postgres did not start: {(folder / 'postgres.log').read_text()}") from None
-                time.sleep(0.1)
+        pg.start()
         yield pg
     finally:
-        server.send_signal(signal.SIGINT)  # fast shutdown: a client a failed test left open ends too
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        pg.stop()
         shutil.rmtree(folder, ignore_errors=True)

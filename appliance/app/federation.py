@@ -25,7 +25,8 @@ SWEEP_INTERVAL = 30.0
 class FederationService:
     """The s2s side of one server: `await start()` (returns the bound port), then `await stop()`."""
 
-    def __init__(self, config: Config, core: XmppCore, certs: CertificateStore, tasks: TaskSupervisor) -> None:
+    def __init__(self, config: Config, core: XmppCore, certs: CertificateStore, tasks: TaskSupervisor, *,
+                 secret: bytes | None = None) -> None:
         cfg = config.s2s
         self.core = core
         self.tasks = tasks
@@ -40,7 +41,9 @@ class FederationService:
         self.federation = Federation(
             config=lambda: core.config.s2s, hosts=LocalDomains(router.hosts, router.services), network=self.network,
             deliver=lambda element: router.route(element, origin=None), bounce=router.bounce,
-            secret=os.urandom(32),  # XEP-0185: a fresh dialback secret per process is enough
+            # XEP-0185: a fresh dialback secret per process is enough for one server; a cluster's nodes share
+            # one, since the peer's verification may reach another node than the one it talks to
+            secret=secret or os.urandom(32),
             spawn=tasks.spawn, policy=core.federation, stats=core.stats,
         )
         self.servers: list[asyncio.Server] = []

@@ -13,6 +13,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from appliance import __version__
 from appliance.app.calls import CallRelay
@@ -43,6 +44,10 @@ from appliance.util import logbuffer
 from appliance.util.fdlimit import DescriptorWatch
 from appliance.util.tasks import TaskSupervisor
 from appliance.web.server import WebServer
+
+if TYPE_CHECKING:
+    from appliance.app.cluster import ClusterNode
+    from appliance.services.cluster import NodeReader
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,7 @@ class Parlour:
         self.cert_care: CertificateCare | None = None
         self.listeners: ClientListeners | None = None
         self.federation: FederationService | None = None  # with [s2s] enabled
+        self.cluster: ClusterNode | None = None  # with [cluster] enabled
         self.web: WebServer | None = None
         self.calls: CallRelay | None = None  # with [turn] enabled
         self.control: ControlSocket | None = None  # answers `parlour federation status`
@@ -108,7 +114,8 @@ class Parlour:
         # The services exist before the modules start: ad-hoc admin commands reach accounts through them.
         self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,
                                          cert_care=self.cert_care, log_buffer=self.log_buffer,
-                                         directory=self.directory, federation=self._live_federation)
+                                         directory=self.directory, federation=self._live_federation,
+                                         cluster=self._node_reader)
         core.publish(AccountDesk, self.services.accounts)
         if config.turn.enabled:  # before the modules start: XEP-0215 announces it with its real ports
             self.calls = CallRelay(config, self._turn_tls_context)
@@ -122,6 +129,11 @@ class Parlour:
         })
         await self.control.start()
         await core.start()
+        if config.cluster.enabled:  # before the listeners: the registry is in place for the first login
+            from appliance.app.cluster import join_cluster  # redis-py is loaded by cluster nodes only
+
+            self.cluster = join_cluster(config, core)
+            await self.cluster.start()
         self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors,
                                          components=core.components)
         self.ports.update(await self.listeners.open())
@@ -167,7 +179,8 @@ class Parlour:
         assert self.core is not None and self.certs is not None
         wanted = self.core.config.federation.enabled
         if wanted and self.federation is None:
-            service = FederationService(self.core.config, self.core, self.certs, self.tasks)
+            secret = await self.cluster.shared_secret("dialback") if self.cluster is not None else None
+            service = FederationService(self.core.config, self.core, self.certs, self.tasks, secret=secret)
             try:
                 self.ports.update(await service.start())
             except OSError as exc:
@@ -182,6 +195,13 @@ class Parlour:
             await service.stop()
             for name in ("s2s", "s2s_direct_tls"):
                 self.ports.pop(name, None)
+
+    def _node_reader(self) -> NodeReader | None:
+        if self.cluster is None:
+            return None
+        from appliance.app.cluster import node_reader
+
+        return node_reader(self.cluster)
 
     def tls_context(self) -> ssl.SSLContext | None:
         return self.certs.current_context() if self.certs is not None else None
@@ -227,6 +247,8 @@ class Parlour:
             await self.federation.stop()
         if self.core is not None:
             await self.core.close_streams()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.web is not None:
             await self.web.stop()
         if self.cert_care is not None:

@@ -20,6 +20,7 @@ from appliance.services.activity import ActivityHistory
 from appliance.services.admins import Administrators
 from appliance.services.announcements import AnnouncementDesk, Announcer
 from appliance.services.certificates import CertificateDesk
+from appliance.services.cluster import ClusterDesk, NodeReader
 from appliance.services.directory import DirectoryDesk
 from appliance.services.federation import FederationDesk
 from appliance.services.invitations import Invitations
@@ -54,7 +55,8 @@ def live_group_managers(core: XmppCore) -> dict[str, GroupManager]:
 def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload, certs: CertificateStore,
                      cert_care: CertificateCare, log_buffer: RingBufferHandler | None,
                      directory: LdapDirectory | None = None,
-                     federation: Callable[[], Federation | None] = lambda: None) -> Services:
+                     federation: Callable[[], Federation | None] = lambda: None,
+                     cluster: Callable[[], NodeReader | None] = lambda: None) -> Services:
     """Every service the console and the API call, on the running core."""
 
     def config() -> Config:  # the running configuration: reload replaces it
@@ -82,6 +84,7 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
         activity=ActivityHistory(core.config.server.state_dir / "activity.json", core.stats,
                                  lambda: len(core.sessions)),
         directory=DirectoryDesk(directory),
+        cluster=ClusterDesk(cluster),
     )
 
 

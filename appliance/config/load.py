@@ -291,6 +291,14 @@ class _Builder:
         if len(given) == 1:
             other = "private_key" if given[0] == "certificate" else "certificate"
             self.bad_value(("tls", given[0]), data["tls"][given[0]], f"tls.{other} must be set too")
+        cluster = values["cluster"]
+        if cluster.get("enabled") and not values["storage"].get("url"):
+            self.bad_value(("cluster", "enabled"), True, "a cluster's nodes share one database: set [storage] "
+                           'url = "postgresql://…" (docs/cluster.md)')
+        expiry = cluster.get("expiry", _default(spec.CLUSTER, "expiry"))
+        if cluster.get("heartbeat", _default(spec.CLUSTER, "heartbeat")) * 2 > expiry:
+            written = data.get("cluster", {}).get("expiry", expiry)
+            self.bad_value(("cluster", "expiry"), written, "must be at least twice cluster.heartbeat")
 
     def check_ports_differ(self, values: dict[str, dict[str, Any]], table: spec.Table) -> None:
         """The STARTTLS port and the direct TLS port of a listener table ([c2s], [s2s]) must differ."""

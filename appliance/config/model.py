@@ -264,6 +264,17 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Several Parlour nodes sharing PostgreSQL and Redis (docs/cluster.md); off: one standalone server."""
+
+    enabled: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    node: str = ""  # "": the machine's host name
+    heartbeat: float = 2.0  # seconds between a node's "alive" renewals
+    expiry: float = 10.0  # a node silent this long is dead: its sessions end, its queue is redelivered
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     """Log level and optional stanza tracing."""
 
@@ -339,6 +350,7 @@ class Config:
     ldap: LdapConfig = field(default_factory=LdapConfig)  # [ldap]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)  # [storage]
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # [cluster]
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = None
 

@@ -862,6 +862,39 @@ STORAGE = _table("storage", model.StorageConfig, "Where the server's data lives 
      "readers. Unused with SQLite."),
 ])
 
+_REDIS_URL = re.compile(r"^(redis|rediss|unix)://[^\s]*$")
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def check_redis_url(text: str) -> str:
+    """A redis:// (rediss:// with TLS, unix:// for a socket) URL as redis-py reads it."""
+    text = text.strip()
+    if not _REDIS_URL.match(text):
+        raise ValueError(text)
+    return text
+
+
+def check_node_name(text: str) -> str:
+    """"" (the host name) or a name of letters, digits, '.', '_' and '-' (it is part of Redis keys)."""
+    text = text.strip()
+    if text and not _NODE_NAME.match(text):
+        raise ValueError(text)
+    return text
+
+
+CLUSTER = _table("cluster", model.ClusterConfig, "Several nodes sharing PostgreSQL and Redis "
+                 "(docs/cluster.md).", [
+    ("enabled", Bool(), "Run as one node of a cluster: sessions are registered in Redis and stanzas for "
+     "users on other nodes travel through it. Needs [storage] url on the PostgreSQL all nodes share."),
+    ("redis_url", Text('a URL like "redis://127.0.0.1:6379/0" (rediss:// for TLS)', check_redis_url),
+     "The Redis server the nodes share (a password goes in the URL: redis://:secret@host:6379/0)."),
+    ("node", Text('"" or a name like "xmpp-1"', check_node_name), "This node's name, unique in the "
+     "cluster; empty: the machine's host name."),
+    ("heartbeat", Duration(0.2, 60), "Time between the renewals of this node's \"alive\" key in Redis."),
+    ("expiry", Duration(1, 600), "Silence after which a node counts as dead: its sessions end (contacts see "
+     "them go unavailable) and the stanzas queued for it are delivered elsewhere. Keep it several heartbeats."),
+])
+
 LOGGING = _table("logging", model.LoggingConfig, "Logging.", [
     ("level", Choice(("debug", "info", "warning", "error")), "Least severe messages that are logged."),
     ("stanzas", Bool(), "Log every stanza at debug level (contains private messages)."),
@@ -938,6 +971,7 @@ MODULES_DISABLED = _key(model.ModulesConfig, "disabled", ListOf(MODULE_NAME), "M
 
 CORE_SECTIONS: tuple[Table, ...] = (
     SERVER, C2S, TLS, COMPONENTS, FEDERATION, S2S, ACME, HTTP, CONSOLE, BACKUP, TURN, LDAP, LIMITS, STORAGE,
+    CLUSTER,
     LOGGING,
 )
 """The top-level tables of the core in documentation order; [modules] and `hosts` come after them."""

@@ -108,8 +108,8 @@ STREAM_FEATURES = Event("stream/features", SessionEvent)  # fold over list[Eleme
 # No resource can take a message: store it (modules/message.py fires it; the core fires it for
 # unacknowledged messages of ended sessions).
 MESSAGE_OFFLINE = Event("message/offline", StanzaEvent)
-# An unacknowledged message of a session that ended for good; True claims it, else the core gives it to
-# another resource or offline storage.
+# An unacknowledged message of a session that ended for good (to_jid: that session's full JID); True
+# claims it, else the core gives it to another resource or offline storage.
 SM_UNDELIVERED = Event("sm/undelivered", StanzaEvent)
 BIND2_FEATURES = Event("bind2/features", SessionEvent)  # fold over list[str]: vars a Bind 2 request may enable
 BIND2_ENABLE = Event("bind2/enable", Bind2Event)  # a feature element inside a Bind 2 request; True = handled

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from appliance.xmpp.jid import JID
@@ -29,19 +29,47 @@ class Session(Protocol):
     def close(self, condition: str | None = None, text: str | None = None) -> None: ...
 
 
-class SessionDirectory:
-    """Bound sessions indexed by (host, user) and resource."""
+class SessionLink(Protocol):
+    """Who hears of this process's own sessions besides the directory: a cluster (appliance/cluster) that
+    registers them for the other nodes and carries stanzas to the sessions those nodes hold."""
 
-    __slots__ = ("_by_user", "_count")
+    def bound(self, session: Session) -> None: ...
+
+    def ended(self, session: Session) -> None: ...
+
+    def after_stanza(self, session: Session) -> Awaitable[None] | None:
+        """Called once a client's stanza is routed, before stream management counts it: an awaitable
+        when what it caused for other nodes is not yet durable in the shared queue."""
+        ...
+
+
+class SessionDirectory:
+    """Bound sessions indexed by (host, user) and resource: this process's own and, in a cluster, the
+    other nodes' (objects that forward what they are sent; see `mirror`)."""
+
+    __slots__ = ("_by_user", "_count", "link")
 
     def __init__(self) -> None:
         self._by_user: dict[tuple[str, str], dict[str, Session]] = {}
         self._count = 0
+        self.link: SessionLink | None = None  # set by the composition root when clustered
 
     def __len__(self) -> int:
         return self._count
 
     def add(self, session: Session) -> None:
+        """A session of this process is bound."""
+        self.mirror(session)
+        if self.link is not None:
+            self.link.bound(session)
+
+    def remove(self, session: Session) -> None:
+        """A session of this process ended."""
+        if self.unmirror(session) and self.link is not None:
+            self.link.ended(session)
+
+    def mirror(self, session: Session) -> None:
+        """Index `session` without telling the link (a session another node holds)."""
         jid = session.jid
         key = (jid.domain, jid.local or "")
         resources = self._by_user.setdefault(key, {})
@@ -49,16 +77,18 @@ class SessionDirectory:
             self._count += 1
         resources[jid.resource or ""] = session
 
-    def remove(self, session: Session) -> None:
+    def unmirror(self, session: Session) -> bool:
+        """Drop `session` from the index if it is still the one under its JID; whether it was."""
         jid = session.jid
         key = (jid.domain, jid.local or "")
         resources = self._by_user.get(key)
         if resources is None or resources.get(jid.resource or "") is not session:
-            return
+            return False
         del resources[jid.resource or ""]
         self._count -= 1
         if not resources:
             del self._by_user[key]
+        return True
 
     def get(self, jid: JID) -> Session | None:
         """The session bound to this full JID."""

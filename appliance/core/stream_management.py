@@ -86,9 +86,9 @@ async def reroute_unacked(
             from_jid = JID.parse(stanza.get("from", ""))
         except JIDError:
             from_jid = host.jid
-        event = StanzaEvent(stanza, from_jid, bare, None)
-        if await host.hooks.fire(events.SM_UNDELIVERED, event):
+        if await host.hooks.fire(events.SM_UNDELIVERED, StanzaEvent(stanza, from_jid, owner.jid, None)):
             continue
+        event = StanzaEvent(stanza, from_jid, bare, None)
         others = sessions.message_targets(bare, exclude=owner)
         if others:
             for other in others:

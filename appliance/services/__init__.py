@@ -6,13 +6,14 @@ whole server. `Services` is the record of those a running server hands to its we
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from appliance.services.accounts import AccountAdmin
 from appliance.services.activity import ActivityHistory
 from appliance.services.admins import Administrators
 from appliance.services.announcements import AnnouncementDesk
 from appliance.services.certificates import CertificateDesk
+from appliance.services.cluster import ClusterDesk
 from appliance.services.directory import DirectoryDesk
 from appliance.services.federation import FederationDesk
 from appliance.services.invitations import Invitations
@@ -42,6 +43,7 @@ class Services:
     groups: SharedGroupDesk
     activity: ActivityHistory  # the dashboard graphs' hourly figures
     directory: DirectoryDesk
+    cluster: ClusterDesk = field(default_factory=lambda: ClusterDesk(lambda: None))  # standalone: no nodes
 
 
 __all__ = ["Services"]

@@ -83,13 +83,23 @@ class PgConnection:
         self._changes = 0
 
     def execute(self, statements: str, bindings: Params | None = None) -> psycopg.Cursor[Any]:
+        begin = statements.startswith("BEGIN")
         if self._conn.closed or self._conn.broken:
-            if not statements.startswith("BEGIN"):
+            if not begin:
                 raise psycopg.OperationalError("the connection to PostgreSQL was lost mid-transaction")
             self._conn = self._connect()
         sql, dml = _translate(statements, bindings is not None)
         with _constraints():
-            cursor = self._conn.execute(sql, bindings)
+            try:
+                cursor = self._conn.execute(sql, bindings)
+            except psycopg.OperationalError:
+                # An idle connection the server ended while it was away (a restart) only shows it when
+                # used: at a BEGIN nothing is lost by connecting again and retrying once.
+                if not begin:
+                    raise
+                self._conn.close()
+                self._conn = self._connect()
+                cursor = self._conn.execute(sql, bindings)
         if dml:
             self._changes = cursor.rowcount
         return cursor

@@ -50,12 +50,14 @@ ALLOWED: dict[str, set[str]] = {
     "directory": {"config", "util"},
     # what the build is made of (modules, stores): opens the database for app/ and the CLI
     "catalog": {"config", "core.api", "core.stores", "modules", "platform", "storage", "util"},
+    # the cluster (Redis registry and queues) drives the core's directory and router; app/ builds it
+    "cluster": BASE | {"core", "storage.api"},
     "services": BASE | {"core", "storage.api", "storage.tokens", "storage.backup", "certs", "catalog", "directory"},
     # BOSH and WebSocket are c2s transports; the console and the API call services only
     "web": BASE | {"services", "core.c2s", "net", "certs.acme", "storage.api", "storage.uploads"},
     "cli": BASE | {"app", "services", "certs", "catalog"},
     # the composition root: builds and wires every layer
-    "app": BASE | {"catalog", "core", "modules", "storage", "net", "certs", "services", "web", "turn",
+    "app": BASE | {"catalog", "cluster", "core", "modules", "storage", "net", "certs", "services", "web", "turn",
             "directory"},
     "__main__": {"cli"},
     "compliance": {"catalog", "core.api", "modules"},

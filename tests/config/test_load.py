@@ -139,6 +139,15 @@ def test_example_file_loads() -> None:
     assert config.host("example.org") is not None
 
 
+def test_the_example_cluster_is_three_nodes_of_one_configuration() -> None:
+    folder = Path(__file__).parents[2] / "examples" / "cluster"
+    configs = [load_config(folder / f"node-{n}.toml") for n in (1, 2, 3)]
+    assert [c.cluster.node for c in configs] == ["xmpp-1", "xmpp-2", "xmpp-3"]
+    assert all(c.cluster.enabled for c in configs)
+    assert len({(c.storage, c.hosts, c.cluster.redis_url) for c in configs}) == 1
+    assert (folder / "compose.yaml").read_text().count("./node-") == 3
+
+
 # --- per-host module options -----------------------------------------------------------------------
 
 
@@ -287,9 +296,9 @@ def test_unknown_key_without_a_close_match_lists_the_keys() -> None:
 
 
 def test_unknown_table_and_top_level_key() -> None:
-    assert problems("colour = 1\n" + MINIMAL + "[serverr]\n[modules.oflline]\nmax_messages = 1\n") == [
-        'parlour.toml:1: unknown key "colour"; expected one of: server, c2s, tls, components, federation, s2s, acme, '
-        "http, console, backup, turn, ldap, limits, storage, logging, modules, hosts",
+    assert problems("flavour = 1\n" + MINIMAL + "[serverr]\n[modules.oflline]\nmax_messages = 1\n") == [
+        'parlour.toml:1: unknown key "flavour"; expected one of: server, c2s, tls, components, federation, s2s, acme, '
+        "http, console, backup, turn, ldap, limits, storage, cluster, logging, modules, hosts",
         'parlour.toml:6: unknown key "serverr"; did you mean "server"?',
         'parlour.toml:7: unknown key "modules.oflline"; did you mean "modules.offline"?',
     ]
@@ -548,4 +557,12 @@ def test_s2s_resolver_settings() -> None:
     assert problems(MINIMAL + '[s2s]\nstatic_routes = ["a.test"]\n') == [
         'parlour.toml:6: s2s.static_routes = ["a.test"]: expected a list of routes like '
         '"example.org=192.0.2.7:5269"; "a.test" is not one'
+    ]
+
+
+def test_a_cluster_needs_the_shared_database_and_an_expiry_past_two_heartbeats() -> None:
+    assert problems(MINIMAL + "[cluster]\nenabled = true\nheartbeat = 5\nexpiry = 8\n") == [
+        'parlour.toml:6: cluster.enabled = true: a cluster\'s nodes share one database: set [storage] url = '
+        '"postgresql://…" (docs/cluster.md)',
+        "parlour.toml:8: cluster.expiry = 8: must be at least twice cluster.heartbeat",
     ]

@@ -165,6 +165,11 @@ class ClientSession:
                         if element.tag == xs.MESSAGE:  # for the console's "messages today"
                             stats["messages_in"] = stats.get("messages_in", 0) + 1
                         await route(element, origin=self)
+                        link = self.services.sessions.link
+                        if link is not None:  # a cluster: what went to other nodes is queued durably first
+                            waiting = link.after_stanza(self)
+                            if waiting is not None:
+                                await waiting
                         machine.stanza_handled()
                     elif not self._apply(effect):
                         await self._carry_out(effect)

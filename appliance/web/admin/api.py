@@ -85,6 +85,13 @@ async def status(_request: web.Request, s: Services, _actor: str) -> Any:
 
 
 @endpoint
+async def cluster(_request: web.Request, s: Services, _actor: str) -> Any:
+    """The nodes of the cluster (an empty list and enabled false on a standalone server)."""
+    nodes = await s.cluster.nodes()
+    return {"enabled": s.cluster.enabled, "nodes": [dataclasses.asdict(n) for n in nodes]}
+
+
+@endpoint
 async def list_users(request: web.Request, s: Services, _actor: str) -> Any:
     return {"users": await s.accounts.users(request.query.get("q", ""), request.query.get("host"))}
 
@@ -178,6 +185,7 @@ async def logs(request: web.Request, s: Services, _actor: str) -> Any:
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/v1/status", status)
+    r.add_get("/api/v1/cluster", cluster)
     r.add_get("/api/v1/users", list_users)
     r.add_post("/api/v1/users", create_user)
     r.add_delete("/api/v1/users/{jid}", delete_user)

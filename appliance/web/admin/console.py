@@ -159,7 +159,13 @@ async def dashboard(request: web.Request, session: ConsoleSession) -> web.Respon
         points = [(time.strftime("%a %d", time.gmtime(d.start)), d) for d in services.activity.days(7)]
     else:
         points = [(time.strftime("%H:00", time.gmtime(h.start)), h) for h in services.activity.series(24)]
-    return _page(request, session, "admin/dashboard.html", st=status, now=now, week=week, points=points)
+    nodes, cluster_error = [], ""
+    try:
+        nodes = await services.cluster.nodes()
+    except ServiceError as exc:
+        cluster_error = str(exc)
+    return _page(request, session, "admin/dashboard.html", st=status, now=now, week=week, points=points,
+                 cluster=services.cluster.enabled, nodes=nodes, cluster_error=cluster_error)
 
 
 @admin_page

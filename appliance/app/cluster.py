@@ -1,0 +1,63 @@
+"""The cluster node of a server with [cluster] enabled, wired to the core it serves (appliance/cluster)."""
+
+from __future__ import annotations
+
+from appliance.cluster.node import ClusterNode, NodeStatus, cluster_status, connect
+from appliance.cluster.remote import RemoteSession
+from appliance.config.model import ClusterConfig, Config
+from appliance.core import events
+from appliance.core.api import Host
+from appliance.core.events import SessionEvent
+from appliance.core.server import XmppCore
+from appliance.core.sessions import Session
+from appliance.modules.carbons import CarbonsService
+from appliance.services.cluster import NodeReader, NodeView
+
+
+def join_cluster(config: Config, core: XmppCore) -> ClusterNode:
+    """The node for `core` (not started): a dead node's sessions end through the hosts' modules, and
+    carbons state travels with the session records."""
+    hosts = core.hosts
+
+    def carbons_of(session: Session) -> CarbonsService | None:
+        host = hosts.get(session.jid.domain)
+        return host.services.get(CarbonsService) if host is not None else None
+
+    def carbons(session: Session) -> bool:
+        service = carbons_of(session)
+        return service is not None and service.enabled(session)
+
+    def set_carbons(session: Session, on: bool) -> None:
+        service = carbons_of(session)
+        if service is not None:
+            (service.enable if on else service.disable)(session)
+
+    async def session_ended(host: Host, session: RemoteSession) -> None:
+        # A dead node's session: the same hooks as a local close (presence unavailable to contacts and
+        # to the account's other resources, last activity, rooms left).
+        await host.hooks.fire(events.SESSION_CLOSED, SessionEvent(session))  # type: ignore[arg-type]
+
+    return ClusterNode(config.cluster, sessions=core.sessions, router=core.router, hosts=hosts, tasks=core.tasks,
+                       session_ended=session_ended, carbons=carbons, set_carbons=set_carbons)
+
+
+def node_reader(node: ClusterNode) -> NodeReader:
+    """The console's and the API's view of every node, read through the running node's connection."""
+
+    async def read() -> list[NodeView]:
+        return [NodeView(n.name, n.alive, n.sessions, n.seconds_since_heartbeat, n.started, n.version,
+                         n.name == node.name) for n in await cluster_status(node.redis)]
+
+    return read
+
+
+async def read_status(config: ClusterConfig) -> list[NodeStatus]:
+    """Every node registered in the cluster's Redis (for `parlour cluster status`)."""
+    redis = connect(config.redis_url)
+    try:
+        return await cluster_status(redis)
+    finally:
+        await redis.aclose()
+
+
+__all__ = ["ClusterNode", "NodeStatus", "join_cluster", "node_reader", "read_status"]
