@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import shutil
 import subprocess
@@ -36,9 +35,11 @@ from tests.integration.harness import free_port  # noqa: E402
 from tests.pgserver import binaries, running_postgres  # noqa: E402
 from tests.redisserver import running_redis  # noqa: E402
 
-DOMAIN = "bench.local"
-HEADER = (f"<?xml version='1.0'?><stream:stream to='{DOMAIN}' xmlns='jabber:client' "
-          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>").encode()
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from profile_login import bound, login  # noqa: E402 - the same raw PLAIN login as the other benchmarks
+from profile_messages import receive  # noqa: E402
+
+DOMAIN = "bench.local"  # the domain of profile_login's stream header
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -90,42 +91,6 @@ async def wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> N
             await asyncio.sleep(0.2)
 
 
-async def bound(port: int, user: int) -> tuple[asyncio.StreamWriter, asyncio.StreamReader, bytearray]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    buf = bytearray()
-
-    async def want(token: bytes) -> None:
-        while token not in buf:
-            data = await reader.read(65536)
-            if not data:
-                raise RuntimeError(f"closed waiting for {token!r}: {bytes(buf)!r}")
-            buf.extend(data)
-        del buf[:buf.index(token) + len(token)]
-
-    writer.write(HEADER)
-    await want(b"</stream:features>")
-    cred = base64.b64encode(f"\0user{user}\0pass".encode()).decode()
-    writer.write(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{cred}</auth>".encode())
-    await want(b"<success")
-    writer.write(HEADER)
-    await want(b"</stream:features>")
-    writer.write(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-    await want(b"</iq>")
-    writer.write(b"<presence/>")
-    return writer, reader, buf
-
-
-async def count_bodies(reader: asyncio.StreamReader, buf: bytearray, count: int) -> None:
-    seen = buf.count(b"<body>")
-    tail = b""
-    while seen < count:
-        data = await reader.read(65536)
-        if not data:
-            raise RuntimeError("connection closed")
-        seen += (tail + data).count(b"<body>")
-        tail = data[-5:]
-
-
 @dataclass
 class Figures:
     setup: str
@@ -142,14 +107,15 @@ async def measure(setup: str, ports: list[int], pids: list[int], redis_pid: int 
     for user in range(1, 2 * pairs + 1):
         pair = (user - 1) // 2
         node = (pair + (user - 1) % 2) % nodes  # the two of a pair on different nodes when there are several
-        conns.append(await bound(ports[node], user))
+        writer, want = await bound(ports[node], user)
+        writer.write(b"<presence/>")
+        conns.append((writer, want))
     await asyncio.sleep(2)  # presences handled, registries in step
     each = messages // pairs
     all_pids = pids + ([redis_pid] if redis_pid else [])
     before = {pid: cpu_seconds(pid) for pid in all_pids}
     started = time.perf_counter()
-    receivers = [asyncio.create_task(count_bodies(conns[2 * p + 1][1], conns[2 * p + 1][2], each))
-                 for p in range(pairs)]
+    receivers = [asyncio.create_task(receive(conns[2 * p + 1][1], each)) for p in range(pairs)]
     for start in range(0, each, 50):
         for p in range(pairs):
             to = f"user{2 * p + 2}@{DOMAIN}"
@@ -161,7 +127,7 @@ async def measure(setup: str, ports: list[int], pids: list[int], redis_pid: int 
     elapsed = time.perf_counter() - started
     spent = {pid: cpu_seconds(pid) - before[pid] for pid in all_pids}
     total = each * pairs
-    for writer, _reader, _buf in conns:
+    for writer, _want in conns:
         writer.close()
     await asyncio.sleep(1)
     # logins: fresh accounts, round robin over the nodes, 50 at a time
@@ -170,14 +136,7 @@ async def measure(setup: str, ports: list[int], pids: list[int], redis_pid: int 
 
     async def one(user: int) -> None:
         async with sem:
-            writer, reader, buf = await bound(ports[user % nodes], user)
-            writer.write(b"</stream:stream>")
-            while b"</stream:stream>" not in buf:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                buf.extend(data)
-            writer.close()
+            await login(ports[user % nodes], user)
 
     login_started = time.perf_counter()
     await asyncio.gather(*(one(u) for u in range(first, first + logins)))

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from tests.pgserver import PostgresServer, binaries, running_postgres
+from tests.pgserver import PostgresServer, postgres_for_tests
 from tests.redisserver import RedisServer, binary, running_redis
 
 
@@ -37,10 +37,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL for the whole session (skipped when Debian's postgresql is not installed)."""
-    bin_dir = binaries()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
-    with running_postgres(bin_dir) as server:
+    with postgres_for_tests() as server:
         yield server
 
 

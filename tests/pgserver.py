@@ -11,17 +11,18 @@ import contextlib
 import itertools
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import pytest
+
+from tests.local_server import end, launch, serving
 
 SUPERUSER = "parlour"
 
@@ -61,29 +62,18 @@ class PostgresServer:
         return f"{self.url()}?options=-csearch_path%3D{name}"
 
     def start(self) -> None:
-        with open(self.folder / "postgres.log", "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(self.url(), connect_timeout=2).close()
-                return
-            except psycopg.OperationalError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    log = (self.folder / "postgres.log").read_text()
-                    raise RuntimeError(f"postgres did not start: {log}") from None
-                time.sleep(0.1)
+        self.process = launch(self.command, self.folder, "postgres.log", self._answers, "postgres")
+
+    def _answers(self) -> bool:
+        try:
+            psycopg.connect(self.url(), connect_timeout=2).close()
+            return True
+        except psycopg.OperationalError:
+            return False
 
     def stop(self) -> None:
         """Fast shutdown: clients connected (a server a failed test left open, say) are cut off too."""
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end(self.process, signal.SIGINT)
         self.process = None
 
 
@@ -105,10 +95,15 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
     port = _free_port()
     command = [*prefix, str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
                "-k", str(folder), "-c", "fsync=on", "-c", "max_connections=200"]
-    pg = PostgresServer(port, folder, command=command)
-    try:
-        pg.start()
+    with serving(PostgresServer(port, folder, command=command)) as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_for_tests() -> Iterator[PostgresServer]:
+    """`running_postgres` on Debian's binaries; the test is skipped when they are not installed."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
+    with running_postgres(bin_dir) as server:
+        yield server

@@ -11,10 +11,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.local_server import end, launch, serving
 
 
 def binary() -> str | None:
@@ -49,30 +50,15 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 - the server writes it until it stops
-        self.process = subprocess.Popen(
+        self.process = launch(
             [binary() or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
              "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
              "--protected-mode", "yes"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.folder,
-        )
-        log.close()
-        deadline = time.monotonic() + 20
-        while not _answers(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start: {(self.folder / 'redis.log').read_text()}")
-            time.sleep(0.05)
+            self.folder, "redis.log", lambda: _answers(self.port), "redis-server", timeout=20)
 
     def stop(self) -> None:
         """SIGTERM: Redis finishes its append-only file and exits, as `systemctl restart` does."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end(self.process, timeout=20)
         self.process = None
 
     def restart(self, *, empty: bool = False) -> None:
@@ -87,11 +73,5 @@ class RedisServer:
 
 @contextlib.contextmanager
 def running_redis() -> Iterator[RedisServer]:
-    folder = Path(tempfile.mkdtemp(prefix="parlour-redis-"))
-    server = RedisServer(_free_port(), folder)
-    try:
-        server.start()
+    with serving(RedisServer(_free_port(), Path(tempfile.mkdtemp(prefix="parlour-redis-")))) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)

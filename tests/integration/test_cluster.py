@@ -25,7 +25,7 @@ from tests.integration.process import parlour
 from tests.integration.stanzas import iq, next_raw, raw_messages
 from tests.integration.test_carbons import CARBONS, copied
 from tests.integration.test_stream_management import Phone, send_numbered, until
-from tests.pgserver import PostgresServer, binaries, running_postgres
+from tests.pgserver import PostgresServer, postgres_for_tests
 from tests.redisserver import RedisServer
 from tests.web.console_helpers import admin_login, csrf_of, http_session
 
@@ -36,10 +36,7 @@ NODES = ("n1", "n2", "n3")
 @pytest.fixture(scope="module")
 def database() -> Iterator[PostgresServer]:
     """The cluster's own PostgreSQL (one test takes it away for a while)."""
-    bin_dir = binaries()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
-    with running_postgres(bin_dir) as server:
+    with postgres_for_tests() as server:
         yield server
 
 
