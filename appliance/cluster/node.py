@@ -77,6 +77,7 @@ class ClusterNode:
         self.started = time.time()
         self._stops: list[Callable[[], None]] = []
         self._running: list[asyncio.Task[None]] = []
+        self._healthy_since = time.monotonic()  # since when every heartbeat reached Redis
 
     async def _refused(self, node: str, batch: list[Entry]) -> None:
         """`node`'s inbox is closed (dead and emptied, or stopped): its sessions are gone; deliver here."""
@@ -143,9 +144,16 @@ class ClusterNode:
             log.warning("cluster: node %s registered again (Redis had lost it)", self.name)
         except (RedisError, OSError) as exc:
             log.warning("cluster: heartbeat failed (%s)", exc)
+            self._healthy_since = time.monotonic()  # counts again from the next heartbeat that works
 
     async def watch(self) -> None:
-        """End the sessions of every node whose heartbeat stopped."""
+        """End the sessions of every node whose heartbeat stopped.
+
+        Only once this node's own heartbeats have reached Redis for a whole expiry: after Redis was away
+        (or restarted) longer than that, every node's key is gone, and the others need that long to
+        renew theirs before a missing one means a dead node."""
+        if time.monotonic() - self._healthy_since < self.config.expiry:
+            return
         try:
             nodes = [n.decode() for n in await self.redis.hkeys(keys.NODES)]
             for node in nodes:

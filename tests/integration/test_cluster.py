@@ -205,6 +205,29 @@ async def test_postgresql_away_for_a_while_gives_clear_errors_and_recovers(clust
     assert "handler Message.on_bare failed" in log and "psycopg.OperationalError: connection failed" in log
 
 
+async def test_redis_away_longer_than_the_expiry_ends_no_session(cluster: Cluster,
+                                                                 redis_server: RedisServer) -> None:
+    uma, vic = await cluster.add_user("uma"), await cluster.add_user("vic")
+    u = await cluster.client("n1", uma)
+    v = await cluster.client("n2", vic)
+    await subscribe_both(u, uma, v, vic)
+    redis_server.stop()
+    await asyncio.sleep(EXPIRY * 2)  # every node's alive key expires meanwhile
+    redis_server.start()
+    await asyncio.sleep(EXPIRY * 2)  # long enough for a node to wrongly declare the others dead
+    for attempt in range(40):
+        u.send_message(mto=vic, mbody=f"still here {attempt}", mtype="chat")
+        with contextlib.suppress(TimeoutError):
+            assert (await v.next_message(timeout=0.5))["body"].startswith("still here")
+            break
+    else:
+        raise AssertionError("no message across nodes after Redis came back")
+    while not v.presences.empty():  # nobody was told that uma went away
+        presence = v.presences.get_nowait()
+        assert not (presence["type"] == "unavailable" and str(presence["from"]) == f"{uma}/test"), presence
+    assert u.is_connected() and v.is_connected()
+
+
 @pytest.mark.parametrize("empty", [False, True], ids=["with-its-data", "empty"])
 async def test_the_cluster_recovers_from_a_redis_restart(cluster: Cluster, redis_server: RedisServer,
                                                          empty: bool) -> None:
