@@ -212,9 +212,9 @@ async def test_redis_away_longer_than_the_expiry_ends_no_session(cluster: Cluste
     v = await cluster.client("n2", vic)
     await subscribe_both(u, uma, v, vic)
     redis_server.stop()
-    await asyncio.sleep(EXPIRY * 2)  # every node's alive key expires meanwhile
+    await asyncio.sleep(EXPIRY * 1.5)  # every node's alive key expires meanwhile
     redis_server.start()
-    await asyncio.sleep(EXPIRY * 2)  # long enough for a node to wrongly declare the others dead
+    await asyncio.sleep(EXPIRY * 1.5)  # long enough for a node to wrongly declare the others dead
     for attempt in range(40):
         u.send_message(mto=vic, mbody=f"still here {attempt}", mtype="chat")
         with contextlib.suppress(TimeoutError):
