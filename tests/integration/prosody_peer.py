@@ -156,9 +156,8 @@ s2s_secure_auth = {secure_auth}
 authentication = "internal_plain"
 storage = "internal"
 modules_enabled = {{
-    "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "offline"; "s2s_auth_certs";{services_modules}
+    "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "offline"; "s2s_auth_certs";{bidi}{services_modules}
 }}
-modules_disabled = {{ "s2s_bidi" }}
 VirtualHost "{domain}"
 {components}"""
 
@@ -176,7 +175,9 @@ class ProsodyPeer:
 
     def __init__(self, base: Path, ns: Namespace, domain: str, *, certificate: Issued, cafile: Path,
                  secure_auth: bool = False, users: dict[str, str] | None = None, log_level: str = "debug",
-                 services: bool = False) -> None:
+                 services: bool = False, bidi: bool = False) -> None:
+        """`bidi` loads mod_s2s_bidi (XEP-0288; Prosody 0.12 ships it but loads it only when listed);
+        without it Prosody opens a connection of its own for its stanzas to Parlour."""
         self.base = base
         self.ns = ns
         self.domain = domain
@@ -186,6 +187,7 @@ class ProsodyPeer:
         self.users = users or {}
         self.log_level = log_level
         self.services = services
+        self.bidi = bidi
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -208,7 +210,7 @@ class ProsodyPeer:
             (accounts / f"{user}.dat").write_text(f'return {{ ["password"] = "{password}"; }};\n')
         config = base / "prosody.cfg.lua"
         config.write_text(CONFIG.format(base=base, address=self.address, domain=self.domain, cafile=self.cafile,
-                                        log_level=self.log_level,
+                                        log_level=self.log_level, bidi=' "s2s_bidi";' if self.bidi else "",
                                         services_modules=SERVICES_MODULES if self.services else "",
                                         components=COMPONENTS.format(domain=self.domain) if self.services else "",
                                         secure_auth="true" if self.secure_auth else "false"))

@@ -4,7 +4,8 @@ Prosody runs in a network namespace with its own address and finds Parlour throu
 a DNS server started by the test serves (Parlour's resolver asks the same server). Covered: messages
 both ways, the subscription handshake and presence across servers, a message to an offline romeo
 stored by Prosody and delivered at his next login, Server Dialback when neither trusts the other's
-certificate, and SASL EXTERNAL with certificates from a CA both trust (valid certificates required).
+certificate, SASL EXTERNAL both ways with certificates from a CA both trust (valid certificates
+required), and one bidirectional stream (XEP-0288, Prosody's mod_s2s_bidi) carrying both directions.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config.model import TlsConfig
+from appliance.services.federation import Link
 from tests.integration.cross_server import parlour_facing, peer_client, running
 from tests.integration.harness import PASSWORD, Client, Harness
 from tests.integration.prosody_peer import FederationCA, Namespace, ProsodyPeer, unavailable
@@ -55,8 +57,18 @@ class World:
         assert self.parlour.server.federation is not None
         return [c for c in self.parlour.server.federation.federation.connections() if c.outgoing]
 
+    def links(self) -> list[Link]:
+        """Parlour's s2s connections as `parlour federation status` shows them."""
+        assert self.parlour.server.services is not None
+        return self.parlour.server.services.federation.links()
 
-async def _world(tmp_path: Path, *, trusted: bool) -> AsyncIterator[World]:
+    def counters(self) -> dict[str, int]:
+        """Parlour's s2s totals since start, as `parlour federation status` shows them."""
+        assert self.parlour.server.services is not None
+        return self.parlour.server.services.federation.counters()
+
+
+async def _world(tmp_path: Path, *, trusted: bool, bidi: bool = False) -> AsyncIterator[World]:
     ca = FederationCA(tmp_path / "ca")
     with Namespace() as ns:
         zone = {
@@ -66,7 +78,7 @@ async def _world(tmp_path: Path, *, trusted: bool) -> AsyncIterator[World]:
         }
         async with DnsServer(zone, host=ns.outer, port=53):
             prosody = ProsodyPeer(tmp_path / "prosody", ns, PROSODY, certificate=ca.issue(PROSODY), cafile=ca.pem,
-                                  secure_auth=trusted, users={"romeo": "r0me0"})
+                                  secure_auth=trusted, users={"romeo": "r0me0"}, bidi=bidi)
             if trusted:
                 mine = ca.issue(PARLOUR)
                 parlour = await parlour_facing(ns, tmp_path / "parlour", PARLOUR,
@@ -87,6 +99,12 @@ async def untrusted(tmp_path: Path) -> AsyncIterator[World]:
 @pytest.fixture
 async def trusted(tmp_path: Path) -> AsyncIterator[World]:
     async for world in _world(tmp_path, trusted=True):
+        yield world
+
+
+@pytest.fixture
+async def bidi(tmp_path: Path) -> AsyncIterator[World]:
+    async for world in _world(tmp_path, trusted=True, bidi=True):
         yield world
 
 
@@ -142,3 +160,39 @@ async def test_sasl_external_with_trusted_certificates(trusted: World) -> None:
     await romeo.plugin["xep_0199"].ping(jid=PARLOUR, timeout=10)
     [link] = world.outgoing()
     assert link.secure_method == "external" and link.certificate_valid and link.tls_version in ("TLSv1.2", "TLSv1.3")
+    # without bidi Prosody opened a connection of its own, and Parlour took its certificate too (serverAuth-
+    # only like Parlour's: EXTERNAL incoming must not want clientAuth)
+    shown = {(link.domain, link.direction): (link.auth, link.bidi) for link in world.links()}
+    assert shown == {(PROSODY, "out"): ("external", False), (PROSODY, "in"): ("external", False)}, shown
+    assert world.counters().get("dialback_failures", 0) == 0
+
+
+async def test_one_bidirectional_stream_with_prosody(bidi: World) -> None:
+    """Prosody's mod_s2s_bidi on: Parlour's stream to Prosody (EXTERNAL) brings romeo's replies back and
+    Prosody opens no connection of its own; once it is gone, Prosody's own stream (it asks for bidi too)
+    carries juliet's replies."""
+    world = bidi
+    juliet = await world.juliet()
+    romeo = await world.romeo()
+    for n in range(2):
+        juliet.send_message(mto=f"romeo@{PROSODY}", mbody=f"there {n}", mtype="chat")
+        assert (await romeo.next_message(20))["body"] == f"there {n}"
+        romeo.send_message(mto=f"juliet@{PARLOUR}", mbody=f"back {n}", mtype="chat")
+        assert (await juliet.next_message(20))["body"] == f"back {n}"
+    [out] = world.links()
+    assert (out.domain, out.direction, out.auth, out.bidi) == (PROSODY, "out", "external", True), out
+    assert (out.stanzas_out, out.stanzas_in) == (2, 2)  # both directions on this one stream
+    assert world.counters() == {"connections_out": 1, "stanzas_out": 2, "stanzas_in": 2}
+
+    [connection] = world.outgoing()
+    connection.close()
+    await asyncio.wait_for(connection.finished.wait(), 5)
+    romeo.send_message(mto=f"juliet@{PARLOUR}", mbody="first", mtype="chat")
+    assert (await juliet.next_message(20))["body"] == "first"
+    juliet.send_message(mto=f"romeo@{PROSODY}", mbody="answer", mtype="chat")
+    assert (await romeo.next_message(20))["body"] == "answer"
+    [incoming] = world.links()
+    assert (incoming.direction, incoming.auth, incoming.bidi) == ("in", "external", True), incoming
+    assert (incoming.stanzas_in, incoming.stanzas_out) == (1, 1)
+    counters = world.counters()
+    assert (counters["connections_out"], counters["connections_in"]) == (1, 1), counters
