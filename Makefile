@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv bench-quick bench-s2s docs clean conformance-peers interop-slixmpp
+.PHONY: run test lint venv bench-quick bench-s2s docs clean conformance-peers interop-slixmpp webchat
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +14,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+## The web chat served at /chat: Converse.js at the version and hash pinned in packaging/webchat/package-lock.json,
+## copied into appliance/web/static/chat/ (npm and the npm registry; ~15 s). Packages and `make test` build it.
+WEBCHAT := appliance/web/static/chat/VERSION
+webchat: $(WEBCHAT)
+$(WEBCHAT): packaging/webchat/package.json packaging/webchat/package-lock.json packaging/webchat/build.sh
+	packaging/webchat/build.sh
+
 ## Run the server on embedded defaults: domain localhost, SQLite and a self-signed certificate in ./dev-state
 run: $(STAMP)
 	$(PY) -m appliance run --dev
 
-## Run the whole test suite (lint first)
-test: $(STAMP)
+## Run the whole test suite (lint first); builds the web chat first where npm is installed (its tests skip otherwise)
+test: $(STAMP) $(if $(shell command -v npm 2>/dev/null),$(WEBCHAT))
 	$(VENV)/bin/ruff check appliance tests
 	$(PY) -m pytest -q
 
@@ -50,14 +57,14 @@ bench-s2s: $(STAMP)
 	$(PY) benchmarks/s2s_bench.py --users 50 --messages 200
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache
+	rm -rf $(VENV) build dist .pytest_cache appliance/web/static/chat packaging/webchat/node_modules
 
 # ---- Packages (issue 5; see packaging/, debian/, systemd/, tests/packaging/ and RECIPES.md §2-§4) ----
 .PHONY: dist dist-test deb deb-test deb-systemd-test unit-check package-deps package-check
 
 PKG_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' appliance/__init__.py)
 DEB := dist/parlour_$(PKG_VERSION)_amd64.deb
-DIST_INPUTS := $(shell find appliance -type f ! -path '*/__pycache__/*' ! -name '*.pyc') pyproject.toml \
+DIST_INPUTS := $(WEBCHAT) $(shell find appliance -type f ! -path '*/__pycache__/*' ! -name '*.pyc') pyproject.toml \
 	packaging/parlour.spec packaging/parlour_entry.py packaging/build-dist.sh
 DEB_INPUTS := dist/parlour-onedir/parlour $(shell find debian -type f) systemd/parlour.service packaging/parlour.toml \
 	packaging/parlour.1 packaging/build-deb.sh

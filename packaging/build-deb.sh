@@ -36,6 +36,11 @@ for name in $( { ls dist/parlour-onedir/_internal | sed -e 's/\.cpython-.*//' -e
     grep -qiF -- "$name" debian/copyright || unnamed="$unnamed $name"
 done
 [ -z "$unnamed" ] || { echo "build-deb: debian/copyright does not name the bundled:$unnamed" >&2; exit 1; }
+# The web chat the build carries, at the version debian/copyright states.
+chat=dist/parlour-onedir/_internal/appliance/web/static/chat/VERSION
+test -f "$chat" || { echo "build-deb: the build has no web chat; run make webchat, then make dist" >&2; exit 1; }
+grep -qF "Converse.js $(cat "$chat")" debian/copyright \
+    || { echo "build-deb: debian/copyright does not name Converse.js $(cat "$chat") (the web chat)" >&2; exit 1; }
 
 STAGE=$ROOT/build/deb/$VERSION
 rm -rf "$STAGE"

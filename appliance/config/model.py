@@ -117,6 +117,7 @@ class HttpConfig:
     bosh_max_wait: float = 60.0
     bosh_max_hold: int = 2
     bosh_inactivity: float = 60.0
+    webchat: bool = True  # serve the web chat (Converse.js) at /chat
 # --- end [http] ---
 
 

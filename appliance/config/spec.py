@@ -551,6 +551,7 @@ HTTP = _table("http", model.HttpConfig, "The web listener: BOSH (XEP-0206) at /h
      "is capped to this)."),
     ("bosh_inactivity", Duration(5, 3600), "Time without any request before a BOSH session is "
      "closed."),
+    ("webchat", Bool(), "Serve the web chat (Converse.js, part of Parlour) at /chat, over HTTPS."),
 ])
 # --- end [http] ---
 

@@ -16,7 +16,7 @@ from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
 from appliance.net.tcp import ConnectionLimits
 from appliance.services import Services
-from appliance.web import bosh, landing, pages, transport_security, websocket, wellknown
+from appliance.web import bosh, landing, pages, transport_security, webchat, websocket, wellknown
 from appliance.web import upload as upload_web
 from appliance.web.keys import (
     ADMIN,
@@ -57,6 +57,9 @@ def make_app(
     bosh.setup(app)
     wellknown.setup(app)
     upload_web.setup(app)  # XEP-0363 files (slots come from modules/upload.py)
+    pages.static_routes(app)
+    if config.http.webchat:
+        webchat.setup(app)
     if acme is not None:
         http01.setup(app, acme)
     if admin is not None and config.console.enabled:  # [console]
@@ -86,7 +89,6 @@ def _console(app: web.Application, config: Config, admin: Services) -> None:
         lifetime=config.console.session_lifetime, failures=config.console.login_failures,
         window=config.limits.auth_window, block=config.limits.auth_block_time,
     )
-    pages.static_routes(app)
     console.setup(app)
     api.setup(app)
     rooms.setup(app)

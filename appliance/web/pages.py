@@ -100,6 +100,10 @@ async def _read_form(request: web.Request) -> None:
 
 
 def _headers(request: web.Request, response: web.StreamResponse, lang: str) -> None:
+    if request.path.startswith("/static/"):
+        # Files of the package (the web chat's are megabytes): kept, but revalidated (Last-Modified) so
+        # an upgrade is seen at once; pages themselves are never stored.
+        response.headers.setdefault("Cache-Control", "no-cache")
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if request.query.get("lang") == lang:
@@ -108,7 +112,7 @@ def _headers(request: web.Request, response: web.StreamResponse, lang: str) -> N
 
 
 def is_page_path(path: str) -> bool:
-    return path.startswith(("/setup", "/admin", "/invite", "/static/")) or path == "/"
+    return path.startswith(("/setup", "/admin", "/invite", "/static/", "/chat")) or path == "/"
 
 
 def static_routes(app: web.Application) -> None:

@@ -20,7 +20,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SERVER = "Parlour"
 HSTS = "max-age=31536000"  # one year, without includeSubDomains: other sites may live under the domain
-HTTPS_ONLY = ("/admin", "/invite/", "/api/", "/metrics")  # logins, sessions, bearer tokens, new passwords
+HTTPS_ONLY = ("/admin", "/invite/", "/api/", "/metrics", "/chat")  # logins, sessions, tokens, passwords
 
 
 @dataclass(slots=True)

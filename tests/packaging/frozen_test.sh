@@ -1,7 +1,7 @@
 #!/bin/sh
 # Smoke test of the frozen executable on the build host: version, check config, setup mode with the
 # packaged parlour.toml (the wizard's templates, static files and translations are inside), `run --dev`
-# in a temporary folder, `user add`, and a client login (STARTTLS + SASL PLAIN + bind). Called by
+# in a temporary folder, `user add`, a client login (STARTTLS + SASL PLAIN + bind) and the web chat. Called by
 # `make dist-test`. Runs in a private network namespace (unshare -n, needs root) so the fixed
 # development ports cannot clash with anything on the host; prints start-up timings.
 #
@@ -69,6 +69,10 @@ check "nothing of it left in /tmp or /var/tmp (the first unpack emptied)" test -
 step "user add, client login"
 check "user add alice@localhost" sh -c "echo frozen-test-password | '$BIN' user add alice@localhost --dev"
 check "alice logs in" "$PY" "$LOGIN" 127.0.0.1 5222 localhost alice frozen-test-password
+chat=$(curl -sk https://127.0.0.1:5443/chat) || chat=
+contains "the web chat page at https://...:5443/chat" "$chat" 'id="parlour-chat"'
+check "the web chat's Converse.js is inside: /static/chat/converse.min.js" \
+    curl -skf -o /dev/null https://127.0.0.1:5443/static/chat/converse.min.js
 
 step "stop (SIGTERM)"
 kill "$SERVER"; wait "$SERVER" && rc=0 || rc=$?

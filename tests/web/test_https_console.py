@@ -77,5 +77,6 @@ async def test_the_wizard_ends_with_a_link_to_the_console_over_https(tmp_path: P
         async with http_session() as s:
             done = await walk_wizard_http(s, f"http://127.0.0.1:{mode.port}", mode.token.value)
         assert f'href="https://127.0.0.1:{tls_port}/admin/"' in done
+        assert f'href="https://127.0.0.1:{tls_port}/chat"' in done  # the web chat, for those without an app
     finally:
         await mode.stop()

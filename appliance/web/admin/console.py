@@ -16,7 +16,7 @@ from appliance.services.settings import field_problem, form_value
 from appliance.util.i18n import _, lazy
 from appliance.web.admin import auth
 from appliance.web.admin.auth import ConsoleSession, ConsoleSessions
-from appliance.web.keys import ADMIN, CONSOLE_SESSIONS
+from appliance.web.keys import ADMIN, CONFIG, CONSOLE_SESSIONS
 from appliance.web.pages import render
 
 Page = Callable[[web.Request, ConsoleSession], Awaitable[web.StreamResponse]]
@@ -66,7 +66,7 @@ def _page(request: web.Request, session: ConsoleSession, template: str, **contex
     flash, session.flash = session.flash, None
     alerts = request.app[ADMIN].certificates.alerts()  # expiring certificates, failed renewal
     return render(request, template, nav=NAV, admin=session.jid, csrf=session.csrf, flash=flash,
-                  cert_alerts=alerts, **context)
+                  cert_alerts=alerts, webchat=request.app[CONFIG].http.webchat, **context)
 
 
 def _back(session: ConsoleSession, to: str, kind: str, text: str) -> web.HTTPSeeOther:

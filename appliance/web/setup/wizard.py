@@ -139,7 +139,8 @@ async def _finish(request: web.Request, wizard: Wizard) -> web.Response:
     wizard.answers.password = ""
     port = shown.pop("https_port", 0)  # the console will be on HTTPS (plain HTTP redirects there)
     console = https_url(request, port, "/admin/") if port else "/admin/"
-    response = render(request, "setup/done.html", console_url=console, **shown)
+    chat = https_url(request, port, "/chat") if port else "/chat"
+    response = render(request, "setup/done.html", console_url=console, chat_url=chat, **shown)
     response.del_cookie(COOKIE, path="/setup")
     return response
 
