@@ -36,6 +36,7 @@ from appliance.modules.csi import ClientStateIndication
 from appliance.modules.directory import DirectoryProfiles
 from appliance.modules.disco import Disco
 from appliance.modules.extdisco import ExternalServices
+from appliance.modules.invites import Invites
 from appliance.modules.last import LastActivity
 from appliance.modules.mam import Mam
 from appliance.modules.message import Message
@@ -67,6 +68,7 @@ from appliance.storage.stores import (
     archive,
     blocklist,
     host_kv,
+    invitations,
     kv,
     muc,
     offline,
@@ -119,6 +121,7 @@ BUILTIN: tuple[type[Module], ...] = (
     AdminCommands,
     SharedRoster,  # issue 15: shared-roster groups
     DirectoryProfiles,  # issue 15: vCards from the company directory ([ldap])
+    Invites,  # issue 16: XEP-0401 invitations from clients
 )
 
 
@@ -134,6 +137,7 @@ STORES: tuple[tuple[type, Callable[[Database], object]], ...] = (
     (api.ArchiveStore, archive.ArchiveStore),
     (api.HostValueStore, host_kv.HostValueStore),
     (api.SharedGroupStore, shared_groups.SharedGroupStore),
+    (api.InvitationStore, invitations.InvitationStore),
 )
 
 # Schema changes that stores keep beside their code (a store module's MIGRATIONS), after the numbered

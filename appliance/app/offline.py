@@ -16,9 +16,11 @@ from appliance.modules.muc import MucOptions, defaults_from
 from appliance.modules.muc.admin import RoomAdmin
 from appliance.modules.shared_roster import GroupAdmin, SharedRoster
 from appliance.services.accounts import AccountAdmin
+from appliance.services.invitations import Invitations
 from appliance.services.rooms import RoomDesk, RoomManager
 from appliance.services.setup import SetupAnswers, SetupService
 from appliance.services.shared_groups import GroupManager, SharedGroupDesk
+from appliance.storage.api import InvitationStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class OfflineServices:
     rooms: RoomDesk
     room_services: dict[str, str]  # host -> its chat service domain
     groups: SharedGroupDesk
+    invitations: Invitations
 
 
 def stored_room_managers(config: Config, storage: Storage) -> dict[str, RoomManager]:
@@ -64,11 +67,15 @@ async def offline_services(config: Config) -> AsyncIterator[OfflineServices]:
     try:
         accounts = AccountService(storage.stores.accounts, iterations=config.limits.scram_iterations)
         managers = stored_room_managers(config, storage)
+        account_admin = AccountAdmin(accounts, SessionDirectory(), [h.name for h in config.hosts], admins=None)
         yield OfflineServices(
-            accounts=AccountAdmin(accounts, SessionDirectory(), [h.name for h in config.hosts], admins=None),
+            accounts=account_admin,
             rooms=RoomDesk(managers.values),
             room_services={host: manager.domain for host, manager in managers.items()},
             groups=SharedGroupDesk(lambda: stored_group_managers(config, storage)),
+            # The database is shared with a running server: what is made here works there at once.
+            invitations=Invitations(storage.stores.get(InvitationStore), accounts, account_admin, lambda: config,
+                                    reserved=lambda jid: jid in config.server.admins, roster=storage.stores.roster),
         )
     finally:
         await storage.close()

@@ -30,7 +30,7 @@ from appliance.certs.names import hosted_names
 from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
-from appliance.core.api import AccountDesk, BuiltinTurn, Directory, Host
+from appliance.core.api import AccountDesk, BuiltinTurn, Directory, Host, InvitationDesk
 from appliance.core.s2s import Federation
 from appliance.core.server import SWEEP_INTERVAL, XmppCore
 from appliance.core.sessions import SessionDirectory
@@ -128,6 +128,8 @@ class Parlour:
             "federation status": self._federation_status,
         })
         await self.control.start()
+        core.publish(InvitationDesk, self.services.invitations)
+        await self.services.invitations.adopt(await self.services.tokens.tokens.take_invitations())
         await core.start()
         if config.cluster.enabled:  # before the listeners: the registry is in place for the first login
             from appliance.app.cluster import join_cluster  # redis-py is loaded by cluster nodes only

@@ -13,6 +13,7 @@ from appliance.core.server import XmppCore
 from appliance.directory.ldap import LdapDirectory
 from appliance.modules.announce import Announcements
 from appliance.modules.muc.admin import RoomAdmin
+from appliance.modules.roster import RosterService
 from appliance.modules.shared_roster import GroupAdmin
 from appliance.services import Services
 from appliance.services.accounts import AccountAdmin
@@ -23,13 +24,14 @@ from appliance.services.certificates import CertificateDesk
 from appliance.services.cluster import ClusterDesk, NodeReader
 from appliance.services.directory import DirectoryDesk
 from appliance.services.federation import FederationDesk
-from appliance.services.invitations import Invitations
+from appliance.services.invitations import ContactList, Invitations
 from appliance.services.rooms import RoomDesk, RoomManager
 from appliance.services.scheduled_backups import BackupDesk
 from appliance.services.settings import Reload, Settings
 from appliance.services.shared_groups import GroupManager, SharedGroupDesk
 from appliance.services.status import ServerStatus
 from appliance.services.tokens import ApiTokens
+from appliance.storage.api import InvitationStore
 from appliance.storage.tokens import TokenFile
 from appliance.util.logbuffer import RingBufferHandler
 
@@ -52,6 +54,16 @@ def live_group_managers(core: XmppCore) -> dict[str, GroupManager]:
     return {name: admin for name, admin in found if admin is not None}
 
 
+def live_contact_lists(core: XmppCore) -> Callable[[str], ContactList | None]:
+    """Host -> the roster service its roster module publishes (changes reach online clients)."""
+
+    def contacts(host: str) -> ContactList | None:
+        found = core.hosts.get(host)
+        return found.services.get(RosterService) if found is not None else None
+
+    return contacts
+
+
 def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload, certs: CertificateStore,
                      cert_care: CertificateCare, log_buffer: RingBufferHandler | None,
                      directory: LdapDirectory | None = None,
@@ -69,7 +81,9 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
     return Services(
         accounts=account_admin,
         admins=admins,
-        invitations=Invitations(tokens, accounts, account_admin, admins, config),
+        invitations=Invitations(core.stores.get(InvitationStore), accounts, account_admin, config,
+                                reserved=admins.is_admin, contacts=live_contact_lists(core),
+                                roster=core.stores.roster),
         tokens=ApiTokens(tokens, admins.is_admin),
         settings=settings,
         status=ServerStatus(accounts=account_admin, sessions=core.sessions, stats=core.stats, certs=certs,
@@ -88,4 +102,4 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
     )
 
 
-__all__ = ["live_announcers", "live_group_managers", "live_room_managers", "running_services"]
+__all__ = ["live_announcers", "live_contact_lists", "live_group_managers", "live_room_managers", "running_services"]

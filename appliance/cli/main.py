@@ -6,10 +6,25 @@ import argparse
 import sys
 
 from appliance import __version__
-from appliance.cli import backup, cert, check, cluster, db, federation, group, room, run, service, setup, user, version
+from appliance.cli import (
+    backup,
+    cert,
+    check,
+    cluster,
+    db,
+    federation,
+    group,
+    invite,
+    room,
+    run,
+    service,
+    setup,
+    user,
+    version,
+)
 from appliance.config import ConfigError
 
-SUBCOMMANDS = (run, cert, setup, check, user, room, group, federation, backup, db, cluster, version, service)
+SUBCOMMANDS = (run, cert, setup, check, user, invite, room, group, federation, backup, db, cluster, version, service)
 """Subcommand modules, each with `add_parser(subparsers)` and `run(args) -> int`."""
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -68,7 +68,9 @@ __all__ = [
     "Duration",
     "Host",
     "Int",
+    "InvitationDesk",
     "IqRequest",
+    "IssuedInvitation",
     "ListOf",
     "Module",
     "ModuleContext",
@@ -169,6 +171,35 @@ class Directory(Protocol):
 
     async def members(self, group_dn: str) -> dict[str, DirectoryMember]:
         """Username -> entry and name of every user of a directory group, nested groups included."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedInvitation:
+    """An invitation just made: what the inviter passes on (XEP-0401 §5.1) and when it expires."""
+
+    uri: str  # xmpp:...;preauth=TOKEN
+    landing_url: str
+    expires: float
+
+
+class InvitationDesk(Protocol):
+    """Invitations as modules use them (services.invitations.Invitations; the composition root publishes
+    it to every host). `accept` raises AccountExists when the name is taken, ValueError with a message
+    for the user for any other refusal."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    async def valid(self, token: str, host: str) -> bool:
+        """Whether `token` is a valid invitation to create an account on `host` now."""
+        ...
+
+    async def accept(self, token: str, username: str, password: str, *, host: str | None = None) -> str: ...
+
+    async def issue(self, actor: str, host: str, *, contact: bool, username: str = "") -> IssuedInvitation:
+        """Make a single-use invitation on `host` by `actor`; with `contact`, the invitee and the actor
+        become mutual contacts."""
         ...
 
 

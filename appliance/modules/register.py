@@ -1,5 +1,5 @@
-"""In-Band Registration (XEP-0077): account creation before login (when the host's policy allows it),
-password change and account removal after login (always)."""
+"""In-Band Registration (XEP-0077): account creation before login (when the host's policy allows it, or
+with an invitation's token, XEP-0445), password change and account removal after login (always)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+from weakref import WeakKeyDictionary
 
 from lxml import etree
 
@@ -17,6 +18,7 @@ from appliance.core.api import (
     AccountNotFound,
     Choice,
     Int,
+    InvitationDesk,
     IqRequest,
     Module,
     ModuleContext,
@@ -26,10 +28,10 @@ from appliance.core.api import (
     option,
 )
 from appliance.core.events import AccountEvent
-from appliance.storage.api import RosterStore
+from appliance.storage.api import InvitationStore, RosterStore
 from appliance.xmpp.errors import StanzaError
 from appliance.xmpp.jid import JID, JIDError
-from appliance.xmpp.ns import NS_CLIENT, NS_DATA, NS_REGISTER, NS_REGISTER_FEATURE
+from appliance.xmpp.ns import NS_CLIENT, NS_DATA, NS_IBR_TOKEN, NS_INVITE, NS_PREAUTH, NS_REGISTER, NS_REGISTER_FEATURE
 from appliance.xmpp.stream import C2SState
 
 QUERY = f"{{{NS_REGISTER}}}query"
@@ -37,6 +39,7 @@ REMOVE = f"{{{NS_REGISTER}}}remove"
 USERNAME = f"{{{NS_REGISTER}}}username"
 PASSWORD = f"{{{NS_REGISTER}}}password"
 FORM = f"{{{NS_DATA}}}x"
+PREAUTH = f"{{{NS_PREAUTH}}}preauth"
 PRESENCE = f"{{{NS_CLIENT}}}presence"
 
 RATE_WINDOW = 3600.0
@@ -74,7 +77,7 @@ class Register(Module):
 
     name = "register"
     options = RegisterOptions
-    implements = (Xep(77, "2.4"),)
+    implements = (Xep(77, "2.4"), Xep(445, "0.2.0", note="invitation tokens from the console, CLI or XEP-0401"))
 
     def setup(self, ctx: ModuleContext[RegisterOptions]) -> None:
         self.ctx = ctx
@@ -88,10 +91,17 @@ class Register(Module):
             ctx.iq("get", QUERY, self.get, scope=scope, feature=None)
             ctx.iq("set", QUERY, self.set, scope=scope, feature=None)
         ctx.feature(NS_REGISTER)
-        if self.policy != "closed":
+        self.invitations = ctx.optional(InvitationDesk)
+        # Streams that presented a valid invitation token (XEP-0445 §4), until they register or close.
+        self._tokens: WeakKeyDictionary[Any, str] = WeakKeyDictionary()
+        if self.policy != "closed" or self.invitations is not None:
             ctx.preauth_iq(QUERY, self.before_login)
             ctx.stream_feature(self.stream_feature)
             ctx.every(RATE_WINDOW / 4, self._prune, "prune")
+        if self.invitations is not None:
+            ctx.preauth_iq(PREAUTH, self.on_preauth)
+            for namespace in (NS_IBR_TOKEN, NS_INVITE):  # XEP-0445 and XEP-0401's earlier name for it
+                ctx.stream_feature(self._invitation_feature(namespace))
 
     # -- before login -----------------------------------------------------------------------------
 
@@ -101,10 +111,33 @@ class Register(Module):
             return None
         return etree.Element(f"{{{NS_REGISTER_FEATURE}}}register", nsmap={None: NS_REGISTER_FEATURE})
 
+    def _invitation_feature(self, namespace: str) -> Callable[[Any], etree._Element | None]:
+        def feature(stream: Any) -> etree._Element | None:
+            """<register xmlns=namespace/>: this stream may register with an invitation's token."""
+            if (stream.state is not C2SState.UNAUTHENTICATED or self.invitations is None
+                    or not self.invitations.enabled or not self._channel_safe(stream.transport)):
+                return None
+            return etree.Element(f"{{{namespace}}}register", nsmap={None: namespace})
+
+        return feature
+
     def _may_register(self, stream: _Stream) -> bool:
-        if self.policy == "loopback" and not stream.transport.loopback:
+        if self.policy == "closed" or (self.policy == "loopback" and not stream.transport.loopback):
             return False
         return self._channel_safe(stream.transport)
+
+    async def on_preauth(self, iq: etree._Element, stream: _Stream) -> etree._Element | None:
+        """XEP-0445 §4: check an invitation's token; a valid one lets this stream register (once)."""
+        if iq.get("type") != "set":
+            raise StanzaError.bad_request("Send the token in an IQ of type set")
+        if not self._channel_safe(stream.transport):
+            raise StanzaError.not_authorized("Start TLS before registering")
+        token = iq[0].get("token", "")
+        assert self.invitations is not None
+        if not await self.invitations.valid(token, self.ctx.host):
+            raise StanzaError.item_not_found("The provided token is invalid or expired")
+        self._tokens[stream] = token
+        return None
 
     def _channel_safe(self, transport: _Transport) -> bool:
         """Passwords travel in the clear inside the stream: only over TLS, unless the admin allows plain."""
@@ -115,7 +148,10 @@ class Register(Module):
 
     async def before_login(self, iq: etree._Element, stream: _Stream) -> etree._Element | None:
         """The pre-authentication IQ handler: registration form (get) or new account (set)."""
-        if self.policy == "loopback" and not stream.transport.loopback:
+        token = self._tokens.get(stream)
+        if token is None and self.policy == "closed":  # as if there were no registration at all
+            raise StanzaError.service_unavailable()
+        if token is None and self.policy == "loopback" and not stream.transport.loopback:
             raise StanzaError.not_allowed("Registration is only open to local connections")
         if not self._channel_safe(stream.transport):
             raise StanzaError.not_authorized("Start TLS before registering")
@@ -132,12 +168,17 @@ class Register(Module):
             jid = JID.make(username, self.ctx.host)
         except JIDError:
             raise StanzaError.not_acceptable("That username is not valid") from None
+        if token is not None:
+            self._check_password(password)
+            return await self._redeem(stream, token, username, password)
         ip = stream.transport.peer_ip
         self._check_rate(ip)
         self._check_password(password)
-        if self.ctx.is_admin(jid):
+        if self.ctx.is_admin(jid) or await self.ctx.store(InvitationStore).reserved(
+                self.ctx.host, jid.local or "", self.ctx.now()):
             # A name in server.admins is reserved: rights are granted by name, so whoever signs up as a
             # deleted administrator would inherit them. Only an administrator may create that account.
+            # So is a name an invitation keeps for its invitee (XEP-0445 §5) until it expires.
             raise StanzaError.conflict("That username is taken")
         try:
             await self.ctx.accounts.create(jid, password)
@@ -148,6 +189,18 @@ class Register(Module):
         self._recent.setdefault(ip, deque()).append(self.clock())
         self.ctx.log.info("registered %s from %s", jid, ip)
         return None
+
+    async def _redeem(self, stream: _Stream, token: str, username: str, password: str) -> None:
+        """Make the account the stream's invitation allows (no per-address limit: the token is the gate)."""
+        assert self.invitations is not None
+        try:
+            jid = await self.invitations.accept(token, username, password, host=self.ctx.host)
+        except AccountExists:
+            raise StanzaError.conflict("That username is taken") from None
+        except ValueError as exc:
+            raise StanzaError.not_acceptable(str(exc)) from None
+        self._tokens.pop(stream, None)
+        self.ctx.log.info("registered %s with an invitation from %s", jid, stream.transport.peer_ip)
 
     def _check_rate(self, ip: str) -> None:
         recent = self._recent.get(ip)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from appliance.core.accounts import AccountExists
+
 audit = logging.getLogger("appliance.admin")
 audit.setLevel(logging.INFO)  # the audit trail is kept even when the log level is "warning"
 
@@ -20,6 +22,10 @@ class Conflict(ServiceError):
     """The thing to create exists already."""
 
 
+class NameTaken(Conflict, AccountExists):
+    """The account name asked for is taken (or reserved); to modules, the core's AccountExists."""
+
+
 class Refused(ServiceError):
     """A value (a password) is not acceptable; `reason` is the technical why, for the CLI."""
 
@@ -28,4 +34,4 @@ class Refused(ServiceError):
         self.reason = reason
 
 
-__all__ = ["Conflict", "NotFound", "Refused", "ServiceError", "audit"]
+__all__ = ["Conflict", "NameTaken", "NotFound", "Refused", "ServiceError", "audit"]

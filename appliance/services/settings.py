@@ -123,7 +123,8 @@ def form_value(setting: Setting, raw: str | None) -> object:
 # Keys applied live by a reload; the others are written and need a restart.
 SETTING_NAMES = (
     "modules.register.policy", "modules.register.min_password_length", "console.invitations",
-    "console.invitation_lifetime", "console.language", "modules.offline.max_messages", "logging.level",
+    "console.invitation_lifetime", "modules.invites.allow_users", "console.language", "modules.offline.max_messages",
+    "logging.level",
     "server.admins", "modules.mam.retention", "modules.upload.quota", "c2s.require_encryption",
     "federation.enabled", "federation.mode", "federation.allowed_domains", "federation.silent_drop",
 )

@@ -483,6 +483,59 @@ class MucStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Invitation:
+    """An invitation (XEP-0401): who may redeem it how often until when, and what a new account gets.
+
+    `digest` is the SHA-256 of the token (the token itself is never stored); `inviter` becomes a mutual
+    contact of every account made with it ("" none), in the roster `groups`; `username` is the one name
+    it may create, reserved until it expires ("" any name).
+    """
+
+    id: str
+    digest: str
+    host: str
+    creator: str
+    expires: float
+    created: float = 0.0
+    inviter: str = ""
+    username: str = ""
+    groups: tuple[str, ...] = ()
+    max_uses: int = 1
+    uses: int = 0
+    used_by: tuple[str, ...] = ()
+
+    def valid(self, now: float) -> bool:
+        return self.uses < self.max_uses and now < self.expires
+
+
+@runtime_checkable
+class InvitationStore(Protocol):
+    """Invitations; `claim` takes one use atomically, whatever runs at the same time."""
+
+    async def create(self, invitation: Invitation) -> None: ...
+
+    async def find(self, digest: str) -> Invitation | None: ...
+
+    async def list(self, host: str | None = None) -> list[Invitation]:
+        """Newest first, with the accounts made from each."""
+        ...
+
+    async def claim(self, digest: str, jid: str, now: float) -> Invitation | None:
+        """Take one use for `jid` if the invitation is valid at `now`; None (nothing taken) otherwise."""
+        ...
+
+    async def release(self, invitation_id: str, jid: str) -> None:
+        """Give back the use `jid` claimed (its account could not be made)."""
+        ...
+
+    async def delete(self, invitation_id: str) -> bool: ...
+
+    async def reserved(self, host: str, username: str, now: float) -> bool:
+        """True when a valid invitation keeps `username` on `host` for its invitee."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class UploadSlot:
     """One reserved or finished upload."""
 

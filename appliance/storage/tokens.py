@@ -1,4 +1,5 @@
-"""Invitation links and API tokens: only their SHA-256 is kept, in one 0600 JSON file in the state folder.
+"""API tokens: only their SHA-256 is kept, in one 0600 JSON file in the state folder (invitations were
+kept here too before they moved to the database; `take_invitations` hands the old ones over).
 
 A small file rather than a table: there are a handful of records, only the console writes them, and a
 lost file only invalidates links and tokens (nothing a user owns).
@@ -26,6 +27,8 @@ def digest(secret: str) -> str:
 
 @dataclass(slots=True)
 class Invitation:
+    """An invitation as older versions kept it."""
+
     id: str
     digest: str
     host: str
@@ -33,9 +36,6 @@ class Invitation:
     created: float
     expires: float
     used_by: str = ""
-
-    def valid(self, now: float) -> bool:
-        return not self.used_by and now < self.expires
 
 
 @dataclass(slots=True)
@@ -76,53 +76,15 @@ class TokenFile:
     async def _save(self) -> None:
         await asyncio.to_thread(self._write)
 
-    # -- invitations ----------------------------------------------------------------------------
+    # -- invitations (before 0007 they lived here) -------------------------------------------------
 
-    async def new_invitation(self, host: str, creator: str, lifetime: float) -> tuple[str, Invitation]:
-        """A fresh invitation; the secret (the link's last part) is returned once and never stored."""
-        secret = secrets.token_urlsafe(24)
-        now = time.time()
-        record = Invitation(secrets.token_hex(4), digest(secret), host, creator, now, now + lifetime)
+    async def take_invitations(self) -> list[Invitation]:
+        """The invitation records of older versions, removed from the file (the database holds them now)."""
         async with self._lock:
-            self._records.invitations.append(record)
-            await self._save()
-        return secret, record
-
-    def invitations(self) -> list[Invitation]:
-        return list(self._records.invitations)
-
-    def find_invitation(self, secret: str) -> Invitation | None:
-        wanted = digest(secret)
-        return next((i for i in self._records.invitations if secrets.compare_digest(i.digest, wanted)), None)
-
-    async def claim_invitation(self, secret: str, jid: str, now: float) -> Invitation | None:
-        """Mark the valid invitation behind `secret` as used by `jid`, or None when it is not valid.
-
-        The check and the mark happen before the first await, so of concurrent redemptions exactly one
-        gets the record; the others see it used. Undo with `release_invitation` if the account fails.
-        """
-        record = self.find_invitation(secret)
-        if record is None or not record.valid(now):
-            return None
-        record.used_by = jid
-        async with self._lock:
-            await self._save()
-        return record
-
-    async def release_invitation(self, record: Invitation) -> None:
-        """Give a claimed invitation back (its account could not be created)."""
-        async with self._lock:
-            record.used_by = ""
-            await self._save()
-
-    async def revoke_invitation(self, invitation_id: str) -> bool:
-        async with self._lock:
-            before = len(self._records.invitations)
-            self._records.invitations = [i for i in self._records.invitations if i.id != invitation_id]
-            if len(self._records.invitations) == before:
-                return False
-            await self._save()
-            return True
+            taken, self._records.invitations = self._records.invitations, []
+            if taken:
+                await self._save()
+        return taken
 
     # -- API tokens -----------------------------------------------------------------------------
 

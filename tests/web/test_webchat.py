@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from appliance.services.invitations import InvitationTerms
 from appliance.storage.api import RosterItem
 from appliance.web import webchat
 from tests.integration.harness import PASSWORD, Harness, free_port, make_config, start_harness
@@ -114,3 +115,26 @@ async def test_the_console_links_to_the_web_chat(console_server: Harness) -> Non
         status, text = await admin_login(s, f"http://127.0.0.1:{console_server.http_port}")
     assert status == 200
     assert 'href="/chat"' in text
+
+
+@needs_webchat
+async def test_an_invitation_makes_the_account_and_the_web_chat_shows_the_inviter(server: Harness) -> None:
+    alice = await server.user("alice")
+    token, _record = await server.server.services.invitations.create(
+        "command line", terms=InvitationTerms(contact=alice))
+    landing = f"https://{server.domain}:{server.https_port}/invite/{token}"
+    async with chromium() as browser:
+        page = await new_page(browser, PHONE)
+        await page.goto(landing)
+        assert (await page.get_attribute("#open-in-app", "href")) == f"xmpp:{alice}?roster;preauth={token};ibr=y"
+        await page.get_by_label("User name").fill("juliet")
+        await page.get_by_label("Password", exact=True).fill(PASSWORD)
+        await page.get_by_label("Password again").fill(PASSWORD)
+        await page.get_by_role("button", name="Create account").click()
+        await page.locator("#open-web-chat").click()
+        await page.wait_for_url("**/chat?jid=juliet%40localhost")
+        assert await page.locator("#converse-login-jid").input_value() == f"juliet@{server.domain}"
+        await page.locator("#converse-login-password").fill(PASSWORD)
+        await page.locator("#converse-login button[type=submit]").click()
+        await page.locator("converse-roster .open-chat", has_text="alice").first.wait_for()
+        await page.screenshot(path=str(Path(__file__).parent / "screenshots" / "webchat-invited-phone.png"))

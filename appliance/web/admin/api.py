@@ -15,6 +15,7 @@ from aiohttp import web
 
 from appliance.services import Services
 from appliance.services.errors import NotFound, ServiceError
+from appliance.services.invitations import InvitationTerms
 from appliance.web.keys import ADMIN
 
 Endpoint = Callable[[web.Request, Services, str], Awaitable[Any]]
@@ -136,21 +137,31 @@ async def activity(request: web.Request, s: Services, _actor: str) -> Any:
 
 def _invitation(record: Any) -> dict[str, Any]:
     return {"id": record.id, "host": record.host, "creator": record.creator, "created": record.created,
-            "expires": record.expires, "used_by": record.used_by or None,
-            "valid": record.valid(time.time())}
+            # used_by: the first account made (as before multi-use links); accounts: all of them
+            "expires": record.expires, "used_by": next(iter(record.used_by), None), "accounts": list(record.used_by),
+            "uses": record.uses,
+            "max_uses": record.max_uses, "contact": record.inviter or None, "groups": list(record.groups),
+            "username": record.username or None, "valid": record.valid(time.time())}
 
 
 @endpoint
 async def list_invitations(_request: web.Request, s: Services, _actor: str) -> Any:
-    return {"invitations": [_invitation(i) for i in s.invitations.list()]}
+    return {"invitations": [_invitation(i) for i in await s.invitations.list()]}
 
 
 @endpoint
 async def create_invitation(request: web.Request, s: Services, actor: str) -> Any:
     body = await _body(request) if request.can_read_body else {}
-    secret, record = await s.invitations.create(actor, body.get("host"))
-    url = s.invitations.link(record, secret)
-    return web.json_response({**_invitation(record), "url": url}, status=201)
+    try:
+        lifetime = body.get("lifetime")
+        terms = InvitationTerms(uses=int(body.get("uses", 1)), lifetime=None if lifetime is None else float(lifetime),
+                                contact=str(body.get("contact") or ""), groups=tuple(map(str, body.get("groups", ()))),
+                                username=str(body.get("username") or ""))
+    except (TypeError, ValueError):
+        raise ServiceError("uses and lifetime (seconds) must be numbers, groups a list of names") from None
+    token, record = await s.invitations.create(actor, body.get("host"), terms=terms)
+    return web.json_response({**_invitation(record), "url": s.invitations.link(record, token),
+                              "uri": s.invitations.uri(record, token)}, status=201)
 
 
 @endpoint

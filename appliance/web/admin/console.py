@@ -12,6 +12,7 @@ from aiohttp import web
 from appliance.config.spec import Bool
 from appliance.services import Services
 from appliance.services.errors import ServiceError, audit
+from appliance.services.invitations import InvitationTerms
 from appliance.services.settings import field_problem, form_value
 from appliance.util.i18n import _, lazy
 from appliance.web.admin import auth
@@ -242,21 +243,43 @@ async def _revoke_token(s: Services, actor: str, form: Any) -> str:
 
 @admin_page
 async def invitations(request: web.Request, session: ConsoleSession) -> web.Response:
+    return await _invitations_page(request, session, new=None)
+
+
+async def _invitations_page(request: web.Request, session: ConsoleSession, *,
+                            new: dict[str, str] | None) -> web.Response:
     invitations = request.app[ADMIN].invitations
-    return _page(request, session, "admin/invitations.html", invitations=invitations.list(), now=time.time(),
-                 enabled=invitations.enabled, new_link=None)
+    lifetime = _days(invitations.config().console.invitation_lifetime)
+    return _page(request, session, "admin/invitations.html", invitations=await invitations.list(), now=time.time(),
+                 enabled=invitations.enabled, new=new, lifetime_days=lifetime)
+
+
+def _days(seconds: float) -> float:
+    return round(seconds / 86400, 2)
+
+
+def _terms(form: Any, actor: str) -> InvitationTerms:
+    """The console form's choices: uses, days, whether the invitee becomes my contact, groups, a name."""
+    try:
+        uses = int(str(form.get("uses", "1")) or 1)
+        days = float(str(form.get("days", "")) or 0) or None
+    except ValueError:
+        raise ServiceError(_("Uses and days must be numbers.")) from None
+    groups = tuple(g for g in str(form.get("groups", "")).split(",") if g.strip())
+    return InvitationTerms(uses=uses, lifetime=days * 86400 if days else None, groups=groups,
+                           contact=actor if form.get("contact") else "", username=str(form.get("username", "")))
 
 
 @admin_page
 async def create_invitation(request: web.Request, session: ConsoleSession) -> web.Response:
     invitations = request.app[ADMIN].invitations
+    form = await request.post()
     try:
-        secret, record = await invitations.create(session.jid)
+        token, record = await invitations.create(session.jid, terms=_terms(form, session.jid))
     except ServiceError as exc:
         raise _back(session, "/admin/invitations", "error", str(exc)) from None
-    link = invitations.link(record, secret)
-    return _page(request, session, "admin/invitations.html", invitations=invitations.list(), now=time.time(),
-                 enabled=True, new_link=link)
+    return await _invitations_page(request, session,
+                                   new={"link": invitations.link(record, token), "uri": invitations.uri(record, token)})
 
 
 @admin_page
