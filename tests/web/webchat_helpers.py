@@ -14,7 +14,7 @@ from tests.web.console_helpers import CHROMIUM, CHROMIUM_ARGS, SHOTS
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1200, "height": 900}
-UI_TIMEOUT = 30_000  # ms: Converse's first start (IndexedDB, disco) on a loaded 2-core machine
+UI_TIMEOUT = 60_000  # ms: Converse's first start (IndexedDB, disco, rooms) on a loaded 2-core machine (load 17 seen)
 
 def _missing() -> str:
     if not CHROMIUM.exists():
