@@ -2,10 +2,16 @@
 
     python benchmarks/profile_messages.py --pairs 10 --messages 20000             # server CPU µs/message
     python benchmarks/profile_messages.py --pairs 10 --messages 20000 --profile 30
+    python benchmarks/profile_messages.py --pairs 500 --messages 40000 --burst 1 --rate 2000    # like tsung
 
 Pairs of accounts log in (PLAIN, bind, session, initial presence) and stay online; in the measured pass each
 sender sends its share of messages to its partner, who counts them as they arrive. The server process's
 CPU time over that pass is divided by the number of messages delivered.
+
+Senders write bursts of `--burst` messages (50 by default), then let the server catch up. With `--burst 1` and
+many pairs every message arrives in a read of its own and leaves in a write of its own, as in the tsung
+message run (`benchmarks/profile_tsung.sh`), so the per-read and per-write costs count in full; `--rate R`
+paces the senders to R messages/s in all, so the server also wakes up for a few messages at a time.
 """
 
 from __future__ import annotations
@@ -36,22 +42,31 @@ async def receive(want: Callable[[bytes], Awaitable[None]], count: int) -> None:
         await want(b"<body>")
 
 
-async def client_main(port: int, pairs: int, messages: int) -> None:
-    conns = [await online(port, user) for user in range(1, 2 * pairs + 1)]
+async def client_main(port: int, pairs: int, messages: int, burst: int, rate: int) -> None:
+    users = range(1, 2 * pairs + 1)
+    conns = []
+    for start in range(0, len(users), 50):  # 50 logins at a time: many pairs log in quickly, PBKDF2 paces them
+        conns += await asyncio.gather(*(online(port, user) for user in users[start : start + 50]))
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     each = messages // pairs
     started = time.perf_counter()
     receivers = [asyncio.create_task(receive(conns[2 * p + 1][1], each)) for p in range(pairs)]
-    for start in range(0, each, 50):  # bursts of 50 per sender, then let the server catch up
+    sent = 0
+    for start in range(0, each, burst):  # a burst per sender, then let the server catch up
         for p in range(pairs):
             writer = conns[2 * p][0]
             to = f"user{2 * p + 2}@bench.local"
             writer.write(b"".join(
                 f"<message to='{to}' type='chat' id='m{i}'><body>hello {i}</body></message>".encode()
-                for i in range(start, min(start + 50, each))
+                for i in range(start, min(start + burst, each))
             ))
-        await asyncio.sleep(0.002)
+            sent += burst
+            ahead = started + sent / rate - time.perf_counter() if rate else 0.0
+            if ahead > 0.001:  # paced: the server wakes up for a few messages at a time, as under tsung
+                await asyncio.sleep(ahead)
+        if not rate:
+            await asyncio.sleep(0.002)
     await asyncio.wait_for(asyncio.gather(*receivers), 120)
     print(f"done {time.perf_counter() - started:.3f} {each * pairs}", flush=True)
     for writer, _want in conns:
@@ -72,7 +87,8 @@ async def server_main(args: argparse.Namespace) -> None:
     tune_gc_for_serving()
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--client", "--port", str(args.port), "--pairs", str(args.pairs),
-        "--messages", str(args.messages), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        "--messages", str(args.messages), "--burst", str(args.burst), "--rate", str(args.rate),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )
     assert child.stdout is not None and child.stdin is not None
     if await child.stdout.readline() != b"ready\n":
@@ -95,9 +111,9 @@ async def server_main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     state = Path("/tmp/profile-messages-state")
-    args = profiling_options(__doc__, port=15487, state=state, pairs=10, messages=20000).parse_args()
+    args = profiling_options(__doc__, port=15487, state=state, pairs=10, messages=20000, burst=50, rate=0).parse_args()
     run_pinned(
-        lambda: client_main(args.port, args.pairs, args.messages), lambda: server_main(args),
+        lambda: client_main(args.port, args.pairs, args.messages, args.burst, args.rate), lambda: server_main(args),
         client=args.client, uvloop=not args.no_uvloop,
     )
 

@@ -154,7 +154,10 @@ class HookBus:
         for _priority, handler in self._handlers.get(name, ()):
             try:
                 result = handler(payload)
-                if inspect.isawaitable(result):
+                # Most handlers answer at once (a plain handler, or an async-capable one whose data is
+                # cached): only a result that is neither a bool nor None can be awaitable. This check
+                # runs a few times per routed stanza; inspect.isawaitable costs an ABC check on a bool.
+                if result is not None and result.__class__ is not bool and inspect.isawaitable(result):
                     result = await result
             except StanzaError:
                 raise  # a protocol answer for the sender, turned into an error stanza by the router

@@ -11,7 +11,7 @@ import asyncio
 import copy
 import itertools
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from lxml import etree
@@ -82,9 +82,19 @@ class BlockingService:
 
     async def blocks(self, user: JID, other: JID) -> bool:
         """Whether the local account `user` has blocked `other`."""
+        known = self.cached_blocks(user, other)
+        if known is not None:
+            return known
+        items = await self.items(user.local or "")
+        return bool(items) and any(key in items for key in match_keys(other))
+
+    def cached_blocks(self, user: JID, other: JID) -> bool | None:
+        """`blocks` without waiting: None while `user`'s list is not in memory."""
         if user.local is None or user.domain != self._host:
             return False
-        items = await self.items(user.local)
+        items = self._cache.get(user.local)
+        if items is None:
+            return None
         return bool(items) and any(key in items for key in match_keys(other))
 
     async def add(self, user: str, jids: Iterable[str]) -> list[str]:
@@ -214,12 +224,22 @@ class Blocking(Module):
 
     # -- enforcement ------------------------------------------------------------------------------
 
-    async def on_inbound(self, event: StanzaEvent) -> bool:
+    # Both guards run on every routed stanza. The hook bus awaits only what needs waiting, so while
+    # the lists involved are in memory (the usual case) a stanza nobody blocked passes without a coroutine.
+
+    def on_inbound(self, event: StanzaEvent) -> bool | Awaitable[bool]:
         """Before delivery to a local account: refuse what its owner blocked, and what a local sender
         blocked (stanzas the server sends on the sender's behalf, or IQs, which skip outgoing hooks)."""
         sender, recipient = event.from_jid, event.to_jid
         if sender.bare() == recipient.bare():
             return False
+        service = self.service
+        if service.cached_blocks(recipient, sender) is False and service.cached_blocks(sender, recipient) is False:
+            return False
+        return self._inbound(event)
+
+    async def _inbound(self, event: StanzaEvent) -> bool:
+        sender, recipient = event.from_jid, event.to_jid
         stanza = event.stanza
         if await self.service.blocks(recipient, sender):
             await self._refuse_inbound(stanza)
@@ -244,10 +264,16 @@ class Blocking(Module):
             return
         await self.ctx.router.bounce(stanza, StanzaError.service_unavailable())
 
-    async def on_outgoing(self, event: StanzaEvent) -> bool:
+    def on_outgoing(self, event: StanzaEvent) -> bool | Awaitable[bool]:
         """A local user's message or presence to someone they blocked: refused with <blocked/>."""
         if event.to_jid is None or event.to_jid.bare() == event.from_jid.bare():
             return False
+        if self.service.cached_blocks(event.from_jid, event.to_jid) is False:
+            return False
+        return self._outgoing(event)
+
+    async def _outgoing(self, event: StanzaEvent) -> bool:
+        assert event.to_jid is not None
         if not await self.service.blocks(event.from_jid, event.to_jid):
             return False
         await self.ctx.router.bounce(event.stanza, blocked_error("You have blocked this contact"))

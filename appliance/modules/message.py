@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from lxml import etree
 
 from appliance.core import events
 from appliance.core.api import Module, ModuleContext
 from appliance.core.events import StanzaEvent
 from appliance.xmpp.errors import StanzaError
+from appliance.xmpp.jid import JID
 
 
 class Message(Module):
@@ -20,7 +23,10 @@ class Message(Module):
         ctx.hook(events.MESSAGE_BARE, self.on_bare, events.DELIVER)
         ctx.hook(events.MESSAGE_FULL, self.on_full, events.DELIVER)
 
-    async def on_full(self, event: StanzaEvent) -> bool:
+    # Delivery to an online resource answers at once; only the offline paths (does the account exist,
+    # offline storage) need waiting, so the hook bus gets a coroutine for those alone.
+
+    def on_full(self, event: StanzaEvent) -> bool | Awaitable[bool]:
         session = self.ctx.sessions.get(event.to_jid)
         if session is not None:
             session.send(event.stanza)
@@ -30,12 +36,12 @@ class Message(Module):
         # "normal" is not rerouted); "error" is ignored.
         mtype = event.stanza.get("type", "normal")
         if mtype == "chat":
-            return await self.on_bare(event)
+            return self.on_bare(event)
         if mtype in ("normal", "groupchat"):
             raise StanzaError.service_unavailable()  # the sender expects a reply: tell it nobody is there
         return True  # headline and error: silently ignored
 
-    async def on_bare(self, event: StanzaEvent) -> bool:
+    def on_bare(self, event: StanzaEvent) -> bool | Awaitable[bool]:
         stanza = event.stanza
         mtype = stanza.get("type", "normal")
         if mtype == "error":
@@ -49,6 +55,9 @@ class Message(Module):
             for session in sessions:
                 session.send_bytes(data)
             return True
+        return self._nobody_online(event, user, mtype)
+
+    async def _nobody_online(self, event: StanzaEvent, user: JID, mtype: str) -> bool:
         if not self.ctx.sessions.count_for(user) and not await self.ctx.accounts.exists(user):
             raise StanzaError.service_unavailable()
         if mtype == "headline":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import pytest
 
 from appliance.config.model import HostConfig
@@ -42,3 +45,35 @@ async def test_module_context_refuses_a_payload_of_the_wrong_type() -> None:
         await ctx.fire(events.ACCOUNT_DELETED, SessionEvent(None))  # type: ignore[arg-type]
     await ctx.fire(events.ACCOUNT_DELETED, AccountEvent(JID.parse("a@example.org")))
     assert len(seen) == 1
+
+
+async def test_fire_treats_plain_and_awaitable_answers_alike() -> None:
+    """Handlers may answer at once or with an awaitable (the bus checks plain answers first, for speed):
+    True stops the chain either way; False, None and any other plain value let the next handler run."""
+
+    async def later(answer: object) -> object:
+        await asyncio.sleep(0)
+        return answer
+
+    def future_of(answer: object) -> asyncio.Future[object]:
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        future.set_result(answer)
+        return future
+
+    def handler(seen: list[str], name: str, answer: object, make: Callable[[object], object]) -> Callable[..., object]:
+        def handle(_payload: object) -> object:
+            seen.append(name)
+            return make(answer)
+
+        return handle
+
+    for make in (lambda answer: answer, later, future_of):
+        bus = HookBus()
+        seen: list[str] = []
+        for name, answer in (("false", False), ("none", None), ("other", "yes"), ("true", True), ("after", True)):
+            bus.add("x", handler(seen, name, answer, make))
+        assert await bus.fire("x", None) is True
+        assert seen == ["false", "none", "other", "true"]  # in order, up to the first True
+        bus = HookBus()
+        bus.add("x", handler(seen, "alone", False, make))
+        assert await bus.fire("x", None) is False

@@ -9,6 +9,8 @@ from xml.etree import ElementTree as ET
 import pytest
 from slixmpp.exceptions import IqError
 
+from appliance.modules.blocking import BlockingService
+from appliance.xmpp.jid import JID
 from tests.integration.harness import Client, Harness, start_harness
 from tests.integration.test_im import subscribe_both
 
@@ -153,5 +155,44 @@ async def test_blocklist_survives_reconnect_and_restart(tmp_path: Path) -> None:
         client = await blocking_client(harness, "alice@localhost")
         blocked = {str(j) for j in await client.plugin["xep_0191"].get_blocked_jids()}
         assert blocked == {"mallory@localhost", "evil.example/bot"}
+    finally:
+        await harness.close()
+
+
+async def test_blocks_hold_after_a_restart_before_any_list_is_in_memory(tmp_path: Path) -> None:
+    """The guards answer at once from the lists in memory; a list not loaded yet is read from storage
+    first, so a block made before a restart holds for the very first stanzas, both ways."""
+    harness = await start_harness(tmp_path)
+    try:
+        alice, bob = await harness.user("alice"), await harness.user("bob")
+        a = await blocking_client(harness, alice)
+        await a.plugin["xep_0191"].block(bob)
+    finally:
+        await harness.close()
+    harness = await start_harness(tmp_path)
+    try:
+        a = await harness.client(alice)
+        b = await harness.client(bob)
+        b.message_errors = asyncio.Queue()  # type: ignore[attr-defined]
+        b.add_event_handler("message_error", b.message_errors.put_nowait)  # type: ignore[attr-defined]
+        service = harness.server.hosts[harness.domain].services[BlockingService]
+        assert service.cached_blocks(JID.parse(alice), JID.parse(bob)) is None  # nothing loaded: the slow path
+
+        b.send_message(mto=alice, mbody="let me in", mtype="chat")
+        error = await asyncio.wait_for(b.message_errors.get(), 5)  # type: ignore[attr-defined]
+        assert error["error"]["condition"] == "service-unavailable"
+        assert service.cached_blocks(JID.parse(alice), JID.parse(bob)) is True  # loaded on the way
+
+        await harness.close()
+        harness = await start_harness(tmp_path)
+        a = await harness.client(alice)
+        a.message_errors = asyncio.Queue()  # type: ignore[attr-defined]
+        a.add_event_handler("message_error", a.message_errors.put_nowait)  # type: ignore[attr-defined]
+        service = harness.server.hosts[harness.domain].services[BlockingService]
+        assert service.cached_blocks(JID.parse(alice), JID.parse(bob)) is None
+        a.send_message(mto=f"{bob}/test", mbody="can you hear me?", mtype="chat")
+        error = await asyncio.wait_for(a.message_errors.get(), 5)  # type: ignore[attr-defined]
+        assert error["error"]["condition"] == "not-acceptable"
+        assert error.xml.find(f".//{BLOCKED}") is not None
     finally:
         await harness.close()
