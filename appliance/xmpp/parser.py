@@ -58,6 +58,12 @@ def _clark(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
+def _tag_and_namespace(name: str) -> tuple[str, str | None]:
+    ns, sep, local = name.rpartition(_SEP)
+    return (f"{{{ns}}}{local}", ns) if sep else (local, None)
+
+
+@functools.lru_cache(maxsize=4096)
 def _split(tag: str) -> tuple[str | None, str]:
     if tag[0] == "{":
         ns, _, local = tag[1:].partition("}")
@@ -82,6 +88,7 @@ class StreamParser:
         "_pending_ns",
         "_rebase",
         "_stack",
+        "_stack_ns",
         "_stanza_start",
         "_swallow_header",
         "_text_parts",
@@ -104,6 +111,7 @@ class StreamParser:
         self._content = False  # the innermost open element has a child or text (so it cannot be `<x/>`)
         self._fed = 0
         self._stack: list[etree._Element] = []
+        self._stack_ns: list[str | None] = []  # the namespace of each element in _stack
         self._events: list[Event] = []
         self._pending_ns: dict[str | None, str] = {}
         self._stanza_start = 0
@@ -195,10 +203,6 @@ class StreamParser:
 
     # -- expat callbacks ----------------------------------------------------------------------
 
-    def _position(self) -> int:
-        assert self._parser is not None
-        return self._parser.CurrentByteIndex + self._rebase
-
     def _on_xml_decl(self, version: str | None, encoding: str | None, standalone: int) -> None:
         if self._depth > 0:
             raise StreamError.restricted_xml("XML declaration inside the stream")
@@ -208,11 +212,17 @@ class StreamParser:
     def _on_ns(self, prefix: str | None, uri: str) -> None:
         self._pending_ns[prefix] = uri
 
+    # The callbacks below run for every element of every stanza: they read expat's position directly,
+    # flush text only when there is some, and keep the open elements' namespaces on a stack of their own
+    # (an lxml element's .tag is a new string on every read).
+
     def _on_start(self, name: str, attrs: dict[str, str]) -> None:
-        self._last_event_at = self._position()
-        tag = _clark(name)
-        if attrs:
-            attrs = {(_clark(k) if _SEP in k else k): v for k, v in attrs.items()}
+        self._last_event_at = position = self._parser.CurrentByteIndex + self._rebase  # type: ignore[union-attr]
+        tag, ns = _tag_and_namespace(name)
+        for key in attrs:  # namespaced attributes are rare: convert the names only when there is one
+            if _SEP in key:
+                attrs = {(_clark(k) if _SEP in k else k): v for k, v in attrs.items()}
+                break
         depth = self._depth
         self._content = False
         if depth == 0:
@@ -220,18 +230,18 @@ class StreamParser:
             return
         if depth >= self._max_depth:
             raise StreamError.policy_violation("Elements nested too deeply")
-        self._flush_text()
-        ns, _ = _split(tag)
-        self._pending_ns.clear()
+        if self._text_parts:
+            self._flush_text()
+        if self._pending_ns:
+            self._pending_ns.clear()
         if depth == 1:
-            self._stanza_start = self._last_event_at
+            self._stanza_start = position
             element = etree.Element(tag, attrs, nsmap={None: ns} if ns else None)
         else:
-            parent = self._stack[-1]
-            parent_ns, _ = _split(parent.tag)
-            nsmap = {None: ns} if ns and ns != parent_ns else None
-            element = etree.SubElement(parent, tag, attrs, nsmap=nsmap)
+            nsmap = {None: ns} if ns and ns != self._stack_ns[-1] else None
+            element = etree.SubElement(self._stack[-1], tag, attrs, nsmap=nsmap)
         self._stack.append(element)
+        self._stack_ns.append(ns)
         self._depth = depth + 1
 
     def _on_header(self, tag: str, attrs: dict[str, str]) -> None:
@@ -248,13 +258,13 @@ class StreamParser:
         self._events.append(StreamOpen(tag, attrs, namespaces))
 
     def _on_end(self, name: str) -> None:
-        assert self._parser is not None
+        parser = self._parser
         if self._content:  # an element with content ends with its own `</x>` tag
-            self._last_event_at = self._position()
+            self._last_event_at = parser.CurrentByteIndex + self._rebase  # type: ignore[union-attr]
         else:  # `<x></x>` or `<x/>`: ask expat (its context is a copy of the rest of the buffer, so only here)
-            context = self._parser.GetInputContext()
+            context = parser.GetInputContext()  # type: ignore[union-attr]
             if context is not None and context.startswith(b"</"):
-                self._last_event_at = self._position()
+                self._last_event_at = parser.CurrentByteIndex + self._rebase  # type: ignore[union-attr]
             # else the end of an empty element `<x/>`: it began where its start event was recorded. (Expat
             # reports either that offset or the one just past the tag, where the next tag may begin.)
         self._content = True  # for the parent
@@ -263,8 +273,10 @@ class StreamParser:
         if depth == 0:
             self._events.append(StreamClose())
             return
-        self._flush_text()
+        if self._text_parts:
+            self._flush_text()
         element = self._stack.pop()
+        self._stack_ns.pop()
         if depth == 1:
             if self._last_event_at - self._stanza_start > self._max_stanza_size:
                 raise StreamError.policy_violation("Stanza too large")
@@ -278,8 +290,6 @@ class StreamParser:
             raise StreamError.bad_format("Character data between stanzas")
 
     def _flush_text(self) -> None:
-        if not self._text_parts:
-            return
         text = "".join(self._text_parts)
         self._text_parts.clear()
         element = self._stack[-1]
