@@ -111,7 +111,13 @@ class SessionDirectory:
     def message_targets(self, user: JID, mtype: str = "normal", *, exclude: Session | None = None) -> list[Session]:
         """The sessions a message to the bare JID `user` goes to (RFC 6121 §8.5.2.1): available ones with a
         non-negative priority; all of them for headlines, else those with the highest priority."""
-        found = [s for s in self.available(user) if s.priority >= 0 and s is not exclude]
+        resources = self._by_user.get((user.domain, user.local or ""))
+        if not resources:
+            return []
+        if len(resources) == 1:  # the usual case, once per message: no priorities to compare
+            (only,) = resources.values()
+            return [only] if only.available and only.priority >= 0 and only is not exclude else []
+        found = [s for s in resources.values() if s.available and s.priority >= 0 and s is not exclude]
         if found and mtype != "headline":
             top = max(s.priority for s in found)
             found = [s for s in found if s.priority == top]

@@ -75,6 +75,7 @@ class XmppTcpProtocol(asyncio.Protocol):
         "_counted",
         "_limits",
         "_lingering",
+        "_loop",
         "_paused",
         "_pending",
         "_pending_size",
@@ -110,6 +111,9 @@ class XmppTcpProtocol(asyncio.Protocol):
         limits_cfg = services.config.limits
         self.parser = StreamParser(max_stanza_size=limits_cfg.max_stanza_size, max_depth=limits_cfg.max_depth)
         self._transport: asyncio.Transport | None = None
+        # Kept from connection_made: write() schedules a flush per stanza, and on Python 3.11 every
+        # asyncio.get_running_loop() is a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._paused = False  # by the session: its intake is backed up
         self._lingering: asyncio.TimerHandle | None = None  # closing: what ends it (see close)
         self._throttled: asyncio.TimerHandle | None = None  # by the shaper: the client sends too fast
@@ -123,6 +127,7 @@ class XmppTcpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport
+        self._loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else "?"
         self.loopback = peer_is_loopback(self.peer_ip)
@@ -182,7 +187,7 @@ class XmppTcpProtocol(asyncio.Protocol):
         if self._pending is None:
             self._pending = [data]
             self._pending_size = len(data)
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)  # type: ignore[union-attr]  # set with the transport
         else:
             self._pending.append(data)
             self._pending_size += len(data)

@@ -60,7 +60,9 @@ class Shaper:
         return max(self._bytes.take(nbytes, now), self._stanzas.take(stanzas, now))
 
     def retune(self, rates: Rates) -> None:
-        if rates != self.rates:
+        # Called on every read, nearly always with the very same Rates: identity first spares the
+        # dataclass comparison.
+        if rates is not self.rates and rates != self.rates:
             self.rates = rates
             self._bytes.retune(rates.bytes_per_second, rates.byte_burst)
             self._stanzas.retune(rates.stanzas_per_second, rates.stanza_burst)

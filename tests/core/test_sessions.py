@@ -47,3 +47,23 @@ def test_highest_non_negative_priority_wins_and_headlines_go_to_all() -> None:
     assert directory.message_targets(romeo, "headline") == [phone, laptop, tablet]
     assert directory.message_targets(romeo, "chat", exclude=phone) == [laptop]
     assert directory.message_targets(JID.parse("juliet@a.example"), "chat") == []
+
+
+def test_one_resource_gets_what_the_general_rule_gives_it() -> None:
+    """A single resource takes a shortcut: it must agree with the rule for several resources, written out."""
+
+    def by_the_rule(sessions: list[Bound], mtype: str, exclude: Bound | None) -> list[Bound]:
+        found = [s for s in sessions if s.available and s.priority >= 0 and s is not exclude]
+        if found and mtype != "headline":
+            found = [s for s in found if s.priority == max(f.priority for f in found)]
+        return found
+
+    romeo = JID.parse("romeo@a.example")
+    for priority in (-5, -1, 0, 3):
+        for available in (True, False):
+            only = Bound(JID.parse("romeo@a.example/only"), priority=priority, available=available)
+            directory = _directory(only)
+            for mtype in ("chat", "normal", "headline"):
+                for exclude in (None, only):
+                    assert directory.message_targets(romeo, mtype, exclude=exclude) == by_the_rule(
+                        [only], mtype, exclude)

@@ -51,6 +51,7 @@ class ClientSession:
     __slots__ = (
         "__weakref__",
         "_csi",
+        "_loop",
         "_reading_paused",
         "_worker",
         "available",
@@ -86,6 +87,9 @@ class ClientSession:
         self.exchange: SaslExchange | None = None  # the SASL exchange running (authentication.py)
         self.hibernated_at = 0.0  # when the connection went away from a resumable session
         self._worker: asyncio.Task[None] | None = None
+        # Sessions are made by their transport inside the loop; kept because on Python 3.11 every
+        # asyncio.get_running_loop() is a getpid() system call, and wake() runs once per read.
+        self._loop = asyncio.get_running_loop()
         self._reading_paused = False
         self._csi: CsiQueue | None = None  # only while the client is inactive (XEP-0352)
         services.connections.add(self)
@@ -147,7 +151,7 @@ class ClientSession:
     def wake(self) -> None:
         """Start the worker if input waits (it exists only while there is work)."""
         if self._worker is None and self.machine.backlog:
-            self._worker = asyncio.get_running_loop().create_task(self._drain(), name=f"c2s-{self.id}")
+            self._worker = self._loop.create_task(self._drain(), name=f"c2s-{self.machine.stream_id}")
 
     async def _drain(self) -> None:
         machine = self.machine

@@ -24,7 +24,7 @@ class InputShaping:
 
     def __init__(self, limits: LimitsConfig, now: float) -> None:
         self._limits = limits
-        self._shaper = Shaper(_rates(limits, limits.preauth_rate, limits.preauth_stanza_rate), now)
+        self._shaper = Shaper(_rates_of(limits, limits.preauth_rate, limits.preauth_stanza_rate), now)
 
     def charge(self, session: object, nbytes: int, stanzas: int, now: float) -> float:
         """Account for what `session`'s connection read; seconds to stop reading (0: keep going)."""
@@ -34,22 +34,28 @@ class InputShaping:
     def _rates_for(self, session: object) -> Rates:
         limits = self._limits
         if getattr(session, "username", None) is None:  # not logged in (or a connection's stand-in)
-            return _rates(limits, limits.preauth_rate, limits.preauth_stanza_rate)
+            return _rates_of(limits, limits.preauth_rate, limits.preauth_stanza_rate)
         host = getattr(session, "host", None)
         shaping = host.config.limits if host is not None else None
         if shaping is None:
-            return _rates(limits, limits.rate, limits.stanza_rate)
-        return _rates(limits, shaping.rate, shaping.stanza_rate)
+            return _rates_of(limits, limits.rate, limits.stanza_rate)
+        return _rates_of(limits, shaping.rate, shaping.stanza_rate)
 
 
+def _rates_of(limits: LimitsConfig, rate: int, stanza_rate: int) -> Rates:
+    return _rates(rate, stanza_rate, limits.burst, limits.max_stanza_size)
+
+
+# Asked on every read: keyed by the numbers it uses (hashing the whole LimitsConfig dataclass, a Python
+# function over all its fields, cost more than the rest of the shaping).
 @functools.lru_cache(maxsize=64)
-def _rates(limits: LimitsConfig, rate: int, stanza_rate: int) -> Rates:
+def _rates(rate: int, stanza_rate: int, burst: int, max_stanza_size: int) -> Rates:
     # The byte burst always lets one stanza of the largest allowed size through at once.
     return Rates(
         bytes_per_second=rate,
-        byte_burst=max(rate * limits.burst, limits.max_stanza_size),
+        byte_burst=max(rate * burst, max_stanza_size),
         stanzas_per_second=stanza_rate,
-        stanza_burst=max(stanza_rate * limits.burst, 1),
+        stanza_burst=max(stanza_rate * burst, 1),
     )
 
 
