@@ -382,7 +382,10 @@ class BoshSession:
 
     def write_stream_error(self, error: StreamError) -> None:
         self.write(error.to_bytes())
-        self._condition = "remote-stream-error"
+        # XEP-0124 §17.2 has its own condition for a shutdown (the stream error stays in the body);
+        # every other stream error is wrapped as remote-stream-error (XEP-0206 §8).
+        shutdown = error.condition == "system-shutdown"
+        self._condition = "system-shutdown" if shutdown else "remote-stream-error"
 
     def buffered(self) -> int:
         return self._out_size

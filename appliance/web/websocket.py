@@ -16,7 +16,7 @@ from collections import deque
 from xml.sax.saxutils import quoteattr
 
 import aiohttp
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from appliance.core.c2s import C2SServices, ClientSession
 from appliance.core.c2s.shaping import InputShaping
@@ -53,6 +53,7 @@ class WebSocketTransport:
         "_shaping",
         "_wakeup",
         "channel_bindings",
+        "close_code",
         "loopback",
         "parser",
         "peer_ip",
@@ -73,6 +74,7 @@ class WebSocketTransport:
         self.parser = StreamParser(max_stanza_size=limits.max_stanza_size, max_depth=limits.max_depth)
         self._awaiting_open = True
         self._closing = False
+        self.close_code = WSCloseCode.OK  # the code of our Close frame (RFC 6455 §7.4)
         self._outbox: deque[str] = deque()
         self._outbox_bytes = 0
         self._wakeup = asyncio.Event()
@@ -145,6 +147,8 @@ class WebSocketTransport:
         self._send(f"<close xmlns='{NS_FRAMING}'/>")
 
     def write_stream_error(self, error: StreamError) -> None:
+        if error.condition == "system-shutdown":  # the endpoint is going away (RFC 6455 §7.4.1)
+            self.close_code = WSCloseCode.GOING_AWAY
         data = error.to_bytes()
         if data.startswith(_ERROR):
             data = _ERROR_DECLARED + data[len(_ERROR) :]
@@ -262,7 +266,7 @@ async def _run(transport: WebSocketTransport, registry: set[WebSocketTransport])
             writer.cancel()
         if not ws.closed:
             # RFC 6455 §7: our Close frame, then read until the client's Close frame, then end TCP.
-            await ws.close()
+            await ws.close(code=transport.close_code)
 
 
 async def _read(transport: WebSocketTransport) -> None:

@@ -67,7 +67,8 @@ class ServerProcess:
     async def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
+        if self.process.returncode is None:  # a test may have sent SIGTERM itself
+            self.process.terminate()
         try:
             async with asyncio.timeout(TIMEOUT):
                 await self.process.wait()
