@@ -37,6 +37,7 @@ from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
 from appliance.directory.ldap import LdapDirectory, describe
 from appliance.platform.paths import control_socket_path
+from appliance.platform.updates import REFRESH_INTERVAL, UpdateCheck
 from appliance.services import Services
 from appliance.services.activity import SAMPLE_INTERVAL as ACTIVITY_SAMPLE_INTERVAL
 from appliance.services.scheduled_backups import BackupSchedule
@@ -71,8 +72,10 @@ class Parlour:
     """
 
     def __init__(self, config: Config, *, sweep_interval: float = SWEEP_INTERVAL,
-                 storage: Storage | None = None) -> None:
+                 storage: Storage | None = None, updates: UpdateCheck | None = None) -> None:
         self._config = config
+        # A newer Parlour package, for the console (None: the .deb's own build asks apt, others not).
+        self.updates = updates if updates is not None else UpdateCheck.for_this_install()
         self.sweep_interval = sweep_interval
         self.storage = storage
         self.tasks = TaskSupervisor()
@@ -115,7 +118,8 @@ class Parlour:
         self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,
                                          cert_care=self.cert_care, log_buffer=self.log_buffer,
                                          directory=self.directory, federation=self._live_federation,
-                                         cluster=self._node_reader)
+                                         cluster=self._node_reader,
+                                         updates=self.updates)
         core.publish(AccountDesk, self.services.accounts)
         if config.turn.enabled:  # before the modules start: XEP-0215 announces it with its real ports
             self.calls = CallRelay(config, self._turn_tls_context)
@@ -152,6 +156,9 @@ class Parlour:
             self.tasks.spawn(self._check_directory(self.directory), "directory-check")
         # Always running: it reads [backup] at each turn, so enabling it by a reload takes effect.
         self.tasks.spawn(BackupSchedule(lambda: self.config).run_forever(), "daily-backup")
+        if self.updates is not None:  # in the background: pages only read the cached answer
+            self.tasks.spawn(self.updates.refresh(), "update-check")
+            self.tasks.every(REFRESH_INTERVAL, self.updates.refresh, "update-check-every")
         if config.source is not None:  # a development run has no file to watch
             self.tasks.every(CONFIG_WATCH_INTERVAL, ConfigWatch(config.source, self.reload).check, "config-watch")
         log.info("Parlour %s serving %s", __version__, ", ".join(core.hosts))

@@ -15,6 +15,7 @@ from appliance.modules.announce import Announcements
 from appliance.modules.muc.admin import RoomAdmin
 from appliance.modules.roster import RosterService
 from appliance.modules.shared_roster import GroupAdmin
+from appliance.platform.updates import UpdateCheck
 from appliance.services import Services
 from appliance.services.accounts import AccountAdmin
 from appliance.services.activity import ActivityHistory
@@ -68,7 +69,8 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
                      cert_care: CertificateCare, log_buffer: RingBufferHandler | None,
                      directory: LdapDirectory | None = None,
                      federation: Callable[[], Federation | None] = lambda: None,
-                     cluster: Callable[[], NodeReader | None] = lambda: None) -> Services:
+                     cluster: Callable[[], NodeReader | None] = lambda: None,
+                     updates: UpdateCheck | None = None) -> Services:
     """Every service the console and the API call, on the running core."""
 
     def config() -> Config:  # the running configuration: reload replaces it
@@ -88,7 +90,7 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
         settings=settings,
         status=ServerStatus(accounts=account_admin, sessions=core.sessions, stats=core.stats, certs=certs,
                             state_dir=core.config.server.state_dir, started_at=core.started_at,
-                            log_buffer=log_buffer),
+                            log_buffer=log_buffer, updates=updates),
         rooms=RoomDesk(lambda: live_room_managers(core)),
         certificates=CertificateDesk(cert_care, certs, config),
         federation=FederationDesk(settings, federation, core.stats),

@@ -13,6 +13,7 @@ from appliance import __version__
 from appliance.certs.store import CertificateInfo, CertificateStore
 from appliance.core.sessions import SessionDirectory
 from appliance.platform.paths import database_path
+from appliance.platform.updates import Update, UpdateCheck
 from appliance.services.accounts import AccountAdmin
 from appliance.util.logbuffer import LogLine, RingBufferHandler
 
@@ -27,6 +28,7 @@ class Status:
     certificates: list[Any]
     database_size: int
     hosts: tuple[str, ...]
+    update: Update | None = None  # a newer Parlour package apt would install (VM image, .deb)
 
 
 class ServerStatus:
@@ -34,7 +36,7 @@ class ServerStatus:
 
     def __init__(self, *, accounts: AccountAdmin, sessions: SessionDirectory, stats: dict[str, int],
                  certs: CertificateStore | None, state_dir: Path, started_at: float,
-                 log_buffer: RingBufferHandler | None) -> None:
+                 log_buffer: RingBufferHandler | None, updates: UpdateCheck | None = None) -> None:
         self.accounts = accounts
         self.sessions = sessions
         self.stats = stats
@@ -42,6 +44,7 @@ class ServerStatus:
         self.state_dir = state_dir
         self.started_at = started_at
         self.log_buffer = log_buffer
+        self.updates = updates
         self._day = dt.date.today()
         self._messages_at_midnight = 0
 
@@ -75,7 +78,7 @@ class ServerStatus:
             version=__version__, uptime=self.uptime(), sessions=len(self.sessions),
             accounts=await self.accounts.count(), messages_today=self.messages_today(),
             certificates=self.certificates(), database_size=await asyncio.to_thread(self.database_size),
-            hosts=self.hosts,
+            hosts=self.hosts, update=self.updates.available if self.updates is not None else None,
         )
 
     def logs(self, contains: str = "", level: str = "", limit: int = 500) -> list[LogLine]:

@@ -82,6 +82,8 @@ async def status(_request: web.Request, s: Services, _actor: str) -> Any:
         "messages_today": st.messages_today, "database_size": st.database_size, "hosts": list(st.hosts),
         "certificates": [{"names": list(c.names), "issuer": c.issuer, "not_after": c.not_after.isoformat(),
                           "self_signed": c.self_signed} for c in st.certificates],
+        "update": {"installed": st.update.installed, "available": st.update.candidate,
+                   "command": st.update.command} if st.update is not None else None,
     }
 
 
