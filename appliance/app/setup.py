@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from appliance.app.parlour import Parlour
 from appliance.app.storage import Storage
+from appliance.net.interfaces import lan_addresses
 from appliance.services.setup import SETUP_INTERFACES, SETUP_PORT, SetupAnswers, SetupService
 from appliance.services.setup_token import SetupToken
 from appliance.web import pages
@@ -20,13 +22,15 @@ from appliance.web.setup.mode import qr_svg, setup_urls
 
 log = logging.getLogger(__name__)
 
+ADDRESS_CHECK_INTERVAL = 5.0  # seconds between looks at this machine's addresses while setup is open
+
 
 class SetupMode:
     """Runs the wizard until setup completes, then the server; `server` is set from then on."""
 
     def __init__(self, *, config_path: Path, state_dir: Path, port: int = SETUP_PORT,
                  interfaces: tuple[str, ...] = SETUP_INTERFACES, extra: dict[str, dict[str, object]] | None = None,
-                 ) -> None:
+                 lan: Callable[[], list[str]] = lan_addresses) -> None:
         self.config_path = config_path
         self.state_dir = state_dir
         self.port = port
@@ -37,6 +41,8 @@ class SetupMode:
         self.storage: Storage | None = None  # opened once: the wizard's administrator, then the server's
         self.switched = asyncio.Event()
         self.failed: BaseException | None = None
+        self.urls: list[str] = []  # the wizard's URLs as last announced
+        self.lan = lan  # this machine's LAN addresses (tests give their own)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> list[str]:
@@ -60,11 +66,29 @@ class SetupMode:
                 raise
             if self.port == 0:
                 self.port = self._runner.addresses[0][1]
-        addresses = None if "0.0.0.0" in self.interfaces or "::" in self.interfaces else list(self.interfaces)
-        urls = setup_urls(self.port, self.token.value, addresses)
-        for url in urls:
+        self.urls = self._current_urls()
+        for url in self.urls:
             log.warning("Setup mode: open %s", url)
-        return urls
+        return self.urls
+
+    def _current_urls(self) -> list[str]:
+        """One URL per LAN address when listening on every interface, else per listening address."""
+        wildcard = "0.0.0.0" in self.interfaces or "::" in self.interfaces
+        return setup_urls(self.port, self.token.value, self.lan() if wildcard else list(self.interfaces))
+
+    async def announce_new_addresses(self, announce: Callable[[list[str]], None], *,
+                                     interval: float = ADDRESS_CHECK_INTERVAL) -> None:
+        """Until setup completes: when the machine's addresses change (DHCP answered after the start, or
+        gave another address), log the wizard's URLs again and pass them to `announce`. A machine that
+        started before its network did would otherwise have shown only http://127.0.0.1:5280/..."""
+        while not self.switched.is_set():
+            await asyncio.sleep(interval)
+            urls = await asyncio.to_thread(self._current_urls)  # may run `ip`: not on the loop
+            if urls != self.urls and not self.switched.is_set():
+                self.urls = urls
+                for url in urls:
+                    log.warning("Setup mode: the address changed; open %s", url)
+                announce(urls)
 
     async def _finish(self, answers: SetupAnswers) -> dict[str, Any]:
         assert self.storage is not None

@@ -133,9 +133,14 @@ async def _setup_then_serve(config_path: Path, state_dir: Path) -> int:
     urls = await mode.start()
     why = "declares no host" if config_path.exists() else "does not exist"
     print(f"\nParlour is not set up yet ({config_path} {why}). Finish the setup in a browser:", flush=True)
-    for url in urls:
-        print(f"  Open {url}", flush=True)
+    _print_urls(urls)
     print(f"  (the token is also in {mode.token.path})\n", flush=True)
+
+    def announce(new: list[str]) -> None:
+        print("\nThis machine's network address changed. Finish the setup in a browser:", flush=True)
+        _print_urls(new)
+
+    watching = asyncio.ensure_future(mode.announce_new_addresses(announce))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -153,5 +158,11 @@ async def _setup_then_serve(config_path: Path, state_dir: Path) -> int:
     finally:
         stopping.cancel()
         switched.cancel()
+        watching.cancel()
         await mode.stop()
     return 0
+
+
+def _print_urls(urls: list[str]) -> None:
+    for url in urls:
+        print(f"  Open {url}", flush=True)

@@ -55,8 +55,13 @@ def _from_ip_command() -> list[str]:
 
 
 def _from_resolver() -> list[str]:
-    found = [str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # no packet is sent
-        sock.connect(("192.0.2.1", 9))
+    """What the host name resolves to, plus the address of the default route. The second is the one that
+    matters under the systemd unit, whose sandbox has no netlink (so neither psutil nor `ip` work), and
+    it is missing until DHCP has given the machine a route: each part may fail on its own."""
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        found += [str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("192.0.2.1", 9))  # no packet is sent
         found.append(sock.getsockname()[0])
     return found
