@@ -84,6 +84,7 @@ mmdebstrap --variant=minbase \
     --customize-hook="install -m 0644 '$HERE/parlour-banner.service' '$WORK/parlour-banner.path' \"\$1/etc/systemd/system/\"" \
     --customize-hook="printf 'PARLOUR_SETUP_TOKEN_FILE=%s\n' '$SETUP_TOKEN_FILE' > \"\$1/etc/default/parlour-banner\"" \
     --customize-hook='chroot "$1" systemctl enable parlour-banner.service parlour-banner.path' \
+    --customize-hook='mkdir -p "$1/etc/systemd/system.conf.d" && printf "# Parlour VM image: on a slow or busy host udev can take longer than the default 90 s to announce\n# the serial port, and the console (login prompt and the banner with the setup link) would be lost.\n[Manager]\nDefaultDeviceTimeoutSec=600s\n" > "$1/etc/systemd/system.conf.d/parlour-devices.conf"' \
     --customize-hook='rm -f "$1/etc/parlour/parlour.toml" && chroot "$1" chown _parlour:_parlour /etc/parlour && chmod 0750 "$1/etc/parlour"' \
     --customize-hook='echo root:parlour | chroot "$1" chpasswd && chroot "$1" chage -d 0 root' \
     --customize-hook='rm -f "$1/etc/machine-id" "$1/var/lib/dbus/machine-id" && touch "$1/etc/machine-id"' \
@@ -97,6 +98,8 @@ R=$WORK/rootfs
 for promise in \
     "parlour enabled:test -L $R/etc/systemd/system/multi-user.target.wants/parlour.service" \
     "banner enabled:test -L $R/etc/systemd/system/multi-user.target.wants/parlour-banner.path" \
+    "banner follows the address:grep -q '^PathChanged=/run/systemd/netif/leases' $R/etc/systemd/system/parlour-banner.path" \
+    "console waits for its device:grep -q '^DefaultDeviceTimeoutSec=600s' $R/etc/systemd/system.conf.d/parlour-devices.conf" \
     "no config (setup mode):test ! -e $R/etc/parlour/parlour.toml" \
     "/etc/parlour writable by _parlour:test $(stat -c %u "$R/etc/parlour") = $(chroot "$R" id -u _parlour)" \
     "unattended upgrades:grep -q 'Unattended-Upgrade \"1\"' $R/etc/apt/apt.conf.d/20auto-upgrades" \
