@@ -118,8 +118,9 @@ windows: $(WIN_SETUP)
 $(WIN_SETUP): $(DIST_INPUTS) windows/build.sh windows/parlour.nsi windows/bcryptprimitives.c
 	windows/build.sh
 
-## Long (~2 min): install silently under Wine in a fresh prefix, wizard + service answer, net stop/start,
-## upgrade, uninstall keeps data, /PURGE removes it (root: private network namespace)
+## Long (~4 min idle, ~10 on a shared machine): install silently under Wine in a fresh prefix, wizard +
+## service answer, net stop/start, upgrade, uninstall keeps data, /PURGE removes it (root: private network
+## namespace); START_LIMIT=seconds for each service start (default 300). What Wine cannot check: docs/packaging.md
 windows-test: $(WIN_SETUP)
 	tests/packaging/windows_test.sh $(WIN_SETUP)
 
@@ -128,7 +129,8 @@ windows-test: $(WIN_SETUP)
 vm-image: $(DEB)
 	packaging/vm/build-image.sh $(DEB)
 
-## Long (~1-2 min): boot the image under QEMU (TCG) and reach the wizard from the host (127.0.0.1 only)
+## Long (~2 min idle, much longer on a shared machine): boot the image under QEMU (TCG) and reach the wizard
+## from the host (127.0.0.1 only); BOOT_LIMIT=seconds to wait for the console's URL (default 1200)
 vm-test:
 	@test -s $(VM_RAW) || $(MAKE) --no-print-directory vm-image
 	tests/packaging/vm_test.sh $(VM_RAW)

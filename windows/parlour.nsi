@@ -53,19 +53,53 @@ Function .onInit
   ${EndIf}
 FunctionEnd
 
-; StopService: stop the service if it runs and give the one-file executable time to exit (it is locked
-; while running, so an upgrade could not replace it).
+; StopService: stop the service if it runs.
 !macro StopService
   nsExec::ExecToLog 'sc.exe stop ${SERVICE}'
   Pop $0
-  ${If} $0 == 0
-    Sleep 4000
-  ${EndIf}
+!macroend
+
+; WaitForExe: the one-file parlour.exe stays locked until its process has exited, which comes after the
+; service manager says "stopped" (the executable then removes what it unpacked) and can take many seconds
+; on a busy machine. Wait until the file can be opened for writing (it can be replaced or deleted), at
+; most 120 s, instead of guessing a delay.
+!macro WaitForExe
+  StrCpy $R9 0
+  ${DoWhile} ${FileExists} "$INSTDIR\parlour.exe"
+    ClearErrors
+    FileOpen $R8 "$INSTDIR\parlour.exe" a
+    ${IfNot} ${Errors}
+      FileClose $R8
+      ${Break}
+    ${EndIf}
+    IntOp $R9 $R9 + 1
+    ${If} $R9 >= 120
+      ${Break}
+    ${EndIf}
+    Sleep 1000
+  ${Loop}
+!macroend
+
+; DeleteExe: delete parlour.exe, retrying while it is still locked (see WaitForExe), at most 120 s.
+!macro DeleteExe
+  StrCpy $R9 0
+  ${Do}
+    Delete "$INSTDIR\parlour.exe"
+    ${IfNot} ${FileExists} "$INSTDIR\parlour.exe"
+      ${Break}
+    ${EndIf}
+    IntOp $R9 $R9 + 1
+    ${If} $R9 >= 120
+      ${Break}
+    ${EndIf}
+    Sleep 1000
+  ${Loop}
 !macroend
 
 Section "Parlour server" SecMain
   SetShellVarContext all                           ; pitfall 7: $APPDATA is now C:\ProgramData
   !insertmacro StopService                         ; upgrade: stop before replacing the exe
+  !insertmacro WaitForExe
   SetOutPath "$INSTDIR"
   File "parlour.exe"
   WriteUninstaller "$INSTDIR\uninstall.exe"
@@ -83,13 +117,13 @@ Section "Parlour server" SecMain
   WriteRegDWORD HKLM "${UNINST_KEY}" "NoRepair" 1
 
   ; The service: `parlour.exe service run` talks to the service manager (appliance/cli/service.py).
-  ; On upgrade `create` fails (it exists) and `config` points it at the new path.
-  nsExec::ExecToLog 'sc.exe create ${SERVICE} binPath= "\"$INSTDIR\parlour.exe\" service run" start= auto DisplayName= "Parlour XMPP server"'
-  nsExec::ExecToLog 'sc.exe config ${SERVICE} binPath= "\"$INSTDIR\parlour.exe\" service run" start= auto'
-  nsExec::ExecToLog 'sc.exe description ${SERVICE} "Parlour XMPP server appliance"'
   ; Not LocalSystem: the virtual account NT SERVICE\Parlour (no password; the service manager grants it
   ; "log on as a service"). It may only modify its data folder; elsewhere it has a normal user's rights.
-  nsExec::ExecToLog 'sc.exe config ${SERVICE} obj= "NT SERVICE\${SERVICE}"'
+  ; The account is given at creation; on upgrade `create` fails (the service exists) and `config` sets
+  ; the new path and the account (an installation from before had LocalSystem).
+  nsExec::ExecToLog 'sc.exe create ${SERVICE} binPath= "\"$INSTDIR\parlour.exe\" service run" start= auto DisplayName= "Parlour XMPP server" obj= "NT SERVICE\${SERVICE}"'
+  nsExec::ExecToLog 'sc.exe config ${SERVICE} binPath= "\"$INSTDIR\parlour.exe\" service run" start= auto obj= "NT SERVICE\${SERVICE}"'
+  nsExec::ExecToLog 'sc.exe description ${SERVICE} "Parlour XMPP server appliance"'
   nsExec::ExecToLog 'sc.exe sidtype ${SERVICE} unrestricted'
   ; Config and data: only Administrators, SYSTEM and the service may read them (keys, the database and
   ; the one-time setup token live here). The service's SID exists once the service does.
@@ -137,7 +171,7 @@ Section "Uninstall"
   Delete "$SMPROGRAMS\Parlour\Parlour setup.lnk"
   Delete "$SMPROGRAMS\Parlour\Uninstall Parlour.lnk"
   RMDir "$SMPROGRAMS\Parlour"
-  Delete "$INSTDIR\parlour.exe"
+  !insertmacro DeleteExe
   Delete "$INSTDIR\uninstall.exe"
   RMDir "$INSTDIR"
   DeleteRegKey HKLM "${UNINST_KEY}"
