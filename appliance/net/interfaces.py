@@ -1,7 +1,10 @@
 """This machine's own IP addresses (for the setup URL and the server-name check), without heavy deps.
 
-psutil is used when it is installed; otherwise `ip -j addr` (Linux); otherwise what the host name
-resolves to plus the address the default route would use.
+psutil is used when it is installed; otherwise the kernel's list over a netlink socket (Linux); otherwise
+`ip -j addr`; otherwise what the host name resolves to plus the address the default route would use.
+Under the systemd unit `ip` fails: it drops its capabilities at start (capset), which the unit's system
+call filter refuses, so the service printed http://127.0.0.1:5280/setup on the VM's console; the netlink
+socket (RestrictAddressFamilies allows AF_NETLINK) needs no subprocess and no privilege.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import ipaddress
 import json
 import shutil
 import socket
+import struct
 import subprocess
 
 __all__ = ["lan_addresses", "local_addresses"]
@@ -19,7 +23,7 @@ __all__ = ["lan_addresses", "local_addresses"]
 def local_addresses() -> list[str]:
     """Every address of this machine, loopback included, without duplicates, IPv4 first."""
     found: list[str] = []
-    for source in (_from_psutil, _from_ip_command, _from_resolver):
+    for source in (_from_psutil, _from_netlink, _from_ip_command, _from_resolver):
         with contextlib.suppress(Exception):
             found = source()
         if found:
@@ -44,6 +48,61 @@ def _from_psutil() -> list[str]:
 
     return [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
             if a.family in (socket.AF_INET, socket.AF_INET6)]
+
+
+# rtnetlink (linux/netlink.h, linux/rtnetlink.h, linux/if_addr.h)
+_NLMSG_HEADER = struct.Struct("=LHHLL")  # length, type, flags, sequence, port
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
+_RTATTR = struct.Struct("=HH")  # length, type
+_NLMSG_ERROR, _NLMSG_DONE, _RTM_NEWADDR, _RTM_GETADDR = 2, 3, 20, 22
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+
+
+def _from_netlink() -> list[str]:
+    """Linux: every address the kernel has (an RTM_GETADDR dump on a NETLINK_ROUTE socket)."""
+    netlink = getattr(socket, "AF_NETLINK", None)
+    if netlink is None:
+        return []
+    found: list[str] = []
+    with socket.socket(netlink, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(5)
+        sock.bind((0, 0))
+        body = _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        sock.send(_NLMSG_HEADER.pack(_NLMSG_HEADER.size + len(body), _RTM_GETADDR, _NLM_F_REQUEST | _NLM_F_DUMP,
+                                     1, 0) + body)
+        while True:
+            data = sock.recv(1 << 16)
+            offset = 0
+            while offset + _NLMSG_HEADER.size <= len(data):
+                length, kind, _flags, _seq, _port = _NLMSG_HEADER.unpack_from(data, offset)
+                if kind == _NLMSG_DONE:
+                    return found
+                if kind == _NLMSG_ERROR or length < _NLMSG_HEADER.size:
+                    raise OSError("netlink: the address dump failed")
+                if kind == _RTM_NEWADDR:
+                    address = _address_of(data, offset + _NLMSG_HEADER.size, offset + length)
+                    if address:
+                        found.append(address)
+                offset += (length + 3) & ~3
+
+
+def _address_of(data: bytes, start: int, end: int) -> str | None:
+    """The address in one RTM_NEWADDR message: IFA_LOCAL (IPv4; IFA_ADDRESS is the peer on
+    point-to-point links), else IFA_ADDRESS (IPv6)."""
+    family = _IFADDRMSG.unpack_from(data, start)[0]
+    attrs: dict[int, bytes] = {}
+    at = start + _IFADDRMSG.size
+    while at + _RTATTR.size <= end:
+        length, kind = _RTATTR.unpack_from(data, at)
+        if length < _RTATTR.size:
+            break
+        attrs[kind] = data[at + _RTATTR.size : at + length]
+        at += (length + 3) & ~3
+    raw = attrs.get(_IFA_LOCAL) or attrs.get(_IFA_ADDRESS)
+    if raw is None or family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    return socket.inet_ntop(family, raw)
 
 
 def _from_ip_command() -> list[str]:

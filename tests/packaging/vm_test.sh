@@ -23,7 +23,9 @@ command -v qemu-system-x86_64 >/dev/null || {
     apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends qemu-system-x86 >/dev/null; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/parlour-vm.XXXXXX")
 QEMU=
-trap 'stop_bg "$QEMU"; rm -rf "$T"' EXIT INT TERM
+# The console output stays for reading after the run: build/vm/serial.log.
+SERIAL_KEEP=$ROOT/build/vm/serial.log
+trap 'stop_bg "$QEMU"; cp "$T/serial.log" "$SERIAL_KEEP" 2>/dev/null || true; rm -rf "$T"' EXIT INT TERM
 # Seconds from QEMU's start to the wizard's URL on the console: about 60 under TCG on an idle 2-core
 # machine, many minutes when other jobs share it.
 BOOT_LIMIT=${BOOT_LIMIT:-1200}
@@ -48,7 +50,9 @@ elapsed() { echo "$(date +%s.%N) - $t0" | bc; }
 # DHCP has given the guest an address.
 url=
 while [ -z "$url" ]; do
-    [ -f "$T/serial.log" ] && url=$(tr -d '\r' < "$T/serial.log" | grep -o 'http://[0-9][^ ]*/setup?token=[A-Za-z0-9_-]*' | tail -1 || true)
+    # The banner's link (the service's own lines say "Open http://..."; they are checked below).
+    [ -f "$T/serial.log" ] && url=$(tr -d '\r' < "$T/serial.log" | grep -v 'Open http' |
+        grep -o 'http://[0-9][^ ]*/setup?token=[A-Za-z0-9_-]*' | tail -1 || true)
     [ -n "$url" ] && break
     if [ "$(echo "$(elapsed) > $BOOT_LIMIT" | bc)" = 1 ] || ! kill -0 "$QEMU" 2>/dev/null; then
         fail "no wizard URL with an address on the console within $BOOT_LIMIT s"; tail -40 "$T/serial.log" | sed 's/^/        /'
