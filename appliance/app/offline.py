@@ -68,14 +68,16 @@ async def offline_services(config: Config) -> AsyncIterator[OfflineServices]:
         accounts = AccountService(storage.stores.accounts, iterations=config.limits.scram_iterations)
         managers = stored_room_managers(config, storage)
         account_admin = AccountAdmin(accounts, SessionDirectory(), [h.name for h in config.hosts], admins=None)
+        shared = SharedGroupDesk(lambda: stored_group_managers(config, storage))
         yield OfflineServices(
             accounts=account_admin,
             rooms=RoomDesk(managers.values),
             room_services={host: manager.domain for host, manager in managers.items()},
-            groups=SharedGroupDesk(lambda: stored_group_managers(config, storage)),
+            groups=shared,
             # The database is shared with a running server: what is made here works there at once.
             invitations=Invitations(storage.stores.get(InvitationStore), accounts, account_admin, lambda: config,
-                                    reserved=lambda jid: jid in config.server.admins, roster=storage.stores.roster),
+                                    reserved=lambda jid: jid in config.server.admins, roster=storage.stores.roster,
+                                    shared=shared),
         )
     finally:
         await storage.close()

@@ -80,12 +80,13 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
     settings = Settings(config, reload)
     admins = Administrators(config, tokens, settings)
     account_admin = AccountAdmin(accounts, core.sessions, tuple(core.hosts), admins=admins)
+    shared = SharedGroupDesk(lambda: live_group_managers(core))
     return Services(
         accounts=account_admin,
         admins=admins,
         invitations=Invitations(core.stores.get(InvitationStore), accounts, account_admin, config,
                                 reserved=admins.is_admin, contacts=live_contact_lists(core),
-                                roster=core.stores.roster),
+                                roster=core.stores.roster, shared=shared),
         tokens=ApiTokens(tokens, admins.is_admin),
         settings=settings,
         status=ServerStatus(accounts=account_admin, sessions=core.sessions, stats=core.stats, certs=certs,
@@ -96,7 +97,7 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
         federation=FederationDesk(settings, federation, core.stats),
         announcements=AnnouncementDesk(lambda: live_announcers(core)),
         backups=BackupDesk(config),
-        groups=SharedGroupDesk(lambda: live_group_managers(core)),
+        groups=shared,
         activity=ActivityHistory(core.config.server.state_dir / "activity.json", core.stats,
                                  lambda: len(core.sessions)),
         directory=DirectoryDesk(directory),

@@ -5,7 +5,8 @@ client (the XEP-0401 ad-hoc commands). Redeemed on the landing page's form or by
 with the token (what Conversations does with an `xmpp:...;preauth=` link). An invitation may be used
 once or up to a limit, until it expires; each use is claimed in one database statement before the
 account is made, so concurrent redemptions never exceed the limit. The invitee becomes a mutual contact
-of the inviter when the invitation names one, in the invitation's roster groups.
+of the inviter when the invitation names one, in the invitation's roster groups, and joins those of
+the invitation's groups that are shared groups of the host.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from appliance.core.accounts import AccountExists, AccountService, WeakPassword
 from appliance.core.api import IssuedInvitation
 from appliance.services.accounts import WEAK_PASSWORD, AccountAdmin
 from appliance.services.errors import NameTaken, NotFound, ServiceError, audit
+from appliance.services.shared_groups import SharedGroupDesk
 from appliance.storage.api import Invitation, InvitationStore, RosterItem, RosterStore
 from appliance.storage.tokens import Invitation as LegacyInvitation
 from appliance.util.i18n import _
@@ -78,7 +80,7 @@ class Invitations:
     def __init__(self, store: InvitationStore, accounts: AccountService, account_admin: AccountAdmin,
                  config: Callable[[], Config], *, reserved: Callable[[str], bool] = lambda jid: False,
                  contacts: Callable[[str], ContactList | None] = lambda host: None,
-                 roster: RosterStore | None = None) -> None:
+                 roster: RosterStore | None = None, shared: SharedGroupDesk | None = None) -> None:
         self.store = store
         self.accounts = accounts
         self.account_admin = account_admin
@@ -86,6 +88,7 @@ class Invitations:
         self.reserved = reserved  # names in server.admins: never signed up for by anyone else
         self.contacts = contacts  # host -> its live roster service, None when not running
         self.roster = roster
+        self.shared = shared  # the hosts' shared groups: chosen groups that exist there are joined
 
     @property
     def enabled(self) -> bool:
@@ -228,6 +231,7 @@ class Invitations:
             if not created:
                 await self.store.release(claimed.id, str(jid))
         await self._befriend(claimed, jid)
+        await self._join(claimed, jid)
         audit.info("invitation %s (by %s) used to create %s", claimed.id, claimed.creator, jid)
         return str(jid)
 
@@ -244,6 +248,20 @@ class Invitations:
             contacts = StoredContacts(self.roster)
         for user, contact in ((inviter, invitee), (invitee, inviter)):
             await contacts.put(user, RosterItem(str(contact), subscription="both", groups=record.groups))
+
+
+    async def _join(self, record: Invitation, invitee: JID) -> None:
+        """The invitation's groups that are shared groups of the host (whose members all see each other,
+        like Snikket's circles): the invitee becomes a member. Other names only label the contact."""
+        if self.shared is None or not record.groups:
+            return
+        try:
+            existing = {group.name for group in await self.shared.groups(record.host)}
+        except NotFound:  # shared groups are off on this host
+            return
+        for name in record.groups:
+            if name in existing:
+                await self.shared.add_member(f"invitation {record.id}", record.host, name, str(invitee))
 
 
 def _groups(names: Sequence[str]) -> tuple[str, ...]:

@@ -232,3 +232,20 @@ async def test_an_expired_invitation_makes_nothing(harness: Harness) -> None:
     outcome, _client = await redeem(harness, "late", "expired-token")
     assert outcome == "item-not-found"
     assert await store.claim(digest("expired-token"), f"late@{harness.domain}", time.time()) is None
+
+
+async def test_the_invitee_joins_the_chosen_shared_groups(harness: Harness) -> None:
+    alice, bob = await harness.user("alice"), await harness.user("bob")
+    admin = f"{ADMIN}@{harness.domain}"
+    await harness.server.services.groups.create(admin, harness.domain, "Office", members=["alice", "bob"])
+    # "Office" is a shared group: the invitee joins it; "Friends" is not: it only labels the contact.
+    token, _record = await harness.server.services.invitations.create(
+        admin, terms=InvitationTerms(contact=alice, groups=("Office", "Friends")))
+    outcome, dana = await redeem(harness, "dana", token)
+    assert outcome == "registered"
+    await asyncio.wait_for(dana.started.wait(), 15)
+    (office,) = [g for g in await harness.server.services.groups.groups(harness.domain) if g.name == "Office"]
+    assert f"dana@{harness.domain}" in office.members
+    roster = await roster_of(dana)
+    assert roster[bob][0] == "both"  # a colleague through the shared group, not through the invitation
+    assert roster[alice][0] == "both" and "Friends" in roster[alice][1]

@@ -75,6 +75,7 @@ async def test_the_landing_page_offers_the_apps_the_qr_code_and_the_web_chat(ser
     apps = html.index('class="apps"')
     assert html.index("platform-android yours", apps) < html.index("platform-ios", apps)  # this phone's first
     assert "Use the web chat instead" in html and 'name="password2"' in html
+    assert 'href="/chat" class="web-chat"' in html  # for someone who has an account already
     assert f"{ADMIN} invites you to chat" in html
 
 
