@@ -452,8 +452,10 @@ class ServerStream:
             if element.get("mechanism") != "EXTERNAL" or not (self.secure and self.policy.external):
                 self._push(fx.Write(_sasl_failure("invalid-mechanism")))
                 return
+            text = (element.text or "").strip()
             try:
-                authzid = base64.b64decode((element.text or "").strip().rstrip("="), validate=False).decode()
+                # "=" is an empty authzid (RFC 6120 §6.4.2); anything else is base64 with its padding
+                authzid = "" if text in ("", "=") else base64.b64decode(text, validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):
                 self._push(fx.Write(_sasl_failure("incorrect-encoding")))
                 return

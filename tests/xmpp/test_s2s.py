@@ -184,6 +184,23 @@ def test_two_machines_sasl_external(bytewise: bool) -> None:
     assert out.machine.phase is s2s.Phase.READY
 
 
+@pytest.mark.parametrize(("text", "remote"), [("ZWphYmJlcmQudGVzdA==", "ejabberd.test"), ("YS50ZXN0", "a.test"),
+                                              ("=", "a.test")])
+def test_external_authzid_padded_or_empty(text: str, remote: str) -> None:
+    """ejabberd sends its domain as the authzid, base64 with its padding (RFC 4648); "=" is an empty one,
+    which means the stream's from (RFC 6120 §6.4.2)."""
+    side = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("sid"),
+                                 policy=s2s.Policy(True, True, True, True)), bytewise=False)
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    side.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    side.machine.tls_done(external=True)
+    side.run()
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    side.take()
+    side.feed(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{text}</auth>".encode())
+    assert [e.remote for e in side.effects if isinstance(e, s2s.CheckExternal)] == [remote]
+
+
 def test_external_for_another_name_falls_back_to_dialback() -> None:
     out = Side(s2s.ServerStream(outgoing=True, hosts=["a.test"], secret=SECRET_A, local="a.test", remote="b.test",
                                 policy=s2s.Policy(True, True, True)), bytewise=False)
