@@ -72,6 +72,7 @@ from appliance.storage.stores import (
     kv,
     muc,
     offline,
+    portable,
     pubsub,
     roster,
     shared_groups,
@@ -138,6 +139,7 @@ STORES: tuple[tuple[type, Callable[[Database], object]], ...] = (
     (api.HostValueStore, host_kv.HostValueStore),
     (api.SharedGroupStore, shared_groups.SharedGroupStore),
     (api.InvitationStore, invitations.InvitationStore),
+    (api.AccountTransfer, portable.AccountTransfer),  # XEP-0227 export and import
 )
 
 # Schema changes that stores keep beside their code (a store module's MIGRATIONS), after the numbered

@@ -44,6 +44,9 @@ CORE_XEPS: tuple[tuple[Xep, str], ...] = (
     (Xep(198, "1.6.1", note="on server-to-server streams: acks, resumption after a broken connection, "
                             "resending what the peer had not handled"), "core/s2s/"),
     (Xep(206, "1.4", note="XMPP over BOSH"), "web/bosh.py"),
+    (Xep(227, "1.1", "partial", note="parlour export/import --xep0227: accounts with SCRAM credentials, roster, "
+         "subscription requests, vCard, private XML, offline messages, PEP nodes and archives (Prosody's and "
+         "ejabberd's extensions); not privacy lists (XEP-0016)"), "services/portable.py"),
     (Xep(185, "1.0", note="dialback keys: HMAC-SHA256 of a per-process secret"), "xmpp/dialback.py"),
     (Xep(220, "1.1.1", "partial", note="dialback both ways with piggybacking; no dialback error conditions "
                                         "(§2.4), no XEP-0344 shortcut"), "core/s2s/"),

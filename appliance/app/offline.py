@@ -17,6 +17,7 @@ from appliance.modules.muc.admin import RoomAdmin
 from appliance.modules.shared_roster import GroupAdmin, SharedRoster
 from appliance.services.accounts import AccountAdmin
 from appliance.services.invitations import Invitations
+from appliance.services.portable import PortableData
 from appliance.services.rooms import RoomDesk, RoomManager
 from appliance.services.setup import SetupAnswers, SetupService
 from appliance.services.shared_groups import GroupManager, SharedGroupDesk
@@ -32,6 +33,7 @@ class OfflineServices:
     room_services: dict[str, str]  # host -> its chat service domain
     groups: SharedGroupDesk
     invitations: Invitations
+    portable: PortableData  # XEP-0227 export and import
 
 
 def stored_room_managers(config: Config, storage: Storage) -> dict[str, RoomManager]:
@@ -67,7 +69,8 @@ async def offline_services(config: Config) -> AsyncIterator[OfflineServices]:
     try:
         accounts = AccountService(storage.stores.accounts, iterations=config.limits.scram_iterations)
         managers = stored_room_managers(config, storage)
-        account_admin = AccountAdmin(accounts, SessionDirectory(), [h.name for h in config.hosts], admins=None)
+        hosts = tuple(h.name for h in config.hosts)
+        account_admin = AccountAdmin(accounts, SessionDirectory(), hosts, admins=None)
         shared = SharedGroupDesk(lambda: stored_group_managers(config, storage))
         yield OfflineServices(
             accounts=account_admin,
@@ -78,6 +81,8 @@ async def offline_services(config: Config) -> AsyncIterator[OfflineServices]:
             invitations=Invitations(storage.stores.get(InvitationStore), accounts, account_admin, lambda: config,
                                     reserved=lambda jid: jid in config.server.admins, roster=storage.stores.roster,
                                     shared=shared),
+            portable=PortableData(storage.stores.accounts, storage.stores.transfer, hosts,
+                                  iterations=config.limits.scram_iterations),
         )
     finally:
         await storage.close()

@@ -15,6 +15,7 @@ from appliance.cli import (
     federation,
     group,
     invite,
+    portable,
     room,
     run,
     service,
@@ -24,7 +25,8 @@ from appliance.cli import (
 )
 from appliance.config import ConfigError
 
-SUBCOMMANDS = (run, cert, setup, check, user, invite, room, group, federation, backup, db, cluster, version, service)
+SUBCOMMANDS = (run, cert, setup, check, user, invite, room, group, federation, backup, portable, db, cluster, version,
+               service)
 """Subcommand modules, each with `add_parser(subparsers)` and `run(args) -> int`."""
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

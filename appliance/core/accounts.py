@@ -270,22 +270,45 @@ class AccountService:
     async def verify_plain(self, jid: JID, password: str) -> bool:
         """Check a cleartext password (SASL PLAIN, web login) in comparable time for unknown users; an
         account without local keys on a host with a directory is checked there (raises
-        ``DirectoryUnavailable`` when the directory cannot answer)."""
-        keys = None if jid.local is None else await self.scram_keys(jid, PLAIN_HASH)
+        ``DirectoryUnavailable`` when the directory cannot answer). An account that has no key of PLAIN's
+        hash (one imported with SCRAM-SHA-1 keys only, XEP-0227) is checked against the keys it has, and on
+        success gets every hash from the password it just proved."""
+        keys = None if jid.local is None else await self._plain_keys(jid)
         if keys is None and jid.local is not None and self.directory_serves(jid.domain):
             return await self._verify_in_directory(jid, password)
         user = (jid.domain, jid.local or "")
         if keys is not None and self._verified.check(user, password, keys.stored_key):
             return True
+        hash_name = keys.hash_name if keys else PLAIN_HASH
         salt, iterations = (keys.salt, keys.iterations) if keys else (_DECOY_SALT, self._iterations)
         try:
             if iterations <= INLINE_ITERATIONS:
-                stored_key, _ = scram.derive_keys(password, PLAIN_HASH, salt, iterations)
+                stored_key, _ = scram.derive_keys(password, hash_name, salt, iterations)
             else:
-                stored_key, _ = await asyncio.to_thread(scram.derive_keys, password, PLAIN_HASH, salt, iterations)
+                stored_key, _ = await asyncio.to_thread(scram.derive_keys, password, hash_name, salt, iterations)
         except ValueError:  # SASLprep refused it: no stored password can match
             return False
         if keys is None or not hmac.compare_digest(stored_key, keys.stored_key):
             return False
-        self._verified.remember(user, password, keys.stored_key)
+        if keys.hash_name != PLAIN_HASH:
+            await self._complete_keys(jid, password)
+        else:
+            self._verified.remember(user, password, keys.stored_key)
         return True
+
+    async def _plain_keys(self, jid: JID) -> ScramKeys | None:
+        """The keys a PLAIN password is checked against: SHA-256's, else the strongest the account has."""
+        for hash_name in (PLAIN_HASH, *(h for h in reversed(HASH_NAMES) if h != PLAIN_HASH)):
+            keys = await self.scram_keys(jid, hash_name)
+            if keys is not None:
+                return keys
+        return None
+
+    async def _complete_keys(self, jid: JID, password: str) -> None:
+        """Replace an imported account's partial key set by keys of every hash (the password is proven)."""
+        host, username = _user(jid)
+        try:
+            keys = await asyncio.to_thread(derive_all, password, self._iterations)
+        except ValueError:
+            return
+        await self._accounts.set_keys(host, username, keys)

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 
 from appliance.storage.api import (
     AccountStore,
+    AccountTransfer,
     ArchiveStore,
     BlocklistStore,
     KeyValueStore,
@@ -79,3 +80,4 @@ class Stores:
     uploads = _Named(UploadArea)
     muc = _Named(MucStore)
     shared_groups = _Named(SharedGroupStore)
+    transfer = _Named(AccountTransfer)

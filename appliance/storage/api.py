@@ -479,6 +479,71 @@ class MucStore(Protocol):
         ...
 
 
+# --- portable accounts (XEP-0227 export and import) ---
+
+
+@dataclass(frozen=True, slots=True)
+class PortableNode:
+    """A PEP node of an account: its configuration JSON (``{}``: the PEP defaults) and items, oldest first."""
+
+    node: str
+    config: str = "{}"
+    items: tuple[PubSubItem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PortableMessage:
+    """One archived message of an account, with the fields the archive indexes."""
+
+    archive_id: str
+    with_jid: str
+    with_resource: str
+    stamp: float
+    stanza: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PortableAccount:
+    """Everything of one account that moves between servers. ``documents`` are key-value rows
+    ``(store, key, value)`` (vCard, private XML, pending subscription requests); offline ids are ignored
+    on import."""
+
+    keys: tuple[ScramKeys, ...] = ()
+    roster: tuple[RosterItem, ...] = ()
+    documents: tuple[tuple[str, str, bytes], ...] = ()
+    offline: tuple[OfflineMessage, ...] = ()
+    pep: tuple[PortableNode, ...] = ()
+    archive: tuple[PortableMessage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    """What an import added to one account; whatever was there already is kept and not counted."""
+
+    created: bool = False  # the account is new (with the given keys); False: it existed, its keys kept
+    roster: int = 0
+    documents: int = 0
+    offline: int = 0
+    pep_nodes: int = 0
+    pep_items: int = 0
+    archive: int = 0
+
+
+@runtime_checkable
+class AccountTransfer(Protocol):
+    """Whole accounts in and out, one account per transaction (XEP-0227 export and import)."""
+
+    async def export_account(self, host: str, username: str, *, stores: tuple[str, ...]) -> PortableAccount | None:
+        """One consistent snapshot of an account, with the key-value rows of ``stores``; None when absent."""
+        ...
+
+    async def import_account(self, host: str, username: str, account: PortableAccount) -> ImportCounts:
+        """Add an account's data in one transaction, all or nothing: creates the account (with
+        ``account.keys``) when absent, and adds only what it does not hold yet, so importing twice adds
+        nothing the second time. Raises ``UnknownAccount`` for a new account without keys."""
+        ...
+
+
 # --- uploads (XEP-0363 files in the state folder) ---
 
 

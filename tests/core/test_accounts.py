@@ -11,6 +11,7 @@ import pytest
 
 from appliance.core import accounts as accounts_module
 from appliance.core.accounts import AccountExists, AccountNotFound, AccountService, WeakPassword
+from appliance.storage.api import ScramKeys
 from appliance.storage.sqlite import Database
 from appliance.storage.stores.accounts import AccountStore
 from appliance.xmpp.jid import JID
@@ -63,6 +64,24 @@ async def test_verify_plain(service: AccountService) -> None:
     assert not await service.verify_plain(ROMEO, "")
     assert not await service.verify_plain(JID.parse("juliet@a.example"), PASSWORD)
     assert not await service.verify_plain(JID.parse("a.example"), PASSWORD)
+
+
+async def test_plain_checks_an_imported_sha1_only_account_and_then_completes_its_keys(db: Database) -> None:
+    """An account imported from Prosody or ejabberd holds SCRAM-SHA-1 keys only (XEP-0227): PLAIN checks the
+    password against them, and the first success derives every hash, so SCRAM-SHA-256 works from then on."""
+    store = AccountStore(db)
+    service = AccountService(store, iterations=64)
+    salt = b"imported-salt"
+    stored, server = scram.derive_keys(PASSWORD, "SHA-1", salt, 4096)
+    await store.create("a.example", "romeo", [ScramKeys("SHA-1", salt, 4096, stored, server)])
+    assert not await service.verify_plain(ROMEO, PASSWORD + "!")
+    assert await service.scram_keys(ROMEO, "SHA-256") is None  # a wrong password changes nothing
+    assert await service.verify_plain(ROMEO, PASSWORD)
+    for hash_name in ("SHA-1", "SHA-256", "SHA-512"):
+        keys = await service.scram_keys(ROMEO, hash_name)
+        assert keys is not None and keys.iterations == 64
+        assert keys.stored_key == scram.derive_keys(PASSWORD, hash_name, keys.salt, 64)[0]
+    assert await service.verify_plain(ROMEO, PASSWORD)
 
 
 async def test_unknown_user_still_costs_a_derivation_and_dear_ones_run_off_the_loop(
