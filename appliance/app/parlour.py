@@ -115,7 +115,8 @@ class Parlour:
         core = self.core = XmppCore(config, modules=BUILTIN, stores=stores, accounts=self.accounts,
                                     tasks=self.tasks, sweep_interval=self.sweep_interval)
         # The services exist before the modules start: ad-hoc admin commands reach accounts through them.
-        self.services = running_services(core, accounts=self.accounts, reload=self.reload, certs=self.certs,
+        self.services = running_services(core, accounts=self.accounts, database_size=self.storage.db.size,
+                                         reload=self.reload, certs=self.certs,
                                          cert_care=self.cert_care, log_buffer=self.log_buffer,
                                          directory=self.directory, federation=self._live_federation,
                                          cluster=self._node_reader,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from appliance.certs.care import CertificateCare
 from appliance.certs.store import CertificateStore
@@ -65,7 +65,8 @@ def live_contact_lists(core: XmppCore) -> Callable[[str], ContactList | None]:
     return contacts
 
 
-def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload, certs: CertificateStore,
+def running_services(core: XmppCore, *, accounts: AccountService, database_size: Callable[[], Awaitable[int]],
+                     reload: Reload, certs: CertificateStore,
                      cert_care: CertificateCare, log_buffer: RingBufferHandler | None,
                      directory: LdapDirectory | None = None,
                      federation: Callable[[], Federation | None] = lambda: None,
@@ -90,7 +91,7 @@ def running_services(core: XmppCore, *, accounts: AccountService, reload: Reload
         tokens=ApiTokens(tokens, admins.is_admin),
         settings=settings,
         status=ServerStatus(accounts=account_admin, sessions=core.sessions, stats=core.stats, certs=certs,
-                            state_dir=core.config.server.state_dir, started_at=core.started_at,
+                            database_size=database_size, started_at=core.started_at,
                             log_buffer=log_buffer, updates=updates),
         rooms=RoomDesk(lambda: live_room_managers(core)),
         certificates=CertificateDesk(cert_care, certs, config),

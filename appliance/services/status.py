@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from appliance import __version__
 from appliance.certs.store import CertificateInfo, CertificateStore
 from appliance.core.sessions import SessionDirectory
-from appliance.platform.paths import database_path
 from appliance.platform.updates import Update, UpdateCheck
 from appliance.services.accounts import AccountAdmin
 from appliance.util.logbuffer import LogLine, RingBufferHandler
@@ -35,13 +33,13 @@ class ServerStatus:
     """Read-only figures of one running server; `stats` is the core's live counter table."""
 
     def __init__(self, *, accounts: AccountAdmin, sessions: SessionDirectory, stats: dict[str, int],
-                 certs: CertificateStore | None, state_dir: Path, started_at: float,
+                 certs: CertificateStore | None, database_size: Callable[[], Awaitable[int]], started_at: float,
                  log_buffer: RingBufferHandler | None, updates: UpdateCheck | None = None) -> None:
         self.accounts = accounts
         self.sessions = sessions
         self.stats = stats
         self.certs = certs
-        self.state_dir = state_dir
+        self.database_size = database_size  # bytes: SQLite's file and WAL, or PostgreSQL's pg_database_size
         self.started_at = started_at
         self.log_buffer = log_buffer
         self.updates = updates
@@ -66,10 +64,6 @@ class ServerStatus:
             self._day, self._messages_at_midnight = today, total
         return total - self._messages_at_midnight
 
-    def database_size(self) -> int:
-        path = database_path(self.state_dir)
-        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
-
     def certificates(self) -> list[CertificateInfo]:
         return self.certs.info() if self.certs is not None else []
 
@@ -77,7 +71,7 @@ class ServerStatus:
         return Status(
             version=__version__, uptime=self.uptime(), sessions=len(self.sessions),
             accounts=await self.accounts.count(), messages_today=self.messages_today(),
-            certificates=self.certificates(), database_size=await asyncio.to_thread(self.database_size),
+            certificates=self.certificates(), database_size=await self.database_size(),
             hosts=self.hosts, update=self.updates.available if self.updates is not None else None,
         )
 

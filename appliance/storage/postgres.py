@@ -176,6 +176,19 @@ def migrate(conn: PgConnection, name: str, source: Traversable | None = None,
         conn.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
 
 
+class PostgresDatabase(Database):
+    """A PostgreSQL database served by the threads of workers.py."""
+
+    async def size(self) -> int:
+        """pg_database_size of the connected database (tables, indexes, TOAST; not the server's WAL)."""
+        return await self.read(_database_size)
+
+
+def _database_size(conn: PgConnection) -> int:
+    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
 async def open_postgres(
     url: str,
     *,
@@ -201,4 +214,4 @@ async def open_postgres(
     transactions = Transactions(
         connect_writer, lambda: PgConnection(connect), "BEGIN", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     )
-    return await Database.start(name, transactions, readers=readers, batch_limit=batch_limit)
+    return await PostgresDatabase.start(name, transactions, readers=readers, batch_limit=batch_limit)

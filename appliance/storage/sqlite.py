@@ -6,6 +6,7 @@ The writer opens with WAL and ``synchronous=FULL``, so each group COMMIT is fsyn
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Sequence
@@ -80,3 +81,11 @@ class Database(_Threads):
         assert isinstance(db, Database)
         db.path = db_path
         return db
+
+    async def size(self) -> int:
+        """The database file and its write-ahead log."""
+        return await asyncio.to_thread(_size_on_disk, self.path)
+
+
+def _size_on_disk(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())

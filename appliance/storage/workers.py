@@ -285,6 +285,10 @@ class Database:
         jobs.put(_Job(fn, loop, future))
         return await future
 
+    async def size(self) -> int:
+        """Bytes the database takes on disk; each engine says how to measure it."""
+        raise NotImplementedError
+
     @property
     def stats(self) -> WriterStats:
         """Committed write jobs and the number of transactions they took."""

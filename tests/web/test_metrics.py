@@ -59,3 +59,30 @@ async def test_metrics_follow_sessions_stanzas_and_failures(server: Harness) -> 
     assert after["parlour_stanzas_out_total"] > before["parlour_stanzas_out_total"]
     assert after["parlour_auth_failures_total"] == before["parlour_auth_failures_total"] + 1
     assert any(name.startswith("parlour_certificate_expiry_timestamp_seconds") for name in after)
+
+
+async def test_database_size_on_postgresql_is_its_pg_database_size(tmp_path, postgres) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL there is no file in the state folder to measure: the dashboard, the API and /metrics
+    show pg_database_size (it was 0 before)."""
+    import psycopg
+
+    from appliance.app import Parlour
+    from appliance.config.model import StorageConfig
+    from tests.integration.harness import make_config
+
+    url = postgres.create_database()
+    server = Parlour(make_config(tmp_path / "state", storage=StorageConfig(url=url)))
+    await server.start()
+    h = Harness(server)
+    try:
+        await h.user("alice")
+        shown = (await scrape(h))["parlour_database_size_bytes"]
+        assert server.services is not None
+        status = await server.services.status.status()
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        assert row is not None and shown > 1_000_000 and status.database_size > 1_000_000
+        assert abs(shown - row[0]) < row[0] * 0.1 and abs(status.database_size - row[0]) < row[0] * 0.1
+        assert not (tmp_path / "state" / "parlour.db").exists()
+    finally:
+        await h.close()

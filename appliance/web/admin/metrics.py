@@ -6,8 +6,6 @@ Open to loopback (a local Prometheus or node exporter); from elsewhere it needs 
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from appliance.net.addresses import peer_is_loopback
@@ -51,8 +49,9 @@ async def metrics(request: web.Request) -> web.Response:
                      "Refused console logins: a wrong address or password, or a throttled source.",
                      [(f'{{reason="{r}"}}', stats.get(f"console_login_failures_{r}", 0))
                       for r in ("password", "throttled")])
-    lines += _metric("parlour_database_size_bytes", "gauge", "Size of the SQLite database and its WAL.",
-                     [("", await asyncio.to_thread(status.database_size))])
+    lines += _metric("parlour_database_size_bytes", "gauge",
+                     "Size of the database: the SQLite file and its WAL, or PostgreSQL's pg_database_size.",
+                     [("", await status.database_size())])
     lines += _metric("parlour_uptime_seconds", "gauge", "Seconds since the server started.",
                      [("", round(status.uptime(), 3))])
     lines += _s2s_metrics(request, stats)
