@@ -6,6 +6,12 @@ A backup is a gzip'd tar, readable by the server's user only (0600), holding:
   state/          the state folder: `parlour.db` copied with SQLite's backup API while the server runs
                   (one consistent committed state), uploads, certificates and keys, secrets; every
                   member 0600 (folders 0700), owned by nobody in particular
+
+An install on PostgreSQL ([storage] url) is backed up the same way: its tables are copied, from one
+REPEATABLE READ snapshot, into the `parlour.db` of the backup (a logical dump through Parlour's own schema
+rather than pg_dump: no client tools of the server's exact version needed, also in the frozen builds, and
+the file restores onto either engine). Restoring a backup whose configuration names a PostgreSQL database
+copies that file's tables into it, which must be empty (a new database, or the old one dropped and created).
 """
 
 from __future__ import annotations
@@ -26,7 +32,13 @@ from appliance.catalog import parse_config, schema_version
 from appliance.config import Config, ConfigError
 from appliance.platform.paths import DATABASE_NAME
 from appliance.services.errors import ServiceError, audit
-from appliance.storage.backup import BadDatabase, copy_live_database, summarize
+from appliance.storage.backup import (
+    BadDatabase,
+    copy_live_database,
+    copy_postgres_database,
+    load_into_postgres,
+    summarize,
+)
 from appliance.util.files import write_atomically
 
 FORMAT = "parlour-backup"
@@ -99,13 +111,15 @@ def make_backup(config: Config, output: Path, *, now: datetime | None = None) ->
     now = now or datetime.now(UTC)
     state_dir = config.server.state_dir
     database = state_dir / DATABASE_NAME
-    if not database.is_file():
+    url = config.storage.url
+    if not url and not database.is_file():
         raise BackupError(f"no database at {database}: nothing to back up (is [server] state_dir right?)")
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=output.parent) as scratch:
         copy = Path(scratch) / DATABASE_NAME
         try:
-            summary = copy_live_database(database, copy)
+            # PostgreSQL's data goes in as an SQLite copy too: one format, restorable onto either engine.
+            summary = copy_postgres_database(url, copy) if url else copy_live_database(database, copy)
         except BadDatabase as exc:
             raise BackupError(str(exc)) from None
         manifest = Manifest(FORMAT, FORMAT_VERSION, __version__, summary.schema_version,
@@ -199,7 +213,7 @@ def restore_backup(path: Path, config_path: Path, default_state_dir: Path, *, fo
         if f"{STATE}/{DATABASE_NAME}" not in names:
             raise BackupError(f"{path} holds no database ({STATE}/{DATABASE_NAME}): the file is incomplete")
         config_text = _config_text(tar, path, config_path)
-        state_dir = _state_dir(config_text, config_path, default_state_dir)
+        state_dir, url = _target(config_text, config_path, default_state_dir)
         if not force and _in_use(state_dir):
             raise BackupError(f"{state_dir} already holds accounts or uploads; restoring would replace them. "
                               "Restore onto a fresh install, or pass --force (the current state is kept "
@@ -212,6 +226,9 @@ def restore_backup(path: Path, config_path: Path, default_state_dir: Path, *, fo
             restored = incoming / STATE
             try:
                 summarize(restored / DATABASE_NAME)
+                if url:  # the configuration names a PostgreSQL database: the data goes there, not to a file
+                    load_into_postgres(restored / DATABASE_NAME, url)
+                    (restored / DATABASE_NAME).unlink()
             except BadDatabase as exc:
                 raise BackupError(f"{path}: {exc}") from None
             replaced = [state_dir] if state_dir.exists() else []
@@ -241,17 +258,18 @@ def _config_text(tar: tarfile.TarFile, path: Path, config_path: Path) -> str | N
         raise BackupError(f"{path}: {CONFIG} is not UTF-8 text") from None
 
 
-def _state_dir(config_text: str | None, config_path: Path, default_state_dir: Path) -> Path:
-    """The state folder the restored configuration names (relative paths count from its file)."""
+def _target(config_text: str | None, config_path: Path, default_state_dir: Path) -> tuple[Path, str]:
+    """The state folder the restored configuration names (relative paths count from its file), and its
+    [storage] url ("" for the embedded SQLite file)."""
     if config_text is None:
-        return default_state_dir
+        return default_state_dir, ""
     try:
         config = parse_config(config_text, str(config_path), base_dir=config_path.absolute().parent,
                               default_state_dir=default_state_dir)
     except ConfigError as exc:
         raise BackupError("the backup's configuration is not valid for this Parlour: "
                           + "; ".join(exc.problems)) from None
-    return config.server.state_dir
+    return config.server.state_dir, config.storage.url
 
 
 def _in_use(state_dir: Path) -> bool:

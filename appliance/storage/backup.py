@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 import apsw
 
-from appliance.storage.migrate import backup, current_version
+from appliance.storage.migrate import MigrationError, backup, current_version
 
 # What a backup's manifest counts: name shown -> table.
 COUNTED = {
@@ -45,6 +46,33 @@ def copy_live_database(source: Path, target: Path) -> DatabaseSummary:
     return summarize(target)
 
 
+def copy_postgres_database(url: str, target: Path) -> DatabaseSummary:
+    """Copy the PostgreSQL database `url` (one snapshot, while a server may write) into the SQLite file
+    `target`, which a backup holds as it holds an SQLite install's copy; the copy is checked."""
+    import psycopg  # only for PostgreSQL installs
+
+    from appliance.storage.transfer import TransferError, copy_to_sqlite
+
+    try:
+        copy_to_sqlite(url, target)
+    except (TransferError, MigrationError, psycopg.Error) as exc:
+        raise BadDatabase(str(exc)) from None
+    return summarize(target)
+
+
+def load_into_postgres(source: Path, url: str) -> None:
+    """Copy the SQLite file `source` (a restored backup's database) into the empty PostgreSQL database `url`,
+    in one transaction with every table's rows counted; `BadDatabase` says why when it cannot."""
+    import psycopg
+
+    from appliance.storage.transfer import TransferError, transfer
+
+    try:
+        asyncio.run(transfer(source, url))
+    except (TransferError, MigrationError, psycopg.Error) as exc:
+        raise BadDatabase(str(exc)) from None
+
+
 def summarize(path: Path) -> DatabaseSummary:
     """The schema version and row counts of the database at `path`, after SQLite's quick check."""
     if not path.is_file():
@@ -67,4 +95,5 @@ def summarize(path: Path) -> DatabaseSummary:
         conn.close()
 
 
-__all__ = ["COUNTED", "BadDatabase", "DatabaseSummary", "copy_live_database", "summarize"]
+__all__ = ["COUNTED", "BadDatabase", "DatabaseSummary", "copy_live_database", "copy_postgres_database",
+           "load_into_postgres", "summarize"]

@@ -19,7 +19,7 @@ import apsw
 import psycopg
 from psycopg import sql
 
-from appliance.storage.migrate import MigrationError, current_version, load_migrations, packaged_migrations
+from appliance.storage.migrate import MigrationError, current_version, load_migrations, migrate, packaged_migrations
 from appliance.storage.postgres import describe, open_postgres
 from appliance.storage.sqlite import Database as SQLite
 
@@ -111,6 +111,38 @@ async def transfer(source: Path, url: str) -> list[TableCount]:
         await db.close()
 
 
+def copy_to_sqlite(url: str, target: Path) -> None:
+    """Copy every table of the PostgreSQL database `url` into a new SQLite file `target` (blocking): one
+    REPEATABLE READ snapshot, so a running server's later writes are not part of it, and rows read through a
+    server-side cursor, so an archive of any size never sits in memory whole. The backup of a PostgreSQL
+    install is such a file: it restores onto either engine, and no pg_dump of the server's version is needed."""
+    conn = apsw.Connection(str(target))
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn, target)
+        with psycopg.connect(url, connect_timeout=10) as source:
+            source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            source.read_only = True
+            row = source.execute("SELECT max(version) FROM schema_version").fetchone()
+            if row is None or row[0] != current_version(conn):
+                raise TransferError(f"{describe(url)} is at schema version {row[0] if row else 0}, this Parlour at "
+                                    f"{current_version(conn)}: start the server once (it migrates), then back up")
+            with conn:  # one SQLite transaction
+                for table in _tables(conn):
+                    columns = _columns(conn, table)
+                    names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+                    marks = ", ".join("?" for _ in columns)
+                    quoted = ", ".join(f'"{c}"' for c in columns)
+                    with source.cursor(name=f"dump_{table}") as rows:
+                        rows.execute(sql.SQL("SELECT {} FROM {}").format(names, sql.Identifier(table)))
+                        conn.executemany(f'INSERT INTO "{table}" ({quoted}) VALUES ({marks})', rows)
+    except BaseException:
+        conn.close()
+        target.unlink(missing_ok=True)
+        raise
+    conn.close()
+
+
 @dataclass(frozen=True, slots=True)
 class SchemaStatus:
     """A database's schema version next to the newest this build knows."""
@@ -140,4 +172,5 @@ def schema_status(location: str | Path) -> SchemaStatus:
         conn.close()
 
 
-__all__ = ["MigrationError", "SchemaStatus", "TableCount", "TransferError", "schema_status", "transfer"]
+__all__ = ["MigrationError", "SchemaStatus", "TableCount", "TransferError", "copy_to_sqlite", "schema_status",
+           "transfer"]
