@@ -83,7 +83,7 @@ from appliance.util.files import private_dir
 
 __all__ = [
     "BUILTIN", "STORES", "STORE_MIGRATIONS", "builtin_schema", "default_config", "load_config", "open_database",
-    "open_stores", "parse_config", "schema_version",
+    "open_stores", "parse_config", "probe_database", "schema_version",
 ]
 
 BUILTIN: tuple[type[Module], ...] = (
@@ -159,6 +159,17 @@ async def open_database(state_dir: Path, storage: StorageConfig | None = None) -
     storage = storage or StorageConfig()
     location = storage.url or database_path(state_dir)
     return await _open_database(location, pool_size=storage.pool_size, store_migrations=STORE_MIGRATIONS)
+
+
+def probe_database(url: str) -> tuple[str, int, int]:
+    """Connect to the PostgreSQL database `url` without changing it: (its name without the password, the
+    schema version it holds (0: no Parlour tables), the newest this build knows). Blocking; raises what
+    psycopg raises when it cannot connect."""
+    from appliance.storage.postgres import describe
+    from appliance.storage.transfer import schema_status
+
+    status = schema_status(url)
+    return describe(url), status.version, status.latest
 
 
 def open_stores(db: Database, state_dir: Path) -> Stores:

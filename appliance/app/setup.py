@@ -111,6 +111,9 @@ class SetupMode:
             await self._runner.cleanup()
             self._runner = None
         try:
+            if config.storage.url and self.storage is not None:  # PostgreSQL was chosen: the server opens it
+                await self.storage.close()
+                self.storage = None
             server = Parlour(config, storage=self.storage)
             await server.start()
         except BaseException as exc:

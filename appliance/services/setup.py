@@ -17,7 +17,7 @@ from typing import Literal
 import tomlkit
 from tomlkit.items import Table
 
-from appliance.catalog import builtin_schema
+from appliance.catalog import builtin_schema, open_database, open_stores, probe_database
 from appliance.certs.store import CertificateError, CertificateStore
 from appliance.config import Config, ConfigError
 from appliance.config.model import LdapConfig
@@ -69,6 +69,7 @@ class SetupAnswers:
     federation: bool = False  # talk to users of other XMPP servers; off suits a LAN-only office
     calls: bool = True  # the built-in STUN/TURN server for audio and video calls
     ldap: LdapConfig | None = None  # the company directory, when the wizard's directory step set one up
+    database_url: str = ""  # "": the embedded SQLite file; else a postgresql:// URL, checked live
     extra: dict[str, dict[str, object]] = field(default_factory=dict)  # more keys per table (listeners)
 
     def admin_jid(self) -> str:
@@ -128,6 +129,9 @@ def setup_document(answers: SetupAnswers, state_dir: Path) -> tomlkit.TOMLDocume
             enabled=answers.calls)
     if answers.ldap is not None:
         doc["ldap"] = _ldap_table(answers.ldap)
+    if answers.database_url:
+        doc["storage"] = _table("Data: in PostgreSQL (the embedded SQLite file is not used).",
+                                url=answers.database_url)
     for name, keys in answers.extra.items():
         if name in doc:  # a table setup wrote itself: the extra keys go into it
             doc[name].update(keys)  # type: ignore[union-attr]
@@ -216,6 +220,23 @@ def store_uploaded_certificate(state_dir: Path, chain: bytes, key: bytes) -> tup
     return chain_path, key_path
 
 
+async def check_database(url: str) -> str:
+    """Connect to a PostgreSQL URL the wizard was given, changing nothing: what was found, or `SetupError`
+    saying why it cannot be used."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise SetupError(_("Enter a PostgreSQL address like postgresql://parlour@db.example.org/parlour."))
+    try:
+        name, version, latest = await asyncio.to_thread(probe_database, url)
+    except Exception as exc:  # psycopg's errors (refused, unknown host, authentication): shown as they are
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SetupError(_("Parlour cannot connect to this database: %(why)s", why=why)) from None
+    if version > latest:
+        raise SetupError(_("%(db)s holds the data of a newer Parlour; use another database.", db=name))
+    if version:
+        return _("Connected to %(db)s. It holds a Parlour database already: its accounts are kept.", db=name)
+    return _("Connected to %(db)s. Parlour will create its tables there.", db=name)
+
+
 class SetupService:
     """Completes a setup into `config_path`, creating the administrator in the open `accounts` store."""
 
@@ -231,8 +252,19 @@ class SetupService:
             config = parse_file_text(text, self.config_path)
         except ConfigError as exc:
             raise SetupError("; ".join(exc.problems)) from exc
-        accounts = AccountService(self.accounts, iterations=config.limits.scram_iterations)
-        await _create_admin(accounts, JID.parse(answers.admin_jid()), answers.password)
+        admin = JID.parse(answers.admin_jid())
+        if answers.database_url:  # the administrator goes where the server will keep its accounts
+            await check_database(answers.database_url)
+            db = await open_database(self.state_dir, config.storage)
+            try:
+                stores = open_stores(db, self.state_dir)
+                await _create_admin(AccountService(stores.accounts, iterations=config.limits.scram_iterations),
+                                    admin, answers.password)
+            finally:
+                await db.close()
+        else:
+            accounts = AccountService(self.accounts, iterations=config.limits.scram_iterations)
+            await _create_admin(accounts, admin, answers.password)
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(write_atomically, self.config_path, text)
         return config
@@ -249,4 +281,4 @@ async def _create_admin(accounts: AccountService, admin: JID, password: str) -> 
 
 
 __all__ = ["CERTIFICATES", "REGISTRATIONS", "SETUP_INTERFACES", "SETUP_PORT", "SetupAnswers", "SetupError",
-           "SetupService", "setup_document", "store_uploaded_certificate"]
+           "SetupService", "check_database", "setup_document", "store_uploaded_certificate"]

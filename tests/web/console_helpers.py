@@ -88,8 +88,10 @@ async def admin_login(session: aiohttp.ClientSession, base: str, jid: str = ADMI
     return response.status, await response.text()
 
 
-async def walk_wizard_http(session: aiohttp.ClientSession, base: str, token: str) -> str:
-    """Answer every wizard step over plain HTTP (the browser test does the same with Chromium)."""
+async def walk_wizard_http(session: aiohttp.ClientSession, base: str, token: str,
+                           database: dict[str, str] | None = None) -> str:
+    """Answer every wizard step over plain HTTP (the browser test does the same with Chromium); the
+    database step keeps the built-in one unless `database` says otherwise."""
     page = await session.get(f"{base}/setup?token={token}")
     assert page.status == 200, await page.text()
     csrf = csrf_of(await page.text())
@@ -100,6 +102,7 @@ async def walk_wizard_http(session: aiohttp.ClientSession, base: str, token: str
         ("admin", {"admin": "boss", "password": ADMIN_PASSWORD, "password2": ADMIN_PASSWORD}),
         ("registration", {"registration": "invite"}),
         ("features", {"group_chat": "on", "history": "on", "history_days": "30"}),
+        ("database", database or {"database": "embedded"}),
     ]
     for step, data in steps:
         response = await session.post(f"{base}/setup/{step}", data={"csrf": csrf, **data})

@@ -14,6 +14,7 @@ from appliance.xmpp.jid import JID
 from tests.integration.harness import PASSWORD, Harness
 from tests.web.console_helpers import (
     ADMIN,
+    ADMIN_PASSWORD,
     admin_login,
     csrf_of,
     http_session,
@@ -225,3 +226,40 @@ async def test_https_console_cookies_are_secure(server: Harness) -> None:
         assert status == 200
         login = await s.get(f"{url}/admin/login")
         assert "Secure" in login.headers.getall("Set-Cookie")[0]
+
+
+async def test_wizard_puts_the_data_in_postgresql_after_a_live_connection_test(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    """The optional database step: a PostgreSQL address is tested live (refused with the reason when it
+    does not answer or is no PostgreSQL URL), then the administrator is created in that database and the
+    server runs on it."""
+    import psycopg
+
+    from tests.integration.harness import free_port
+
+    url = postgres.create_database()
+    mode = setup_mode(tmp_path)
+    await mode.start()
+    base = f"http://127.0.0.1:{mode.port}"
+    try:
+        async with http_session() as s:
+            page = await s.get(f"{base}/setup?token={mode.token.value}")
+            csrf = csrf_of(await page.text())
+            dead = f"postgresql://parlour@127.0.0.1:{free_port()}/parlour"  # nothing listens there
+            for bad, why in ((dead, "cannot connect to this database"), ("mysql://x/y", "postgresql://")):
+                r = await s.post(f"{base}/setup/database", data={
+                    "csrf": csrf, "database": "postgresql", "database_url": bad, "action": "check"})
+                assert r.status == 400 and why in await r.text(), bad
+            r = await s.post(f"{base}/setup/database", data={
+                "csrf": csrf, "database": "postgresql", "database_url": url, "action": "check"})
+            text = await r.text()
+            assert r.status == 200 and "Connected to PostgreSQL database" in text and "create its tables" in text
+            await walk_wizard_http(s, base, mode.token.value, {"database": "postgresql", "database_url": url})
+            await asyncio.wait_for(mode.switched.wait(), 20)
+            assert mode.server is not None and mode.failed is None
+            assert f'url = "{url}"' in (tmp_path / "parlour.toml").read_text()
+            with psycopg.connect(url) as conn:  # the administrator is in PostgreSQL
+                assert conn.execute("SELECT username FROM accounts").fetchall() == [("boss",)]
+            assert mode.server.accounts is not None
+            assert await mode.server.accounts.verify_plain(JID.parse(ADMIN), ADMIN_PASSWORD)
+    finally:
+        await mode.stop()

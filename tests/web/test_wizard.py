@@ -69,14 +69,17 @@ async def test_wizard_to_working_server_console_and_chat(tmp_path: Path, web_pag
                 await next_step("directory")  # optional, left off here (tests/web/test_wizard_directory.py)
                 await next_step("features")
                 await shot("wizard-6-features")
+                await next_step("database")
+                assert await page.get_by_label("Built in (recommended)").is_checked()
+                await shot("wizard-7-database")
                 await next_step("review")
                 assert "boss@localhost" in await page.content()
-                await shot("wizard-7-review")
+                await shot("wizard-8-review")
                 await page.get_by_role("button", name="Finish setup").click()
                 await page.wait_for_selector("text=Your server is ready")
                 assert await page.locator(".qr svg").count() == 1
                 assert await page.locator("a[href='xmpp:boss@localhost']").count() == 1
-                await shot("wizard-8-done")
+                await shot("wizard-9-done")
                 await asyncio.wait_for(mode.switched.wait(), 20)
                 assert mode.server is not None and (tmp_path / "parlour.toml").exists()
 

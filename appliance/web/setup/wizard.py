@@ -18,7 +18,7 @@ from aiohttp import web
 from appliance.config.spec import check_domain
 from appliance.services.directory import CheckResult, DirectoryDesk, directory_settings
 from appliance.services.errors import ServiceError
-from appliance.services.setup import SetupAnswers, SetupError, store_uploaded_certificate
+from appliance.services.setup import SetupAnswers, SetupError, check_database, store_uploaded_certificate
 from appliance.services.setup_token import SetupToken
 from appliance.util import i18n
 from appliance.util.i18n import _
@@ -27,7 +27,8 @@ from appliance.web.setup.namecheck import NameCheck, check_name
 from appliance.web.transport_security import https_url
 
 COOKIE = "parlour_setup"
-STEPS = ("language", "name", "certificate", "admin", "registration", "directory", "features", "review")
+STEPS = ("language", "name", "certificate", "admin", "registration", "directory", "features", "database",
+         "review")
 STEP_TITLES = {
     "language": i18n.lazy("Language"),
     "name": i18n.lazy("Server name"),
@@ -36,6 +37,7 @@ STEP_TITLES = {
     "registration": i18n.lazy("Accounts"),
     "directory": i18n.lazy("Company directory"),
     "features": i18n.lazy("Features"),
+    "database": i18n.lazy("Database"),
     "review": i18n.lazy("Review"),
 }
 MIN_PASSWORD = 8
@@ -54,6 +56,7 @@ class Wizard:
     sessions: dict[str, str] = field(default_factory=dict)  # session id → CSRF token
     name_check: NameCheck | None = None
     directory_check: CheckResult | None = None  # the directory step's last live test
+    database_check: str = ""  # what the last connection test found
     completed: bool = False
 
 
@@ -94,7 +97,7 @@ def _step_page(request: web.Request, step: str, csrf: str, status: int = 200, **
     wizard = request.app[WIZARD]
     return render(request, f"setup/{step}.html", status=status, step=step, steps=STEPS, titles=STEP_TITLES,
                   csrf=csrf, a=wizard.answers, check=wizard.name_check, advice=ADVICE,
-                  directory_check=wizard.directory_check, **context)
+                  directory_check=wizard.directory_check, database_check=wizard.database_check, **context)
 
 
 async def step(request: web.Request) -> web.StreamResponse:
@@ -277,13 +280,26 @@ async def _features(wizard: Wizard, form: Any) -> str:
     return "next"
 
 
+async def _database(wizard: Wizard, form: Any) -> str:
+    """The embedded SQLite file, or a PostgreSQL server whose address is tested live before it is taken."""
+    wizard.database_check = ""
+    if form.get("database", "embedded") == "embedded":
+        wizard.answers.database_url = ""
+        return "next"
+    url = str(form.get("database_url", "")).strip()
+    wizard.database_check = await check_database(url)
+    wizard.answers.database_url = url
+    return "stay" if form.get("action") == "check" else "next"
+
+
 async def _review(wizard: Wizard, form: Any) -> str:
     return "next"
 
 
 STEP_HANDLERS: dict[str, Callable[[Wizard, Any], Awaitable[Any]]] = {
     "language": _language, "name": _name, "certificate": _certificate, "admin": _admin,
-    "registration": _registration, "directory": _directory, "features": _features, "review": _review,
+    "registration": _registration, "directory": _directory, "features": _features, "database": _database,
+    "review": _review,
 }
 
 
