@@ -24,7 +24,8 @@ UPLOAD = "urn:xmpp:http:upload:0"
 FORWARD = "urn:xmpp:forward:0"
 
 
-def write_config(folder: Path, c2s: int, http: int) -> Path:
+def write_config(folder: Path, c2s: int, http: int, domain: str = DOMAIN) -> Path:
+    """A loopback-only parlour.toml serving `domain` (the migration tests use it too)."""
     folder.mkdir()
     config = folder / "parlour.toml"
     config.write_text(
@@ -33,7 +34,7 @@ def write_config(folder: Path, c2s: int, http: int) -> Path:
         "[limits]\nscram_iterations = 4096\nauth_failure_delay = 0\n\n"
         f'[http]\ninterfaces = ["127.0.0.1"]\nport = {http}\nhttps = false\n\n'
         f'[modules.upload]\nurl_base = "http://127.0.0.1:{http}"\n\n'
-        f'[hosts."{DOMAIN}"]\n'
+        f'[hosts."{domain}"]\n'
     )
     return config
 

@@ -25,6 +25,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from tests.integration import migration_peers as peers
 from tests.integration.harness import Client, free_port
 from tests.integration.process import TIMEOUT, ServerProcess, parlour
+from tests.integration.test_backup import write_config
 
 DOMAIN = "old.example"
 PASSWORDS = {"alice": "alice's old secret", "bob": "bob's old secret"}
@@ -74,24 +75,11 @@ async def fill(port: int) -> None:
     await bob.leave()
 
 
-def write_config(folder: Path, c2s: int) -> Path:
-    folder.mkdir()
-    config = folder / "parlour.toml"
-    config.write_text(
-        '[server]\nstate_dir = "state"\n\n'
-        f'[c2s]\ninterfaces = ["127.0.0.1"]\nport = {c2s}\ndirect_tls_port = 0\n\n'
-        "[limits]\nscram_iterations = 4096\nauth_failure_delay = 0\n\n"
-        f'[http]\ninterfaces = ["127.0.0.1"]\nport = {free_port()}\nhttps = false\n\n'
-        f'[hosts."{DOMAIN}"]\n'
-    )
-    return config
-
-
 @contextlib.asynccontextmanager
 async def parlour_with(export: Path, tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, int, str]]:
     """A fresh Parlour serving the old domain, the export imported before its first start."""
     c2s = free_port()
-    config = write_config(tmp_path / "parlour", c2s)
+    config = write_config(tmp_path / "parlour", c2s, free_port(), DOMAIN)
     imported = await asyncio.to_thread(parlour, "import", "--xep0227", str(export), "--config", str(config))
     assert imported.returncode == 0, imported.stdout + imported.stderr
     server = ServerProcess(config, tmp_path / "parlour.log")
