@@ -70,6 +70,7 @@ def main(argv: list[str]) -> int:
             ("admin", {"admin": admin, "password": password, "password2": password}),
             ("registration", {"registration": "invite"}),
             ("features", {}),
+            ("database", {"database": "embedded"}),
             ("review", {}),
         ]
         for name, fields in steps:

@@ -71,6 +71,8 @@ async def test_directory_step_tests_the_connection_and_sets_up_logins(tmp_path: 
                 await page.get_by_role("button", name="Continue").click()
                 await page.wait_for_url("**/setup/features")
                 await page.get_by_role("button", name="Continue").click()
+                await page.wait_for_url("**/setup/database")  # the built-in database, as offered
+                await page.get_by_role("button", name="Continue").click()
                 await page.wait_for_url("**/setup/review")
                 assert await page.locator(".review-directory").inner_text() == slapd.uri
                 await page.get_by_role("button", name="Finish setup").click()
