@@ -193,19 +193,27 @@ class PortableData:
         unknown = [h for h in chosen if h not in self.hosts]
         if unknown:
             raise PortableError(f"not a host of this server: {', '.join(unknown)}")
-        users: dict[str, list[pie.UserData]] = {}
-        for host in chosen:
-            users[host] = [u async for u in self._users(host)]
         partial = output.with_name(f".{output.name}.partial")
         output.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            for chunk in pie.write_document(users.items()):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+        count = 0
+        try:
+            with os.fdopen(fd, "wb") as out:  # one user at a time: an export never holds them all
+                out.write(pie.HEAD)
+                for host in chosen:
+                    out.write(pie.host_start(host))
+                    async for user in self._users(host):
+                        await asyncio.to_thread(out.write, pie.user_bytes(user))
+                        count += 1
+                    out.write(pie.HOST_END)
+                out.write(pie.TAIL)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, output)
-        return ExportSummary(output, sum(len(u) for u in users.values()), tuple(chosen))
+        return ExportSummary(output, count, tuple(chosen))
 
     async def _users(self, host: str) -> AsyncIterator[pie.UserData]:
         offset = 0

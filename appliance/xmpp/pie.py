@@ -399,16 +399,30 @@ HEAD = b"<?xml version='1.0' encoding='UTF-8'?>\n<server-data xmlns='urn:xmpp:pi
 TAIL = b"</server-data>\n"
 
 
+def host_start(host: str) -> bytes:
+    """Opens a `<host>` of the document; `HOST_END` closes it."""
+    return f"<host jid={quoteattr(host)}>\n".encode()
+
+
+HOST_END = b"</host>\n"
+
+
+def user_bytes(user: UserData) -> bytes:
+    """One `<user>` of the document, serialized."""
+    return etree.tostring(user_element(user), encoding="utf-8") + b"\n"
+
+
 def write_document(hosts: Iterable[tuple[str, Iterable[UserData]]]) -> Iterator[bytes]:
-    """The whole document in chunks (one per user), so an export never holds every user at once."""
+    """The whole document in chunks (one per user), so a writer never holds every user at once."""
     yield HEAD
     for host, users in hosts:
-        yield f"<host jid={quoteattr(host)}>\n".encode()
+        yield host_start(host)
         for user in users:
-            yield etree.tostring(user_element(user), encoding="utf-8") + b"\n"
-        yield b"</host>\n"
+            yield user_bytes(user)
+        yield HOST_END
     yield TAIL
 
 
-__all__ = ["NS_PIE", "NS_PIE_MAM", "NS_PIE_SCRAM", "Archived", "Contact", "Credentials", "PepNode", "PieError",
-           "UserData", "read_user", "read_users", "user_element", "write_document"]
+__all__ = ["HEAD", "HOST_END", "NS_PIE", "NS_PIE_MAM", "NS_PIE_SCRAM", "TAIL", "Archived", "Contact", "Credentials",
+           "PepNode", "PieError", "UserData", "host_start", "read_user", "read_users", "user_bytes", "user_element",
+           "write_document"]
