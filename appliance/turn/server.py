@@ -14,7 +14,7 @@ import logging
 import ssl
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.turn.allocations import Allocation, Allocations, FiveTuple, NoRelayPort, QuotaReached
@@ -147,7 +147,7 @@ class TurnServer:
                 if length > MAX_TCP_FRAME:
                     break
                 frame = head + await reader.readexactly(length - 4)
-                await self.handle(frame, five_tuple, writer.write, padded=True)
+                await self.handle(frame, five_tuple, writer.write)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
@@ -158,8 +158,7 @@ class TurnServer:
 
     # -- everything the client sends -----------------------------------------------------------------
 
-    async def handle(self, data: bytes, five_tuple: FiveTuple, send: Callable[[bytes], None], *,
-                     padded: bool) -> None:
+    async def handle(self, data: bytes, five_tuple: FiveTuple, send: Callable[[bytes], None]) -> None:
         if is_channel_data(data):
             self.relay_channel_data(data, five_tuple)
             return
@@ -386,11 +385,4 @@ class UdpListener:
         def send(reply: bytes) -> None:
             endpoint.sendto(reply, client)
 
-        asyncio.get_running_loop().create_task(self.server.handle(data, five_tuple, send, padded=False))
-
-
-def default_denied_peers(extra: Iterable[str] = ()) -> tuple[str, ...]:
-    """Addresses a relay must never reach by default: this machine's loopback and unspecified addresses,
-    multicast, and link-local ranges (cloud metadata services live at 169.254.169.254)."""
-    return ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128", "224.0.0.0/4", "ff00::/8", "169.254.0.0/16",
-            "fe80::/10", *extra)
+        asyncio.get_running_loop().create_task(self.server.handle(data, five_tuple, send))
