@@ -9,12 +9,13 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomically(path: Path, text: str, *, mode: int = 0o640) -> None:
-    """Replace `path` with `text` in one rename; the rename itself is made durable too."""
+def write_atomically(path: Path, text: str | bytes, *, mode: int = 0o640) -> None:
+    """Replace `path` with `text` (UTF-8, or bytes as they are) in one rename; the rename itself is made
+    durable too."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with (os.fdopen(fd, "w", encoding="utf-8") if isinstance(text, str) else os.fdopen(fd, "wb")) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
