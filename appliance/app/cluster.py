@@ -10,13 +10,14 @@ from appliance.core.api import Host
 from appliance.core.events import SessionEvent
 from appliance.core.server import XmppCore
 from appliance.core.sessions import Session
+from appliance.modules.caps import Capabilities
 from appliance.modules.carbons import CarbonsService
 from appliance.services.cluster import NodeReader, NodeView
 
 
 def join_cluster(config: Config, core: XmppCore) -> ClusterNode:
     """The node for `core` (not started): a dead node's sessions end through the hosts' modules, and
-    carbons state travels with the session records."""
+    carbons state and the PEP nodes a session wants (its caps' NODE+notify) travel with the session records."""
     hosts = core.hosts
 
     def carbons_of(session: Session) -> CarbonsService | None:
@@ -32,13 +33,38 @@ def join_cluster(config: Config, core: XmppCore) -> ClusterNode:
         if service is not None:
             (service.enable if on else service.disable)(session)
 
+    def caps_of(session: Session) -> Capabilities | None:
+        host = hosts.get(session.jid.domain)
+        return host.services.get(Capabilities) if host is not None else None
+
+    def notify(session: Session) -> tuple[str, ...]:
+        caps = caps_of(session)
+        return caps.notify_nodes(session.jid) if caps is not None else ()
+
+    def set_notify(session: Session, nodes: tuple[str, ...]) -> None:
+        caps = caps_of(session)
+        if caps is not None:
+            caps.mirror(session.jid, nodes)
+
     async def session_ended(host: Host, session: RemoteSession) -> None:
         # A dead node's session: the same hooks as a local close (presence unavailable to contacts and
         # to the account's other resources, last activity, rooms left).
         await host.hooks.fire(events.SESSION_CLOSED, SessionEvent(session))  # type: ignore[arg-type]
 
-    return ClusterNode(config.cluster, sessions=core.sessions, router=core.router, hosts=hosts, tasks=core.tasks,
-                       session_ended=session_ended, carbons=carbons, set_carbons=set_carbons)
+    node = ClusterNode(config.cluster, sessions=core.sessions, router=core.router, hosts=hosts, tasks=core.tasks,
+                       session_ended=session_ended, carbons=carbons, set_carbons=set_carbons, notify=notify,
+                       set_notify=set_notify)
+
+    async def caps_learnt(session: Session) -> None:
+        # The caps of a session here became known after its presence was published (they are asked of the
+        # client): publish its record again so the other nodes' PEP notifies it.
+        node.registry.after_stanza(session)
+
+    for host in hosts.values():
+        caps = host.services.get(Capabilities)
+        if caps is not None:
+            caps.listeners.append(caps_learnt)
+    return node
 
 
 def node_reader(node: ClusterNode) -> NodeReader:

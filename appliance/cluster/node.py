@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from appliance import __version__
 from appliance.cluster import keys
 from appliance.cluster.queues import RETRY, Delivery, Entry, Inbox, Outbox, drain
-from appliance.cluster.registry import DOWN, Carbons, Registry, SetCarbons
+from appliance.cluster.registry import DOWN, Carbons, Notify, Registry, SetCarbons, SetNotify
 from appliance.cluster.remote import RemoteSession, SessionRecord
 from appliance.config.model import ClusterConfig
 from appliance.core import events
@@ -61,7 +61,7 @@ class ClusterNode:
 
     def __init__(self, config: ClusterConfig, *, sessions: SessionDirectory, router: Router,
                  hosts: dict[str, Host], tasks: TaskSupervisor, session_ended: SessionEnded,
-                 carbons: Carbons, set_carbons: SetCarbons) -> None:
+                 carbons: Carbons, set_carbons: SetCarbons, notify: Notify, set_notify: SetNotify) -> None:
         self.config = config
         self.name = node_name(config)
         self.redis = connect(config.redis_url)
@@ -71,7 +71,7 @@ class ClusterNode:
         self.session_ended = session_ended
         self.outbox = Outbox(self.redis, router=router, give_up=config.expiry, refused=self._refused)
         self.registry = Registry(self.redis, self.name, sessions=sessions, outbox=self.outbox, carbons=carbons,
-                                 set_carbons=set_carbons)
+                                 set_carbons=set_carbons, notify=notify, set_notify=set_notify)
         self.delivery = Delivery(sessions=sessions, router=router, hosts=hosts, outbox=self.outbox)
         self.inbox = Inbox(self.redis, self.name, self.delivery)
         self.started = time.time()

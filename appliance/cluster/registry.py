@@ -31,25 +31,41 @@ Carbons = Callable[[Session], bool]
 """Whether a session of this node has carbons on (the composition root asks the carbons module)."""
 SetCarbons = Callable[[Session, bool], None]
 """Switch carbons on or off for a remote session in this node's carbons module."""
+Notify = Callable[[Session], tuple[str, ...]]
+"""The PEP nodes a session of this node wants notifications of (learnt here from its entity capabilities)."""
+SetNotify = Callable[[Session, tuple[str, ...]], None]
+"""Tell this node's entity capabilities what a remote session wants (no nodes: forget it)."""
 
 
-def _record(session: Session, carbons: bool) -> SessionRecord:
+def _none(_session: Session) -> tuple[str, ...]:
+    return ()
+
+
+def _ignore(_session: Session, _nodes: tuple[str, ...]) -> None:
+    return None
+
+
+def _record(session: Session, carbons: bool, notify: tuple[str, ...]) -> SessionRecord:
     presence = session.presence
     return SessionRecord(session.available, session.priority,
-                         etree.tostring(presence) if presence is not None else b"", session.interested, carbons)
+                         etree.tostring(presence) if presence is not None else b"", session.interested, carbons,
+                         notify)
 
 
 class Registry:
     """This node's side of the registry: publishes its sessions (`SessionLink`) and mirrors the others'."""
 
     def __init__(self, redis: Redis, node: str, *, sessions: SessionDirectory, outbox: Outbox,
-                 carbons: Carbons, set_carbons: SetCarbons) -> None:
+                 carbons: Carbons, set_carbons: SetCarbons, notify: Notify = _none,
+                 set_notify: SetNotify = _ignore) -> None:
         self.redis = redis
         self.node = node
         self.sessions = sessions
         self.outbox = outbox
         self.carbons = carbons
         self.set_carbons = set_carbons
+        self.notify = notify
+        self.set_notify = set_notify
         self.local: dict[Session, tuple[object, ...]] = {}  # this node's sessions -> what was published
         self.remote: dict[str, RemoteSession] = {}  # full JID -> the other node's session
         self._writes: asyncio.Queue[tuple[bytes, bytes, bytes]] = asyncio.Queue()
@@ -61,11 +77,13 @@ class Registry:
 
     def _fingerprint(self, session: Session) -> tuple[object, ...]:
         return (session.available, session.priority, id(session.presence), session.interested,
-                self.carbons(session))
+                self.carbons(session), self.notify(session))
 
     def bound(self, session: Session) -> None:
         self.local[session] = self._fingerprint(session)
-        self.remote.pop(str(session.jid), None)  # it was on another node a moment ago: here now
+        moved = self.remote.pop(str(session.jid), None)  # it was on another node a moment ago: here now
+        if moved is not None:
+            self.set_notify(moved, ())
         self._publish(SET, session)
 
     def ended(self, session: Session) -> None:
@@ -82,7 +100,7 @@ class Registry:
         return self.outbox.settle() if self.outbox.busy else None
 
     def _publish(self, op: bytes, session: Session) -> None:
-        record = _record(session, self.carbons(session))
+        record = _record(session, self.carbons(session), self.notify(session))
         self._writes.put_nowait((op, str(session.jid).encode(), record.encode()))
 
     async def write_forever(self) -> None:
@@ -113,7 +131,7 @@ class Registry:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(keys.sessions(self.node))
             for session in self.local:
-                record = _record(session, self.carbons(session)).encode()
+                record = _record(session, self.carbons(session), self.notify(session)).encode()
                 jid = str(session.jid).encode()
                 pipe.hset(keys.sessions(self.node), jid, record)
                 pipe.xadd(keys.EVENTS, {b"n": self.node.encode(), b"o": SET, b"j": jid, b"r": record},
@@ -186,6 +204,7 @@ class Registry:
         except etree.XMLSyntaxError:
             log.error("cluster: node %s registered a presence that does not parse for %s", node, jid_text)
         self.set_carbons(session, session.carbons)
+        self.set_notify(session, session.notify)
         current = self.sessions.get(jid)
         if current is None or isinstance(current, RemoteSession):
             self.sessions.mirror(session)
@@ -198,6 +217,7 @@ class Registry:
         del self.remote[jid_text]
         self.sessions.unmirror(session)
         self.set_carbons(session, False)
+        self.set_notify(session, ())
         return session
 
     def forget_node(self, node: str) -> list[RemoteSession]:

@@ -27,15 +27,18 @@ class SessionRecord:
     presence: bytes = b""  # the last broadcast available presence, serialized
     interested: bool = False  # requested the roster
     carbons: bool = False
+    notify: tuple[str, ...] = ()  # the PEP nodes it wants notifications of (NODE+notify of its caps)
 
     def encode(self) -> bytes:
         return json.dumps({"a": self.available, "p": self.priority, "x": self.presence.decode(),
-                           "i": self.interested, "c": self.carbons}, separators=(",", ":")).encode()
+                           "i": self.interested, "c": self.carbons, "n": self.notify}, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> SessionRecord:
         raw = json.loads(data)
-        return cls(bool(raw["a"]), int(raw["p"]), str(raw["x"]).encode(), bool(raw["i"]), bool(raw["c"]))
+        # "n" is absent from the records of nodes that predate it (a rolling upgrade)
+        return cls(bool(raw["a"]), int(raw["p"]), str(raw["x"]).encode(), bool(raw["i"]), bool(raw["c"]),
+                   tuple(str(node) for node in raw.get("n", ())))
 
 
 class Courier(Protocol):
@@ -52,7 +55,7 @@ class RemoteSession:
     """A session bound on node `node`: what it is sent goes into that node's queue."""
 
     __slots__ = ("__weakref__", "available", "carbons", "courier", "directed", "here", "interested", "jid", "node",
-                 "presence", "priority")
+                 "notify", "presence", "priority")
 
     def __init__(self, jid: JID, node: str, courier: Courier, here: str = "") -> None:
         self.here = here  # this node: a session bound here in this one's place gets its unacknowledged stanzas
@@ -64,6 +67,7 @@ class RemoteSession:
         self.presence: etree._Element | None = None
         self.interested = False
         self.carbons = False
+        self.notify: tuple[str, ...] = ()
         self.directed: set[JID] = set()  # kept by the holding node; empty here
 
     def __repr__(self) -> str:
@@ -75,6 +79,7 @@ class RemoteSession:
         self.presence = parse(record.presence) if record.presence else None
         self.interested = record.interested
         self.carbons = record.carbons
+        self.notify = record.notify
 
     def send(self, element: etree._Element) -> None:
         self.courier.post(self.node, self.jid, STANZA, etree.tostring(element))

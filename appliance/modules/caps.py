@@ -41,6 +41,9 @@ class Capabilities:
         self._by_jid: dict[str, str] = {}  # full JID → ver
         self._remote: dict[str, set[str]] = {}  # bare JID of a remote contact → its full JIDs with caps
         self._heard: dict[str, dict[str, str]] = {}  # remote full JID → local account → ver it was heard with
+        # full JID of a session another node of a cluster holds → the PEP nodes it wants (that node learnt them)
+        self._mirrored: dict[str, frozenset[str]] = {}
+        self._notify: LruDict[str, tuple[str, ...]] = LruDict(cache_size)  # ver → its NODE+notify, for the above
         self.listeners: list[CapsListener] = []
         self.remote_listeners: list[RemoteCapsListener] = []
 
@@ -51,7 +54,30 @@ class Capabilities:
 
     def wants(self, jid: JID, node: str) -> bool:
         """The resource asked for notifications of PEP node `node` (XEP-0163 §4: NODE+notify)."""
+        key = str(jid)
+        if key not in self._by_jid and key in self._mirrored:
+            return node in self._mirrored[key]
         return f"{node}+notify" in self.features(jid)
+
+    def notify_nodes(self, jid: JID) -> tuple[str, ...]:
+        """The PEP nodes the resource asked notifications for, in order (what a cluster shares of its caps;
+        asked after every stanza of a clustered session, so computed once per caps hash)."""
+        ver = self._by_jid.get(str(jid))
+        if ver is None:
+            return ()
+        nodes = self._notify.get(ver)
+        if nodes is None:
+            nodes = tuple(sorted(f[:-7] for f in self.features(jid) if f.endswith("+notify")))
+            if nodes or self._cache.get(ver) is not None:  # not while the features are still unknown
+                self._notify.put(ver, nodes)
+        return nodes
+
+    def mirror(self, jid: JID, nodes: tuple[str, ...]) -> None:
+        """Record (or with no nodes forget) what a session held by another node of the cluster wants."""
+        if nodes:
+            self._mirrored[str(jid)] = frozenset(nodes)
+        else:
+            self._mirrored.pop(str(jid), None)
 
     def known(self, ver: str) -> frozenset[str] | None:
         return self._cache.get(ver)

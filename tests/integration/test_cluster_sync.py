@@ -1,0 +1,112 @@
+"""Three Parlour nodes on one real PostgreSQL and one real Redis: PEP and PubSub notifications reach contacts
+on other nodes (filtered by the NODE+notify of caps that another node learnt)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+
+from appliance.storage.api import RosterItem
+from tests.integration.cluster_nodes import DOMAIN, Cluster, ping, running_cluster
+from tests.integration.harness import Client
+from tests.integration.pubsub_helpers import items_of, next_event, no_event, on_node, payload, watch_events
+from tests.pgserver import PostgresServer, postgres_for_tests
+from tests.redisserver import RedisServer
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+NODES = ("n1", "n2", "n3")
+DEVICELIST = "eu.siacs.conversations.axolotl.devicelist"
+AXOLOTL = "eu.siacs.conversations.axolotl"
+PROPAGATION = 0.5  # seconds for a registry change to reach the other nodes (the existing tests wait 0.3)
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[PostgresServer]:
+    with postgres_for_tests() as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory, database: PostgresServer,
+                  redis_server: RedisServer) -> AsyncIterator[Cluster]:
+    folder = tmp_path_factory.mktemp("cluster-sync")
+    redis_server.restart(empty=True)  # nothing left by other tests
+    async with running_cluster(folder, database.create_database(), redis_server.url, NODES) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _clients_closed(cluster: Cluster) -> Iterator[None]:
+    yield
+    cluster.close_clients()
+
+
+async def befriend(cluster: Cluster, owner: str, *contacts: str) -> None:
+    """Mutual subscriptions between `owner` and each contact, written to the shared database."""
+    assert cluster.storage is not None
+    roster = cluster.storage.stores.roster
+    for contact in contacts:
+        for user, other in ((owner, contact), (contact, owner)):
+            await roster.put(DOMAIN, user.split("@")[0], RosterItem(other, subscription="both"))
+
+
+async def caps_client(cluster: Cluster, node: str, jid: str, interests: tuple[str, ...] = (),
+                      resource: str = "phone") -> Client:
+    """A client on `node` announcing entity capabilities with NODE+notify for `interests`."""
+    client = await cluster.client(node, jid, resource=resource, presence=False)
+    for plugin in ("xep_0004", "xep_0060", "xep_0115", "xep_0163"):
+        client.register_plugin(plugin)
+    watch_events(client)
+    client.plugin["xep_0030"].add_feature("urn:example:client")
+    for name in interests:
+        client.plugin["xep_0030"].add_feature(f"{name}+notify")
+    await client.plugin["xep_0115"].update_caps(broadcast=False)
+    client.send_presence()
+    await ping(client)
+    return client
+
+
+def devices(event: object) -> list[str]:
+    [item] = items_of(event, DEVICELIST)  # type: ignore[arg-type]
+    return [d.get("id") or "" for d in item[0]]
+
+
+async def publish(client: Client, owner: str, *ids: int) -> None:
+    listed = "".join(f"<device id='{i}'/>" for i in ids)
+    await client.plugin["xep_0060"].publish(owner, DEVICELIST, id="current",
+                                            payload=payload(f"<list xmlns='{AXOLOTL}'>{listed}</list>"))
+
+
+async def test_pep_notifications_reach_contacts_on_other_nodes_by_their_caps(cluster: Cluster) -> None:
+    alice, bob, carol = [await cluster.add_user(name) for name in ("alice", "bob", "carol")]
+    await befriend(cluster, alice, bob, carol)
+    a = await caps_client(cluster, "n1", alice, resource="desk")
+    await publish(a, alice, 1)
+
+    # bob logs in on n2 after the publication: n2 learns his caps and sends him the last item
+    b = await caps_client(cluster, "n2", bob, interests=(DEVICELIST,))
+    assert devices(await next_event(b, on_node(DEVICELIST))) == ["1"]
+    c = await caps_client(cluster, "n3", carol)  # caps without +notify
+    own = await caps_client(cluster, "n3", alice, interests=(DEVICELIST,), resource="tablet")
+    assert devices(await next_event(own, on_node(DEVICELIST))) == ["1"]
+    await asyncio.sleep(PROPAGATION)  # n1 hears what n2 and n3 learnt of their clients' caps
+
+    await publish(a, alice, 1, 2)  # on n1: bob (n2) and alice's tablet (n3) asked for it, carol did not
+    assert devices(await next_event(b, on_node(DEVICELIST))) == ["1", "2"]
+    assert devices(await next_event(own, on_node(DEVICELIST))) == ["1", "2"]
+    await no_event(c, on_node(DEVICELIST))
+
+
+async def test_pubsub_service_subscribers_on_other_nodes_are_notified(cluster: Cluster) -> None:
+    erin, frank = await cluster.add_user("erin"), await cluster.add_user("frank")
+    e = await caps_client(cluster, "n1", erin)
+    f = await caps_client(cluster, "n3", frank)
+    service = f"pubsub.{DOMAIN}"
+    await e.plugin["xep_0060"].create_node(service, "news")
+    await f.plugin["xep_0060"].subscribe(service, "news")
+    await e.plugin["xep_0060"].publish(service, "news", id="first", payload=payload("<entry xmlns='urn:example'/>"))
+    event = await next_event(f, on_node("news"))
+    assert [item.get("id") for item in items_of(event, "news")] == ["first"]
