@@ -106,13 +106,9 @@ async def befriend(harness: Harness, *pairs: tuple[str, str]) -> None:
             await harness.server.stores.roster.put(jid.domain, jid.local or "", item)
 
 
-async def caps_client(harness: Harness, jid: str, interests: tuple[str, ...] = (), resource: str = "phone") -> Client:
-    """A client announcing entity capabilities (XEP-0115) with NODE+notify for `interests`, after the
-    server has learned (and verified) them."""
-    from appliance.modules.caps import Capabilities
-    from appliance.xmpp.jid import JID
-
-    client = await harness.client(jid, presence=False, resource=resource)
+async def announce_caps(client: Client, interests: tuple[str, ...] = ()) -> None:
+    """Entity capabilities (XEP-0115) with NODE+notify for `interests` in the client's initial presence
+    (sent now); events are queued in `client.messages`."""
     for plugin in ("xep_0004", "xep_0060", "xep_0115", "xep_0163"):
         client.register_plugin(plugin)
     watch_events(client)
@@ -121,6 +117,16 @@ async def caps_client(harness: Harness, jid: str, interests: tuple[str, ...] = (
         client.plugin["xep_0030"].add_feature(f"{node}+notify")
     await client.plugin["xep_0115"].update_caps(broadcast=False)
     client.send_presence()
+
+
+async def caps_client(harness: Harness, jid: str, interests: tuple[str, ...] = (), resource: str = "phone") -> Client:
+    """A client announcing entity capabilities (XEP-0115) with NODE+notify for `interests`, after the
+    server has learned (and verified) them."""
+    from appliance.modules.caps import Capabilities
+    from appliance.xmpp.jid import JID
+
+    client = await harness.client(jid, presence=False, resource=resource)
+    await announce_caps(client, interests)
     caps = harness.server.hosts[harness.domain].services[Capabilities]
     full = JID.parse(f"{jid}/{resource}")
     async with asyncio.timeout(5):

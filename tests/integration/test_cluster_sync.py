@@ -4,7 +4,7 @@ on other nodes (filtered by the NODE+notify of caps that another node learnt).""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -12,8 +12,8 @@ import pytest_asyncio
 from appliance.storage.api import RosterItem
 from tests.integration.cluster_nodes import DOMAIN, Cluster, ping, running_cluster
 from tests.integration.harness import Client
-from tests.integration.pubsub_helpers import items_of, next_event, no_event, on_node, payload, watch_events
-from tests.pgserver import PostgresServer, postgres_for_tests
+from tests.integration.pubsub_helpers import announce_caps, items_of, next_event, no_event, on_node, payload
+from tests.pgserver import PostgresServer
 from tests.redisserver import RedisServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -23,25 +23,23 @@ AXOLOTL = "eu.siacs.conversations.axolotl"
 PROPAGATION = 0.5  # seconds for a registry change to reach the other nodes (the existing tests wait 0.3)
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[PostgresServer]:
-    with postgres_for_tests() as server:
-        yield server
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def cluster(tmp_path_factory: pytest.TempPathFactory, database: PostgresServer,
+async def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer,
                   redis_server: RedisServer) -> AsyncIterator[Cluster]:
+    """The nodes on the session's PostgreSQL (a database of their own) and a Redis emptied for them."""
+    redis_server.restart(empty=True)
     folder = tmp_path_factory.mktemp("cluster-sync")
-    redis_server.restart(empty=True)  # nothing left by other tests
-    async with running_cluster(folder, database.create_database(), redis_server.url, NODES) as running:
+    async with running_cluster(folder, postgres.create_database(), redis_server.url, NODES) as running:
         yield running
 
 
-@pytest.fixture(autouse=True)
-def _clients_closed(cluster: Cluster) -> Iterator[None]:
-    yield
-    cluster.close_clients()
+@pytest_asyncio.fixture(autouse=True, loop_scope="module")
+async def _clients_closed(cluster: Cluster) -> AsyncIterator[None]:
+    """Each test's clients log out at its end."""
+    try:
+        yield
+    finally:
+        cluster.close_clients()
 
 
 async def befriend(cluster: Cluster, owner: str, *contacts: str) -> None:
@@ -57,14 +55,7 @@ async def caps_client(cluster: Cluster, node: str, jid: str, interests: tuple[st
                       resource: str = "phone") -> Client:
     """A client on `node` announcing entity capabilities with NODE+notify for `interests`."""
     client = await cluster.client(node, jid, resource=resource, presence=False)
-    for plugin in ("xep_0004", "xep_0060", "xep_0115", "xep_0163"):
-        client.register_plugin(plugin)
-    watch_events(client)
-    client.plugin["xep_0030"].add_feature("urn:example:client")
-    for name in interests:
-        client.plugin["xep_0030"].add_feature(f"{name}+notify")
-    await client.plugin["xep_0115"].update_caps(broadcast=False)
-    client.send_presence()
+    await announce_caps(client, interests)
     await ping(client)
     return client
 
