@@ -53,7 +53,7 @@ def join_cluster(config: Config, core: XmppCore) -> ClusterNode:
 
     node = ClusterNode(config.cluster, sessions=core.sessions, router=core.router, hosts=hosts, tasks=core.tasks,
                        session_ended=session_ended, carbons=carbons, set_carbons=set_carbons, notify=notify,
-                       set_notify=set_notify)
+                       set_notify=set_notify, changes=core.changes)
 
     async def caps_learnt(session: Session) -> None:
         # The caps of a session here became known after its presence was published (they are asked of the

@@ -6,6 +6,7 @@ PREFIX = "parlour:"
 NODES = PREFIX + "nodes"  # hash: node name -> JSON facts about it (started, pid, version)
 EVENTS = PREFIX + "events"  # stream: session registry changes, read by every node
 EVENTS_KEPT = 100_000  # approximate length the registry stream is trimmed to (a node that fell behind resyncs)
+CHANGES = PREFIX + "changes"  # stream: changes to shared data the nodes cache (appliance/cluster/changes.py)
 GROUP = "deliver"  # the consumer group of every node's inbox
 
 

@@ -16,12 +16,14 @@ from redis.exceptions import RedisError
 
 from appliance import __version__
 from appliance.cluster import keys
+from appliance.cluster.changes import ChangeBus
 from appliance.cluster.queues import RETRY, Delivery, Entry, Inbox, Outbox, drain
 from appliance.cluster.registry import DOWN, Carbons, Notify, Registry, SetCarbons, SetNotify
 from appliance.cluster.remote import RemoteSession, SessionRecord
 from appliance.config.model import ClusterConfig
 from appliance.core import events
 from appliance.core.api import Host
+from appliance.core.changes import SharedChanges
 from appliance.core.router import Router
 from appliance.core.sessions import SessionDirectory
 from appliance.util.tasks import TaskSupervisor
@@ -61,7 +63,8 @@ class ClusterNode:
 
     def __init__(self, config: ClusterConfig, *, sessions: SessionDirectory, router: Router,
                  hosts: dict[str, Host], tasks: TaskSupervisor, session_ended: SessionEnded,
-                 carbons: Carbons, set_carbons: SetCarbons, notify: Notify, set_notify: SetNotify) -> None:
+                 carbons: Carbons, set_carbons: SetCarbons, notify: Notify, set_notify: SetNotify,
+                 changes: SharedChanges) -> None:
         self.config = config
         self.name = node_name(config)
         self.redis = connect(config.redis_url)
@@ -74,6 +77,8 @@ class ClusterNode:
                                  set_carbons=set_carbons, notify=notify, set_notify=set_notify)
         self.delivery = Delivery(sessions=sessions, router=router, hosts=hosts, outbox=self.outbox)
         self.inbox = Inbox(self.redis, self.name, self.delivery)
+        self.changes = changes
+        self.bus = ChangeBus(self.redis, self.name, changes)
         self.started = time.time()
         self._stops: list[Callable[[], None]] = []
         self._running: list[asyncio.Task[None]] = []
@@ -99,7 +104,9 @@ class ClusterNode:
         await self._register()
         await self.inbox.ensure_group()
         await self.registry.resync()
+        await self.bus.start()
         self.sessions.link = self.registry
+        self.changes.link = self.bus
         self._stops = [host.hooks.add(events.SM_UNDELIVERED, self.delivery.on_undelivered, events.GUARD)
                        for host in self.hosts.values()]
         self._running = [
@@ -107,6 +114,8 @@ class ClusterNode:
             self.tasks.spawn(self.registry.follow_forever(), "cluster-registry-follow"),
             # first what a killed run of this node had read but not acknowledged, then new entries
             self.tasks.spawn(self.inbox.run(), "cluster-inbox"),
+            self.tasks.spawn(self.bus.write_forever(), "cluster-changes-write"),
+            self.tasks.spawn(self.bus.follow_forever(), "cluster-changes-follow"),
         ]
         if leftovers:
             await self.reap(self.name, force=True)
@@ -219,7 +228,8 @@ class ClusterNode:
                     await asyncio.sleep(0.05)
         except TimeoutError:
             pass
-        self.registry.running = self.inbox.running = False
+        self.changes.link = None
+        self.registry.running = self.inbox.running = self.bus.running = False
         for task in self._running:
             task.cancel()
         # A cancel that lands inside redis-py can come out as a connection error the loop retries

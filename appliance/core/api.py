@@ -31,6 +31,7 @@ from appliance.config.spec import (
     Text,
 )
 from appliance.core.accounts import AccountExists, AccountNotFound, WeakPassword
+from appliance.core.changes import ChangeListener, SharedChanges
 from appliance.core.events import NORMAL, Event, HookBus
 from appliance.core.iq import IqHandler, IqKey, IqRequest, IqTable, PendingIqs, Scope
 from appliance.core.session_options import CsiOptions, Sasl2Options, StreamManagementOptions
@@ -294,6 +295,7 @@ class ModuleContext(Generic[OptionsT]):
         stores: Stores,
         accounts: AccountService,
         tasks: TaskSupervisor,
+        changes: SharedChanges | None = None,
     ) -> None:
         self.module = module
         self._host = host
@@ -305,6 +307,7 @@ class ModuleContext(Generic[OptionsT]):
         self._stores = stores
         self.accounts = accounts
         self._tasks = tasks
+        self._changes = changes if changes is not None else SharedChanges()
         self._undo: list[Callable[[], None]] = []
         self.log = logging.getLogger(f"appliance.modules.{module.name}")
 
@@ -465,6 +468,16 @@ class ModuleContext(Generic[OptionsT]):
     def on_account_change(self, watcher: Callable[[str], Awaitable[None]]) -> None:
         """Call `watcher(host)` after an account of any host is created or deleted."""
         self._undo.append(self.accounts.watch(watcher))
+
+    def on_shared_change(self, topic: str, listener: ChangeListener) -> None:
+        """Call `listener(key, data)` when another node of a cluster announces a change to this host's shared
+        data under `topic`; key None: changes may have been missed, drop everything cached."""
+        self._undo.append(self._changes.listen(f"{self.host}:{topic}", listener))
+
+    async def shared_changed(self, topic: str, key: str, data: bytes = b"") -> None:
+        """Tell the other nodes of a cluster that this host's `key` under `topic` changed (once it is stored),
+        so they drop what they cached of it; nothing on a single server."""
+        await self._changes.announce(f"{self.host}:{topic}", key, data)
 
     def every(self, seconds: float, job: Callable[[], Awaitable[None]], name: str) -> None:
         """Run `job` every `seconds` until the module stops."""

@@ -15,6 +15,7 @@ from appliance.core.accounts import AccountService
 from appliance.core.api import Host, Module, ModuleContext
 from appliance.core.auth_throttle import AuthThrottle
 from appliance.core.authn import FastTokens
+from appliance.core.changes import SharedChanges
 from appliance.core.component import ComponentHub
 from appliance.core.federation_policy import FederationPolicy
 from appliance.core.iq import IqTable, PendingIqs
@@ -49,6 +50,7 @@ class XmppCore:
         self.sweep_interval = sweep_interval  # tests shorten it to see timeouts quickly
         self.started_at = time.time()
         self.sessions = SessionDirectory()
+        self.changes = SharedChanges()  # a cluster links it to the other nodes
         self.iq_table = IqTable()
         self.pending = PendingIqs()
         self.hosts: dict[str, Host] = {h.name: Host(h.name, h) for h in config.hosts}
@@ -106,7 +108,7 @@ class XmppCore:
             ctx = ModuleContext(
                 module, host, config=self.config, iq_table=self.iq_table, pending=self.pending,
                 router=self.router, sessions=self.sessions, stores=self.stores, accounts=self.accounts,
-                tasks=self.tasks,
+                tasks=self.tasks, changes=self.changes,
             )
             module.setup(ctx)
             host.modules.append(module)

@@ -62,6 +62,7 @@ class Avatars(Module):
             ctx.feature(NS_CONVERSION, scope=Scope.ACCOUNT)
         self.convert: bool = opts.vcard_conversion
         self._undo.append(self.pep.listen(NS_AVATAR_METADATA, self.on_metadata))
+        ctx.on_shared_change("avatar", self.on_changed_elsewhere)  # the presence hashes of other nodes' publishers
         if opts.presence_hash:
             ctx.hook(events.PRESENCE_OUTGOING, self.on_presence, events.TRANSFORM)
 
@@ -76,11 +77,13 @@ class Avatars(Module):
                                        f"{{{NS_AVATAR_METADATA}}}info")
         if info is None:  # an empty <metadata/> turns the avatar off
             self.hashes.put(str(owner), "")
+            await self.ctx.shared_changed("avatar", str(owner), b"")
             if self.convert:
                 await self._set_photo(owner, None, None)
             return
         avatar_id = info.get("id", "")
         self.hashes.put(str(owner), avatar_id)
+        await self.ctx.shared_changed("avatar", str(owner), avatar_id.encode())
         if not self.convert:
             return
         for item in await self.pep.items(owner, NS_AVATAR_DATA):
@@ -88,6 +91,13 @@ class Avatars(Module):
                 data = etree.fromstring(item.payload)
                 await self._set_photo(owner, info.get("type", "image/png"), (data.text or "").strip())
                 return
+
+    async def on_changed_elsewhere(self, owner: str | None, avatar_id: bytes) -> None:
+        """Another node published `owner`'s avatar (None: this node may have missed announcements)."""
+        if owner is None:
+            self.hashes.clear()
+        else:
+            self.hashes.put(owner, avatar_id.decode())
 
     async def _set_photo(self, owner: JID, mime: str | None, binval: str | None) -> None:
         vcard = await self.vcards.get(owner)

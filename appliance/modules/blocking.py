@@ -2,7 +2,8 @@
 
 Enforcement runs on every stanza to a local account, so each host keeps its accounts' blocklists in
 memory (loaded on first use, bounded LRU, written through on change): the guard costs no database read
-once a list is cached.
+once a list is cached. In a cluster each change is announced to the other nodes, which drop their copy
+(and push the change to their own resources of the account) before the block's result is sent.
 """
 
 from __future__ import annotations
@@ -70,13 +71,25 @@ class BlockingService:
         self._host = host
         self._cache: LruDict[str, set[str]] = LruDict(MAX_CACHED_USERS)
         self._lock = asyncio.Lock()
+        self._generation = 0  # counts lists dropped because another node changed them
+
+    def drop(self, user: str | None) -> None:
+        """Another node changed `user`'s list (None: any list may have changed): read it again when needed."""
+        self._generation += 1
+        if user is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(user)
 
     async def items(self, user: str) -> set[str]:
         """The user's blocked JIDs (canonical strings); the returned set must not be modified."""
         cached = self._cache.get(user)
         if cached is not None:
             return cached
+        generation = self._generation
         loaded = set(await self._store.items(self._host, user))
+        if generation != self._generation:  # dropped meanwhile: what was read may predate the change
+            return loaded
         # Another load or a change may have filled the entry while we waited: keep the first one.
         return self._cache.setdefault(user, loaded)
 
@@ -152,6 +165,7 @@ class Blocking(Module):
         ctx.hook(events.MESSAGE_OUTGOING, self.on_outgoing, events.GUARD)
         ctx.hook(events.PRESENCE_OUTGOING, self.on_outgoing, events.GUARD)
         ctx.hook(events.ACCOUNT_DELETED, self.on_account_deleted)
+        ctx.on_shared_change("blocking", self.on_changed_elsewhere)
 
     # -- IQ handlers ------------------------------------------------------------------------------
 
@@ -167,6 +181,7 @@ class Blocking(Module):
         if not jids:
             raise StanzaError.bad_request("A <block/> needs at least one <item/>")
         new = await self.service.add(user.local or "", jids)
+        await self._announce(user, BLOCK, jids)
         # The blocked contacts see us go offline (XEP-0191 §3.3); the inbound guard lets these through.
         await self._send_presence(user, new, available=False)
         self._push(user, _element(BLOCK, jids))
@@ -175,8 +190,21 @@ class Blocking(Module):
         user = _own_account(req)
         jids = _items(req.payload)
         gone = await self.service.remove(user.local or "", jids or None)
+        await self._announce(user, UNBLOCK, jids)
         await self._send_presence(user, gone, available=True)
         self._push(user, _element(UNBLOCK, jids))
+
+    async def _announce(self, user: JID, tag: str, jids: list[str]) -> None:
+        """Tell the other nodes of a cluster: their copy of the list goes, their resources get the push."""
+        await self.ctx.shared_changed("blocking", user.local or "", "\n".join([tag, *jids]).encode())
+
+    async def on_changed_elsewhere(self, user: str | None, data: bytes) -> None:
+        """Another node changed `user`'s list (data: the block or unblock and its JIDs; empty: the account
+        was deleted) or this node may have missed changes (user None)."""
+        self.service.drop(user)
+        tag, *jids = data.decode().split("\n") if data else ("",)
+        if user is not None and tag in (BLOCK, UNBLOCK):
+            self._push(JID.parse(f"{user}@{self.ctx.host}"), _element(tag, jids))
 
     def _push(self, user: JID, payload: etree._Element) -> None:
         """Send the change to every resource of `user` that has requested the blocklist."""
@@ -279,10 +307,11 @@ class Blocking(Module):
         await self.ctx.router.bounce(event.stanza, blocked_error("You have blocked this contact"))
         return True
 
-    def on_account_deleted(self, event: AccountEvent) -> None:
+    async def on_account_deleted(self, event: AccountEvent) -> None:
         jid: JID = event.jid
         if jid.domain == self.ctx.host and jid.local is not None:
             self.service.forget(jid.local)
+            await self.ctx.shared_changed("blocking", jid.local)
 
 
 def _own_account(req: IqRequest) -> JID:

@@ -101,6 +101,7 @@ class Mam(Module):
         ctx.iq("get", f"{{{NS_MAM}}}query", self.on_form, scope=Scope.ACCOUNT, feature=None)
         ctx.iq("get", f"{{{NS_MAM}}}metadata", self.on_metadata, scope=Scope.ACCOUNT, feature=None)
         ctx.iq("get", f"{{{NS_MAM}}}prefs", self.on_get_prefs, scope=Scope.ACCOUNT, feature=None)
+        ctx.on_shared_change("mam-prefs", self.on_prefs_changed_elsewhere)
         ctx.iq("set", f"{{{NS_MAM}}}prefs", self.on_set_prefs, scope=Scope.ACCOUNT, feature=None)
         for var in (NS_MAM_EXTENDED, NS_STANZA_ID):
             ctx.feature(var, scope=Scope.ACCOUNT)
@@ -176,6 +177,14 @@ class Mam(Module):
         owner = str(event.jid.bare())
         self._prefs.pop(owner, None)
         await self.store.delete_owner(owner)
+        await self.ctx.shared_changed("mam-prefs", owner)
+
+    async def on_prefs_changed_elsewhere(self, owner: str | None, _data: bytes) -> None:
+        """Another node changed `owner`'s preferences (None: this node may have missed changes)."""
+        if owner is None:
+            self._prefs.clear()
+        else:
+            self._prefs.pop(owner, None)
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -260,6 +269,7 @@ class Mam(Module):
         owner = request.to_jid.bare()
         await self.store.set_prefs(str(owner), prefs)
         self._prefs[str(owner)] = prefs
+        await self.ctx.shared_changed("mam-prefs", str(owner))
         return _prefs_element(prefs)
 
 

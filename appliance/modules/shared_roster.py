@@ -169,6 +169,7 @@ class SharedRoster(Module):
         ctx.provide(SharedContacts, self.view)  # type: ignore[type-abstract]
         ctx.provide(GroupAdmin, self.admin)
         ctx.on_account_change(self.on_account_change)
+        ctx.on_shared_change("shared-groups", self.on_changed_elsewhere)
         if self.directory is not None:
             ctx.every(self.directory.sync_interval, self.sync_directory, "directory-groups")
 
@@ -230,8 +231,15 @@ class SharedRoster(Module):
             online = {s.jid.local for s in self.ctx.sessions.all() if s.jid.domain == self.ctx.host and s.jid.local}
             before = {username: self.view.index.contacts(username) for username in online}
             self.view.index = await self._load()
-            for username in sorted(online):
+            for username in sorted(online):  # every node's users: this node tells them all
                 await self._tell(username, before[username], self.view.index.contacts(username))
+        await self.ctx.shared_changed("shared-groups", "")
+
+    async def on_changed_elsewhere(self, _key: str | None, _data: bytes) -> None:
+        """Another node changed the groups and told the users (or this node may have missed changes):
+        read them again."""
+        async with self._lock:
+            self.view.index = await self._load()
 
     async def _tell(self, username: str, old: dict[str, tuple[str, ...]], new: dict[str, tuple[str, ...]]) -> None:
         user = JID.make(username, self.ctx.host)

@@ -43,6 +43,9 @@ class LruDict(Generic[K, V]):
     def pop(self, key: K) -> V | None:
         return self._entries.pop(key, None)
 
+    def clear(self) -> None:
+        self._entries.clear()
+
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 

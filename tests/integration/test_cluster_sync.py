@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
+from xml.etree import ElementTree as ET
 
 import pytest
 import pytest_asyncio
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from appliance.storage.api import RosterItem
 from tests.integration.cluster_nodes import DOMAIN, Cluster, ping, running_cluster
 from tests.integration.harness import Client
 from tests.integration.pubsub_helpers import announce_caps, items_of, next_event, no_event, on_node, payload
+from tests.integration.stanzas import iq
 from tests.pgserver import PostgresServer
 from tests.redisserver import RedisServer
 
@@ -101,3 +106,69 @@ async def test_pubsub_service_subscribers_on_other_nodes_are_notified(cluster: C
     await e.plugin["xep_0060"].publish(service, "news", id="first", payload=payload("<entry xmlns='urn:example'/>"))
     event = await next_event(f, on_node("news"))
     assert [item.get("id") for item in items_of(event, "news")] == ["first"]
+
+
+BLOCKING = "urn:xmpp:blocking"
+
+
+def pushed(client: Client) -> asyncio.Queue[ET.Element]:
+    """The <block/> pushes the client gets (answered, as XEP-0191 asks)."""
+    found: asyncio.Queue[ET.Element] = asyncio.Queue()
+
+    def on_push(stanza: Any) -> None:
+        found.put_nowait(stanza.xml.find(f"{{{BLOCKING}}}block"))
+        stanza.reply().send()
+
+    client.register_handler(Callback("block pushes", MatchXPath(f"{{jabber:client}}iq/{{{BLOCKING}}}block"), on_push))
+    return found
+
+
+async def test_a_block_made_on_one_node_refuses_messages_through_the_others_at_once(cluster: Cluster) -> None:
+    gina, hank = await cluster.add_user("gina"), await cluster.add_user("hank")
+    g = await cluster.client("n1", gina)
+    h = await cluster.client("n2", hank)
+    await iq(g, "get", f"<blocklist xmlns='{BLOCKING}'/>")  # n1 caches gina's (empty) list
+    laptop = await cluster.client("n3", gina, resource="laptop")
+    await iq(laptop, "get", f"<blocklist xmlns='{BLOCKING}'/>")  # it wants pushes (XEP-0191 §3.3), from n3
+    pushes = pushed(laptop)
+    h.send_message(mto=gina, mbody="before", mtype="chat")  # n2 caches it too, checking this message
+    assert (await g.next_message())["body"] == "before"
+    await ping(h)
+
+    await iq(g, "set", f"<block xmlns='{BLOCKING}'><item jid='{hank}'/></block>")  # through n1
+    blocked = h.make_message(mto=gina, mbody="blocked", mtype="chat")
+    blocked["id"] = "blocked-1"
+    blocked.send()  # through n2, at once
+    push = await asyncio.wait_for(pushes.get(), 5)
+    assert [i.get("jid") for i in push.iter(f"{{{BLOCKING}}}item")] == [hank]
+    error = await h.next_message()  # an error, as if gina were offline (XEP-0191 §3.3)
+    assert (error["type"], error["id"], error["error"]["condition"]) == ("error", "blocked-1", "service-unavailable")
+
+    await iq(g, "set", f"<unblock xmlns='{BLOCKING}'><item jid='{hank}'/></unblock>")
+    h.send_message(mto=gina, mbody="after", mtype="chat")
+    assert (await g.next_message())["body"] == "after"
+
+
+AVATAR_METADATA = "urn:xmpp:avatar:metadata"
+PHOTO = "{vcard-temp:x:update}x/{vcard-temp:x:update}photo"
+
+
+async def presence_of(client: Client, sender: str) -> ET.Element:
+    while True:
+        presence = await client.next_presence(ptype="available")
+        if str(presence["from"]) == sender:
+            return presence.xml
+
+
+async def test_an_avatar_published_on_one_node_is_in_presence_sent_through_another(cluster: Cluster) -> None:
+    ivan = await cluster.add_user("ivan")
+    desk = await cluster.client("n1", ivan, resource="desk")
+    desk.register_plugin("xep_0060")
+    phone = await cluster.client("n2", ivan, resource="phone")  # n2 learns ivan has no avatar
+    assert (await presence_of(desk, f"{ivan}/phone")).find(PHOTO) is None
+
+    avatar = "a" * 40
+    await desk.plugin["xep_0060"].publish(ivan, AVATAR_METADATA, id=avatar, payload=payload(
+        f"<metadata xmlns='{AVATAR_METADATA}'><info id='{avatar}' bytes='1' type='image/png'/></metadata>"))
+    phone.send_presence(pstatus="new avatar")  # through n2: with the hash published through n1
+    assert (await presence_of(desk, f"{ivan}/phone")).findtext(PHOTO) == avatar
