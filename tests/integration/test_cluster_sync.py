@@ -4,6 +4,7 @@ on other nodes (filtered by the NODE+notify of caps that another node learnt).""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -17,7 +18,8 @@ from appliance.storage.api import RosterItem
 from tests.integration.cluster_nodes import DOMAIN, Cluster, ping, running_cluster
 from tests.integration.harness import Client
 from tests.integration.pubsub_helpers import announce_caps, items_of, next_event, no_event, on_node, payload
-from tests.integration.stanzas import iq
+from tests.integration.stanzas import iq, raw_messages
+from tests.integration.test_stream_management import Phone, send_numbered, until
 from tests.pgserver import PostgresServer
 from tests.redisserver import RedisServer
 
@@ -172,3 +174,49 @@ async def test_an_avatar_published_on_one_node_is_in_presence_sent_through_anoth
         f"<metadata xmlns='{AVATAR_METADATA}'><info id='{avatar}' bytes='1' type='image/png'/></metadata>"))
     phone.send_presence(pstatus="new avatar")  # through n2: with the hash published through n1
     assert (await presence_of(desk, f"{ivan}/phone")).findtext(PHOTO) == avatar
+
+
+MAM = "urn:xmpp:mam:2"
+SID = "{urn:xmpp:sid:0}stanza-id"
+
+
+async def test_what_a_killed_node_had_not_had_acknowledged_is_in_the_archive(cluster: Cluster) -> None:
+    """Stream management's queue of a killed node is not mirrored: a client that cannot resume elsewhere
+    fetches what it missed from the archive (MAM), after the last message it has, as Conversations,
+    Monal, Dino, Gajim and Converse.js do on every reconnection."""
+    kate, leo = await cluster.add_user("kate"), await cluster.add_user("leo")
+    sender = await cluster.client("n1", leo)
+    phone = Phone(f"{kate}/phone", cluster.nodes["n3"].ca_file)
+    cluster.clients.append(phone)
+    received = raw_messages(phone)
+    phone.connect(host="127.0.0.1", port=cluster.nodes["n3"].port)
+    await asyncio.wait_for(phone.started.wait(), 15)
+    await until(lambda: phone.sm.sm_id is not None, "stream management enabled")
+    phone.send_presence()
+    await ping(phone)
+    await asyncio.sleep(PROPAGATION)  # n1 sees the phone available
+    full = str(phone.boundjid)
+    first = await send_numbered(sender, full, range(1, 4))
+    await until(lambda: len(phone.bodies) == 3, "the first messages arrived")
+    last_seen = [m for m in [received.get_nowait() for _ in range(received.qsize())] if m.find(SID) is not None][-1]
+    assert phone.transport is not None
+    phone.transport.pause_reading()  # the radio fades: n3 sends, the phone never reads them
+    later = await send_numbered(sender, full, range(4, 7))
+    await ping(sender)
+    await asyncio.sleep(0.5)  # n3 has written them to the phone's connection
+    await cluster.kill("n3")
+    phone.drop()
+    try:
+        phone.ssl_context = ssl.create_default_context(cafile=str(cluster.nodes["n2"].ca_file))
+        phone.started.clear()
+        phone.connect(host="127.0.0.1", port=cluster.nodes["n2"].port)
+        await asyncio.wait_for(phone.started.wait(), 15)  # n2 cannot resume n3's stream: a fresh session
+        assert not phone.resumed.is_set() and phone.bodies == first
+        after = last_seen.find(SID).get("id")  # type: ignore[union-attr]
+        await iq(phone, "set", f"<query xmlns='{MAM}' queryid='catch-up'><set xmlns='http://jabber.org/protocol/rsm'>"
+                               f"<after>{after}</after></set></query>")
+        archived = [m.findtext(f"{{{MAM}}}result/{{urn:xmpp:forward:0}}forwarded/{{jabber:client}}message/"
+                               "{jabber:client}body") for m in [received.get_nowait() for _ in range(received.qsize())]]
+        assert [body for body in archived if body] == later
+    finally:
+        await cluster.start("n3")  # back for the next tests
