@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,8 @@ class Cluster:
     pg_url: str
     clients: list[Client] = field(default_factory=list)
     storage: Storage | None = None  # the shared database, opened by the test for creating accounts
+    domain: str = DOMAIN
+    extra: Callable[[str], str] = lambda _node: ""  # more of a node's parlour.toml (e.g. [s2s]), by node name
 
     def config_text(self, name: str, port: int, pg_url: str, redis_url: str, http_port: int = 0) -> str:
         """A node's parlour.toml; with `http_port`, its console (administrator ADMIN) on plain HTTP."""
@@ -62,14 +64,15 @@ class Cluster:
             f'[storage]\nurl = "{pg_url}"\n\n'
             f'[cluster]\nenabled = true\nredis_url = "{redis_url}"\nnode = "{name}"\n'
             f"heartbeat = {HEARTBEAT}\nexpiry = {EXPIRY}\n\n"
-            f'[hosts."{DOMAIN}"]\n'
+            f"{self.extra(name)}"
+            f'[hosts."{self.domain}"]\n'
         )
 
     async def add_user(self, user: str) -> str:
         """Create `user@localhost` in the shared database (as `parlour user add` would, without a process)."""
         if self.storage is None:
             self.storage = await Storage.open(self.folder / "test-state", StorageConfig(url=self.pg_url))
-        jid = f"{user}@{DOMAIN}"
+        jid = f"{user}@{self.domain}"
         await AccountService(self.storage.stores.accounts, iterations=4096).create(JID.parse(jid), PASSWORD)
         return jid
 
@@ -102,14 +105,18 @@ class Cluster:
 async def ping(client: Client) -> None:
     """A round trip through the client's own node: every stanza it sent before is handled (and what
     those stanzas queued for other nodes is in Redis: acknowledged means durable)."""
-    answer = await client.plugin["xep_0199"].send_ping(DOMAIN, timeout=TIMEOUT)
+    answer = await client.plugin["xep_0199"].send_ping(client.boundjid.domain, timeout=TIMEOUT)
     assert answer["type"] == "result"
 
 
 @contextlib.asynccontextmanager
-async def running_cluster(folder: Path, pg_url: str, redis_url: str, names: tuple[str, ...]) -> AsyncIterator[Cluster]:
-    """Start the nodes one after the other (the first creates the schema); stop them all at the end."""
-    cluster = Cluster({}, folder, pg_url)
+async def running_cluster(folder: Path, pg_url: str, redis_url: str, names: tuple[str, ...], *, domain: str = DOMAIN,
+                          extra: Callable[[str], str] | None = None) -> AsyncIterator[Cluster]:
+    """Start the nodes one after the other (the first creates the schema); stop them all at the end. The
+    nodes serve `domain`; `extra(node)` adds to each node's configuration."""
+    cluster = Cluster({}, folder, pg_url, domain=domain)
+    if extra is not None:
+        cluster.extra = extra
     for name in names:
         port, http_port = free_port(), free_port() if not cluster.nodes else 0
         config = folder / f"{name}.toml"
