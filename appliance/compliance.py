@@ -22,10 +22,12 @@ RFCS = (
      "any, then checked per RFC 6125, falling back to dialback), stanza addressing checks per authenticated "
      "domain pair (§4.9.3.10), bounces with remote-server-not-found / -timeout (§8.3.3)"),
     ("RFC 6121", "complete", "modules/roster.py, presence.py, message.py", "Instant messaging and presence"),
-    ("RFC 6125", "partial", "net/s2s.py, net/s2s_tls.py, core/s2s/",
-     "server identity of remote servers checked against the source domain (never the SRV target) by DNS-ID "
-     "(wildcards in the left-most label): by OpenSSL for servers we connect to, by cryptography's verifier "
-     "for the certificates of servers connecting to us (serverAuth-only accepted); no XmppAddr or SRV-ID"),
+    ("RFC 6125", "complete", "net/identity.py, net/s2s.py, net/s2s_tls.py",
+     "server identity of remote servers (RFC 6120 §13.7.1.2) checked against the source domain (never the SRV "
+     "target), for servers we connect to and for SASL EXTERNAL of servers connecting to us: DNS-ID, SRV-ID "
+     "(_xmpp-server, _xmpps-server) and XmppAddr, wildcards only as the whole left-most label (never in an "
+     "XmppAddr), IDNA names compared as A-labels, the common name only without a subjectAltName; "
+     "serverAuth-only certificates accepted"),
     ("RFC 7395", "complete", "web/websocket.py", "XMPP over WebSocket"),
     ("RFC 7590", "complete", "net/tls.py, net/s2s.py",
      "TLS 1.2 and 1.3 only, Mozilla intermediate cipher suites (ECDHE, AEAD), no compression or "

@@ -5,8 +5,9 @@ whose certificate does not validate (or carries only the serverAuth extended key
 refuses for a client) would be cut off, when it should fall back to Server Dialback. Here the handshake
 asks for a certificate and accepts whatever comes (`set_verify` with a callback that says yes); the
 chain is then checked by Parlour itself (`verify_server`), per RFC 6125, against the domain the peer
-claims, with `cryptography`'s verifier: the system's or `s2s.ca_bundle`'s CAs, DNS-ID matching with
-left-most wildcards, serverAuth expected (a public CA's certificate has nothing else).
+claims: the chain with `cryptography`'s verifier (the system's or `s2s.ca_bundle`'s CAs, serverAuth
+expected: a public CA's certificate has nothing else), the name with net/identity.py (DNS-ID, SRV-ID,
+XmppAddr).
 
 `TlsStream` runs pyOpenSSL over memory BIOs on the asyncio stream of the accepted socket, so the s2s
 driver reads and writes it like the plain stream it replaces.
@@ -24,9 +25,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
-    DNSName,
     ExtensionPolicy,
     PolicyBuilder,
     Store,
@@ -34,16 +35,32 @@ from cryptography.x509.verification import (
 )
 from OpenSSL import SSL
 
+from appliance.net.identity import names_domain
 from appliance.net.tls import MOZILLA_INTERMEDIATE_CIPHERS
 
 log = logging.getLogger(__name__)
 
 CHUNK = 65_536
-# The Web PKI profile for the peer's certificate, except that it may lack an authority key identifier:
-# OpenSSL (which checks the certificates of servers we connect to) does not ask for one either, and
-# private CAs on LANs often leave it out.
-_EE_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
-    x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
+
+
+_SERVER_USAGES = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+
+
+def _server_auth(_policy: object, _cert: x509.Certificate, usage: x509.ExtendedKeyUsage | None) -> None:
+    """A server's certificate: its extended key usage, if it has one, must allow serverAuth."""
+    if usage is not None and not _SERVER_USAGES & set(usage):
+        raise ValueError("the certificate's extended key usage does not include serverAuth")
+
+
+# The Web PKI profile for the peer's certificate, with three changes: it may lack an authority key
+# identifier (OpenSSL, which checks the certificates of servers we connect to, does not ask for one, and
+# private CAs on LANs often leave it out); its name is matched by net/identity.py, not here (XMPP's
+# SRV-ID and XmppAddr are no DNS names), so the chain is checked with a verifier that matches none; and
+# that verifier's clientAuth requirement becomes serverAuth (peers show their server certificate).
+_EE_POLICY = ExtensionPolicy.webpki_defaults_ee() \
+    .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None) \
+    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None) \
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _server_auth)
 ALPN = b"xmpp-server"  # XEP-0368
 
 
@@ -200,16 +217,19 @@ class TlsAcceptor:
         return stream
 
     def verify_server(self, chain: list[x509.Certificate], domain: str) -> bool:
-        """Whether `chain` (leaf first) is a certificate for `domain` from a trusted CA (RFC 6125 DNS-ID)."""
+        """Whether `chain` (leaf first) is a certificate for `domain` from a trusted CA (RFC 6125)."""
         if not chain:
             return False
         try:
             verifier = PolicyBuilder().store(self._trusted()).time(dt.datetime.now(dt.UTC)) \
                 .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_EE_POLICY) \
-                .build_server_verifier(DNSName(domain))
+                .build_client_verifier()
             verifier.verify(chain[0], chain[1:])
         except (VerificationError, ValueError) as exc:
             log.info("s2s: the certificate offered for %s does not validate: %s", domain, exc)
+            return False
+        if not names_domain(chain[0], domain):
+            log.info("s2s: the certificate offered for %s does not name it", domain)
             return False
         return True
 

@@ -616,8 +616,9 @@ class ServerStream:
             return
         if self.secure and "EXTERNAL" in mechanisms:
             self.phase = Phase.SASL
+            # Held <db:verify/>s wait for the outcome: after <success/> both sides restart the stream, and
+            # anything sent in between would reach the peer's discarded parser (RFC 6120 §6.4.6).
             self._push(fx.Write(f"<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>".encode()))
-            self._flush_verifies()
             return
         if self.policy.dialback:
             # Peers that predate the feature still speak dialback when the header declared it.
@@ -628,6 +629,7 @@ class ServerStream:
 
     def _start_dialback(self) -> None:
         self.phase = Phase.READY
+        self._flush_verifies()  # questions for the peer first: its answers unblock its own streams sooner
         self._authorize(self.local or "")
         self._negotiated()
 
@@ -669,7 +671,7 @@ class ServerStream:
         """Outgoing: ask the authoritative server whether `key` (offered by `remote` to our host `local`
         on stream `stream_id`) is one it generated; the answer comes back as `VerifyAnswer`."""
         data = db.element("verify", from_=local, to=remote, id_=stream_id, text=key)
-        if self.phase in (Phase.READY, Phase.SASL) and self._features_seen:
+        if self.phase is Phase.READY and self._features_seen:
             self._push(fx.Write(data))
         else:
             self._verifies.append(data)

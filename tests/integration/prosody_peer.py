@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from appliance.net.identity import ID_ON_DNSSRV, ID_ON_XMPPADDR
 
 PROSODY = shutil.which("prosody")
 
@@ -110,25 +113,45 @@ class FederationCA:
         self.pem = directory / "ca.pem"
         self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, domain: str, *, client_auth: bool = False) -> Issued:
+    def issue(self, domain: str, *, client_auth: bool = False,
+              names: Sequence[x509.GeneralName] | None = None) -> Issued:
         """A leaf for `domain`; `client_auth` adds clientAuth to serverAuth (ejabberd 23.01 checks the
-        certificate of an incoming SASL EXTERNAL for the TLS client purpose)."""
+        certificate of an incoming SASL EXTERNAL for the TLS client purpose); `names`: the subjectAltName's
+        identifiers instead of the DNS-ID `domain` (an empty list: no subjectAltName, the CN alone)."""
         usages = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
-        cert = (
+        builder = (
             x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
             .issuer_name(self.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .sign(self.key, hashes.SHA256())
         )
-        issued = Issued(self.dir / f"{domain}.crt", self.dir / f"{domain}.key")
+        if names is None or names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names or [x509.DNSName(domain)]),
+                                            critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        stem = domain if names is None else f"{domain}-{cert.serial_number:x}"
+        issued = Issued(self.dir / f"{stem}.crt", self.dir / f"{stem}.key")
         issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         issued.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                  serialization.NoEncryption()))
         return issued
+
+
+def xmpp_addr(domain: str) -> x509.OtherName:
+    """An XmppAddr identifier (RFC 6120 §13.7.1.4): id-on-xmppAddr, a DER UTF8String."""
+    return x509.OtherName(ID_ON_XMPPADDR, _der(0x0C, domain.encode()))
+
+
+def srv_id(name: str) -> x509.OtherName:
+    """An SRV-ID (RFC 4985) like `_xmpp-server.example.org`: id-on-dnsSRV, a DER IA5String."""
+    return x509.OtherName(ID_ON_DNSSRV, _der(0x16, name.encode("ascii")))
+
+
+def _der(tag: int, value: bytes) -> bytes:
+    assert len(value) < 128  # short-form length is all these names need
+    return bytes((tag, len(value))) + value
 
 
 CONFIG = """\

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from appliance.net.s2s_tls import TlsAcceptor, TlsStream
-from tests.integration.prosody_peer import FederationCA, Issued
+from tests.integration.prosody_peer import FederationCA, Issued, srv_id, xmpp_addr
 
 
 async def _handshake(acceptor: TlsAcceptor, client_cert: Issued | None) -> tuple[TlsStream, bytes]:
@@ -65,3 +65,15 @@ async def test_any_certificate_is_taken_and_checked_afterwards(cas: tuple[Federa
     stream, answer = await _handshake(acceptor, None)  # no certificate at all: dialback it is
     assert answer == b"pong" and stream.peer_chain == []
     assert not acceptor.verify_server(stream.peer_chain, "a.test")
+
+
+async def test_srv_id_and_xmpp_addr_certificates_validate(cas: tuple[FederationCA, FederationCA]) -> None:
+    """Certificates without any DNS-ID: the chain is checked apart from the name, which RFC 6125's XMPP
+    identifiers give (net/identity.py)."""
+    trusted, _ = cas
+    ours = trusted.issue("b.test")
+    acceptor = TlsAcceptor(lambda _name: (ours.cert, ours.key), lambda: trusted.pem)
+    for names in ([xmpp_addr("a.test")], [srv_id("_xmpp-server.a.test")]):
+        stream, _ = await _handshake(acceptor, trusted.issue("a.test", names=names))
+        assert acceptor.verify_server(stream.peer_chain, "a.test")
+        assert not acceptor.verify_server(stream.peer_chain, "c.test")

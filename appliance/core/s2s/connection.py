@@ -320,6 +320,8 @@ class ServerConnection:
         try:
             await self.writer.start_tls(context, server_hostname=machine.remote,
                                         ssl_handshake_timeout=cfg.tls_timeout)
+            if self.verify_certificate:
+                self.federation.network.check_peer_name(self.writer.get_extra_info("ssl_object"), machine.remote)
         except ssl.SSLCertVerificationError as exc:
             self.tls_failed = True
             self.failure = f"certificate not valid: {exc.verify_message}"

@@ -75,6 +75,10 @@ class S2SNetwork(Protocol):
         """Whether a peer's certificate chain validates for `domain` (RFC 6125)."""
         ...
 
+    def check_peer_name(self, ssl_object: ssl.SSLObject | None, remote: str) -> None:
+        """Raise ssl.SSLCertVerificationError unless the server we reached showed a certificate naming `remote`."""
+        ...
+
 
 class TlsSession(Protocol):
     """An incoming TLS session (net/s2s_tls.py): a stream to read and write, what was negotiated."""
