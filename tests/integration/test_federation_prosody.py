@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from appliance.config.model import TlsConfig
 from appliance.services.federation import Link
 from tests.integration.cross_server import parlour_facing, peer_client, running
 from tests.integration.harness import PASSWORD, Client, Harness
-from tests.integration.prosody_peer import FederationCA, Namespace, ProsodyPeer, unavailable
+from tests.integration.prosody_peer import FederationCA, Namespace, ProsodyPeer, srv_id, unavailable
 from tests.net.dnsserver import DnsServer
 
 REASON = unavailable()
@@ -45,7 +46,7 @@ class World:
         jid = await self.parlour.user("juliet")
         if self.parlour.ca_file.exists():
             return await self.parlour.client(jid)
-        client = Client(f"{jid}/test", PASSWORD, self.ca.pem)
+        client = Client(f"{jid}/test", PASSWORD, self.ca.pem, check_hostname=self.parlour.client_check_hostname)
         self.parlour.clients.append(client)
         client.connect(host="127.0.0.1", port=self.parlour.port)
         await asyncio.wait_for(client.started.wait(), 15)
@@ -68,7 +69,9 @@ class World:
         return self.parlour.server.services.federation.counters()
 
 
-async def _world(tmp_path: Path, *, trusted: bool, bidi: bool = False) -> AsyncIterator[World]:
+async def _world(tmp_path: Path, *, trusted: bool, bidi: bool = False,
+                 names: list[x509.GeneralName] | None = None) -> AsyncIterator[World]:
+    """`names`: the identifiers of Parlour's certificate (trusted only; default its DNS-ID)."""
     ca = FederationCA(tmp_path / "ca")
     with Namespace() as ns:
         zone = {
@@ -80,7 +83,7 @@ async def _world(tmp_path: Path, *, trusted: bool, bidi: bool = False) -> AsyncI
             prosody = ProsodyPeer(tmp_path / "prosody", ns, PROSODY, certificate=ca.issue(PROSODY), cafile=ca.pem,
                                   secure_auth=trusted, users={"romeo": "r0me0"}, bidi=bidi)
             if trusted:
-                mine = ca.issue(PARLOUR)
+                mine = ca.issue(PARLOUR, names=names)
                 parlour = await parlour_facing(ns, tmp_path / "parlour", PARLOUR,
                                                tls=TlsConfig(certificate=mine.cert, private_key=mine.key),
                                                ca_bundle=ca.pem, require_valid_certificates=True)
@@ -165,6 +168,22 @@ async def test_sasl_external_with_trusted_certificates(trusted: World) -> None:
     shown = {(link.domain, link.direction): (link.auth, link.bidi) for link in world.links()}
     assert shown == {(PROSODY, "out"): ("external", False), (PROSODY, "in"): ("external", False)}, shown
     assert world.counters().get("dialback_failures", 0) == 0
+
+
+async def test_srv_id_certificate_both_ways_with_prosody(tmp_path: Path) -> None:
+    """Parlour's certificate names it by SRV-ID only (`_xmpp-server.parlour.test`), no DNS-ID: Prosody,
+    which requires valid certificates, accepts it for Parlour's EXTERNAL and when connecting to Parlour.
+    (Prosody 0.12 does not take an XmppAddr alone for a server: that case is covered Parlour to Parlour.)"""
+    async for world in _world(tmp_path, trusted=True, names=[srv_id(f"_xmpp-server.{PARLOUR}")]):
+        world.parlour.client_check_hostname = False  # Python's ssl matches DNS-IDs only
+        juliet = await world.juliet()
+        romeo = await world.romeo()
+        juliet.send_message(mto=f"romeo@{PROSODY}", mbody="By any other name", mtype="chat")
+        assert (await romeo.next_message(20))["body"] == "By any other name"
+        romeo.send_message(mto=f"juliet@{PARLOUR}", mbody="as sweet", mtype="chat")
+        assert (await juliet.next_message(20))["body"] == "as sweet"
+        shown = {(link.domain, link.direction): link.auth for link in world.links()}
+        assert shown == {(PROSODY, "out"): "external", (PROSODY, "in"): "external"}, shown
 
 
 async def test_one_bidirectional_stream_with_prosody(bidi: World) -> None:
