@@ -54,6 +54,16 @@ class World:
         client.send_presence()
         return client
 
+    async def chat(self, there: str, back: str) -> tuple[Client, Client]:
+        """juliet (Parlour) writes `there` to romeo (Prosody), who answers `back`; both arrive."""
+        juliet = await self.juliet()
+        romeo = await self.romeo()
+        juliet.send_message(mto=f"romeo@{PROSODY}", mbody=there, mtype="chat")
+        assert (await romeo.next_message(20))["body"] == there
+        romeo.send_message(mto=f"juliet@{PARLOUR}", mbody=back, mtype="chat")
+        assert (await juliet.next_message(20))["body"] == back
+        return juliet, romeo
+
     def outgoing(self) -> list:
         assert self.parlour.server.federation is not None
         return [c for c in self.parlour.server.federation.federation.connections() if c.outgoing]
@@ -152,12 +162,7 @@ async def test_messages_presence_and_offline_with_dialback(untrusted: World) -> 
 
 async def test_sasl_external_with_trusted_certificates(trusted: World) -> None:
     world = trusted
-    juliet = await world.juliet()
-    romeo = await world.romeo()
-    juliet.send_message(mto=f"romeo@{PROSODY}", mbody="Certified", mtype="chat")
-    assert (await romeo.next_message(20))["body"] == "Certified"
-    romeo.send_message(mto=f"juliet@{PARLOUR}", mbody="Verified", mtype="chat")
-    assert (await juliet.next_message(20))["body"] == "Verified"
+    juliet, romeo = await world.chat("Certified", "Verified")
     # IQs both ways: each server answers a ping from the other's user (XEP-0199)
     await juliet.plugin["xep_0199"].ping(jid=PROSODY, timeout=10)
     await romeo.plugin["xep_0199"].ping(jid=PARLOUR, timeout=10)
@@ -176,12 +181,7 @@ async def test_srv_id_certificate_both_ways_with_prosody(tmp_path: Path) -> None
     (Prosody 0.12 does not take an XmppAddr alone for a server: that case is covered Parlour to Parlour.)"""
     async for world in _world(tmp_path, trusted=True, names=[srv_id(f"_xmpp-server.{PARLOUR}")]):
         world.parlour.client_check_hostname = False  # Python's ssl matches DNS-IDs only
-        juliet = await world.juliet()
-        romeo = await world.romeo()
-        juliet.send_message(mto=f"romeo@{PROSODY}", mbody="By any other name", mtype="chat")
-        assert (await romeo.next_message(20))["body"] == "By any other name"
-        romeo.send_message(mto=f"juliet@{PARLOUR}", mbody="as sweet", mtype="chat")
-        assert (await juliet.next_message(20))["body"] == "as sweet"
+        await world.chat("By any other name", "as sweet")
         shown = {(link.domain, link.direction): link.auth for link in world.links()}
         assert shown == {(PROSODY, "out"): "external", (PROSODY, "in"): "external"}, shown
 
