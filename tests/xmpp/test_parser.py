@@ -140,6 +140,24 @@ def test_stanza_serializations_are_exact(feed: Feeder) -> None:
     )
 
 
+def test_nested_namespaces_declare_each_change_once_and_stanzas_share_nothing() -> None:
+    # Elements are copies of one template per name: a copy keeps no declaration its parent already
+    # makes, and changing one parsed stanza leaves the next of the same shape untouched.
+    parser = StreamParser()
+    parser.feed(HEADER)
+    data = (
+        b"<message id='a'><body>x</body><x xmlns='urn:x'><item xmlns='jabber:client'><body/></item></x>"
+        b"</message>"
+    )
+    first, second = (e.element for e in parser.feed(data + data) if isinstance(e, Stanza))
+    first.set("id", "changed")
+    first[0].text = "changed"
+    assert etree.tostring(second) == (
+        b'<message xmlns="jabber:client" id="a"><body>x</body><x xmlns="urn:x"><item xmlns="jabber:client">'
+        b'<body/></item></x></message>'
+    )
+
+
 @FEEDERS
 def test_stanzas_are_detached_from_the_stream_root(feed: Feeder) -> None:
     events = feed(StreamParser(), transcript())
