@@ -259,10 +259,14 @@ class Blocking(Module):
         """Before delivery to a local account: refuse what its owner blocked, and what a local sender
         blocked (stanzas the server sends on the sender's behalf, or IQs, which skip outgoing hooks)."""
         sender, recipient = event.from_jid, event.to_jid
-        if sender.bare() == recipient.bare():
+        if _same_account(sender, recipient):
             return False
         service = self.service
-        if service.cached_blocks(recipient, sender) is False and service.cached_blocks(sender, recipient) is False:
+        if service.cached_blocks(recipient, sender) is False and (
+            # a client's message or presence passed the outgoing guard, which asked the sender's list
+            (event.session is not None and event.stanza.tag != IQ)
+            or service.cached_blocks(sender, recipient) is False
+        ):
             return False
         return self._inbound(event)
 
@@ -294,7 +298,7 @@ class Blocking(Module):
 
     def on_outgoing(self, event: StanzaEvent) -> bool | Awaitable[bool]:
         """A local user's message or presence to someone they blocked: refused with <blocked/>."""
-        if event.to_jid is None or event.to_jid.bare() == event.from_jid.bare():
+        if event.to_jid is None or _same_account(event.to_jid, event.from_jid):
             return False
         if self.service.cached_blocks(event.from_jid, event.to_jid) is False:
             return False
@@ -312,6 +316,11 @@ class Blocking(Module):
         if jid.domain == self.ctx.host and jid.local is not None:
             self.service.forget(jid.local)
             await self.ctx.shared_changed("blocking", jid.local)
+
+
+def _same_account(one: JID, other: JID) -> bool:
+    """`one.bare() == other.bare()` without building bare JIDs (runs twice per routed stanza)."""
+    return one.local == other.local and one.domain == other.domain
 
 
 def _own_account(req: IqRequest) -> JID:

@@ -48,7 +48,10 @@ class CarbonsService:
 
     def any_enabled(self) -> bool:
         """Whether some session has carbons on: while none has, no message is copied (the hot path skips)."""
-        return bool(self._enabled)
+        # The weak set's own references: WeakSet.__len__ is Python code, and this runs twice per message.
+        # A session collected a moment ago may still count here, which only sends one message down the
+        # exact path (`enabled`).
+        return bool(self._enabled.data)
 
 
 def eligible(stanza: etree._Element) -> bool:

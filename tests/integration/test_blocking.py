@@ -111,6 +111,10 @@ async def test_blocked_messages_go_nowhere_and_the_blocker_is_told(harness: Harn
     with pytest.raises(IqError) as caught:
         await b.plugin["xep_0030"].get_info(jid=f"{alice}/test")
     assert caught.value.iq["error"]["condition"] == "service-unavailable"
+    # Alice's IQs to Bob too: IQs skip the outgoing guard, so the inbound one asks Alice's list as well.
+    with pytest.raises(IqError) as caught:
+        await a.plugin["xep_0030"].get_info(jid=f"{bob}/test")
+    assert caught.value.iq["error"]["condition"] == "not-acceptable"
 
     await a.plugin["xep_0191"].unblock(bob)
     b.send_message(mto=alice, mbody="now?", mtype="chat")
