@@ -32,6 +32,13 @@ RFCS = (
     ("RFC 7590", "complete", "net/tls.py, net/s2s.py",
      "TLS 1.2 and 1.3 only, Mozilla intermediate cipher suites (ECDHE, AEAD), no compression or "
      "renegotiation; certificates of remote servers verified against the system's or s2s.ca_bundle's CAs"),
+    ("RFC 6066 §8", "complete", "certs/stapling.py, net/openssl_tls.py",
+     "Certificate Status Request (OCSP stapling) on c2s (STARTTLS and direct TLS) and HTTPS, with [tls] "
+     "ocsp_stapling (on by default) and a response held for the certificate; not on s2s nor TURN"),
+    ("RFC 6960", "partial", "certs/ocsp.py",
+     "OCSP client for stapling: request for the served certificate, response checked (issuer or delegated "
+     "id-kp-OCSPSigning responder, serial, thisUpdate/nextUpdate), kept on disk, refreshed at half its "
+     "validity; no nonce, no GET requests"),
     ("RFC 7622", "complete", "xmpp/jid.py", "Address format (PRECIS)"),
     ("RFC 4513", "partial", "directory/ldap.py",
      "LDAP client for directory logins ([ldap]): simple bind after a search, StartTLS or LDAPS with certificate "

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Callable
 
 from appliance.config.model import Config
 from appliance.core import c2s
 from appliance.core.component import ComponentHub, ComponentSession
+from appliance.net.openssl_tls import Tls, direct_tls
 from appliance.net.tcp import ConnectionLimits, XmppTcpProtocol
 from appliance.util.fdlimit import DescriptorWatch
 
@@ -23,13 +23,15 @@ class ClientListeners:
     port."""
 
     def __init__(self, config: Config, services: c2s.C2SServices,
-                 tls_context: Callable[[], ssl.SSLContext | None], *,
+                 tls_context: Callable[[], Tls | None], *,
+                 direct_tls: Callable[[], Tls | None] | None = None,
                  descriptors: DescriptorWatch | None = None, components: ComponentHub | None = None) -> None:
         self.config = config
         self.descriptors = descriptors
         self.components = components
         self.services = services
-        self.tls_context = tls_context
+        self.tls_context = tls_context  # for STARTTLS
+        self.direct_tls = direct_tls or tls_context  # for each direct-TLS connection (XEP-0368)
         self.servers: list[asyncio.Server] = []
         self.ports: dict[str, int] = {}
 
@@ -49,7 +51,7 @@ class ClientListeners:
                     self.services, limits, self.tls_context, direct_tls=direct, session_factory=c2s.ClientSession
                 )
 
-            await self._listen(name, factory, cfg.interfaces, port, self.tls_context() if direct else None)
+            await self._listen(name, factory, cfg.interfaces, port, self.direct_tls if direct else None)
         hub = self.components
         if hub is not None and self.config.components.secrets:
 
@@ -65,14 +67,18 @@ class ClientListeners:
         return dict(self.ports)
 
     async def _listen(self, name: str, factory: Callable[[], XmppTcpProtocol], interfaces: tuple[str, ...],
-                      port: int, context: ssl.SSLContext | None) -> None:
+                      port: int, tls: Callable[[], Tls | None] | None) -> None:
         loop = asyncio.get_running_loop()
         bound = port
+
+        def direct() -> asyncio.BaseProtocol:  # TLS is chosen per connection: stapling may start or stop
+            return direct_tls(factory(), tls(), timeout=30)  # type: ignore[misc]
+
         for interface in interfaces:
             try:
                 server = await loop.create_server(
-                    factory, host=interface, port=bound, ssl=context, backlog=4096, reuse_address=True,
-                    ssl_handshake_timeout=30 if context else None,
+                    factory if tls is None else direct, host=interface, port=bound, backlog=4096,
+                    reuse_address=True,
                 )
             except OSError as exc:
                 if interface == "::" and len(interfaces) > 1:

@@ -27,6 +27,8 @@ from appliance.catalog import BUILTIN
 from appliance.certs.acme.http01 import ChallengeListener
 from appliance.certs.care import CertificateCare, admin_notifier
 from appliance.certs.names import hosted_names
+from appliance.certs.ocsp import OcspFetcher
+from appliance.certs.stapling import StaplingTls
 from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
@@ -36,6 +38,7 @@ from appliance.core.server import SWEEP_INTERVAL, XmppCore
 from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
 from appliance.directory.ldap import LdapDirectory, describe
+from appliance.net.openssl_tls import Tls
 from appliance.platform.paths import control_socket_path
 from appliance.platform.updates import REFRESH_INTERVAL, UpdateCheck
 from appliance.services import Services
@@ -84,6 +87,8 @@ class Parlour:
         self.accounts: AccountService | None = None
         self.certs: CertificateStore | None = None
         self.cert_care: CertificateCare | None = None
+        self.ocsp: OcspFetcher | None = None
+        self.stapling: StaplingTls | None = None
         self.listeners: ClientListeners | None = None
         self.federation: FederationService | None = None  # with [s2s] enabled
         self.cluster: ClusterNode | None = None  # with [cluster] enabled
@@ -112,6 +117,9 @@ class Parlour:
         self.accounts = AccountService(stores.accounts, iterations=config.limits.scram_iterations,
                                        directory=self.directory)
         self.certs, self.cert_care = load_certificates(config)
+        self.ocsp = OcspFetcher(config.server.state_dir, self.certs.info,
+                                enabled=lambda: self.config.tls.ocsp_stapling)
+        self.stapling = StaplingTls(self.certs, self.ocsp)
         core = self.core = XmppCore(config, modules=BUILTIN, stores=stores, accounts=self.accounts,
                                     tasks=self.tasks, sweep_interval=self.sweep_interval)
         # The services exist before the modules start: ad-hoc admin commands reach accounts through them.
@@ -120,7 +128,7 @@ class Parlour:
                                          cert_care=self.cert_care, log_buffer=self.log_buffer,
                                          directory=self.directory, federation=self._live_federation,
                                          cluster=self._node_reader,
-                                         updates=self.updates)
+                                         updates=self.updates, ocsp=self.ocsp)
         core.publish(AccountDesk, self.services.accounts)
         if config.turn.enabled:  # before the modules start: XEP-0215 announces it with its real ports
             self.calls = CallRelay(config, self._turn_tls_context)
@@ -141,8 +149,8 @@ class Parlour:
 
             self.cluster = join_cluster(config, core)
             await self.cluster.start()
-        self.listeners = ClientListeners(config, core.c2s, self.tls_context, descriptors=self.descriptors,
-                                         components=core.components)
+        self.listeners = ClientListeners(config, core.c2s, self.tls_context, direct_tls=self._direct_tls,
+                                         descriptors=self.descriptors, components=core.components)
         self.ports.update(await self.listeners.open())
         await self._follow_federation(starting=True)
         if config.http.enabled:
@@ -151,6 +159,7 @@ class Parlour:
             self.ports.update(await self.web.start())
         await self.cert_care.start(self.ports, notify=admin_notifier(config, core.router.route),
                                    spawn=self.tasks.spawn)
+        self.tasks.spawn(self.ocsp.run(), "ocsp")  # in the background: stapling starts when a response comes
         self.services.activity.load()
         self.tasks.every(ACTIVITY_SAMPLE_INTERVAL, self.services.activity.sample_periodically, "activity")
         if self.directory is not None:  # its state for the console and one log line on what works
@@ -213,14 +222,18 @@ class Parlour:
 
         return node_reader(self.cluster)
 
-    def tls_context(self) -> ssl.SSLContext | None:
-        return self.certs.current_context() if self.certs is not None else None
+    def tls_context(self) -> Tls | None:
+        """TLS for STARTTLS: pyOpenSSL while an OCSP response is stapled, else ssl (certs/stapling.py)."""
+        return self.stapling.choose() if self.stapling is not None else None
+
+    def _direct_tls(self) -> Tls | None:
+        return self.stapling.choose(alpn=["xmpp-client"]) if self.stapling is not None else None  # XEP-0368
 
     def _turn_tls_context(self) -> ssl.SSLContext | None:
         return self.certs.server_context() if self.certs is not None else None
 
-    def _https_context(self) -> ssl.SSLContext | None:
-        return self.certs.server_context(alpn=["http/1.1"]) if self.certs is not None else None
+    def _https_context(self) -> Tls | None:
+        return self.stapling.choose(alpn=["http/1.1"]) if self.stapling is not None else None
 
     # -- what tests and tools see of the core ------------------------------------------------------
 

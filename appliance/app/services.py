@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from appliance.certs.care import CertificateCare
+from appliance.certs.ocsp import OcspFetcher
 from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.core.accounts import AccountService
@@ -71,7 +72,7 @@ def running_services(core: XmppCore, *, accounts: AccountService, database_size:
                      directory: LdapDirectory | None = None,
                      federation: Callable[[], Federation | None] = lambda: None,
                      cluster: Callable[[], NodeReader | None] = lambda: None,
-                     updates: UpdateCheck | None = None) -> Services:
+                     updates: UpdateCheck | None = None, ocsp: OcspFetcher | None = None) -> Services:
     """Every service the console and the API call, on the running core."""
 
     def config() -> Config:  # the running configuration: reload replaces it
@@ -94,7 +95,7 @@ def running_services(core: XmppCore, *, accounts: AccountService, database_size:
                             database_size=database_size, started_at=core.started_at,
                             log_buffer=log_buffer, updates=updates),
         rooms=RoomDesk(lambda: live_room_managers(core)),
-        certificates=CertificateDesk(cert_care, certs, config),
+        certificates=CertificateDesk(cert_care, certs, config, ocsp),
         federation=FederationDesk(settings, federation, core.stats),
         announcements=AnnouncementDesk(lambda: live_announcers(core)),
         backups=BackupDesk(config),

@@ -37,7 +37,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from appliance.certs.store import CertificateInfo
 from appliance.util.files import private_dir, write_atomically
 
-__all__ = ["OcspFetcher", "OcspState", "ocsp_url", "verify_response"]
+__all__ = ["OcspFetcher", "OcspState", "ocsp_url", "saved_status", "verify_response"]
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +291,26 @@ class OcspFetcher:
 
     def _path(self, info: CertificateInfo) -> Path:
         return self._dir / f"{info.fingerprint_sha256}.der"
+
+
+def saved_status(state_dir: Path, chain: Path) -> tuple[str, dt.datetime | None] | None:
+    """What the running server last heard about the certificate in `chain` (for `parlour check`): "good",
+    "revoked" or "unknown" and when that answer runs out ("expired" once it has), from the response it keeps;
+    None when it keeps none (no responder named, stapling off, or never answered)."""
+    try:
+        certs = x509.load_pem_x509_certificates(chain.read_bytes())
+        der = (state_dir / "ocsp" / f"{certs[0].fingerprint(hashes.SHA256()).hex()}.der").read_bytes()
+    except (OSError, ValueError):
+        return None
+    if len(certs) < 2:
+        return None
+    try:
+        response = verify_response(der, certs[0], certs[1])
+    except OcspError:
+        return "expired", None
+    status = {ocsp.OCSPCertStatus.GOOD: "good", ocsp.OCSPCertStatus.REVOKED: "revoked"}.get(
+        response.certificate_status, "unknown")
+    return status, response.next_update_utc
 
 
 def _leaf_and_issuer(info: CertificateInfo) -> tuple[x509.Certificate, x509.Certificate] | None:

@@ -183,6 +183,10 @@ class CertificateStore:
         else:
             self._challenges[name] = context
 
+    def challenges_pending(self) -> bool:
+        """Whether an ACME TLS-ALPN-01 challenge is being answered (only the ssl contexts answer it)."""
+        return bool(self._challenges)
+
     def info_for(self, server_name: str | None) -> CertificateInfo | None:
         """The certificate a handshake asking for ``server_name`` gets now."""
         entry = _match(self._entries, server_name, self.default_name)

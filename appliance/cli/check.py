@@ -11,6 +11,8 @@ import ipaddress
 import os
 from pathlib import Path
 
+from appliance.certs.care import certificate_files
+from appliance.certs.ocsp import saved_status
 from appliance.cli import _config
 from appliance.config import Config, ConfigError
 from appliance.util import fdlimit
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     check_encryption(report, config)
     check_open_files(report, config.limits.max_connections, fdlimit.soft_limit())
     check_acme(report, config)
+    check_ocsp(report, config)
     check_database(report, config)
     check_directory(report, config)
     return 1 if report.failed else 0
@@ -147,6 +150,26 @@ def check_tls(report: Report, config: Config) -> None:
             problems = True
     if not problems:
         report.line(OK, "tls", f"{tls.certificate}: readable")
+
+
+def check_ocsp(report: Report, config: Config) -> None:
+    """The OCSP answers the running server keeps for its certificates: a revoked certificate fails."""
+    if not config.tls.ocsp_stapling:
+        return
+    for chain, _key in certificate_files(config):
+        saved = saved_status(config.server.state_dir, chain)
+        if saved is None:
+            continue
+        status, until = saved
+        if status == "revoked":
+            report.line(FAIL, "ocsp", f"{chain}: REVOKED by its certificate authority; clients that check refuse it",
+                        "replace it: `parlour cert renew --force` with ACME, or import a new certificate")
+        elif status == "good":
+            report.line(OK, "ocsp", f"{chain}: good, stapled until {until:%Y-%m-%d %H:%M} UTC" if until else
+                        f"{chain}: good")
+        else:
+            report.line(WARN, "ocsp", f"{chain}: the kept OCSP answer is {status}: nothing is stapled",
+                        "the running server asks the responder again by itself; see the log")
 
 
 def check_admins(report: Report, config: Config) -> None:

@@ -23,6 +23,7 @@ class TlsConfig:
 
     certificate: Path | None = None
     private_key: Path | None = None
+    ocsp_stapling: bool = True
 
 
 @dataclass(frozen=True, slots=True)

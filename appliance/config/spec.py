@@ -480,6 +480,9 @@ TLS = _table("tls", model.TlsConfig, "Certificates. Leave both empty to use a se
     ("certificate", PathKind(optional=True), "PEM certificate chain; relative to the config file's "
      "folder."),
     ("private_key", PathKind(optional=True), "PEM private key for that certificate."),
+    ("ocsp_stapling", Bool(), "Fetch the certificate's OCSP response from its CA and staple it to TLS "
+     "handshakes (c2s and HTTPS), so clients need not ask the CA. Only certificates that name an OCSP "
+     "responder get one; self-signed, local-CA and current Let's Encrypt certificates do not."),
 ])
 
 # --- [components] (external components, XEP-0114) ---

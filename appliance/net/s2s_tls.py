@@ -9,8 +9,9 @@ claims: the chain with `cryptography`'s verifier (the system's or `s2s.ca_bundle
 expected: a public CA's certificate has nothing else), the name with net/identity.py (DNS-ID, SRV-ID,
 XmppAddr).
 
-`TlsStream` runs pyOpenSSL over memory BIOs on the asyncio stream of the accepted socket, so the s2s
-driver reads and writes it like the plain stream it replaces.
+`TlsStream` runs pyOpenSSL over memory BIOs (net/openssl_tls.py's engine and contexts, which c2s and
+HTTPS use for OCSP stapling) on the asyncio stream of the accepted socket, so the s2s driver reads and
+writes it like the plain stream it replaces.
 """
 
 from __future__ import annotations
@@ -36,11 +37,9 @@ from cryptography.x509.verification import (
 from OpenSSL import SSL
 
 from appliance.net.identity import names_domain
-from appliance.net.tls import MOZILLA_INTERMEDIATE_CIPHERS
+from appliance.net.openssl_tls import CHUNK, ContextCache, TlsEngine
 
 log = logging.getLogger(__name__)
-
-CHUNK = 65_536
 
 
 _SERVER_USAGES = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
@@ -70,6 +69,7 @@ class TlsStream:
 
     def __init__(self, conn: SSL.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._conn = conn
+        self._engine = TlsEngine(conn)
         self._reader = reader
         self._writer = writer
         self.version: str | None = None
@@ -80,16 +80,12 @@ class TlsStream:
         return self
 
     async def handshake(self) -> None:
-        while True:
-            try:
-                self._conn.do_handshake()
-                break
-            except SSL.WantReadError:
-                self._flush()
-                data = await self._reader.read(CHUNK)
-                if not data:
-                    raise ConnectionError("the peer closed the connection during the TLS handshake") from None
-                self._conn.bio_write(data)
+        while not self._engine.handshake():
+            self._flush()
+            data = await self._reader.read(CHUNK)
+            if not data:
+                raise ConnectionError("the peer closed the connection during the TLS handshake") from None
+            self._engine.feed(data)
         self._flush()
         self.version = self._conn.get_protocol_version_name()
         leaf = self._conn.get_peer_certificate(as_cryptography=True)
@@ -100,36 +96,29 @@ class TlsStream:
     async def read(self, n: int = CHUNK) -> bytes:
         while True:
             try:
-                return self._conn.recv(n)
-            except SSL.WantReadError:
-                self._flush()  # TLS 1.3 may have something to say first (session tickets, key updates)
-                data = await self._reader.read(CHUNK)
-                if not data:
-                    return b""
-                self._conn.bio_write(data)
-            except SSL.ZeroReturnError:
-                return b""
+                data = self._engine.read()
             except SSL.Error as exc:
                 raise ConnectionError(f"TLS: {exc}") from None
+            self._flush()  # TLS 1.3 may have something to say first (session tickets, key updates)
+            if data is None:
+                return b""
+            if data:
+                return data
+            received = await self._reader.read(CHUNK)
+            if not received:
+                return b""
+            self._engine.feed(received)
 
     def write(self, data: bytes) -> None:
         if self._writer.is_closing():
             return
-        view = memoryview(data)
-        while view:
-            sent = self._conn.send(view[:CHUNK].tobytes())
-            view = view[sent:]
-            self._flush()
+        self._engine.send(data)
+        self._flush()
 
     def _flush(self) -> None:
-        while True:
-            try:
-                data = self._conn.bio_read(CHUNK)
-            except SSL.WantReadError:
-                return
-            if not data:
-                return
-            self._writer.write(data)
+        out = self._engine.outgoing()
+        if out:
+            self._writer.write(out)
 
     async def drain(self) -> None:
         await self._writer.drain()
@@ -144,11 +133,8 @@ class TlsStream:
         return None if name == "ssl_object" else self._writer.get_extra_info(name, default)
 
     def close(self) -> None:
-        try:
-            self._conn.shutdown()
-            self._flush()
-        except SSL.Error:
-            pass
+        self._engine.shutdown()
+        self._flush()
         self._writer.close()
 
     def abort(self) -> None:
@@ -166,49 +152,13 @@ class TlsAcceptor:
 
     def __init__(self, files_for: Callable[[str | None], tuple[Path, Path] | None],
                  ca_bundle: Callable[[], Path | None]) -> None:
-        self._files_for = files_for
-        self._contexts: dict[tuple[Path, Path, int], SSL.Context] = {}
+        self._contexts = ContextCache(files_for, alpn=ALPN, prepare=_ask_for_certificate)
         self._ca_bundle = ca_bundle  # s2s.ca_bundle as configured now (a reload may change it)
         self._stores: dict[Path | None, Store] = {}
 
-    def _context(self, name: str | None) -> SSL.Context:
-        files = self._files_for(name)
-        if files is None:
-            raise ssl.SSLError("no certificate to serve")
-        chain, key = files
-        cache_key = (chain, key, chain.stat().st_mtime_ns)  # a renewed certificate builds a new context
-        context = self._contexts.get(cache_key)
-        if context is None:
-            context = SSL.Context(SSL.TLS_SERVER_METHOD)
-            context.set_min_proto_version(SSL.TLS1_2_VERSION)
-            context.set_cipher_list(MOZILLA_INTERMEDIATE_CIPHERS.encode())
-            context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
-            context.use_certificate_chain_file(str(chain))
-            context.use_privatekey_file(str(key))
-            # Ask for the peer's certificate and take any (or none): Parlour checks it itself, so a peer
-            # whose certificate does not validate can still go on with Server Dialback.
-            context.set_verify(SSL.VERIFY_PEER, lambda _conn, _cert, _errno, _depth, _ok: True)
-            context.set_tlsext_servername_callback(self._on_sni)
-            context.set_alpn_select_callback(_select_alpn)
-            self._contexts = {k: v for k, v in self._contexts.items() if k[:2] != (chain, key)}
-            self._contexts[cache_key] = context
-        return context
-
-    def _on_sni(self, conn: SSL.Connection) -> None:
-        name = conn.get_servername()
-        try:
-            context = self._context(name.decode() if name else None)
-        except Exception:
-            log.exception("s2s TLS: choosing a certificate for %r failed; using the default", name)
-            return
-        if context is not conn.get_context():
-            conn.set_context(context)
-
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, timeout: float) -> TlsStream:
         """The TLS handshake of an accepted connection (direct TLS, or after `<proceed/>`)."""
-        conn = SSL.Connection(self._context(None), None)
-        conn.set_accept_state()
-        stream = TlsStream(conn, reader, writer)
+        stream = TlsStream(self._contexts.connection(), reader, writer)
         try:
             async with asyncio.timeout(timeout):
                 await stream.handshake()
@@ -245,8 +195,10 @@ class TlsAcceptor:
         return store
 
 
-def _select_alpn(_conn: SSL.Connection, offered: list[bytes]) -> bytes:
-    return ALPN if ALPN in offered else SSL.NO_OVERLAPPING_PROTOCOLS
+def _ask_for_certificate(context: SSL.Context, _leaf: x509.Certificate) -> None:
+    # Ask for the peer's certificate and take any (or none): Parlour checks it itself, so a peer whose
+    # certificate does not validate can still go on with Server Dialback.
+    context.set_verify(SSL.VERIFY_PEER, lambda _conn, _cert, _errno, _depth, _ok: True)
 
 
 def _system_bundle() -> Path | None:

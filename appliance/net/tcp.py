@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from appliance.core.c2s.shaping import InputShaping
 from appliance.net.addresses import peer_is_loopback
+from appliance.net.openssl_tls import Tls, start_tls
 from appliance.util.fdlimit import DescriptorWatch
 from appliance.xmpp.errors import StreamError
 from appliance.xmpp.parser import StreamParser
@@ -96,7 +97,7 @@ class XmppTcpProtocol(asyncio.Protocol):
         self,
         services: C2SServices,
         limits: ConnectionLimits,
-        tls_context: Callable[[], ssl.SSLContext | None],
+        tls_context: Callable[[], Tls | None],
         *,
         direct_tls: bool,
         session_factory: Callable[[C2SServices, XmppTcpProtocol], ClientSession],
@@ -217,10 +218,10 @@ class XmppTcpProtocol(asyncio.Protocol):
         context = self._tls_context()
         if context is None or self._transport is None:
             raise StreamError.undefined_condition("TLS is not available")
-        loop = asyncio.get_running_loop()
         self.flush()  # <proceed/> must leave before the handshake starts
         try:
-            new_transport = await loop.start_tls(self._transport, self, context, server_side=True)
+            # ssl's start_tls, or pyOpenSSL while an OCSP response is stapled (net/openssl_tls.py)
+            new_transport = await start_tls(self._transport, self, context)
         except (OSError, ssl.SSLError, ConnectionError) as exc:
             log.info("TLS handshake with %s failed: %s", self.peer_ip, exc)
             if self._transport is not None:

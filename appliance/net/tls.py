@@ -5,8 +5,9 @@ Channel bindings offered:
   context is built and looked up per connection through ``ssl_object.context`` (which the SNI callback
   points at the chosen certificate's context).
 - ``tls-exporter`` (RFC 9266): only when the runtime exposes keying-material export. Python 3.11's
-  ``ssl`` does not, so today it is always left out; the hasattr check picks it up if a later runtime
-  adds ``export_keying_material(label, length, context)``.
+  ``ssl`` does not, so on its path it is left out; the pyOpenSSL path (net/openssl_tls.py, used while an
+  OCSP response is stapled) does, and the hasattr check picks it up there (and from a later runtime's
+  ``ssl`` that adds ``export_keying_material(label, length, context)``).
 - ``tls-unique`` is never offered: it is deprecated (RFC 9266) and undefined for TLS 1.3.
 """
 
@@ -21,7 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-__all__ = ["MOZILLA_INTERMEDIATE_CIPHERS", "channel_bindings", "end_point_hash", "make_server_context"]
+__all__ = ["MOZILLA_INTERMEDIATE_CIPHERS", "channel_bindings", "end_point_hash", "make_server_context",
+           "remember_end_point"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ _EXPORTER_LABEL = b"EXPORTER-Channel-Binding"
 
 # Context -> tls-server-end-point value of the certificate it serves; weak so that contexts dropped
 # after a certificate reload take their entry with them.
-_END_POINTS: weakref.WeakKeyDictionary[ssl.SSLContext, bytes] = weakref.WeakKeyDictionary()
+# pyOpenSSL's contexts (net/openssl_tls.py) are kept here too.
+_END_POINTS: weakref.WeakKeyDictionary[object, bytes] = weakref.WeakKeyDictionary()
 
 
 def make_server_context(cert_chain: Path, key: Path) -> ssl.SSLContext:
@@ -59,13 +62,17 @@ def make_server_context(cert_chain: Path, key: Path) -> ssl.SSLContext:
     # A fresh ECDHE key per handshake needs no flag: OpenSSL >= 1.1 always does it.
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     ctx.load_cert_chain(certfile=str(cert_chain), keyfile=str(key))
-    leaf = _first_certificate(cert_chain.read_bytes())
+    remember_end_point(ctx, _first_certificate(cert_chain.read_bytes()))
+    return ctx
+
+
+def remember_end_point(context: object, leaf: x509.Certificate) -> None:
+    """Note the ``tls-server-end-point`` value of the certificate a context (ssl's or pyOpenSSL's) serves."""
     value = end_point_hash(leaf)
     if value is not None:
-        _END_POINTS[ctx] = value
+        _END_POINTS[context] = value
     else:
-        log.info("%s: signature algorithm has no hash; tls-server-end-point not offered", cert_chain)
-    return ctx
+        log.info("%s: signature algorithm has no hash; tls-server-end-point not offered", leaf.subject.rfc4514_string())
 
 
 def end_point_hash(cert: x509.Certificate) -> bytes | None:

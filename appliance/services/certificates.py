@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from appliance.certs.acme.state import AcmeStatus
 from appliance.certs.care import CertificateCare, CertificateView
+from appliance.certs.ocsp import OcspFetcher
 from appliance.certs.store import CertificateStore
 from appliance.config.model import Config
 from appliance.services.errors import ServiceError, audit
@@ -27,14 +29,40 @@ ACME_OFF = lazy("Automatic certificates (ACME) are not enabled on this server, s
                 "parlour.toml and restart the server.")
 
 
+@dataclass(frozen=True, slots=True)
+class OcspReport:
+    """One served certificate's OCSP status, as the console shows it."""
+
+    names: tuple[str, ...]
+    status: str  # good, revoked, unknown, failing, pending, no-url
+    until: dt.datetime | None  # when the held response runs out
+    error: str  # the last failure to get one
+
+
 class CertificateDesk:
     """Certificates of one running server, for the console and the API."""
 
     def __init__(self, care: CertificateCare | None, store: CertificateStore | None,
-                 config: Callable[[], Config]) -> None:
+                 config: Callable[[], Config], ocsp: OcspFetcher | None = None) -> None:
         self.care = care
         self.store = store
         self.config = config
+        self.ocsp = ocsp
+
+    def ocsp_requests(self) -> tuple[int, int]:
+        """Requests made to OCSP responders since start, and how many failed."""
+        return (self.ocsp.fetches, self.ocsp.fetch_failures) if self.ocsp is not None else (0, 0)
+
+    def ocsp_report(self) -> list[OcspReport]:
+        """The OCSP status of every served certificate that names a responder (stapling on)."""
+        if self.ocsp is None or self.store is None or not self.config().tls.ocsp_stapling:
+            return []
+        out = []
+        for info in self.store.info():
+            state = self.ocsp.state_of(info)
+            if state is not None and state.status != "no-url":
+                out.append(OcspReport(info.names, state.status, state.next_update, state.error))
+        return out
 
     @property
     def acme_enabled(self) -> bool:
@@ -51,6 +79,9 @@ class CertificateDesk:
         out = [_("The certificate for %(names)s expires on %(date)s (%(days)s days left).",
                  names=", ".join(v.info.names), date=f"{v.info.not_after:%Y-%m-%d}", days=max(0, v.days_left))
                for v in self.certificates() if v.expiring]
+        out += [_("The certificate for %(names)s is REVOKED by its certificate authority: clients that check "
+                  "refuse it. Replace it now.", names=", ".join(r.names)) for r in self.ocsp_report()
+                if r.status == "revoked"]
         status = self.acme_status()
         if status is not None and not status.ok:
             out.append(_("The last certificate renewal failed (%(when)s UTC).", when=f"{status.when:%Y-%m-%d %H:%M}"))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import ssl
 from collections.abc import Callable
 
 from aiohttp import web
@@ -11,6 +11,7 @@ from aiohttp import web
 from appliance.certs.acme.challenges import ChallengeResponder
 from appliance.config.model import Config
 from appliance.core.c2s import C2SServices
+from appliance.net.openssl_tls import Tls, direct_tls
 from appliance.services import Services
 from appliance.web.app import make_app
 from appliance.web.keys import BOSH_SESSIONS
@@ -25,7 +26,7 @@ class WebServer:
     """The HTTP and HTTPS listeners of one server: `await start()` returns the bound ports."""
 
     def __init__(
-        self, *, config: Config, services: C2SServices, tls_context: Callable[[], ssl.SSLContext | None],
+        self, *, config: Config, services: C2SServices, tls_context: Callable[[], Tls | None],
         acme: ChallengeResponder | None = None, admin: Services | None = None,
     ) -> None:
         self.config = config
@@ -46,22 +47,21 @@ class WebServer:
         http = self.config.http
         self.ports["http"] = await self._listen("http", http.port, None)
         if http.https:
-            context = self._tls_context()
-            if context is None:
+            if self._tls_context() is None:
                 log.warning("HTTPS is off: no certificate yet (http.https = true needs one)")
             else:
-                self.ports["https"] = await self._listen("https", http.tls_port, context)
+                self.ports["https"] = await self._listen("https", http.tls_port, self._tls_context)
                 app[HTTPS].port = self.ports["https"]  # from now on the console is sent to HTTPS
         return dict(self.ports)
 
-    async def _listen(self, name: str, port: int, context: ssl.SSLContext | None) -> int:
+    async def _listen(self, name: str, port: int, tls: Callable[[], Tls | None] | None) -> int:
         assert self._runner is not None
         interfaces = self.config.http.interfaces or self.config.c2s.interfaces
         bound = port
         for interface in interfaces:
             before = set(map(_port_of, self._runner.addresses))
-            site = web.TCPSite(self._runner, interface, bound, ssl_context=context, backlog=1024,
-                               reuse_address=True)
+            site = (web.TCPSite(self._runner, interface, bound, backlog=1024, reuse_address=True) if tls is None
+                    else _TlsSite(self._runner, interface, bound, tls))
             try:
                 await site.start()
             except OSError as exc:
@@ -83,6 +83,29 @@ class WebServer:
         if runner.app is not None:
             runner.app[BOSH_SESSIONS].close_all()
         await runner.cleanup()
+
+
+class _TlsSite(web.TCPSite):
+    """An HTTPS site whose TLS is chosen per connection (net/openssl_tls.direct_tls): pyOpenSSL while an OCSP
+    response is stapled, else `ssl`, like the direct-TLS XMPP listener."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, tls: Callable[[], Tls | None]) -> None:
+        super().__init__(runner, host, port, backlog=1024, reuse_address=True)
+        self._tls = tls
+
+    @property
+    def name(self) -> str:
+        return super().name.replace("http://", "https://", 1)
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        handler = self._runner.server
+        assert handler is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: direct_tls(handler(), self._tls(), timeout=30), self._host, self._port, backlog=self._backlog,
+            reuse_address=self._reuse_address,
+        )
+        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
 
 
 def _port_of(address: object) -> int:

@@ -43,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "modules": {"core.api", "core.events", "xmpp", "storage.api", "util"},
     # beside core: the c2s driver is handed to the TCP shell; core never imports net or certs
     "net": {"xmpp", "util", "config", "core.c2s"},
-    "certs": {"config", "util", "net.tls"},
+    "certs": {"config", "util", "net.tls", "net.openssl_tls"},
     # the STUN/TURN server for calls: a network service of its own beside the XMPP core
     "turn": {"util"},
     # the company directory (LDAP): an IO client beside core, handed to it by app/ (core sees a Protocol)

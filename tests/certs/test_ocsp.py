@@ -161,7 +161,27 @@ async def test_responses_that_must_not_be_stapled_are_refused(ca: OcspCa, tmp_pa
     impostor = (x509.CertificateBuilder().subject_name(ca.cert.subject).issuer_name(ca.cert.subject)
                 .public_key(stranger.public_key()).serial_number(7).not_valid_before(now - dt.timedelta(days=1))
                 .not_valid_after(now + dt.timedelta(days=1)).sign(stranger, hashes.SHA256()))
+    def responder(name: str, issued_by: ec.EllipticCurvePrivateKey, *usages: x509.ObjectIdentifier) -> x509.Certificate:
+        builder = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string(f"CN={name}"))
+                   .issuer_name(ca.cert.subject).public_key(stranger.public_key()).serial_number(8)
+                   .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1)))
+        if usages:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+        return builder.sign(issued_by, hashes.SHA256())
+
+    def delegated(responder_cert: x509.Certificate) -> bytes:
+        builder = ocsp.OCSPResponseBuilder().add_response(
+            cert=leaf, issuer=issuer, algorithm=hashes.SHA1(), cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=now, next_update=now + dt.timedelta(hours=1), revocation_time=None, revocation_reason=None,
+        ).responder_id(ocsp.OCSPResponderEncoding.NAME, responder_cert).certificates([responder_cert])
+        return builder.sign(stranger, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    signing = x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING
+    # A responder the issuer delegated: accepted.
+    assert verify_response(delegated(responder("delegate", ca.key, signing)), leaf, issuer)
     refusals = {
+        "lacks id-kp-OCSPSigning": delegated(responder("no usage", ca.key)),
+        "not issued by": delegated(responder("self-made", stranger, signing)),
         "signature": signed(leaf, stranger, impostor),  # names the issuer, signed by another key
         "another certificate": signed(other_leaf, ca.key, ca.cert),
         "expired": signed(leaf, ca.key, ca.cert, now - dt.timedelta(hours=2), now - dt.timedelta(hours=1)),

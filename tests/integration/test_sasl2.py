@@ -35,11 +35,13 @@ def b64(data: bytes) -> str:
 class ScramClient:
     """SCRAM-SHA-256 (RFC 5802/7677) client side, checking XEP-0474's 'h' against what we were offered."""
 
-    def __init__(self, user: str, password: str) -> None:
+    def __init__(self, user: str, password: str, binding: tuple[str, bytes] | None = None) -> None:
+        """`binding`: the channel binding (RFC 5056 name, data) for SCRAM-SHA-256-PLUS."""
         self.user = user
         self.password = password
         self.nonce = secrets.token_hex(12)
-        self.gs2 = "n,,"
+        self.gs2 = "n,," if binding is None else f"p={binding[0]},,"
+        self.binding_data = b"" if binding is None else binding[1]
         self.first_bare = f"n={user},r={self.nonce}"
         self.server_signature = b""
 
@@ -55,7 +57,7 @@ class ScramClient:
         salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
         client_key = hmac.digest(salted, b"Client Key", "sha256")
         stored_key = hashlib.sha256(client_key).digest()
-        without_proof = f"c={b64(self.gs2.encode())},r={attrs['r']}"
+        without_proof = f"c={b64(self.gs2.encode() + self.binding_data)},r={attrs['r']}"
         auth_message = f"{self.first_bare},{text},{without_proof}".encode()
         signature = hmac.digest(stored_key, auth_message, "sha256")
         proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))

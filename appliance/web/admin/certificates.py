@@ -44,6 +44,7 @@ async def certificates_page(request: web.Request, session: ConsoleSession) -> we
     pem = d.ca_pem()
     subject, fingerprint = ca_fingerprint(pem) if pem is not None else ("", "")
     return _page(request, session, "admin/certificates.html", certificates=d.certificates(), kinds=KINDS,
+                 ocsp=d.ocsp_report(),
                  acme_enabled=d.acme_enabled, acme=d.acme_status(), ca_subject=subject, ca_fingerprint=fingerprint,
                  ca_intro=CA_INTRO, ca_notes=CA_INSTALL_NOTES, ca_check=CA_CHECK)
 

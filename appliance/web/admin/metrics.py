@@ -58,7 +58,20 @@ async def metrics(request: web.Request) -> web.Response:
     for cert in status.certificates():
         lines += _metric("parlour_certificate_expiry_timestamp_seconds", "gauge", "When a certificate expires.",
                          [(f'{{name="{cert.names[0] if cert.names else cert.subject}"}}', cert.not_after.timestamp())])
+    lines += _ocsp_metrics(request)
     return web.Response(text="\n".join(lines) + "\n", headers={"Content-Type": CONTENT_TYPE})
+
+
+def _ocsp_metrics(request: web.Request) -> list[str]:
+    """OCSP stapling: each certificate's status (1 on its current one), and responder requests."""
+    desk = request.app[ADMIN].certificates
+    samples = [(f'{{name="{r.names[0] if r.names else ""}",status="{r.status}"}}', 1) for r in desk.ocsp_report()]
+    lines = _metric("parlour_ocsp_status", "gauge", "OCSP status of a certificate that names a responder.", samples)
+    fetches, failures = desk.ocsp_requests()
+    lines += _metric("parlour_ocsp_requests_total", "counter", "Requests to OCSP responders.", [("", fetches)])
+    lines += _metric("parlour_ocsp_failures_total", "counter", "OCSP requests that brought no usable response.",
+                     [("", failures)])
+    return lines
 
 
 def _s2s_metrics(request: web.Request, stats: dict[str, int]) -> list[str]:
