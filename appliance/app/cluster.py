@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.asyncio import Redis
+
 from appliance.cluster.node import ClusterNode, NodeStatus, cluster_status, connect
 from appliance.cluster.remote import RemoteSession
+from appliance.cluster.rooms import RoomInUse, rooms_in_use
 from appliance.config.model import ClusterConfig, Config
 from appliance.core import events
 from appliance.core.api import Host
@@ -13,6 +19,8 @@ from appliance.core.sessions import Session
 from appliance.modules.caps import Capabilities
 from appliance.modules.carbons import CarbonsService
 from appliance.services.cluster import NodeReader, NodeView
+
+T = TypeVar("T")
 
 
 def join_cluster(config: Config, core: XmppCore) -> ClusterNode:
@@ -77,13 +85,22 @@ def node_reader(node: ClusterNode) -> NodeReader:
     return read
 
 
-async def read_status(config: ClusterConfig) -> list[NodeStatus]:
-    """Every node registered in the cluster's Redis (for `parlour cluster status`)."""
+async def _read(config: ClusterConfig, read: Callable[[Redis], Awaitable[T]]) -> T:
     redis = connect(config.redis_url)
     try:
-        return await cluster_status(redis)
+        return await read(redis)
     finally:
         await redis.aclose()
 
 
-__all__ = ["ClusterNode", "NodeStatus", "join_cluster", "node_reader", "read_status"]
+async def read_rooms(config: ClusterConfig) -> list[RoomInUse]:
+    """Every room in use and the node running it (for `parlour cluster rooms`)."""
+    return await _read(config, rooms_in_use)
+
+
+async def read_status(config: ClusterConfig) -> list[NodeStatus]:
+    """Every node registered in the cluster's Redis (for `parlour cluster status`)."""
+    return await _read(config, cluster_status)
+
+
+__all__ = ["ClusterNode", "NodeStatus", "RoomInUse", "join_cluster", "node_reader", "read_rooms", "read_status"]

@@ -146,9 +146,11 @@ class Parlour:
         await core.start()
         if config.cluster.enabled:  # before the listeners: the registry is in place for the first login
             from appliance.app.cluster import join_cluster  # redis-py is loaded by cluster nodes only
+            from appliance.app.cluster_rooms import cluster_rooms
 
             self.cluster = join_cluster(config, core)
             await self.cluster.start()
+            cluster_rooms(self.cluster, core)  # each chat room is run by the node holding its lease
         self.listeners = ClientListeners(config, core.c2s, self.tls_context, direct_tls=self._direct_tls,
                                          descriptors=self.descriptors, components=core.components)
         self.ports.update(await self.listeners.open())

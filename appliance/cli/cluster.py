@@ -6,8 +6,15 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from appliance.cli import _config
+
+if TYPE_CHECKING:
+    from appliance.config.model import ClusterConfig
+
+T = TypeVar("T")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,21 +24,30 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("status", parents=[common], help="every node: alive or not, its sessions, its heartbeat"
                        ).set_defaults(func=run)
+    actions.add_parser("rooms", parents=[common], help="every chat room in use and the node running it"
+                       ).set_defaults(func=run_rooms)
+
+
+def _read(args: argparse.Namespace, read: Callable[[ClusterConfig], Coroutine[Any, Any, T]]) -> T | None:
+    """What `read` finds in the cluster's Redis; None (with the reason on stderr) when it cannot."""
+    config = _config.load(args)
+    if not config.cluster.enabled:
+        print(f"parlour cluster {args.action}: [cluster] enabled is false in this configuration: a standalone "
+              "server", file=sys.stderr)
+        return None
+    try:
+        return asyncio.run(read(config.cluster))
+    except Exception as exc:  # redis-py's connection and response errors: say what, and where
+        print(f"parlour cluster {args.action}: cannot read the cluster from "
+              f"{config.cluster.redis_url.split('@')[-1]}: {exc}", file=sys.stderr)
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
     from appliance.app.cluster import read_status
 
-    config = _config.load(args)
-    if not config.cluster.enabled:
-        print("parlour cluster status: [cluster] enabled is false in this configuration: a standalone server",
-              file=sys.stderr)
-        return 1
-    try:
-        nodes = asyncio.run(read_status(config.cluster))
-    except Exception as exc:  # redis-py's connection and response errors: say what, and where
-        print(f"parlour cluster status: cannot read the cluster from {config.cluster.redis_url.split('@')[-1]}: "
-              f"{exc}", file=sys.stderr)
+    nodes = _read(args, read_status)
+    if nodes is None:
         return 1
     if not nodes:
         print("No node is registered (none is running).")
@@ -46,6 +62,19 @@ def run(args: argparse.Namespace) -> int:
     alive = sum(n.alive for n in nodes)
     print(f"{alive} of {len(nodes)} nodes alive, {sum(n.sessions for n in nodes)} sessions")
     return 0 if alive == len(nodes) else 1
+
+
+def run_rooms(args: argparse.Namespace) -> int:
+    from appliance.app.cluster import read_rooms
+
+    rooms = _read(args, read_rooms)
+    if rooms is None:
+        return 1
+    print(f"{'ROOM':<50} {'OCCUPANTS':>9}  NODE")
+    for room in rooms:
+        print(f"{room.jid:<50} {room.occupants:>9}  {room.node}")
+    print(f"{len(rooms)} rooms in use")
+    return 0
 
 
 def _duration(seconds: float) -> str:

@@ -39,3 +39,14 @@ def closed(node: str) -> str:
     """Marker that the node's inbox takes nothing more (it stopped, or others ended its sessions and emptied
     its inbox): writers deliver elsewhere instead; a node that finds it on itself was only cut off."""
     return f"{PREFIX}closed:{node}"
+
+
+ROOMS = PREFIX + "rooms"  # hash: chat room JID -> the node that holds (or last held) its lease
+
+
+
+def room(part: str, jid: str) -> str:
+    """The keys of a chat room run by one node at a time (cluster/rooms.py): "lease" (string with an
+    expiry: "node token"), "fence" (counter: the fencing token of its next lease), "occupants" (hash:
+    real full JID -> nickname and last presence, kept by its owner for the next one)."""
+    return f"{PREFIX}room-{part}:{jid}"

@@ -81,6 +81,7 @@ class ClusterNode:
         self.bus = ChangeBus(self.redis, self.name, changes)
         self.started = time.time()
         self._stops: list[Callable[[], None]] = []
+        self.leaving: list[Callable[[], Awaitable[None]]] = []  # run first at stop, while Redis is still used
         self._running: list[asyncio.Task[None]] = []
         self._healthy_since = time.monotonic()  # since when every heartbeat reached Redis
 
@@ -219,6 +220,8 @@ class ClusterNode:
     async def stop(self) -> None:
         """Leave: this node's sessions have ended (the server closed them); deliver what is still queued
         for it elsewhere and take it off the registry."""
+        for leave in self.leaving:  # the rooms this node runs are handed on (cluster/rooms.py)
+            await leave()
         for stop in self._stops:
             stop()
         await self.outbox.close()

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from appliance.cluster import keys
-from appliance.cluster.remote import CLOSE, STANZA, RemoteSession, parse
+from appliance.cluster.remote import CLOSE, ROUTE, STANZA, RemoteSession, parse
 from appliance.core.api import Host
 from appliance.core.events import StanzaEvent
 from appliance.core.router import Router
@@ -203,6 +203,9 @@ class Delivery:
             kind, data = fields[b"k"], fields[b"d"]
         except (KeyError, UnicodeDecodeError, JIDError):
             log.error("cluster: a queued entry without a valid target: %r", fields)
+            return
+        if kind == ROUTE:  # for a room this node runs (cluster/rooms.py): its service handles it, or sends it on
+            await self.router.route(parse(data), origin=None)
             return
         session = self.sessions.get(jid)
         if session is not None and not isinstance(session, RemoteSession):

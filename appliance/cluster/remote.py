@@ -48,6 +48,7 @@ class Courier(Protocol):
 
 
 STANZA = b"s"  # a serialized stanza for the session
+ROUTE = b"r"  # a stanza for a chat room this node runs (the target is the room's JID): route it here
 CLOSE = b"c"  # end the session: data is "condition\ntext\nnode" (node: where its successor is bound, or "")
 
 

@@ -244,6 +244,23 @@ class Room:
         etree.SubElement(subject, SUBJECT).text = self.subject
         await self.host.fanout.send_one(subject, real)
 
+    def restore(self, real: JID, nick: str, presence: etree._Element | None) -> None:
+        """Put back, without a word to anyone, an occupant the room had on a node that died (a cluster's
+        takeover): its client never left, so it is told nothing; its role is the default of its
+        affiliation again. An outcast, or a nickname taken meanwhile, is not restored."""
+        affiliation = self.affiliation(real)
+        occ = self.occupants.get(nick)
+        if affiliation == "outcast" or real in self.by_real or (occ is not None and occ.bare != real.bare()):
+            return
+        if occ is None:
+            bare = real.bare()
+            occ = self.occupants[nick] = Occupant(nick, bare, default_role(affiliation, self.config.moderated),
+                                                  self.occupant_id(bare))
+        occ.sessions[real] = to_attr(real)
+        occ.presence = presence
+        self.by_real[real] = occ
+        self.host.track(real, self, True)
+
     def _check_entry(self, real: JID, nick: str, affiliation: str, x: etree._Element | None,
                      occ: Occupant | None) -> None:
         """The checks of §7.2.6-7.2.10, in the order the specification gives them."""

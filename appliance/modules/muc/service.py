@@ -134,6 +134,16 @@ class MucService:
                 await self.history_loader(room)
         return len(self.rooms)
 
+    async def load_room(self, name: str) -> Room | None:
+        """Bring one stored room back (a cluster node taking the room over); None when it is not stored."""
+        record = await self.store.room(self.domain, name)
+        if record is None:
+            return None
+        room = self.rooms[name] = self._room_from(record)
+        if self.history_loader is not None:
+            await self.history_loader(room)
+        return room
+
     def _room_from(self, record: MucRoom) -> Room:
         config = RoomConfig.from_json(record.config, self.defaults)
         room = Room(self, JID.make(record.name, self.domain), config, created_at=record.created_at)

@@ -1,0 +1,170 @@
+# ruff: noqa: F811
+"""Chat rooms across three Parlour nodes (real PostgreSQL, real Redis, slixmpp clients on different nodes):
+one node runs a room through its lease, the others route to it; a killed owner's rooms are taken over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from slixmpp import JID
+
+from tests.integration.cluster_nodes import EXPIRY, Cluster, ping
+from tests.integration.harness import Client
+from tests.integration.process import parlour
+
+# The fixtures of the other cluster tests (three nodes, started afresh for this module); the tests take
+# `cluster` as an argument, which ruff reads as a redefinition of the import (F811).
+from tests.integration.test_cluster import _clients_closed, cluster, database  # noqa: F401
+from tests.integration.test_muc import codes, create_room, groupchat, presence_from
+from tests.redisserver import RedisServer
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+SERVICE = "conference.localhost"
+
+
+async def muc_client(cluster: Cluster, node: str, name: str, *, new: bool = True) -> Client:
+    """A client on `node` with the MUC, MAM and forms plugins; room presence and subjects queued too."""
+    jid = await cluster.add_user(name) if new else f"{name}@localhost"
+    client = await cluster.client(node, jid)
+    for plugin in ("xep_0045", "xep_0313", "xep_0004"):
+        client.register_plugin(plugin)
+    client.add_event_handler("groupchat_presence", client.presences.put_nowait)
+    client.add_event_handler("groupchat_subject", client.messages.put_nowait)
+    client.add_event_handler("message_error", client.messages.put_nowait)
+    client.add_event_handler("groupchat_config_status", client.messages.put_nowait)
+    return client
+
+
+async def join(client: Client, room: str, nick: str, *, history: int = 0) -> Any:
+    pres, *_ = await client.plugin["xep_0045"].join_muc_wait(JID(room), nick, maxstanzas=history, timeout=10)
+    return pres
+
+
+def room_owner(cluster: Cluster, room: str) -> str:
+    """The node running `room`, as `parlour cluster rooms` shows it."""
+    status = parlour("cluster", "rooms", "--config", str(cluster.nodes["n2"].config))
+    assert status.returncode == 0, status.stdout + status.stderr
+    for line in status.stdout.splitlines():
+        if line.startswith(room + " "):
+            return line.split()[-1]
+    raise AssertionError(f"{room} not listed:\n{status.stdout}")
+
+
+async def test_a_room_with_occupants_on_three_nodes(cluster: Cluster) -> None:
+    room = f"lounge@{SERVICE}"
+    alice = await muc_client(cluster, "n1", "alice")
+    bob = await muc_client(cluster, "n2", "bob")
+    carol = await muc_client(cluster, "n3", "carol")
+    await create_room(alice, room, "Alice", persistentroom=True, roomname="Lounge")
+    assert room_owner(cluster, room) == "n1"  # the node that got the room's first stanza runs it
+    await join(bob, room, "Bob")
+    assert (await presence_from(alice, f"{room}/Bob"))["muc"]["role"] == "participant"
+    await join(carol, room, "Carol")
+    await presence_from(alice, f"{room}/Carol")
+    await presence_from(bob, f"{room}/Carol")
+    # Messages from each node reach every occupant, on every node.
+    for sender, body in ((bob, "from n2"), (carol, "from n3"), (alice, "from n1")):
+        sender.send_message(mto=room, mbody=body, mtype="groupchat")
+        for client in (alice, bob, carol):
+            assert (await groupchat(client, body=body))["from"] == JID(f"{room}/{sender.boundjid.user.title()}")
+    # A late joiner on another node gets the history (kept by the owner, n1).
+    dave = await muc_client(cluster, "n2", "dave")
+    await join(dave, room, "Dave", history=10)
+    got = [(await groupchat(dave))["body"] for _ in range(3)]
+    assert got == ["from n2", "from n3", "from n1"]
+    # A configuration change made by an owner on n3: carol is made owner, renames the room.
+    await alice.plugin["xep_0045"].set_affiliation(room, "owner", jid=carol.boundjid.bare)
+    form = await carol.plugin["xep_0045"].get_room_config(room)
+    assert form.get_fields()["muc#roomconfig_roomname"]["value"] == "Lounge"
+    submit = carol.plugin["xep_0004"].make_form("submit")
+    submit.add_field(var="muc#roomconfig_roomname", value="The Lounge")
+    await carol.plugin["xep_0045"].set_room_config(room, submit)
+    changed = await groupchat(bob)
+    while 104 not in codes(changed):
+        changed = await groupchat(bob)
+    info = await bob.plugin["xep_0030"].get_info(jid=room, timeout=10)
+    assert ("conference", "text", "The Lounge") in {(i[0], i[1], i[3]) for i in info["disco_info"]["identities"]}
+    # bob leaves from n2: the others see it.
+    bob.plugin["xep_0045"].leave_muc(room, "Bob")
+    assert (await presence_from(carol, f"{room}/Bob", ptype="unavailable"))["type"] == "unavailable"
+
+
+async def test_the_last_occupant_leaving_frees_the_room_for_any_node(cluster: Cluster) -> None:
+    room = f"corridor@{SERVICE}"
+    erin = await muc_client(cluster, "n2", "erin")
+    await create_room(erin, room, "Erin", persistentroom=True)
+    assert room_owner(cluster, room) == "n2"
+    erin.plugin["xep_0045"].leave_muc(room, "Erin")
+    await ping(erin)
+    await asyncio.sleep(0.3)
+    with pytest.raises(AssertionError):
+        room_owner(cluster, room)  # nobody in it: no node holds it
+    frank = await muc_client(cluster, "n3", "frank")
+    await join(frank, room, "Frank")  # loaded from the database by n3, erin still its owner
+    assert room_owner(cluster, room) == "n3"
+    members = await erin.plugin["xep_0045"].get_affiliation_list(room, "owner")
+    assert [str(j) for j in members] == ["erin@localhost"]
+
+
+async def test_kill_9_of_the_owner_node_hands_its_room_over_with_nothing_lost(cluster: Cluster) -> None:
+    room = f"ops@{SERVICE}"
+    gina = await muc_client(cluster, "n3", "gina")
+    await create_room(gina, room, "Gina", persistentroom=True)
+    hank = await muc_client(cluster, "n1", "hank")
+    ivan = await muc_client(cluster, "n2", "ivan")
+    await join(hank, room, "Hank")
+    await join(ivan, room, "Ivan")
+    await presence_from(hank, f"{room}/Ivan")
+    assert room_owner(cluster, room) == "n3"
+    await cluster.kill("n3")
+    # Each of these is acknowledged (the ping) once it is in n3's queue in Redis; n3 never reads them.
+    bodies = [f"while n3 is dead {n}" for n in range(5)]
+    for body in bodies:
+        hank.send_message(mto=room, mbody=body, mtype="groupchat")
+    await ping(hank)
+    # Within seconds another node takes the room over, with hank and ivan still inside (their clients
+    # notice nothing), and handles what was queued: ivan gets every message, in order.
+    got = []
+    while len(got) < len(bodies):
+        message = await groupchat(ivan, timeout=EXPIRY * 6)
+        if message["body"]:  # not the subject
+            got.append(message["body"])
+    assert got == bodies
+    gone = await presence_from(ivan, f"{room}/Gina", ptype="unavailable", timeout=EXPIRY * 6)
+    assert gone["type"] == "unavailable"  # gina's session died with n3
+    assert room_owner(cluster, room) in ("n1", "n2")
+    ivan.send_message(mto=room, mbody="after the takeover", mtype="groupchat")
+    assert (await groupchat(hank, body="after the takeover"))["from"] == JID(f"{room}/Ivan")
+    # gina reconnects to n1 and rejoins; the room's archive (MAM) holds every acknowledged message.
+    gina2 = await muc_client(cluster, "n1", "gina", new=False)
+    await join(gina2, room, "Gina")
+    archived = []
+    async for page in gina2.plugin["xep_0313"].retrieve(jid=JID(room), iterator=True, rsm={"max": 50}):
+        archived += [m["mam_result"]["forwarded"]["stanza"]["body"] for m in page["mam"]["results"]]
+    assert archived[-len(bodies) - 1:] == [*bodies, "after the takeover"]
+    assert "took over room ops@conference.localhost" in (
+        cluster.nodes["n1"].log + cluster.nodes["n2"].log)
+    await cluster.start("n3")  # back for the next tests
+
+
+async def test_rooms_keep_working_across_a_redis_restart(cluster: Cluster, redis_server: RedisServer) -> None:
+    room = f"kitchen@{SERVICE}"
+    jane = await muc_client(cluster, "n1", "jane")
+    kim = await muc_client(cluster, "n3", "kim")
+    await create_room(jane, room, "Jane", persistentroom=True)
+    await join(kim, room, "Kim")
+    redis_server.restart(empty=False)
+    for attempt in range(40):
+        kim.send_message(mto=room, mbody=f"after the restart {attempt}", mtype="groupchat")
+        with contextlib.suppress(TimeoutError):
+            while not (await groupchat(jane, timeout=0.5))["body"].startswith("after the restart"):
+                pass  # the subject, from jane's join
+            break
+    else:
+        raise AssertionError("no room message across nodes after Redis restarted")
+    # Both are still occupants: a message from jane reaches kim, no error comes back.
+    jane.send_message(mto=room, mbody="still in", mtype="groupchat")
+    assert (await groupchat(kim, body="still in"))["from"] == JID(f"{room}/Jane")
