@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from lxml import etree
+from redis.asyncio import Redis
 
 from appliance.cluster.node import ClusterNode
-from appliance.cluster.rooms import ClusterRooms, Occupancy, RoomLeases
+from appliance.cluster.remote import ROOM_ADMIN
+from appliance.cluster.rooms import ClusterRooms, Occupancy, RoomLeases, rooms_in_use
 from appliance.core.server import XmppCore
 from appliance.modules.muc import RoomAdmin
+from appliance.modules.muc.admin import RoomError
 from appliance.modules.muc.room import Room
-from appliance.modules.muc.service import MucService
+from appliance.modules.muc.service import MucService, RoomSummary
 from appliance.xmpp.jid import JID
+
+log = logging.getLogger(__name__)
 
 
 class MucRooms:
@@ -65,21 +74,91 @@ class MucRooms:
         return room is None or (room.empty() and not room.locked)
 
 
+class ClusterRoomAdmin(RoomAdmin):
+    """The console's, the API's and the ad-hoc commands' room administration on a cluster node: the
+    list shows every room with the node running it; a change is made by the node running the room
+    (this one, after taking a free lease; else it is sent to that node)."""
+
+    def __init__(self, live: RoomAdmin, rooms: ClusterRooms, redis: Redis) -> None:
+        super().__init__(live.store, live.domain, live.defaults, live=live.live, now=live.now)
+        self.rooms = rooms
+        self.redis = redis
+        self.stored = RoomAdmin(live.store, live.domain, live.defaults)  # the rooms as the database has them
+
+    async def list(self) -> list[RoomSummary]:
+        here = self.rooms.leases.node
+        in_use = {r.jid: r for r in await rooms_in_use(self.redis) if r.jid.endswith("@" + self.domain)}
+        out = {r.jid: replace(r, node=here) for r in await super().list()}  # the rooms this node runs
+        for room in await self.stored.list():
+            if room.jid not in out:
+                use = in_use.get(room.jid)
+                out[room.jid] = replace(room, node=use.node, occupants=use.occupants) if use else room
+        for jid, use in in_use.items():
+            if jid not in out:  # a temporary room run by another node: only where and how many
+                out[jid] = RoomSummary(jid, "", False, False, use.occupants, (), node=use.node)
+        return [out[jid] for jid in sorted(out)]
+
+    async def create(self, name: str, owners: list[str], *, title: str = "", public: bool = True) -> str:
+        name = JID.make(name, self.domain).local or ""
+        made: list[str] = []
+
+        async def create() -> None:
+            made.append(await super(ClusterRoomAdmin, self).create(name, owners, title=title, public=public))
+
+        if await self.rooms.run_here(name, create) != self.rooms.leases.node:
+            raise RoomError(f"{name}@{self.domain} exists")
+        return made[0]
+
+    async def destroy(self, name: str, *, reason: str = "", alternate: str = "") -> None:
+        await self._change(name, {"op": "destroy", "reason": reason, "alternate": alternate})
+
+    async def set_owners(self, name: str, owners: list[str]) -> None:
+        await self._change(name, {"op": "owners", "owners": owners})
+
+    async def _change(self, name: str, change: dict[str, Any]) -> None:
+        node = await self.rooms.run_here(name, lambda: self._apply(name, change))
+        if node != self.rooms.leases.node:
+            self.rooms.post_admin(node, name, json.dumps(change).encode())
+
+    async def _apply(self, name: str, change: dict[str, Any]) -> None:
+        if change["op"] == "destroy":
+            await super().destroy(name, reason=change["reason"], alternate=change["alternate"])
+        else:
+            await super().set_owners(name, list(change["owners"]))
+
+    async def on_change(self, room: JID, data: bytes) -> None:
+        """A change another node's administrator made to a room this node ran (when it sent it)."""
+        try:
+            await self._change(room.local or "", json.loads(data))
+        except RoomError as exc:
+            log.warning("cluster: a change to room %s from another node's console failed: %s", room, exc)
+
+
 def cluster_rooms(node: ClusterNode, core: XmppCore) -> list[ClusterRooms]:
     """Put every host's chat service behind the leases and start looking after them; their rooms loaded
     at start are forgotten (no occupant yet): a room is loaded by the node that takes its lease."""
     out = []
+    admins: dict[str, ClusterRoomAdmin] = {}
     for host in core.hosts.values():
         admin = host.services.get(RoomAdmin)
         service = admin.live if admin is not None else None
         if service is None:
             continue
         service.rooms.clear()
+        service.clustered = True
         handler = core.router.services[service.domain]
         rooms = ClusterRooms(RoomLeases(node.redis, node.name, node.config.expiry), node.outbox, MucRooms(service),
                              handler=handler, present=lambda jid: core.sessions.get(jid) is not None)
         core.router.services[service.domain] = rooms.handle
+        host.services[RoomAdmin] = admins[service.domain] = ClusterRoomAdmin(admin, rooms, node.redis)
         rooms.start(core.tasks, node.config.heartbeat)
         node.leaving.append(rooms.stop)
         out.append(rooms)
+
+    async def changed(room: JID, data: bytes) -> None:
+        admin = admins.get(room.domain)
+        if admin is not None:
+            await admin.on_change(room, data)
+
+    node.delivery.handlers[ROOM_ADMIN] = changed
     return out

@@ -188,6 +188,7 @@ class Delivery:
         self.hosts = hosts
         self.outbox = outbox
         self.successors: dict[JID, str] = {}  # full JID -> the node its new session is on
+        self.handlers: dict[bytes, Callable[[JID, bytes], Awaitable[None]]] = {}  # other kinds (ROOM_ADMIN)
 
     def on_undelivered(self, event: StanzaEvent) -> bool:
         """`events.SM_UNDELIVERED`: a stanza of a replaced session goes to the successor's node."""
@@ -206,6 +207,10 @@ class Delivery:
             return
         if kind == ROUTE:  # for a room this node runs (cluster/rooms.py): its service handles it, or sends it on
             await self.router.route(parse(data), origin=None)
+            return
+        handler = self.handlers.get(kind)
+        if handler is not None:
+            await handler(jid, data)
             return
         session = self.sessions.get(jid)
         if session is not None and not isinstance(session, RemoteSession):

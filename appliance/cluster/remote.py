@@ -49,6 +49,7 @@ class Courier(Protocol):
 
 STANZA = b"s"  # a serialized stanza for the session
 ROUTE = b"r"  # a stanza for a chat room this node runs (the target is the room's JID): route it here
+ROOM_ADMIN = b"a"  # an administrator's change to a chat room this node runs (JSON; cluster/rooms.py)
 CLOSE = b"c"  # end the session: data is "condition\ntext\nnode" (node: where its successor is bound, or "")
 
 

@@ -4,17 +4,17 @@ A stanza for a room (or one of its occupants) that reaches any node goes to the 
 owner's inbox stream; the first stanza for a room nobody owns makes the receiving node take the lease
 (SET NX PX, with a fencing token from a counter) and load the room from the shared database. The owner
 renews its leases; a node that cannot renew in time stops acting for its rooms at once (it forwards their
-stanzas like any other node), so two nodes never run the same room, even across a Redis partition or a
-long pause. Releasing on a clean stop tells the occupants (status 332) so their clients rejoin elsewhere.
+stanzas like any other node), so two nodes do not run the same room across a Redis partition or a long
+pause; it takes a room back as it was only when the fencing token shows nobody ran it in between.
 
 The owner records who is in each room (`parlour:room-occupants:<room>`: real JID, nickname, last
-presence). When an owner dies, the node that takes the room over puts those occupants back silently (those
-whose session still exists): their clients never notice, what they had queued for the dead owner (the
-reaper redelivers its inbox) is handled as from occupants, so no acknowledged room message is lost. We
-chose this over telling them to rejoin (an unavailable self-presence with status 332): Conversations and
-Gajim show such a removal as an error and rejoin only when the user asks or after a later self-ping
-(XEP-0410), slixmpp not at all, and messages sent meanwhile would bounce. A clean stop hands the rooms on
-the same way (the lease goes, the record stays).
+presence). When an owner dies, the node that takes the room over puts those occupants back silently, then
+takes out those whose session died too: the others' clients notice nothing, and what they had queued for
+the dead owner (the reaper redelivers its inbox) is handled as from occupants, so no acknowledged room
+message is lost. We chose this over telling them to rejoin (an unavailable self-presence with status
+332): clients differ in what they do with such a removal (show it and wait for the user, rejoin at their
+next self-ping of XEP-0410, or nothing), and messages sent meanwhile would bounce; a silent takeover needs
+no client's help. A clean stop hands the rooms on the same way (the lease goes, the record stays).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from appliance.cluster import keys
 from appliance.cluster.queues import Outbox
-from appliance.cluster.remote import ROUTE, parse
+from appliance.cluster.remote import ROOM_ADMIN, ROUTE, parse
 from appliance.core.events import StanzaEvent
 from appliance.util.tasks import TaskSupervisor
 from appliance.xmpp.jid import JID, JIDError
@@ -276,6 +276,7 @@ class ClusterRooms:
         self.recorded: dict[str, dict[str, tuple[str, int]]] = {}  # room JID -> what Redis has of it
         self.suspended: dict[str, tuple[object, int]] = {}  # room JID -> the room as its lease went, the token
         self.stopping = False
+        self.busy: dict[str, int] = {}  # room JID -> stanzas or changes being handled (never let go meanwhile)
         self._locks: dict[str, asyncio.Lock] = {}
         self._stops: list[Callable[[], None]] = []
 
@@ -296,11 +297,33 @@ class ClusterRooms:
                 event.stanza.set("from", str(event.from_jid))
             self.outbox.post(owner, to, ROUTE, etree.tostring(event.stanza))
             return
+        # only presence and IQs change who is in a room: messages cost no Redis write
+        await self._run(room, to.local, lambda: self.handler(event), occupancy=event.stanza.tag != MESSAGE)
+
+    async def _run(self, room: str, name: str, act: Callable[[], Awaitable[None]], *, occupancy: bool = True) -> None:
+        self.busy[room] = self.busy.get(room, 0) + 1
         try:
-            await self.handler(event)
+            await act()
         finally:
-            # only presence and IQs change who is in a room: messages cost no Redis write
-            await self._after(room, to.local, occupancy=event.stanza.tag != MESSAGE)
+            if self.busy[room] == 1:
+                del self.busy[room]
+            else:
+                self.busy[room] -= 1
+            await self._after(room, name, occupancy=occupancy)
+
+    async def run_here(self, name: str, act: Callable[[], Awaitable[None]]) -> str:
+        """Run `act` on the room if this node runs it (taking its lease when nobody holds it; the room is
+        loaded then); returns the node running it (when another one, `act` is not run)."""
+        room = f"{name}@{self.rooms.domain}"
+        async with self._locks.setdefault(room, asyncio.Lock()):
+            owner = await self._owner(room, name)
+        if owner == self.leases.node:
+            await self._run(room, name, act)
+        return owner
+
+    def post_admin(self, node: str, name: str, change: bytes) -> None:
+        """Send an administrator's change to the node running the room."""
+        self.outbox.post(node, JID.make(name, self.rooms.domain), ROOM_ADMIN, change)
 
     async def _owner(self, room: str, name: str) -> str:
         if self.leases.valid(room) and self.rooms.loaded(name):
@@ -355,6 +378,8 @@ class ClusterRooms:
 
     async def _after(self, room: str, name: str, *, occupancy: bool = True) -> None:
         """After a stanza: give the lease up once nobody is in the room, else record who is."""
+        if room in self.busy:
+            return  # the last one to finish decides
         if not self.rooms.loaded(name) or self.rooms.idle(name):
             self._forget(room, name)
             await self.leases.release(room)

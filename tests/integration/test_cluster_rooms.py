@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 from slixmpp import JID
 
-from tests.integration.cluster_nodes import EXPIRY, Cluster, ping
+from tests.integration.cluster_nodes import ADMIN, EXPIRY, PASSWORD, Cluster, ping
 from tests.integration.harness import Client
 from tests.integration.process import parlour
 
 # The fixtures of the other cluster tests (three nodes, started afresh for this module); the tests take
 # `cluster` as an argument, which ruff reads as a redefinition of the import (F811).
 from tests.integration.test_cluster import _clients_closed, cluster, database  # noqa: F401
-from tests.integration.test_muc import codes, create_room, groupchat, presence_from
+from tests.integration.test_muc import NS_USER, codes, create_room, groupchat, presence_from
 from tests.redisserver import RedisServer
+from tests.web.console_helpers import admin_login, csrf_of, http_session
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SERVICE = "conference.localhost"
@@ -75,6 +76,9 @@ async def test_a_room_with_occupants_on_three_nodes(cluster: Cluster) -> None:
     await join(dave, room, "Dave", history=10)
     got = [(await groupchat(dave))["body"] for _ in range(3)]
     assert got == ["from n2", "from n3", "from n1"]
+    # Service discovery on n2, which does not run the room, lists it.
+    items = await dave.plugin["xep_0030"].get_items(jid=SERVICE, timeout=10)
+    assert (room, None, "Lounge") in items["disco_items"]["items"]
     # A configuration change made by an owner on n3: carol is made owner, renames the room.
     await alice.plugin["xep_0045"].set_affiliation(room, "owner", jid=carol.boundjid.bare)
     form = await carol.plugin["xep_0045"].get_room_config(room)
@@ -107,6 +111,31 @@ async def test_the_last_occupant_leaving_frees_the_room_for_any_node(cluster: Cl
     assert room_owner(cluster, room) == "n3"
     members = await erin.plugin["xep_0045"].get_affiliation_list(room, "owner")
     assert [str(j) for j in members] == ["erin@localhost"]
+
+
+async def test_the_console_of_one_node_lists_and_destroys_a_room_another_node_runs(cluster: Cluster) -> None:
+    room = f"attic@{SERVICE}"
+    olga = await muc_client(cluster, "n2", "olga")
+    pete = await muc_client(cluster, "n3", "pete")
+    await create_room(olga, room, "Olga", persistentroom=True, roomname="Attic")
+    await join(pete, room, "Pete")
+    await cluster.add_user(ADMIN.split("@")[0])
+    base = f"http://127.0.0.1:{cluster.nodes['n1'].http_port}"  # n1 runs no room
+    async with http_session() as console:
+        status, _page = await admin_login(console, base, ADMIN, PASSWORD)
+        assert status == 200
+        page = await (await console.get(f"{base}/admin/rooms")).text()
+        row = page.split(room)[1].split("</tr>")[0]
+        assert "<td>2</td>" in row and "<td>n2</td>" in row  # two occupants, run by n2
+        destroyed = await console.post(f"{base}/admin/rooms/destroy", data={
+            "csrf": csrf_of(page), "room": room, "reason": "spring cleaning", "confirmed": "yes"})
+        assert f"Room {room} destroyed." in await destroyed.text()
+    # n1 handed the change to n2, which runs the room: the occupants on n2 and n3 are told.
+    for client in (olga, pete):
+        gone = await presence_from(client, f"{room}/{client.boundjid.user.title()}", ptype="unavailable")
+        assert gone.xml.find(f"{{{NS_USER}}}x/{{{NS_USER}}}destroy/{{{NS_USER}}}reason").text == "spring cleaning"
+    with pytest.raises(AssertionError):
+        room_owner(cluster, room)
 
 
 async def test_kill_9_of_the_owner_node_hands_its_room_over_with_nothing_lost(cluster: Cluster) -> None:

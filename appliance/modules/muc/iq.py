@@ -89,10 +89,8 @@ class MucIq:
             return query
         if kind == "get" and payload.tag == f"{{{NS_DISCO_ITEMS}}}query":
             query = _query(NS_DISCO_ITEMS)
-            for room in sorted(self.service.rooms.values(), key=lambda r: r.name):
-                if room.config.public and not room.locked:
-                    etree.SubElement(query, f"{{{NS_DISCO_ITEMS}}}item", jid=room.text,
-                                     name=room.config.name or room.name)
+            for jid, name in await self.service.public_rooms():
+                etree.SubElement(query, f"{{{NS_DISCO_ITEMS}}}item", jid=jid, name=name)
             return query
         if kind == "get" and payload.tag == f"{{{NS_UNIQUE}}}unique":
             unique = _query(NS_UNIQUE, "unique")

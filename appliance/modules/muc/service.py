@@ -60,6 +60,7 @@ class RoomSummary:
     occupants: int
     owners: tuple[str, ...]
     members_only: bool = False
+    node: str = ""  # in a cluster: the node running the room now ("" nowhere: nobody is in it)
 
 
 class MucService:
@@ -82,6 +83,7 @@ class MucService:
         self.iq_handler: IqAnswer | None = None  # set by the module: answers IQs to the service and rooms
         self.archiver: Archiver | None = None  # set when a room archive (XEP-0313) is available
         self.history_loader: Callable[[Room], Awaitable[None]] | None = None
+        self.clustered = False  # rooms are run by several nodes: those in memory here are not all of them
 
     # -- RoomHost ------------------------------------------------------------------------------
 
@@ -271,6 +273,18 @@ class MucService:
         self.rooms[name] = room
         await self.persist(room)
         return room
+
+    async def public_rooms(self) -> list[tuple[str, str]]:
+        """(JID, name) of the rooms service discovery lists: public and configured. In a cluster the
+        stored ones that other nodes run (or nobody does now) are listed too."""
+        listed = {r.text: r.config.name or r.name for r in self.rooms.values() if r.config.public and not r.locked}
+        if self.clustered:
+            for record in await self.store.rooms(self.domain):
+                jid = f"{record.name}@{self.domain}"
+                config = RoomConfig.from_json(record.config, self.defaults)
+                if jid not in listed and record.name not in self.rooms and config.public:
+                    listed[jid] = config.name or record.name
+        return sorted(listed.items(), key=lambda item: item[0].rpartition("@")[0])  # by room name
 
     def count_owned(self, bare: JID) -> int:
         key = str(bare)

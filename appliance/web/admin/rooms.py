@@ -57,8 +57,11 @@ async def _owners(d: RoomDesk, actor: str, form: Any) -> str:
 # -- API --------------------------------------------------------------------------------------------
 
 def _json(room: RoomView) -> dict[str, Any]:
-    return {"jid": room.jid, "name": room.name, "persistent": room.persistent, "public": room.public,
-            "members_only": room.members_only, "occupants": room.occupants, "owners": list(room.owners)}
+    out = {"jid": room.jid, "name": room.name, "persistent": room.persistent, "public": room.public,
+           "members_only": room.members_only, "occupants": room.occupants, "owners": list(room.owners)}
+    if room.node:  # a cluster: the node that runs the room now
+        out["node"] = room.node
+    return out
 
 
 @endpoint
