@@ -101,14 +101,17 @@ async def test_the_last_occupant_leaving_frees_the_room_for_any_node(cluster: Cl
     erin = await muc_client(cluster, "n2", "erin")
     await create_room(erin, room, "Erin", persistentroom=True)
     assert room_owner(cluster, room) == "n2"
+    erin.send_message(mto=room, mbody="kept in the archive", mtype="groupchat")
+    await groupchat(erin, body="kept in the archive")
     erin.plugin["xep_0045"].leave_muc(room, "Erin")
     await ping(erin)
     await asyncio.sleep(0.3)
     with pytest.raises(AssertionError):
         room_owner(cluster, room)  # nobody in it: no node holds it
     frank = await muc_client(cluster, "n3", "frank")
-    await join(frank, room, "Frank")  # loaded from the database by n3, erin still its owner
+    await join(frank, room, "Frank", history=5)  # loaded from the database by n3, erin still its owner
     assert room_owner(cluster, room) == "n3"
+    assert (await groupchat(frank, body="kept in the archive"))["from"] == JID(f"{room}/Erin")  # the history
     members = await erin.plugin["xep_0045"].get_affiliation_list(room, "owner")
     assert [str(j) for j in members] == ["erin@localhost"]
 
