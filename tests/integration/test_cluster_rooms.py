@@ -151,6 +151,9 @@ async def test_kill_9_of_the_owner_node_hands_its_room_over_with_nothing_lost(cl
     await join(ivan, room, "Ivan")
     await presence_from(hank, f"{room}/Ivan")
     assert room_owner(cluster, room) == "n3"
+    side = f"ops-side@{SERVICE}"  # run by n1, which survives: gina (n3) leaves it like any dead session
+    await create_room(hank, side, "Hank")
+    await join(gina, side, "Gina")
     await cluster.kill("n3")
     # Each of these is acknowledged (the ping) once it is in n3's queue in Redis; n3 never reads them.
     bodies = [f"while n3 is dead {n}" for n in range(5)]
@@ -167,6 +170,7 @@ async def test_kill_9_of_the_owner_node_hands_its_room_over_with_nothing_lost(cl
     assert got == bodies
     gone = await presence_from(ivan, f"{room}/Gina", ptype="unavailable", timeout=EXPIRY * 6)
     assert gone["type"] == "unavailable"  # gina's session died with n3
+    assert (await presence_from(hank, f"{side}/Gina", ptype="unavailable", timeout=EXPIRY * 6))["type"] == "unavailable"
     assert room_owner(cluster, room) in ("n1", "n2")
     ivan.send_message(mto=room, mbody="after the takeover", mtype="groupchat")
     assert (await groupchat(hank, body="after the takeover"))["from"] == JID(f"{room}/Ivan")
