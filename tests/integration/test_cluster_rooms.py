@@ -15,9 +15,9 @@ from tests.integration.cluster_nodes import ADMIN, EXPIRY, PASSWORD, Cluster, pi
 from tests.integration.harness import Client
 from tests.integration.process import parlour
 
-# The fixtures of the other cluster tests (three nodes, started afresh for this module); the tests take
-# `cluster` as an argument, which ruff reads as a redefinition of the import (F811).
-from tests.integration.test_cluster import _clients_closed, cluster, database  # noqa: F401
+# The fixtures of the other cluster tests (three nodes on the session's PostgreSQL, started afresh for
+# this module); the tests take `cluster` as an argument, which ruff reads as a redefinition (F811).
+from tests.integration.test_cluster_sync import _clients_closed, cluster  # noqa: F401
 from tests.integration.test_muc import NS_USER, codes, create_room, groupchat, presence_from
 from tests.redisserver import RedisServer
 from tests.web.console_helpers import admin_login, csrf_of, http_session
