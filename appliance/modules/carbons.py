@@ -27,6 +27,9 @@ from appliance.xmpp.ns import (
 
 # Payloads that make a message "IM traffic" even without a body (XEP-0280 §6).
 _IM_PAYLOADS = (NS_RECEIPTS, NS_MARKERS, NS_CHATSTATES, NS_CORRECTION)
+_CARBONS_PREFIX = f"{{{NS_CARBONS}}}"
+_NO_COPY = f"{{{NS_HINTS}}}no-copy"
+_BODY = f"{{{NS_CLIENT}}}body"
 
 
 class CarbonsService:
@@ -56,18 +59,19 @@ class CarbonsService:
 
 def eligible(stanza: etree._Element) -> bool:
     """Whether a message is copied at all (XEP-0280 §6, with <private/> and the XEP-0334 no-copy hint)."""
-    if stanza.find(f"{{{NS_CARBONS}}}private") is not None or stanza.find(f"{{{NS_HINTS}}}no-copy") is not None:
-        return False
-    if any(str(child.tag).startswith(f"{{{NS_CARBONS}}}") for child in stanza):
-        return False  # already a carbon: never copy copies
     mtype = stanza.get("type", "normal")
-    if mtype == "chat":
-        return True
-    if mtype == "normal" and stanza.find(f"{{{NS_CLIENT}}}body") is not None:
-        return True
-    if mtype in ("normal", "chat"):
-        return any(etree.QName(child).namespace in _IM_PAYLOADS for child in stanza)
-    return False
+    if mtype != "chat" and mtype != "normal":
+        return False
+    im = mtype == "chat"  # else a body or an IM payload makes a "normal" message IM traffic
+    for child in stanza:  # one pass over the payloads
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        if tag.startswith(_CARBONS_PREFIX) or tag == _NO_COPY:
+            return False  # <private/>, or already a carbon (never copy copies), or the no-copy hint
+        if not im and (tag == _BODY or tag[1 : tag.find("}")] in _IM_PAYLOADS):
+            im = True
+    return im
 
 
 def wrap(kind: str, stanza: etree._Element, account: JID, to: JID) -> etree._Element:
@@ -130,15 +134,24 @@ class Carbons(Module):
 
     # -- copies ---------------------------------------------------------------------------------
 
+    # A copy goes to another resource of the same account: for an account with one resource online (the
+    # usual case) the hooks stop before looking at the message.
+
+    def _alone(self, jid: JID) -> bool:
+        return self.ctx.sessions.count_for(jid) < 2
+
     def on_outgoing(self, event: StanzaEvent) -> None:
         sender = event.from_jid
-        if not self.service.any_enabled() or event.session is None or _to_self(event) or not eligible(event.stanza):
+        if (
+            not self.service.any_enabled() or event.session is None or self._alone(sender) or _to_self(event)
+            or not eligible(event.stanza)
+        ):
             return
         others = [s for s in self.ctx.sessions.resources(sender) if s.jid != sender]
         self._copy("sent", event.stanza, sender.bare(), others)
 
     def on_full(self, event: StanzaEvent) -> None:
-        if not self.service.any_enabled():
+        if not self.service.any_enabled() or self._alone(event.to_jid):
             return
         target = self.ctx.sessions.get(event.to_jid)
         if target is None:
@@ -147,7 +160,7 @@ class Carbons(Module):
             self._copy_received(event, [target])
 
     def on_bare(self, event: StanzaEvent) -> None:
-        if self.service.any_enabled() and self._receivable(event):
+        if self.service.any_enabled() and not self._alone(event.to_jid) and self._receivable(event):
             user = event.to_jid.bare()
             self._copy_received(event, self.ctx.sessions.message_targets(user, event.stanza.get("type", "normal")))
 

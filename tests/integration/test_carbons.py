@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
+import pytest
+from lxml import etree
+
+from appliance.modules.carbons import eligible
 from tests.integration.harness import Harness
 from tests.integration.stanzas import iq, next_raw, raw_messages, send_message
 
@@ -26,6 +30,25 @@ async def two_resources(harness: Harness):  # type: ignore[no-untyped-def]
     for client in (phone, laptop):
         await iq(client, "set", f"<enable xmlns='{CARBONS}'/>")
     return alice, bob, phone, raw_messages(laptop), other
+
+
+@pytest.mark.parametrize(("message", "copied_too"), [
+    ("<message type='chat'><body>hi</body></message>", True),
+    ("<message type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>", True),
+    ("<message><body>hi</body></message>", True),  # 'normal' with a body
+    ("<message type='normal'><request xmlns='urn:xmpp:receipts'/></message>", True),
+    ("<message><displayed xmlns='urn:xmpp:chat-markers:0' id='x'/></message>", True),
+    ("<message><x xmlns='jabber:x:oob'><url>u</url></x></message>", False),  # 'normal', no IM payload
+    ("<message type='headline'><body>news</body></message>", False),
+    ("<message type='groupchat'><body>room</body></message>", False),
+    ("<message type='error'><body>hi</body></message>", False),
+    (f"<message type='chat'><body>hi</body><private xmlns='{CARBONS}'/></message>", False),
+    ("<message type='chat'><body>hi</body><no-copy xmlns='urn:xmpp:hints'/></message>", False),
+    (f"<message type='chat'><received xmlns='{CARBONS}'/></message>", False),  # a copy is never copied
+])
+def test_which_messages_are_copied(message: str, copied_too: bool) -> None:
+    """XEP-0280 §6 as `eligible` reads it in one pass over the payloads."""
+    assert eligible(etree.fromstring(message.replace("<message", "<message xmlns='jabber:client'", 1))) is copied_too
 
 
 async def test_feature_is_advertised(harness: Harness) -> None:
