@@ -186,6 +186,25 @@ async def test_kill_9_of_the_owner_node_hands_its_room_over_with_nothing_lost(cl
     await cluster.start("n3")  # back for the next tests
 
 
+async def test_a_clean_stop_of_the_owner_hands_its_room_on_with_its_occupants(cluster: Cluster) -> None:
+    room = f"porch@{SERVICE}"
+    sara = await muc_client(cluster, "n2", "sara")
+    quinn = await muc_client(cluster, "n1", "quinn")
+    rita = await muc_client(cluster, "n3", "rita")
+    await create_room(sara, room, "Sara", persistentroom=True)
+    await join(quinn, room, "Quinn")
+    await join(rita, room, "Rita")
+    await presence_from(quinn, f"{room}/Rita")
+    assert room_owner(cluster, room) == "n2"
+    await cluster.nodes["n2"].process.stop()  # SIGTERM: the lease goes, the occupancy record stays
+    assert (await presence_from(rita, f"{room}/Sara", ptype="unavailable", timeout=EXPIRY * 6))["type"] == "unavailable"
+    # quinn and rita were never told to leave: the next stanza makes another node run the room, with them
+    quinn.send_message(mto=room, mbody="after the stop", mtype="groupchat")
+    assert (await groupchat(rita, body="after the stop", timeout=EXPIRY * 2))["from"] == JID(f"{room}/Quinn")
+    assert room_owner(cluster, room) in ("n1", "n3")
+    await cluster.start("n2")  # back for the next tests
+
+
 async def test_rooms_keep_working_across_a_redis_restart(cluster: Cluster, redis_server: RedisServer) -> None:
     room = f"kitchen@{SERVICE}"
     jane = await muc_client(cluster, "n1", "jane")
