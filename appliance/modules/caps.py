@@ -90,18 +90,29 @@ class Capabilities:
         return [JID.parse(full) for full in self._remote.get(str(contact.bare()), ()) if
                 self.wants(JID.parse(full), node)]
 
-    def assign_remote(self, jid: JID, ver: str | None) -> None:
-        """Record (or with None forget) the caps of a remote contact's resource, from its presence."""
-        self.assign(jid, ver)
+    def assign_remote(self, jid: JID, ver: str | None) -> bool:
+        """Record (or with None forget) the caps of a remote contact's resource, from its presence; True
+        when they changed."""
+        changed = self.assign(jid, ver)
+        if ver is None:
+            self._heard.pop(str(jid), None)
+        self._index_remote(jid, ver is not None)
+        return changed
+
+    def mirror_remote(self, jid: JID, nodes: tuple[str, ...]) -> None:
+        """What a remote contact's resource wants, as another node of the cluster heard it (no nodes: it
+        went unavailable or wants nothing)."""
+        self.mirror(jid, nodes)
+        self._index_remote(jid, bool(nodes))
+
+    def _index_remote(self, jid: JID, known: bool) -> None:
         bare, full = str(jid.bare()), str(jid)
-        if ver is not None:
+        if known:
             self._remote.setdefault(bare, set()).add(full)
-        else:
-            self._heard.pop(full, None)
-            if bare in self._remote:
-                self._remote[bare].discard(full)
-                if not self._remote[bare]:
-                    del self._remote[bare]
+        elif bare in self._remote and full not in self._by_jid and full not in self._mirrored:
+            self._remote[bare].discard(full)
+            if not self._remote[bare]:
+                del self._remote[bare]
 
     def first_heard(self, account: JID, jid: JID) -> bool:
         """True the first time local `account` hears remote `jid` with its current caps (until it goes
@@ -162,6 +173,7 @@ class EntityCapabilities(Module):
         # a remote contact's presence to a local account: PEP notifies it too (XEP-0163 §4.3.1)
         ctx.hook(events.PRESENCE_BARE, self.on_remote_presence, events.TRANSFORM)
         ctx.hook(events.SESSION_CLOSED, self.on_closed)
+        ctx.on_shared_change("remote-caps", self.on_remote_caps_elsewhere)
 
     async def stop(self) -> None:
         if self._server_node is not None:
@@ -222,7 +234,8 @@ class EntityCapabilities(Module):
         ptype = event.stanza.get("type")
         c = event.stanza.find(caps.C)
         if ptype == "unavailable" or (ptype is None and (c is None or not c.get("ver") or not c.get("node"))):
-            self.caps.assign_remote(sender, None)
+            if self.caps.assign_remote(sender, None):
+                await self._share_remote(sender)
             return
         if ptype is not None or c is None:
             return
@@ -230,7 +243,8 @@ class EntityCapabilities(Module):
         key = ver if algo else f"{node}#{ver}"
         account = event.to_jid.bare()
         if self.caps.known(key) is not None:
-            self.caps.assign_remote(sender, key)
+            if self.caps.assign_remote(sender, key):
+                await self._share_remote(sender)
             await self._announce_remote(account, sender)
             return
         self.ctx.spawn(self._discover_remote(account, sender, node, ver, algo, key), f"discover-{sender}")
@@ -238,8 +252,23 @@ class EntityCapabilities(Module):
     async def _discover_remote(self, account: JID, jid: JID, node: str, ver: str, algo: str | None,
                                key: str) -> None:
         if await self._features(jid, node, ver, algo, key) is not None:
-            self.caps.assign_remote(jid, key)
+            if self.caps.assign_remote(jid, key):
+                await self._share_remote(jid)
             await self._announce_remote(account, jid)
+
+    async def _share_remote(self, jid: JID) -> None:
+        """In a cluster, a remote contact's presence reaches the node its server's link reached: tell the
+        other nodes what it wants, so their publishers notify it too."""
+        await self.ctx.shared_changed("remote-caps", str(jid), "\n".join(self.caps.notify_nodes(jid)).encode())
+
+    async def on_remote_caps_elsewhere(self, full: str | None, data: bytes) -> None:
+        if full is None:
+            return  # nothing was stored: what was heard before stays until the contact's next presence
+        try:
+            jid = JID.parse(full)
+        except ValueError:
+            return
+        self.caps.mirror_remote(jid, tuple(data.decode().split("\n")) if data else ())
 
     async def _announce_remote(self, account: JID, jid: JID) -> None:
         if not self.caps.first_heard(account, jid):

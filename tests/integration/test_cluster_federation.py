@@ -13,9 +13,10 @@ import pytest
 import pytest_asyncio
 
 from tests.integration.cluster_nodes import Cluster, running_cluster
-from tests.integration.cross_server import peer_client
+from tests.integration.cross_server import peer_client, subscribed_both_ways
 from tests.integration.harness import Client, free_port
 from tests.integration.prosody_peer import FederationCA, Namespace, ProsodyPeer, unavailable
+from tests.integration.pubsub_helpers import items_of, next_event, payload, watch_events
 from tests.net.dnsserver import DnsServer
 from tests.pgserver import PostgresServer
 from tests.redisserver import RedisServer
@@ -94,3 +95,34 @@ async def test_users_on_every_node_and_a_prosody_user_write_to_each_other(world:
     for node, client in clients.items():
         message = await client.next_message(30)
         assert message["body"] == f"to {node}" and message["from"].bare == f"romeo@{PROSODY}"
+
+
+NICK = "http://jabber.org/protocol/nick"
+
+
+async def test_publishers_on_every_node_notify_a_remote_contact_whose_caps_one_node_learnt(world: World) -> None:
+    """romeo's presence (with nick+notify in his caps) comes in through the one node his server's link
+    reached; that node learns his caps and tells the others, so a publisher on any node notifies him."""
+    cluster = world.cluster
+    romeo = await peer_client(f"romeo@{PROSODY}/tablet", "r0me0", world.ca.pem, world.prosody.address, world.clients,
+                              plugins=("xep_0004", "xep_0060", "xep_0115", "xep_0163"))
+    watch_events(romeo)
+    users = {node: await cluster.add_user(f"poet-{node}") for node in NODES}
+    clients = {node: await cluster.client(node, jid) for node, jid in users.items()}
+    for client in clients.values():
+        client.register_plugin("xep_0060")
+        await subscribed_both_ways(client, romeo)
+    romeo.plugin["xep_0030"].add_feature(f"{NICK}+notify")
+    await romeo.plugin["xep_0115"].update_caps()  # presence with the new caps to his contacts on parlour.test
+
+    for node, client in clients.items():
+        for _attempt in range(8):  # until the node that got romeo's presence has learnt his caps
+            await client.plugin["xep_0060"].publish(users[node], NICK, payload=payload(
+                f"<nick xmlns='{NICK}'>{node}</nick>"))
+            try:
+                await next_event(romeo, lambda e, n=node: [i[0].text for i in items_of(e, NICK)] == [n], timeout=2)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError(f"no notification from the publisher on {node} reached romeo")
