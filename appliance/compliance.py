@@ -57,8 +57,11 @@ CORE_XEPS: tuple[tuple[Xep, str], ...] = (
          "subscription requests, vCard, private XML, offline messages, PEP nodes and archives (Prosody's and "
          "ejabberd's extensions); not privacy lists (XEP-0016)"), "services/portable.py"),
     (Xep(185, "1.0", note="dialback keys: HMAC-SHA256 of a per-process secret"), "xmpp/dialback.py"),
-    (Xep(220, "1.1.1", "partial", note="dialback both ways with piggybacking; no dialback error conditions "
-                                        "(§2.4), no XEP-0344 shortcut"), "core/s2s/"),
+    (Xep(220, "1.1.1", note="dialback both ways with piggybacking; dialback errors (§2.4) sent and handled "
+                             "(item-not-found, remote-connection-failed, remote-server-not-found, "
+                             "remote-server-timeout, policy-violation, not-authorized, forbidden, "
+                             "internal-server-error), an invalid key ending the stream, what waited bounced "
+                             "at once (§2.1.3); not the XEP-0344 shortcut"), "core/s2s/"),
     (Xep(288, "1.0.1", note="bidirectional server-to-server streams, offered and requested"), "core/s2s/"),
     (Xep(368, "1.1.0", note="direct TLS listeners for clients (5223) and servers (5270); outgoing s2s to "
                             "_xmpps-server targets first"), "app/listeners.py, app/federation.py"),

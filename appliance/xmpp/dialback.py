@@ -1,4 +1,5 @@
-"""Server Dialback keys (XEP-0220) generated as XEP-0185 recommends, and the dialback elements."""
+"""Server Dialback keys (XEP-0220) generated as XEP-0185 recommends, and the dialback elements (with
+the dialback errors of XEP-0220 §2.4)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,20 @@ import hashlib
 import hmac
 from xml.sax.saxutils import quoteattr
 
-from appliance.xmpp.ns import NS_DIALBACK
+from lxml import etree
+
+from appliance.xmpp.ns import NS_DIALBACK, NS_SERVER, NS_STANZAS
 
 RESULT = f"{{{NS_DIALBACK}}}result"
 VERIFY = f"{{{NS_DIALBACK}}}verify"
+
+# XEP-0220 §2.4: the conditions a dialback error may carry; those about reaching the authoritative server
+# are worth a retry later ('wait'), the others not ('cancel').
+ERROR_TYPES = {
+    "item-not-found": "cancel", "remote-connection-failed": "wait", "remote-server-not-found": "cancel",
+    "remote-server-timeout": "wait", "policy-violation": "cancel", "not-authorized": "cancel",
+    "forbidden": "cancel", "not-acceptable": "cancel", "internal-server-error": "wait",
+}
 
 
 def key(secret: bytes, receiving: str, originating: str, stream_id: str) -> str:
@@ -31,3 +42,18 @@ def element(name: str, *, from_: str, to: str, id_: str | None = None, type_: st
     if type_ is not None:
         attrs += f" type={quoteattr(type_)}"
     return (f"<db:{name}{attrs}>{text}</db:{name}>" if text else f"<db:{name}{attrs}/>").encode()
+
+
+def error(name: str, *, from_: str, to: str, condition: str, id_: str | None = None) -> bytes:
+    """A dialback error (XEP-0220 §2.4): `<db:result type='error'>` or `<db:verify type='error'>` with a
+    stanza error condition, which the stream survives."""
+    inner = f"<error type='{ERROR_TYPES[condition]}'><{condition} xmlns='{NS_STANZAS}'/></error>"
+    return element(name, from_=from_, to=to, id_=id_, type_="error", text=inner)
+
+
+def error_condition(answer: etree._Element) -> str:
+    """The condition of a received dialback error ('undefined-condition' when it names none)."""
+    for child in answer.iterfind(f"{{{NS_SERVER}}}error/*"):
+        if isinstance(child.tag, str) and child.tag.startswith(f"{{{NS_STANZAS}}}"):
+            return etree.QName(child).localname
+    return "undefined-condition"

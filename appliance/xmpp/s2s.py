@@ -130,12 +130,14 @@ class VerifyDialback:
 
 @dataclass(frozen=True, slots=True)
 class VerifyAnswer:
-    """The authoritative server answered our `<db:verify/>` (outgoing stream)."""
+    """The authoritative server answered our `<db:verify/>` (outgoing stream); `error`: the condition of
+    a dialback error instead of an answer (XEP-0220 §2.4)."""
 
     remote: str
     local: str
     stream_id: str
     valid: bool
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +151,13 @@ class Authorized:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """Outgoing: the remote refused `local` (dialback invalid, EXTERNAL failed with no fallback)."""
+    """Outgoing: the remote refused `local` (dialback invalid, a dialback error, EXTERNAL failed with no
+    fallback); `bounce`: the stanza error for what waits to go from `local` (XEP-0220 §2.1.3: an
+    invalid key internal-server-error, a dialback error remote-server-timeout)."""
 
     local: str
     reason: str
+    bounce: str = "remote-server-not-found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,20 +520,25 @@ class ServerStream:
                 self.phase = Phase.READY
                 self._start_sm()
                 self._push(Authorized(remote, local, "dialback"))
+            elif kind == "error":  # not fatal to the stream: other pairs go on (XEP-0220 §2.4)
+                condition = db.error_condition(element)
+                self._push(Refused(local, f"dialback error: {condition}", "remote-server-timeout"))
             else:
-                self._push(Refused(local, "dialback refused"))
+                self._push(Refused(local, "dialback refused", "internal-server-error"))
             return
         if self.phase not in (Phase.NEGOTIATING, Phase.READY) or self.stream_id is None:
             raise StreamError.not_authorized("Dialback before the stream is negotiated")
-        if not self.policy.dialback:
-            self._push(fx.Write(db.element("result", from_=local, to=remote, type_="error")))
-            raise StreamError.not_authorized("Server Dialback is not allowed for this domain")
         if not self.secure and self.policy.require_tls:
             raise StreamError.policy_violation("TLS is required")
-        if local not in self.hosts:
-            raise StreamError.host_unknown(f"This server does not serve '{local}'")
         if not remote or not (element.text or "").strip():
             raise StreamError.invalid_xml("A dialback request needs 'from', 'to' and a key")
+        # Dialback errors, not stream errors: the stream may carry other domain pairs (XEP-0220 §2.2.1).
+        if local not in self.hosts:
+            self._push(fx.Write(db.error("result", from_=local, to=remote, condition="item-not-found")))
+            return
+        if not self.policy.dialback:  # a valid certificate is required of this domain
+            self._push(fx.Write(db.error("result", from_=local, to=remote, condition="not-authorized")))
+            return
         if (remote, local) in self.pairs or (remote, local) in self.verifying:
             return  # already done or under way: one answer is enough
         # Not a waiting effect: while the authoritative server is asked, this stream goes on (it may
@@ -536,16 +546,28 @@ class ServerStream:
         self.verifying.add((remote, local))
         self._push(VerifyDialback(remote, local, self.stream_id, (element.text or "").strip()))
 
-    def dialback_result(self, remote: str, local: str, valid: bool) -> None:
-        """Feedback to VerifyDialback: the authoritative server's answer (or the certificate's)."""
+    def dialback_result(self, remote: str, local: str, valid: bool | str) -> None:
+        """Feedback to VerifyDialback: the authoritative server's answer (or the certificate's), or the
+        condition of a dialback error when there is no answer (XEP-0220 §2.4: remote-connection-failed,
+        remote-server-timeout, policy-violation ...)."""
         if self.phase is Phase.CLOSED or (remote, local) not in self.verifying:
             return
         self.verifying.discard((remote, local))
+        if isinstance(valid, str):
+            self._push(fx.Write(db.error("result", from_=local, to=remote, condition=valid)))
+            return
+        if not valid and self.pairs:
+            # A forged key on a stream that carries other domain pairs: refuse this one with <forbidden/>
+            # rather than 'invalid', which would end the stream for all of them (XEP-0220 §2.1.2).
+            self._push(fx.Write(db.error("result", from_=local, to=remote, condition="forbidden")))
+            return
         self._push(fx.Write(db.element("result", from_=local, to=remote, type_="valid" if valid else "invalid")))
-        if valid:
-            self.pairs.add((remote, local))
-            self.phase = Phase.READY
-            self._push(Authorized(remote, local, "dialback"))
+        if not valid:
+            self.close()  # the peer tried to pass for `remote`: nothing more from it (XEP-0220 §2.2.1)
+            return
+        self.pairs.add((remote, local))
+        self.phase = Phase.READY
+        self._push(Authorized(remote, local, "dialback"))
 
     def _verify(self, element: etree._Element) -> None:
         receiving, originating = (element.get("from") or "").lower(), (element.get("to") or "").lower()
@@ -553,13 +575,17 @@ class ServerStream:
         if self.outgoing:
             # The authoritative server's answer to our question: 'from' it, 'to' us.
             kind = element.get("type")
-            self._push(VerifyAnswer(receiving, originating, stream_id, kind == "valid"))
+            error = db.error_condition(element) if kind == "error" else None
+            self._push(VerifyAnswer(receiving, originating, stream_id, kind == "valid", error))
             return
         # We are the authoritative server for 'to' (originating): is this key one we generated?
         if self.phase is Phase.CONNECTED:
             raise StreamError.not_authorized("Dialback before the stream is negotiated")
-        valid = originating in self.hosts and db.key_matches(
-            self.secret, receiving, originating, stream_id, element.text or "")
+        if originating not in self.hosts:
+            self._push(fx.Write(db.error("verify", from_=originating, to=receiving, id_=stream_id,
+                                         condition="item-not-found")))
+            return
+        valid = db.key_matches(self.secret, receiving, originating, stream_id, element.text or "")
         self._push(fx.Write(db.element("verify", from_=originating, to=receiving, id_=stream_id,
                                        type_="valid" if valid else "invalid")))
 

@@ -10,12 +10,14 @@ Parlour, verified.test, with a certificate from the CA ejabberd trusts, and the 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from lxml import etree
 
 from appliance.config.model import TlsConfig
 from tests.integration.cross_server import disconnect_all, parlour_facing, peer_client, running
@@ -204,6 +206,37 @@ async def test_offline_messages_are_stored_on_both_sides(world: World) -> None:
     friar = await world.local("friar", "later", create=False)
     back = await received(friar, "to Parlour's storage")
     assert back["from"].bare == f"balthasar@{EJABBERD}" and back["delay"]["from"] == PARLOUR
+
+
+async def test_a_dialback_error_from_ejabberd_refuses_that_domain_only(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """XEP-0220 §2.4 with a real ejabberd: Parlour piggybacks a second sender domain of its own
+    (its MUC service) on its dialback stream; ejabberd cannot find that domain's server to check the key
+    (no DNS records) and answers with a dialback error. Parlour bounces what waited for that domain and
+    keeps the stream, which goes on carrying parlour.test's messages."""
+    caplog.set_level(logging.INFO, logger="appliance.core.s2s")
+    abram = await world.remote("abram")
+    sampson = await world.local("sampson")
+    sampson.send_message(mto=f"abram@{EJABBERD}", mbody="do you bite your thumb?", mtype="chat")
+    await received(abram, "do you bite your thumb?")
+    federation = world.parlour.server.federation
+    assert federation is not None
+    [link] = [c for c in links(world.parlour) if c.outgoing and c.machine.remote == EJABBERD]
+    bounces = federation.federation.stats.get("s2s_bounces", 0)
+    service = f"conference.{PARLOUR}"
+    federation.federation.send(etree.fromstring(
+        f"<message xmlns='jabber:client' from='{service}' to='abram@{EJABBERD}'><body>from the rooms</body>"
+        "</message>"), service, EJABBERD)
+    async with asyncio.timeout(20):
+        while federation.federation.stats.get("s2s_bounces", 0) == bounces:
+            await asyncio.sleep(0.05)
+    # ejabberd 23.01 says remote-server-not-found; what waited for the service went back
+    assert f"local='{service}', reason='dialback error: remote-server-not-found'" in caplog.text, caplog.text
+    assert (EJABBERD, service) not in link.machine.pairs
+    sampson.send_message(mto=f"abram@{EJABBERD}", mbody="I do bite my thumb, sir", mtype="chat")
+    await received(abram, "I do bite my thumb, sir")  # on the same stream, still open
+    assert not link.closed and link.stanzas_out >= 2
 
 
 async def test_sasl_external_with_certificates_from_a_shared_ca(world: World) -> None:

@@ -216,8 +216,83 @@ def test_dialback_refused_when_certificates_are_required() -> None:
     out, inc = pair(external=False, bytewise=False, dialback=False)
     out.machine.policy = s2s.Policy(True, True, True)  # we would try dialback; the peer refuses it
     pump(out, inc)
-    assert next(e.reason for e in out.effects if isinstance(e, s2s.Refused)) == "dialback refused"
-    assert not inc.machine.pairs
+    # a dialback error (XEP-0220 §2.4), not a stream error: the stream stays for other domain pairs
+    refused = next(e for e in out.effects if isinstance(e, s2s.Refused))
+    assert (refused.reason, refused.bounce) == ("dialback error: not-authorized", "remote-server-timeout")
+    assert not inc.machine.pairs and inc.machine.phase is not s2s.Phase.CLOSED
+
+
+def test_dialback_errors_keep_the_stream() -> None:
+    """XEP-0220 §2.4: a request for a host we do not serve, or a key about one, gets item-not-found as a
+    dialback error; an answer we cannot give gets its condition; an invalid key is refused as such."""
+    out, inc = pair(external=False, bytewise=False)
+    pump(out, inc)
+    assert inc.machine.pairs == {("a.test", "b.test")}
+    key = db.key(SECRET_A, "nobody.test", "a.test", "sid1")
+    inc.feed(f"<db:result from='a.test' to='nobody.test'>{key}</db:result>".encode())
+    assert inc.take() == (b'<db:result from="nobody.test" to="a.test" type="error"><error type=\'cancel\'>'
+                          b"<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>")
+    inc.feed(b"<db:verify from='c.test' to='nobody.test' id='s9'>00</db:verify>")
+    assert b'<db:verify from="nobody.test" to="c.test" id="s9" type="error"><error type=\'cancel\'><item-not-found' \
+        in inc.take()
+    assert inc.machine.phase is s2s.Phase.READY  # and the pair authorized before still stands
+    inc.feed(b"<message from='x@a.test' to='y@b.test'><body>still here</body></message>")
+    assert sum(isinstance(e, Stanza) for e in inc.effects) == 1
+
+    # the initiating side: an error refuses that host with remote-server-timeout, 'invalid' with
+    # internal-server-error; the verifying side hears the authoritative server's error condition
+    out.machine.authorize("a2.test")
+    out.run()
+    out.feed(b"<db:result from='b.test' to='a2.test' type='error'><error type='wait'>"
+             b"<remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>")
+    refused = [e for e in out.effects if isinstance(e, s2s.Refused)]
+    assert [(r.local, r.reason, r.bounce) for r in refused] == [
+        ("a2.test", "dialback error: remote-connection-failed", "remote-server-timeout")]
+    out.machine.verify(local="a.test", remote="b.test", stream_id="s1", key="00")
+    out.run()
+    out.feed(b"<db:verify from='b.test' to='a.test' id='s1' type='error'><error type='cancel'>"
+             b"<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:verify>")
+    [answer] = [e for e in out.effects if isinstance(e, s2s.VerifyAnswer)]
+    assert (answer.valid, answer.error) == (False, "item-not-found")
+    assert out.machine.pairs == {("b.test", "a.test")}
+
+
+def test_dialback_result_with_an_error_condition() -> None:
+    """The receiving side could not ask the authoritative server: the initiating side gets that condition."""
+    side = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("sid"),
+                                 policy=s2s.Policy(True, False, True)), bytewise=False)
+    side.machine.dialback_result = lambda *_: None  # type: ignore[method-assign]  # the answer comes later
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    side.feed(b"<db:result from='a.test' to='b.test'>k</db:result>")
+    side.take()
+    s2s.ServerStream.dialback_result(side.machine, "a.test", "b.test", "remote-connection-failed")
+    side.run()
+    assert side.take() == (b'<db:result from="b.test" to="a.test" type="error"><error type=\'wait\'>'
+                           b"<remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+                           b"</db:result>")
+    assert not side.machine.pairs and side.machine.phase is not s2s.Phase.CLOSED
+
+
+def test_a_forged_key_is_refused() -> None:
+    """XEP-0220 §2.2.1: an 'invalid' answer ends a stream that carries nothing else; on a stream that
+    carries other domain pairs the forged one gets <forbidden/> and the others stay."""
+    out, inc = pair(external=False, bytewise=False)
+    pump(out, inc)
+    inc.feed(b"<db:result from='mallory.test' to='b.test'>00</db:result>")  # Side answers: not a key of a's
+    assert inc.take() == (b'<db:result from="b.test" to="mallory.test" type="error"><error type=\'cancel\'>'
+                          b"<forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>")
+    assert inc.machine.phase is s2s.Phase.READY and inc.machine.pairs == {("a.test", "b.test")}
+
+    side = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("sid"),
+                                 policy=s2s.Policy(True, False, True)), bytewise=False)
+    side.machine.dialback_result = lambda *_: None  # type: ignore[method-assign]  # answered below
+    side.feed(OPEN.format(attrs="from='mallory.test' to='b.test'").encode())
+    side.feed(b"<db:result from='mallory.test' to='b.test'>00</db:result>")
+    side.take()
+    s2s.ServerStream.dialback_result(side.machine, "mallory.test", "b.test", False)
+    side.run()
+    assert side.take() == b'<db:result from="b.test" to="mallory.test" type="invalid"/></stream:stream>'
+    assert side.machine.phase is s2s.Phase.CLOSED
 
 
 def test_outgoing_refuses_a_peer_without_tls_when_required() -> None:

@@ -246,7 +246,8 @@ class ServerConnection:
                 await self._start_tls()
             elif effect is fx.RESTART:
                 self.parser.reset()
-            elif isinstance(effect, s2s.VerifyDialback | s2s.CheckExternal) and self._refused(effect.remote):
+            elif isinstance(effect, s2s.VerifyDialback | s2s.CheckExternal) and self._refused(
+                    effect.remote, dialback_for=effect.local if isinstance(effect, s2s.VerifyDialback) else None):
                 continue
             elif isinstance(effect, s2s.VerifyDialback):
                 # Asking the authoritative server takes a round trip (maybe a new connection): reading
@@ -274,14 +275,18 @@ class ServerConnection:
                 log.warning("s2s %s refused us: %s", machine.remote, effect)
                 self.federation.refused(self, effect)
 
-    def _refused(self, remote: str) -> bool:
+    def _refused(self, remote: str, *, dialback_for: str | None = None) -> bool:
         """A blocked (or, in allowlist mode, unlisted) domain gets a stream error, before anything of
-        theirs is taken ([federation] policy)."""
+        theirs is taken ([federation] policy); on a stream that carries other domains already, a
+        policy-violation dialback error instead, which leaves them be (XEP-0220 §2.4)."""
         error = self.federation.domain_policy.stream_refusal(remote)
         if error is None:
             return False
         log.info("s2s: refusing %s: %s", remote, error.text)
-        self.machine.stream_error(error)
+        if dialback_for is not None and self.machine.pairs:
+            self.machine.dialback_result(remote, dialback_for, "policy-violation")
+        else:
+            self.machine.stream_error(error)
         return True
 
     async def _answer_dialback(self, effect: s2s.VerifyDialback) -> None:

@@ -54,6 +54,9 @@ CLOSE_GRACE = 2.0  # seconds closing connections get to end before the federatio
 RESUME_WINDOW = 300.0  # seconds we remember the count of a broken incoming managed stream, for <resume/>
 
 
+NOT_FOUND = "remote-server-not-found"
+
+
 class S2SNetwork(Protocol):
     """What federation needs of the network layer (net/s2s.py): sockets and TLS contexts."""
 
@@ -156,7 +159,8 @@ class Federation:
         self.remotes: dict[str, _Remote] = {}
         self.incoming: set[ServerConnection] = set()
         self.incoming_per_ip: dict[str, int] = {}
-        self._verifies: dict[tuple[str, str, str], asyncio.Future[bool | None]] = {}  # None: link lost
+        # True/False, a dialback error's condition, or None: the link was lost before the answer
+        self._verifies: dict[tuple[str, str, str], asyncio.Future[bool | str | None]] = {}
         self.resumable: dict[str, tuple[str, int, float]] = {}  # incoming sm id -> (remote, handled, until)
         self.failures = 0
         # Totals since the server started (the core's stats, so a runtime switch does not reset them).
@@ -409,12 +413,15 @@ class Federation:
             self.count("dialback_failures")  # the peer did not believe our key
         if isinstance(effect, s2s.Refused):
             state = self.remotes.get(connection.machine.remote or "")
-            if state is not None and effect.local != connection.machine.local:
-                # Only that host was refused: its stanzas go back, the others keep the stream.
+            if state is not None and (effect.local != connection.machine.local or effect.bounce != NOT_FOUND):
+                # That host was refused (an invalid key, a dialback error): its stanzas go back at once with
+                # the error XEP-0220 §2.1.3 gives; the stream stays for the other hosts on it.
+                text = f"{state.domain} did not accept {effect.local}: {effect.reason}"
                 for item in [i for i in state.queue if i.local == effect.local]:
                     state.queue.remove(item)
-                    self._return(item.element, StanzaError.remote_server_not_found())
-                return
+                    self._return(item.element, StanzaError(effect.bounce, text))
+                if effect.local != connection.machine.local:
+                    return
         connection.ready.set()
 
     def _unconfirmed(self, state: _Remote, connection: ServerConnection) -> None:
@@ -497,14 +504,21 @@ class Federation:
 
     # -- dialback ---------------------------------------------------------------------------------------
 
-    async def verify_dialback(self, effect: s2s.VerifyDialback) -> bool:
-        """Is `effect.key` really from `effect.remote`? Ask its authoritative server (XEP-0220 §2.3)."""
-        valid = await self._ask_authoritative(effect)
-        if not valid:
+    async def verify_dialback(self, effect: s2s.VerifyDialback) -> bool | str:
+        """Is `effect.key` really from `effect.remote`? Ask its authoritative server (XEP-0220 §2.3).
+        True or False for its answer, else the condition of the dialback error to send (§2.4)."""
+        try:
+            valid = await self._ask_authoritative(effect)
+        except Exception:
+            log.exception("s2s %s: verifying a dialback key failed", effect.remote)
+            valid = "internal-server-error"
+        if valid is not True:
             self.count("dialback_failures")
+            if isinstance(valid, str):
+                log.info("s2s %s: dialback for %s not verified: %s", effect.remote, effect.local, valid)
         return valid
 
-    async def _ask_authoritative(self, effect: s2s.VerifyDialback) -> bool:
+    async def _ask_authoritative(self, effect: s2s.VerifyDialback) -> bool | str:
         policy = self.policy(effect.remote)
         key = (effect.remote, effect.local, effect.stream_id)
         loop = asyncio.get_running_loop()
@@ -515,8 +529,8 @@ class Federation:
             while loop.time() < deadline:
                 connection = await self.link(effect.remote, effect.local)
                 if connection is None:
-                    return False
-                future: asyncio.Future[bool | None] = loop.create_future()
+                    return "remote-connection-failed"
+                future: asyncio.Future[bool | str | None] = loop.create_future()
                 self._verifies[key] = future
                 connection.machine.verify(local=effect.local, remote=effect.remote, stream_id=effect.stream_id,
                                           key=effect.key)
@@ -525,21 +539,22 @@ class Federation:
                     async with asyncio.timeout(max(0.0, deadline - loop.time())):
                         answer = await future
                 except TimeoutError:
-                    return False
+                    return "remote-server-timeout"
                 if answer is None:
                     continue
-                if answer and not policy.dialback and not connection.certificate_valid:
+                if answer is True and not policy.dialback and not connection.certificate_valid:
                     log.warning("s2s %s: dialback refused, its certificate must validate", effect.remote)
-                    return False
+                    return "not-authorized"
                 return answer
-            return False
+            return "remote-server-timeout"
         finally:
             self._verifies.pop(key, None)
 
     def verify_answer(self, effect: s2s.VerifyAnswer) -> None:
         future = self._verifies.get((effect.remote, effect.local, effect.stream_id))
         if future is not None and not future.done():
-            future.set_result(effect.valid)
+            # The authoritative server answered with an error: XEP-0220 §2.4 passes remote-server-not-found on.
+            future.set_result("remote-server-not-found" if effect.error else effect.valid)
 
     # -- incoming ---------------------------------------------------------------------------------------
 
