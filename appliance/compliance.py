@@ -62,7 +62,9 @@ CORE_XEPS: tuple[tuple[Xep, str], ...] = (
                              "remote-server-timeout, policy-violation, not-authorized, forbidden, "
                              "internal-server-error), an invalid key ending the stream, what waited bounced "
                              "at once (§2.1.3); not the XEP-0344 shortcut"), "core/s2s/"),
-    (Xep(288, "1.0.1", note="bidirectional server-to-server streams, offered and requested"), "core/s2s/"),
+    (Xep(288, "1.0.1", note="bidirectional server-to-server streams, offered and requested; idle close counts "
+                             "traffic both ways and waits for the peer's </stream:stream> (nothing in flight "
+                             "lost)"), "core/s2s/"),
     (Xep(368, "1.1.0", note="direct TLS listeners for clients (5223) and servers (5270); outgoing s2s to "
                             "_xmpps-server targets first"), "app/listeners.py, app/federation.py"),
 )

@@ -91,6 +91,7 @@ class Phase(enum.Enum):
     TLS = "tls"  # the driver runs the TLS handshake
     SASL = "sasl"  # an EXTERNAL exchange is running
     READY = "ready"  # negotiation over: dialback for more pairs and stanzas between authorized pairs
+    CLOSING = "closing"  # we sent `</stream:stream>`: what the peer sent before it reads that still counts
     CLOSED = "closed"
 
 
@@ -240,6 +241,7 @@ class ServerStream:
         self.stream_id: str | None = None  # the id of the receiving side's header (ours when incoming)
         self.authenticated_external = False
         self.pairs: set[tuple[str, str]] = set()  # (remote, local) authorized pairs
+        self.ended_cleanly = False  # the stream ended with `</stream:stream>` from the peer
         self.pending_results: set[tuple[str, str]] = set()  # outgoing db:result sent, not answered
         self.verifying: set[tuple[str, str]] = set()  # incoming db:result being checked
         self.waiting: object | None = None
@@ -294,6 +296,8 @@ class ServerStream:
         return None
 
     def _push(self, effect: object) -> None:
+        if self.phase is Phase.CLOSING and isinstance(effect, fx.Write):
+            return  # after our `</stream:stream>` (an answer to the peer's <r/> or <db:verify/>)
         self._out.append(effect)
 
     def _wait(self, effect: object) -> None:
@@ -313,21 +317,44 @@ class ServerStream:
         """Fail the stream: write the error, our close, and end."""
         if self.phase is Phase.CLOSED:
             return
+        if self.phase is Phase.CLOSING:  # our close is written: nothing may follow it
+            self._finish()
+            return
         if self.stream_id is None and not self.outgoing:
             self._push(fx.Write(header(from_=next(iter(self.hosts), None), to=None, stream_id=self.new_id())))
         self._push(fx.SendStreamError(error))
         self._end()
 
     def close(self) -> None:
-        """Close the stream politely (idle, shutdown, the peer closed); a managed incoming stream says
-        first how many stanzas it handled, so the sender need not send those again."""
-        if self.phase is not Phase.CLOSED:
-            if self.sm_handled is not None:
-                self._push(fx.Write(sm.ack(self.sm_handled)))
+        """Close the stream politely (idle, shutdown); a managed incoming stream says first how many
+        stanzas it handled, so the sender need not send those again. An authenticated stream then waits
+        in CLOSING for the peer's `</stream:stream>` (RFC 6120 §4.4): stanzas the peer wrote before it
+        read ours are still taken, and nothing more is written."""
+        if self.phase in (Phase.CLOSED, Phase.CLOSING):
+            return
+        if self.sm_handled is not None:
+            self._push(fx.Write(sm.ack(self.sm_handled)))
+        if not self.pairs:
             self._end()
+            return
+        self._push(fx.Write(STREAM_CLOSE))
+        self.phase = Phase.CLOSING
+
+    def _peer_closed(self) -> None:
+        """The peer's `</stream:stream>`: the answer to ours, or its own close, which we answer."""
+        self.ended_cleanly = True
+        if self.phase is Phase.CLOSING:
+            self._finish()
+            return
+        if self.sm_handled is not None:
+            self._push(fx.Write(sm.ack(self.sm_handled)))
+        self._end()
 
     def _end(self) -> None:
         self._push(fx.Write(STREAM_CLOSE))
+        self._finish()
+
+    def _finish(self) -> None:
         self.phase = Phase.CLOSED
         self._inbox.clear()
         self._push(fx.Closed(was_ready=bool(self.pairs), disconnect=True))
@@ -338,7 +365,7 @@ class ServerStream:
         if isinstance(item, StreamOpen):
             self._stream_open(item)
         elif isinstance(item, StreamClose):
-            self.close()
+            self._peer_closed()
         elif isinstance(item, Stanza):
             if self.phase is Phase.CONNECTED:
                 raise StreamError.not_authorized("The stream header comes first")
@@ -769,10 +796,10 @@ class ServerStream:
         """Whether a stanza from our domain `local` to `remote` may be written on this stream: an
         outgoing one authorized for the pair, or a bidirectional incoming one the peer authorized
         `remote` on towards `local`."""
-        return (remote, local) in self.pairs and (self.outgoing or self.bidi)
+        return (remote, local) in self.pairs and (self.outgoing or self.bidi) and self.phase is not Phase.CLOSING
 
     def ready_for(self, local: str) -> bool:
-        return (self.remote, local) in self.pairs
+        return (self.remote, local) in self.pairs and self.phase is not Phase.CLOSING
 
 
 def _sasl_failure(condition: str) -> bytes:

@@ -41,6 +41,8 @@ MAX_UNSENT = 4 * 1024 * 1024  # bytes queued for a remote that does not read: pa
 # out this recently may still have been in a buffer on either side (TCP notices a dead peer within seconds
 # when it has data to send), so it goes back to its senders as possibly undelivered.
 IN_FLIGHT_WINDOW = 10.0
+# After our `</stream:stream>`: how long the peer has to answer with its own (RFC 6120 §4.4), reading on
+CLOSE_GRACE = 10.0
 
 
 @dataclass(slots=True)
@@ -76,6 +78,8 @@ class ServerConnection:
         self.parser = StreamParser(max_stanza_size=limits.max_remote_stanza_size, max_depth=64)
         self.since = time.time()
         self.stanzas_in = 0
+        self.last_active = time.monotonic()  # a byte read or a stanza written: idle means neither
+        self._closing_until: float | None = None
         self.stanzas_out = 0
         ssl_object = writer.get_extra_info("ssl_object")
         self.direct_tls = ssl_object is not None  # XEP-0368: TLS came before the stream
@@ -124,6 +128,7 @@ class ServerConnection:
         """Write a stanza of our domain `local` to the remote server (outgoing streams), in the server
         namespace, and keep it until confirmed."""
         self.stanzas_out += 1
+        self.last_active = time.monotonic()
         self.federation.count("stanzas_out")
         self.write(etree.tostring(s2s.retag(element, NS_CLIENT, NS_SERVER)))
         now = time.monotonic()
@@ -176,17 +181,35 @@ class ServerConnection:
         cfg = self.federation.config
         try:
             await self._carry_out()
-            deadline = asyncio.get_running_loop().time() + cfg.auth_timeout
+            deadline = time.monotonic() + cfg.auth_timeout
             while not self.closed:
-                # Until authenticated the whole negotiation has auth_timeout; afterwards silence ends it.
-                authenticated = bool(self.machine.pairs)
-                remaining = cfg.idle_timeout if authenticated else deadline - asyncio.get_running_loop().time()
+                # Until authenticated the whole negotiation has auth_timeout; afterwards a stream that
+                # carried nothing either way for idle_timeout is closed, and a closing one has CLOSE_GRACE.
+                if self.machine.phase is s2s.Phase.CLOSING:
+                    if self._closing_until is None:
+                        self._closing_until = time.monotonic() + CLOSE_GRACE
+                    remaining = self._closing_until - time.monotonic()
+                elif self.machine.pairs:
+                    remaining = self.last_active + cfg.idle_timeout - time.monotonic()
+                    if remaining <= 0:
+                        log.info("s2s %s: idle, closing", self.machine.remote)
+                        self.machine.close()
+                        await self._carry_out()
+                        continue
+                else:
+                    remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError
-                async with asyncio.timeout(remaining):
-                    data = await self.reader.read(READ_SIZE)
+                try:
+                    async with asyncio.timeout(remaining):
+                        data = await self.reader.read(READ_SIZE)
+                except TimeoutError:
+                    if self.machine.pairs and self.machine.phase is not s2s.Phase.CLOSING:
+                        continue  # maybe idle: the next round decides, counting what was written meanwhile
+                    raise
                 if not data:
                     break
+                self.last_active = time.monotonic()
                 try:
                     events = self.parser.feed(data)
                 except StreamError as err:
@@ -196,13 +219,13 @@ class ServerConnection:
                     self.machine.receive(events)
                 await self._carry_out()
         except TimeoutError:
-            log.info("s2s %s: %s", self.machine.remote, "idle, closing" if self.machine.pairs else "timed out")
-            if self.machine.pairs:
-                self.machine.close()
+            if self.machine.phase is s2s.Phase.CLOSING:
+                log.info("s2s %s: no </stream:stream> in answer to ours; dropping the connection", self.machine.remote)
             else:
+                log.info("s2s %s: timed out", self.machine.remote)
                 self.machine.stream_error(StreamError.connection_timeout())
-            with contextlib.suppress(Exception):
-                await self._carry_out()
+                with contextlib.suppress(Exception):
+                    await self._carry_out()
         except (OSError, ssl.SSLError, ConnectionError) as exc:
             log.info("s2s %s: connection lost: %s", self.machine.remote, exc)
         except Exception:

@@ -470,7 +470,7 @@ class Federation:
             if state is not None and state.bidi is connection:
                 state.bidi = None
                 self._unconfirmed(state, connection)
-                self._reconnect_if_waiting(state)
+                self._reconnect_if_waiting(state, at_once=connection.machine.ended_cleanly)
             self._left(connection.peer_ip)
             return
         state = self.remotes.get(connection.machine.remote or "")
@@ -481,12 +481,14 @@ class Federation:
         for key, future in list(self._verifies.items()):
             if key[0] == state.domain and not future.done():
                 future.set_result(None)
-        self._reconnect_if_waiting(state)
+        self._reconnect_if_waiting(state, at_once=connection.machine.ended_cleanly)
 
-    def _reconnect_if_waiting(self, state: _Remote) -> None:
+    def _reconnect_if_waiting(self, state: _Remote, *, at_once: bool = False) -> None:
         if state.queue and (state.task is None or state.task.done()) and state.connection is None:
-            # Stanzas are waiting (the link dropped mid-queue): connect again; they are sent once.
-            state.task = self.spawn(self._retry_later(state), f"s2s-connect-{state.domain}")
+            # Stanzas are waiting (the link dropped mid-queue, or came while it was closing): connect
+            # again (at once after a polite close, else after a backoff); they are sent once.
+            retry = self._keep_trying(state) if at_once else self._retry_later(state)
+            state.task = self.spawn(retry, f"s2s-connect-{state.domain}")
 
     def _left(self, ip: str) -> None:
         """An incoming connection from `ip` ended (for the per-address limit)."""
@@ -597,11 +599,13 @@ class Federation:
     # -- lifecycle --------------------------------------------------------------------------------------
 
     def sweep(self) -> None:
-        """Close outgoing connections idle for longer than `idle_timeout`."""
+        """Close outgoing connections idle for longer than `idle_timeout`: nothing sent on them, and (a
+        bidirectional stream carries the peer's stanzas too) nothing received."""
         limit = time.monotonic() - self.config.idle_timeout
         for state in self.remotes.values():
             connection = state.connection
-            if connection is not None and not connection.closed and not state.queue and state.last_used < limit:
+            if connection is not None and not connection.closed and not state.queue and state.last_used < limit \
+                    and connection.last_active < limit:
                 log.info("s2s %s: idle, closing", state.domain)
                 connection.close()
 
