@@ -20,7 +20,10 @@ RFCS = (
      "STARTTLS and direct TLS (XEP-0368) both ways, SRV lookup with fallback to 5269 (§3.2), Server Dialback "
      "both ways, SASL EXTERNAL both ways (incoming: the peer's certificate is asked for without refusing "
      "any, then checked per RFC 6125, falling back to dialback), stanza addressing checks per authenticated "
-     "domain pair (§4.9.3.10), bounces with remote-server-not-found / -timeout (§8.3.3)"),
+     "domain pair (§4.9.3.10), bounces with remote-server-not-found / -timeout (§8.3.3), server identities "
+     "per §13.7.1.2 (DNS-ID, SRV-ID, XmppAddr; RFC 6125), the closing handshake (§4.4: reading on after our "
+     "</stream:stream>, nothing written after it); the remaining server-to-server MUSTs are not yet audited "
+     "one by one"),
     ("RFC 6121", "complete", "modules/roster.py, presence.py, message.py", "Instant messaging and presence"),
     ("RFC 6125", "complete", "net/identity.py, net/s2s.py, net/s2s_tls.py",
      "server identity of remote servers (RFC 6120 §13.7.1.2) checked against the source domain (never the SRV "
