@@ -796,10 +796,15 @@ class ServerStream:
         """Whether a stanza from our domain `local` to `remote` may be written on this stream: an
         outgoing one authorized for the pair, or a bidirectional incoming one the peer authorized
         `remote` on towards `local`."""
-        return (remote, local) in self.pairs and (self.outgoing or self.bidi) and self.phase is not Phase.CLOSING
+        return (remote, local) in self.pairs and (self.outgoing or self.bidi) and self._open
 
     def ready_for(self, local: str) -> bool:
-        return (self.remote, local) in self.pairs and self.phase is not Phase.CLOSING
+        return (self.remote, local) in self.pairs and self._open
+
+    @property
+    def _open(self) -> bool:
+        """Stanzas may still be written: our `</stream:stream>` is not (nothing may follow it)."""
+        return self.phase not in (Phase.CLOSING, Phase.CLOSED)
 
 
 def _sasl_failure(condition: str) -> bytes:

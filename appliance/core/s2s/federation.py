@@ -426,9 +426,14 @@ class Federation:
 
     def _unconfirmed(self, state: _Remote, connection: ServerConnection) -> None:
         """What a broken outgoing connection wrote without the peer confirming it: with stream management,
-        back to the head of the queue (the next connection resumes or resends); without, bounced."""
+        back to the head of the queue (the next connection resumes or resends); without, bounced. After a
+        closing handshake nothing is unconfirmed."""
         unacked = connection.unacked
         if not unacked:
+            return
+        if connection.machine.ended_cleanly:
+            # Both `</stream:stream>`s were exchanged: the peer read (RFC 6120 §4.4) all we wrote before ours.
+            unacked.clear()
             return
         if connection.machine.sm_requested:
             deadline = time.monotonic() + self.config.queue_timeout
