@@ -20,10 +20,12 @@ RFCS = (
      "STARTTLS and direct TLS (XEP-0368) both ways, SRV lookup with fallback to 5269 (§3.2), Server Dialback "
      "both ways, SASL EXTERNAL both ways (incoming: the peer's certificate is asked for without refusing "
      "any, then checked per RFC 6125, falling back to dialback), stanza addressing checks per authenticated "
-     "domain pair (§4.9.3.10), bounces with remote-server-not-found / -timeout (§8.3.3), server identities "
+     "domain pair (§8.1.2.2), bounces with remote-server-not-found / -timeout (§8.3.3), server identities "
      "per §13.7.1.2 (DNS-ID, SRV-ID, XmppAddr; RFC 6125), the closing handshake (§4.4: reading on after our "
-     "</stream:stream>, nothing written after it); the remaining server-to-server MUSTs are not yet audited "
-     "one by one"),
+     "</stream:stream>, nothing written after it); every server-to-server MUST audited one by one in "
+     "[compliance-rfc6120-s2s.md](compliance-rfc6120-s2s.md), with the gaps left: improper-addressing, "
+     "host-unknown and not-authorized stanza checks (§8.1.1.2, §8.1.2.2, §4.9.3.12), xml:lang on the s2s "
+     "header (§4.7.4), SASL abort (§6.4.4)"),
     ("RFC 6121", "complete", "modules/roster.py, presence.py, message.py", "Instant messaging and presence"),
     ("RFC 6125", "complete", "net/identity.py, net/s2s.py, net/s2s_tls.py",
      "server identity of remote servers (RFC 6120 §13.7.1.2) checked against the source domain (never the SRV "
