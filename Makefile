@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv bench-quick bench-s2s docs clean conformance-peers interop-slixmpp webchat
+.PHONY: run test lint venv bench-quick bench-s2s bench-s2s-tsung docs clean conformance-peers interop-slixmpp webchat
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ bench-quick: $(STAMP)
 ## network namespace (root, Debian's prosody and ejabberd; ~2 min); figures in benchmarks/RESULTS-*-s2s.md
 bench-s2s: $(STAMP)
 	$(PY) benchmarks/s2s_bench.py --users 50 --messages 200
+
+## the same three pairs with tsung as the load (users on A messaging users on B and back, stepped rates):
+## delivered msg/s, latency, CPU of both servers per message (root, tsung, prosody, ejabberd; ~5 min;
+## not part of CI); figures in benchmarks/RESULTS-*-s2s-tsung.md
+bench-s2s-tsung: $(STAMP)
+	$(PY) benchmarks/s2s_tsung.py --users 50 --rates 5 10 20 40 --step 15
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache appliance/web/static/chat packaging/webchat/node_modules

@@ -27,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -156,6 +157,26 @@ class Sender(RawClient):
         self.writer.write(f"<message to='{jid}/load' type='chat'><body>{body}</body></message>".encode())
 
 
+async def warm_up(one: Sender, other: Sender) -> None:
+    """The first message each way (one at a time) opens and authenticates the s2s streams."""
+    warm: list[float] = []
+    for sender, receiver in ((one, other), (other, one)):
+        sender.send_to(f"{receiver.user}@{receiver.domain}", f"{time.perf_counter():.6f}")
+        await asyncio.wait_for(receiver.receive_stamps(1, warm), 60)
+
+
+async def open_streams(a: Running, b: Running) -> None:
+    """Opens the s2s streams between `a` and `b` with one message each way between their user1s."""
+    one, other = Sender("user1", a.domain), Sender("user1", b.domain)
+    for client, running in ((one, a), (other, b)):
+        await client.login(running.c2s[1], PASSWORD, running.c2s[0])
+    try:
+        await warm_up(one, other)
+    finally:
+        one.close()
+        other.close()
+
+
 async def measure(a: Running, b: Running, users: int, messages: int, burst: int) -> dict[str, float]:
     sides = {a.domain: a, b.domain: b}
     clients = {d: [Sender(f"user{i}", d) for i in range(1, users + 1)] for d in sides}
@@ -164,11 +185,7 @@ async def measure(a: Running, b: Running, users: int, messages: int, burst: int)
         for start in range(0, users, 25):
             await asyncio.gather(*(c.login(port, PASSWORD, host) for c in clients[domain][start:start + 25]))
     pairs = list(zip(clients[a.domain], clients[b.domain], strict=True))
-    # warm-up: the first message each way opens and authenticates the s2s streams
-    warm: list[float] = []
-    for one, other in ((pairs[0][0], pairs[0][1]), (pairs[0][1], pairs[0][0])):
-        one.send_to(f"{other.user}@{other.domain}", f"{time.perf_counter():.6f}")
-        await asyncio.wait_for(other.receive_stamps(1, warm), 60)
+    await warm_up(pairs[0][0], pairs[0][1])
     groups = [r.process.pid for r in sides.values() if r.process is not None]
     cpu_before = sum(cpu_seconds(g) for g in groups)
     latencies: list[float] = []
@@ -205,7 +222,9 @@ async def measure(a: Running, b: Running, users: int, messages: int, burst: int)
             "cpu_us": cpu / max(delivered, 1) * 1e6}
 
 
-async def bench(kind: str, base: Path, ns: str, users: int, messages: int, burst: int) -> dict[str, float]:
+@asynccontextmanager
+async def federating(kind: str, base: Path, ns: str, users: int) -> AsyncIterator[tuple[Running, Running]]:
+    """Servers A and B of `kind` federating (DNS, CA, certificates), `users` accounts on each; stopped after."""
     ca = FederationCA(base / "ca")
     zone: dict[tuple[str, str], list[str]] = {}
     for domain, address in DOMAINS.items():
@@ -222,35 +241,53 @@ async def bench(kind: str, base: Path, ns: str, users: int, messages: int, burst
                     running.append(await start_prosody(base / domain, domain, cert, ca.pem, users, ns))
                 else:
                     running.append(await start_ejabberd(base / domain, domain, cert, ca.pem, users, ns))
-            return await measure(running[0], running[1], users, messages, burst)
+            yield running[0], running[1]
         finally:
             for server in running:
                 await server.stop()
 
 
-def inside(args: argparse.Namespace) -> int:
-    """Runs in the namespace: each kind in turn, one line of figures each."""
-    base = Path(tempfile.mkdtemp(prefix="s2s-bench-"))
-    print(f"s2s benchmark: {args.users} users per side, {args.messages} messages each way per pair, "
-          f"bursts of {args.burst}; load average {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores", flush=True)
-    print(f"{'servers':<10} {'delivered':>12} {'msg/s':>7} {'burst median/p95 ms':>20} "
-          f"{'paced median/p95 ms':>20} {'CPU µs/msg':>11}", flush=True)
+async def bench(kind: str, base: Path, ns: str, users: int, messages: int, burst: int) -> dict[str, float]:
+    async with federating(kind, base, ns, users) as (a, b):
+        return await measure(a, b, users, messages, burst)
+
+
+def each_kind(prefix: str, heading: list[str], kinds: list[str], rows: Callable[[str, Path], list[str]],
+              keep: bool = False) -> int:
+    """Prints `heading`, then the rows of figures of each kind in turn (state in a temporary folder)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    for line in heading:
+        print(line, flush=True)
     try:
-        for kind in args.servers:
-            figures = asyncio.run(asyncio.wait_for(
-                bench(kind, base / kind, args.namespace, args.users, args.messages, args.burst), 900))
-            burst = f"{figures['median_ms']:.0f} / {figures['p95_ms']:.0f}"
-            paced = f"{figures['paced_ms']:.1f} / {figures['paced_p95_ms']:.1f}"
-            print(f"{kind:<10} {figures['delivered']:>6.0f}/{figures['sent']:<5} {figures['rate']:>7.0f} {burst:>20} "
-                  f"{paced:>20} {figures['cpu_us']:>11.0f}", flush=True)
+        for kind in kinds:
+            for row in rows(kind, base / kind):
+                print(row, flush=True)
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
-def outside(args: argparse.Namespace) -> int:
-    """Makes the namespace (its loopback carries the DNS and both servers' addresses), runs this script
-    inside it, and removes it."""
+def inside(args: argparse.Namespace) -> int:
+    """Runs in the namespace: each kind in turn, one line of figures each."""
+    def row(kind: str, base: Path) -> list[str]:
+        figures = asyncio.run(asyncio.wait_for(
+            bench(kind, base, args.namespace, args.users, args.messages, args.burst), 900))
+        burst = f"{figures['median_ms']:.0f} / {figures['p95_ms']:.0f}"
+        paced = f"{figures['paced_ms']:.1f} / {figures['paced_p95_ms']:.1f}"
+        return [f"{kind:<10} {figures['delivered']:>6.0f}/{figures['sent']:<5} {figures['rate']:>7.0f} {burst:>20} "
+                f"{paced:>20} {figures['cpu_us']:>11.0f}"]
+
+    return each_kind("s2s-bench-", [
+        f"s2s benchmark: {args.users} users per side, {args.messages} messages each way per pair, "
+        f"bursts of {args.burst}; load average {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores",
+        f"{'servers':<10} {'delivered':>12} {'msg/s':>7} {'burst median/p95 ms':>20} "
+        f"{'paced median/p95 ms':>20} {'CPU µs/msg':>11}"], args.servers, row)
+
+
+def in_namespace(argv: list[str]) -> int:
+    """Makes a namespace (its loopback carries the DNS and both servers' addresses), runs `argv` inside it
+    with `--inside NAME` appended, and removes it."""
     name = f"s2sbench{os.getpid() % 10000}"
     etc = Path("/etc/netns") / name
     run = lambda *argv: subprocess.run(argv, check=True, capture_output=True)  # noqa: E731
@@ -262,12 +299,16 @@ def outside(args: argparse.Namespace) -> int:
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "resolv.conf").write_text(f"nameserver {DNS}\n")
         (etc / "hosts").write_text("127.0.0.1 localhost\n")
-        argv = [sys.executable, __file__, "--inside", name, "--users", str(args.users), "--messages",
-                str(args.messages), "--burst", str(args.burst), "--servers", *args.servers]
-        return subprocess.run(["ip", "netns", "exec", name, *argv], check=False).returncode
+        return subprocess.run(["ip", "netns", "exec", name, *argv, "--inside", name], check=False).returncode
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
         shutil.rmtree(etc, ignore_errors=True)
+
+
+def outside(args: argparse.Namespace) -> int:
+    """Runs this script inside a namespace of its own."""
+    return in_namespace([sys.executable, __file__, "--users", str(args.users), "--messages", str(args.messages),
+                         "--burst", str(args.burst), "--servers", *args.servers])
 
 
 def main() -> int:
