@@ -27,7 +27,7 @@ reports the peer's counts (`SmStarted`, `Acked`, `SmFailed`); which stanzas thos
 bookkeeping, since on an s2s stream all stanzas go one way.
 
 Stanzas flow once a pair is authorized: a stanza whose 'from' domain is not authorized on this stream is
-an `<invalid-from/>` (RFC 6120 §4.9.3.10), one to a domain we do not serve an `<improper-addressing/>`; one
+an `<invalid-from/>` (RFC 6120 §4.9.3.9, §8.1.2.2), one to a domain we do not serve an `<improper-addressing/>`; one
 from an authorized remote to another of our domains is accepted (peers send so). On our side a stanza
 for a pair we are not authorized for is refused before it is written.
 """
