@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -277,7 +278,9 @@ class ClusterRooms:
         self.suspended: dict[str, tuple[object, int]] = {}  # room JID -> the room as its lease went, the token
         self.stopping = False
         self.busy: dict[str, int] = {}  # room JID -> stanzas or changes being handled (never let go meanwhile)
-        self._locks: dict[str, asyncio.Lock] = {}
+        # room JID -> its lock while some stanza holds or waits for it: weak, so rooms addressed once (or never
+        # existing) leave nothing behind on a node that runs for months
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._stops: list[Callable[[], None]] = []
 
     def start(self, tasks: TaskSupervisor, every: float) -> None:
@@ -290,7 +293,7 @@ class ClusterRooms:
             await self.handler(event)
             return
         room = str(to.bare())
-        async with self._locks.setdefault(room, asyncio.Lock()):  # one claim and load at a time per room
+        async with self._lock(room):  # one claim and load at a time per room
             owner = await self._owner(room, to.local)
         if owner != self.leases.node:
             if event.stanza.get("from") is None:
@@ -299,6 +302,13 @@ class ClusterRooms:
             return
         # only presence and IQs change who is in a room: messages cost no Redis write
         await self._run(room, to.local, lambda: self.handler(event), occupancy=event.stanza.tag != MESSAGE)
+
+    def _lock(self, room: str) -> asyncio.Lock:
+        """One claim and load at a time per room."""
+        lock = self._locks.get(room)
+        if lock is None:
+            lock = self._locks[room] = asyncio.Lock()
+        return lock
 
     async def _run(self, room: str, name: str, act: Callable[[], Awaitable[None]], *, occupancy: bool = True) -> None:
         self.busy[room] = self.busy.get(room, 0) + 1
@@ -315,7 +325,7 @@ class ClusterRooms:
         """Run `act` on the room if this node runs it (taking its lease when nobody holds it; the room is
         loaded then); returns the node running it (when another one, `act` is not run)."""
         room = f"{name}@{self.rooms.domain}"
-        async with self._locks.setdefault(room, asyncio.Lock()):
+        async with self._lock(room):
             owner = await self._owner(room, name)
         if owner == self.leases.node:
             await self._run(room, name, act)
@@ -429,7 +439,7 @@ class ClusterRooms:
         name = JID.parse(room).local
         if name is None:
             return
-        async with self._locks.setdefault(room, asyncio.Lock()):
+        async with self._lock(room):
             if await self._owner(room, name) == self.leases.node:
                 await self._after(room, name)
 
