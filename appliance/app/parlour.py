@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from appliance import __version__
 from appliance.app.calls import CallRelay
 from appliance.app.config_watch import CONFIG_WATCH_INTERVAL, ConfigWatch
-from appliance.app.control import ControlSocket
+from appliance.app.control import ControlEndpoint
 from appliance.app.federation import FederationService
 from appliance.app.listeners import ClientListeners
 from appliance.app.services import running_services
@@ -39,7 +39,6 @@ from appliance.core.sessions import SessionDirectory
 from appliance.core.stores import Stores
 from appliance.directory.ldap import LdapDirectory, describe
 from appliance.net.openssl_tls import Tls
-from appliance.platform.paths import control_socket_path
 from appliance.platform.updates import REFRESH_INTERVAL, UpdateCheck
 from appliance.services import Services
 from appliance.services.activity import SAMPLE_INTERVAL as ACTIVITY_SAMPLE_INTERVAL
@@ -75,8 +74,11 @@ class Parlour:
     """
 
     def __init__(self, config: Config, *, sweep_interval: float = SWEEP_INTERVAL,
-                 storage: Storage | None = None, updates: UpdateCheck | None = None) -> None:
+                 storage: Storage | None = None, updates: UpdateCheck | None = None,
+                 control_over_tcp: bool = False) -> None:
         self._config = config
+        # The control endpoint on a loopback port with a token even where Unix sockets exist (tests).
+        self.control_over_tcp = control_over_tcp
         # A newer Parlour package, for the console (None: the .deb's own build asks apt, others not).
         self.updates = updates if updates is not None else UpdateCheck.for_this_install()
         self.sweep_interval = sweep_interval
@@ -94,7 +96,7 @@ class Parlour:
         self.cluster: ClusterNode | None = None  # with [cluster] enabled
         self.web: WebServer | None = None
         self.calls: CallRelay | None = None  # with [turn] enabled
-        self.control: ControlSocket | None = None  # answers `parlour federation status`
+        self.control: ControlEndpoint | None = None  # answers `parlour federation status`
         self.services: Services | None = None  # what the console, the API and ad-hoc commands call
         self.log_buffer: logbuffer.RingBufferHandler | None = None
         self.descriptors = DescriptorWatch()  # one warning when connections use up the open-file limit
@@ -137,9 +139,9 @@ class Parlour:
                 core.publish(BuiltinTurn, self.calls.announced)
         if self.directory is not None:
             core.publish(Directory, self.directory)
-        self.control = ControlSocket(control_socket_path(config.server.state_dir), {
+        self.control = ControlEndpoint(config.server.state_dir, {
             "federation status": self._federation_status,
-        })
+        }, tcp=self.control_over_tcp)
         await self.control.start()
         core.publish(InvitationDesk, self.services.invitations)
         await self.services.invitations.adopt(await self.services.tokens.tokens.take_invitations())

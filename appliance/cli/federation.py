@@ -3,7 +3,7 @@ talk to, and the connections to them.
 
 A change is written to parlour.toml ([federation], validated first); a running server notices the file
 within a second and applies it without a restart (switched on or off, it opens or closes its
-server-to-server listeners). `status` asks the running server over its control socket (app/control.py)
+server-to-server listeners). `status` asks the running server over its control endpoint (app/control.py)
 for its live connections, like `ejabberdctl connected_s2s` or Prosody's `s2s:show()`.
 """
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from datetime import datetime
 
 from appliance.app.control import ask
 from appliance.cli import _config
 from appliance.config import Config
-from appliance.platform.paths import control_socket_path
 from appliance.services.errors import ServiceError
 from appliance.services.federation import FederationDesk, Link
 from appliance.services.settings import Settings
@@ -91,12 +91,13 @@ COLUMNS = ("DOMAIN", "DIR", "STATE", "TLS", "AUTH", "BIDI", "SM", "QUEUED", "IN"
 
 def show_status(args: argparse.Namespace) -> int:
     config = _config.load(args)
-    path = control_socket_path(config.server.state_dir)
+    state_dir = config.server.state_dir
     try:
-        status = asyncio.run(ask(path, "federation status"))
+        status = asyncio.run(ask(state_dir, "federation status"))
     except (OSError, RuntimeError, ValueError) as exc:
-        print(f"parlour federation status: no running server answers at {path} ({exc}); is it running, and "
-              "are you its user or root?", file=sys.stderr)
+        who = "an administrator" if os.name == "nt" else "its user or root"
+        print(f"parlour federation status: no running server answers at {state_dir} ({exc}); is it running, "
+              f"and are you {who}?", file=sys.stderr)
         return 1
     assert isinstance(status, dict)
     if args.json:

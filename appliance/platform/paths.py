@@ -101,6 +101,14 @@ def control_socket_path(state_dir: Path) -> Path:
     return state_dir / CONTROL_SOCKET
 
 
+CONTROL_PORT = "control-port.json"
+
+
+def control_port_path(state_dir: Path) -> Path:
+    """Where a server without a Unix socket (Windows) writes the loopback port and token it answers on."""
+    return state_dir / CONTROL_PORT
+
+
 def database_path(state_dir: Path) -> Path:
     """The SQLite database inside a state folder (never named after a host)."""
     return state_dir / DATABASE_NAME

@@ -6,15 +6,20 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
-def write_atomically(path: Path, text: str | bytes, *, mode: int = 0o640) -> None:
+def write_atomically(path: Path, text: str | bytes, *, mode: int = 0o640,
+                     protect: Callable[[Path], None] | None = None) -> None:
     """Replace `path` with `text` (UTF-8, or bytes as they are) in one rename; the rename itself is made
-    durable too."""
+    durable too. `protect` is called on the still empty new file (e.g. to set a Windows ACL before a
+    secret is written into it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        if protect is not None:
+            protect(Path(tmp))
         with (os.fdopen(fd, "w", encoding="utf-8") if isinstance(text, str) else os.fdopen(fd, "wb")) as f:
             f.write(text)
             f.flush()
