@@ -258,6 +258,8 @@ class ServerStream:
         self.sm_requested = False
         self._sm_offered = False
         self.bidi = False  # XEP-0288 in force: stanzas go both ways on this stream
+        # Incoming, after SASL <success/>: `Authorized`, announced once the peer restarted the stream
+        self._restart_pending: Authorized | None = None
         if outgoing:
             if local is None or remote is None:
                 raise ValueError("an outgoing stream needs its local and remote domains")
@@ -364,6 +366,10 @@ class ServerStream:
             raise item
         if isinstance(item, StreamOpen):
             self._stream_open(item)
+            if self._restart_pending is not None and self.phase is Phase.NEGOTIATING:
+                # Our new header and features are written: stanzas may follow them (XEP-0288 bidi).
+                self._push(self._restart_pending)
+                self._restart_pending = None
         elif isinstance(item, StreamClose):
             self._peer_closed()
         elif isinstance(item, Stanza):
@@ -529,7 +535,10 @@ class ServerStream:
         self._push(fx.Write(f"<success xmlns='{NS_SASL}'/>".encode()))
         self.phase = Phase.CONNECTED  # the peer restarts the stream
         self._push(fx.RESTART)
-        self._push(Authorized(effect.remote, effect.local, "external"))
+        # Announced (and, on a bidirectional stream, written to) only once the restarted stream is open:
+        # a stanza between <success/> and the peer's new header reaches the parser it discards (RFC 6120
+        # §6.4.6), and the peer counts its pair as authorized only at our new features.
+        self._restart_pending = Authorized(effect.remote, effect.local, "external")
 
     # incoming and outgoing: dialback
 
@@ -795,8 +804,9 @@ class ServerStream:
     def may_send(self, local: str, remote: str) -> bool:
         """Whether a stanza from our domain `local` to `remote` may be written on this stream: an
         outgoing one authorized for the pair, or a bidirectional incoming one the peer authorized
-        `remote` on towards `local`."""
-        return (remote, local) in self.pairs and (self.outgoing or self.bidi) and self._open
+        `remote` on towards `local` (after SASL, once the peer restarted the stream)."""
+        return (remote, local) in self.pairs and (self.outgoing or self.bidi) and self._open \
+            and self._restart_pending is None
 
     def ready_for(self, local: str) -> bool:
         return (self.remote, local) in self.pairs and self._open

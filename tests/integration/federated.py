@@ -3,7 +3,7 @@ other through static routes (the s2s resolver's map). Shared by the Parlour-to-P
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -44,9 +44,20 @@ async def parlour_pair(base: Path, first: str, second: str, *,
                        **s2s: object) -> AsyncIterator[tuple[Harness, Harness]]:
     """Two Parlours serving `first` and `second`, each routing to the other; `s2s` changes both [s2s]."""
     port_a, port_b = free_port(), free_port()
-    a = await start_server(base / first, first, s2s_route(port_a, second, port_b, **s2s), first_federation)
+    async with _both(lambda: start_server(base / first, first, s2s_route(port_a, second, port_b, **s2s),
+                                          first_federation),
+                     lambda: start_server(base / second, second, s2s_route(port_b, first, port_a, **s2s),
+                                          second_federation)) as servers:
+        yield servers
+
+
+@asynccontextmanager
+async def _both(first: Callable[[], Awaitable[Harness]],
+                second: Callable[[], Awaitable[Harness]]) -> AsyncIterator[tuple[Harness, Harness]]:
+    """Start `first`, then `second` (the first closes if that fails); both close after."""
+    a = await first()
     try:
-        b = await start_server(base / second, second, s2s_route(port_b, first, port_a, **s2s), second_federation)
+        b = await second()
     except BaseException:
         await a.close()
         raise
@@ -66,3 +77,24 @@ async def chat_both_ways(a: Harness, b: Harness) -> tuple[Client, Client]:
     romeo.send_message(mto=f"juliet@{a.domain}/test", mbody="Here.", mtype="chat")
     assert (await juliet.next_message(10))["body"] == "Here."
     return juliet, romeo
+
+
+@asynccontextmanager
+async def trusting_each_other(tmp_path: Path, *, a_reaches_b: Callable[[int], int] | None = None,
+                              ) -> AsyncIterator[tuple[Harness, Harness]]:
+    """a.test and b.test, each trusting the other's local CA and requiring valid certificates (a first
+    start makes the CAs; the certificates stay for the second): SASL EXTERNAL both ways. a.test dials
+    b.test's s2s port through `a_reaches_b` (a relay's port for it, say)."""
+    port_a, port_b = free_port(), free_port()
+    first = [await start_server(tmp_path / d, d, s2s_route(p, peer, q)) for d, peer, p, q in (
+        ("a.test", "b.test", port_a, port_b), ("b.test", "a.test", port_b, port_a))]
+    for h in first:
+        await h.close()
+    bundle = tmp_path / "both.pem"
+    bundle.write_bytes(b"".join(h.ca_file.read_bytes() for h in first))
+    strict = {"require_valid_certificates": True, "ca_bundle": bundle}
+    to_b = a_reaches_b(port_b) if a_reaches_b else port_b
+    async with _both(lambda: start_server(tmp_path / "a.test", "a.test", s2s_route(port_a, "b.test", to_b, **strict)),
+                     lambda: start_server(tmp_path / "b.test", "b.test", s2s_route(port_b, "a.test", port_a, **strict))
+                     ) as servers:
+        yield servers

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,14 @@ from appliance.app import Parlour
 from appliance.config.model import FederationConfig, S2SConfig
 from appliance.xmpp.jid import JID
 from appliance.xmpp.s2s import Phase
-from tests.integration.federated import FEDERATION_ON, chat_both_ways, parlour_pair, s2s_route, start_server
+from tests.integration.federated import (
+    FEDERATION_ON,
+    chat_both_ways,
+    parlour_pair,
+    s2s_route,
+    start_server,
+    trusting_each_other,
+)
 from tests.integration.harness import PASSWORD, Harness, free_port, make_config
 from tests.net.dnsserver import DnsServer
 
@@ -85,27 +91,6 @@ async def test_unreachable_remote_bounces_within_the_timeout(tmp_path: Path) -> 
         assert error["error"]["condition"] == "remote-server-not-found"
     finally:
         await a.close()
-
-
-@asynccontextmanager
-async def trusting_each_other(tmp_path: Path) -> AsyncIterator[tuple[Harness, Harness]]:
-    """a.test and b.test, each trusting the other's local CA and requiring valid certificates (a first
-    start makes the CAs; the certificates stay for the second)."""
-    port_a, port_b = free_port(), free_port()
-    first = [await start_server(tmp_path / d, d, s2s_route(p, peer, q)) for d, peer, p, q in (
-        ("a.test", "b.test", port_a, port_b), ("b.test", "a.test", port_b, port_a))]
-    for h in first:
-        await h.close()
-    bundle = tmp_path / "both.pem"
-    bundle.write_bytes(b"".join(h.ca_file.read_bytes() for h in first))
-    strict = {"require_valid_certificates": True, "ca_bundle": bundle}
-    a = await start_server(tmp_path / "a.test", "a.test", s2s_route(port_a, "b.test", port_b, **strict))
-    b = await start_server(tmp_path / "b.test", "b.test", s2s_route(port_b, "a.test", port_a, **strict))
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_certificates_required_and_trusted(tmp_path: Path) -> None:

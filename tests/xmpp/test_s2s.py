@@ -184,11 +184,8 @@ def test_two_machines_sasl_external(bytewise: bool) -> None:
     assert out.machine.phase is s2s.Phase.READY
 
 
-@pytest.mark.parametrize(("text", "remote"), [("ZWphYmJlcmQudGVzdA==", "ejabberd.test"), ("YS50ZXN0", "a.test"),
-                                              ("=", "a.test")])
-def test_external_authzid_padded_or_empty(text: str, remote: str) -> None:
-    """ejabberd sends its domain as the authzid, base64 with its padding (RFC 4648); "=" is an empty one,
-    which means the stream's from (RFC 6120 §6.4.2)."""
+def _secured_incoming() -> Side:
+    """An incoming stream from a.test after STARTTLS with a CA-valid certificate: EXTERNAL is offered."""
     side = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("sid"),
                                  policy=s2s.Policy(True, True, True, True)), bytewise=False)
     side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
@@ -196,6 +193,15 @@ def test_external_authzid_padded_or_empty(text: str, remote: str) -> None:
     side.machine.tls_done(external=True)
     side.run()
     side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    return side
+
+
+@pytest.mark.parametrize(("text", "remote"), [("ZWphYmJlcmQudGVzdA==", "ejabberd.test"), ("YS50ZXN0", "a.test"),
+                                              ("=", "a.test")])
+def test_external_authzid_padded_or_empty(text: str, remote: str) -> None:
+    """ejabberd sends its domain as the authzid, base64 with its padding (RFC 4648); "=" is an empty one,
+    which means the stream's from (RFC 6120 §6.4.2)."""
+    side = _secured_incoming()
     side.take()
     side.feed(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{text}</auth>".encode())
     assert [e.remote for e in side.effects if isinstance(e, s2s.CheckExternal)] == [remote]
@@ -384,3 +390,21 @@ def test_bidirectional_streams(bidi: bool) -> None:
         assert b"<invalid-from" in out.take()
     else:
         assert b"<unsupported-stanza-type" in out.take()
+
+
+
+def test_bidirectional_external_stream_carries_stanzas_back_only_after_the_restart() -> None:
+    """Incoming EXTERNAL on a bidi stream: between our <success/> and the peer's restarted header nothing may
+    be written back (the peer's parser discards it, or it reaches a stream not yet authorized there), so
+    the pair is announced (`Authorized`) and `may_send` holds only once our new features are out."""
+    side = _secured_incoming()
+    side.feed(b"<bidi xmlns='urn:xmpp:bidi'/>"
+              b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+    assert b"<success" in side.take()
+    assert side.machine.bidi and side.machine.pairs == {("a.test", "b.test")}
+    assert not side.machine.may_send("b.test", "a.test")
+    assert not any(isinstance(e, s2s.Authorized) for e in side.effects)
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    assert side.take().endswith(b"</stream:features>")
+    assert isinstance(side.effects[-1], s2s.Authorized) and side.effects[-1].method == "external"
+    assert side.machine.may_send("b.test", "a.test")

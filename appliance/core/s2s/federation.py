@@ -239,6 +239,9 @@ class Federation:
                     self._return(item.element, StanzaError.remote_server_not_found())
                 return
             except Unreachable as exc:
+                if self._via_bidi(state):
+                    log.info("s2s %s: %s; the peer's bidirectional stream carries the stanzas", state.domain, exc)
+                    return
                 state.failures += 1
                 self.failures += 1
                 delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (state.failures - 1))
@@ -362,7 +365,11 @@ class Federation:
                     state = self.remotes[effect.remote] = _Remote(effect.remote)
                 if state.bidi is None or state.bidi.closed:
                     state.bidi = connection
-                self._flush(state, state.bidi)
+                if state.connection is None:
+                    # What waits goes back on the peer's stream only when we have no connection of our own
+                    # (failed, or in backoff): one that is opening gets it, as `send` does, so the
+                    # stanzas to a domain keep to one stream, in order, when both servers connect at once.
+                    self._flush(state, state.bidi)
             return
         state = self.remotes.get(effect.remote)
         if state is None or state.connection is not connection:
@@ -489,11 +496,23 @@ class Federation:
         self._reconnect_if_waiting(state, at_once=connection.machine.ended_cleanly)
 
     def _reconnect_if_waiting(self, state: _Remote, *, at_once: bool = False) -> None:
+        if state.connection is None and self._via_bidi(state):
+            return
         if state.queue and (state.task is None or state.task.done()) and state.connection is None:
             # Stanzas are waiting (the link dropped mid-queue, or came while it was closing): connect
             # again (at once after a polite close, else after a backoff); they are sent once.
             retry = self._keep_trying(state) if at_once else self._retry_later(state)
             state.task = self.spawn(retry, f"s2s-connect-{state.domain}")
+
+    def _via_bidi(self, state: _Remote) -> bool:
+        """Send what waits on the peer's bidirectional stream, when there is one (our own connection
+        closed as idle or failed, theirs carries on); whether nothing waits any more. Stanzas of a broken
+        managed stream wait for a connection of ours, which can resume it (no duplicates)."""
+        bidi = state.bidi
+        if bidi is None or bidi.closed or any(item.seq for item in state.queue):
+            return not state.queue
+        self._flush(state, bidi)
+        return not state.queue
 
     def _left(self, ip: str) -> None:
         """An incoming connection from `ip` ended (for the per-address limit)."""
