@@ -14,7 +14,7 @@ from appliance.config.model import ClusterConfig, Config
 from appliance.core import events
 from appliance.core.api import Host
 from appliance.core.events import SessionEvent
-from appliance.core.server import XmppCore
+from appliance.core.server import Unwire, XmppCore
 from appliance.core.sessions import Session
 from appliance.modules.caps import Capabilities
 from appliance.modules.carbons import CarbonsService
@@ -68,10 +68,19 @@ def join_cluster(config: Config, core: XmppCore) -> ClusterNode:
         # client): publish its record again so the other nodes' PEP notifies it.
         node.registry.after_stanza(session)
 
-    for host in hosts.values():
-        caps = host.services.get(Capabilities)
-        if caps is not None:
+    def listen_to_caps() -> Unwire:
+        # On each caps module: a reload makes it anew, and this listens to the new one.
+        heard = [caps for host in hosts.values() if (caps := host.services.get(Capabilities)) is not None]
+        for caps in heard:
             caps.listeners.append(caps_learnt)
+
+        async def unwire() -> None:
+            for caps in heard:
+                caps.listeners.remove(caps_learnt)
+
+        return unwire
+
+    core.wire_modules(listen_to_caps)
     return node
 
 

@@ -14,7 +14,9 @@ from redis.asyncio import Redis
 from appliance.cluster.node import ClusterNode
 from appliance.cluster.remote import ROOM_ADMIN
 from appliance.cluster.rooms import ClusterRooms, Occupancy, RoomLeases, rooms_in_use
-from appliance.core.server import XmppCore
+from appliance.core.api import Host
+from appliance.core.router import LocalService
+from appliance.core.server import Unwire, XmppCore
 from appliance.modules.muc import RoomAdmin
 from appliance.modules.muc.admin import RoomError
 from appliance.modules.muc.room import Room
@@ -134,26 +136,41 @@ class ClusterRoomAdmin(RoomAdmin):
             log.warning("cluster: a change to room %s from another node's console failed: %s", room, exc)
 
 
-def cluster_rooms(node: ClusterNode, core: XmppCore) -> list[ClusterRooms]:
-    """Put every host's chat service behind the leases and start looking after them; their rooms loaded
-    at start are forgotten (no occupant yet): a room is loaded by the node that takes its lease."""
-    out = []
+def cluster_rooms(node: ClusterNode, core: XmppCore) -> None:
+    """Put every host's chat service behind the leases and look after them, now and after every reload of
+    the modules (the old services hand their rooms on first, as at a clean stop). The rooms a service
+    loaded at its start are forgotten (no occupant yet): a room is loaded by the node that takes its lease."""
     admins: dict[str, ClusterRoomAdmin] = {}
-    for host in core.hosts.values():
-        admin = host.services.get(RoomAdmin)
-        service = admin.live if admin is not None else None
-        if service is None:
-            continue
-        service.rooms.clear()
-        service.clustered = True
-        handler = core.router.services[service.domain]
-        rooms = ClusterRooms(RoomLeases(node.redis, node.name, node.config.expiry), node.outbox, MucRooms(service),
-                             handler=handler, present=lambda jid: core.sessions.get(jid) is not None)
-        core.router.services[service.domain] = rooms.handle
-        host.services[RoomAdmin] = admins[service.domain] = ClusterRoomAdmin(admin, rooms, node.redis)
-        rooms.start(core.tasks, node.config.heartbeat)
-        node.leaving.append(rooms.stop)
-        out.append(rooms)
+
+    def wire() -> Unwire:
+        admins.clear()
+        wired: list[tuple[Host, str, LocalService, RoomAdmin, ClusterRooms]] = []
+        for host in core.hosts.values():
+            admin = host.services.get(RoomAdmin)
+            service = admin.live if admin is not None else None
+            if admin is None or service is None:
+                continue
+            service.rooms.clear()
+            service.clustered = True
+            handler = core.router.services[service.domain]
+            rooms = ClusterRooms(RoomLeases(node.redis, node.name, node.config.expiry), node.outbox,
+                                 MucRooms(service), handler=handler,
+                                 present=lambda jid: core.sessions.get(jid) is not None)
+            core.router.services[service.domain] = rooms.handle
+            host.services[RoomAdmin] = admins[service.domain] = ClusterRoomAdmin(admin, rooms, node.redis)
+            rooms.start(core.tasks, node.config.heartbeat)
+            node.leaving.append(rooms.stop)
+            wired.append((host, service.domain, handler, admin, rooms))
+
+        async def unwire() -> None:
+            # Hand the rooms on, then give the module back what it registered, so that it undoes it.
+            for host, domain, handler, admin, rooms in wired:
+                node.leaving.remove(rooms.stop)
+                await rooms.stop()
+                core.router.services[domain] = handler
+                host.services[RoomAdmin] = admin
+
+        return unwire
 
     async def changed(room: JID, data: bytes) -> None:
         admin = admins.get(room.domain)
@@ -161,4 +178,4 @@ def cluster_rooms(node: ClusterNode, core: XmppCore) -> list[ClusterRooms]:
             await admin.on_change(room, data)
 
     node.delivery.handlers[ROOM_ADMIN] = changed
-    return out
+    core.wire_modules(wire)

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from appliance.config.model import Config
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 10.0
 
+Unwire = Callable[[], Awaitable[None]]
+ModuleWiring = Callable[[], Unwire]
+"""Attaches something the composition root built to what the modules made (a cluster's room leases in
+front of the chat service, a listener on the caps module); returns how to detach it again."""
+
 
 class XmppCore:
     """The XMPP core of one server: hosts, sessions, router, IQ tables, modules and the c2s services.
@@ -55,6 +61,8 @@ class XmppCore:
         self.pending = PendingIqs()
         self.hosts: dict[str, Host] = {h.name: Host(h.name, h) for h in config.hosts}
         self.contexts: list[ModuleContext] = []
+        self._wirings: list[ModuleWiring] = []
+        self._unwire: list[Unwire] = []
         self.stats: dict[str, int] = {}
         self.federation = FederationPolicy(lambda: self.config.federation)  # reads the running settings
         self.router = Router(
@@ -167,7 +175,18 @@ class XmppCore:
         for ctx in reversed(self.contexts):
             ctx.undo()
 
+    def wire_modules(self, wiring: ModuleWiring) -> None:
+        """Apply `wiring` to the running modules now, and again each time a reload makes them anew (after
+        undoing it on the old ones first): what is attached to modules from outside survives a reload."""
+        self._wirings.append(wiring)
+        self._unwire.append(wiring())
+
     async def _reload_modules(self, config: Config) -> None:
+        for unwire in reversed(self._unwire):
+            try:
+                await unwire()
+            except Exception:
+                log.exception("detaching from the modules before a reload failed")
         await self._stop_modules()
         self.contexts.clear()
         for host in self.hosts.values():
@@ -177,6 +196,7 @@ class XmppCore:
         for host in self.hosts.values():
             for module in host.modules:
                 await module.start()
+        self._unwire = [wiring() for wiring in self._wirings]
 
     async def _sweep(self) -> None:
         c2s.sweep(self.c2s, time.monotonic())

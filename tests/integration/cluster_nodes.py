@@ -95,6 +95,16 @@ class Cluster:
     async def start(self, node: str) -> None:
         await self.nodes[node].process.start()
 
+    async def reload_modules(self, node: str, settings: str) -> None:
+        """Add `settings` (module options) to `node`'s parlour.toml and wait until it has reloaded: its
+        modules are made anew."""
+        target = self.nodes[node]
+        reloads = target.log.count("configuration reloaded")
+        target.config.write_text(target.config.read_text() + "\n" + settings)
+        async with asyncio.timeout(TIMEOUT):
+            while target.log.count("configuration reloaded") == reloads:
+                await asyncio.sleep(0.05)
+
     def close_clients(self) -> None:
         for client in self.clients:
             with contextlib.suppress(Exception):

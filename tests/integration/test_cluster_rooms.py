@@ -205,6 +205,28 @@ async def test_a_clean_stop_of_the_owner_hands_its_room_on_with_its_occupants(cl
     await cluster.start("n2")  # back for the next tests
 
 
+async def test_a_reload_of_the_owners_modules_hands_its_room_on_and_it_runs_rooms_again(cluster: Cluster) -> None:
+    room, another = f"den@{SERVICE}", f"study@{SERVICE}"
+    tom = await muc_client(cluster, "n3", "tom")
+    uma = await muc_client(cluster, "n1", "uma")
+    await create_room(tom, room, "Tom", persistentroom=True)
+    await join(uma, room, "Uma")
+    await presence_from(tom, f"{room}/Uma")
+    assert room_owner(cluster, room) == "n3"
+    # New chat and caps modules on n3: its room goes as at a clean stop, the occupants stay recorded.
+    await cluster.reload_modules("n3", "[modules.muc]\nmax_history = 99\n")
+    assert "already served" not in cluster.nodes["n3"].log
+    uma.send_message(mto=room, mbody="after the reload", mtype="groupchat")
+    assert (await groupchat(tom, body="after the reload", timeout=EXPIRY * 2))["from"] == JID(f"{room}/Uma")
+    tom.send_message(mto=room, mbody="still here", mtype="groupchat")
+    assert (await groupchat(uma, body="still here"))["from"] == JID(f"{room}/Tom")
+    # The new chat service of n3 is behind the leases too: a room created there is n3's, reached from n1.
+    await create_room(tom, another, "Tom", persistentroom=True)
+    assert room_owner(cluster, another) == "n3"
+    await join(uma, another, "Uma")
+    assert (await presence_from(tom, f"{another}/Uma"))["muc"]["role"] == "participant"
+
+
 async def test_rooms_keep_working_across_a_redis_restart(cluster: Cluster, redis_server: RedisServer) -> None:
     room = f"kitchen@{SERVICE}"
     jane = await muc_client(cluster, "n1", "jane")

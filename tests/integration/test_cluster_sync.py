@@ -11,8 +11,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 import pytest_asyncio
-from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import MatchXPath
+from slixmpp.xmlstream.handler import Callback, CoroutineCallback
+from slixmpp.xmlstream.matcher import MatchXPath, StanzaPath
 
 from appliance.storage.api import RosterItem
 from tests.integration.cluster_nodes import DOMAIN, Cluster, ping, running_cluster
@@ -67,6 +67,17 @@ async def caps_client(cluster: Cluster, node: str, jid: str, interests: tuple[st
     return client
 
 
+async def incurious_caps_client(cluster: Cluster, node: str, jid: str, interests: tuple[str, ...] = ()) -> Client:
+    """A caps client that never asks its contacts' caps (slixmpp does when their presence comes): it then
+    sends no stanza the test did not ask for."""
+    client = await cluster.client(node, jid, presence=False)
+    client.register_plugin("xep_0115")
+    assert client.remove_handler("Entity Capabilities")
+    await announce_caps(client, interests)
+    await ping(client)
+    return client
+
+
 def devices(event: object) -> list[str]:
     [item] = items_of(event, DEVICELIST)  # type: ignore[arg-type]
     return [d.get("id") or "" for d in item[0]]
@@ -96,6 +107,40 @@ async def test_pep_notifications_reach_contacts_on_other_nodes_by_their_caps(clu
     assert devices(await next_event(b, on_node(DEVICELIST))) == ["1", "2"]
     assert devices(await next_event(own, on_node(DEVICELIST))) == ["1", "2"]
     await no_event(c, on_node(DEVICELIST))
+
+
+async def test_interests_learnt_after_a_module_reload_still_reach_the_other_nodes(cluster: Cluster) -> None:
+    """Once a session's caps are known its node publishes its record again, so the others learn what it
+    wants, also when the session sends nothing more; a reload of the modules (which makes the caps and
+    chat modules anew) keeps that."""
+    await cluster.reload_modules("n2", "[modules.caps]\ncache_size = 5000\n")
+    gina, hank, ivy = [await cluster.add_user(name) for name in ("gina", "hank", "ivy")]
+    await befriend(cluster, gina, hank)
+    g = await incurious_caps_client(cluster, "n1", gina)
+    await publish(g, gina, 7)
+
+    # ivy, on n2 too, has the same caps and is asked first; she answers only once hank has sent his
+    # presence and a ping: the answer teaches n2 hank's caps without a stanza of his after it.
+    i = await cluster.client("n2", ivy, presence=False)
+    asked, answer = asyncio.Event(), asyncio.Event()
+    disco = i.plugin["xep_0030"]
+
+    async def answer_later(query: Any) -> None:
+        asked.set()
+        await answer.wait()
+        await disco._handle_disco_info(query)
+
+    i.remove_handler("Disco Info")
+    i.register_handler(CoroutineCallback("Disco Info", StanzaPath("iq/disco_info"), answer_later))
+    await announce_caps(i, (DEVICELIST,))
+    await asyncio.wait_for(asked.wait(), 10)
+    h = await incurious_caps_client(cluster, "n2", hank, interests=(DEVICELIST,))
+    answer.set()
+    assert devices(await next_event(h, on_node(DEVICELIST))) == ["7"]  # n2's PEP, once it knows his caps
+    await asyncio.sleep(PROPAGATION)
+
+    await publish(g, gina, 7, 8)  # on n1: only n2's republished record of hank tells it what he wants
+    assert devices(await next_event(h, on_node(DEVICELIST))) == ["7", "8"]
 
 
 async def test_pubsub_service_subscribers_on_other_nodes_are_notified(cluster: Cluster) -> None:
