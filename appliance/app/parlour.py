@@ -259,6 +259,8 @@ class Parlour:
         """Apply a validated config to the core (see XmppCore.reload) and the web server."""
         assert self.core is not None
         restart = await self.core.reload(new)
+        if self.ocsp is not None:
+            self.ocsp.wake()  # stapling switched on: fetch now, not at the next round
         await self._follow_federation()
         if self.web is not None:
             self.web.config = self.core.config

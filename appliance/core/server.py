@@ -130,8 +130,11 @@ class XmppCore:
         settings that need a restart (listeners, TLS, limits, hosts, state folder); those keep their
         old values until then."""
         old = self.config
-        restart = [name for name in ("c2s", "tls", "http", "limits", "ldap")
-                   if getattr(old, name) != getattr(new, name)]
+        restart = [name for name in ("c2s", "http", "limits", "ldap") if getattr(old, name) != getattr(new, name)]
+        # OCSP stapling is read per connection and by the fetcher's every round (certs/ocsp.py): at once.
+        tls = dataclasses.replace(old.tls, ocsp_stapling=new.tls.ocsp_stapling)
+        if tls != new.tls:
+            restart.insert(1, "tls")
         if (old.components.interfaces, old.components.port, bool(old.components.secrets)) != (
                 new.components.interfaces, new.components.port, bool(new.components.secrets)):
             restart.append("components")
@@ -153,6 +156,7 @@ class XmppCore:
             components=dataclasses.replace(old.components, secrets=new.components.secrets),
             federation=new.federation,
             s2s=s2s,
+            tls=tls,
             hosts=tuple(new.host(h.name) or h for h in old.hosts),
         )
         self.config = live

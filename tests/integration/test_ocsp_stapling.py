@@ -15,7 +15,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -341,5 +341,33 @@ async def test_stapling_switched_off_fetches_nothing(tmp_path: Path, served: Ser
         client = await asyncio.to_thread(tls_client, harness.tls_port, served.ca.ca_pem, starttls=False)
         assert client.staple is None
         client.conn.close()
+    finally:
+        await harness.close()
+
+
+async def test_stapling_switched_on_and_off_by_a_reload_applies_at_once(tmp_path: Path, served: Served) -> None:
+    served.ca.start()
+    tls = TlsConfig(certificate=served.chain, private_key=served.key, ocsp_stapling=False)
+    harness = await start_harness(tmp_path / "state", tls=tls)
+    server = harness.server
+    try:
+        fetcher = server.ocsp
+        assert fetcher is not None and fetcher.fetches == 0
+        assert await server.reload(replace(server.config, tls=replace(tls, ocsp_stapling=True))) == []
+        async with asyncio.timeout(15):  # the reload wakes the fetcher
+            while not fetcher.any_staple():
+                await asyncio.sleep(0.1)
+        stapled = await asyncio.to_thread(tls_client, harness.tls_port, served.ca.ca_pem, starttls=False)
+        assert staple_status(stapled.staple, served.serial) == ocsp.OCSPCertStatus.GOOD
+        stapled.conn.close()
+
+        assert await server.reload(replace(server.config, tls=tls)) == []
+        plain = await asyncio.to_thread(tls_client, harness.tls_port, served.ca.ca_pem, starttls=False)
+        assert plain.staple is None
+        plain.conn.close()
+        # Other TLS settings still wait for a restart, and say so.
+        other = replace(tls, private_key=served.key.with_name("elsewhere.key"))
+        assert await server.reload(replace(server.config, tls=other)) == ["tls"]
+        assert server.config.tls.private_key == served.key
     finally:
         await harness.close()
