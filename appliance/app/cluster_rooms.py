@@ -155,17 +155,19 @@ def cluster_rooms(node: ClusterNode, core: XmppCore) -> None:
             handler = core.router.services[service.domain]
             rooms = ClusterRooms(RoomLeases(node.redis, node.name, node.config.expiry), node.outbox,
                                  MucRooms(service), handler=handler,
-                                 present=lambda jid: core.sessions.get(jid) is not None)
+                                 present=lambda jid: core.sessions.get(jid) is not None, changes=node.changes)
             core.router.services[service.domain] = rooms.handle
             host.services[RoomAdmin] = admins[service.domain] = ClusterRoomAdmin(admin, rooms, node.redis)
             rooms.start(core.tasks, node.config.heartbeat)
             node.leaving.append(rooms.stop)
+            node.registry.node_gone.append(rooms.node_gone)
             wired.append((host, service.domain, handler, admin, rooms))
 
         async def unwire() -> None:
             # Hand the rooms on, then give the module back what it registered, so that it undoes it.
             for host, domain, handler, admin, rooms in wired:
                 node.leaving.remove(rooms.stop)
+                node.registry.node_gone.remove(rooms.node_gone)
                 await rooms.stop()
                 core.router.services[domain] = handler
                 host.services[RoomAdmin] = admin

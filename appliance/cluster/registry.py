@@ -68,6 +68,7 @@ class Registry:
         self.set_notify = set_notify
         self.local: dict[Session, tuple[object, ...]] = {}  # this node's sessions -> what was published
         self.remote: dict[str, RemoteSession] = {}  # full JID -> the other node's session
+        self.node_gone: list[Callable[[str], None]] = []  # told when a node stopped or died (its inbox closed)
         self._writes: asyncio.Queue[tuple[bytes, bytes, bytes]] = asyncio.Queue()
         self.last_event = b"0-0"
         self.resync_needed = True
@@ -222,6 +223,8 @@ class Registry:
 
     def forget_node(self, node: str) -> list[RemoteSession]:
         """Drop every session of `node` from the mirror (it stopped or died); returns them."""
+        for listener in self.node_gone:
+            listener(node)
         gone = [jid for jid, s in self.remote.items() if s.node == node]
         return [s for s in (self._forget(jid) for jid in gone) if s is not None]
 

@@ -15,6 +15,12 @@ message is lost. We chose this over telling them to rejoin (an unavailable self-
 332): clients differ in what they do with such a removal (show it and wait for the user, rejoin at their
 next self-ping of XEP-0410, or nothing), and messages sent meanwhile would bounce; a silent takeover needs
 no client's help. A clean stop hands the rooms on the same way (the lease goes, the record stays).
+
+Each node remembers which node runs a room it forwarded to (and the lease's fencing token), so a busy
+room run elsewhere costs no lease lookup per stanza. The entry goes when that node's inbox closes (it
+stopped or died: the registry forgets it) and when any node takes a room's lease with a new token (it
+announces that on the shared changes stream). A stanza that still goes to a former owner is not lost: that
+node looks the room up itself and passes it on (or runs the room, if nobody holds it).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from redis.exceptions import RedisError
 from appliance.cluster import keys
 from appliance.cluster.queues import Outbox
 from appliance.cluster.remote import ROOM_ADMIN, ROUTE, parse
+from appliance.core.changes import SharedChanges
 from appliance.core.events import StanzaEvent
 from appliance.util.tasks import TaskSupervisor
 from appliance.xmpp.jid import JID, JIDError
@@ -43,6 +50,8 @@ from appliance.xmpp.ns import NS_CLIENT
 log = logging.getLogger(__name__)
 
 MESSAGE = f"{{{NS_CLIENT}}}message"
+LEASE_TOPIC = "room-lease"  # shared changes: a node took a room's lease (key: room JID, data: "node token")
+OWNERS_KEPT = 100_000  # rooms run elsewhere whose owner a node remembers (the oldest goes first)
 Handler = Callable[[StanzaEvent], Awaitable[None]]
 
 # Take the lease unless another living node holds it (a holder whose alive key expired is dead: its lease
@@ -268,8 +277,10 @@ class ClusterRooms:
     others' stanzas to their owners, takes over rooms whose owner died."""
 
     def __init__(self, leases: RoomLeases, outbox: Outbox, rooms: RoomHost, *, handler: Handler,
-                 present: Callable[[JID], bool]) -> None:
+                 present: Callable[[JID], bool], changes: SharedChanges | None = None) -> None:
         self.leases = leases
+        self.changes = changes if changes is not None else SharedChanges()
+        self.owners: dict[str, tuple[str, int]] = {}  # room JID run by another node -> that node, lease token
         self.outbox = outbox
         self.rooms = rooms
         self.handler = handler
@@ -284,7 +295,20 @@ class ClusterRooms:
         self._stops: list[Callable[[], None]] = []
 
     def start(self, tasks: TaskSupervisor, every: float) -> None:
-        self._stops = [tasks.every(every, self.tick, f"cluster-rooms-{self.rooms.domain}")]
+        self._stops = [tasks.every(every, self.tick, f"cluster-rooms-{self.rooms.domain}"),
+                       self.changes.listen(LEASE_TOPIC, self._leased_elsewhere)]
+
+    async def _leased_elsewhere(self, room: str | None, _data: bytes) -> None:
+        """Another node took a room's lease (None: announcements may have been missed)."""
+        if room is None:
+            self.owners.clear()
+        else:
+            self.owners.pop(room, None)
+
+    def node_gone(self, node: str) -> None:
+        """`node` stopped or died (its inbox is closed): the rooms it ran are looked up again."""
+        for room in [room for room, (owner, _token) in self.owners.items() if owner == node]:
+            del self.owners[room]
 
     async def handle(self, event: StanzaEvent) -> None:
         """The service domain's handler: the service itself answers here, a room's stanzas go to its owner."""
@@ -293,8 +317,12 @@ class ClusterRooms:
             await self.handler(event)
             return
         room = str(to.bare())
-        async with self._lock(room):  # one claim and load at a time per room
-            owner = await self._owner(room, to.local)
+        known = self.owners.get(room)
+        if known is not None:
+            owner = known[0]
+        else:
+            async with self._lock(room):  # one claim and load at a time per room
+                owner = await self._owner(room, to.local)
         if owner != self.leases.node:
             if event.stanza.get("from") is None:
                 event.stanza.set("from", str(event.from_jid))
@@ -345,12 +373,21 @@ class ClusterRooms:
         node, token = await self.leases.claim(room)
         if node != self.leases.node:
             self._forget(room, name)  # it was ours until the lease went
+            self._remember(room, node, token)
             return node
+        self.owners.pop(room, None)
+        if held is None or held.token != token:  # a new lease: the others forget where the room was
+            await self.changes.announce(LEASE_TOPIC, room, f"{node} {token}".encode())
         if held is not None and held.token != token and self.rooms.loaded(name):
             self._suspend(room, name, held.token)  # a new lease (Redis lost the old one): as after a loss
         if not self.rooms.loaded(name):
             await self._take_over(room, name, token)
         return node
+
+    def _remember(self, room: str, node: str, token: int) -> None:
+        if room not in self.owners and len(self.owners) >= OWNERS_KEPT:
+            del self.owners[next(iter(self.owners))]
+        self.owners[room] = (node, token)
 
     def _suspend(self, room: str, name: str, token: int) -> None:
         """The lease went (not renewed in time, or Redis lost it): stop acting for the room at once, but
@@ -449,6 +486,7 @@ class ClusterRooms:
         self.stopping = True
         for stop in self._stops:
             stop()
+        self._stops = []
         for room in list(self.leases.held):
             self._forget(room, JID.parse(room).local or "")
             try:

@@ -116,6 +116,30 @@ async def test_the_last_occupant_leaving_frees_the_room_for_any_node(cluster: Cl
     assert [str(j) for j in members] == ["erin@localhost"]
 
 
+async def test_a_room_that_moved_to_another_node_is_still_reached(cluster: Cluster) -> None:
+    room = f"hall@{SERVICE}"
+    wanda = await muc_client(cluster, "n1", "wanda")
+    xavier = await muc_client(cluster, "n2", "xavier")
+    await create_room(wanda, room, "Wanda", persistentroom=True)
+    await join(xavier, room, "Xavier")
+    for n in range(3):  # n2 forwards to n1, the owner it remembers after the first stanza
+        xavier.send_message(mto=room, mbody=f"to n1 {n}", mtype="groupchat")
+        await groupchat(wanda, body=f"to n1 {n}")
+    for client, nick in ((xavier, "Xavier"), (wanda, "Wanda")):
+        client.plugin["xep_0045"].leave_muc(room, nick)
+        await ping(client)
+    await asyncio.sleep(0.3)
+    with pytest.raises(AssertionError):
+        room_owner(cluster, room)  # empty: the lease went
+    yolanda = await muc_client(cluster, "n3", "yolanda")
+    await join(yolanda, room, "Yolanda")
+    assert room_owner(cluster, room) == "n3"
+    await join(xavier, room, "Xavier")  # from n2, which last saw the room on n1
+    xavier.send_message(mto=room, mbody="to n3", mtype="groupchat")
+    assert (await groupchat(yolanda, body="to n3"))["from"] == JID(f"{room}/Xavier")
+    assert room_owner(cluster, room) == "n3"
+
+
 async def test_the_console_of_one_node_lists_and_destroys_a_room_another_node_runs(cluster: Cluster) -> None:
     room = f"attic@{SERVICE}"
     olga = await muc_client(cluster, "n2", "olga")
@@ -207,24 +231,24 @@ async def test_a_clean_stop_of_the_owner_hands_its_room_on_with_its_occupants(cl
 
 async def test_a_reload_of_the_owners_modules_hands_its_room_on_and_it_runs_rooms_again(cluster: Cluster) -> None:
     room, another = f"den@{SERVICE}", f"study@{SERVICE}"
-    tom = await muc_client(cluster, "n3", "tom")
-    uma = await muc_client(cluster, "n1", "uma")
-    await create_room(tom, room, "Tom", persistentroom=True)
-    await join(uma, room, "Uma")
-    await presence_from(tom, f"{room}/Uma")
+    tobias = await muc_client(cluster, "n3", "tobias")
+    ursula = await muc_client(cluster, "n1", "ursula")
+    await create_room(tobias, room, "Tobias", persistentroom=True)
+    await join(ursula, room, "Ursula")
+    await presence_from(tobias, f"{room}/Ursula")
     assert room_owner(cluster, room) == "n3"
     # New chat and caps modules on n3: its room goes as at a clean stop, the occupants stay recorded.
     await cluster.reload_modules("n3", "[modules.muc]\nmax_history = 99\n")
     assert "already served" not in cluster.nodes["n3"].log
-    uma.send_message(mto=room, mbody="after the reload", mtype="groupchat")
-    assert (await groupchat(tom, body="after the reload", timeout=EXPIRY * 2))["from"] == JID(f"{room}/Uma")
-    tom.send_message(mto=room, mbody="still here", mtype="groupchat")
-    assert (await groupchat(uma, body="still here"))["from"] == JID(f"{room}/Tom")
+    ursula.send_message(mto=room, mbody="after the reload", mtype="groupchat")
+    assert (await groupchat(tobias, body="after the reload", timeout=EXPIRY * 2))["from"] == JID(f"{room}/Ursula")
+    tobias.send_message(mto=room, mbody="still here", mtype="groupchat")
+    assert (await groupchat(ursula, body="still here"))["from"] == JID(f"{room}/Tobias")
     # The new chat service of n3 is behind the leases too: a room created there is n3's, reached from n1.
-    await create_room(tom, another, "Tom", persistentroom=True)
+    await create_room(tobias, another, "Tobias", persistentroom=True)
     assert room_owner(cluster, another) == "n3"
-    await join(uma, another, "Uma")
-    assert (await presence_from(tom, f"{another}/Uma"))["muc"]["role"] == "participant"
+    await join(ursula, another, "Ursula")
+    assert (await presence_from(tobias, f"{another}/Ursula"))["muc"]["role"] == "participant"
 
 
 async def test_rooms_keep_working_across_a_redis_restart(cluster: Cluster, redis_server: RedisServer) -> None:

@@ -114,14 +114,14 @@ async def test_interests_learnt_after_a_module_reload_still_reach_the_other_node
     wants, also when the session sends nothing more; a reload of the modules (which makes the caps and
     chat modules anew) keeps that."""
     await cluster.reload_modules("n2", "[modules.caps]\ncache_size = 5000\n")
-    gina, hank, ivy = [await cluster.add_user(name) for name in ("gina", "hank", "ivy")]
-    await befriend(cluster, gina, hank)
-    g = await incurious_caps_client(cluster, "n1", gina)
-    await publish(g, gina, 7)
+    gwen, hugo, iona = [await cluster.add_user(name) for name in ("gwen", "hugo", "iona")]
+    await befriend(cluster, gwen, hugo)
+    g = await incurious_caps_client(cluster, "n1", gwen)
+    await publish(g, gwen, 7)
 
-    # ivy, on n2 too, has the same caps and is asked first; she answers only once hank has sent his
-    # presence and a ping: the answer teaches n2 hank's caps without a stanza of his after it.
-    i = await cluster.client("n2", ivy, presence=False)
+    # iona, on n2 too, has the same caps and is asked first; she answers only once hugo has sent his
+    # presence and a ping: the answer teaches n2 hugo's caps without a stanza of his after it.
+    i = await cluster.client("n2", iona, presence=False)
     asked, answer = asyncio.Event(), asyncio.Event()
     disco = i.plugin["xep_0030"]
 
@@ -134,12 +134,12 @@ async def test_interests_learnt_after_a_module_reload_still_reach_the_other_node
     i.register_handler(CoroutineCallback("Disco Info", StanzaPath("iq/disco_info"), answer_later))
     await announce_caps(i, (DEVICELIST,))
     await asyncio.wait_for(asked.wait(), 10)
-    h = await incurious_caps_client(cluster, "n2", hank, interests=(DEVICELIST,))
+    h = await incurious_caps_client(cluster, "n2", hugo, interests=(DEVICELIST,))
     answer.set()
     assert devices(await next_event(h, on_node(DEVICELIST))) == ["7"]  # n2's PEP, once it knows his caps
     await asyncio.sleep(PROPAGATION)
 
-    await publish(g, gina, 7, 8)  # on n1: only n2's republished record of hank tells it what he wants
+    await publish(g, gwen, 7, 8)  # on n1: only n2's republished record of hugo tells it what he wants
     assert devices(await next_event(h, on_node(DEVICELIST))) == ["7", "8"]
 
 
