@@ -130,11 +130,10 @@ class XmppCore:
         settings that need a restart (listeners, TLS, limits, hosts, state folder); those keep their
         old values until then."""
         old = self.config
-        restart = [name for name in ("c2s", "http", "limits", "ldap") if getattr(old, name) != getattr(new, name)]
         # OCSP stapling is read per connection and by the fetcher's every round (certs/ocsp.py): at once.
         tls = dataclasses.replace(old.tls, ocsp_stapling=new.tls.ocsp_stapling)
-        if tls != new.tls:
-            restart.insert(1, "tls")
+        restart = [name for name, kept in (("c2s", old.c2s), ("tls", tls), ("http", old.http), ("limits", old.limits),
+                                           ("ldap", old.ldap)) if kept != getattr(new, name)]
         if (old.components.interfaces, old.components.port, bool(old.components.secrets)) != (
                 new.components.interfaces, new.components.port, bool(new.components.secrets)):
             restart.append("components")
