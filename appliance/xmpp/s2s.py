@@ -26,10 +26,12 @@ first domain is authorized, asks to `<enable resume='true'/>` or to `<resume/>` 
 reports the peer's counts (`SmStarted`, `Acked`, `SmFailed`); which stanzas those cover is the driver's
 bookkeeping, since on an s2s stream all stanzas go one way.
 
-Stanzas flow once a pair is authorized: a stanza whose 'from' domain is not authorized on this stream is
-an `<invalid-from/>` (RFC 6120 §4.9.3.9, §8.1.2.2), one to a domain we do not serve an `<improper-addressing/>`; one
-from an authorized remote to another of our domains is accepted (peers send so). On our side a stanza
-for a pair we are not authorized for is refused before it is written.
+Stanzas flow once a pair is authorized (RFC 6120 §8.1.1.2, §8.1.2.2): one before any pair is a
+`<not-authorized/>` (§4.9.3.12); one with a missing, empty or malformed 'from' or 'to' an
+`<improper-addressing/>` (§4.9.3.7); one whose 'from' domain is not authorized on this stream an
+`<invalid-from/>` (§4.9.3.9); one to a domain we do not serve a `<host-unknown/>` (§4.9.3.6). One from an
+authorized remote to another of our domains is accepted (peers send so). On our side a stanza for a pair
+we are not authorized for is refused before it is written.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from appliance.xmpp import dialback as db
 from appliance.xmpp import effects as fx
 from appliance.xmpp import sm
 from appliance.xmpp.errors import StreamError
+from appliance.xmpp.jid import JID, JIDError
 from appliance.xmpp.ns import (
     NS_BIDI,
     NS_BIDI_FEATURE,
@@ -69,6 +72,7 @@ TLS_FAILURE = f"{{{NS_TLS}}}failure"
 FEATURES = f"{{{NS_STREAM}}}features"
 STREAM_ERROR = f"{{{NS_STREAM}}}error"
 AUTH = f"{{{NS_SASL}}}auth"
+ABORT = f"{{{NS_SASL}}}abort"
 SUCCESS = f"{{{NS_SASL}}}success"
 FAILURE = f"{{{NS_SASL}}}failure"
 MECHANISMS = f"{{{NS_SASL}}}mechanisms"
@@ -206,11 +210,12 @@ def _new_id() -> str:
 
 
 def header(*, from_: str | None, to: str | None, stream_id: str | None) -> bytes:
-    """A jabber:server stream header with the dialback prefix declared (XEP-0220 §2.1)."""
+    """A jabber:server stream header with the dialback prefix declared (XEP-0220 §2.1) and the stream's
+    default language (RFC 6120 §4.7.4: our stream errors and dialback answers are in English)."""
     attrs = "".join(f" {name}={quoteattr(value)}" for name, value in (("from", from_), ("to", to),
                                                                         ("id", stream_id)) if value)
     return (f"<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' xmlns:stream='{NS_STREAM}' "
-            f"xmlns:db='{NS_DIALBACK}'{attrs} version='1.0'>").encode()
+            f"xmlns:db='{NS_DIALBACK}' xml:lang='en'{attrs} version='1.0'>").encode()
 
 
 class ServerStream:
@@ -395,8 +400,10 @@ class ServerStream:
             return
         to = (attrs.get("to") or "").lower()
         local = to if to in self.hosts else None
+        peer = attrs.get("from") or None
+        named = peer is None or _is_domain(peer)
         self.stream_id = self.new_id()
-        self._push(fx.Write(header(from_=local or next(iter(self.hosts), None), to=attrs.get("from") or None,
+        self._push(fx.Write(header(from_=local or next(iter(self.hosts), None), to=peer if named else None,
                                    stream_id=self.stream_id)))
         if event.default_namespace != NS_SERVER:
             raise StreamError.invalid_namespace("Expected a jabber:server stream")
@@ -405,9 +412,12 @@ class ServerStream:
             raise StreamError.unsupported_version("Only XMPP 1.0 server streams are supported")
         if to and local is None:
             raise StreamError.host_unknown(f"This server does not serve '{to}'")
+        if not named:
+            # A 'from' that is no domain name names no peer to authenticate (Prosody answers the same).
+            raise StreamError.improper_addressing("The header's 'from' is not a domain name")
         self.local = local
-        if attrs.get("from"):
-            self.remote = attrs["from"].lower()
+        if peer:
+            self.remote = peer.lower()
         self.phase = Phase.NEGOTIATING
         self._push(fx.Write(self._features()))
 
@@ -455,17 +465,20 @@ class ServerStream:
     def _stanza(self, item: Stanza) -> None:
         if self.outgoing and not self.bidi:
             raise StreamError.unsupported_stanza_type("Stanzas go the other way on this stream")
+        if not self.pairs:
+            raise StreamError.not_authorized("Stanzas come after authentication")
         element = item.element
-        sender = _domain(element.get("from", ""))
-        target = _domain(element.get("to", ""))
+        sender = _domain(_address(element, "from"))
+        target = _domain(_address(element, "to"))
         if (sender, target) not in self.pairs:
             if not any(remote == sender for remote, _ in self.pairs):
                 raise StreamError.invalid_from(f"'{sender}' is not authenticated on this stream")
             # The sender proved its domain; a stanza to another of our domains is taken like Prosody and
             # ejabberd do (Prosody sends a reply to parlour.test over the stream it opened to
-            # conference.parlour.test). A domain we do not serve is still refused.
+            # conference.parlour.test). A domain we do not serve is unknown here, as Prosody and ejabberd
+            # answer too.
             if target not in self.hosts:
-                raise StreamError.improper_addressing(f"'{sender}' is not authenticated for '{target}'")
+                raise StreamError.host_unknown(f"This server does not serve '{target}'")
         if self.sm_handled is not None:
             # Counted as it goes to the driver: an <r/> behind it is answered only after the driver
             # finished routing it (effects are carried out in order), so `h` covers handled stanzas only.
@@ -504,6 +517,12 @@ class ServerStream:
             self.phase = Phase.SASL
             self._wait(CheckExternal(remote, self.local))
             return
+        if tag == ABORT and self.phase is Phase.NEGOTIATING:
+            # RFC 6120 §6.4.4. EXTERNAL completes in one step, so an abort only ever crosses our
+            # <failure/> (then it is answered here) or our <success/> (then it is dropped with the
+            # pre-restart input in `external_result`); either way the stream goes on.
+            self._push(fx.Write(_sasl_failure("aborted")))
+            return
         raise StreamError.unsupported_stanza_type(f"Unexpected element {tag}")
 
     def tls_done(self, *, external: bool = False) -> None:
@@ -532,6 +551,9 @@ class ServerStream:
         self.authenticated_external = True
         self.remote = effect.remote
         self.pairs.add((effect.remote, effect.local))
+        # What the peer sent before it read <success/> belongs to the stream both sides now restart
+        # (RFC 6120 §6.4.6): an <abort/> that crossed it, say.
+        self._inbox.clear()
         self._push(fx.Write(f"<success xmlns='{NS_SASL}'/>".encode()))
         self.phase = Phase.CONNECTED  # the peer restarts the stream
         self._push(fx.RESTART)
@@ -819,6 +841,26 @@ class ServerStream:
 
 def _sasl_failure(condition: str) -> bytes:
     return f"<failure xmlns='{NS_SASL}'><{condition}/></failure>".encode()
+
+
+def _address(element: etree._Element, name: str) -> str:
+    """A stanza's 'from' or 'to' (RFC 6120 §8.1.1.2, §8.1.2.2 rule 1: present, not empty, a valid JID)."""
+    value = element.get(name)
+    if not value:
+        raise StreamError.improper_addressing(f"A stanza between servers needs a '{name}'")
+    try:
+        JID.parse(value)  # memoised: the router parses the same text again for free
+    except JIDError:
+        raise StreamError.improper_addressing(f"The stanza's '{name}' is not a valid JID") from None
+    return value
+
+
+def _is_domain(text: str) -> bool:
+    try:
+        jid = JID.parse(text)
+    except JIDError:
+        return False
+    return jid.local is None and jid.resource is None
 
 
 def _domain(jid: str) -> str:

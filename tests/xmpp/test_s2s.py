@@ -4,6 +4,7 @@ negotiating with each other (STARTTLS, SASL EXTERNAL, dialback with piggybacking
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from lxml import etree
@@ -16,7 +17,7 @@ from appliance.xmpp.parser import Stanza, StreamParser
 SECRET_A = b"secret of a"
 SECRET_B = b"secret of b"
 OPEN = ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
-        "xmlns:db='jabber:server:dialback' {attrs} version='1.0'>")
+        "xmlns:db='jabber:server:dialback' xml:lang='en' {attrs} version='1.0'>")
 
 
 class Side:
@@ -154,12 +155,12 @@ def test_two_machines_dialback_and_piggybacking(bytewise: bool) -> None:
     inc.feed(b"<message from='x@a2.test' to='y@b.test'><body>1</body></message>")
     assert sum(isinstance(e, Stanza) for e in inc.effects) == 1
     inc.feed(b"<message from='x@a2.test' to='y@elsewhere.test'/>")
-    assert b"<improper-addressing" in inc.take()
+    assert b"<host-unknown" in inc.take()  # RFC 6120 §8.1.1.2 rule 2
 
 
 def test_an_authenticated_peer_may_address_another_of_our_domains() -> None:
     """Prosody replies to b.test over the stream it opened to conference.b.test (authorized for that pair
-    only): taken, as Prosody and ejabberd take it; a domain we do not serve is still improper."""
+    only): taken, as Prosody and ejabberd take it; a domain we do not serve is still unknown."""
     inc = Side(s2s.ServerStream(outgoing=False, hosts=["b.test", "conference.b.test"], secret=SECRET_B,
                                 new_id=ids("sid"), policy=s2s.Policy(True, False, True)), bytewise=False)
     inc.feed(OPEN.format(attrs="from='a.test' to='conference.b.test'").encode())
@@ -170,7 +171,7 @@ def test_an_authenticated_peer_may_address_another_of_our_domains() -> None:
     inc.feed(b"<iq type='result' id='1' from='romeo@a.test' to='juliet@b.test/x'/>")
     assert [etree.QName(e.element).localname for e in inc.effects if isinstance(e, Stanza)] == ["iq"]
     inc.feed(b"<message from='romeo@a.test' to='y@elsewhere.test'/>")
-    assert b"<improper-addressing" in inc.take()
+    assert b"<host-unknown" in inc.take()
 
 
 @pytest.mark.parametrize("bytewise", [False, True])
@@ -184,15 +185,15 @@ def test_two_machines_sasl_external(bytewise: bool) -> None:
     assert out.machine.phase is s2s.Phase.READY
 
 
-def _secured_incoming() -> Side:
-    """An incoming stream from a.test after STARTTLS with a CA-valid certificate: EXTERNAL is offered."""
+def _secured_incoming(attrs: str = "from='a.test' to='b.test'") -> Side:
+    """An incoming stream (header `attrs`) after STARTTLS with a CA-valid certificate: EXTERNAL is offered."""
     side = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("sid"),
                                  policy=s2s.Policy(True, True, True, True)), bytewise=False)
-    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    side.feed(OPEN.format(attrs=attrs).encode())
     side.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
     side.machine.tls_done(external=True)
     side.run()
-    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    side.feed(OPEN.format(attrs=attrs).encode())
     return side
 
 
@@ -321,8 +322,8 @@ def test_garbage_ends_the_stream_with_an_error() -> None:
     side = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B,
                                  policy=s2s.Policy(True, True, True)), bytewise=False)
     side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
-    side.feed(b"<message from='x@a.test' to='y@b.test'/>")  # before authentication
-    assert b"<invalid-from" in side.take()
+    side.feed(b"<message from='x@a.test' to='y@b.test'/>")  # before authentication (RFC 6120 §4.9.3.12)
+    assert b"<not-authorized" in side.take()
     assert side.machine.phase is s2s.Phase.CLOSED
 
 
@@ -392,7 +393,6 @@ def test_bidirectional_streams(bidi: bool) -> None:
         assert b"<unsupported-stanza-type" in out.take()
 
 
-
 def test_bidirectional_external_stream_carries_stanzas_back_only_after_the_restart() -> None:
     """Incoming EXTERNAL on a bidi stream: between our <success/> and the peer's restarted header nothing may
     be written back (the peer's parser discards it, or it reaches a stream not yet authorized there), so
@@ -408,3 +408,152 @@ def test_bidirectional_external_stream_carries_stanzas_back_only_after_the_resta
     assert side.take().endswith(b"</stream:features>")
     assert isinstance(side.effects[-1], s2s.Authorized) and side.effects[-1].method == "external"
     assert side.machine.may_send("b.test", "a.test")
+
+
+# -- RFC 6120's server-to-server rules, one by one (docs/compliance-rfc6120-s2s.md) -------------------
+
+SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+
+
+def incoming(*, require_tls: bool = True) -> Side:
+    return Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B, new_id=ids("sid"),
+                                 policy=s2s.Policy(True, require_tls, True)), bytewise=False)
+
+
+def authenticated() -> Side:
+    """An incoming stream on which a.test authenticated towards b.test with dialback (no TLS required)."""
+    side = incoming(require_tls=False)
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    side.feed(f"<db:result from='a.test' to='b.test'>{db.key(SECRET_A, 'b.test', 'a.test', 'sid1')}</db:result>"
+              .encode())
+    side.take()
+    assert side.machine.pairs == {("a.test", "b.test")}
+    return side
+
+
+def secured(attrs: str) -> Side:
+    """`_secured_incoming` with what it wrote so far taken."""
+    side = _secured_incoming(attrs)
+    assert b"<mechanism>EXTERNAL</mechanism>" in side.take()
+    return side
+
+
+def routed(side: Side) -> int:
+    return sum(isinstance(e, Stanza) for e in side.effects)
+
+
+@pytest.mark.parametrize(("stanza", "condition"), [
+    (b"<message to='romeo@b.test'><body>1</body></message>", b"<improper-addressing"),  # §8.1.2.2 rule 1
+    (b"<message from='' to='romeo@b.test'/>", b"<improper-addressing"),
+    (b"<message from='jul@iet@a.test' to='romeo@b.test'/>", b"<improper-addressing"),
+    (b"<message from='juliet@a.test'><body>1</body></message>", b"<improper-addressing"),  # §8.1.1.2 rule 1
+    (b"<presence from='juliet@a.test' to=''/>", b"<improper-addressing"),
+    (b"<iq type='get' id='1' from='juliet@a.test' to='romeo@b..test'/>", b"<improper-addressing"),
+    (b"<message from='juliet@a.test' to='romeo@elsewhere.test'/>", b"<host-unknown"),  # §8.1.1.2 rule 2
+    (b"<message from='eve@c.test' to='romeo@b.test'/>", b"<invalid-from"),  # §8.1.2.2 rule 2
+])
+def test_stanza_addressing_between_servers(stanza: bytes, condition: bytes) -> None:
+    side = authenticated()
+    side.feed(b"<message from='juliet@a.test/x' to='romeo@b.test'><body>fine</body></message>")
+    assert routed(side) == 1
+    side.feed(stanza)
+    answer = side.take()
+    assert condition in answer and answer.endswith(b"</stream:stream>")
+    assert routed(side) == 1 and side.machine.phase is s2s.Phase.CLOSED
+
+
+@pytest.mark.parametrize(("opening", "condition"), [
+    (OPEN.format(attrs="from='a.test' to='nobody.test'"), b"<host-unknown"),  # §4.7.2, §4.9.3.6
+    (OPEN.replace("'jabber:server'", "'jabber:client'").format(attrs="from='a.test' to='b.test'"),
+     b"<invalid-namespace"),  # §4.8.2, §4.9.3.10
+    (OPEN.replace("{attrs} version='1.0'", "{attrs} version='0.9'").format(attrs="from='a.test' to='b.test'"),
+     b"<unsupported-version"),  # §4.7.5, §4.9.3.25
+    (OPEN.replace("{attrs} version='1.0'", "{attrs}").format(attrs="from='a.test' to='b.test'"),
+     b"<unsupported-version"),
+    (OPEN.format(attrs="from='juliet@a.test/x' to='b.test'"), b"<improper-addressing"),  # not a domain
+])
+def test_stream_header_errors_follow_a_response_header(opening: str, condition: bytes) -> None:
+    """RFC 6120 §4.9.1.2: an error found in the initial header still goes after a response header."""
+    side = incoming()
+    side.feed(opening.encode())
+    head, separator, tail = side.take().partition(b"<stream:error>")
+    assert separator and condition in tail and tail.endswith(b"</stream:stream>")
+    assert head.startswith(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server'")
+    assert b" xml:lang='en'" in head and b' id="sid1"' in head and b"juliet" not in head
+    assert b"<stream:features" not in head and side.machine.phase is s2s.Phase.CLOSED
+
+
+def test_response_header_language_and_unpredictable_ids() -> None:
+    """§4.7.4: xml:lang on our headers, both directions; §4.7.3: each stream id is 96 random bits."""
+    seen = set()
+    for _ in range(3):
+        side = Side(s2s.ServerStream(outgoing=False, hosts=["b.test"], secret=SECRET_B,
+                                     policy=s2s.Policy(True, True, True)), bytewise=False)
+        side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+        stream_id = side.machine.stream_id or ""
+        assert re.fullmatch("[0-9a-f]{24}", stream_id) and f' id="{stream_id}"'.encode() in side.take()
+        seen.add(stream_id)
+    assert len(seen) == 3
+    out, _ = pair(external=False, bytewise=False)
+    assert out.take().startswith(OPEN.format(attrs='from="a.test" to="b.test"').encode())
+
+
+def test_data_pipelined_behind_starttls_is_discarded() -> None:
+    """§5.4.3.3: what the initiating side sent after <starttls/>, before the handshake, is dropped (here
+    a valid dialback key and a stanza, which would otherwise authenticate a.test in the clear)."""
+    side = incoming(require_tls=False)
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    side.take()
+    key = db.key(SECRET_A, "b.test", "a.test", "sid1")
+    side.feed(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+              + f"<db:result from='a.test' to='b.test'>{key}</db:result>".encode()
+              + b"<message from='x@a.test' to='y@b.test'/>")
+    assert side.take() == b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+    side.machine.tls_done()
+    side.run()
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    assert side.take().endswith(b"</stream:features>")
+    assert side.machine.phase is s2s.Phase.NEGOTIATING and not side.machine.pairs
+    assert not any(isinstance(e, Stanza | s2s.VerifyDialback) for e in side.effects)
+
+
+@pytest.mark.parametrize(("attrs", "auth", "condition"), [
+    ("from='a.test' to='b.test'", "<auth xmlns='{ns}' mechanism='PLAIN'>AGEAYg==</auth>", "invalid-mechanism"),
+    ("from='a.test' to='b.test'", "<auth xmlns='{ns}' mechanism='EXTERNAL'>not base64!</auth>", "incorrect-encoding"),
+    ("to='b.test'", "<auth xmlns='{ns}' mechanism='EXTERNAL'>=</auth>", "invalid-authzid"),  # no 'from' to mean
+])
+def test_sasl_failure_conditions(attrs: str, auth: str, condition: str) -> None:
+    """§6.5: each failure has its condition, and the stream stays for another try or dialback (§6.4.5)."""
+    side = secured(attrs)
+    side.feed(auth.format(ns=SASL).encode())
+    assert side.take() == f"<failure xmlns='{SASL}'><{condition}/></failure>".encode()
+    assert side.machine.phase is s2s.Phase.NEGOTIATING and not any(isinstance(e, s2s.CheckExternal)
+                                                                   for e in side.effects)
+
+
+def test_sasl_abort_is_answered_with_aborted() -> None:
+    """§6.4.4: <abort/> gets <failure><aborted/></failure> and the stream goes on; an abort that crossed
+    our <success/> belongs to the stream both sides restart and is dropped."""
+    side = secured("from='a.test' to='b.test'")
+    side.feed(f"<abort xmlns='{SASL}'/>".encode())
+    assert side.take() == f"<failure xmlns='{SASL}'><aborted/></failure>".encode()
+    assert side.machine.phase is s2s.Phase.NEGOTIATING
+    side.feed(f"<auth xmlns='{SASL}' mechanism='EXTERNAL'>=</auth><abort xmlns='{SASL}'/>".encode())
+    assert side.take() == f"<success xmlns='{SASL}'/>".encode()
+    side.feed(OPEN.format(attrs="from='a.test' to='b.test'").encode())
+    assert side.take().endswith(b"</stream:features>") and side.machine.pairs == {("a.test", "b.test")}
+
+
+def test_nothing_is_written_between_sasl_success_and_the_restart() -> None:
+    """§6.4.6: on both sides the restart's header is the next thing written after the outcome, even with a
+    <db:verify/> waiting to go out on the initiating side."""
+    out, inc = pair(external=True, bytewise=False)
+    out.machine.verify(local="a.test", remote="b.test", stream_id="s1", key="00")
+    pump(out, inc)
+    assert out.machine.authenticated_external and inc.machine.authenticated_external
+    sent = [e.data for e in out.effects if isinstance(e, fx.Write)]
+    auth = next(n for n, data in enumerate(sent) if data.startswith(b"<auth "))
+    assert sent[auth + 1].startswith(b"<?xml") and any(d.startswith(b"<db:verify") for d in sent[auth + 2:])
+    answered = [e.data for e in inc.effects if isinstance(e, fx.Write)]
+    success = answered.index(f"<success xmlns='{SASL}'/>".encode())
+    assert answered[success + 1].startswith(b"<?xml")
