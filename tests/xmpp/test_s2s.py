@@ -12,6 +12,7 @@ from lxml import etree
 from appliance.xmpp import dialback as db
 from appliance.xmpp import effects as fx
 from appliance.xmpp import s2s
+from appliance.xmpp.errors import StreamError
 from appliance.xmpp.parser import Stanza, StreamParser
 
 SECRET_A = b"secret of a"
@@ -36,8 +37,13 @@ class Side:
     def feed(self, data: bytes) -> None:
         chunks = [data[i:i + 1] for i in range(len(data))] if self.bytewise else [data]
         for chunk in chunks:
-            events = self.parser.feed(chunk)
-            self.machine.receive(events)
+            try:
+                events = self.parser.feed(chunk)
+            except StreamError as err:  # as the driver does: what parsed before it, then the error
+                self.machine.receive(self.parser.take_events())
+                self.machine.receive_error(err)
+            else:
+                self.machine.receive(events)
             self.run()
 
     def run(self) -> None:
@@ -466,6 +472,8 @@ def test_stanza_addressing_between_servers(stanza: bytes, condition: bytes) -> N
     (OPEN.format(attrs="from='a.test' to='nobody.test'"), b"<host-unknown"),  # §4.7.2, §4.9.3.6
     (OPEN.replace("'jabber:server'", "'jabber:client'").format(attrs="from='a.test' to='b.test'"),
      b"<invalid-namespace"),  # §4.8.2, §4.9.3.10
+    (OPEN.replace("http://etherx.jabber.org/streams", "urn:not:streams").format(attrs="from='a.test' to='b.test'"),
+     b"<invalid-namespace"),  # §4.8.1 (found by the parser)
     (OPEN.replace("{attrs} version='1.0'", "{attrs} version='0.9'").format(attrs="from='a.test' to='b.test'"),
      b"<unsupported-version"),  # §4.7.5, §4.9.3.25
     (OPEN.replace("{attrs} version='1.0'", "{attrs}").format(attrs="from='a.test' to='b.test'"),
