@@ -15,17 +15,18 @@ from appliance.core.api import Module, Xep
 
 # (RFC, status, where, what it covers and what is missing)
 RFCS = (
-    ("RFC 6120", "partial", "core/c2s/, core/s2s/, xmpp/",
-     "XMPP core: client streams complete; server-to-server (§13, with [federation] enabled, off by default): "
-     "STARTTLS and direct TLS (XEP-0368) both ways, SRV lookup with fallback to 5269 (§3.2), Server Dialback "
-     "both ways, SASL EXTERNAL both ways (incoming: the peer's certificate is asked for without refusing "
-     "any, then checked per RFC 6125, falling back to dialback), stanza addressing checks per authenticated "
-     "domain pair (§8.1.2.2), bounces with remote-server-not-found / -timeout (§8.3.3), server identities "
-     "per §13.7.1.2 (DNS-ID, SRV-ID, XmppAddr; RFC 6125), the closing handshake (§4.4: reading on after our "
-     "</stream:stream>, nothing written after it); every server-to-server MUST audited one by one in "
-     "[compliance-rfc6120-s2s.md](compliance-rfc6120-s2s.md), with the gaps left: improper-addressing, "
-     "host-unknown and not-authorized stanza checks (§8.1.1.2, §8.1.2.2, §4.9.3.12), xml:lang on the s2s "
-     "header (§4.7.4), SASL abort (§6.4.4)"),
+    ("RFC 6120", "complete", "core/c2s/, core/s2s/, xmpp/",
+     "XMPP core: client streams; server-to-server (with [federation] enabled, off by default): STARTTLS and "
+     "direct TLS (XEP-0368) both ways, SRV lookup with fallback to 5269 (§3.2), Server Dialback both ways, "
+     "SASL EXTERNAL both ways (incoming: the peer's certificate is asked for without refusing any, then "
+     "checked per RFC 6125, falling back to dialback), SASL failures and abort (§6.4.4, §6.5), stream "
+     "errors after a response header with xml:lang (§4.7.4, §4.9.1.2), stanza addressing per authenticated "
+     "domain pair: not-authorized before authentication, improper-addressing, invalid-from, host-unknown "
+     "(§4.9.3.12, §8.1.1.2, §8.1.2.2), bounces with remote-server-not-found / -timeout (§8.3.3), server "
+     "identities per §13.7.1.2 (DNS-ID, SRV-ID, XmppAddr; RFC 6125), connection limits (§13.12), the closing "
+     "handshake (§4.4); every server-to-server MUST audited one by one, each with its test, in "
+     "[compliance-rfc6120-s2s.md](compliance-rfc6120-s2s.md); the TLS suite TLS_RSA_WITH_AES_128_CBC_SHA "
+     "(§13.8) is left out under RFC 7590"),
     ("RFC 6121", "complete", "modules/roster.py, presence.py, message.py", "Instant messaging and presence"),
     ("RFC 6125", "complete", "net/identity.py, net/s2s.py, net/s2s_tls.py",
      "server identity of remote servers (RFC 6120 §13.7.1.2) checked against the source domain (never the SRV "
