@@ -11,8 +11,12 @@ import logging
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from appliance.core.s2s import ServerConnection
+from appliance.core.s2s import connection as s2s_connection
+from appliance.xmpp.ns import NS_SERVER
+from appliance.xmpp.parser import Stanza, StreamParser
 from tests.integration.federated import parlour_pair
 from tests.integration.harness import Client, Harness
 
@@ -79,3 +83,40 @@ async def test_without_stream_management_what_may_be_lost_bounces(tmp_path: Path
         # nothing silently lost: the unread ones came back to juliet; the link works again afterwards
         juliet.send_message(mto="romeo@b.test", mbody="after", mtype="chat")
         assert (await romeo.next_message(15))["body"] == "after"
+
+
+async def test_acknowledgements_are_requested_every_n_stanzas_each_in_the_same_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone stanza is confirmed within ACK_DELAY. Then stanzas one at a time (each awaited at the other
+    end): a.test asks for a confirmation after every ACK_EVERY of them, not after each, its <r/> in the same
+    send as the stanza before it; the stanzas on the wire are the jabber:server ones, in order."""
+    count = s2s_connection.ACK_EVERY + 8
+    async with parlour_pair(tmp_path, "a.test", "b.test") as (a, b):
+        juliet = await a.client(await a.user("juliet"))
+        romeo = await b.client(await b.user("romeo"))
+        juliet.send_message(mto="romeo@b.test", mbody="first", mtype="chat")
+        assert (await romeo.next_message(10))["body"] == "first"
+        out = _link(a, outgoing=True)
+        await _until(lambda: out.sm_sent == out.sm_acked == 1 and not out.unacked)  # within ACK_DELAY
+        monkeypatch.setattr(s2s_connection, "ACK_DELAY", 60.0)  # from here only the count asks
+        sends: list[bytes] = []
+        write = out.writer.write
+        out.writer.write = lambda data: (sends.append(data), write(data))[1]  # type: ignore[method-assign]
+        for i in range(count):
+            juliet.send_message(mto="romeo@b.test", mbody=f"m{i}", mtype="chat")
+            assert (await romeo.next_message(10))["body"] == f"m{i}"
+        await _until(lambda: out.sm_acked >= 1 + s2s_connection.ACK_EVERY)
+        events = StreamParser(max_stanza_size=65_536, max_depth=64).feed(
+            f"<stream:stream xmlns='{NS_SERVER}' xmlns:stream='http://etherx.jabber.org/streams'>".encode()
+            + b"".join(sends))
+        stanzas = [e.element for e in events if isinstance(e, Stanza)]
+        messages = [e for e in stanzas if e.tag == f"{{{NS_SERVER}}}message"]
+        assert [m.findtext(f"{{{NS_SERVER}}}body") for m in messages] == [f"m{i}" for i in range(count)]
+        assert all(m.get("from", "").startswith("juliet@a.test/") for m in messages)
+        requests = [e for e in stanzas if etree.QName(e).localname == "r"]
+        assert len(requests) == 1  # after the ACK_EVERY-th stanza
+        [together] = [chunk for chunk in sends if b"<r " in chunk]
+        assert f"m{s2s_connection.ACK_EVERY - 1}<".encode() in together  # one send: the stanza, then <r/>
+        assert len(out.unacked) == count - s2s_connection.ACK_EVERY
+

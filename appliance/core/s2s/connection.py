@@ -5,6 +5,11 @@ Outgoing, every stanza written stays in `unacked` until the peer confirms it: by
 last `IN_FLIGHT_WINDOW` seconds are kept, to be returned to their senders should the connection break
 (the federation decides: resend, resume or bounce).
 
+One connection carries every stanza to a domain, so its costs are per write and per acknowledgement, not
+per byte: everything written in one turn of the event loop goes out in one send (one TLS record), and an
+acknowledgement is requested every `ACK_EVERY` stanzas or `ACK_DELAY` after the first unrequested one,
+one request outstanding at a time (as Prosody's mod_smacks does), not once per stanza.
+
 Each connection runs in its own task with its own timeouts, so a remote server that stalls or sends
 garbage ends only its own connection: local sessions never wait on it (writes never await a remote's
 reading; a connection whose unsent output grows past a limit is closed).
@@ -26,8 +31,8 @@ from lxml import etree
 
 from appliance.xmpp import effects as fx
 from appliance.xmpp import s2s, sm
+from appliance.xmpp.content_namespace import client_stanza, server_bytes
 from appliance.xmpp.errors import StreamError
-from appliance.xmpp.ns import NS_CLIENT, NS_SERVER
 from appliance.xmpp.parser import Stanza, StreamParser
 
 if TYPE_CHECKING:
@@ -43,6 +48,10 @@ MAX_UNSENT = 4 * 1024 * 1024  # bytes queued for a remote that does not read: pa
 IN_FLIGHT_WINDOW = 10.0
 # After our `</stream:stream>`: how long the peer has to answer with its own (RFC 6120 §4.4), reading on
 CLOSE_GRACE = 10.0
+# XEP-0198 on s2s: an <r/> after every stanza doubles the packets both ways; what is not confirmed yet is
+# kept all the same (resent or resumed on a broken link), so a few more of them only cost memory.
+ACK_EVERY = 32
+ACK_DELAY = 0.25
 
 
 @dataclass(slots=True)
@@ -97,7 +106,10 @@ class ServerConnection:
         self.sm_id: str | None = None  # the peer's id for resuming this session, once it gave one
         self.sm_sent = 0  # numbers of the last stanza sent and the last one the peer confirmed
         self.sm_acked = 0
-        self._ack_requested = False
+        self._ack_requested = False  # an <r/> is out and not answered yet
+        self._requested_upto = 0  # sm_sent when the last <r/> went out
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._pending: list[bytes] | None = None  # written in this turn of the loop, sent by `flush`
         self._lock = asyncio.Lock()  # one runner of effects at a time (reading and dialback answers)
 
     @property
@@ -117,9 +129,21 @@ class ServerConnection:
     # -- writing --------------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Queue bytes; everything written during one event-loop turn goes out in one send."""
         if self.closed or self.writer.is_closing():
             return
-        self.writer.write(data)
+        if self._pending is None:
+            self._pending = [data]
+            asyncio.get_running_loop().call_soon(self.flush)
+        else:
+            self._pending.append(data)
+
+    def flush(self) -> None:
+        """Send what was queued; done at the end of the loop turn, and before draining, TLS or closing."""
+        pending, self._pending = self._pending, None
+        if not pending or self.closed or self.writer.is_closing():
+            return
+        self.writer.write(pending[0] if len(pending) == 1 else b"".join(pending))
         if self.writer.transport.get_write_buffer_size() > MAX_UNSENT:
             log.warning("s2s %s: the remote server does not read; dropping the connection", self.machine.remote)
             self.abort()
@@ -130,15 +154,12 @@ class ServerConnection:
         self.stanzas_out += 1
         self.last_active = time.monotonic()
         self.federation.count("stanzas_out")
-        self.write(etree.tostring(s2s.retag(element, NS_CLIENT, NS_SERVER)))
+        self.write(server_bytes(element))
         now = time.monotonic()
         if self.machine.sm_requested:
             self.sm_sent += 1
             self.unacked.append(Sent(element, local, self.sm_sent, now))
-            if not self._ack_requested:
-                # One <r/> after whatever else is written in this turn of the loop, one outstanding at a time.
-                self._ack_requested = True
-                asyncio.get_running_loop().call_soon(self.write, sm.REQUEST_BYTES)
+            self._want_ack()
             return
         unacked = self.unacked
         while unacked and unacked[0].at < now - IN_FLIGHT_WINDOW:
@@ -154,17 +175,43 @@ class ServerConnection:
         while unacked and unacked[0].seq <= handled:
             unacked.popleft()
         self.sm_acked = handled
-        self._ack_requested = bool(unacked)
+        self._ack_requested = False
         if unacked:
-            self.write(sm.REQUEST_BYTES)
+            self._want_ack()
+
+    def _want_ack(self) -> None:
+        """Stanzas were sent since the last <r/>: ask now if `ACK_EVERY` of them wait, else within
+        `ACK_DELAY`; while an <r/> is unanswered its answer decides."""
+        if self._ack_requested:
+            return
+        if self.sm_sent - self._requested_upto >= ACK_EVERY:
+            self._request_ack()
+        elif self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._request_ack)
+
+    def _request_ack(self) -> None:
+        self._cancel_ack_timer()
+        if self._ack_requested or self.closed or self.machine.phase is not s2s.Phase.READY \
+                or self.sm_sent == self.sm_acked:
+            return  # nothing may follow our `</stream:stream>`; nothing to confirm
+        self._ack_requested = True
+        self._requested_upto = self.sm_sent
+        self.write(sm.REQUEST_BYTES)
+
+    def _cancel_ack_timer(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
 
     def count_from(self, handled: int) -> None:
         """Stream management starts (fresh: 0) or resumes (the peer's count) on this stream."""
-        self.sm_sent = self.sm_acked = handled
+        self.sm_sent = self.sm_acked = self._requested_upto = handled
         self._ack_requested = False
+        self._cancel_ack_timer()
 
     def abort(self) -> None:
         self.closed = True
+        self._cancel_ack_timer()
         self.ready.set()
         with contextlib.suppress(Exception):
             self.writer.transport.abort()
@@ -231,7 +278,10 @@ class ServerConnection:
         except Exception:
             log.exception("s2s %s: driver error", self.machine.remote)
         finally:
+            with contextlib.suppress(Exception):
+                self.flush()  # a stream error or close written last
             self.closed = True
+            self._cancel_ack_timer()
             self.ready.set()
             with contextlib.suppress(Exception):
                 self.writer.close()
@@ -259,6 +309,7 @@ class ServerConnection:
                 log.info("s2s %s: stream error %s", machine.remote, effect.error)
                 self.write(effect.error.to_bytes())
             elif isinstance(effect, fx.Closed):
+                self.flush()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.writer.drain(), 1)
                 self.closed = True
@@ -324,7 +375,7 @@ class ServerConnection:
         if not self.federation.domain_policy.accepts(sender):
             return  # blocked after this stream was authenticated: nothing of theirs is taken
         try:
-            await self.federation.deliver(s2s.retag(element, NS_SERVER, NS_CLIENT))
+            await self.federation.deliver(client_stanza(element))
         except Exception:
             log.exception("s2s %s: routing a stanza failed", self.machine.remote)
 
@@ -338,6 +389,7 @@ class ServerConnection:
     async def _start_tls(self) -> None:
         cfg = self.federation.config
         machine = self.machine
+        self.flush()  # <proceed/> or <starttls/>: the last bytes before the handshake
         await self.writer.drain()
         if not machine.outgoing:
             self.secured(await self.federation.network.accept_tls(self.reader, self.writer))
