@@ -8,7 +8,10 @@
 # (1,000 users: RATE=2 is 2,000 msg/s) for MSG_STEP (60) seconds, and during the message phase:
 #   py-spy (SAMPLE_SECONDS=25 of samples; $OUT/pyspy.txt collapsed stacks, $OUT/top.txt self and total time),
 #   or with PERF=1 perf instead: $OUT/perf-stat.txt (CPU time user/system, context switches, syscalls) and
-#   $OUT/perf-trace.txt (count and time per syscall); TARGET=relay measures the bench's floor the same way.
+#   $OUT/perf-trace.txt (count and time per syscall); TARGET=relay measures the bench's floor the same way;
+#   or with STRACE=1 every system call of every thread for 2 s with timestamps ($OUT/strace.txt: the order
+#   of reads, writes and epoll waits; strace slows the server, so its figures mean nothing).
+#   NATIVE=1 adds C frames to py-spy's stacks (py-spy must then pause the process: no --nonblocking).
 # The tsung summary (server CPU µs/msg at that rate, less meaningful while sampled) is in $OUT/summary.txt.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(dirname "$HERE")
@@ -36,12 +39,15 @@ python3 "$OUT/bench/smoke.py" 127.0.0.1 "$PORT" bench.local user pass 50
 # Logins take ~20 s (1,000 at 200/s, then the scenario's wait); sample well inside the message phase.
 (
   sleep 30
-  if [ "${PERF:-0}" = 1 ]; then
-    perf stat -e task-clock,context-switches,raw_syscalls:sys_enter -p "$SERVER" -o "$OUT/perf-stat.txt" \
-      -- sleep "$SAMPLE_SECONDS" || true
+  if [ "${STRACE:-0}" = 1 ]; then   # the sequence of system calls, every thread, for 2 s
+    timeout -s INT 2 strace -f -tt -p "$SERVER" -o "$OUT/strace.txt" > /dev/null 2>&1 || true
+  elif [ "${PERF:-0}" = 1 ]; then
+    perf stat -e task-clock,context-switches,cpu-migrations,page-faults,raw_syscalls:sys_enter -p "$SERVER" \
+      -o "$OUT/perf-stat.txt" -- sleep "$SAMPLE_SECONDS" || true
     timeout -s INT 10 perf trace -s -p "$SERVER" -o "$OUT/perf-trace.txt" > /dev/null 2>&1 || true
   else
-    "$(dirname "$PY")/py-spy" record --pid "$SERVER" --duration "$SAMPLE_SECONDS" --nonblocking --rate 200 \
+    nonblocking=--nonblocking; [ -n "${NATIVE:-}" ] && nonblocking=""   # C frames need the process paused
+    "$(dirname "$PY")/py-spy" record --pid "$SERVER" --duration "$SAMPLE_SECONDS" $nonblocking --rate 200 \
       --format raw --output "$OUT/pyspy.txt" ${NATIVE:+--native} > "$OUT/pyspy.log" 2>&1 || true
     "$PY" "$HERE/pyspy_top.py" "$OUT/pyspy.txt" > "$OUT/top.txt" || true
   fi
