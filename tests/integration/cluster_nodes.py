@@ -161,7 +161,7 @@ async def subscribe_both(a: Client, a_jid: str, b: Client, b_jid: str) -> None:
         client.auto_subscribe = True
     a.send_presence(pto=b_jid, ptype="subscribe")
     b.send_presence(pto=a_jid, ptype="subscribe")
-    for _ in range(50):
+    for _ in range(200):  # up to 20 s: on a loaded 2-core machine the four-step handshake crosses nodes slowly
         if (a.client_roster[b_jid]["subscription"] == "both" and b.client_roster[a_jid]["subscription"] == "both"):
             return
         await asyncio.sleep(0.1)
