@@ -247,6 +247,7 @@ class ServerStream:
         self.authenticated_external = False
         self.pairs: set[tuple[str, str]] = set()  # (remote, local) authorized pairs
         self.ended_cleanly = False  # the stream ended with `</stream:stream>` from the peer
+        self.peer_error: str | None = None  # the condition of the stream error the peer ended it with
         self.pending_results: set[tuple[str, str]] = set()  # outgoing db:result sent, not answered
         self.verifying: set[tuple[str, str]] = set()  # incoming db:result being checked
         self.waiting: object | None = None
@@ -454,6 +455,7 @@ class ServerStream:
             self._stream_management(element)
         elif tag == STREAM_ERROR:
             error = StreamError.from_element(element)
+            self.peer_error = error.condition
             if self.outgoing:
                 self._push(Refused(self.local or "", f"stream error {error.condition}"))
             self._end()

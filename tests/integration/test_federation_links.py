@@ -120,3 +120,28 @@ async def test_acknowledgements_are_requested_every_n_stanzas_each_in_the_same_s
         assert f"m{s2s_connection.ACK_EVERY - 1}<".encode() in together  # one send: the stanza, then <r/>
         assert len(out.unacked) == count - s2s_connection.ACK_EVERY
 
+
+async def test_a_stream_error_from_the_peer_bounces_what_it_may_not_have_taken(tmp_path: Path) -> None:
+    """b.test ends a.test's stream with a stream error (a stanza over its size limit) with more behind it:
+    nothing says which of those it took, so they go back to juliet as possibly undelivered instead of
+    vanishing as after a polite close (without stream management: on a bidirectional stream's way back,
+    or with a peer that does not offer it)."""
+    async with parlour_pair(tmp_path, "a.test", "b.test", stream_management=False,
+                            max_remote_stanza_size=4096) as (a, b):
+        juliet = await a.client(await a.user("juliet"))
+        romeo = await b.client(await b.user("romeo"))
+        juliet.send_message(mto="romeo@b.test", mbody="first", mtype="chat")
+        assert (await romeo.next_message(10))["body"] == "first"
+        out, incoming = _link(a, outgoing=True), _link(b, outgoing=False)
+        incoming.writer.transport.pause_reading()  # b.test reads all three at once, then fails the first
+        bodies = ["x" * 6000, "after 1", "after 2"]
+        for body in bodies:
+            juliet.send_message(mto="romeo@b.test", mbody=body, mtype="chat")
+        await _until(lambda: out.stanzas_out >= 4)
+        incoming.writer.transport.resume_reading()
+        bounced: set[str] = set()
+        while not set(bodies) <= bounced:
+            error = await juliet.next_message(15)
+            assert error["type"] == "error" and error["error"]["condition"] == "remote-server-timeout"
+            bounced.add(error["body"])
+        assert out.machine.peer_error == "policy-violation"

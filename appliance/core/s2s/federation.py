@@ -448,7 +448,9 @@ class Federation:
             state.resume = (connection.sm_id, connection.sm_acked) if connection.sm_id else None
             log.info("s2s %s: connection lost with %d unconfirmed stanza(s); they go again", state.domain,
                      len(unacked))
-        elif connection.machine.phase is not s2s.Phase.CLOSED:  # a stream close means all was read
+        elif connection.machine.phase is not s2s.Phase.CLOSED or connection.machine.peer_error:
+            # Our own stream error or close came after all we wrote, which the peer read; a stream error
+            # of the peer's says it stopped reading somewhere, maybe before these.
             now = time.monotonic()
             text = f"The connection to {state.domain} broke; this may not have arrived"
             for sent in unacked:
