@@ -81,10 +81,12 @@ async def chat_both_ways(a: Harness, b: Harness) -> tuple[Client, Client]:
 
 @asynccontextmanager
 async def trusting_each_other(tmp_path: Path, *, a_reaches_b: Callable[[int], int] | None = None,
+                              b_reaches_a: Callable[[int], int] | None = None,
                               ) -> AsyncIterator[tuple[Harness, Harness]]:
     """a.test and b.test, each trusting the other's local CA and requiring valid certificates (a first
     start makes the CAs; the certificates stay for the second): SASL EXTERNAL both ways. a.test dials
-    b.test's s2s port through `a_reaches_b` (a relay's port for it, say)."""
+    b.test's s2s port through `a_reaches_b` (a relay's port for it, say), and b.test a.test's through
+    `b_reaches_a`."""
     port_a, port_b = free_port(), free_port()
     first = [await start_server(tmp_path / d, d, s2s_route(p, peer, q)) for d, peer, p, q in (
         ("a.test", "b.test", port_a, port_b), ("b.test", "a.test", port_b, port_a))]
@@ -94,7 +96,8 @@ async def trusting_each_other(tmp_path: Path, *, a_reaches_b: Callable[[int], in
     bundle.write_bytes(b"".join(h.ca_file.read_bytes() for h in first))
     strict = {"require_valid_certificates": True, "ca_bundle": bundle}
     to_b = a_reaches_b(port_b) if a_reaches_b else port_b
+    to_a = b_reaches_a(port_a) if b_reaches_a else port_a
     async with _both(lambda: start_server(tmp_path / "a.test", "a.test", s2s_route(port_a, "b.test", to_b, **strict)),
-                     lambda: start_server(tmp_path / "b.test", "b.test", s2s_route(port_b, "a.test", port_a, **strict))
+                     lambda: start_server(tmp_path / "b.test", "b.test", s2s_route(port_b, "a.test", to_a, **strict))
                      ) as servers:
         yield servers

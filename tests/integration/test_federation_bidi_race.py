@@ -118,22 +118,34 @@ async def test_the_peer_authenticates_while_our_own_connection_is_opening(tmp_pa
 
 async def test_both_servers_connect_at_once_then_one_stream_closes(tmp_path: Path) -> None:
     """Both sides write at once before any stream exists: two streams, one each way, both bidirectional.
+    Both connections are held at the TCP level until both are dialled, then released together (else, on a
+    slow machine, one side's stream may be through before the other dials, and it rightly uses that one).
     Then a.test closes its own (idle, say) while juliet writes on: what it wrote before its
     `</stream:stream>` is read, what comes after goes on b.test's stream, no new connection."""
-    async with trusting_each_other(tmp_path) as (a, b):
-        juliet, romeo = await _users(a, b)
-        to_romeo = _write(juliet, "romeo@b.test", "to romeo")
-        to_juliet = _write(romeo, "juliet@a.test/test", "to juliet")
-        await asyncio.gather(_exactly(romeo, to_romeo), _exactly(juliet, to_juliet))
-        for h in (a, b):
-            assert _links(h) == {(True, "external", True), (False, "external", True)}, _links(h)
+    a_to_b, b_to_a = HeldRelay(), HeldRelay()
+    await a_to_b.start()
+    await b_to_a.start()
+    try:
+        async with trusting_each_other(tmp_path, a_reaches_b=a_to_b.to, b_reaches_a=b_to_a.to) as (a, b):
+            juliet, romeo = await _users(a, b)
+            to_romeo = _write(juliet, "romeo@b.test", "to romeo")
+            to_juliet = _write(romeo, "juliet@a.test/test", "to juliet")
+            await asyncio.wait_for(asyncio.gather(a_to_b.accepted.wait(), b_to_a.accepted.wait()), 10)
+            a_to_b.released.set()
+            b_to_a.released.set()
+            await asyncio.gather(_exactly(romeo, to_romeo), _exactly(juliet, to_juliet))
+            for h in (a, b):
+                assert _links(h) == {(True, "external", True), (False, "external", True)}, _links(h)
 
-        assert a.server.federation is not None
-        [own] = [c for c in a.server.federation.federation.connections() if c.outgoing]
-        more = _write(juliet, "romeo@b.test", "more")
-        await asyncio.sleep(0.01)  # some are on the wire, some still in a.test
-        own.close()
-        later = _write(juliet, "romeo@b.test", "later")
-        await _exactly(romeo, more + later)
-        await asyncio.wait_for(own.finished.wait(), 10)
-        assert _links(a) == {(False, "external", True)}, _links(a)
+            assert a.server.federation is not None
+            [own] = [c for c in a.server.federation.federation.connections() if c.outgoing]
+            more = _write(juliet, "romeo@b.test", "more")
+            await asyncio.sleep(0.01)  # some are on the wire, some still in a.test
+            own.close()
+            later = _write(juliet, "romeo@b.test", "later")
+            await _exactly(romeo, more + later)
+            await asyncio.wait_for(own.finished.wait(), 10)
+            assert _links(a) == {(False, "external", True)}, _links(a)
+    finally:
+        await a_to_b.close()
+        await b_to_a.close()
