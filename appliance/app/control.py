@@ -73,7 +73,9 @@ class ControlEndpoint:
                 self.server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path),
                                                               limit=MAX_REQUEST)
                 keep_to_owner(self.socket_path)
-        except OSError as exc:  # e.g. a state folder path too long for a Unix socket
+        except Exception as exc:  # e.g. a state folder path too long for a Unix socket, or
+            # a Windows ACL that cannot be set (pywintypes.error is no OSError): the server runs on without
+            # the endpoint, and no token is left in a file others could read.
             log.warning("no control endpoint at %s (parlour commands cannot ask this server): %s", self.where, exc)
             await self.stop()
 

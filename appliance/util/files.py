@@ -19,7 +19,11 @@ def write_atomically(path: Path, text: str | bytes, *, mode: int = 0o640,
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         if protect is not None:
-            protect(Path(tmp))
+            try:
+                protect(Path(tmp))
+            except BaseException:
+                os.close(fd)  # not yet owned by a file object
+                raise
         with (os.fdopen(fd, "w", encoding="utf-8") if isinstance(text, str) else os.fdopen(fd, "wb")) as f:
             f.write(text)
             f.flush()

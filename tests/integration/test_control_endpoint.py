@@ -135,6 +135,26 @@ async def test_a_stopped_server_leaves_no_file_and_a_stale_one_gets_no_answer(tm
         await again.stop()
 
 
+class AclRefused(Exception):  # stands in for pywintypes.error, which is no OSError
+    """What pywin32 raises when Windows refuses an ACL (a stand-in: no Windows here)."""
+
+
+async def test_a_token_file_that_cannot_be_protected_is_not_written_and_the_server_runs_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(path: Path) -> None:
+        raise AclRefused(5, "SetNamedSecurityInfo", "Access is denied.")
+
+    monkeypatch.setattr(control, "keep_to_owner", refuse)
+    served = ControlEndpoint(tmp_path, COMMANDS, tcp=True)
+    await served.start()  # does not raise: the server starts without the endpoint
+    assert served.server is None
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+    assert "no control endpoint" in caplog.text and "Access is denied" in caplog.text
+    with pytest.raises(FileNotFoundError):
+        await ask(tmp_path, "federation status")
+
+
 async def test_federation_status_on_the_command_line_through_the_loopback_port(tmp_path: Path) -> None:
     config = await configured_config(tmp_path, federation=True)
     assert config.source is not None
