@@ -10,7 +10,8 @@
 #    no config yet, so the service runs setup mode: the wizard answers on 5280 with the one-time token
 #    from C:\ProgramData\Parlour\setup-token (the URL the Start-menu entry opens);
 # 2. `net stop` closes the port; a config is written (as the wizard would); `net start`: the server
-#    answers XMPP on 5222 and HTTP on 5280, its database and log in C:\ProgramData\Parlour;
+#    answers XMPP on 5222 and HTTP on 5280, its database and log in C:\ProgramData\Parlour, and
+#    `parlour federation status` through the control port (control-port.json there);
 # 3. an upgrade (the same installer again) keeps an edited config and the database;
 # 4. silent uninstall: service, program files, shortcut and uninstall key gone, data kept;
 # 5. install again, then `uninstall.exe /S /PURGE`: the data is gone too.
@@ -126,6 +127,12 @@ if wait_for "$START_LIMIT" answers_xmpp; then ok "service answers XMPP on 5222";
 if wait_for 120 answers_http; then ok "service answers HTTP on 5280 (host-meta)"; else fail "HTTP on 5280"; fi
 check "log in ProgramData" grep -q "Parlour $APP_VERSION starting" "$DATA/parlour.log"
 check "database in ProgramData" test -s "$DATA/parlour.db"
+# No Unix sockets on Windows: the service answers `parlour` commands on a loopback port, its port and
+# token in a file it keeps to itself (a protected ACL; Wine stores it, but every process runs as the
+# prefix's user, so only the answer can be checked here).
+check "control-port.json in ProgramData" test -s "$DATA/control-port.json"
+status=$(wq "$PF/parlour.exe" federation status)
+contains "parlour federation status answers through the loopback port" "$status" '^federation: o[nf]*; 0 connection'
 
 step "3. upgrade (same installer again) keeps an edited config"
 echo "# edited by windows-test" >> "$DATA/parlour.toml"
