@@ -16,8 +16,8 @@ message is lost. We chose this over telling them to rejoin (an unavailable self-
 next self-ping of XEP-0410, or nothing), and messages sent meanwhile would bounce; a silent takeover needs
 no client's help. A clean stop hands the rooms on the same way (the lease goes, the record stays).
 
-Each node remembers which node runs a room it forwarded to (and the lease's fencing token), so a busy
-room run elsewhere costs no lease lookup per stanza. The entry goes when that node's inbox closes (it
+Each node remembers which node runs a room it forwarded to, so a busy room run elsewhere costs no lease
+lookup per stanza. The entry goes when that node's inbox closes (it
 stopped or died: the registry forgets it) and when any node takes a room's lease with a new token (it
 announces that on the shared changes stream). A stanza that still goes to a former owner is not lost: that
 node looks the room up itself and passes it on (or runs the room, if nobody holds it).
@@ -280,7 +280,7 @@ class ClusterRooms:
                  present: Callable[[JID], bool], changes: SharedChanges | None = None) -> None:
         self.leases = leases
         self.changes = changes if changes is not None else SharedChanges()
-        self.owners: dict[str, tuple[str, int]] = {}  # room JID run by another node -> that node, lease token
+        self.owners: dict[str, str] = {}  # room JID run by another node -> that node
         self.outbox = outbox
         self.rooms = rooms
         self.handler = handler
@@ -307,7 +307,7 @@ class ClusterRooms:
 
     def node_gone(self, node: str) -> None:
         """`node` stopped or died (its inbox is closed): the rooms it ran are looked up again."""
-        for room in [room for room, (owner, _token) in self.owners.items() if owner == node]:
+        for room in [room for room, owner in self.owners.items() if owner == node]:
             del self.owners[room]
 
     async def handle(self, event: StanzaEvent) -> None:
@@ -317,10 +317,8 @@ class ClusterRooms:
             await self.handler(event)
             return
         room = str(to.bare())
-        known = self.owners.get(room)
-        if known is not None:
-            owner = known[0]
-        else:
+        owner = self.owners.get(room)
+        if owner is None:
             async with self._lock(room):  # one claim and load at a time per room
                 owner = await self._owner(room, to.local)
         if owner != self.leases.node:
@@ -373,7 +371,7 @@ class ClusterRooms:
         node, token = await self.leases.claim(room)
         if node != self.leases.node:
             self._forget(room, name)  # it was ours until the lease went
-            self._remember(room, node, token)
+            self._remember(room, node)
             return node
         self.owners.pop(room, None)
         if held is None or held.token != token:  # a new lease: the others forget where the room was
@@ -384,10 +382,10 @@ class ClusterRooms:
             await self._take_over(room, name, token)
         return node
 
-    def _remember(self, room: str, node: str, token: int) -> None:
+    def _remember(self, room: str, node: str) -> None:
         if room not in self.owners and len(self.owners) >= OWNERS_KEPT:
             del self.owners[next(iter(self.owners))]
-        self.owners[room] = (node, token)
+        self.owners[room] = node
 
     def _suspend(self, room: str, name: str, token: int) -> None:
         """The lease went (not renewed in time, or Redis lost it): stop acting for the room at once, but

@@ -508,11 +508,11 @@ class Federation:
 
     def _via_bidi(self, state: _Remote) -> bool:
         """Send what waits on the peer's bidirectional stream, when there is one (our own connection
-        closed as idle or failed, theirs carries on); whether nothing waits any more. Stanzas of a broken
+        closed as idle or failed, theirs carries on); whether it took everything. Stanzas of a broken
         managed stream wait for a connection of ours, which can resume it (no duplicates)."""
         bidi = state.bidi
-        if bidi is None or bidi.closed or any(item.seq for item in state.queue):
-            return not state.queue
+        if not state.queue or bidi is None or bidi.closed or any(item.seq for item in state.queue):
+            return False
         self._flush(state, bidi)
         return not state.queue
 
