@@ -73,6 +73,18 @@ async def client_main(port: int, pairs: int, messages: int, burst: int, rate: in
         writer.close()
 
 
+async def relay_main(args: argparse.Namespace) -> None:
+    """Serve the bare relay (the tsung harness's floor) in this process instead of Parlour."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("relay", args.relay)
+    assert spec is not None and spec.loader is not None
+    relay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(relay)
+    server = await asyncio.get_running_loop().create_server(relay.Relay, "127.0.0.1", args.port, backlog=4096)
+    await drive(args, server.close)
+
+
 async def server_main(args: argparse.Namespace) -> None:
     from bench_server import bench_config, ensure_users
 
@@ -85,6 +97,11 @@ async def server_main(args: argparse.Namespace) -> None:
     server = Server(config)
     await server.start()
     tune_gc_for_serving()
+    await drive(args, server.stop)
+
+
+async def drive(args: argparse.Namespace, stop: Callable[[], object]) -> None:
+    """Start the client process, measure the server's CPU over its measured pass and print the figures."""
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--client", "--port", str(args.port), "--pairs", str(args.pairs),
         "--messages", str(args.messages), "--burst", str(args.burst), "--rate", str(args.rate),
@@ -99,7 +116,9 @@ async def server_main(args: argparse.Namespace) -> None:
     if not line.startswith(b"done"):
         raise SystemExit("client failed during the measured pass")
     elapsed, delivered = float(line.split()[1]), int(line.split()[2])
-    await server.stop()
+    stopped = stop()
+    if asyncio.iscoroutine(stopped):
+        await stopped
     note = " (under cProfile)" if profiler else ""
     print(
         f"{delivered} messages in {elapsed:.2f} s = {delivered / elapsed:.0f}/s; "
@@ -111,9 +130,12 @@ async def server_main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     state = Path("/tmp/profile-messages-state")
-    args = profiling_options(__doc__, port=15487, state=state, pairs=10, messages=20000, burst=50, rate=0).parse_args()
+    parser = profiling_options(__doc__, port=15487, state=state, pairs=10, messages=20000, burst=50, rate=0)
+    parser.add_argument("--relay", type=Path, metavar="RELAY_PY", help="measure this bare relay instead of Parlour")
+    args = parser.parse_args()
     run_pinned(
-        lambda: client_main(args.port, args.pairs, args.messages, args.burst, args.rate), lambda: server_main(args),
+        lambda: client_main(args.port, args.pairs, args.messages, args.burst, args.rate),
+        lambda: relay_main(args) if args.relay else server_main(args),
         client=args.client, uvloop=not args.no_uvloop,
     )
 
