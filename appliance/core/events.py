@@ -151,18 +151,52 @@ class HookBus:
         A handler raising StanzaError stops the chain and the error goes to the caller (the router
         answers the sender with it); any other exception is logged and the next handler runs.
         """
-        for _priority, handler in self._handlers.get(name, ()):
+        handled = self.fire_now(name, payload)
+        return handled if handled.__class__ is bool else await handled  # type: ignore[misc]
+
+    def fire_now(self, name: str, payload: Any) -> bool | Awaitable[bool]:
+        """`fire` as far as it goes without waiting: a bool when no handler had to wait (the routing of a
+        stanza to an online user, cached privacy lists), else the rest of the chain to await, starting at
+        the first handler that waits (unstarted: what waits runs in the awaiting task)."""
+        handlers = self._handlers.get(name, ())
+        for index, (_priority, handler) in enumerate(handlers):
             try:
                 result = handler(payload)
-                # Most handlers answer at once (a plain handler, or an async-capable one whose data is
-                # cached): only a result that is neither a bool nor None can be awaitable. This check
-                # runs a few times per routed stanza; inspect.isawaitable costs an ABC check on a bool.
-                if result is not None and result.__class__ is not bool and inspect.isawaitable(result):
-                    result = await result
             except StanzaError:
                 raise  # a protocol answer for the sender, turned into an error stanza by the router
             except Exception:
-                log.exception("hook %s: handler %s failed", name, getattr(handler, "__qualname__", handler))
+                _log_failure(name, handler)
+                continue
+            if result is True:
+                return True
+            # Most handlers answer at once (a plain handler, or an async-capable one whose data is
+            # cached): only a result that is neither a bool nor None can be awaitable. This check runs a
+            # few times per routed stanza; inspect.isawaitable costs an ABC check on a bool.
+            if result is not None and result.__class__ is not bool and inspect.isawaitable(result):
+                return self._fire_rest(name, payload, result, handlers[index + 1 :])
+        return False
+
+    @staticmethod
+    async def _fire_rest(
+        name: str, payload: Any, waiting: Awaitable[Any], rest: list[tuple[int, Callable[..., Any]]]
+    ) -> bool:
+        """The chain from a handler that had to wait: its answer, then the handlers after it."""
+        try:
+            if await waiting is True:
+                return True
+        except StanzaError:
+            raise
+        except Exception:
+            _log_failure(name, waiting)
+        for _priority, handler in rest:
+            try:
+                result = handler(payload)
+                if result is not None and result.__class__ is not bool and inspect.isawaitable(result):
+                    result = await result
+            except StanzaError:
+                raise
+            except Exception:
+                _log_failure(name, handler)
                 continue
             if result is True:
                 return True
@@ -176,7 +210,11 @@ class HookBus:
                 if inspect.isawaitable(result):
                     result = await result
             except Exception:
-                log.exception("hook %s: handler %s failed", name, getattr(handler, "__qualname__", handler))
+                _log_failure(name, handler)
                 continue
             acc = result
         return acc
+
+
+def _log_failure(name: str, handler: object) -> None:
+    log.exception("hook %s: handler %s failed", name, getattr(handler, "__qualname__", handler))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lxml import etree
 
@@ -86,60 +86,112 @@ class Router:
 
     async def route(self, stanza: etree._Element, *, origin: Session | None) -> None:
         """Route one stanza; `origin` is the local client session it came from, if any."""
+        rest = self.route_now(stanza, origin=origin)
+        if rest is not None:
+            await rest
+
+    def route_now(self, stanza: etree._Element, *, origin: Session | None) -> Awaitable[Any] | None:
+        """`route` as far as it goes without waiting: None when the stanza is through (a message to an
+        online user, with the hooks' data cached), else the rest of the routing to await. The rest is
+        unstarted, so whatever waits (storage, timeouts) runs in the awaiting task."""
         try:
             from_jid = origin.jid if origin is not None else JID.parse(stanza.get("from", ""))
         except JIDError:
             log.warning("dropping a server-originated stanza without a valid 'from': %s", stanza.get("from"))
-            return
+            return None
         tag = stanza.tag
         to_attr = stanza.get("to")
         try:
             to_jid = JID.parse(to_attr) if to_attr is not None else None if tag == PRESENCE else from_jid.bare()
         except JIDError:
-            await self.bounce(stanza, StanzaError.jid_malformed("The 'to' address is not a valid JID"))
-            return
+            return self.bounce(stanza, StanzaError.jid_malformed("The 'to' address is not a valid JID"))
         event = StanzaEvent(stanza, from_jid, to_jid, origin)
-        if origin is not None:
+        if origin is not None and tag != IQ:
             sender_host = self.hosts.get(from_jid.domain)
-            name = events.MESSAGE_OUTGOING if tag == MESSAGE else events.PRESENCE_OUTGOING
-            if sender_host is not None and tag != IQ and await sender_host.hooks.fire(name, event):
-                return
+            if sender_host is not None:
+                name = events.MESSAGE_OUTGOING if tag == MESSAGE else events.PRESENCE_OUTGOING
+                handled = sender_host.hooks.fire_now(name, event)
+                if handled is True:
+                    return None
+                if handled is not False:
+                    return self._deliver_unless(handled, event)  # type: ignore[arg-type]
+        return self._deliver_now(event)
+
+    async def _deliver_unless(self, handled: Awaitable[bool], event: StanzaEvent) -> None:
+        """Deliver once the sender's outgoing hooks that had to wait let the stanza go."""
+        if not await handled:
+            rest = self._deliver_now(event)
+            if rest is not None:
+                await rest
+
+    def _deliver_now(self, event: StanzaEvent) -> Awaitable[Any] | None:
+        """To a service domain of this process, a local account or host, or a remote server."""
+        to_jid = event.to_jid
         if to_jid is None:
-            return
+            return None
         service = self.services.get(to_jid.domain)
         if service is not None:
-            try:
-                await service(event)
-            except StanzaError as err:
-                await self.bounce(stanza, err)
-            return
+            return self._serve(service, event)
         host = self.hosts.get(to_jid.domain)
         if host is None:
-            await self._route_remote(event)
-            return
+            return self._route_remote(event)
         try:
-            await self._route_local(host, event)
+            rest = self._route_local_now(host, event)
+        except StanzaError as err:
+            return self.bounce(event.stanza, err)
+        return None if rest is None else self._bouncing(rest, event.stanza)
+
+    async def _serve(self, service: LocalService, event: StanzaEvent) -> None:
+        try:
+            await service(event)
+        except StanzaError as err:
+            await self.bounce(event.stanza, err)
+
+    async def _bouncing(self, rest: Awaitable[Any], stanza: etree._Element) -> None:
+        """Await the rest of a local delivery; a StanzaError it raises is answered to the sender."""
+        try:
+            await rest
         except StanzaError as err:
             await self.bounce(stanza, err)
 
-    async def _route_local(self, host: Host, event: StanzaEvent) -> None:
+    def _route_local_now(self, host: Host, event: StanzaEvent) -> Awaitable[Any] | None:
+        if event.to_jid.local is None:  # type: ignore[union-attr]  # set for local delivery
+            return self._to_server(host, event)
+        guarded = host.hooks.fire_now(events.STANZA_INBOUND_GUARD, event)
+        if guarded is True:
+            return None
+        if guarded is not False:
+            return self._to_account_unless(guarded, host, event)  # type: ignore[arg-type]
+        return self._to_account_now(host, event)
+
+    async def _to_account_unless(self, guarded: Awaitable[bool], host: Host, event: StanzaEvent) -> None:
+        """Deliver once the inbound guards that had to wait (blocking, privacy) let the stanza in."""
+        if not await guarded:
+            rest = self._to_account_now(host, event)
+            if rest is not None:
+                await rest
+
+    def _to_account_now(self, host: Host, event: StanzaEvent) -> Awaitable[Any] | None:
         stanza, to_jid = event.stanza, event.to_jid
         tag = stanza.tag
-        if to_jid.local is None:
-            await self._to_server(host, event)
-            return
-        if await host.hooks.fire(events.STANZA_INBOUND_GUARD, event):
-            return
         if tag == IQ:
-            await self._iq_to_account(host, event)
-        elif tag == MESSAGE:
-            name = events.MESSAGE_FULL if to_jid.resource is not None else events.MESSAGE_BARE
-            handled = await host.hooks.fire(name, event)
-            if not handled and stanza.get("type") not in ("error", "headline", "groupchat"):
-                raise StanzaError.service_unavailable()
+            return self._iq_to_account(host, event)
+        if tag == MESSAGE:
+            name = events.MESSAGE_FULL if to_jid.resource is not None else events.MESSAGE_BARE  # type: ignore[union-attr]
+            handled = host.hooks.fire_now(name, event)
+            if handled.__class__ is not bool:
+                return self._message_handled(handled, stanza)  # type: ignore[arg-type]
+            _check_message_handled(bool(handled), stanza)
         elif tag == PRESENCE:
-            name = events.PRESENCE_FULL if to_jid.resource is not None else events.PRESENCE_BARE
-            await host.hooks.fire(name, event)
+            name = events.PRESENCE_FULL if to_jid.resource is not None else events.PRESENCE_BARE  # type: ignore[union-attr]
+            fired = host.hooks.fire_now(name, event)
+            if fired.__class__ is not bool:
+                return fired  # type: ignore[return-value]
+        return None
+
+    @staticmethod
+    async def _message_handled(handled: Awaitable[bool], stanza: etree._Element) -> None:
+        _check_message_handled(await handled, stanza)
 
     async def _to_server(self, host: Host, event: StanzaEvent) -> None:
         stanza = event.stanza
@@ -148,9 +200,7 @@ class Router:
                 raise StanzaError.service_unavailable()
             await self._dispatch_iq(host, Scope.SERVER, event)
         elif stanza.tag == MESSAGE:
-            handled = await host.hooks.fire(events.MESSAGE_HOST, event)
-            if not handled and stanza.get("type") not in ("error", "headline", "groupchat"):
-                raise StanzaError.service_unavailable()
+            _check_message_handled(await host.hooks.fire(events.MESSAGE_HOST, event), stanza)
         else:
             await host.hooks.fire(events.PRESENCE_HOST, event)
 
@@ -260,3 +310,9 @@ class Router:
             return  # nobody to tell
         else:
             await self.route(reply, origin=None)
+
+
+def _check_message_handled(handled: bool, stanza: etree._Element) -> None:
+    """A message no handler took is answered service-unavailable, unless it asks for no answer."""
+    if not handled and stanza.get("type") not in ("error", "headline", "groupchat"):
+        raise StanzaError.service_unavailable()

@@ -69,6 +69,30 @@ class ConnectionLimits:
         self.total -= 1
 
 
+class _ReadOutput:
+    """What the connections write while one of them handles a read (the routing it causes, carried out
+    inline) leaves when that read is done, one send per connection: no callback per write, and no
+    extra event-loop turn before the output goes."""
+
+    __slots__ = ("reading", "written")
+
+    def __init__(self) -> None:
+        self.reading = False
+        self.written: list[XmppTcpProtocol] = []
+
+    def send(self) -> None:
+        self.reading = False
+        written, self.written = self.written, []
+        for protocol in written:
+            try:
+                protocol.flush()
+            except Exception:  # one broken connection must not keep the others' output back
+                log.exception("writing to %s failed", protocol.peer_ip)
+
+
+_READ_OUTPUT = _ReadOutput()  # one event loop runs at a time per thread; reads never nest
+
+
 class XmppTcpProtocol(asyncio.Protocol):
     """One TCP (or direct TLS) client connection; implements the session's Transport interface."""
 
@@ -146,23 +170,31 @@ class XmppTcpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering is not None:
             return
+        # The session carries out what the input asks at once (ClientSession.wake) and may close the
+        # stream meanwhile: reading must already be held (bad input, a client too fast) for that close to
+        # linger over the unread input instead of resetting the connection (see close).
+        output = _READ_OUTPUT
+        output.reading = True
         try:
-            new_events = self.parser.feed(data)
-        except StreamError as err:
-            done = self.parser.take_events()
-            if done:
-                self.session.receive(done)
-            self.session.receive_error(err)
-            self.pause()
-            return
-        if new_events:
-            self.session.receive(new_events)
-        else:
-            self.session.touch()
-        wait = self._shaping.charge(self.session, len(data), len(new_events), time.monotonic())
-        if wait > 0 and self._transport is not None and self._throttled is None:
-            self._throttled = asyncio.get_running_loop().call_later(wait, self._unthrottle)
-            self._update_reading()
+            try:
+                new_events = self.parser.feed(data)
+            except StreamError as err:
+                self.pause()
+                done = self.parser.take_events()
+                if done:
+                    self.session.receive(done)
+                self.session.receive_error(err)
+                return
+            wait = self._shaping.charge(self.session, len(data), len(new_events), time.monotonic())
+            if wait > 0 and self._transport is not None and self._throttled is None:
+                self._throttled = self._loop.call_later(wait, self._unthrottle)  # type: ignore[union-attr]
+                self._update_reading()
+            if new_events:
+                self.session.receive(new_events)
+            else:
+                self.session.touch()
+        finally:
+            output.send()
 
     def eof_received(self) -> bool:
         return False
@@ -188,7 +220,10 @@ class XmppTcpProtocol(asyncio.Protocol):
         if self._pending is None:
             self._pending = [data]
             self._pending_size = len(data)
-            self._loop.call_soon(self.flush)  # type: ignore[union-attr]  # set with the transport
+            if _READ_OUTPUT.reading:
+                _READ_OUTPUT.written.append(self)
+            else:
+                self._loop.call_soon(self.flush)  # type: ignore[union-attr]  # set with the transport
         else:
             self._pending.append(data)
             self._pending_size += len(data)

@@ -214,7 +214,9 @@ class BoshSession:
             return self._answer_final(rid)
         events = self._events(rid, body)
         if events:
-            self.session.receive(events)
+            self.session.receive(events)  # carried out at once: the stream may end right here
+            if self._terminating:
+                return self._answer_final(rid)
         # A client sending too fast has its request answered later: with at most `requests` of them
         # open, that paces it as pausing the reader paces a TCP client.
         wait = self._shaping.charge(self.session, size, len(body.payloads), time.monotonic())

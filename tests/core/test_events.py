@@ -77,3 +77,53 @@ async def test_fire_treats_plain_and_awaitable_answers_alike() -> None:
         bus = HookBus()
         bus.add("x", handler(seen, "alone", False, make))
         assert await bus.fire("x", None) is False
+
+
+async def test_fire_now_answers_at_once_while_no_handler_waits() -> None:
+    bus = HookBus()
+    seen: list[str] = []
+    bus.add("x", lambda _p: seen.append("first"))
+    bus.add("x", lambda _p: seen.append("second") or True)
+    bus.add("x", lambda _p: seen.append("never"))
+    assert bus.fire_now("x", None) is True
+    assert seen == ["first", "second"]
+    assert bus.fire_now("nobody", None) is False
+
+
+async def test_fire_now_hands_back_the_rest_of_the_chain_from_the_first_handler_that_waits() -> None:
+    """Handlers after the waiting one run only when the answer is awaited, in order; a StanzaError
+    still reaches the awaiting caller and any other failure is logged and skipped, as with `fire`."""
+    from appliance.xmpp.errors import StanzaError
+
+    bus = HookBus()
+    seen: list[str] = []
+
+    async def waits(_payload: object) -> bool:
+        await asyncio.sleep(0)
+        seen.append("waited")
+        return False
+
+    def broken(_payload: object) -> bool:
+        seen.append("broken")
+        raise RuntimeError("a bug in a module")
+
+    def refuses(_payload: object) -> bool:
+        seen.append("refuses")
+        raise StanzaError.forbidden()
+
+    bus.add("x", lambda _p: seen.append("plain"))
+    bus.add("x", waits)
+    bus.add("x", broken)
+    bus.add("x", lambda _p: seen.append("last") or True)
+    rest = bus.fire_now("x", None)
+    assert seen == ["plain"]  # the waiting handler has not run yet
+    assert not isinstance(rest, bool)
+    assert await rest is True
+    assert seen == ["plain", "waited", "broken", "last"]
+
+    bus = HookBus()
+    bus.add("y", waits)
+    bus.add("y", refuses)
+    rest = bus.fire_now("y", None)
+    with pytest.raises(StanzaError):
+        await rest  # type: ignore[misc]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from lxml import etree
@@ -43,6 +43,7 @@ log = logging.getLogger("appliance.core.c2s")
 
 MAX_SEND_BUFFER = 8 * 1024 * 1024
 MAX_INBOX = 1000
+_ADVANCING: Any = object()  # the session's worker while wake() carries out effects itself
 
 
 class ClientSession:
@@ -149,44 +150,86 @@ class ClientSession:
         self.ping_sent = 0.0
 
     def wake(self) -> None:
-        """Start the worker if input waits (it exists only while there is work)."""
+        """Carry out what the input asks at once, in the caller's stack (the read that brought it): most
+        stanzas are routed without waiting. A worker task takes over at the first effect that has to
+        wait, and exists only while there is such work."""
         if self._worker is None and self.machine.backlog:
-            self._worker = self._loop.create_task(self._drain(), name=f"c2s-{self.machine.stream_id}")
+            self._worker = _ADVANCING  # a wake() from inside (a stanza to ourselves) leaves it to this loop
+            waiting = None
+            try:
+                waiting = self._advance()
+            finally:
+                self._worker = None if waiting is None else self._loop.create_task(
+                    self._drain(waiting), name=f"c2s-{self.machine.stream_id}"
+                )
 
-    async def _drain(self) -> None:
+    def _advance(self) -> Awaitable[Any] | None:
+        """Carry out the machine's effects until there are none (None) or one has to wait (what is left
+        of it, unstarted, for the worker to await before it goes on)."""
         machine = self.machine
-        route = self.services.router.route
+        route_now = self.services.router.route_now
         stats = self.services.stats
+        while True:
+            try:
+                effect = machine.next_effect()
+                if effect is None:
+                    return None
+                if effect.__class__ is Stanza:  # the hot path: route, then count it as handled
+                    element = effect.element  # type: ignore[union-attr]  # `is` spares an isinstance
+                    stats["stanzas_in"] = stats.get("stanzas_in", 0) + 1
+                    if element.tag == xs.MESSAGE:  # for the console's "messages today"
+                        stats["messages_in"] = stats.get("messages_in", 0) + 1
+                    routing = route_now(element, origin=self)
+                    if routing is not None:
+                        return self._finish_stanza(routing)
+                    settling = self._settling()
+                    if settling is not None:
+                        return self._finish_stanza(None, settling)
+                    machine.stanza_handled()
+                elif not self._apply(effect):
+                    return self._carry_out(effect)
+            except StreamError as err:
+                self.stream_error(err)
+            except Exception:
+                log.exception("session %s: internal error", self.id)
+                self.stream_error(StreamError.internal_server_error())
+            self._check_intake()
+
+    def _settling(self) -> Awaitable[None] | None:
+        """In a cluster, what went to other nodes is queued durably before the stanza counts as handled."""
+        link = self.services.sessions.link
+        return link.after_stanza(self) if link is not None else None
+
+    async def _finish_stanza(self, routing: Awaitable[Any] | None, settling: Awaitable[None] | None = None) -> None:
+        """The rest of a stanza's routing, then (in a cluster) its settling; only then is it handled."""
+        if routing is not None:
+            await routing
+            settling = self._settling()
+        if settling is not None:
+            await settling
+        self.machine.stanza_handled()
+
+    async def _drain(self, waiting: Awaitable[Any]) -> None:
+        """The worker: finish the effect that had to wait, then go on with the others."""
         try:
-            while True:
+            while waiting is not None:
                 try:
-                    effect = machine.next_effect()
-                    if effect is None:
-                        break
-                    if effect.__class__ is Stanza:  # the hot path: route, then count it as handled
-                        element = effect.element  # type: ignore[union-attr]  # `is` spares an isinstance
-                        stats["stanzas_in"] = stats.get("stanzas_in", 0) + 1
-                        if element.tag == xs.MESSAGE:  # for the console's "messages today"
-                            stats["messages_in"] = stats.get("messages_in", 0) + 1
-                        await route(element, origin=self)
-                        link = self.services.sessions.link
-                        if link is not None:  # a cluster: what went to other nodes is queued durably first
-                            waiting = link.after_stanza(self)
-                            if waiting is not None:
-                                await waiting
-                        machine.stanza_handled()
-                    elif not self._apply(effect):
-                        await self._carry_out(effect)
+                    await waiting
                 except StreamError as err:
                     self.stream_error(err)
                 except Exception:
                     log.exception("session %s: internal error", self.id)
                     self.stream_error(StreamError.internal_server_error())
-                if self._reading_paused and machine.backlog <= MAX_INBOX // 2:
-                    self._reading_paused = False
-                    self.transport.resume()
+                self._check_intake()
+                waiting = self._advance()
         finally:
             self._worker = None
+
+    def _check_intake(self) -> None:
+        """Read again once the backlog that paused reading has halved."""
+        if self._reading_paused and self.machine.backlog <= MAX_INBOX // 2:
+            self._reading_paused = False
+            self.transport.resume()
 
     # -- effects --------------------------------------------------------------------------------------
 
