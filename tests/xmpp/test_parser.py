@@ -59,9 +59,37 @@ def chunks_of_7(parser: StreamParser, data: bytes) -> list[Event]:
     return events
 
 
+def header_then_rest(parser: StreamParser, data: bytes) -> list[Event]:
+    """The stream header in one read, then all the rest in one (where it is one stanza, the whole-stanza
+    path parses it)."""
+    start = data.find(b"<stream")
+    end = data.find(b">", start) + 1 if start >= 0 else 0
+    if not end:
+        return parser.feed(data)
+    return parser.feed(data[:end]) + parser.feed(data[end:])
+
+
+def stanza_reads(parser: StreamParser, data: bytes) -> list[Event]:
+    """The header, then each recorded stanza and keepalive in a read of its own, as a client sends them."""
+    cut = data.index(STANZAS[0])
+    events = parser.feed(data[:cut])
+    pos = cut
+    for i, stanza in enumerate(STANZAS):
+        assert data.startswith(stanza, pos)
+        events += parser.feed(stanza)
+        keepalive = KEEPALIVES[i % len(KEEPALIVES)]
+        events += parser.feed(keepalive)
+        pos += len(stanza) + len(keepalive)
+    return events + parser.feed(data[pos:])
+
+
 Feeder = Callable[[StreamParser, bytes], list[Event]]
 FEEDERS = pytest.mark.parametrize(
-    "feed", [whole, bytewise, chunks_of_7], ids=["whole", "bytewise", "chunks7"]
+    "feed", [whole, bytewise, chunks_of_7, header_then_rest], ids=["whole", "bytewise", "chunks7", "header-rest"]
+)
+TRANSCRIPT_FEEDERS = pytest.mark.parametrize(
+    "feed", [whole, bytewise, chunks_of_7, header_then_rest, stanza_reads],
+    ids=["whole", "bytewise", "chunks7", "header-rest", "stanza-reads"],
 )
 
 
@@ -99,7 +127,7 @@ def feed_error(feed: Feeder, data: bytes, **limits: int) -> StreamError:
 # -- a whole session -----------------------------------------------------------------------------
 
 
-@FEEDERS
+@TRANSCRIPT_FEEDERS
 def test_recorded_session_yields_header_stanzas_and_close(feed: Feeder) -> None:
     events = feed(StreamParser(), transcript())
 
@@ -114,7 +142,7 @@ def test_recorded_session_yields_header_stanzas_and_close(feed: Feeder) -> None:
     assert summary(events[1:-1]) == [canon(e) for e in expected_stanzas()]
 
 
-@FEEDERS
+@TRANSCRIPT_FEEDERS
 def test_stanza_serializations_are_exact(feed: Feeder) -> None:
     events = feed(StreamParser(), transcript())
     serialized = [etree.tostring(e.element) for e in events if isinstance(e, Stanza)]
@@ -158,7 +186,7 @@ def test_nested_namespaces_declare_each_change_once_and_stanzas_share_nothing() 
     )
 
 
-@FEEDERS
+@TRANSCRIPT_FEEDERS
 def test_stanzas_are_detached_from_the_stream_root(feed: Feeder) -> None:
     events = feed(StreamParser(), transcript())
     for event in events:
@@ -434,6 +462,83 @@ def test_no_hibernation_before_the_header_or_after_the_close() -> None:
     assert not parser.hibernate()
     parser.feed(b"</body></message>" + CLOSE)
     assert not parser.hibernate()
+
+
+# -- a read that is one whole stanza ------------------------------------------------------------
+
+WHOLE_READS = [
+    b"<message to='juliet@example.com' type='chat' id='m1'><body>hello</body></message>",
+    b"<presence/>",
+    b"<iq type='get' id='r1'><query xmlns='jabber:iq:roster' ver=''/></iq>",
+    b"<message id='x' xml:lang='fr'><body>&lt;&#169;&amp;</body><x xmlns=''><y a='1'/></x></message>\n",
+    b"<message><a:b xmlns:a='urn:a' a:c='d'/><e xmlns='urn:e'><message xmlns='jabber:client'/></e></message>",
+    b"<message xmlns='jabber:client' id='own-declaration'/>",  # left to expat: declares its namespace itself
+    b"  <presence/>",  # leading whitespace: left to expat
+    b"<presence/><presence id='2'/>",  # two stanzas: left to expat
+    b"<message><body><![CDATA[<x> & y]]></body></message>",  # CDATA: left to expat
+]
+
+
+@pytest.mark.parametrize("data", WHOLE_READS)
+def test_a_whole_stanza_read_parses_as_expat_parses_it(data: bytes) -> None:
+    """Whatever path a read takes, its stanzas are the same, serialized byte for byte."""
+    expat_events = bytewise(StreamParser(), HEADER + data)[1:]
+    parser = StreamParser()
+    parser.feed(HEADER)
+    events = parser.feed(data)
+    assert [etree.tostring(e.element) for e in events] == [etree.tostring(e.element) for e in expat_events]
+    assert [e.element.nsmap for e in events] == [e.element.nsmap for e in expat_events]  # type: ignore[union-attr]
+    assert parser.can_hibernate  # nothing left half-parsed
+    assert parser.feed(b"<message><body>next</bo") == []  # the stream goes on where the read ended
+    assert len(parser.feed(b"dy></message>" + CLOSE)) == 2
+
+
+def test_a_whole_stanza_read_needs_no_expat_parser() -> None:
+    """A hibernated stream stays without its expat parser while its reads are whole simple stanzas, and a
+    later split stanza still parses at the right offsets."""
+    parser = StreamParser()
+    parser.feed(HEADER)
+    assert parser.hibernate()
+    for i in range(3):
+        (event,) = parser.feed(f"<message id='m{i}'><body>hi</body></message>".encode())
+        assert isinstance(event, Stanza) and event.element.get("id") == f"m{i}"
+        assert parser._parser is None  # the whole-stanza path does not wake expat
+    assert parser.feed(b"<message id='split'><bo") == []
+    assert not parser.can_hibernate
+    (event,) = parser.feed(b"dy>x</body></message>")
+    assert etree.tostring(event.element) == b'<message xmlns="jabber:client" id="split"><body>x</body></message>'
+    assert parser.hibernate()
+
+
+@pytest.mark.parametrize(
+    ("data", "condition"),
+    [
+        (b"<message><!-- hidden --></message>", "restricted-xml"),
+        (b"<message><?pi x?></message>", "restricted-xml"),
+        (b"<message><body>&custom;</body></message>", "restricted-xml"),
+        (b"<message><a:b/></message>", "bad-namespace-prefix"),
+        (b"<message><body>\xff</body></message>", "not-well-formed"),
+        (b"<message><body>&#0;</body></message>", "not-well-formed"),
+        (b"<message><body></message>", "not-well-formed"),
+        (b"<message>" + b"<a>" * 70 + b"</a>" * 70 + b"</message>", "policy-violation"),
+    ],
+    ids=["comment", "pi", "entity", "unbound-prefix", "bad-utf8", "bad-char-ref", "mismatched", "too-deep"],
+)
+def test_a_bad_single_stanza_read_gets_the_same_error(data: bytes, condition: str) -> None:
+    parser = StreamParser()
+    parser.feed(HEADER)
+    with pytest.raises(StreamError) as info:
+        parser.feed(data)
+    assert info.value.condition == condition
+
+
+def test_a_single_stanza_read_over_the_size_limit_is_refused() -> None:
+    parser = StreamParser(max_stanza_size=100)
+    parser.feed(HEADER)
+    parser.feed(b"<message><body>" + b"x" * 60 + b"</body></message>")  # 92 bytes: fine
+    with pytest.raises(StreamError) as info:
+        parser.feed(b"<message><body>" + b"x" * 200 + b"</body></message>")
+    assert info.value.condition == "policy-violation"
 
 
 # -- reset ---------------------------------------------------------------------------------------
