@@ -33,10 +33,12 @@ class TokenBucket:
 
     def take(self, amount: float, now: float) -> float:
         """Spend `amount`; the seconds until the bucket is out of debt again (0: none)."""
-        self.level = min(self.burst, self.level + (now - self.stamp) * self.rate)
+        level = self.level + (now - self.stamp) * self.rate
+        if level > self.burst:  # (not min(): this runs twice per read)
+            level = self.burst
         self.stamp = now
-        self.level -= amount
-        return -self.level / self.rate if self.level < 0 else 0.0
+        self.level = level = level - amount
+        return -level / self.rate if level < 0 else 0.0
 
     def retune(self, rate: float, burst: float) -> None:
         """New rate and burst; what is saved up shrinks to the new burst, a debt stays."""
@@ -57,12 +59,12 @@ class Shaper:
 
     def charge(self, nbytes: int, stanzas: int, now: float) -> float:
         """Account for data received; the seconds to stop reading before more is taken (0: none)."""
-        return max(self._bytes.take(nbytes, now), self._stanzas.take(stanzas, now))
+        for_bytes = self._bytes.take(nbytes, now)
+        for_stanzas = self._stanzas.take(stanzas, now)
+        return for_bytes if for_bytes > for_stanzas else for_stanzas
 
     def retune(self, rates: Rates) -> None:
-        # Called on every read, nearly always with the very same Rates: identity first spares the
-        # dataclass comparison.
-        if rates is not self.rates and rates != self.rates:
+        if rates != self.rates:
             self.rates = rates
             self._bytes.retune(rates.bytes_per_second, rates.byte_burst)
             self._stanzas.retune(rates.stanzas_per_second, rates.stanza_burst)

@@ -20,34 +20,41 @@ if TYPE_CHECKING:
 class InputShaping:
     """The shaper of one client connection."""
 
-    __slots__ = ("_limits", "_shaper")
+    __slots__ = ("_limits", "_shaper", "_source")
 
     def __init__(self, limits: LimitsConfig, now: float) -> None:
         self._limits = limits
+        self._source: object = _PREAUTH  # where the shaper's rates come from
         self._shaper = Shaper(_rates_of(limits, limits.preauth_rate, limits.preauth_stanza_rate), now)
 
     def charge(self, session: object, nbytes: int, stanzas: int, now: float) -> float:
         """Account for what `session`'s connection read; seconds to stop reading (0: keep going)."""
-        self._shaper.retune(self._rates_for(session))
+        # Asked on every read; the rates change only with their source (a login, a host's limits
+        # replaced by a reload), so they are worked out again only then.
+        if getattr(session, "username", None) is None:  # not logged in (or a connection's stand-in)
+            source: object = _PREAUTH
+        else:
+            host = getattr(session, "host", None)
+            source = (host.config.limits if host is not None else None) or self._limits
+        if source is not self._source:
+            self._source = source
+            self._shaper.retune(self._rates_from(source))
         return self._shaper.charge(nbytes, stanzas, now)
 
-    def _rates_for(self, session: object) -> Rates:
+    def _rates_from(self, source: object) -> Rates:
         limits = self._limits
-        if getattr(session, "username", None) is None:  # not logged in (or a connection's stand-in)
+        if source is _PREAUTH:
             return _rates_of(limits, limits.preauth_rate, limits.preauth_stanza_rate)
-        host = getattr(session, "host", None)
-        shaping = host.config.limits if host is not None else None
-        if shaping is None:
-            return _rates_of(limits, limits.rate, limits.stanza_rate)
-        return _rates_of(limits, shaping.rate, shaping.stanza_rate)
+        return _rates_of(limits, source.rate, source.stanza_rate)  # type: ignore[attr-defined]
+
+
+_PREAUTH = object()
 
 
 def _rates_of(limits: LimitsConfig, rate: int, stanza_rate: int) -> Rates:
     return _rates(rate, stanza_rate, limits.burst, limits.max_stanza_size)
 
 
-# Asked on every read: keyed by the numbers it uses (hashing the whole LimitsConfig dataclass, a Python
-# function over all its fields, cost more than the rest of the shaping).
 @functools.lru_cache(maxsize=64)
 def _rates(rate: int, stanza_rate: int, burst: int, max_stanza_size: int) -> Rates:
     # The byte burst always lets one stanza of the largest allowed size through at once.
