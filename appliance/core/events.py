@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -158,49 +158,7 @@ class HookBus:
         """`fire` as far as it goes without waiting: a bool when no handler had to wait (the routing of a
         stanza to an online user, cached privacy lists), else the rest of the chain to await, starting at
         the first handler that waits (unstarted: what waits runs in the awaiting task)."""
-        handlers = self._handlers.get(name, ())
-        for index, (_priority, handler) in enumerate(handlers):
-            try:
-                result = handler(payload)
-            except StanzaError:
-                raise  # a protocol answer for the sender, turned into an error stanza by the router
-            except Exception:
-                _log_failure(name, handler)
-                continue
-            if result is True:
-                return True
-            # Most handlers answer at once (a plain handler, or an async-capable one whose data is
-            # cached): only a result that is neither a bool nor None can be awaitable. This check runs a
-            # few times per routed stanza; inspect.isawaitable costs an ABC check on a bool.
-            if result is not None and result.__class__ is not bool and inspect.isawaitable(result):
-                return self._fire_rest(name, payload, result, handlers[index + 1 :])
-        return False
-
-    @staticmethod
-    async def _fire_rest(
-        name: str, payload: Any, waiting: Awaitable[Any], rest: list[tuple[int, Callable[..., Any]]]
-    ) -> bool:
-        """The chain from a handler that had to wait: its answer, then the handlers after it."""
-        try:
-            if await waiting is True:
-                return True
-        except StanzaError:
-            raise
-        except Exception:
-            _log_failure(name, waiting)
-        for _priority, handler in rest:
-            try:
-                result = handler(payload)
-                if result is not None and result.__class__ is not bool and inspect.isawaitable(result):
-                    result = await result
-            except StanzaError:
-                raise
-            except Exception:
-                _log_failure(name, handler)
-                continue
-            if result is True:
-                return True
-        return False
+        return _run(name, payload, self._handlers.get(name, ()))
 
     async def fold(self, name: str, payload: Any, acc: T) -> T:
         """Thread `acc` through every handler: handler(payload, acc) -> new acc."""
@@ -218,3 +176,39 @@ class HookBus:
 
 def _log_failure(name: str, handler: object) -> None:
     log.exception("hook %s: handler %s failed", name, getattr(handler, "__qualname__", handler))
+
+
+def _run(name: str, payload: Any, handlers: Sequence[tuple[int, Callable[..., Any]]]) -> bool | Awaitable[bool]:
+    """The handlers in turn up to the first True, without waiting; from one that waits on, an awaitable."""
+    for index, (_priority, handler) in enumerate(handlers):
+        try:
+            result = handler(payload)
+        except StanzaError:
+            raise  # a protocol answer for the sender, turned into an error stanza by the router
+        except Exception:
+            _log_failure(name, handler)
+            continue
+        if result is True:
+            return True
+        # Most handlers answer at once (a plain handler, or an async-capable one whose data is cached):
+        # only a result that is neither a bool nor None can be awaitable. This runs a few times per routed
+        # stanza; inspect.isawaitable costs an ABC check on a bool.
+        if result is not None and result.__class__ is not bool and inspect.isawaitable(result):
+            return _run_after(name, payload, handler, result, handlers[index + 1 :])
+    return False
+
+
+async def _run_after(
+    name: str, payload: Any, handler: Callable[..., Any], waiting: Awaitable[Any],
+    rest: Sequence[tuple[int, Callable[..., Any]]],
+) -> bool:
+    """The chain from a handler that had to wait: its answer, then the handlers after it."""
+    try:
+        if await waiting is True:
+            return True
+    except StanzaError:
+        raise
+    except Exception:
+        _log_failure(name, handler)
+    handled = _run(name, payload, rest)
+    return handled if handled.__class__ is bool else await handled  # type: ignore[misc]

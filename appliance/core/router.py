@@ -113,16 +113,9 @@ class Router:
                 handled = sender_host.hooks.fire_now(name, event)
                 if handled is True:
                     return None
-                if handled is not False:
-                    return self._deliver_unless(handled, event)  # type: ignore[arg-type]
+                if handled is not False:  # the sender's outgoing hooks have to wait
+                    return self._unless(handled, lambda: self._deliver_now(event))  # type: ignore[arg-type]
         return self._deliver_now(event)
-
-    async def _deliver_unless(self, handled: Awaitable[bool], event: StanzaEvent) -> None:
-        """Deliver once the sender's outgoing hooks that had to wait let the stanza go."""
-        if not await handled:
-            rest = self._deliver_now(event)
-            if rest is not None:
-                await rest
 
     def _deliver_now(self, event: StanzaEvent) -> Awaitable[Any] | None:
         """To a service domain of this process, a local account or host, or a remote server."""
@@ -160,14 +153,15 @@ class Router:
         guarded = host.hooks.fire_now(events.STANZA_INBOUND_GUARD, event)
         if guarded is True:
             return None
-        if guarded is not False:
-            return self._to_account_unless(guarded, host, event)  # type: ignore[arg-type]
+        if guarded is not False:  # the inbound guards (blocking, privacy) have to wait
+            return self._unless(guarded, lambda: self._to_account_now(host, event))  # type: ignore[arg-type]
         return self._to_account_now(host, event)
 
-    async def _to_account_unless(self, guarded: Awaitable[bool], host: Host, event: StanzaEvent) -> None:
-        """Deliver once the inbound guards that had to wait (blocking, privacy) let the stanza in."""
-        if not await guarded:
-            rest = self._to_account_now(host, event)
+    @staticmethod
+    async def _unless(handled: Awaitable[bool], then: Callable[[], Awaitable[Any] | None]) -> None:
+        """Once the hooks that had to wait have answered: unless they took the stanza, go on with `then`."""
+        if not await handled:
+            rest = then()
             if rest is not None:
                 await rest
 

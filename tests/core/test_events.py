@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -90,7 +91,9 @@ async def test_fire_now_answers_at_once_while_no_handler_waits() -> None:
     assert bus.fire_now("nobody", None) is False
 
 
-async def test_fire_now_hands_back_the_rest_of_the_chain_from_the_first_handler_that_waits() -> None:
+async def test_fire_now_hands_back_the_rest_of_the_chain_from_the_first_handler_that_waits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Handlers after the waiting one run only when the answer is awaited, in order; a StanzaError
     still reaches the awaiting caller and any other failure is logged and skipped, as with `fire`."""
     from appliance.xmpp.errors import StanzaError
@@ -111,15 +114,26 @@ async def test_fire_now_hands_back_the_rest_of_the_chain_from_the_first_handler_
         seen.append("refuses")
         raise StanzaError.forbidden()
 
+    async def fails_later(_payload: object) -> bool:
+        await asyncio.sleep(0)
+        seen.append("failed")
+        raise RuntimeError("a bug after a wait")
+
     bus.add("x", lambda _p: seen.append("plain"))
+    bus.add("x", fails_later)
     bus.add("x", waits)
     bus.add("x", broken)
     bus.add("x", lambda _p: seen.append("last") or True)
     rest = bus.fire_now("x", None)
     assert seen == ["plain"]  # the waiting handler has not run yet
     assert not isinstance(rest, bool)
-    assert await rest is True
-    assert seen == ["plain", "waited", "broken", "last"]
+    with caplog.at_level(logging.ERROR, logger="appliance.core.events"):
+        assert await rest is True
+    assert seen == ["plain", "failed", "waited", "broken", "last"]
+    # a failure after a wait names its handler, like one before
+    assert [r.getMessage() for r in caplog.records] == [
+        f"hook x: handler {name} failed" for name in (fails_later.__qualname__, broken.__qualname__)
+    ]
 
     bus = HookBus()
     bus.add("y", waits)
