@@ -188,11 +188,8 @@ class ClientSession:
                     machine.stanza_handled()
                 elif not self._apply(effect):
                     return self._carry_out(effect)
-            except StreamError as err:
-                self.stream_error(err)
-            except Exception:
-                log.exception("session %s: internal error", self.id)
-                self.stream_error(StreamError.internal_server_error())
+            except Exception as exc:
+                self._failed(exc)
             self._check_intake()
 
     def _settling(self) -> Awaitable[None] | None:
@@ -215,15 +212,20 @@ class ClientSession:
             while waiting is not None:
                 try:
                     await waiting
-                except StreamError as err:
-                    self.stream_error(err)
-                except Exception:
-                    log.exception("session %s: internal error", self.id)
-                    self.stream_error(StreamError.internal_server_error())
+                except Exception as exc:
+                    self._failed(exc)
                 self._check_intake()
                 waiting = self._advance()
         finally:
             self._worker = None
+
+    def _failed(self, exc: Exception) -> None:
+        """An effect failed (called in its except block): a stream error ends the stream with it; anything
+        else is a bug, logged with its traceback, and ends the stream with internal-server-error."""
+        if not isinstance(exc, StreamError):
+            log.exception("session %s: internal error", self.id)
+            exc = StreamError.internal_server_error()
+        self.stream_error(exc)
 
     def _check_intake(self) -> None:
         """Read again once the backlog that paused reading has halved."""
