@@ -90,7 +90,9 @@ class _ReadOutput:
                 log.exception("writing to %s failed", protocol.peer_ip)
 
 
-_READ_OUTPUT = _ReadOutput()  # one event loop runs at a time per thread; reads never nest
+# One for the process: the server runs its connections on one event loop in one thread, and a read's
+# handling never starts another read.
+_READ_OUTPUT = _ReadOutput()
 
 
 class XmppTcpProtocol(asyncio.Protocol):
