@@ -8,6 +8,8 @@
 #   TLS=1 MODES="login msg" PEERS="parlour ejabberd prosody relay" benchmarks/campaign.sh   # STARTTLS on
 # PEERS may include "relay": the shared bench's floor (ceiling/relay.py: no parser, no TLS, no storage),
 # started like the others; with TLS=1 it runs as benchmarks/relay_tls.py (the same relay plus STARTTLS).
+# PEERS may include "relay-lxml" (benchmarks/relay_lxml.py, plain only): the relay plus lxml parsing, stamping
+# and serializing each message, the floor of any server that parses its stanzas with lxml.
 # TLS=1 (benchmarks/tls_variant.py) makes every client do STARTTLS after the first stream header, for
 # every server; results are labelled <peer>-tls (override with SUFFIX).
 # SERVER_CPU_QUOTA (percent of one core, a cgroup CPU quota on the server's processes) takes the load
@@ -22,6 +24,7 @@ WORK=${BENCH_WORK:-/tmp/parlour-bench}
 PY=${PYTHON:-python3}
 PARLOUR_PORT=15422
 RELAY_PORT=15522
+RELAY_LXML_PORT=15622
 mkdir -p "$WORK"; rm -rf "$WORK/bench"; cp -r "$SRC" "$WORK/bench"; chmod -R u+w "$WORK/bench"
 mkdir -p "$WORK/bench/results"
 if [ "${TLS:-0}" = 1 ]; then   # one certificate for every server (bench only: a throwaway key, world-readable)
@@ -60,17 +63,22 @@ for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.2; done
 kill -KILL "$pid" 2>/dev/null; exit 0
 STOP
 chmod +x "$WORK/bench/peers/start-parlour.sh" "$WORK/bench/peers/stop-parlour.sh"
-cat > "$WORK/bench/peers/start-relay.sh" <<START
+local_peer() {   # NAME PORT COMMAND...: start/stop scripts for a Python floor started like the servers
+  local name=$1 port=$2; shift 2
+  cat > "$WORK/bench/peers/start-$name.sh" <<START
 #!/bin/bash
-mkdir -p /tmp/bench-relay
-setsid taskset -c 1 $RELAY_CMD > /tmp/bench-relay/console.log 2>&1 < /dev/null &
-echo \$! > /tmp/bench-relay/pid
-for _ in \$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$RELAY_PORT) 2>/dev/null && exit 0; sleep 0.1; done
-echo "relay did not start" >&2; cat /tmp/bench-relay/console.log >&2; exit 1
+mkdir -p /tmp/bench-$name
+setsid taskset -c 1 $* > /tmp/bench-$name/console.log 2>&1 < /dev/null &
+echo \$! > /tmp/bench-$name/pid
+for _ in \$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && exit 0; sleep 0.1; done
+echo "$name did not start" >&2; cat /tmp/bench-$name/console.log >&2; exit 1
 START
-sed -e 's|/tmp/bench-parlour|/tmp/bench-relay|g' "$WORK/bench/peers/stop-parlour.sh" > "$WORK/bench/peers/stop-relay.sh"
-chmod +x "$WORK/bench/peers/start-relay.sh" "$WORK/bench/peers/stop-relay.sh"
-sed -i "s/port_of() { case \$1 in /port_of() { case \$1 in parlour) echo $PARLOUR_PORT;; relay) echo $RELAY_PORT;; /" \
+  sed -e "s|/tmp/bench-parlour|/tmp/bench-$name|g" "$WORK/bench/peers/stop-parlour.sh" > "$WORK/bench/peers/stop-$name.sh"
+  chmod +x "$WORK/bench/peers/start-$name.sh" "$WORK/bench/peers/stop-$name.sh"
+}
+local_peer relay "$RELAY_PORT" $RELAY_CMD
+local_peer relay-lxml "$RELAY_LXML_PORT" "$PY" "$HERE/relay_lxml.py" "$WORK/bench/ceiling" "$RELAY_LXML_PORT" bench.local
+sed -i "s/port_of() { case \$1 in /port_of() { case \$1 in parlour) echo $PARLOUR_PORT;; relay) echo $RELAY_PORT;; relay-lxml) echo $RELAY_LXML_PORT;; /" \
   "$WORK/bench/campaign.sh"
 export PEERS=${PEERS:-parlour ejabberd prosody} REPS=${REPS:-1}
 if [ -n "${SERVER_CPU_QUOTA:-}" ]; then

@@ -3,6 +3,7 @@
     python benchmarks/profile_messages.py --pairs 10 --messages 20000             # server CPU µs/message
     python benchmarks/profile_messages.py --pairs 10 --messages 20000 --profile 30
     python benchmarks/profile_messages.py --pairs 500 --messages 40000 --burst 1 --rate 2000    # like tsung
+    python benchmarks/profile_messages.py ... --cut parse      # only parse, stamp, serialize (cut_short)
 
 Pairs of accounts log in (PLAIN, bind, session, initial presence) and stay online; in the measured pass each
 sender sends its share of messages to its partner, who counts them as they arrive. The server process's
@@ -85,12 +86,54 @@ async def relay_main(args: argparse.Namespace) -> None:
     await drive(args, server.close)
 
 
+def cut_short(stage: str) -> None:
+    """Where the CPU goes, by leaving work out (a measurement device, never a server): a read that is one
+    whole <message/> from a bound client skips the input shaping, the stream machine and the session
+    driver, and then
+      parse:  is only parsed (Parlour's parser), stamped with the sender, looked up, serialized and written
+              (the lxml floor inside this process; benchmarks/relay_lxml.py is the same floor under tsung);
+      route:  is parsed, stamped and handed to the real router (hooks, delivery, serializing, writing).
+    Anything else (logins, presence, a message in several reads) takes the whole path."""
+    from lxml import etree
+
+    from appliance.net import tcp
+    from appliance.xmpp.jid import JID
+
+    whole_path = tcp.XmppTcpProtocol.data_received
+
+    def data_received(self: tcp.XmppTcpProtocol, data: bytes) -> None:
+        session = self.session
+        me = getattr(getattr(session, "machine", None), "_jid_text", None)
+        element = self.parser._whole_stanza(data) if me and data.startswith(b"<message") else None
+        if element is None:
+            whole_path(self, data)
+            return
+        output = tcp._READ_OUTPUT
+        output.reading = True
+        try:
+            element.set("from", me)
+            if stage == "route":
+                rest = session.services.router.route_now(element, origin=session)
+                if rest is not None:  # a blocklist not in memory yet: wait for it in a task
+                    asyncio.get_running_loop().create_task(rest)  # type: ignore[arg-type]
+                return
+            to = session.services.sessions.message_targets(JID.parse(element.get("to", "")).bare())
+            if to:
+                to[0].transport.write(etree.tostring(element))
+        finally:
+            output.send()
+
+    tcp.XmppTcpProtocol.data_received = data_received  # type: ignore[method-assign]
+
+
 async def server_main(args: argparse.Namespace) -> None:
     from bench_server import bench_config, ensure_users
 
     from appliance.app import Parlour as Server
     from appliance.app import tune_gc_for_serving
 
+    if args.cut:
+        cut_short(args.cut)
     config = bench_config(args.state, args.port, "bench.local")
     args.state.mkdir(parents=True, exist_ok=True)
     await ensure_users(config, 2 * args.pairs, "user", "pass")
@@ -132,6 +175,7 @@ def main() -> None:
     state = Path("/tmp/profile-messages-state")
     parser = profiling_options(__doc__, port=15487, state=state, pairs=10, messages=20000, burst=50, rate=0)
     parser.add_argument("--relay", type=Path, metavar="RELAY_PY", help="measure this bare relay instead of Parlour")
+    parser.add_argument("--cut", choices=("parse", "route"), help="leave work out to see what it costs (cut_short)")
     args = parser.parse_args()
     run_pinned(
         lambda: client_main(args.port, args.pairs, args.messages, args.burst, args.rate),
