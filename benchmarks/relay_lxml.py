@@ -41,17 +41,12 @@ class LxmlRelay(relay.Relay):
             destination.write(etree.tostring(element))
 
 
-async def main() -> None:
-    server = await asyncio.get_running_loop().create_server(LxmlRelay, "127.0.0.1", int(PORT), backlog=4096)
-    async with server:
-        await server.serve_forever()
-
-
 if __name__ == "__main__":
+    relay.Relay = LxmlRelay  # type: ignore[misc]  # relay.main serves whatever relay.Relay is
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(main())
+    asyncio.run(relay.main(int(PORT)))
