@@ -25,6 +25,9 @@ PY=${PYTHON:-python3}
 PARLOUR_PORT=15422
 RELAY_PORT=15522
 RELAY_LXML_PORT=15622
+if [ "${TLS:-0}" = 1 ] && [[ " ${PEERS:-} " == *" relay-lxml "* ]]; then
+  echo "campaign.sh: relay-lxml has no TLS variant; leave it out of PEERS with TLS=1" >&2; exit 2
+fi
 mkdir -p "$WORK"; rm -rf "$WORK/bench"; cp -r "$SRC" "$WORK/bench"; chmod -R u+w "$WORK/bench"
 mkdir -p "$WORK/bench/results"
 if [ "${TLS:-0}" = 1 ]; then   # one certificate for every server (bench only: a throwaway key, world-readable)

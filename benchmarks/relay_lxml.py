@@ -4,7 +4,7 @@ again before it is written. Logins, lookups and writes are the relay's own code.
 bare relay is the floor of any server that parses its stanzas with lxml (Parlour's parser, for a read that
 is one whole stanza, makes exactly this call: appliance/xmpp/parser.py, `_whole_stanza`).
 
-    python benchmarks/relay_lxml.py RELAY_DIR PORT DOMAIN
+    python benchmarks/relay_lxml.py RELAY_DIR PORT DOMAIN   (with Parlour importable: the project's venv)
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ import sys
 
 from lxml import etree
 
+from appliance.xmpp.parser import _WHOLE_PARSER as PARSER  # the very parser Parlour uses for such a read
+
 RELAY_DIR, PORT, DOMAIN = sys.argv[1:4]
 sys.argv = [sys.argv[0], PORT, DOMAIN]  # relay.py reads its domain from argv[2]
 sys.path.insert(0, RELAY_DIR)
 import relay  # noqa: E402  (the shared floor, imported from where the campaign copied it)
 
-# Parlour's whole-stanza parser options (no DTD, no entities, no network, no ID table).
-PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, collect_ids=False,
-)
 DEFAULT_NAMESPACE = b" xmlns='jabber:client'"
 
 
